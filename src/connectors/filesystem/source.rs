@@ -1,0 +1,188 @@
+//! Reading files: a dedicated thread reads and decodes (I/O and JSON parsing off the async
+//! workers), batches cross to the source task over a bounded channel.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use arrow::array::RecordBatch;
+use async_trait::async_trait;
+use flate2::read::MultiGzDecoder;
+use tokio::sync::mpsc;
+
+use super::FilesystemConfig;
+use crate::connectors::Source;
+use crate::formats::{RecordBoundaries, RecordDecoder};
+use crate::runtime::{JobError, SourceEnd, SourceOutput};
+use crate::sql::catalog::Table;
+
+pub struct FileSource {
+    config: FilesystemConfig,
+    table: String,
+}
+
+impl FileSource {
+    pub fn new(config: FilesystemConfig, table: &Table) -> Result<Self, JobError> {
+        Ok(FileSource {
+            config,
+            table: table.name.clone(),
+        })
+    }
+}
+
+/// Decoded rows and the number of bad records skipped to get them.
+type Chunk = Result<(RecordBatch, usize), JobError>;
+
+#[async_trait]
+impl Source for FileSource {
+    async fn run(self: Box<Self>, out: &mut SourceOutput) -> Result<SourceEnd, JobError> {
+        let files = list_files(&self.config.path).map_err(|m| JobError::source(&self.table, m))?;
+        out.set_splits(1);
+        let (tx, mut rx) = mpsc::channel::<Chunk>(4);
+        let decoder = RecordDecoder::new(
+            self.config.format.clone(),
+            self.config.schema.clone(),
+            out.batch_size,
+        );
+        let batch_rows = out.batch_size;
+        let reader = std::thread::Builder::new()
+            .name(format!("read-{}", self.table))
+            .spawn(move || {
+                for file in files {
+                    if let Err(e) = read_file(&file, &decoder, batch_rows, &tx) {
+                        let _ = tx.blocking_send(Err(e));
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| JobError::io("starting the file reader thread", e))?;
+        loop {
+            let chunk = tokio::select! {
+                chunk = rx.recv() => chunk,
+                _ = out.stopped() => return Ok(SourceEnd::Stopped),
+            };
+            match chunk {
+                Some(Ok((batch, skipped))) => {
+                    out.count_bad_records(skipped);
+                    out.emit(0, batch).await?;
+                }
+                Some(Err(e)) => return Err(e),
+                None => break,
+            }
+        }
+        let _ = reader.join();
+        Ok(SourceEnd::Exhausted)
+    }
+}
+
+/// The files `path` names: a glob, a directory's visible files in name order, or one file.
+pub fn list_files(path: &str) -> Result<Vec<PathBuf>, String> {
+    let files: Vec<PathBuf> = if path.contains(['*', '?', '[']) {
+        let paths = glob::glob(path).map_err(|e| format!("bad glob '{path}': {e}"))?;
+        paths
+            .filter_map(Result::ok)
+            .filter(|p| p.is_file())
+            .collect()
+    } else {
+        let p = Path::new(path);
+        if p.is_dir() {
+            let mut v: Vec<PathBuf> = std::fs::read_dir(p)
+                .map_err(|e| format!("cannot list directory '{path}': {e}"))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file() && !is_hidden(p))
+                .collect();
+            v.sort();
+            v
+        } else if p.is_file() {
+            vec![p.to_path_buf()]
+        } else {
+            return Err(format!("path '{path}' does not exist"));
+        }
+    };
+    if files.is_empty() {
+        return Err(format!("no files at '{path}'"));
+    }
+    Ok(files)
+}
+
+fn is_hidden(p: &Path) -> bool {
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with('.') || n.starts_with('_'))
+}
+
+const READ_CHUNK: usize = 4 << 20;
+
+/// Reads one file in large chunks, cuts them into runs of at most `batch_rows` whole lines, and
+/// decodes each run into one batch.
+fn read_file(
+    path: &Path,
+    decoder: &RecordDecoder,
+    batch_rows: usize,
+    tx: &mpsc::Sender<Chunk>,
+) -> Result<(), JobError> {
+    let display = path.display().to_string();
+    let file = File::open(path).map_err(|e| JobError::io(format!("opening {display}"), e))?;
+    let mut reader: Box<dyn Read> = if display.ends_with(".gz") {
+        Box::new(MultiGzDecoder::new(BufReader::with_capacity(1 << 20, file)))
+    } else {
+        Box::new(file)
+    };
+    let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK * 2);
+    let mut first_line: u64 = 1;
+    let mut eof = false;
+    while !eof {
+        let start = buf.len();
+        buf.resize(start + READ_CHUNK, 0);
+        let n = read_full(&mut reader, &mut buf[start..])
+            .map_err(|e| JobError::io(format!("reading {display}"), e))?;
+        buf.truncate(start + n);
+        eof = n == 0;
+        if eof && buf.last().is_some_and(|b| *b != b'\n') {
+            buf.push(b'\n'); // a last line without newline is still a record
+        }
+        // Decode every complete run of lines; keep the partial last line for the next read.
+        let mut done = 0;
+        loop {
+            let mut lines = 0;
+            let mut end = None;
+            for nl in memchr::memchr_iter(b'\n', &buf[done..]) {
+                lines += 1;
+                end = Some(done + nl + 1);
+                if lines == batch_rows {
+                    break;
+                }
+            }
+            let Some(end) = end else { break };
+            if lines < batch_rows && !eof {
+                break; // a short run: more lines follow in the next read
+            }
+            let base = first_line;
+            let locate = |i: usize| format!("{display}:{}", base + i as u64);
+            let decoded = decoder.decode(&buf[done..end], RecordBoundaries::Lines, &locate)?;
+            first_line += lines as u64;
+            done = end;
+            if tx
+                .blocking_send(Ok((decoded.batch, decoded.skipped.len())))
+                .is_err()
+            {
+                return Ok(()); // the source task stopped
+            }
+        }
+        buf.drain(..done);
+    }
+    Ok(())
+}
+
+fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}

@@ -1,0 +1,148 @@
+//! Producing: one message per row, value (and key) encoded by the table's formats; delivery
+//! reports are awaited on every flush, so a flush that returns means the broker has the rows.
+
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use async_trait::async_trait;
+use futures::future::try_join_all;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+
+use super::config::KafkaConfig;
+use crate::connectors::Sink;
+use crate::formats::Format;
+use crate::plan::SinkNode;
+use crate::runtime::JobError;
+
+pub struct KafkaSink {
+    config: KafkaConfig,
+    table: String,
+    topic: String,
+    producer: FutureProducer,
+    key_columns: Vec<usize>,
+    in_flight: Vec<DeliveryFuture>,
+}
+
+/// Deliveries awaited together before more are queued, bounding memory when the broker is slow.
+const MAX_IN_FLIGHT: usize = 100_000;
+
+impl KafkaSink {
+    pub fn new(config: KafkaConfig, node: &SinkNode) -> Result<Self, JobError> {
+        let table = node.table.clone();
+        if config.topic_pattern.is_some() || config.topics.len() != 1 {
+            return Err(JobError::sink(
+                &table,
+                "a Kafka sink writes to exactly one 'topic'",
+            ));
+        }
+        let mut cc = config.client_config();
+        if config.at_least_once {
+            cc.set("enable.idempotence", "true");
+            cc.set("acks", "all");
+        }
+        if config.property("linger.ms").is_none() {
+            cc.set("linger.ms", "20");
+        }
+        let producer: FutureProducer = cc
+            .create()
+            .map_err(|e| JobError::sink(&table, format!("Kafka: {e}")))?;
+        let key_columns = config
+            .key_fields
+            .iter()
+            .map(|k| {
+                node.schema
+                    .index_of(k)
+                    .map_err(|_| JobError::sink(&table, format!("key field `{k}` is not a column")))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(KafkaSink {
+            topic: config.topics[0].clone(),
+            config,
+            table,
+            producer,
+            key_columns,
+            in_flight: Vec::new(),
+        })
+    }
+
+    async fn await_deliveries(&mut self) -> Result<(), JobError> {
+        let pending = std::mem::take(&mut self.in_flight);
+        let results = try_join_all(pending).await.map_err(|_| {
+            JobError::sink(&self.table, "the Kafka producer closed before delivering")
+        })?;
+        for r in results {
+            if let Err((e, _)) = r {
+                return Err(JobError::sink(
+                    &self.table,
+                    format!("delivery to topic '{}' failed: {e}", self.topic),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Splits an encoded buffer into its `\n`-terminated records.
+fn lines(buf: &[u8]) -> impl Iterator<Item = &[u8]> {
+    buf.strip_suffix(b"\n")
+        .unwrap_or(buf)
+        .split(|b| *b == b'\n')
+}
+
+#[async_trait]
+impl Sink for KafkaSink {
+    async fn write(&mut self, batch: RecordBatch) -> Result<(), JobError> {
+        let values = self.config.value_format.encode(&batch)?;
+        let keys = match &self.config.key_format {
+            Some(format) => {
+                let key_batch = batch.project(&self.key_columns)?;
+                let encoded = match format {
+                    Format::Raw if key_batch.num_columns() == 1 => Format::Raw.encode(&key_batch),
+                    f => f.encode(&key_batch),
+                }?;
+                Some(encoded)
+            }
+            None => None,
+        };
+        let mut key_iter = keys.as_deref().map(lines);
+        let topic = self.topic.clone();
+        for value in lines(&values).take(batch.num_rows()) {
+            let key = key_iter.as_mut().and_then(Iterator::next);
+            let mut record = FutureRecord::to(&topic).payload(value);
+            if let Some(k) = key {
+                record = record.key(k);
+            }
+            loop {
+                match self.producer.send_result(record) {
+                    Ok(delivery) => {
+                        self.in_flight.push(delivery);
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        // librdkafka's queue is full: wait for what is in flight, then retry.
+                        record = back;
+                        self.await_deliveries().await?;
+                        self.producer.poll(Duration::from_millis(10));
+                    }
+                    Err((e, _)) => return Err(JobError::sink(&self.table, format!("Kafka: {e}"))),
+                }
+            }
+        }
+        if self.in_flight.len() >= MAX_IN_FLIGHT {
+            self.await_deliveries().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), JobError> {
+        self.await_deliveries().await
+    }
+
+    async fn finish(&mut self) -> Result<(), JobError> {
+        self.await_deliveries().await?;
+        self.producer
+            .flush(Duration::from_secs(30))
+            .map_err(|e| JobError::sink(&self.table, format!("Kafka flush: {e}")))
+    }
+}

@@ -1,0 +1,479 @@
+//! Consuming: assignment of all partitions, start offsets, batching by size and linger time,
+//! decoding, metadata columns, per-partition watermarks, offset commits, lag.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use arrow::array::{
+    ArrayRef, BinaryArray, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMillisecondArray, UInt32Array,
+};
+use arrow::compute::{cast, take_record_batch};
+use async_trait::async_trait;
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Message};
+
+use super::config::{BoundedMode, KafkaConfig, StartupMode};
+use crate::connectors::Source;
+use crate::formats::{RecordBoundaries, RecordDecoder};
+use crate::runtime::metrics::SourceMetrics;
+use crate::runtime::{JobError, SourceEnd, SourceOutput};
+use crate::sql::catalog::Table;
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct KafkaSource {
+    config: KafkaConfig,
+    table: String,
+}
+
+impl KafkaSource {
+    pub fn new(config: KafkaConfig, table: &Table) -> Result<Self, JobError> {
+        Ok(KafkaSource {
+            config,
+            table: table.name.clone(),
+        })
+    }
+}
+
+/// librdkafka statistics → the source's lag metric.
+struct LagContext {
+    metrics: Arc<SourceMetrics>,
+}
+
+impl ClientContext for LagContext {
+    fn stats(&self, stats: Statistics) {
+        let lag: i64 = stats
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.iter())
+            .filter(|(id, _)| **id >= 0)
+            .map(|(_, p)| p.consumer_lag.max(0))
+            .sum();
+        self.metrics.lag.store(lag, Relaxed);
+    }
+}
+
+impl ConsumerContext for LagContext {}
+
+struct Split {
+    topic: String,
+    partition: i32,
+    /// Offset at which a bounded read stops (exclusive).
+    stop_at: Option<i64>,
+    done: bool,
+}
+
+/// Per-record facts kept beside the payload buffer, for metadata columns and offsets.
+struct RecordMeta {
+    split: usize,
+    offset: i64,
+    timestamp: Option<i64>,
+    key: Option<Vec<u8>>,
+}
+
+#[derive(Default)]
+struct Pending {
+    payloads: Vec<u8>,
+    ends: Vec<usize>,
+    meta: Vec<RecordMeta>,
+    first_at: Option<Instant>,
+}
+
+#[async_trait]
+impl Source for KafkaSource {
+    async fn run(self: Box<Self>, out: &mut SourceOutput) -> Result<SourceEnd, JobError> {
+        let c = &self.config;
+        let mut cc = c.client_config();
+        cc.set("enable.auto.commit", "true");
+        cc.set("enable.auto.offset.store", "false");
+        if c.property("statistics.interval.ms").is_none() {
+            cc.set("statistics.interval.ms", "2000");
+        }
+        if c.property("group.id").is_none() {
+            cc.set("group.id", format!("sluice-{}", self.table));
+        }
+        let consumer: StreamConsumer<LagContext> = cc
+            .create_with_context(LagContext {
+                metrics: out.metrics().clone(),
+            })
+            .map_err(|e| self.err(e))?;
+
+        let mut splits = self.discover(&consumer)?;
+        let starts = self.start_offsets(&consumer, &splits)?;
+        let mut tpl = TopicPartitionList::new();
+        for (s, start) in splits.iter_mut().zip(&starts) {
+            tpl.add_partition_offset(&s.topic, s.partition, Offset::Offset(*start))
+                .map_err(|e| self.err(e))?;
+            if c.bounded == BoundedMode::LatestOffset {
+                let (_, high) = consumer
+                    .fetch_watermarks(&s.topic, s.partition, TIMEOUT)
+                    .map_err(|e| self.err(e))?;
+                s.stop_at = Some(high);
+                s.done = *start >= high;
+            }
+        }
+        consumer.assign(&tpl).map_err(|e| self.err(e))?;
+        tracing::info!(table = %self.table, partitions = splits.len(), "kafka source assigned");
+        out.set_splits(splits.len());
+        let index: HashMap<(String, i32), usize> = splits
+            .iter()
+            .enumerate()
+            .map(|(i, s)| ((s.topic.clone(), s.partition), i))
+            .collect();
+
+        let decoder = RecordDecoder::new(
+            c.value_format.clone(),
+            c.physical_schema.clone(),
+            out.batch_size,
+        );
+        let mut pending = Pending::default();
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        let mut tombstones = 0u64;
+        loop {
+            if splits.iter().all(|s| s.done) && c.bounded == BoundedMode::LatestOffset {
+                self.flush(&mut pending, &decoder, &splits, &consumer, out)
+                    .await?;
+                self.commit(&consumer);
+                return Ok(SourceEnd::Exhausted);
+            }
+            let linger_left = pending
+                .first_at
+                .map(|t| out.linger.saturating_sub(t.elapsed()));
+            tokio::select! {
+                msg = consumer.recv() => {
+                    let m = msg.map_err(|e| self.err(e))?;
+                    let Some(&split) = index.get(&(m.topic().to_string(), m.partition())) else { continue };
+                    let s = &mut splits[split];
+                    if s.stop_at.is_some_and(|stop| m.offset() >= stop) {
+                        s.done = true;
+                        continue;
+                    }
+                    if s.stop_at.is_some_and(|stop| m.offset() + 1 >= stop) {
+                        s.done = true;
+                    }
+                    match m.payload() {
+                        // A tombstone (null value) carries no row; Flink's formats skip it too.
+                        None | Some([]) => {
+                            tombstones += 1;
+                            if tombstones == 1 || tombstones.is_power_of_two() {
+                                tracing::info!(table = %self.table, tombstones, "skipping messages without a value");
+                            }
+                            let _ = consumer.store_offset(m.topic(), m.partition(), m.offset() + 1);
+                        }
+                        Some(payload) => {
+                            pending.payloads.extend_from_slice(payload);
+                            pending.ends.push(pending.payloads.len());
+                            pending.meta.push(RecordMeta {
+                                split,
+                                offset: m.offset(),
+                                timestamp: m.timestamp().to_millis(),
+                                key: m.key().map(<[u8]>::to_vec),
+                            });
+                            pending.first_at.get_or_insert_with(Instant::now);
+                        }
+                    }
+                    if pending.meta.len() >= out.batch_size {
+                        self.flush(&mut pending, &decoder, &splits, &consumer, out).await?;
+                    }
+                }
+                _ = tokio::time::sleep(linger_left.unwrap_or(Duration::from_secs(3600))), if linger_left.is_some() => {
+                    self.flush(&mut pending, &decoder, &splits, &consumer, out).await?;
+                }
+                _ = tick.tick() => out.tick().await?,
+                _ = out.stopped() => {
+                    self.flush(&mut pending, &decoder, &splits, &consumer, out).await?;
+                    self.commit(&consumer);
+                    return Ok(SourceEnd::Stopped);
+                }
+            }
+        }
+    }
+}
+
+impl KafkaSource {
+    fn err(&self, e: KafkaError) -> JobError {
+        JobError::source(&self.table, format!("Kafka: {e}"))
+    }
+
+    /// Every partition of the configured topics (or of the topics matching the pattern).
+    fn discover(&self, consumer: &StreamConsumer<LagContext>) -> Result<Vec<Split>, JobError> {
+        let c = &self.config;
+        let md = consumer
+            .fetch_metadata(None, TIMEOUT)
+            .map_err(|e| self.err(e))?;
+        let pattern = c
+            .topic_pattern
+            .as_ref()
+            .map(|p| regex::Regex::new(&format!("^(?:{p})$")).expect("validated at plan time"));
+        let mut splits = Vec::new();
+        for t in md.topics() {
+            let wanted = match &pattern {
+                Some(re) => re.is_match(t.name()),
+                None => c.topics.iter().any(|n| n == t.name()),
+            };
+            if wanted {
+                for p in t.partitions() {
+                    splits.push(Split {
+                        topic: t.name().to_string(),
+                        partition: p.id(),
+                        stop_at: None,
+                        done: false,
+                    });
+                }
+            }
+        }
+        if splits.is_empty() {
+            // The topic may not exist yet; asking for it by name lets auto-creation happen.
+            for topic in &c.topics {
+                let md = consumer
+                    .fetch_metadata(Some(topic), TIMEOUT)
+                    .map_err(|e| self.err(e))?;
+                for t in md.topics().iter().filter(|t| t.error().is_none()) {
+                    for p in t.partitions() {
+                        splits.push(Split {
+                            topic: t.name().to_string(),
+                            partition: p.id(),
+                            stop_at: None,
+                            done: false,
+                        });
+                    }
+                }
+            }
+        }
+        if splits.is_empty() {
+            let what = c.topic_pattern.as_ref().map_or_else(
+                || format!("topic '{}'", c.topics.join(";")),
+                |p| format!("topic-pattern '{p}'"),
+            );
+            return Err(JobError::source(
+                &self.table,
+                format!("{what} has no partitions (does the topic exist?)"),
+            ));
+        }
+        splits.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        Ok(splits)
+    }
+
+    /// The first offset to read of each split, resolved now so bounded reads know where they are.
+    fn start_offsets(
+        &self,
+        consumer: &StreamConsumer<LagContext>,
+        splits: &[Split],
+    ) -> Result<Vec<i64>, JobError> {
+        let c = &self.config;
+        let mut bounds = Vec::with_capacity(splits.len());
+        for s in splits {
+            bounds.push(
+                consumer
+                    .fetch_watermarks(&s.topic, s.partition, TIMEOUT)
+                    .map_err(|e| self.err(e))?,
+            );
+        }
+        let committed = || -> Result<HashMap<(String, i32), i64>, JobError> {
+            let mut tpl = TopicPartitionList::new();
+            for s in splits {
+                tpl.add_partition(&s.topic, s.partition);
+            }
+            let got = consumer
+                .committed_offsets(tpl, TIMEOUT)
+                .map_err(|e| self.err(e))?;
+            Ok(got
+                .elements()
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    Offset::Offset(o) => Some(((e.topic().to_string(), e.partition()), o)),
+                    _ => None,
+                })
+                .collect())
+        };
+        let reset_latest = c
+            .property("auto.offset.reset")
+            .is_some_and(|v| v == "latest" || v == "largest");
+        let fallback = |i: usize| {
+            if reset_latest {
+                bounds[i].1
+            } else {
+                bounds[i].0
+            }
+        };
+        let starts: Vec<i64> = match &c.startup {
+            StartupMode::Earliest => bounds.iter().map(|b| b.0).collect(),
+            StartupMode::Latest => bounds.iter().map(|b| b.1).collect(),
+            StartupMode::GroupOffsets => {
+                let done = committed()?;
+                splits
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| {
+                        done.get(&(s.topic.clone(), s.partition))
+                            .copied()
+                            .unwrap_or_else(|| fallback(i))
+                    })
+                    .collect()
+            }
+            StartupMode::SpecificOffsets(given) => {
+                let done = committed()?;
+                splits
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| {
+                        given
+                            .iter()
+                            .find(|(p, _)| *p == s.partition)
+                            .map(|(_, o)| *o)
+                            .or_else(|| done.get(&(s.topic.clone(), s.partition)).copied())
+                            .unwrap_or_else(|| fallback(i))
+                    })
+                    .collect()
+            }
+            StartupMode::Timestamp(ts) => {
+                let mut tpl = TopicPartitionList::new();
+                for s in splits {
+                    tpl.add_partition_offset(&s.topic, s.partition, Offset::Offset(*ts))
+                        .map_err(|e| self.err(e))?;
+                }
+                let found = consumer
+                    .offsets_for_times(tpl, TIMEOUT)
+                    .map_err(|e| self.err(e))?;
+                splits
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| {
+                        match found
+                            .find_partition(&s.topic, s.partition)
+                            .map(|e| e.offset())
+                        {
+                            Some(Offset::Offset(o)) => o,
+                            _ => bounds[i].1, // no message at or after the timestamp: start at the end
+                        }
+                    })
+                    .collect()
+            }
+        };
+        // Clamp into the log: an offset below the low watermark was deleted by retention.
+        Ok(starts
+            .into_iter()
+            .zip(&bounds)
+            .map(|(s, (low, high))| s.clamp(*low, (*high).max(*low)))
+            .collect())
+    }
+
+    /// Decodes the pending records and hands them downstream, one batch per partition, then
+    /// marks their offsets for the next commit.
+    async fn flush(
+        &self,
+        pending: &mut Pending,
+        decoder: &RecordDecoder,
+        splits: &[Split],
+        consumer: &StreamConsumer<LagContext>,
+        out: &mut SourceOutput,
+    ) -> Result<(), JobError> {
+        if pending.meta.is_empty() {
+            return Ok(());
+        }
+        let p = std::mem::take(pending);
+        let locate = |i: usize| {
+            let m = &p.meta[i];
+            let s = &splits[m.split];
+            format!(
+                "topic '{}' partition {} offset {}",
+                s.topic, s.partition, m.offset
+            )
+        };
+        let decoded = decoder.decode(&p.payloads, RecordBoundaries::Ends(&p.ends), &locate)?;
+        out.count_bad_records(decoded.skipped.len());
+        let kept: Vec<&RecordMeta> = if decoded.skipped.is_empty() {
+            p.meta.iter().collect()
+        } else {
+            p.meta
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| decoded.skipped.binary_search(i).is_err())
+                .map(|(_, m)| m)
+                .collect()
+        };
+        let scan = self.with_metadata(decoded.batch, &kept, splits, out)?;
+
+        // One batch per partition, so each partition's watermark sees only its own rows.
+        let first = kept.first().map(|m| m.split);
+        if kept.iter().all(|m| Some(m.split) == first) {
+            if let Some(split) = first {
+                out.emit(split, scan).await?;
+            }
+        } else {
+            let mut by_split: HashMap<usize, Vec<u32>> = HashMap::new();
+            for (row, m) in kept.iter().enumerate() {
+                by_split.entry(m.split).or_default().push(row as u32);
+            }
+            let mut order: Vec<_> = by_split.into_iter().collect();
+            order.sort_by_key(|(s, _)| *s);
+            for (split, rows) in order {
+                let part = take_record_batch(&scan, &UInt32Array::from(rows))?;
+                out.emit(split, part).await?;
+            }
+        }
+        let mut last: HashMap<usize, i64> = HashMap::new();
+        for m in &p.meta {
+            last.insert(m.split, m.offset);
+        }
+        for (split, offset) in last {
+            let s = &splits[split];
+            let _ = consumer.store_offset(&s.topic, s.partition, offset + 1);
+        }
+        Ok(())
+    }
+
+    /// Appends the declared metadata columns to decoded payload columns.
+    fn with_metadata(
+        &self,
+        batch: RecordBatch,
+        kept: &[&RecordMeta],
+        splits: &[Split],
+        out: &SourceOutput,
+    ) -> Result<RecordBatch, JobError> {
+        if self.config.metadata.is_empty() {
+            return Ok(batch);
+        }
+        let mut columns = batch.columns().to_vec();
+        for m in &self.config.metadata {
+            let col: ArrayRef = match m.key.as_str() {
+                "topic" => Arc::new(StringArray::from_iter_values(
+                    kept.iter().map(|r| splits[r.split].topic.as_str()),
+                )),
+                "partition" => Arc::new(Int32Array::from_iter_values(
+                    kept.iter().map(|r| splits[r.split].partition),
+                )),
+                "offset" => Arc::new(Int64Array::from_iter_values(kept.iter().map(|r| r.offset))),
+                "timestamp" => Arc::new(
+                    TimestampMillisecondArray::from_iter(kept.iter().map(|r| r.timestamp))
+                        .with_timezone("UTC"),
+                ),
+                _ => Arc::new(BinaryArray::from_iter(
+                    kept.iter().map(|r| r.key.as_deref()),
+                )),
+            };
+            columns.push(if col.data_type() == &m.data_type {
+                col
+            } else {
+                cast(&col, &m.data_type)?
+            });
+        }
+        let schema = out.table().scan_schema.clone();
+        debug_assert_eq!(schema.fields().len(), columns.len());
+        Ok(RecordBatch::try_new(schema, columns)?)
+    }
+
+    fn commit(&self, consumer: &StreamConsumer<LagContext>) {
+        match consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) => {}
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => tracing::warn!(table = %self.table, "committing offsets failed: {e}"),
+        }
+    }
+}

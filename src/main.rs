@@ -1,0 +1,258 @@
+//! The `sluice` command line.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use sluice::config::SluiceConfig;
+use sluice::generate::{GenOptions, GenTarget, generate_fleet};
+use sluice::runtime::metrics::{JobMetrics, StatusLine, group};
+use sluice::runtime::run_job;
+use sluice::sql::{Planner, parse_script};
+use tokio::sync::watch;
+
+/// Sluice runs Flink SQL pipelines — Kafka in, windows and patterns, ClickHouse out — as one
+/// small streaming binary.
+#[derive(Parser)]
+#[command(name = "sluice", version, about, long_about = None)]
+struct Cli {
+    /// Runtime settings (default: ./sluice.yaml when present).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Log filter, e.g. `info` or `sluice=debug` (also RUST_LOG).
+    #[arg(long, global = true, default_value = "warn", env = "SLUICE_LOG")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pipeline in the foreground until its inputs end or Ctrl-C.
+    Run {
+        /// The .sql pipeline file.
+        file: PathBuf,
+        /// No live status line, even on a terminal.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Parse and plan a pipeline without running it; exit 1 with file:line:col on an error.
+    Validate {
+        /// The .sql pipeline files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Show the dataflow graph a pipeline becomes: sources, operators, sinks.
+    Explain { file: PathBuf },
+    /// Generate test data.
+    #[command(subcommand)]
+    Gen(GenCommand),
+}
+
+#[derive(Subcommand)]
+enum GenCommand {
+    /// Vehicle telemetry (FLEET.md) as JSON lines, to Kafka or to a file.
+    Fleet(FleetArgs),
+}
+
+#[derive(Args)]
+struct FleetArgs {
+    /// Kafka bootstrap servers (with --topic).
+    #[arg(long, requires = "topic", conflicts_with = "output")]
+    brokers: Option<String>,
+    /// Kafka topic to produce to; messages are keyed by vehicle_id.
+    #[arg(long)]
+    topic: Option<String>,
+    /// Write to this file instead (`.gz` compresses).
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    /// Number of vehicles.
+    #[arg(long, default_value_t = 100)]
+    vehicles: u32,
+    /// Events per second (0 = as fast as possible).
+    #[arg(long, default_value_t = 1000)]
+    rate: u64,
+    /// Stop after this many events (default: run until Ctrl-C).
+    #[arg(long)]
+    events: Option<u64>,
+    /// Random seed: the same seed and start give the same events.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Event time of the first event, `yyyy-MM-dd HH:mm:ss` UTC (default: now).
+    #[arg(long)]
+    start: Option<String>,
+    /// Extra producer properties, `key=value`.
+    #[arg(long = "property", short = 'X', value_name = "KEY=VALUE")]
+    properties: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| cli.log.clone());
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<ExitCode> {
+    let config = SluiceConfig::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Run { file, quiet } => run(&file, &config, quiet).await,
+        Command::Validate { files } => {
+            let mut ok = true;
+            for f in &files {
+                match plan_file(f).await {
+                    Ok(_) => println!("{}: ok", f.display()),
+                    Err(e) => {
+                        eprintln!("{e:#}");
+                        ok = false;
+                    }
+                }
+            }
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Explain { file } => {
+            let planned = plan_file(&file).await?;
+            match planned.job {
+                Some(job) => print!("{}", job.explain()),
+                None => println!(
+                    "{}: no INSERT INTO or SELECT, nothing would run",
+                    file.display()
+                ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Gen(GenCommand::Fleet(args)) => gen_fleet(args).await,
+    }
+}
+
+async fn plan_file(file: &Path) -> Result<sluice::sql::PlannedScript> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let script = parse_script(&file.display().to_string(), &text)?;
+    let mut planner = Planner::new();
+    Ok(planner.plan_script(&script).await?)
+}
+
+async fn run(file: &Path, config: &SluiceConfig, quiet: bool) -> Result<ExitCode> {
+    let planned = plan_file(file).await?;
+    let Some(job) = planned.job else {
+        bail!("{}: no INSERT INTO or SELECT to run", file.display());
+    };
+    let metrics = JobMetrics::new(
+        job.sources.iter().map(|s| s.table.name.clone()),
+        job.pipelines.iter().map(|p| p.sink.table.clone()),
+    );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\nstopping: flushing sinks (Ctrl-C again to abort)");
+            let _ = stop_tx.send(true);
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+    let show_status = !quiet && std::io::stderr().is_terminal();
+    let status = show_status.then(|| {
+        let m = metrics.clone();
+        tokio::spawn(async move {
+            let mut line = StatusLine::new();
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                eprint!("\r\x1b[2K{}", line.render(&m, Duration::from_secs(1)));
+            }
+        })
+    });
+    let result = run_job(job, config.runtime_options(), metrics, stop_rx).await;
+    if let Some(s) = status {
+        s.abort();
+        eprint!("\r\x1b[2K");
+    }
+    let report = result?;
+    let bad = if report.bad_records > 0 {
+        format!(", {} bad records skipped", group(report.bad_records))
+    } else {
+        String::new()
+    };
+    eprintln!(
+        "{}: {} rows in, {} rows out in {:.2}s{bad}",
+        if report.stopped { "stopped" } else { "done" },
+        group(report.rows_in),
+        group(report.rows_out),
+        report.elapsed.as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn gen_fleet(a: FleetArgs) -> Result<ExitCode> {
+    let target = match (a.brokers, a.topic, a.output) {
+        (Some(brokers), Some(topic), None) => {
+            let properties = a
+                .properties
+                .iter()
+                .map(|p| {
+                    p.split_once('=')
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .with_context(|| format!("--property {p}: expected key=value"))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            GenTarget::Kafka {
+                brokers,
+                topic,
+                properties,
+            }
+        }
+        (None, None, Some(path)) => GenTarget::File(path),
+        _ => bail!("give either --brokers and --topic, or --output FILE"),
+    };
+    let start_ms = match &a.start {
+        Some(s) => chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
+            .with_context(|| format!("--start {s}: expected yyyy-MM-dd HH:mm:ss"))?
+            .and_utc()
+            .timestamp_millis(),
+        None => chrono::Utc::now().timestamp_millis() / 1000 * 1000,
+    };
+    let opts = GenOptions {
+        vehicles: a.vehicles,
+        seed: a.seed,
+        rate: a.rate,
+        events: a.events,
+        start_ms,
+    };
+    let stop = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let n = generate_fleet(opts, target, stop).await?;
+    eprintln!("generated {} events", group(n));
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,85 @@
+//! Streaming operators. Each implements one small trait, [`Operator`]: take a batch, react to a
+//! watermark, say what it is. Stateless operators here evaluate DataFusion physical expressions
+//! built once at plan time; stateful ones (windows, patterns) hold state between calls and emit
+//! when watermarks advance. The runtime never special-cases an operator.
+
+mod filter;
+mod projection;
+
+pub use filter::Filter;
+pub use projection::Projection;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+
+use crate::runtime::JobError;
+
+/// One step of a dataflow pipeline.
+pub trait Operator: Send {
+    /// A one-line description for `sluice explain`.
+    fn describe(&self) -> String;
+
+    /// Schema of the batches this operator emits.
+    fn output_schema(&self) -> SchemaRef;
+
+    /// Processes one batch, pushing what it emits (zero or more batches) into `out`.
+    fn process_batch(
+        &mut self,
+        batch: RecordBatch,
+        out: &mut Vec<RecordBatch>,
+    ) -> Result<(), JobError>;
+
+    /// The event-time watermark advanced to `watermark_ms`: stateful operators emit what it
+    /// completes. Stateless operators have nothing to do.
+    fn process_watermark(
+        &mut self,
+        _watermark_ms: i64,
+        _out: &mut Vec<RecordBatch>,
+    ) -> Result<(), JobError> {
+        Ok(())
+    }
+}
+
+/// Operators applied one after another in the same task (operator fusion: no channel between
+/// stateless steps).
+pub struct OperatorChain {
+    operators: Vec<Box<dyn Operator>>,
+}
+
+impl OperatorChain {
+    pub fn new(operators: Vec<Box<dyn Operator>>) -> Self {
+        OperatorChain { operators }
+    }
+
+    pub fn operators(&self) -> &[Box<dyn Operator>] {
+        &self.operators
+    }
+
+    /// Runs a batch through every operator; returns the batches that come out of the last.
+    pub fn process_batch(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>, JobError> {
+        let mut current = vec![batch];
+        for op in &mut self.operators {
+            let mut next = Vec::with_capacity(current.len());
+            for b in current {
+                op.process_batch(b, &mut next)?;
+            }
+            current = next;
+        }
+        Ok(current)
+    }
+
+    /// Delivers a watermark to each operator in turn; batches an operator emits flow through the
+    /// operators after it before the watermark does, so downstream sees them first.
+    pub fn process_watermark(&mut self, watermark_ms: i64) -> Result<Vec<RecordBatch>, JobError> {
+        let mut carried: Vec<RecordBatch> = Vec::new();
+        for op in &mut self.operators {
+            let mut next = Vec::new();
+            for b in carried {
+                op.process_batch(b, &mut next)?;
+            }
+            op.process_watermark(watermark_ms, &mut next)?;
+            carried = next;
+        }
+        Ok(carried)
+    }
+}

@@ -1,0 +1,193 @@
+//! Wiring and running a job graph: one task per source, one per pipeline, bounded channels
+//! between them, and a stop signal shared by all.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use super::metrics::{JobMetrics, SinkMetrics};
+use super::{JobError, Message, SourceOutput};
+use crate::connectors::Sink;
+use crate::operators::OperatorChain;
+use crate::plan::JobGraph;
+
+/// Knobs of the runtime (from `sluice.yaml`).
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    /// Rows per batch a source aims for.
+    pub batch_size: usize,
+    /// Longest a source holds rows back to fill a batch.
+    pub linger: Duration,
+    /// Messages buffered per channel before the sender waits.
+    pub channel_capacity: usize,
+    /// How often sinks flush buffered rows even if their buffer is not full.
+    pub flush_interval: Duration,
+    /// Idle timeout for every source without its own `scan.watermark.idle-timeout`.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        RuntimeOptions {
+            batch_size: 8192,
+            linger: Duration::from_millis(200),
+            channel_capacity: 8,
+            flush_interval: Duration::from_secs(1),
+            idle_timeout: None,
+        }
+    }
+}
+
+/// What a finished job did.
+#[derive(Debug, Clone)]
+pub struct JobReport {
+    pub rows_in: u64,
+    pub rows_out: u64,
+    pub bad_records: u64,
+    pub elapsed: Duration,
+    pub stopped: bool,
+}
+
+/// Runs a job until its bounded inputs end, `stop` turns true, or a task fails (then every other
+/// task is stopped and the first real error is returned).
+pub async fn run_job(
+    job: JobGraph,
+    opts: RuntimeOptions,
+    metrics: JobMetrics,
+    mut stop: watch::Receiver<bool>,
+) -> Result<JobReport, JobError> {
+    let started = Instant::now();
+    let (internal_stop_tx, internal_stop) = watch::channel(false);
+    let mut tasks: JoinSet<Result<(), JobError>> = JoinSet::new();
+
+    let mut senders: Vec<Vec<mpsc::Sender<Message>>> =
+        job.sources.iter().map(|_| Vec::new()).collect();
+    for (i, pipeline) in job.pipelines.into_iter().enumerate() {
+        let (tx, rx) = mpsc::channel(opts.channel_capacity);
+        senders[pipeline.source].push(tx);
+        let sink = pipeline.sink.connector.create_sink(&pipeline.sink)?;
+        let task = PipelineTask {
+            chain: OperatorChain::new(pipeline.operators),
+            sink,
+            sink_schema: pipeline.sink.schema.clone(),
+            sink_name: pipeline.sink.table.clone(),
+            metrics: metrics.sinks[i].clone(),
+            flush_interval: opts.flush_interval,
+        };
+        tasks.spawn(task.run(rx));
+    }
+    for ((node, outputs), m) in job.sources.into_iter().zip(senders).zip(&metrics.sources) {
+        let source = node.table.connector.create_source(&node.table)?;
+        let out = SourceOutput::new(
+            node.table.clone(),
+            outputs,
+            m.clone(),
+            internal_stop.clone(),
+            opts.batch_size,
+            opts.linger,
+            opts.idle_timeout,
+        );
+        tasks.spawn(async move {
+            let mut out = out;
+            let end = source.run(&mut out).await?;
+            out.finish(end).await
+        });
+    }
+
+    let mut first_error: Option<JobError> = None;
+    let mut stop_requested = false;
+    loop {
+        tokio::select! {
+            joined = tasks.join_next() => {
+                let Some(joined) = joined else { break };
+                let result = joined.unwrap_or_else(|e| Err(JobError::internal(format!("task panicked: {e}"))));
+                if let Err(e) = result {
+                    let _ = internal_stop_tx.send(true);
+                    // A closed channel is a symptom; keep the task error that caused it.
+                    if first_error.is_none() || matches!(first_error, Some(JobError::ChannelClosed)) {
+                        first_error = Some(e);
+                    }
+                }
+            }
+            changed = stop.changed(), if !stop_requested => {
+                if changed.is_err() || *stop.borrow() {
+                    stop_requested = true;
+                    let _ = internal_stop_tx.send(true);
+                }
+            }
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    Ok(JobReport {
+        rows_in: metrics.rows_in(),
+        rows_out: metrics.rows_out(),
+        bad_records: metrics.bad_records(),
+        elapsed: started.elapsed(),
+        stopped: stop_requested,
+    })
+}
+
+/// The operators of one INSERT and its sink, in one task.
+struct PipelineTask {
+    chain: OperatorChain,
+    sink: Box<dyn Sink>,
+    sink_schema: arrow::datatypes::SchemaRef,
+    sink_name: String,
+    metrics: Arc<SinkMetrics>,
+    flush_interval: Duration,
+}
+
+impl PipelineTask {
+    async fn run(mut self, mut rx: mpsc::Receiver<Message>) -> Result<(), JobError> {
+        let mut flush = tokio::time::interval(self.flush_interval);
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let msg = tokio::select! {
+                msg = rx.recv() => msg,
+                _ = flush.tick() => {
+                    self.sink.flush().await?;
+                    continue;
+                }
+            };
+            match msg {
+                Some(Message::Batch(batch)) => {
+                    let out = self.chain.process_batch(batch)?;
+                    self.write(out).await?;
+                }
+                Some(Message::Watermark(w)) => {
+                    let out = self.chain.process_watermark(w)?;
+                    self.write(out).await?;
+                }
+                Some(Message::Barrier(_)) => self.sink.flush().await?,
+                Some(Message::EndOfInput) => {
+                    self.sink.finish().await?;
+                    return Ok(());
+                }
+                // The source failed or was torn down; its task reports why.
+                None => return Err(JobError::ChannelClosed),
+            }
+        }
+    }
+
+    async fn write(&mut self, batches: Vec<RecordBatch>) -> Result<(), JobError> {
+        for b in batches {
+            let rows = b.num_rows();
+            if rows == 0 {
+                continue;
+            }
+            // Give the batch the sink's declared names and nullability; a NULL in a NOT NULL
+            // column fails here with the column named.
+            let b = RecordBatch::try_new(self.sink_schema.clone(), b.columns().to_vec())
+                .map_err(|e| JobError::sink(&self.sink_name, e.to_string()))?;
+            self.sink.write(b).await?;
+            self.metrics.rows_out.fetch_add(rows as u64, Relaxed);
+        }
+        Ok(())
+    }
+}

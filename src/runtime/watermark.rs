@@ -1,0 +1,168 @@
+//! Event-time watermarks per source split (Kafka partition, file), combined as their minimum.
+//!
+//! A split's watermark is the largest value of the table's WATERMARK expression seen on it (for
+//! `ts - INTERVAL '2' SECOND`: the latest event time minus two seconds). The source's watermark is
+//! the minimum over its splits, so a slow partition holds event time back — except a split idle for
+//! longer than the idle timeout, which stops counting until it sees data again. A split that has
+//! seen nothing yet holds the watermark back like Flink does (unless idle).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::compute::{cast, max};
+use arrow::datatypes::{DataType, TimeUnit, TimestampMillisecondType};
+use datafusion::physical_expr::PhysicalExpr;
+
+use crate::runtime::JobError;
+
+pub struct WatermarkTracker {
+    expr: Arc<dyn PhysicalExpr>,
+    idle_timeout: Option<Duration>,
+    splits: Vec<SplitState>,
+    emitted: i64,
+}
+
+#[derive(Clone)]
+struct SplitState {
+    watermark: Option<i64>,
+    last_data: Instant,
+}
+
+impl WatermarkTracker {
+    pub fn new(expr: Arc<dyn PhysicalExpr>, idle_timeout: Option<Duration>) -> Self {
+        WatermarkTracker {
+            expr,
+            idle_timeout,
+            splits: Vec::new(),
+            emitted: i64::MIN,
+        }
+    }
+
+    fn split(&mut self, split: usize) -> &mut SplitState {
+        if split >= self.splits.len() {
+            let fresh = SplitState {
+                watermark: None,
+                last_data: Instant::now(),
+            };
+            self.splits.resize(split + 1, fresh);
+        }
+        &mut self.splits[split]
+    }
+
+    /// Declares that the source has `n` splits (so unseen ones hold the watermark back).
+    pub fn ensure_splits(&mut self, n: usize) {
+        if n > 0 {
+            self.split(n - 1);
+        }
+    }
+
+    /// Updates `split` from a batch of rows; returns a new combined watermark if it advanced.
+    pub fn observe(
+        &mut self,
+        split: usize,
+        batch: &RecordBatch,
+        now: Instant,
+    ) -> Result<Option<i64>, JobError> {
+        let values = self.expr.evaluate(batch)?.into_array(batch.num_rows())?;
+        let millis = match values.data_type() {
+            DataType::Timestamp(TimeUnit::Millisecond, None) => values,
+            _ => cast(&values, &DataType::Timestamp(TimeUnit::Millisecond, None))?,
+        };
+        let batch_max = max(millis.as_primitive::<TimestampMillisecondType>());
+        let state = self.split(split);
+        state.last_data = now;
+        if let Some(m) = batch_max {
+            state.watermark = Some(state.watermark.map_or(m, |w| w.max(m)));
+        }
+        Ok(self.advance(now))
+    }
+
+    /// Re-evaluates idleness at `now`; returns a new combined watermark if it advanced.
+    pub fn advance(&mut self, now: Instant) -> Option<i64> {
+        let mut combined: Option<i64> = None;
+        for s in &self.splits {
+            let idle = self
+                .idle_timeout
+                .is_some_and(|t| now.duration_since(s.last_data) >= t);
+            if idle {
+                continue;
+            }
+            let w = s.watermark?; // an active split with no data holds everything back
+            combined = Some(combined.map_or(w, |c| c.min(w)));
+        }
+        match combined {
+            Some(w) if w > self.emitted => {
+                self.emitted = w;
+                Some(w)
+            }
+            _ => None,
+        }
+    }
+
+    pub fn current(&self) -> Option<i64> {
+        (self.emitted != i64::MIN).then_some(self.emitted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::TimestampMillisecondArray;
+    use arrow::datatypes::{Field, Schema};
+    use datafusion::physical_expr::expressions::Column;
+
+    fn batch(ts: &[i64]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            false,
+        )]));
+        RecordBatch::try_new(
+            schema,
+            vec![Arc::new(TimestampMillisecondArray::from(ts.to_vec()))],
+        )
+        .unwrap()
+    }
+
+    fn tracker(idle: Option<Duration>) -> WatermarkTracker {
+        WatermarkTracker::new(Arc::new(Column::new("ts", 0)), idle)
+    }
+
+    #[test]
+    fn minimum_over_splits_and_never_backwards() {
+        let now = Instant::now();
+        let mut t = tracker(None);
+        t.ensure_splits(2);
+        assert_eq!(
+            t.observe(0, &batch(&[100, 300]), now).unwrap(),
+            None,
+            "split 1 has no data yet"
+        );
+        assert_eq!(t.observe(1, &batch(&[200]), now).unwrap(), Some(200));
+        assert_eq!(
+            t.observe(1, &batch(&[150]), now).unwrap(),
+            None,
+            "out-of-order rows do not go back"
+        );
+        assert_eq!(t.observe(1, &batch(&[500]), now).unwrap(), Some(300));
+    }
+
+    #[test]
+    fn idle_split_stops_holding_back() {
+        let start = Instant::now();
+        let mut t = tracker(Some(Duration::from_secs(5)));
+        t.ensure_splits(2);
+        assert_eq!(t.observe(0, &batch(&[1000]), start).unwrap(), None);
+        assert_eq!(
+            t.advance(start + Duration::from_secs(6)),
+            None,
+            "split 0 is idle too by now"
+        );
+        assert_eq!(
+            t.observe(0, &batch(&[2000]), start + Duration::from_secs(6))
+                .unwrap(),
+            Some(2000)
+        );
+    }
+}

@@ -1,0 +1,16 @@
+//! The SQL layer: the Flink dialect on top of sqlparser, the catalog, and planning with
+//! DataFusion into a job graph.
+
+pub mod ast;
+pub mod catalog;
+mod ddl;
+pub mod error;
+pub mod parser;
+pub mod planner;
+mod rewrite;
+mod substitute;
+pub mod types;
+
+pub use error::SqlError;
+pub use parser::{parse_script, parse_script_with};
+pub use planner::{PlannedScript, Planner};

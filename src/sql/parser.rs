@@ -1,0 +1,328 @@
+//! The Sluice dialect: a thin layer over sqlparser.
+//!
+//! The whole file is tokenized once by sqlparser (so every token knows its file line and column),
+//! split into statements at top-level `;`, and each statement is parsed by sqlparser's `Parser`
+//! driven from here: Flink-only syntax (CREATE TABLE with WATERMARK, `SET 'k' = 'v'`, statement
+//! sets, job commands) is read token by token, everything else is sqlparser's own grammar.
+
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::parser::{Parser, ParserError};
+use datafusion::sql::sqlparser::tokenizer::{Location, Span, Token, TokenWithSpan, Tokenizer};
+
+use super::ast::{Located, ObjectKind, Script, ShowKind, Statement};
+use super::ddl::parse_create_table;
+use super::error::{Position, SourceText, SqlError, split_parser_message};
+use super::substitute::substitute_variables;
+use super::types::{consume_word, consume_words};
+
+/// Parses a script after `${VAR}` substitution from the process environment.
+pub fn parse_script(name: &str, text: &str) -> Result<Script, SqlError> {
+    parse_script_with(name, text, |var| std::env::var(var).ok())
+}
+
+/// Parses a script, taking `${VAR}` values from `lookup`.
+pub fn parse_script_with(
+    name: &str,
+    text: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Script, SqlError> {
+    let original = SourceText::new(name, text);
+    let substituted = substitute_variables(&original, lookup)?;
+    let source = SourceText::new(name, substituted);
+    let tokens =
+        tokenize(&source.text).map_err(|e| parser_error(&source, e, Position::default()))?;
+    let mut statements = Vec::new();
+    for chunk in split_statements(&tokens) {
+        statements.push(parse_statement(&source, chunk)?);
+    }
+    Ok(Script { source, statements })
+}
+
+/// sqlparser tokens without whitespace and comments; `>>` is split into two `>` because Flink SQL
+/// has no shift operator but nests types as `ARRAY<ARRAY<INT>>`.
+pub fn tokenize(text: &str) -> Result<Vec<TokenWithSpan>, ParserError> {
+    let raw = Tokenizer::new(&GenericDialect {}, text)
+        .tokenize_with_location()
+        .map_err(|e| ParserError::TokenizerError(e.to_string()))?;
+    let mut tokens = Vec::with_capacity(raw.len());
+    for t in raw {
+        match t.token {
+            Token::Whitespace(_) => {}
+            Token::ShiftRight => {
+                let second = Location::new(t.span.start.line, t.span.start.column + 1);
+                tokens.push(TokenWithSpan::new(
+                    Token::Gt,
+                    Span::new(t.span.start, t.span.start),
+                ));
+                tokens.push(TokenWithSpan::new(Token::Gt, Span::new(second, t.span.end)));
+            }
+            _ => tokens.push(t),
+        }
+    }
+    Ok(tokens)
+}
+
+/// Splits at top-level semicolons, keeping `EXECUTE STATEMENT SET BEGIN ... END` (and the older
+/// `BEGIN STATEMENT SET; ... END;`) together as one statement.
+fn split_statements(tokens: &[TokenWithSpan]) -> Vec<&[TokenWithSpan]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut in_set = false;
+    for (i, t) in tokens.iter().enumerate() {
+        if i == start && starts_statement_set(&tokens[i..]) {
+            in_set = true;
+        }
+        if t.token == Token::SemiColon {
+            let ends_set = i > start && is_word(&tokens[i - 1].token, "END");
+            if !in_set || ends_set {
+                if i > start {
+                    out.push(&tokens[start..i]);
+                }
+                start = i + 1;
+                in_set = false;
+            }
+        }
+    }
+    if start < tokens.len() && !matches!(tokens[start].token, Token::EOF) {
+        let end = tokens
+            .iter()
+            .rposition(|t| t.token != Token::EOF)
+            .map_or(start, |e| e + 1);
+        if end > start {
+            out.push(&tokens[start..end]);
+        }
+    }
+    out
+}
+
+fn starts_statement_set(tokens: &[TokenWithSpan]) -> bool {
+    let words: Vec<&Token> = tokens.iter().take(4).map(|t| &t.token).collect();
+    let w = |i: usize, s: &str| words.get(i).is_some_and(|t| is_word(t, s));
+    (w(0, "EXECUTE") && w(1, "STATEMENT") && w(2, "SET")) || (w(0, "BEGIN") && w(1, "STATEMENT"))
+}
+
+fn is_word(token: &Token, word: &str) -> bool {
+    matches!(token, Token::Word(w) if w.value.eq_ignore_ascii_case(word) && w.quote_style.is_none())
+}
+
+pub(crate) fn sql_parser(tokens: &[TokenWithSpan]) -> Parser<'static> {
+    static DIALECT: GenericDialect = GenericDialect {};
+    Parser::new(&DIALECT).with_tokens_with_locations(tokens.to_vec())
+}
+
+/// Turns a sqlparser error into a positioned one; `fallback` when sqlparser gave no position.
+pub(crate) fn parser_error(src: &SourceText, e: ParserError, fallback: Position) -> SqlError {
+    let raw = match e {
+        ParserError::TokenizerError(m) | ParserError::ParserError(m) => m,
+        ParserError::RecursionLimitExceeded => "statement is nested too deeply".to_string(),
+    };
+    let (message, pos) = split_parser_message(&raw);
+    let message = message.replacen("Expected: ", "expected ", 1);
+    src.error(pos.unwrap_or(fallback), message)
+}
+
+fn parse_statement(
+    src: &SourceText,
+    tokens: &[TokenWithSpan],
+) -> Result<Located<Statement>, SqlError> {
+    let pos: Position = tokens[0].span.start.into();
+    let mut p = sql_parser(tokens);
+    let node = parse_statement_body(&mut p).map_err(|e| parser_error(src, e, pos))?;
+    let next = p.peek_token();
+    if next.token != Token::EOF {
+        return Err(src.error(
+            next.span.start.into(),
+            format!(
+                "unexpected `{}`: expected `;` at the end of the statement",
+                next.token
+            ),
+        ));
+    }
+    Ok(Located { node, pos })
+}
+
+fn parse_statement_body(p: &mut Parser) -> Result<Statement, ParserError> {
+    let first = p.peek_token();
+    let Token::Word(word) = &first.token else {
+        if first.token == Token::LParen {
+            return Ok(Statement::Query(Box::new(p.parse_statement()?)));
+        }
+        return p.expected("a statement", first);
+    };
+    match word.value.to_ascii_uppercase().as_str() {
+        "SET" => {
+            p.next_token();
+            parse_set(p)
+        }
+        "RESET" => {
+            p.next_token();
+            let key = match p.peek_token().token {
+                Token::EOF => None,
+                _ => Some(parse_setting_key(p)?),
+            };
+            Ok(Statement::Reset { key })
+        }
+        "CREATE" => parse_create(p),
+        "DROP" => {
+            p.next_token();
+            consume_word(p, "TEMPORARY");
+            let kind = if p.parse_keyword(Keyword::TABLE) {
+                ObjectKind::Table
+            } else if p.parse_keyword(Keyword::VIEW) {
+                ObjectKind::View
+            } else {
+                return p.expected("TABLE or VIEW", p.peek_token());
+            };
+            let if_exists = p.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+            let name = p.parse_object_name(false)?.to_string();
+            Ok(Statement::Drop {
+                kind,
+                name,
+                if_exists,
+            })
+        }
+        "INSERT" => Ok(Statement::Insert(Box::new(p.parse_statement()?))),
+        "SELECT" | "WITH" | "VALUES" => Ok(Statement::Query(Box::new(p.parse_statement()?))),
+        "EXECUTE" | "BEGIN" => parse_statement_set(p),
+        "SHOW" => {
+            p.next_token();
+            let kind = match p.next_token().token {
+                Token::Word(w) => match w.value.to_ascii_uppercase().as_str() {
+                    "TABLES" => ShowKind::Tables,
+                    "VIEWS" => ShowKind::Views,
+                    "JOBS" => ShowKind::Jobs,
+                    "FUNCTIONS" => ShowKind::Functions,
+                    _ => {
+                        p.prev_token();
+                        return p.expected("TABLES, VIEWS, JOBS or FUNCTIONS", p.peek_token());
+                    }
+                },
+                _ => {
+                    p.prev_token();
+                    return p.expected("TABLES, VIEWS, JOBS or FUNCTIONS", p.peek_token());
+                }
+            };
+            Ok(Statement::Show(kind))
+        }
+        "DESCRIBE" | "DESC" => {
+            p.next_token();
+            Ok(Statement::Describe(p.parse_object_name(false)?.to_string()))
+        }
+        "EXPLAIN" => {
+            p.next_token();
+            let inner_pos: Position = p.peek_token().span.start.into();
+            let inner = parse_statement_body(p)?;
+            Ok(Statement::Explain(Box::new(Located {
+                node: inner,
+                pos: inner_pos,
+            })))
+        }
+        "STOP" => {
+            p.next_token();
+            if !consume_word(p, "JOB") {
+                return p.expected("JOB", p.peek_token());
+            }
+            let id = p.parse_literal_string()?;
+            let with_savepoint = consume_words(p, &["WITH", "SAVEPOINT"]);
+            Ok(Statement::StopJob { id, with_savepoint })
+        }
+        _ => p.expected(
+            "a statement (SET, RESET, CREATE TABLE, CREATE VIEW, DROP, INSERT INTO, SELECT, \
+             EXECUTE STATEMENT SET, SHOW, DESCRIBE, EXPLAIN, STOP JOB)",
+            first,
+        ),
+    }
+}
+
+/// `SET 'key' = 'value'`, also unquoted `SET key = value`; `SET` alone lists settings.
+fn parse_set(p: &mut Parser) -> Result<Statement, ParserError> {
+    if p.peek_token().token == Token::EOF {
+        return Ok(Statement::Show(ShowKind::Settings));
+    }
+    let key = parse_setting_key(p)?;
+    p.expect_token(&Token::Eq)?;
+    let tok = p.next_token();
+    let value = match tok.token {
+        Token::SingleQuotedString(s) | Token::DoubleQuotedString(s) => s,
+        Token::Number(n, _) => n,
+        Token::Word(w) => w.value,
+        _ => return p.expected("a quoted value", tok),
+    };
+    Ok(Statement::Set { key, value })
+}
+
+fn parse_setting_key(p: &mut Parser) -> Result<String, ParserError> {
+    let tok = p.next_token();
+    match tok.token {
+        Token::SingleQuotedString(s) | Token::DoubleQuotedString(s) => Ok(s),
+        Token::Word(w) => {
+            let mut key = w.value;
+            while p.consume_token(&Token::Period) {
+                key.push('.');
+                match p.next_token().token {
+                    Token::Word(w) => key.push_str(&w.value),
+                    other => key.push_str(&other.to_string()),
+                }
+            }
+            Ok(key)
+        }
+        _ => p.expected("a setting key such as 'table.exec.late-rows'", tok),
+    }
+}
+
+fn parse_create(p: &mut Parser) -> Result<Statement, ParserError> {
+    let start = p.index();
+    p.next_token(); // CREATE
+    let _temporary = consume_word(p, "TEMPORARY");
+    if p.parse_keyword(Keyword::TABLE) {
+        return parse_create_table(p).map(Statement::CreateTable);
+    }
+    if p.parse_keyword(Keyword::VIEW) {
+        let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+        let name = p.parse_object_name(false)?.to_string();
+        p.expect_keyword(Keyword::AS)?;
+        let query = p.parse_query()?;
+        return Ok(Statement::CreateView {
+            name,
+            query,
+            if_not_exists,
+        });
+    }
+    while p.index() > start + 1 {
+        p.prev_token();
+    }
+    p.expected("TABLE or VIEW after CREATE", p.peek_token())
+}
+
+fn parse_statement_set(p: &mut Parser) -> Result<Statement, ParserError> {
+    let ok = consume_words(p, &["EXECUTE", "STATEMENT", "SET", "BEGIN"])
+        || (consume_words(p, &["BEGIN", "STATEMENT", "SET"]) && p.consume_token(&Token::SemiColon));
+    if !ok {
+        return p.expected("EXECUTE STATEMENT SET BEGIN", p.peek_token());
+    }
+    let mut inserts = Vec::new();
+    loop {
+        while p.consume_token(&Token::SemiColon) {}
+        if consume_word(p, "END") {
+            break;
+        }
+        let next = p.peek_token();
+        if next.token == Token::EOF {
+            return p.expected("END to close the statement set", next);
+        }
+        if !is_word(&next.token, "INSERT") {
+            return p.expected("INSERT INTO inside a statement set", next);
+        }
+        let pos: Position = next.span.start.into();
+        let stmt = p.parse_statement()?;
+        inserts.push(Located {
+            node: Box::new(stmt),
+            pos,
+        });
+        if !p.consume_token(&Token::SemiColon) {
+            return p.expected("`;` after INSERT in the statement set", p.peek_token());
+        }
+    }
+    Ok(Statement::StatementSet(inserts))
+}

@@ -1,0 +1,684 @@
+//! From statements to a runnable [`JobGraph`].
+//!
+//! DDL fills the catalog; each `INSERT` (and a bare `SELECT`, which prints) is planned by
+//! DataFusion's SQL planner (`SqlToRel` through a `SessionState`), analyzed (type coercion, view
+//! inlining) and optimized, and the optimized logical plan is then translated into our streaming
+//! operators: a table scan becomes a shared source, filters and projections become compiled
+//! physical expressions. Everything is built once, here; nothing is planned per batch.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::empty::EmptyTable;
+use datafusion::catalog::view::ViewTable;
+use datafusion::common::{DFSchema, DFSchemaRef, TableReference};
+use datafusion::error::DataFusionError;
+use datafusion::execution::context::SessionState;
+use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan, WriteOp};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::Column;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, ExprWithAlias, Statement as SqlStatement};
+
+use super::ast::{ColumnKind, CreateTable, Located, ObjectKind, Script, ShowKind, Statement};
+use super::catalog::{MetadataColumn, Table, WatermarkSpec};
+use super::error::{Position, SourceText, SqlError};
+use super::rewrite::{rewrite_expr, rewrite_statement};
+use super::types::flink_type_name;
+use crate::connectors::ConnectorConfig;
+use crate::operators::{Filter, Operator, Projection};
+use crate::plan::{JobGraph, PipelineNode, SinkNode, SourceNode};
+
+/// Settings a script may `SET`; others are accepted with a warning.
+const KNOWN_SETTINGS: &[&str] = &[
+    "pipeline.name",
+    "parallelism.default",
+    "execution.runtime-mode",
+    "table.exec.source.idle-timeout",
+    "table.local-time-zone",
+    "sql-client.execution.result-mode",
+    "table.exec.late-rows",
+    "table.exec.window.allowed-lateness",
+];
+
+/// Plans scripts against a catalog that lives as long as the planner (a shell session keeps one).
+pub struct Planner {
+    ctx: SessionContext,
+    tables: BTreeMap<String, Arc<Table>>,
+    views: BTreeMap<String, String>,
+    settings: BTreeMap<String, String>,
+}
+
+/// What a script asks to run: the job graph (if it has INSERTs or queries) and its settings.
+pub struct PlannedScript {
+    pub job: Option<JobGraph>,
+    pub settings: BTreeMap<String, String>,
+}
+
+impl Default for Planner {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Planner {
+    pub fn new() -> Self {
+        let mut config = SessionConfig::new()
+            .with_target_partitions(1)
+            .with_information_schema(false);
+        let opts = config.options_mut();
+        // Flink identifiers are case-sensitive: `speedKmh` must stay `speedKmh`.
+        opts.sql_parser.enable_ident_normalization = false;
+        opts.sql_parser.map_string_types_to_utf8view = false;
+        opts.sql_parser.collect_spans = true;
+        Planner {
+            ctx: SessionContext::new_with_config(config),
+            tables: BTreeMap::new(),
+            views: BTreeMap::new(),
+            settings: BTreeMap::new(),
+        }
+    }
+
+    fn state(&self) -> SessionState {
+        self.ctx.state()
+    }
+
+    pub fn tables(&self) -> &BTreeMap<String, Arc<Table>> {
+        &self.tables
+    }
+
+    pub fn settings(&self) -> &BTreeMap<String, String> {
+        &self.settings
+    }
+
+    /// Plans a whole script: DDL is applied in order, and every INSERT and query becomes part of
+    /// one job, sharing the scans of tables they have in common.
+    pub async fn plan_script(&mut self, script: &Script) -> Result<PlannedScript, SqlError> {
+        let src = &script.source;
+        let mut job = JobBuilder::default();
+        for stmt in &script.statements {
+            match &stmt.node {
+                Statement::Insert(insert) => {
+                    self.plan_insert(src, insert, stmt.pos, &mut job).await?
+                }
+                Statement::StatementSet(inserts) => {
+                    for insert in inserts {
+                        self.plan_insert(src, &insert.node, insert.pos, &mut job)
+                            .await?;
+                    }
+                }
+                Statement::Query(query) => {
+                    self.plan_query_to_print(src, query, stmt.pos, &mut job)
+                        .await?
+                }
+                Statement::Explain(_) | Statement::Show(_) | Statement::Describe(_) => {}
+                Statement::StopJob { .. } => {
+                    return Err(src.error(
+                        stmt.pos,
+                        "STOP JOB talks to a job server; use it in `sluice shell`",
+                    ));
+                }
+                _ => self.apply_ddl(src, stmt).await?,
+            }
+        }
+        let name = self
+            .settings
+            .get("pipeline.name")
+            .cloned()
+            .unwrap_or_else(|| job_name(&src.name));
+        Ok(PlannedScript {
+            job: job.build(name),
+            settings: self.settings.clone(),
+        })
+    }
+
+    /// Applies one catalog statement (CREATE, DROP, SET, RESET).
+    pub async fn apply_ddl(
+        &mut self,
+        src: &SourceText,
+        stmt: &Located<Statement>,
+    ) -> Result<(), SqlError> {
+        match &stmt.node {
+            Statement::Set { key, value } => {
+                if !KNOWN_SETTINGS.contains(&key.as_str()) {
+                    tracing::warn!(
+                        "setting '{key}' is not used by Sluice; it is kept but has no effect"
+                    );
+                }
+                if key == "execution.runtime-mode" && !value.eq_ignore_ascii_case("streaming") {
+                    return Err(src.error(
+                        stmt.pos,
+                        "Sluice runs in 'streaming' mode only; bounded sources end by themselves",
+                    ));
+                }
+                self.settings.insert(key.clone(), value.clone());
+            }
+            Statement::Reset { key: Some(key) } => {
+                self.settings.remove(key);
+            }
+            Statement::Reset { key: None } => self.settings.clear(),
+            Statement::CreateTable(def) => self.create_table(src, def).await?,
+            Statement::CreateView {
+                name,
+                query,
+                if_not_exists,
+            } => {
+                if self.exists(name) {
+                    if *if_not_exists {
+                        return Ok(());
+                    }
+                    return Err(src.error(stmt.pos, format!("`{name}` already exists")));
+                }
+                let mut stmt_ast = SqlStatement::Query(query.clone());
+                rewrite_statement(&mut stmt_ast);
+                let plan = self.plan_statement(src, stmt_ast.clone(), stmt.pos).await?;
+                let view = ViewTable::new(plan, Some(query.to_string()));
+                self.ctx
+                    .register_table(TableReference::bare(name.as_str()), Arc::new(view))
+                    .map_err(|e| df_error(src, e, stmt.pos))?;
+                self.views.insert(name.clone(), query.to_string());
+            }
+            Statement::Drop {
+                kind,
+                name,
+                if_exists,
+            } => {
+                let present = match kind {
+                    ObjectKind::Table => self.tables.remove(name).is_some(),
+                    ObjectKind::View => self.views.remove(name).is_some(),
+                };
+                if !present && !if_exists {
+                    return Err(src.error(
+                        stmt.pos,
+                        format!(
+                            "there is no {} `{name}`",
+                            if *kind == ObjectKind::Table {
+                                "table"
+                            } else {
+                                "view"
+                            }
+                        ),
+                    ));
+                }
+                let _ = self
+                    .ctx
+                    .deregister_table(TableReference::bare(name.as_str()));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn exists(&self, name: &str) -> bool {
+        self.tables.contains_key(name) || self.views.contains_key(name)
+    }
+
+    /// `SHOW TABLES` / `VIEWS` / `FUNCTIONS` / settings as text.
+    pub fn show(&self, kind: ShowKind) -> String {
+        match kind {
+            ShowKind::Tables => self.tables.keys().cloned().collect::<Vec<_>>().join("\n"),
+            ShowKind::Views => self.views.keys().cloned().collect::<Vec<_>>().join("\n"),
+            ShowKind::Functions => {
+                let state = self.state();
+                let mut names: Vec<String> = state
+                    .scalar_functions()
+                    .keys()
+                    .chain(state.aggregate_functions().keys())
+                    .cloned()
+                    .collect();
+                names.sort();
+                names.dedup();
+                names.join("\n")
+            }
+            ShowKind::Settings => self
+                .settings
+                .iter()
+                .map(|(k, v)| format!("'{k}' = '{v}'"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            ShowKind::Jobs => String::new(),
+        }
+    }
+
+    /// `DESCRIBE name`: columns with Flink types, watermark and connector.
+    pub fn describe(&self, name: &str) -> Option<String> {
+        let t = self.tables.get(name)?;
+        let mut out = String::new();
+        for (field, col) in t.row_schema.fields().iter().zip(&t.def.columns) {
+            let kind = match &col.kind {
+                ColumnKind::Physical { .. } => String::new(),
+                ColumnKind::Computed(e) => format!("  AS {e}"),
+                ColumnKind::Metadata { key, .. } => {
+                    format!("  METADATA FROM '{}'", key.as_deref().unwrap_or(&col.name))
+                }
+            };
+            let null = if field.is_nullable() { "" } else { " NOT NULL" };
+            out.push_str(&format!(
+                "{} {}{null}{kind}\n",
+                field.name(),
+                flink_type_name(field.data_type())
+            ));
+        }
+        if let Some(w) = &t.watermark {
+            out.push_str(&format!("WATERMARK FOR {} AS {}\n", w.column, w.text));
+        }
+        out.push_str(&format!("connector: {}", t.connector.describe()));
+        Some(out)
+    }
+
+    async fn create_table(&mut self, src: &SourceText, def: &CreateTable) -> Result<(), SqlError> {
+        if self.exists(&def.name) {
+            if def.if_not_exists {
+                return Ok(());
+            }
+            return Err(src.error(def.name_pos, format!("table `{}` already exists", def.name)));
+        }
+        let mut physical = Vec::new();
+        let mut metadata = Vec::new();
+        for col in &def.columns {
+            match &col.kind {
+                ColumnKind::Physical {
+                    data_type,
+                    nullable,
+                } => {
+                    physical.push(Field::new(&col.name, data_type.clone(), *nullable));
+                }
+                ColumnKind::Metadata {
+                    data_type,
+                    key,
+                    is_virtual,
+                } => metadata.push(MetadataColumn {
+                    name: col.name.clone(),
+                    key: key.clone().unwrap_or_else(|| col.name.clone()),
+                    data_type: data_type.clone(),
+                    is_virtual: *is_virtual,
+                }),
+                ColumnKind::Computed(_) => {}
+            }
+        }
+        let physical_schema = Arc::new(Schema::new(physical.clone()));
+        let mut scan_fields = physical;
+        scan_fields.extend(
+            metadata
+                .iter()
+                .map(|m| Field::new(&m.name, m.data_type.clone(), true)),
+        );
+        let scan_schema = Arc::new(Schema::new(scan_fields));
+        let scan_df = DFSchema::try_from(scan_schema.as_ref().clone())
+            .map_err(|e| df_error(src, e, def.name_pos))?;
+
+        // Row columns in declared order: scan columns by reference, computed ones as expressions.
+        let mut row_fields = Vec::new();
+        let mut row_exprs: Vec<Arc<dyn PhysicalExpr>> = Vec::new();
+        for col in &def.columns {
+            if let ColumnKind::Computed(expr) = &col.kind {
+                let (logical, phys) = self.compile_sql_expr(src, expr, &scan_df, col.pos)?;
+                let (_, field) = logical
+                    .to_field(&scan_df)
+                    .map_err(|e| df_error(src, e, col.pos))?;
+                row_fields.push(Field::new(
+                    &col.name,
+                    field.data_type().clone(),
+                    field.is_nullable(),
+                ));
+                row_exprs.push(phys);
+            } else {
+                let idx = scan_schema
+                    .index_of(&col.name)
+                    .expect("every non-computed column is in the scan schema");
+                row_fields.push(scan_schema.field(idx).clone());
+                row_exprs.push(Arc::new(Column::new(&col.name, idx)));
+            }
+        }
+        let row_schema: SchemaRef = Arc::new(Schema::new(row_fields));
+
+        let watermark = match &def.watermark {
+            None => None,
+            Some(w) => {
+                let Ok(idx) = row_schema.index_of(&w.column) else {
+                    return Err(src.error(
+                        w.pos,
+                        format!(
+                            "WATERMARK FOR `{}`: table `{}` has no such column",
+                            w.column, def.name
+                        ),
+                    ));
+                };
+                if !matches!(row_schema.field(idx).data_type(), DataType::Timestamp(..)) {
+                    return Err(src.error(
+                        w.pos,
+                        format!(
+                            "WATERMARK FOR `{}`: the rowtime column must be TIMESTAMP(3) or TIMESTAMP_LTZ(3), not {}",
+                            w.column,
+                            flink_type_name(row_schema.field(idx).data_type())
+                        ),
+                    ));
+                }
+                let row_df = DFSchema::try_from(row_schema.as_ref().clone())
+                    .map_err(|e| df_error(src, e, w.pos))?;
+                let (logical, expr) = self.compile_sql_expr(src, &w.expr, &row_df, w.pos)?;
+                let ty = logical
+                    .get_type(&row_df)
+                    .map_err(|e| df_error(src, e, w.pos))?;
+                if !matches!(ty, DataType::Timestamp(..)) {
+                    return Err(src.error(
+                        w.pos,
+                        format!(
+                            "the WATERMARK expression must give a TIMESTAMP, it gives {}",
+                            flink_type_name(&ty)
+                        ),
+                    ));
+                }
+                Some(WatermarkSpec {
+                    column: w.column.clone(),
+                    expr,
+                    text: w.expr.to_string(),
+                })
+            }
+        };
+
+        let connector = ConnectorConfig::from_table(src, def, &physical_schema, &metadata)?;
+        let table = Table {
+            name: def.name.clone(),
+            def: def.clone(),
+            physical_schema,
+            metadata,
+            scan_schema,
+            row_schema: row_schema.clone(),
+            row_exprs,
+            watermark,
+            connector,
+        };
+        self.ctx
+            .register_table(
+                TableReference::bare(def.name.as_str()),
+                Arc::new(EmptyTable::new(row_schema)),
+            )
+            .map_err(|e| df_error(src, e, def.name_pos))?;
+        self.tables.insert(def.name.clone(), Arc::new(table));
+        Ok(())
+    }
+
+    /// A SQL expression over `schema`: rewritten, planned, type-coerced and compiled.
+    fn compile_sql_expr(
+        &self,
+        src: &SourceText,
+        expr: &SqlExpr,
+        schema: &DFSchema,
+        pos: Position,
+    ) -> Result<(Expr, Arc<dyn PhysicalExpr>), SqlError> {
+        let mut expr = expr.clone();
+        rewrite_expr(&mut expr);
+        let state = self.state();
+        let logical = state
+            .create_logical_expr_from_sql_expr(ExprWithAlias { expr, alias: None }, schema)
+            .map_err(|e| df_error(src, e, pos))?;
+        let physical = state
+            .create_physical_expr(logical.clone(), schema)
+            .map_err(|e| df_error(src, e, pos))?;
+        Ok((logical, physical))
+    }
+
+    async fn plan_statement(
+        &self,
+        src: &SourceText,
+        stmt: SqlStatement,
+        pos: Position,
+    ) -> Result<LogicalPlan, SqlError> {
+        let state = self.state();
+        let plan = state
+            .statement_to_plan(DfStatement::Statement(Box::new(stmt)))
+            .await
+            .map_err(|e| df_error(src, e, pos))?;
+        state.optimize(&plan).map_err(|e| df_error(src, e, pos))
+    }
+
+    async fn plan_insert(
+        &self,
+        src: &SourceText,
+        insert: &SqlStatement,
+        pos: Position,
+        job: &mut JobBuilder,
+    ) -> Result<(), SqlError> {
+        let mut stmt = insert.clone();
+        rewrite_statement(&mut stmt);
+        let plan = self.plan_statement(src, stmt, pos).await?;
+        let LogicalPlan::Dml(dml) = &plan else {
+            return Err(src.error(pos, "expected INSERT INTO"));
+        };
+        if !matches!(dml.op, WriteOp::Insert(_)) {
+            return Err(src.error(
+                pos,
+                format!("{} is not supported on streams; only INSERT INTO", dml.op),
+            ));
+        }
+        let sink_name = dml.table_name.table().to_string();
+        let Some(table) = self.tables.get(&sink_name) else {
+            return Err(src.error(
+                pos,
+                format!("`{sink_name}` is a view; INSERT INTO needs a table with a connector"),
+            ));
+        };
+        if table
+            .def
+            .columns
+            .iter()
+            .any(|c| !matches!(c.kind, ColumnKind::Physical { .. }))
+        {
+            return Err(src.error(pos, format!("INSERT INTO `{sink_name}`: a sink table may only have physical columns (no computed or metadata columns)")));
+        }
+        if !table.connector.can_write() {
+            return Err(src.error(
+                pos,
+                format!(
+                    "INSERT INTO `{sink_name}`: connector '{}' can only be read from",
+                    table.connector.name()
+                ),
+            ));
+        }
+        let stream = self.compile(src, &dml.input, pos, job)?;
+        job.pipelines.push(PendingPipeline {
+            name: format!("INSERT INTO {sink_name}"),
+            source: stream.source,
+            operators: stream.operators,
+            sink: SinkNode {
+                table: sink_name,
+                schema: table.physical_schema.clone(),
+                connector: table.connector.clone(),
+            },
+        });
+        Ok(())
+    }
+
+    async fn plan_query_to_print(
+        &self,
+        src: &SourceText,
+        query: &SqlStatement,
+        pos: Position,
+        job: &mut JobBuilder,
+    ) -> Result<(), SqlError> {
+        let mut stmt = query.clone();
+        rewrite_statement(&mut stmt);
+        let plan = self.plan_statement(src, stmt, pos).await?;
+        let stream = self.compile(src, &plan, pos, job)?;
+        let schema = Arc::new(stream.schema.as_arrow().clone());
+        let n = job.pipelines.len();
+        job.pipelines.push(PendingPipeline {
+            name: format!("SELECT (line {})", pos.line),
+            source: stream.source,
+            operators: stream.operators,
+            sink: SinkNode {
+                table: format!("query_{n}"),
+                schema,
+                connector: ConnectorConfig::stdout(),
+            },
+        });
+        Ok(())
+    }
+
+    /// Translates an optimized logical plan into a source and a chain of operators.
+    fn compile(
+        &self,
+        src: &SourceText,
+        plan: &LogicalPlan,
+        pos: Position,
+        job: &mut JobBuilder,
+    ) -> Result<CompiledStream, SqlError> {
+        let state = self.state();
+        let phys = |e: &Expr, schema: &DFSchemaRef| {
+            state
+                .create_physical_expr(e.clone(), schema)
+                .map_err(|e| df_error(src, e, pos))
+        };
+        match plan {
+            LogicalPlan::TableScan(scan) => {
+                let name = scan.table_name.table();
+                let Some(table) = self.tables.get(name) else {
+                    return Err(src.error(pos, format!("`{name}` is not a table")));
+                };
+                if !table.connector.can_read() {
+                    return Err(src.error(pos, format!("table `{name}`: connector '{}' can only be written to", table.connector.name())));
+                }
+                if scan.fetch.is_some() {
+                    return Err(src.error(pos, "LIMIT is not supported on an unbounded stream"));
+                }
+                let source = job.source_for(table);
+                let mut operators: Vec<Box<dyn Operator>> = Vec::new();
+                if let Some(indices) = &scan.projection {
+                    let exprs = indices
+                        .iter()
+                        .map(|&i| Arc::new(Column::new(table.row_schema.field(i).name(), i)) as Arc<dyn PhysicalExpr>)
+                        .collect();
+                    operators.push(Box::new(Projection::new(exprs, Arc::new(scan.projected_schema.as_arrow().clone()))));
+                }
+                for f in &scan.filters {
+                    let pred = phys(f, &scan.projected_schema)?;
+                    operators.push(Box::new(Filter::new(pred, Arc::new(scan.projected_schema.as_arrow().clone()))));
+                }
+                Ok(CompiledStream { source, operators, schema: scan.projected_schema.clone() })
+            }
+            LogicalPlan::Filter(f) => {
+                let mut s = self.compile(src, &f.input, pos, job)?;
+                let pred = phys(&f.predicate, f.input.schema())?;
+                s.operators.push(Box::new(Filter::new(pred, Arc::new(f.input.schema().as_arrow().clone()))));
+                Ok(s)
+            }
+            LogicalPlan::Projection(p) => {
+                let mut s = self.compile(src, &p.input, pos, job)?;
+                let exprs = p.expr.iter().map(|e| phys(e, p.input.schema())).collect::<Result<Vec<_>, _>>()?;
+                s.operators.push(Box::new(Projection::new(exprs, Arc::new(p.schema.as_arrow().clone()))));
+                s.schema = p.schema.clone();
+                Ok(s)
+            }
+            LogicalPlan::SubqueryAlias(a) => {
+                let mut s = self.compile(src, &a.input, pos, job)?;
+                s.schema = a.schema.clone();
+                Ok(s)
+            }
+            other => Err(src.error(
+                pos,
+                format!(
+                    "{} is not supported in a streaming query yet (supported: projections, filters, CASE, CAST, scalar functions, views)",
+                    node_name(other)
+                ),
+            )),
+        }
+    }
+}
+
+struct CompiledStream {
+    source: usize,
+    operators: Vec<Box<dyn Operator>>,
+    schema: DFSchemaRef,
+}
+
+struct PendingPipeline {
+    name: String,
+    source: usize,
+    operators: Vec<Box<dyn Operator>>,
+    sink: SinkNode,
+}
+
+/// Collects the sources and pipelines of one job; a table scanned by several INSERTs is read once.
+#[derive(Default)]
+struct JobBuilder {
+    sources: Vec<Arc<Table>>,
+    pipelines: Vec<PendingPipeline>,
+}
+
+impl JobBuilder {
+    fn source_for(&mut self, table: &Arc<Table>) -> usize {
+        if let Some(i) = self.sources.iter().position(|t| t.name == table.name) {
+            return i;
+        }
+        self.sources.push(table.clone());
+        self.sources.len() - 1
+    }
+
+    fn build(self, name: String) -> Option<JobGraph> {
+        if self.pipelines.is_empty() {
+            return None;
+        }
+        Some(JobGraph {
+            name,
+            sources: self
+                .sources
+                .into_iter()
+                .map(|table| SourceNode { table })
+                .collect(),
+            pipelines: self
+                .pipelines
+                .into_iter()
+                .map(|p| PipelineNode {
+                    name: p.name,
+                    source: p.source,
+                    operators: p.operators,
+                    sink: p.sink,
+                })
+                .collect(),
+        })
+    }
+}
+
+fn job_name(file: &str) -> String {
+    std::path::Path::new(file)
+        .file_stem()
+        .map_or_else(|| file.to_string(), |s| s.to_string_lossy().into_owned())
+}
+
+fn node_name(plan: &LogicalPlan) -> String {
+    match plan {
+        LogicalPlan::Aggregate(_) => "GROUP BY aggregation without a window".into(),
+        LogicalPlan::Join(_) => "JOIN".into(),
+        LogicalPlan::Sort(_) => "ORDER BY".into(),
+        LogicalPlan::Limit(_) => "LIMIT".into(),
+        LogicalPlan::Window(_) => "OVER aggregation".into(),
+        LogicalPlan::Union(_) => "UNION".into(),
+        LogicalPlan::Distinct(_) => "DISTINCT".into(),
+        LogicalPlan::EmptyRelation(_) => "a query that reads no table".into(),
+        LogicalPlan::Values(_) => "VALUES".into(),
+        other => other.display().to_string(),
+    }
+}
+
+/// A DataFusion planning error, positioned at its span when DataFusion knows it.
+fn df_error(src: &SourceText, e: DataFusionError, fallback: Position) -> SqlError {
+    let pos = e
+        .diagnostic()
+        .and_then(|d| d.span)
+        .map(|s| Position {
+            line: s.start.line,
+            column: s.start.column,
+        })
+        .filter(|p| p.line > 0)
+        .unwrap_or(fallback);
+    let text = e.strip_backtrace();
+    let text = text
+        .trim_start_matches("Error during planning: ")
+        .trim_start_matches("Schema error: ")
+        .trim_start_matches("This feature is not implemented: ")
+        .to_string();
+    src.error(pos, text)
+}

@@ -1,0 +1,97 @@
+//! Flink spellings that DataFusion plans differently, rewritten on the sqlparser AST before
+//! planning, so the rest of the pipeline sees plain DataFusion SQL.
+//!
+//! - `FLOOR(ts TO MINUTE)` → `date_trunc('minute', ts)`
+//! - `CEIL(ts TO MINUTE)`  → the next boundary unless `ts` is on one.
+
+use std::ops::ControlFlow;
+
+use datafusion::sql::sqlparser::ast::{
+    CeilFloorKind, DateTimeField, Expr, Statement, VisitMut, VisitorMut,
+};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+
+/// Rewrites every expression of a statement in place.
+pub fn rewrite_statement(stmt: &mut Statement) {
+    let _ = stmt.visit(&mut FlinkRewriter);
+}
+
+/// Rewrites one expression (a computed column or watermark) in place.
+pub fn rewrite_expr(expr: &mut Expr) {
+    let _ = expr.visit(&mut FlinkRewriter);
+}
+
+struct FlinkRewriter;
+
+impl VisitorMut for FlinkRewriter {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        let replacement = match expr {
+            Expr::Floor {
+                expr: inner,
+                field: CeilFloorKind::DateTimeField(f),
+            } => date_unit(f).map(|u| format!("date_trunc('{u}', {inner})")),
+            Expr::Ceil {
+                expr: inner,
+                field: CeilFloorKind::DateTimeField(f),
+            } => date_unit(f).map(|u| {
+                format!(
+                    "CASE WHEN date_trunc('{u}', {inner}) = {inner} THEN {inner} \
+                     ELSE date_trunc('{u}', {inner}) + INTERVAL '1' {u} END"
+                )
+            }),
+            _ => None,
+        };
+        if let Some(sql) = replacement {
+            // The text is built from an expression that already parsed, so it parses again.
+            if let Ok(parsed) = Parser::new(&GenericDialect {})
+                .try_with_sql(&sql)
+                .and_then(|mut p| p.parse_expr())
+            {
+                *expr = parsed;
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+fn date_unit(field: &DateTimeField) -> Option<&'static str> {
+    Some(match field {
+        DateTimeField::Year | DateTimeField::Years => "year",
+        DateTimeField::Quarter => "quarter",
+        DateTimeField::Month | DateTimeField::Months => "month",
+        DateTimeField::Week(_) | DateTimeField::Weeks => "week",
+        DateTimeField::Day | DateTimeField::Days => "day",
+        DateTimeField::Hour | DateTimeField::Hours => "hour",
+        DateTimeField::Minute | DateTimeField::Minutes => "minute",
+        DateTimeField::Second | DateTimeField::Seconds => "second",
+        DateTimeField::Millisecond | DateTimeField::Milliseconds => "millisecond",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewritten(sql: &str) -> String {
+        let mut e = Parser::new(&GenericDialect {})
+            .try_with_sql(sql)
+            .unwrap()
+            .parse_expr()
+            .unwrap();
+        rewrite_expr(&mut e);
+        e.to_string()
+    }
+
+    #[test]
+    fn floor_and_ceil_to_unit_become_date_trunc() {
+        assert_eq!(rewritten("FLOOR(ts TO MINUTE)"), "date_trunc('minute', ts)");
+        assert!(
+            rewritten("CEIL(ts TO HOUR)").contains("date_trunc('hour', ts) + INTERVAL '1' hour")
+        );
+        assert_eq!(rewritten("FLOOR(x)"), "FLOOR(x)");
+    }
+}

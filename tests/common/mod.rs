@@ -1,0 +1,103 @@
+//! Helpers shared by the integration tests: running the real `sluice` binary and comparing
+//! CSV results with Flink's golden files.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// Runs `sluice <args>` with extra environment variables; panics with its output on failure.
+pub fn sluice(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("the sluice binary runs");
+    assert!(
+        out.status.success(),
+        "sluice {args:?} failed:\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Every line of every visible part file in a sink directory.
+pub fn read_sink_dir(dir: &Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("sink directory exists")
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .collect();
+    files.sort();
+    for f in files {
+        lines.extend(
+            std::fs::read_to_string(&f)
+                .unwrap()
+                .lines()
+                .map(str::to_string),
+        );
+    }
+    lines
+}
+
+/// Compares CSV rows with a golden CSV (header skipped), order-insensitive: rows are sorted, and
+/// fields that parse as numbers must agree within a relative tolerance of 1e-9 (Flink sums
+/// partial aggregates in an order of its own).
+pub fn assert_rows_match_golden(actual: &[String], golden_csv: &Path) {
+    let golden_text = std::fs::read_to_string(golden_csv).expect("golden file");
+    let mut expected: Vec<Vec<String>> = golden_text.lines().skip(1).map(split_csv).collect();
+    let mut got: Vec<Vec<String>> = actual.iter().map(|l| split_csv(l)).collect();
+    expected.sort();
+    got.sort();
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "row count differs from {}",
+        golden_csv.display()
+    );
+    for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+        assert_eq!(
+            g.len(),
+            e.len(),
+            "row {i}: column count\n got: {g:?}\nwant: {e:?}"
+        );
+        for (a, b) in g.iter().zip(e) {
+            let same = match (a.parse::<f64>(), b.parse::<f64>()) {
+                (Ok(x), Ok(y)) => x == y || ((x - y).abs() <= 1e-9 * x.abs().max(y.abs())),
+                _ => a == b,
+            };
+            assert!(
+                same,
+                "row {i} differs from {}:\n got: {g:?}\nwant: {e:?}",
+                golden_csv.display()
+            );
+        }
+    }
+}
+
+/// Splits a CSV line (fields may be double-quoted).
+pub fn split_csv(line: &str) -> Vec<String> {
+    let mut fields = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            ',' if !quoted => fields.push(std::mem::take(&mut cur)),
+            _ => cur.push(c),
+        }
+    }
+    fields.push(cur);
+    fields
+}
