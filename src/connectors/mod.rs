@@ -141,15 +141,22 @@ impl ConnectorConfig {
         }
     }
 
-    pub fn can_read(&self) -> bool {
-        !matches!(self, ConnectorConfig::Print(_) | ConnectorConfig::Blackhole)
-    }
-
     pub fn can_write(&self) -> bool {
         !matches!(
             self,
             ConnectorConfig::Datagen(_) | ConnectorConfig::FleetSim(_)
         )
+    }
+
+    /// Why this table cannot be read, if it cannot (options only a source needs).
+    pub fn source_problem(&self) -> Option<String> {
+        match self {
+            ConnectorConfig::Kafka(k) => k.source_problem(),
+            ConnectorConfig::Print(_) | ConnectorConfig::Blackhole => {
+                Some(format!("connector '{}' can only be written to", self.name()))
+            }
+            _ => None,
+        }
     }
 
     /// `scan.watermark.idle-timeout` where the connector has it.

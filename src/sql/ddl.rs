@@ -30,7 +30,9 @@ pub fn parse_create_table(p: &mut Parser) -> Result<CreateTable, ParserError> {
         if p.consume_token(&Token::Comma) {
             continue;
         }
-        p.expect_token(&Token::RParen)?;
+        if !p.consume_token(&Token::RParen) {
+            return p.expected("`,` or `)` after a column definition", p.peek_token());
+        }
         break;
     }
     if p.parse_keyword(Keyword::COMMENT) {

@@ -538,8 +538,8 @@ impl Planner {
                 let Some(table) = self.tables.get(name) else {
                     return Err(src.error(pos, format!("`{name}` is not a table")));
                 };
-                if !table.connector.can_read() {
-                    return Err(src.error(pos, format!("table `{name}`: connector '{}' can only be written to", table.connector.name())));
+                if let Some(problem) = table.connector.source_problem() {
+                    return Err(src.error(pos, format!("table `{name}`: {problem}")));
                 }
                 if scan.fetch.is_some() {
                     return Err(src.error(pos, "LIMIT is not supported on an unbounded stream"));

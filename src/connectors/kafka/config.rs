@@ -114,14 +114,6 @@ impl KafkaConfig {
             }
             _ => StartupMode::GroupOffsets,
         };
-        if matches!(startup, StartupMode::GroupOffsets)
-            && !properties.iter().any(|(k, _)| k == "group.id")
-        {
-            return Err(opts.error(
-                "scan.startup.mode",
-                "scan.startup.mode 'group-offsets' (the default) needs 'properties.group.id'",
-            ));
-        }
         let bounded = match opts
             .choice_or(
                 "scan.bounded.mode",
@@ -238,6 +230,14 @@ impl KafkaConfig {
             "kafka topic={topic} brokers={servers} format={} partitions=all",
             self.value_format.name()
         )
+    }
+
+    /// What keeps this table from being read, checked when a query scans it.
+    pub fn source_problem(&self) -> Option<String> {
+        if matches!(self.startup, StartupMode::GroupOffsets) && self.property("group.id").is_none() {
+            return Some("scan.startup.mode 'group-offsets' (the default) needs 'properties.group.id'".into());
+        }
+        None
     }
 
     pub fn property(&self, key: &str) -> Option<String> {

@@ -164,7 +164,7 @@ impl Source for KafkaSource {
                             if tombstones == 1 || tombstones.is_power_of_two() {
                                 tracing::info!(table = %self.table, tombstones, "skipping messages without a value");
                             }
-                            let _ = consumer.store_offset(m.topic(), m.partition(), m.offset() + 1);
+                            let _ = consumer.store_offset(m.topic(), m.partition(), m.offset());
                         }
                         Some(payload) => {
                             pending.payloads.extend_from_slice(payload);
@@ -424,7 +424,8 @@ impl KafkaSource {
         }
         for (split, offset) in last {
             let s = &splits[split];
-            let _ = consumer.store_offset(&s.topic, s.partition, offset + 1);
+            // librdkafka's offset store commits `offset + 1`: the next record to read.
+            let _ = consumer.store_offset(&s.topic, s.partition, offset);
         }
         Ok(())
     }

@@ -1,0 +1,153 @@
+//! The Kafka source and sink against librdkafka's mock cluster (real Kafka protocol on loopback,
+//! in this test process), driving the real `sluice` binary.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{read_sink_dir, sluice};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+fn produce(brokers: &str, topic: &str, records: &[(i32, &str)]) {
+    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
+    for (partition, value) in records {
+        producer.send(BaseRecord::<(), str>::to(topic).partition(*partition).payload(*value)).unwrap();
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+}
+
+fn reading_sql(brokers: &str, topic: &str, out: &Path, extra: &str) -> String {
+    format!(
+        "CREATE TABLE readings (
+           id BIGINT,
+           name STRING,
+           part INT METADATA FROM 'partition' VIRTUAL,
+           off BIGINT METADATA FROM 'offset' VIRTUAL
+         ) WITH (
+           'connector' = 'kafka',
+           'topic' = '{topic}',
+           'properties.bootstrap.servers' = '{brokers}',
+           'properties.group.id' = 'readers',
+           'scan.bounded.mode' = 'latest-offset',
+           'format' = 'json'{extra}
+         );
+         CREATE TABLE out (id BIGINT, name STRING, part INT, off BIGINT)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+         INSERT INTO out SELECT id, name, part, off FROM readings;",
+        out.display()
+    )
+}
+
+fn write_sql(dir: &Path, name: &str, sql: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, sql).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+#[test]
+fn reads_every_partition_with_metadata_and_resumes_at_committed_offsets() {
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic("readings", 3, 1).unwrap();
+    produce(&brokers, "readings", &[(0, r#"{"id":1,"name":"a"}"#), (1, r#"{"id":2,"name":"b"}"#), (2, r#"{"id":3}"#), (0, r#"{"id":4,"name":"d"}"#)]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let out1 = dir.path().join("out1");
+    let sql = write_sql(dir.path(), "first.sql", &reading_sql(&brokers, "readings", &out1, ""));
+    sluice(&["run", "--quiet", &sql], &[]);
+    assert_eq!(
+        sorted(read_sink_dir(&out1)),
+        vec!["1,a,0,0", "2,b,1,0", "3,,2,0", "4,d,0,1"],
+        "all partitions are read, with partition and offset metadata"
+    );
+
+    // The group committed its offsets: a second run reads only what was produced since.
+    produce(&brokers, "readings", &[(1, r#"{"id":5,"name":"e"}"#), (2, r#"{"id":6,"name":"f"}"#)]);
+    let out2 = dir.path().join("out2");
+    let sql = write_sql(dir.path(), "second.sql", &reading_sql(&brokers, "readings", &out2, ""));
+    sluice(&["run", "--quiet", &sql], &[]);
+    assert_eq!(sorted(read_sink_dir(&out2)), vec!["5,e,1,1", "6,f,2,1"]);
+}
+
+#[test]
+fn bad_json_fails_the_job_naming_the_record_or_is_skipped_and_counted() {
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic("dirty", 2, 1).unwrap();
+    produce(&brokers, "dirty", &[(0, r#"{"id":1,"name":"a"}"#), (1, r#"{"id": not json"#), (0, r#"{"id":"x"}"#), (1, r#"{"id":2,"name":"b"}"#)]);
+    let dir = tempfile::tempdir().unwrap();
+
+    let strict = write_sql(dir.path(), "strict.sql", &reading_sql(&brokers, "dirty", &dir.path().join("strict"), ""));
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice")).args(["run", "--quiet", &strict]).output().unwrap();
+    assert!(!out.status.success(), "a bad record fails the job without json.ignore-parse-errors");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("topic 'dirty' partition"), "{stderr}");
+    assert!(stderr.contains("json.ignore-parse-errors"), "{stderr}");
+
+    let lenient_sql = reading_sql(&brokers, "dirty", &dir.path().join("lenient"), ",\n 'json.ignore-parse-errors' = 'true', 'properties.group.id' = 'other'");
+    let lenient_sql = lenient_sql.replacen("'properties.group.id' = 'readers',", "", 1);
+    let lenient = write_sql(dir.path(), "lenient.sql", &lenient_sql);
+    let run = sluice(&["run", "--quiet", &lenient], &[]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("2 bad records skipped"), "{stderr}");
+    assert_eq!(sorted(read_sink_dir(&dir.path().join("lenient"))), vec!["1,a,0,0", "2,b,1,1"]);
+}
+
+#[test]
+fn kafka_sink_writes_keyed_json_messages() {
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic("alerts", 2, 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sql = format!(
+        "CREATE TABLE src (id BIGINT, name STRING) WITH (
+           'connector' = 'datagen', 'number-of-rows' = '5',
+           'fields.id.kind' = 'sequence', 'fields.id.start' = '1', 'fields.id.end' = '5',
+           'fields.name.length' = '3');
+         CREATE TABLE alerts (vehicle STRING, id BIGINT) WITH (
+           'connector' = 'kafka', 'topic' = 'alerts', 'properties.bootstrap.servers' = '{brokers}',
+           'format' = 'json', 'key.format' = 'raw', 'key.fields' = 'vehicle');
+         INSERT INTO alerts SELECT CONCAT('V', CAST(id AS STRING)), id * 10 FROM src;"
+    );
+    let path = write_sql(dir.path(), "sink.sql", &sql);
+    sluice(&["run", "--quiet", &path], &[]);
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", "check")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&["alerts"]).unwrap();
+    let mut got = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while got.len() < 5 && std::time::Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            let key = String::from_utf8(m.key().unwrap().to_vec()).unwrap();
+            let value = String::from_utf8(m.payload().unwrap().to_vec()).unwrap();
+            got.push(format!("{key} {value}"));
+        }
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            r#"V1 {"vehicle":"V1","id":10}"#,
+            r#"V2 {"vehicle":"V2","id":20}"#,
+            r#"V3 {"vehicle":"V3","id":30}"#,
+            r#"V4 {"vehicle":"V4","id":40}"#,
+            r#"V5 {"vehicle":"V5","id":50}"#,
+        ]
+    );
+}
