@@ -66,22 +66,35 @@ fn parses_every_statement_kind() {
             Statement::Show(_) => "show",
             Statement::Describe(_) => "describe",
             Statement::Explain(_) => "explain",
-            Statement::StopJob { with_savepoint: true, .. } => "stop",
+            Statement::StopJob {
+                with_savepoint: true,
+                ..
+            } => "stop",
             Statement::Drop { .. } => "drop",
             _ => "other",
         })
         .collect();
     assert_eq!(
         kinds,
-        ["set", "reset", "reset", "table", "view", "table", "insert", "set2", "query", "show", "describe", "explain", "stop", "drop", "drop"]
+        [
+            "set", "reset", "reset", "table", "view", "table", "insert", "set2", "query", "show",
+            "describe", "explain", "stop", "drop", "drop"
+        ]
     );
-    let Statement::CreateTable(t) = &script.statements[3].node else { panic!() };
+    let Statement::CreateTable(t) = &script.statements[3].node else {
+        panic!()
+    };
     assert_eq!(t.columns.len(), 10);
     assert!(matches!(t.columns[7].kind, ColumnKind::Computed(_)));
-    assert!(matches!(&t.columns[8].kind, ColumnKind::Metadata { key: Some(k), is_virtual: true, .. } if k == "timestamp"));
+    assert!(
+        matches!(&t.columns[8].kind, ColumnKind::Metadata { key: Some(k), is_virtual: true, .. } if k == "timestamp")
+    );
     assert_eq!(t.primary_key, vec!["vehicle_id"]);
     assert_eq!(t.watermark.as_ref().unwrap().column, "ts");
-    assert!(t.options.iter().any(|o| o.value == "localhost:9092"), "default of ${{BROKERS:-...}} applied");
+    assert!(
+        t.options.iter().any(|o| o.value == "localhost:9092"),
+        "default of ${{BROKERS:-...}} applied"
+    );
 }
 
 async fn plan_error(text: &str) -> String {
@@ -97,8 +110,14 @@ async fn plan_error(text: &str) -> String {
 
 #[tokio::test]
 async fn syntax_error_names_file_line_and_column() {
-    let err = plan_error("CREATE TABLE t (\n  a INT,\n  b STRING\n  c INT\n) WITH ('connector' = 'print');").await;
-    assert!(err.starts_with("bad.sql:4:3: expected `,` or `)` after a column definition, found: c"), "{err}");
+    let err = plan_error(
+        "CREATE TABLE t (\n  a INT,\n  b STRING\n  c INT\n) WITH ('connector' = 'print');",
+    )
+    .await;
+    assert!(
+        err.starts_with("bad.sql:4:3: expected `,` or `)` after a column definition, found: c"),
+        "{err}"
+    );
     assert!(err.contains("4 |   c INT\n  |   ^"), "{err}");
 }
 
@@ -111,18 +130,29 @@ async fn unknown_option_lists_the_valid_ones() {
     );
     assert!(err.contains("valid options: connector,"), "{err}");
     let err = plan_error("CREATE TABLE t (a INT) WITH ('connector' = 'filesystem', 'path' = '/x', 'fromat' = 'json');").await;
-    assert!(err.contains("requires option 'format' ('fromat' is given: a typo?)"), "{err}");
+    assert!(
+        err.contains("requires option 'format' ('fromat' is given: a typo?)"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn unknown_column_and_connector_and_variable_are_positioned() {
-    let text = format!("{TELEMETRY}\nCREATE TABLE o (v STRING) WITH ('connector' = 'print');\nINSERT INTO o\nSELECT speeed FROM telemetry;");
+    let text = format!(
+        "{TELEMETRY}\nCREATE TABLE o (v STRING) WITH ('connector' = 'print');\nINSERT INTO o\nSELECT speeed FROM telemetry;"
+    );
     let err = plan_error(&text).await;
     let line = text.lines().count();
-    assert!(err.starts_with(&format!("bad.sql:{line}:8: ")) && err.contains("speeed"), "{err}");
+    assert!(
+        err.starts_with(&format!("bad.sql:{line}:8: ")) && err.contains("speeed"),
+        "{err}"
+    );
 
     let err = plan_error("CREATE TABLE t (a INT) WITH ('connector' = 'kafak');").await;
-    assert!(err.contains("1:30: unknown connector 'kafak'; available: kafka"), "{err}");
+    assert!(
+        err.contains("1:30: unknown connector 'kafak'; available: kafka"),
+        "{err}"
+    );
 
     let err = plan_error("CREATE TABLE t (a INT) WITH ('connector' = '${NOPE}');").await;
     assert!(err.contains("1:45: variable `NOPE` is not set"), "{err}");
@@ -130,9 +160,14 @@ async fn unknown_column_and_connector_and_variable_are_positioned() {
 
 #[tokio::test]
 async fn unsupported_constructs_say_so_by_name() {
-    let text = format!("{TELEMETRY}\nCREATE TABLE o (n BIGINT) WITH ('connector' = 'print');\nINSERT INTO o SELECT COUNT(*) FROM telemetry;");
+    let text = format!(
+        "{TELEMETRY}\nCREATE TABLE o (n BIGINT) WITH ('connector' = 'print');\nINSERT INTO o SELECT COUNT(*) FROM telemetry;"
+    );
     let err = plan_error(&text).await;
-    assert!(err.contains("GROUP BY aggregation without a window is not supported"), "{err}");
+    assert!(
+        err.contains("GROUP BY aggregation without a window is not supported"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -146,27 +181,55 @@ async fn views_and_shared_scans_form_one_job() {
          INSERT INTO b SELECT UPPER(vehicle_id) FROM telemetry WHERE FLOOR(ts TO MINUTE) > ts;"
     );
     let script = parse_script_with("ok.sql", &text, lookup).unwrap();
-    let job = Planner::new().plan_script(&script).await.unwrap().job.unwrap();
+    let job = Planner::new()
+        .plan_script(&script)
+        .await
+        .unwrap()
+        .job
+        .unwrap();
     assert_eq!(job.sources.len(), 1, "both INSERTs read one shared scan");
     assert_eq!(job.pipelines.len(), 2);
     let explain = job.explain();
-    assert!(explain.contains("watermark: FOR ts AS ts - INTERVAL '5' SECOND"), "{explain}");
-    assert!(explain.contains("→ sink `a`") && explain.contains("→ sink `b`"), "{explain}");
-    assert!(explain.contains("date_trunc"), "FLOOR(ts TO MINUTE) is planned: {explain}");
+    assert!(
+        explain.contains("watermark: FOR ts AS ts - INTERVAL '5' SECOND"),
+        "{explain}"
+    );
+    assert!(
+        explain.contains("→ sink `a`") && explain.contains("→ sink `b`"),
+        "{explain}"
+    );
+    assert!(
+        explain.contains("date_trunc"),
+        "FLOOR(ts TO MINUTE) is planned: {explain}"
+    );
 }
 
 #[test]
 fn validate_exits_1_with_position_and_0_when_fine() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.sql");
-    std::fs::write(&bad, "CREATE TABLE t (a INT) WITH ('connector' = 'blackhole');\nINSERT INTO t SELEC 1;").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_sluice")).args(["validate", bad.to_str().unwrap()]).output().unwrap();
+    std::fs::write(
+        &bad,
+        "CREATE TABLE t (a INT) WITH ('connector' = 'blackhole');\nINSERT INTO t SELEC 1;",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["validate", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("bad.sql:2:"), "{stderr}");
 
     let good = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart.sql");
-    let out = Command::new(env!("CARGO_BIN_EXE_sluice")).args(["validate", good.to_str().unwrap()]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["validate", good.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let _ = parse_script("x.sql", "SELECT 1;").unwrap();
 }

@@ -15,9 +15,18 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 fn produce(brokers: &str, topic: &str, records: &[(i32, &str)]) {
-    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
     for (partition, value) in records {
-        producer.send(BaseRecord::<(), str>::to(topic).partition(*partition).payload(*value)).unwrap();
+        producer
+            .send(
+                BaseRecord::<(), str>::to(topic)
+                    .partition(*partition)
+                    .payload(*value),
+            )
+            .unwrap();
     }
     producer.flush(Duration::from_secs(10)).unwrap();
 }
@@ -60,11 +69,24 @@ fn reads_every_partition_with_metadata_and_resumes_at_committed_offsets() {
     let cluster = MockCluster::new(1).unwrap();
     let brokers = cluster.bootstrap_servers();
     cluster.create_topic("readings", 3, 1).unwrap();
-    produce(&brokers, "readings", &[(0, r#"{"id":1,"name":"a"}"#), (1, r#"{"id":2,"name":"b"}"#), (2, r#"{"id":3}"#), (0, r#"{"id":4,"name":"d"}"#)]);
+    produce(
+        &brokers,
+        "readings",
+        &[
+            (0, r#"{"id":1,"name":"a"}"#),
+            (1, r#"{"id":2,"name":"b"}"#),
+            (2, r#"{"id":3}"#),
+            (0, r#"{"id":4,"name":"d"}"#),
+        ],
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let out1 = dir.path().join("out1");
-    let sql = write_sql(dir.path(), "first.sql", &reading_sql(&brokers, "readings", &out1, ""));
+    let sql = write_sql(
+        dir.path(),
+        "first.sql",
+        &reading_sql(&brokers, "readings", &out1, ""),
+    );
     sluice(&["run", "--quiet", &sql], &[]);
     assert_eq!(
         sorted(read_sink_dir(&out1)),
@@ -73,9 +95,17 @@ fn reads_every_partition_with_metadata_and_resumes_at_committed_offsets() {
     );
 
     // The group committed its offsets: a second run reads only what was produced since.
-    produce(&brokers, "readings", &[(1, r#"{"id":5,"name":"e"}"#), (2, r#"{"id":6,"name":"f"}"#)]);
+    produce(
+        &brokers,
+        "readings",
+        &[(1, r#"{"id":5,"name":"e"}"#), (2, r#"{"id":6,"name":"f"}"#)],
+    );
     let out2 = dir.path().join("out2");
-    let sql = write_sql(dir.path(), "second.sql", &reading_sql(&brokers, "readings", &out2, ""));
+    let sql = write_sql(
+        dir.path(),
+        "second.sql",
+        &reading_sql(&brokers, "readings", &out2, ""),
+    );
     sluice(&["run", "--quiet", &sql], &[]);
     assert_eq!(sorted(read_sink_dir(&out2)), vec!["5,e,1,1", "6,f,2,1"]);
 }
@@ -85,23 +115,50 @@ fn bad_json_fails_the_job_naming_the_record_or_is_skipped_and_counted() {
     let cluster = MockCluster::new(1).unwrap();
     let brokers = cluster.bootstrap_servers();
     cluster.create_topic("dirty", 2, 1).unwrap();
-    produce(&brokers, "dirty", &[(0, r#"{"id":1,"name":"a"}"#), (1, r#"{"id": not json"#), (0, r#"{"id":"x"}"#), (1, r#"{"id":2,"name":"b"}"#)]);
+    produce(
+        &brokers,
+        "dirty",
+        &[
+            (0, r#"{"id":1,"name":"a"}"#),
+            (1, r#"{"id": not json"#),
+            (0, r#"{"id":"x"}"#),
+            (1, r#"{"id":2,"name":"b"}"#),
+        ],
+    );
     let dir = tempfile::tempdir().unwrap();
 
-    let strict = write_sql(dir.path(), "strict.sql", &reading_sql(&brokers, "dirty", &dir.path().join("strict"), ""));
-    let out = Command::new(env!("CARGO_BIN_EXE_sluice")).args(["run", "--quiet", &strict]).output().unwrap();
-    assert!(!out.status.success(), "a bad record fails the job without json.ignore-parse-errors");
+    let strict = write_sql(
+        dir.path(),
+        "strict.sql",
+        &reading_sql(&brokers, "dirty", &dir.path().join("strict"), ""),
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "--quiet", &strict])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "a bad record fails the job without json.ignore-parse-errors"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("topic 'dirty' partition"), "{stderr}");
     assert!(stderr.contains("json.ignore-parse-errors"), "{stderr}");
 
-    let lenient_sql = reading_sql(&brokers, "dirty", &dir.path().join("lenient"), ",\n 'json.ignore-parse-errors' = 'true', 'properties.group.id' = 'other'");
+    let lenient_sql = reading_sql(
+        &brokers,
+        "dirty",
+        &dir.path().join("lenient"),
+        ",\n 'json.ignore-parse-errors' = 'true', 'properties.group.id' = 'other'",
+    );
     let lenient_sql = lenient_sql.replacen("'properties.group.id' = 'readers',", "", 1);
     let lenient = write_sql(dir.path(), "lenient.sql", &lenient_sql);
     let run = sluice(&["run", "--quiet", &lenient], &[]);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(stderr.contains("2 bad records skipped"), "{stderr}");
-    assert_eq!(sorted(read_sink_dir(&dir.path().join("lenient"))), vec!["1,a,0,0", "2,b,1,1"]);
+    assert_eq!(
+        sorted(read_sink_dir(&dir.path().join("lenient"))),
+        vec!["1,a,0,0", "2,b,1,1"]
+    );
 }
 
 #[test]

@@ -550,7 +550,7 @@ mod tests {
         let mut late = 0;
         for t in ts.values().iter() {
             assert!(
-                *t > max_seen - 2000,
+                *t > max_seen.saturating_sub(2000),
                 "an event is out of order by more than the jitter"
             );
             if *t < max_seen {

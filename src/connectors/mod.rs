@@ -152,9 +152,10 @@ impl ConnectorConfig {
     pub fn source_problem(&self) -> Option<String> {
         match self {
             ConnectorConfig::Kafka(k) => k.source_problem(),
-            ConnectorConfig::Print(_) | ConnectorConfig::Blackhole => {
-                Some(format!("connector '{}' can only be written to", self.name()))
-            }
+            ConnectorConfig::Print(_) | ConnectorConfig::Blackhole => Some(format!(
+                "connector '{}' can only be written to",
+                self.name()
+            )),
             _ => None,
         }
     }

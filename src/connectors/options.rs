@@ -61,7 +61,9 @@ impl<'a> OptionReader<'a> {
     pub fn required(&self, key: &str) -> Result<String, SqlError> {
         self.optional(key).ok_or_else(|| {
             let given: Vec<String> = self.table.options.iter().map(|o| o.key.clone()).collect();
-            let hint = closest(key, &given).map(|k| format!(" ('{k}' is given: a typo?)")).unwrap_or_default();
+            let hint = closest(key, &given)
+                .map(|k| format!(" ('{k}' is given: a typo?)"))
+                .unwrap_or_default();
             self.error(
                 key,
                 format!(

@@ -117,10 +117,11 @@ impl StatusLine {
             let wm = s.watermark.load(Relaxed);
             let lag = s.lag.load(Relaxed);
             let mut parts = Vec::new();
-            if wm != i64::MIN && wm != i64::MAX {
-                if let Some(t) = chrono::DateTime::from_timestamp_millis(wm) {
-                    parts.push(format!("wm {}", t.format("%H:%M:%S")));
-                }
+            if let Some(t) = (wm != i64::MIN && wm != i64::MAX)
+                .then(|| chrono::DateTime::from_timestamp_millis(wm))
+                .flatten()
+            {
+                parts.push(format!("wm {}", t.format("%H:%M:%S")));
             }
             if lag >= 0 {
                 parts.push(format!("lag {}", group(lag as u64)));
@@ -138,7 +139,7 @@ pub fn group(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

@@ -33,7 +33,7 @@ pub enum Statement {
     Reset {
         key: Option<String>,
     },
-    CreateTable(CreateTable),
+    CreateTable(Box<CreateTable>),
     CreateView {
         name: String,
         query: Box<Query>,
@@ -109,7 +109,7 @@ pub enum ColumnKind {
     /// Read from the source's payload.
     Physical { data_type: DataType, nullable: bool },
     /// `name AS expr`, computed from the other columns of the same row.
-    Computed(Expr),
+    Computed(Box<Expr>),
     /// `name TYPE METADATA [FROM 'key'] [VIRTUAL]`: taken from the connector (Kafka timestamp, ...).
     Metadata {
         data_type: DataType,

@@ -111,7 +111,7 @@ fn parse_table_element(p: &mut Parser, table: &mut CreateTable) -> Result<(), Pa
         )));
     }
     let kind = if p.parse_keyword(Keyword::AS) {
-        ColumnKind::Computed(p.parse_expr()?)
+        ColumnKind::Computed(Box::new(p.parse_expr()?))
     } else {
         let data_type = parse_data_type(p)?;
         if consume_word(p, "METADATA") {

@@ -276,7 +276,7 @@ fn parse_create(p: &mut Parser) -> Result<Statement, ParserError> {
     p.next_token(); // CREATE
     let _temporary = consume_word(p, "TEMPORARY");
     if p.parse_keyword(Keyword::TABLE) {
-        return parse_create_table(p).map(Statement::CreateTable);
+        return parse_create_table(p).map(|t| Statement::CreateTable(Box::new(t)));
     }
     if p.parse_keyword(Keyword::VIEW) {
         let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);

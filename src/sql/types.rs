@@ -73,7 +73,7 @@ pub fn parse_data_type(p: &mut Parser) -> Result<DataType, ParserError> {
             DataType::Binary
         }
         "ARRAY" => {
-            let inner = angle_bracketed(p, |p| parse_data_type(p))?;
+            let inner = angle_bracketed(p, parse_data_type)?;
             DataType::List(Arc::new(Field::new("element", inner, true)))
         }
         "MAP" => {

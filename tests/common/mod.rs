@@ -101,3 +101,18 @@ pub fn split_csv(line: &str) -> Vec<String> {
     fields.push(cur);
     fields
 }
+
+/// The broker started by `scripts/test.sh`. Without one the test is skipped locally, but under
+/// `CI=true` a missing broker is a failure, never a silent skip.
+pub fn test_broker() -> Option<String> {
+    match std::env::var("SLUICE_TEST_KAFKA") {
+        Ok(b) if !b.is_empty() => Some(b),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI=true but SLUICE_TEST_KAFKA is not set: run the suite with scripts/test.sh")
+        }
+        _ => {
+            eprintln!("skipping: no broker (run scripts/test.sh, or set SLUICE_TEST_KAFKA)");
+            None
+        }
+    }
+}

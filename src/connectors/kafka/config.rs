@@ -234,8 +234,12 @@ impl KafkaConfig {
 
     /// What keeps this table from being read, checked when a query scans it.
     pub fn source_problem(&self) -> Option<String> {
-        if matches!(self.startup, StartupMode::GroupOffsets) && self.property("group.id").is_none() {
-            return Some("scan.startup.mode 'group-offsets' (the default) needs 'properties.group.id'".into());
+        if matches!(self.startup, StartupMode::GroupOffsets) && self.property("group.id").is_none()
+        {
+            return Some(
+                "scan.startup.mode 'group-offsets' (the default) needs 'properties.group.id'"
+                    .into(),
+            );
         }
         None
     }

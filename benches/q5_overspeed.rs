@@ -1,0 +1,174 @@
+//! Q5 (overspeed filter/projection) over the 2M-event telemetry file to a blackhole sink,
+//! compared with arrow-json decoding the same file alone (the ceiling for one decoding thread).
+//!
+//! `cargo bench --bench q5_overspeed` — input from `BENCH_INPUT`, else
+//! `~/.cache/sluice/telemetry_2m.jsonl`, made with `../shared/data/gen_telemetry.py --events
+//! 2000000` when missing. Reports events/s, CPU seconds and peak resident memory. Figures, not
+//! assertions: the bench never fails on speed.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use sluice::runtime::metrics::JobMetrics;
+use sluice::runtime::{RuntimeOptions, run_job};
+use sluice::sql::{Planner, parse_script_with};
+
+const Q5: &str = "
+CREATE TABLE telemetry (
+  vehicle_id STRING, driver_id STRING, ts TIMESTAMP(3), lat DOUBLE, lon DOUBLE, speed_kmh DOUBLE,
+  accel_ms2 DOUBLE, engine_temp_c DOUBLE, fuel_pct DOUBLE, event_type STRING,
+  WATERMARK FOR ts AS ts - INTERVAL '2' SECOND
+) WITH ('connector' = 'filesystem', 'path' = '${INPUT_PATH}', 'format' = 'json');
+CREATE TABLE sink (
+  vehicle_id STRING, driver_id STRING, ts TIMESTAMP(3), speed_kmh DOUBLE, over_limit_kmh DOUBLE,
+  speed_ms DOUBLE, severity STRING, minute_bucket TIMESTAMP(3), vehicle_driver STRING
+) WITH ('connector' = 'blackhole');
+INSERT INTO sink
+SELECT vehicle_id, driver_id, ts, speed_kmh, speed_kmh - 120.0, speed_kmh / 3.6,
+       CASE WHEN speed_kmh >= 140 THEN 'severe' WHEN speed_kmh >= 130 THEN 'major' ELSE 'minor' END,
+       FLOOR(ts TO MINUTE), CONCAT(vehicle_id, '/', driver_id)
+FROM telemetry WHERE speed_kmh > 120;";
+
+fn input() -> PathBuf {
+    if let Ok(p) = std::env::var("BENCH_INPUT") {
+        return PathBuf::from(p);
+    }
+    let path = PathBuf::from(std::env::var("HOME").unwrap_or_default())
+        .join(".cache/sluice/telemetry_2m.jsonl");
+    if !path.exists() {
+        let script =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/gen_telemetry.py");
+        eprintln!("generating {} with {}", path.display(), script.display());
+        let out = std::fs::File::create(&path).expect("create bench input");
+        let ok = std::process::Command::new("python3")
+            .arg(&script)
+            .args(["--events", "2000000"])
+            .stdout(out)
+            .status()
+            .expect("python3 runs")
+            .success();
+        assert!(
+            ok,
+            "gen_telemetry.py failed; set BENCH_INPUT to a telemetry JSON-lines file"
+        );
+    }
+    path
+}
+
+/// (user + system CPU seconds, peak resident MB) of this process so far.
+fn usage() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(") ")
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let cpu = (ticks(11) + ticks(12)) / 100.0;
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let hwm_kb = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    (cpu, hwm_kb / 1024.0)
+}
+
+fn main() {
+    let path = input();
+    let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let input_path = path.display().to_string();
+    let script = parse_script_with("q5.sql", Q5, |v| {
+        (v == "INPUT_PATH").then(|| input_path.clone())
+    })
+    .unwrap();
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (cpu0, _) = usage();
+    let started = Instant::now();
+    let report = rt.block_on(async {
+        let job = Planner::new()
+            .plan_script(&script)
+            .await
+            .unwrap()
+            .job
+            .unwrap();
+        let metrics = JobMetrics::new(["telemetry".to_string()], ["sink".to_string()]);
+        let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+        run_job(job, RuntimeOptions::default(), metrics, stop)
+            .await
+            .unwrap()
+    });
+    let wall = started.elapsed().as_secs_f64();
+    let (cpu1, peak_mb) = usage();
+    let cpu = cpu1 - cpu0;
+    println!(
+        "q5 pipeline:      {:>9} events in {wall:.2}s wall = {:.2} M events/s; {cpu:.2} CPU-s = {:.2} M events per CPU-second; {} rows out; peak RSS {peak_mb:.0} MB; {:.0} MB/s",
+        report.rows_in,
+        report.rows_in as f64 / wall / 1e6,
+        report.rows_in as f64 / cpu / 1e6,
+        report.rows_out,
+        bytes as f64 / wall / 1e6,
+    );
+
+    // arrow-json alone, one thread, streaming the same file in the same chunk size.
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("vehicle_id", DataType::Utf8, true),
+        Field::new("driver_id", DataType::Utf8, true),
+        Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), true),
+        Field::new("lat", DataType::Float64, true),
+        Field::new("lon", DataType::Float64, true),
+        Field::new("speed_kmh", DataType::Float64, true),
+        Field::new("accel_ms2", DataType::Float64, true),
+        Field::new("engine_temp_c", DataType::Float64, true),
+        Field::new("fuel_pct", DataType::Float64, true),
+        Field::new("event_type", DataType::Utf8, true),
+    ]));
+    let (cpu0, _) = usage();
+    let started = Instant::now();
+    let mut decoder = arrow::json::ReaderBuilder::new(schema)
+        .with_batch_size(8192)
+        .build_decoder()
+        .unwrap();
+    let mut file = std::fs::File::open(&path).unwrap();
+    let mut buf = vec![0u8; 4 << 20];
+    let mut rows = 0usize;
+    loop {
+        let n = file.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        let mut off = 0;
+        while off < n {
+            off += decoder.decode(&buf[off..n]).unwrap();
+            if decoder.len() >= 8192 {
+                rows += decoder.flush().unwrap().map_or(0, |b| b.num_rows());
+            }
+        }
+    }
+    rows += decoder.flush().unwrap().map_or(0, |b| b.num_rows());
+    let wall_json = started.elapsed().as_secs_f64();
+    let (cpu1, _) = usage();
+    println!(
+        "arrow-json alone: {rows:>9} events in {wall_json:.2}s wall = {:.2} M events/s; {:.2} CPU-s",
+        rows as f64 / wall_json / 1e6,
+        cpu1 - cpu0
+    );
+    println!(
+        "pipeline / arrow-json rate: {:.0}%",
+        100.0 * (report.rows_in as f64 / wall) / (rows as f64 / wall_json)
+    );
+}

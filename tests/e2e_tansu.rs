@@ -1,0 +1,150 @@
+//! End to end with real processes and a real broker (tansu, started by scripts/test.sh):
+//! `sluice gen fleet` → Kafka → `sluice run` → file sink. The expected rows come from an
+//! independent path: the same generator seed written to a file and run through the filesystem
+//! source with the same query.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{read_sink_dir, sluice, test_broker};
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+const EVENTS: &str = "4000";
+const GEN: [&str; 8] = [
+    "--vehicles",
+    "25",
+    "--seed",
+    "11",
+    "--start",
+    "2024-03-01 08:00:00",
+    "--rate",
+    "0",
+];
+
+fn pipeline(source_with: &str, out: &str) -> String {
+    format!(
+        "CREATE TABLE telemetry (
+           vehicle_id STRING, driver_id STRING, ts TIMESTAMP(3), speed_kmh DOUBLE, accel_ms2 DOUBLE, event_type STRING,
+           WATERMARK FOR ts AS ts - INTERVAL '2' SECOND
+         ) WITH ({source_with}, 'format' = 'json');
+         CREATE TABLE alerts (vehicle_id STRING, ts TIMESTAMP(3), speed_kmh DOUBLE, kind STRING)
+           WITH ('connector' = 'filesystem', 'path' = '{out}', 'format' = 'csv');
+         INSERT INTO alerts
+         SELECT vehicle_id, ts, speed_kmh,
+                CASE WHEN speed_kmh > 120 THEN 'overspeed' WHEN accel_ms2 < -4 THEN 'harsh_braking' ELSE event_type END
+         FROM telemetry
+         WHERE speed_kmh > 120 OR accel_ms2 < -4 OR event_type <> 'telemetry';"
+    )
+}
+
+#[test]
+fn generator_to_kafka_to_sluice_to_file_matches_the_file_path() {
+    let Some(brokers) = test_broker() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let topic = format!(
+        "e2e-telemetry-{}-{}",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos()
+    );
+
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let created = rt
+        .block_on(admin.create_topics(
+            &[NewTopic::new(&topic, 4, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        ))
+        .unwrap();
+    assert!(
+        created.iter().all(Result::is_ok),
+        "topic creation: {created:?}"
+    );
+
+    let mut gen_kafka = vec![
+        "gen",
+        "fleet",
+        "--brokers",
+        &brokers,
+        "--topic",
+        &topic,
+        "--events",
+        EVENTS,
+    ];
+    gen_kafka.extend(GEN);
+    sluice(&gen_kafka, &[]);
+
+    // The broker may report a stale end offset right after producing: wait until it has all.
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let total: i64 = (0..4)
+            .map(|p| {
+                consumer
+                    .fetch_watermarks(&topic, p, Duration::from_secs(5))
+                    .map_or(0, |(_, h)| h)
+            })
+            .sum();
+        if total.to_string() == EVENTS {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "broker holds {total} of {EVENTS} events"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let kafka_out = dir.path().join("from-kafka");
+    let kafka_sql = dir.path().join("kafka.sql");
+    let with = format!(
+        "'connector' = 'kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{brokers}',
+         'properties.group.id' = 'e2e', 'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset'"
+    );
+    std::fs::write(&kafka_sql, pipeline(&with, kafka_out.to_str().unwrap())).unwrap();
+    sluice(&["run", "--quiet", kafka_sql.to_str().unwrap()], &[]);
+
+    let file = dir.path().join("telemetry.jsonl");
+    let mut gen_file = vec![
+        "gen",
+        "fleet",
+        "--output",
+        file.to_str().unwrap(),
+        "--events",
+        EVENTS,
+    ];
+    gen_file.extend(GEN);
+    sluice(&gen_file, &[]);
+    let file_out = dir.path().join("from-file");
+    let file_sql = dir.path().join("file.sql");
+    let with = format!("'connector' = 'filesystem', 'path' = '{}'", file.display());
+    std::fs::write(&file_sql, pipeline(&with, file_out.to_str().unwrap())).unwrap();
+    sluice(&["run", "--quiet", file_sql.to_str().unwrap()], &[]);
+
+    let mut from_kafka = read_sink_dir(&kafka_out);
+    let mut from_file = read_sink_dir(&file_out);
+    from_kafka.sort();
+    from_file.sort();
+    assert!(
+        from_file.len() > 50,
+        "the generator produces alerts: {}",
+        from_file.len()
+    );
+    assert!(
+        from_file.iter().any(|r| r.ends_with("harsh_braking"))
+            && from_file.iter().any(|r| r.ends_with("overspeed"))
+    );
+    assert_eq!(
+        from_kafka, from_file,
+        "Kafka path and file path give the same rows"
+    );
+}
