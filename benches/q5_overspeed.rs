@@ -42,11 +42,10 @@ fn input() -> PathBuf {
         let script =
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/gen_telemetry.py");
         eprintln!("generating {} with {}", path.display(), script.display());
-        let out = std::fs::File::create(&path).expect("create bench input");
         let ok = std::process::Command::new("python3")
             .arg(&script)
-            .args(["--events", "2000000"])
-            .stdout(out)
+            .args(["--events", "2000000", "-o"])
+            .arg(&path)
             .status()
             .expect("python3 runs")
             .success();
