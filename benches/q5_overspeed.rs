@@ -16,6 +16,9 @@ use sluice::runtime::metrics::JobMetrics;
 use sluice::runtime::{RuntimeOptions, run_job};
 use sluice::sql::{Planner, parse_script_with};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const Q5: &str = "
 CREATE TABLE telemetry (
   vehicle_id STRING, driver_id STRING, ts TIMESTAMP(3), lat DOUBLE, lon DOUBLE, speed_kmh DOUBLE,

@@ -14,6 +14,11 @@ use sluice::runtime::run_job;
 use sluice::sql::{Planner, parse_script};
 use tokio::sync::watch;
 
+/// Arrow batches allocate and free large buffers at a high rate; mimalloc reuses them where the
+/// system allocator maps and zeroes fresh pages each time.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Sluice runs Flink SQL pipelines — Kafka in, windows and patterns, ClickHouse out — as one
 /// small streaming binary.
 #[derive(Parser)]

@@ -233,3 +233,29 @@ fn validate_exits_1_with_position_and_0_when_fine() {
     );
     let _ = parse_script("x.sql", "SELECT 1;").unwrap();
 }
+
+#[test]
+fn every_shipped_pipeline_and_example_validates() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for dir in ["pipelines", "examples"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "sql") {
+                files.push(path.to_str().unwrap().to_string());
+            }
+        }
+    }
+    assert!(files.len() >= 3, "{files:?}");
+    let mut args = vec!["validate".to_string()];
+    args.extend(files);
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -228,3 +228,93 @@ impl Source for DatagenSource {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{Field, Float64Type, Int32Type, Int64Type, Schema};
+
+    fn config(fields: Vec<(Field, FieldGen)>) -> DatagenConfig {
+        let (schema, gens): (Vec<Field>, Vec<FieldGen>) = fields.into_iter().unzip();
+        DatagenConfig {
+            rows_per_second: 0,
+            number_of_rows: None,
+            fields: gens,
+            schema: Arc::new(Schema::new(schema)),
+        }
+    }
+
+    #[test]
+    fn sequences_continue_and_random_values_stay_in_range() {
+        let c = config(vec![
+            (
+                Field::new("id", DataType::Int64, true),
+                FieldGen {
+                    kind: FieldKind::Sequence { start: 10, end: 99 },
+                    null_rate: 0.0,
+                },
+            ),
+            (
+                Field::new("n", DataType::Int32, true),
+                FieldGen {
+                    kind: FieldKind::Random {
+                        min: -5.0,
+                        max: 5.0,
+                        length: 0,
+                        max_past: Duration::ZERO,
+                    },
+                    null_rate: 0.0,
+                },
+            ),
+            (
+                Field::new("x", DataType::Float64, true),
+                FieldGen {
+                    kind: FieldKind::Random {
+                        min: 1.0,
+                        max: 2.0,
+                        length: 0,
+                        max_past: Duration::ZERO,
+                    },
+                    null_rate: 0.5,
+                },
+            ),
+            (
+                Field::new("s", DataType::Utf8, true),
+                FieldGen {
+                    kind: FieldKind::Random {
+                        min: 0.0,
+                        max: 0.0,
+                        length: 7,
+                        max_past: Duration::ZERO,
+                    },
+                    null_rate: 0.0,
+                },
+            ),
+        ]);
+        let mut rng = Pcg64::seed_from_u64(1);
+        let b = generate(&c, &mut rng, 5, 1000, 0).unwrap();
+        let ids = b.column(0).as_primitive::<Int64Type>();
+        assert_eq!((ids.value(0), ids.value(999)), (15, 1014));
+        assert!(
+            b.column(1)
+                .as_primitive::<Int32Type>()
+                .values()
+                .iter()
+                .all(|v| (-5..=5).contains(v))
+        );
+        let x = b.column(2).as_primitive::<Float64Type>();
+        assert!(
+            x.null_count() > 300 && x.null_count() < 700,
+            "null-rate 0.5: {}",
+            x.null_count()
+        );
+        assert!(x.iter().flatten().all(|v| (1.0..=2.0).contains(&v)));
+        assert!(
+            b.column(3)
+                .as_string::<i32>()
+                .iter()
+                .all(|s| s.unwrap().len() == 7)
+        );
+    }
+}

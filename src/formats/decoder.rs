@@ -32,6 +32,11 @@ pub struct RecordDecoder {
     /// The schema handed to arrow: for `json.fail-on-missing-field`, every field non-nullable.
     decode_schema: SchemaRef,
     max_records: usize,
+    /// Bad records skipped so far, to log the first few and then only every 1000th.
+    skipped_total: std::sync::atomic::AtomicU64,
+    /// The JSON decoder of the fast path, kept across batches so its buffers are reused;
+    /// dropped after an error (its state is then unknown) and built again.
+    json: Option<arrow::json::reader::Decoder>,
 }
 
 impl RecordDecoder {
@@ -52,6 +57,8 @@ impl RecordDecoder {
             schema,
             decode_schema,
             max_records: max_records.max(1),
+            skipped_total: Default::default(),
+            json: None,
         }
     }
 
@@ -71,7 +78,7 @@ impl RecordDecoder {
     /// with a [`JobError::BadRecord`] naming it (`locate(i)` says where record `i` came from), or,
     /// when the format ignores parse errors, is left out and reported in `skipped`.
     pub fn decode(
-        &self,
+        &mut self,
         data: &[u8],
         bounds: RecordBoundaries,
         locate: &dyn Fn(usize) -> String,
@@ -79,13 +86,40 @@ impl RecordDecoder {
         if let Format::Raw = self.format {
             return self.decode_raw(data, bounds);
         }
-        match self.decode_all(data) {
+        let fast = match self.format {
+            Format::Json(_) => self.decode_json_reusing(data),
+            _ => self.decode_all(data),
+        };
+        match fast {
             Ok(batch) if row_count_matches(&batch, bounds) => Ok(Decoded {
                 batch: self.finish_schema(batch)?,
                 skipped: Vec::new(),
             }),
-            _ => self.decode_one_by_one(data, bounds, locate),
+            _ => {
+                self.json = None;
+                self.decode_one_by_one(data, bounds, locate)
+            }
         }
+    }
+
+    fn decode_json_reusing(&mut self, data: &[u8]) -> Result<RecordBatch, ArrowError> {
+        let decoder = match &mut self.json {
+            Some(d) => d,
+            None => self.json.insert(
+                arrow::json::ReaderBuilder::new(self.decode_schema.clone())
+                    .with_batch_size(self.max_records)
+                    .build_decoder()?,
+            ),
+        };
+        let used = decoder.decode(data)?;
+        if used < data.len() {
+            return Err(ArrowError::JsonError(
+                "more records than the batch holds".into(),
+            ));
+        }
+        Ok(decoder
+            .flush()?
+            .unwrap_or_else(|| RecordBatch::new_empty(self.decode_schema.clone())))
     }
 
     fn decode_all(&self, data: &[u8]) -> Result<RecordBatch, ArrowError> {
@@ -157,7 +191,13 @@ impl RecordDecoder {
             match outcome {
                 Ok(b) => good.push(b),
                 Err(reason) if self.ignore_errors() => {
-                    tracing::warn!(location = %locate(i), %reason, "skipping bad record");
+                    let n = self
+                        .skipped_total
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                        + 1;
+                    if n <= 10 || n.is_multiple_of(1000) {
+                        tracing::warn!(location = %locate(i), %reason, skipped_so_far = n, "skipping bad record");
+                    }
                     skipped.push(i);
                 }
                 Err(reason) => {

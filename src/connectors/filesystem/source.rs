@@ -39,7 +39,7 @@ impl Source for FileSource {
         let files = list_files(&self.config.path).map_err(|m| JobError::source(&self.table, m))?;
         out.set_splits(1);
         let (tx, mut rx) = mpsc::channel::<Chunk>(4);
-        let decoder = RecordDecoder::new(
+        let mut decoder = RecordDecoder::new(
             self.config.format.clone(),
             self.config.schema.clone(),
             out.batch_size,
@@ -49,7 +49,7 @@ impl Source for FileSource {
             .name(format!("read-{}", self.table))
             .spawn(move || {
                 for file in files {
-                    if let Err(e) = read_file(&file, &decoder, batch_rows, &tx) {
+                    if let Err(e) = read_file(&file, &mut decoder, batch_rows, &tx) {
                         let _ = tx.blocking_send(Err(e));
                         return;
                     }
@@ -117,7 +117,7 @@ const READ_CHUNK: usize = 4 << 20;
 /// decodes each run into one batch.
 fn read_file(
     path: &Path,
-    decoder: &RecordDecoder,
+    decoder: &mut RecordDecoder,
     batch_rows: usize,
     tx: &mpsc::Sender<Chunk>,
 ) -> Result<(), JobError> {
@@ -153,10 +153,9 @@ fn read_file(
                     break;
                 }
             }
+            // A short run at the end of a read is decoded now rather than carried over: copying
+            // it to the front of the buffer costs more than a smaller batch does.
             let Some(end) = end else { break };
-            if lines < batch_rows && !eof {
-                break; // a short run: more lines follow in the next read
-            }
             let base = first_line;
             let locate = |i: usize| format!("{display}:{}", base + i as u64);
             let decoded = decoder.decode(&buf[done..end], RecordBoundaries::Lines, &locate)?;

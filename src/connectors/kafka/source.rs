@@ -92,6 +92,11 @@ impl Source for KafkaSource {
         let mut cc = c.client_config();
         cc.set("enable.auto.commit", "true");
         cc.set("enable.auto.offset.store", "false");
+        if c.bounded == BoundedMode::LatestOffset {
+            // End-of-partition events let a bounded read finish even when the last offsets
+            // before the stop offset hold no records (transaction markers, compaction).
+            cc.set("enable.partition.eof", "true");
+        }
         if c.property("statistics.interval.ms").is_none() {
             cc.set("statistics.interval.ms", "2000");
         }
@@ -127,7 +132,7 @@ impl Source for KafkaSource {
             .map(|(i, s)| ((s.topic.clone(), s.partition), i))
             .collect();
 
-        let decoder = RecordDecoder::new(
+        let mut decoder = RecordDecoder::new(
             c.value_format.clone(),
             c.physical_schema.clone(),
             out.batch_size,
@@ -137,7 +142,7 @@ impl Source for KafkaSource {
         let mut tombstones = 0u64;
         loop {
             if splits.iter().all(|s| s.done) && c.bounded == BoundedMode::LatestOffset {
-                self.flush(&mut pending, &decoder, &splits, &consumer, out)
+                self.flush(&mut pending, &mut decoder, &splits, &consumer, out)
                     .await?;
                 self.commit(&consumer);
                 return Ok(SourceEnd::Exhausted);
@@ -147,7 +152,14 @@ impl Source for KafkaSource {
                 .map(|t| out.linger.saturating_sub(t.elapsed()));
             tokio::select! {
                 msg = consumer.recv() => {
-                    let m = msg.map_err(|e| self.err(e))?;
+                    let m = match msg {
+                        Ok(m) => m,
+                        Err(KafkaError::PartitionEOF(partition)) => {
+                            self.mark_done_at_eof(&consumer, &mut splits, partition)?;
+                            continue;
+                        }
+                        Err(e) => return Err(self.err(e)),
+                    };
                     let Some(&split) = index.get(&(m.topic().to_string(), m.partition())) else { continue };
                     let s = &mut splits[split];
                     if s.stop_at.is_some_and(|stop| m.offset() >= stop) {
@@ -179,15 +191,15 @@ impl Source for KafkaSource {
                         }
                     }
                     if pending.meta.len() >= out.batch_size {
-                        self.flush(&mut pending, &decoder, &splits, &consumer, out).await?;
+                        self.flush(&mut pending, &mut decoder, &splits, &consumer, out).await?;
                     }
                 }
                 _ = tokio::time::sleep(linger_left.unwrap_or(Duration::from_secs(3600))), if linger_left.is_some() => {
-                    self.flush(&mut pending, &decoder, &splits, &consumer, out).await?;
+                    self.flush(&mut pending, &mut decoder, &splits, &consumer, out).await?;
                 }
                 _ = tick.tick() => out.tick().await?,
                 _ = out.stopped() => {
-                    self.flush(&mut pending, &decoder, &splits, &consumer, out).await?;
+                    self.flush(&mut pending, &mut decoder, &splits, &consumer, out).await?;
                     self.commit(&consumer);
                     return Ok(SourceEnd::Stopped);
                 }
@@ -369,7 +381,7 @@ impl KafkaSource {
     async fn flush(
         &self,
         pending: &mut Pending,
-        decoder: &RecordDecoder,
+        decoder: &mut RecordDecoder,
         splits: &[Split],
         consumer: &StreamConsumer<LagContext>,
         out: &mut SourceOutput,
@@ -468,6 +480,29 @@ impl KafkaSource {
         let schema = out.table().scan_schema.clone();
         debug_assert_eq!(schema.fields().len(), columns.len());
         Ok(RecordBatch::try_new(schema, columns)?)
+    }
+
+    /// A partition reached its end: bounded splits on it whose position passed the stop offset
+    /// are done.
+    fn mark_done_at_eof(
+        &self,
+        consumer: &StreamConsumer<LagContext>,
+        splits: &mut [Split],
+        partition: i32,
+    ) -> Result<(), JobError> {
+        let positions = consumer.position().map_err(|e| self.err(e))?;
+        for s in splits.iter_mut().filter(|s| s.partition == partition) {
+            let position = positions
+                .find_partition(&s.topic, s.partition)
+                .and_then(|e| match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                });
+            if let (Some(stop), Some(pos)) = (s.stop_at, position) {
+                s.done |= pos >= stop;
+            }
+        }
+        Ok(())
     }
 
     fn commit(&self, consumer: &StreamConsumer<LagContext>) {

@@ -1,0 +1,15 @@
+# The sluice binary in a small image. Build: docker build -t sluice .
+FROM rust:1-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked --bin sluice
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates libssl3 \
+ && rm -rf /var/lib/apt/lists/*
+COPY --from=build /src/target/release/sluice /usr/local/bin/sluice
+COPY pipelines /pipelines
+COPY examples /examples
+ENTRYPOINT ["sluice"]
+CMD ["--help"]

@@ -1,0 +1,74 @@
+//! docker-compose.yaml cannot be run here (no Docker engine); this keeps it honest: it parses,
+//! every service the README names exists, every pipeline a service runs is a file that
+//! validates, and the Sluice services wait for the topics they read.
+
+use serde_yaml_ng::Value;
+
+#[test]
+fn compose_file_names_real_services_and_pipelines() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("docker-compose.yaml")).unwrap();
+    let doc: Value = serde_yaml_ng::from_str(&text).unwrap();
+    let mut doc = doc;
+    doc.apply_merge().unwrap();
+    let services = doc["services"].as_mapping().expect("services");
+    let names: Vec<&str> = services.keys().filter_map(Value::as_str).collect();
+    for expected in ["redpanda", "console", "generator", "overspeed", "alerts"] {
+        assert!(
+            names.contains(&expected),
+            "service {expected} missing: {names:?}"
+        );
+    }
+    // Every service the README's stack table names must exist.
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let section = readme
+        .split("## The stack with Docker")
+        .nth(1)
+        .expect("README has the stack section");
+    let section = section.split("\n## ").next().unwrap();
+    let listed: Vec<&str> = section
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next())
+        .collect();
+    assert!(listed.len() >= 5, "{listed:?}");
+    for name in listed {
+        assert!(
+            names.contains(&name),
+            "README names service `{name}`, compose has {names:?}"
+        );
+    }
+    let mut pipelines = 0;
+    for (name, svc) in services {
+        let Some(cmd) = svc["command"].as_sequence() else {
+            continue;
+        };
+        let args: Vec<&str> = cmd.iter().filter_map(Value::as_str).collect();
+        if args.first() == Some(&"run") {
+            let path = args[1]
+                .strip_prefix("/pipelines/")
+                .expect("pipelines are mounted at /pipelines");
+            let file = root.join("pipelines").join(path);
+            assert!(file.exists(), "{name:?} runs {path}, which does not exist");
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+                .args(["validate", file.to_str().unwrap()])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                svc["depends_on"]["topics"].is_mapping(),
+                "{name:?} waits for topics"
+            );
+            assert_eq!(
+                svc["environment"]["KAFKA_BROKERS"].as_str(),
+                Some("redpanda:9092")
+            );
+            pipelines += 1;
+        }
+    }
+    assert_eq!(pipelines, 2);
+}
