@@ -8,10 +8,8 @@
 
 use std::io::Read;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
-use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use sluice::runtime::metrics::JobMetrics;
 use sluice::runtime::{RuntimeOptions, run_job};
 use sluice::sql::{Planner, parse_script_with};
@@ -127,18 +125,7 @@ fn main() {
     );
 
     // arrow-json alone, one thread, streaming the same file in the same chunk size.
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("vehicle_id", DataType::Utf8, true),
-        Field::new("driver_id", DataType::Utf8, true),
-        Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), true),
-        Field::new("lat", DataType::Float64, true),
-        Field::new("lon", DataType::Float64, true),
-        Field::new("speed_kmh", DataType::Float64, true),
-        Field::new("accel_ms2", DataType::Float64, true),
-        Field::new("engine_temp_c", DataType::Float64, true),
-        Field::new("fuel_pct", DataType::Float64, true),
-        Field::new("event_type", DataType::Utf8, true),
-    ]));
+    let schema = sluice::connectors::fleet_sim::telemetry_schema();
     let (cpu0, _) = usage();
     let started = Instant::now();
     let mut decoder = arrow::json::ReaderBuilder::new(schema)

@@ -19,8 +19,7 @@ use tokio::sync::watch;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Sluice runs Flink SQL pipelines — Kafka in, windows and patterns, ClickHouse out — as one
-/// small streaming binary.
+/// Sluice runs Flink SQL pipelines over Kafka and files as one small streaming binary.
 #[derive(Parser)]
 #[command(name = "sluice", version, about, long_about = None)]
 struct Cli {
@@ -59,7 +58,7 @@ enum Command {
 
 #[derive(Subcommand)]
 enum GenCommand {
-    /// Vehicle telemetry (FLEET.md) as JSON lines, to Kafka or to a file.
+    /// Vehicle telemetry (trips, stops, overspeed, harsh braking) as JSON lines, to Kafka or a file.
     Fleet(FleetArgs),
 }
 

@@ -69,6 +69,17 @@ struct Split {
     done: bool,
 }
 
+impl Split {
+    fn all_of(topic: &rdkafka::metadata::MetadataTopic) -> impl Iterator<Item = Split> + '_ {
+        topic.partitions().iter().map(|p| Split {
+            topic: topic.name().to_string(),
+            partition: p.id(),
+            stop_at: None,
+            done: false,
+        })
+    }
+}
+
 /// Per-record facts kept beside the payload buffer, for metadata columns and offsets.
 struct RecordMeta {
     split: usize,
@@ -230,14 +241,7 @@ impl KafkaSource {
                 None => c.topics.iter().any(|n| n == t.name()),
             };
             if wanted {
-                for p in t.partitions() {
-                    splits.push(Split {
-                        topic: t.name().to_string(),
-                        partition: p.id(),
-                        stop_at: None,
-                        done: false,
-                    });
-                }
+                splits.extend(Split::all_of(t));
             }
         }
         if splits.is_empty() {
@@ -247,14 +251,7 @@ impl KafkaSource {
                     .fetch_metadata(Some(topic), TIMEOUT)
                     .map_err(|e| self.err(e))?;
                 for t in md.topics().iter().filter(|t| t.error().is_none()) {
-                    for p in t.partitions() {
-                        splits.push(Split {
-                            topic: t.name().to_string(),
-                            partition: p.id(),
-                            stop_at: None,
-                            done: false,
-                        });
-                    }
+                    splits.extend(Split::all_of(t));
                 }
             }
         }
