@@ -5,11 +5,15 @@ mod common;
 
 use common::{assert_rows_match_golden, fixtures, read_sink_dir, sluice};
 
-#[test]
-fn q5_overspeed_matches_flink() {
+/// Runs `tests/fixtures/<query>.sql` over one golden input and compares with Flink's result.
+fn check(query: &str, input: &str) {
     let out_dir = tempfile::tempdir().unwrap();
-    let input = fixtures().join("golden_100k/telemetry_100k.jsonl.gz");
-    let sql = fixtures().join("q5_overspeed.sql");
+    let (dir, file) = match input {
+        "100k" => ("golden_100k", "telemetry_100k.jsonl.gz"),
+        _ => ("golden_100k_v50", "telemetry_100k_v50.jsonl.gz"),
+    };
+    let input = fixtures().join(dir).join(file);
+    let sql = fixtures().join(format!("{query}.sql"));
     let run = sluice(
         &["run", "--quiet", sql.to_str().unwrap()],
         &[
@@ -21,5 +25,23 @@ fn q5_overspeed_matches_flink() {
     assert!(stderr.contains("100,000 rows in"), "{stderr}");
     let rows = read_sink_dir(out_dir.path());
     assert!(!rows.is_empty());
-    assert_rows_match_golden(&rows, &fixtures().join("golden_100k/q5_overspeed.csv"));
+    assert_rows_match_golden(&rows, &fixtures().join(dir).join(format!("{query}.csv")));
+}
+
+#[test]
+fn q5_overspeed_matches_flink() {
+    check("q5_overspeed", "100k");
+    check("q5_overspeed", "100k_v50");
+}
+
+#[test]
+fn q1_tumble_matches_flink() {
+    check("q1_tumble", "100k");
+    check("q1_tumble", "100k_v50");
+}
+
+#[test]
+fn q2_hop_matches_flink() {
+    check("q2_hop", "100k");
+    check("q2_hop", "100k_v50");
 }

@@ -5,6 +5,7 @@
 
 mod filter;
 mod projection;
+pub mod window;
 
 pub use filter::Filter;
 pub use projection::Projection;

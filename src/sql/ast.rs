@@ -14,6 +14,8 @@ use super::error::{Position, SourceText};
 pub struct Script {
     pub source: SourceText,
     pub statements: Vec<Located<Statement>>,
+    /// Window TVFs found in the statements, each replaced there by its synthetic relation name.
+    pub windows: Vec<super::window_tvf::WindowTvf>,
 }
 
 /// A node with the position of its first token.

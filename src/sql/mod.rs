@@ -10,6 +10,7 @@ pub mod planner;
 mod rewrite;
 mod substitute;
 pub mod types;
+pub mod window_tvf;
 
 pub use error::SqlError;
 pub use parser::{parse_script, parse_script_with};

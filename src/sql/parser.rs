@@ -15,6 +15,7 @@ use super::ddl::parse_create_table;
 use super::error::{Position, SourceText, SqlError, split_parser_message};
 use super::substitute::substitute_variables;
 use super::types::{consume_word, consume_words};
+use super::window_tvf::extract_window_tvfs;
 
 /// Parses a script after `${VAR}` substitution from the process environment.
 pub fn parse_script(name: &str, text: &str) -> Result<Script, SqlError> {
@@ -33,10 +34,17 @@ pub fn parse_script_with(
     let tokens =
         tokenize(&source.text).map_err(|e| parser_error(&source, e, Position::default()))?;
     let mut statements = Vec::new();
+    let mut windows = Vec::new();
     for chunk in split_statements(&tokens) {
-        statements.push(parse_statement(&source, chunk)?);
+        let (chunk, found) = extract_window_tvfs(&source, chunk, windows.len())?;
+        windows.extend(found);
+        statements.push(parse_statement(&source, &chunk)?);
     }
-    Ok(Script { source, statements })
+    Ok(Script {
+        source,
+        statements,
+        windows,
+    })
 }
 
 /// sqlparser tokens without whitespace and comments; `>>` is split into two `>` because Flink SQL

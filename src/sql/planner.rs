@@ -27,7 +27,9 @@ use super::catalog::{MetadataColumn, Table, WatermarkSpec};
 use super::error::{Position, SourceText, SqlError};
 use super::rewrite::{rewrite_expr, rewrite_statement};
 use super::types::flink_type_name;
+use super::window_tvf::{WINDOW_COLUMNS, WindowKind, WindowTvf};
 use crate::connectors::ConnectorConfig;
+use crate::operators::window::{GroupColumn, WindowAggregate, WindowAggregateCall};
 use crate::operators::{Filter, Operator, Projection};
 use crate::plan::{JobGraph, PipelineNode, SinkNode, SourceNode};
 
@@ -49,6 +51,8 @@ pub struct Planner {
     tables: BTreeMap<String, Arc<Table>>,
     views: BTreeMap<String, String>,
     settings: BTreeMap<String, String>,
+    /// Window TVF relations registered so far, with the plan of their input.
+    windows: BTreeMap<String, (WindowTvf, LogicalPlan)>,
 }
 
 /// What a script asks to run: the job graph (if it has INSERTs or queries) and its settings.
@@ -78,6 +82,7 @@ impl Planner {
             tables: BTreeMap::new(),
             views: BTreeMap::new(),
             settings: BTreeMap::new(),
+            windows: BTreeMap::new(),
         }
     }
 
@@ -99,6 +104,7 @@ impl Planner {
         let src = &script.source;
         let mut job = JobBuilder::default();
         for stmt in &script.statements {
+            self.register_windows(src, &script.windows).await?;
             match &stmt.node {
                 Statement::Insert(insert) => {
                     self.plan_insert(src, insert, stmt.pos, &mut job).await?
@@ -266,6 +272,72 @@ impl Planner {
         }
         out.push_str(&format!("connector: {}", t.connector.describe()));
         Some(out)
+    }
+
+    /// Registers the script's window relations whose input exists by now: the input's columns
+    /// plus `window_start`, `window_end`, `window_time`.
+    async fn register_windows(
+        &mut self,
+        src: &SourceText,
+        windows: &[WindowTvf],
+    ) -> Result<(), SqlError> {
+        for w in windows {
+            if self.windows.contains_key(&w.relation) || !self.exists(&w.input) {
+                continue;
+            }
+            let select = format!("SELECT * FROM \"{}\"", w.input.replace('"', "\"\""));
+            let stmt = super::parser::sql_parser(
+                &super::parser::tokenize(&select)
+                    .map_err(|e| super::parser::parser_error(src, e, w.pos))?,
+            )
+            .parse_statement()
+            .map_err(|e| super::parser::parser_error(src, e, w.pos))?;
+            let input = self.plan_statement(src, stmt, w.pos).await?;
+            let input_schema = input.schema().as_arrow().clone();
+            let Ok(time) = input_schema.field_with_name(&w.time_column) else {
+                return Err(src.error(
+                    w.pos,
+                    format!(
+                        "DESCRIPTOR({}): `{}` has no such column",
+                        w.time_column, w.input
+                    ),
+                ));
+            };
+            let DataType::Timestamp(_, tz) = time.data_type() else {
+                return Err(src.error(
+                    w.pos,
+                    format!("DESCRIPTOR({}): the time column must be TIMESTAMP(3) or TIMESTAMP_LTZ(3), not {}", w.time_column, flink_type_name(time.data_type())),
+                ));
+            };
+            let window_type =
+                DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, tz.clone());
+            let mut fields: Vec<Field> = input_schema
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone())
+                .collect();
+            for name in WINDOW_COLUMNS {
+                if fields.iter().any(|f| f.name() == name) {
+                    return Err(src.error(
+                        w.pos,
+                        format!(
+                            "`{}` already has a column `{name}`; a window adds its own",
+                            w.input
+                        ),
+                    ));
+                }
+                fields.push(Field::new(name, window_type.clone(), false));
+            }
+            let schema = Arc::new(Schema::new(fields));
+            self.ctx
+                .register_table(
+                    TableReference::bare(w.relation.as_str()),
+                    Arc::new(EmptyTable::new(schema)),
+                )
+                .map_err(|e| df_error(src, e, w.pos))?;
+            self.windows.insert(w.relation.clone(), (w.clone(), input));
+        }
+        Ok(())
     }
 
     async fn create_table(&mut self, src: &SourceText, def: &CreateTable) -> Result<(), SqlError> {
@@ -479,6 +551,7 @@ impl Planner {
             ));
         }
         let stream = self.compile(src, &dml.input, pos, job)?;
+        stream.check_complete(src, pos)?;
         job.pipelines.push(PendingPipeline {
             name: format!("INSERT INTO {sink_name}"),
             source: stream.source,
@@ -503,6 +576,7 @@ impl Planner {
         rewrite_statement(&mut stmt);
         let plan = self.plan_statement(src, stmt, pos).await?;
         let stream = self.compile(src, &plan, pos, job)?;
+        stream.check_complete(src, pos)?;
         let schema = Arc::new(stream.schema.as_arrow().clone());
         let n = job.pipelines.len();
         job.pipelines.push(PendingPipeline {
@@ -533,6 +607,34 @@ impl Planner {
                 .map_err(|e| df_error(src, e, pos))
         };
         match plan {
+            LogicalPlan::TableScan(scan) if self.windows.contains_key(scan.table_name.table()) => {
+                let (window, input) = &self.windows[scan.table_name.table()];
+                let mut s = self.compile(src, input, pos, job)?;
+                s.check_complete(src, pos)?;
+                // The window columns are placeholders holding the event time: the window
+                // operator assigns rows to windows itself, from this column.
+                let input_schema = input.schema();
+                let time_idx = input_schema
+                    .index_of_column_by_name(None, &window.time_column)
+                    .ok_or_else(|| src.error(window.pos, format!("no time column `{}`", window.time_column)))?;
+                let full = Arc::new(scan.source.schema().as_ref().clone());
+                let mut exprs: Vec<Arc<dyn PhysicalExpr>> = (0..input_schema.fields().len())
+                    .map(|i| Arc::new(Column::new(input_schema.field(i).name(), i)) as Arc<dyn PhysicalExpr>)
+                    .collect();
+                for name in WINDOW_COLUMNS {
+                    let ty = full.field_with_name(name).expect("registered with window columns").data_type().clone();
+                    let col: Arc<dyn PhysicalExpr> = Arc::new(Column::new(&window.time_column, time_idx));
+                    exprs.push(Arc::new(datafusion::physical_expr::expressions::CastExpr::new(col, ty, None)));
+                }
+                let exprs = match &scan.projection {
+                    Some(indices) => indices.iter().map(|&i| exprs[i].clone()).collect(),
+                    None => exprs,
+                };
+                s.operators.push(Box::new(Projection::new(exprs, Arc::new(scan.projected_schema.as_arrow().clone()))));
+                s.schema = scan.projected_schema.clone();
+                s.window = Some(window.clone());
+                Ok(s)
+            }
             LogicalPlan::TableScan(scan) => {
                 let name = scan.table_name.table();
                 let Some(table) = self.tables.get(name) else {
@@ -557,19 +659,86 @@ impl Planner {
                     let pred = phys(f, &scan.projected_schema)?;
                     operators.push(Box::new(Filter::new(pred, Arc::new(scan.projected_schema.as_arrow().clone()))));
                 }
-                Ok(CompiledStream { source, operators, schema: scan.projected_schema.clone() })
+                Ok(CompiledStream { source, operators, schema: scan.projected_schema.clone(), window: None })
             }
             LogicalPlan::Filter(f) => {
                 let mut s = self.compile(src, &f.input, pos, job)?;
+                if s.window.is_some() && uses_window_columns(&f.predicate) {
+                    return Err(src.error(pos, "a WHERE on window_start/window_end before the GROUP BY is not supported; filter in HAVING or after the aggregation"));
+                }
                 let pred = phys(&f.predicate, f.input.schema())?;
                 s.operators.push(Box::new(Filter::new(pred, Arc::new(f.input.schema().as_arrow().clone()))));
                 Ok(s)
             }
             LogicalPlan::Projection(p) => {
                 let mut s = self.compile(src, &p.input, pos, job)?;
+                if s.window.is_some() && p.expr.iter().any(|e| !matches!(e, Expr::Column(_)) && uses_window_columns(e)) {
+                    return Err(src.error(pos, "window columns can only be grouped by in a window aggregation, not computed on before it"));
+                }
                 let exprs = p.expr.iter().map(|e| phys(e, p.input.schema())).collect::<Result<Vec<_>, _>>()?;
                 s.operators.push(Box::new(Projection::new(exprs, Arc::new(p.schema.as_arrow().clone()))));
                 s.schema = p.schema.clone();
+                Ok(s)
+            }
+            LogicalPlan::Aggregate(agg) => {
+                let mut s = self.compile(src, &agg.input, pos, job)?;
+                let Some(window) = s.window.take() else {
+                    return Err(src.error(pos, "GROUP BY aggregation without a window is not supported in a streaming query yet; aggregate over TABLE(TUMBLE(...)), HOP, CUMULATE or SESSION and GROUP BY window_start, window_end"));
+                };
+                let input_schema = agg.input.schema();
+                let mut layout = Vec::new();
+                let mut keys = Vec::new();
+                let mut time_column = None;
+                for (i, g) in agg.group_expr.iter().enumerate() {
+                    let role = match g {
+                        Expr::Column(c) if WINDOW_COLUMNS.contains(&c.name.as_str()) => {
+                            let idx = input_schema.index_of_column(c).map_err(|e| df_error(src, e, pos))?;
+                            time_column.get_or_insert(idx);
+                            match c.name.as_str() {
+                                "window_start" => GroupColumn::WindowStart,
+                                "window_end" => GroupColumn::WindowEnd,
+                                _ => GroupColumn::WindowTime,
+                            }
+                        }
+                        _ => {
+                            let field = agg.schema.field(i).as_ref().clone();
+                            keys.push((phys(g, input_schema)?, field));
+                            GroupColumn::Key(keys.len() - 1)
+                        }
+                    };
+                    layout.push(role);
+                }
+                if !(layout.contains(&GroupColumn::WindowStart) && layout.contains(&GroupColumn::WindowEnd)) {
+                    return Err(src.error(pos, "a window aggregation must GROUP BY window_start, window_end (and any keys)"));
+                }
+                let physical_input = Arc::new(input_schema.as_arrow().clone());
+                let mut calls = Vec::new();
+                for e in &agg.aggr_expr {
+                    let planning = datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext::default();
+                    let lowered = datafusion::physical_expr::aggregate::LoweredAggregateBuilder::new(
+                        e,
+                        input_schema,
+                        &physical_input,
+                        state.execution_props(),
+                        &planning,
+                    )
+                    .build()
+                    .map_err(|e| df_error(src, e, pos))?;
+                    let (function, filter, order_by) = (lowered.aggregate, lowered.filter, lowered.order_bys);
+                    if !order_by.is_empty() {
+                        return Err(src.error(pos, "ordered aggregates (WITHIN GROUP / ORDER BY in an aggregate) are not supported in window aggregations"));
+                    }
+                    calls.push(WindowAggregateCall { function, filter });
+                }
+                let output = Arc::new(agg.schema.as_arrow().clone());
+                let time_column = time_column.expect("window_start is grouped by");
+                if let WindowKind::Session { .. } = window.kind {
+                    return Err(src.error(window.pos, "SESSION window aggregation is not supported yet"));
+                }
+                let op = WindowAggregate::new(window.kind, time_column, keys, layout, calls, output)
+                    .map_err(|e| src.error(pos, e.to_string()))?;
+                s.operators.push(Box::new(op));
+                s.schema = agg.schema.clone();
                 Ok(s)
             }
             LogicalPlan::SubqueryAlias(a) => {
@@ -592,6 +761,28 @@ struct CompiledStream {
     source: usize,
     operators: Vec<Box<dyn Operator>>,
     schema: DFSchemaRef,
+    /// Set while the stream is a window relation not yet aggregated.
+    window: Option<WindowTvf>,
+}
+
+impl CompiledStream {
+    /// A window relation must end in its aggregation: its window columns are placeholders.
+    fn check_complete(&self, src: &SourceText, pos: Position) -> Result<(), SqlError> {
+        match &self.window {
+            Some(w) => Err(src.error(
+                w.pos,
+                "a window TVF must be aggregated: GROUP BY window_start, window_end (window assignment without aggregation is not supported yet)",
+            )),
+            None => Ok(()),
+        }
+        .map_err(|e| if e.pos.line == 0 { src.error(pos, e.message) } else { e })
+    }
+}
+
+fn uses_window_columns(e: &Expr) -> bool {
+    e.column_refs()
+        .iter()
+        .any(|c| WINDOW_COLUMNS.contains(&c.name.as_str()))
 }
 
 struct PendingPipeline {

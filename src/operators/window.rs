@@ -1,0 +1,436 @@
+//! Window aggregation for TUMBLE, HOP and CUMULATE windows.
+//!
+//! **Assignment by slices.** Every row falls into exactly one *slice* of the time axis: the
+//! window size for TUMBLE, the slide for HOP, the step for CUMULATE. Rows are aggregated into
+//! their slice with DataFusion's vectorized `GroupsAccumulator`s (group keys interned by
+//! DataFusion's `GroupValues`), so a row is never copied into the several windows that contain
+//! it. A window is the union of its slices: when it fires, the slices' partial states
+//! (`GroupsAccumulator::state`) are merged (`merge_batch`) and evaluated.
+//!
+//! **Emission.** A window `[start, end)` fires once, when the watermark reaches `end - 1`
+//! (Flink's emit-on-close). A slice is frozen into Arrow arrays of partial state when its first
+//! window fires and freed after its last one, so memory is bounded by open slices × keys.
+//!
+//! **Late rows.** A row whose slice has already been frozen (its slice end − 1 ≤ watermark) can
+//! no longer change any result; it is dropped and counted, as Flink does.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, TimestampMillisecondArray, UInt32Array,
+};
+use arrow::compute::{cast, take};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMillisecondType};
+use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
+use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
+use datafusion::physical_expr::{GroupsAccumulatorAdapter, PhysicalExpr};
+use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
+use datafusion::physical_plan::aggregates::order::GroupOrdering;
+
+use super::Operator;
+use crate::runtime::JobError;
+use crate::sql::window_tvf::WindowKind;
+
+/// Where each output column of the aggregation comes from, in GROUP BY order then aggregates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupColumn {
+    /// The i-th non-window grouping key.
+    Key(usize),
+    WindowStart,
+    WindowEnd,
+    WindowTime,
+}
+
+/// One aggregate call: the function, its argument expressions and its `FILTER (WHERE ...)`.
+pub struct WindowAggregateCall {
+    pub function: Arc<AggregateFunctionExpr>,
+    pub filter: Option<Arc<dyn PhysicalExpr>>,
+}
+
+pub struct WindowAggregate {
+    kind: WindowKind,
+    slice: i64,
+    offset: i64,
+    /// Input column holding the event time.
+    time_column: usize,
+    keys: Vec<Arc<dyn PhysicalExpr>>,
+    key_schema: SchemaRef,
+    layout: Vec<GroupColumn>,
+    calls: Vec<WindowAggregateCall>,
+    schema: SchemaRef,
+    live: BTreeMap<i64, LiveSlice>,
+    frozen: BTreeMap<i64, FrozenSlice>,
+    /// Ends of windows that hold data and have not fired.
+    pending_ends: BTreeSet<i64>,
+    watermark: i64,
+    late_rows: u64,
+}
+
+struct LiveSlice {
+    groups: Box<dyn GroupValues>,
+    accumulators: Vec<Box<dyn GroupsAccumulator>>,
+}
+
+/// A slice's groups and partial aggregate states, as Arrow arrays.
+struct FrozenSlice {
+    keys: Vec<ArrayRef>,
+    states: Vec<Vec<ArrayRef>>,
+}
+
+impl WindowAggregate {
+    /// `keys` are the non-window GROUP BY expressions; with none, all rows of a window form one
+    /// group.
+    pub fn new(
+        kind: WindowKind,
+        time_column: usize,
+        keys: Vec<(Arc<dyn PhysicalExpr>, Field)>,
+        layout: Vec<GroupColumn>,
+        calls: Vec<WindowAggregateCall>,
+        schema: SchemaRef,
+    ) -> Result<Self, JobError> {
+        let (slice, offset) = match kind {
+            WindowKind::Tumble { size, offset } => (size, offset),
+            WindowKind::Hop { slide, offset, .. } => (slide, offset),
+            WindowKind::Cumulate { step, offset, .. } => (step, offset),
+            WindowKind::Session { .. } => {
+                return Err(JobError::internal(
+                    "SESSION windows use the session operator",
+                ));
+            }
+        };
+        let (mut exprs, mut fields): (Vec<_>, Vec<_>) = keys.into_iter().unzip();
+        if exprs.is_empty() {
+            // GroupValues needs a column: one constant key puts every row in one group.
+            exprs.push(Arc::new(
+                datafusion::physical_expr::expressions::Literal::new(true.into()),
+            ));
+            fields.push(Field::new("__window_group", DataType::Boolean, false));
+        }
+        Ok(WindowAggregate {
+            kind,
+            slice,
+            offset,
+            time_column,
+            keys: exprs,
+            key_schema: Arc::new(Schema::new(fields)),
+            layout,
+            calls,
+            schema,
+            live: BTreeMap::new(),
+            frozen: BTreeMap::new(),
+            pending_ends: BTreeSet::new(),
+            watermark: i64::MIN,
+            late_rows: 0,
+        })
+    }
+
+    pub fn late_rows(&self) -> u64 {
+        self.late_rows
+    }
+
+    fn slice_start(&self, ts: i64) -> i64 {
+        ts - (ts - self.offset).rem_euclid(self.slice)
+    }
+
+    /// Ends of the windows that contain the slice starting at `s`.
+    fn window_ends(&self, s: i64) -> Vec<i64> {
+        match self.kind {
+            WindowKind::Tumble { size, .. } => vec![s + size],
+            WindowKind::Hop { slide, size, .. } => {
+                (1..=size / slide).map(|k| s + k * slide).collect()
+            }
+            WindowKind::Cumulate { step, size, .. } => {
+                let period = s - (s - self.offset).rem_euclid(size);
+                let mut ends = Vec::new();
+                let mut e = s + step;
+                while e <= period + size {
+                    ends.push(e);
+                    e += step;
+                }
+                ends
+            }
+            WindowKind::Session { .. } => unreachable!("rejected in new"),
+        }
+    }
+
+    /// Start of the window that ends at `end`.
+    fn window_start(&self, end: i64) -> i64 {
+        match self.kind {
+            WindowKind::Tumble { size, .. } | WindowKind::Hop { size, .. } => end - size,
+            WindowKind::Cumulate { size, .. } => {
+                let last = end - 1;
+                last - (last - self.offset).rem_euclid(size)
+            }
+            WindowKind::Session { .. } => unreachable!("rejected in new"),
+        }
+    }
+
+    fn new_accumulators(&self) -> Result<Vec<Box<dyn GroupsAccumulator>>, JobError> {
+        self.calls
+            .iter()
+            .map(|c| {
+                let f = c.function.clone();
+                Ok(if f.groups_accumulator_supported() {
+                    f.create_groups_accumulator()?
+                } else {
+                    Box::new(GroupsAccumulatorAdapter::new(move || {
+                        f.create_accumulator()
+                    })) as Box<dyn GroupsAccumulator>
+                })
+            })
+            .collect()
+    }
+
+    fn new_slice(&self) -> Result<LiveSlice, JobError> {
+        Ok(LiveSlice {
+            groups: new_group_values(self.key_schema.clone(), &GroupOrdering::None)?,
+            accumulators: self.new_accumulators()?,
+        })
+    }
+
+    fn freeze(&mut self, start: i64) -> Result<(), JobError> {
+        if let Some(mut live) = self.live.remove(&start) {
+            let keys = live.groups.emit(EmitTo::All)?;
+            let states = live
+                .accumulators
+                .iter_mut()
+                .map(|a| a.state(EmitTo::All))
+                .collect::<Result<Vec<_>, _>>()?;
+            self.frozen.insert(start, FrozenSlice { keys, states });
+        }
+        Ok(())
+    }
+
+    /// Merges the slices of the window ending at `end` and evaluates it.
+    fn fire(&mut self, end: i64) -> Result<Option<RecordBatch>, JobError> {
+        let start = self.window_start(end);
+        let in_window: Vec<i64> = self.live.range(start..end).map(|(s, _)| *s).collect();
+        for s in in_window {
+            self.freeze(s)?;
+        }
+        let mut groups = new_group_values(self.key_schema.clone(), &GroupOrdering::None)?;
+        let mut accumulators = self.new_accumulators()?;
+        let mut indices = Vec::new();
+        for slice in self.frozen.range(start..end).map(|(_, f)| f) {
+            if slice.keys.first().is_none_or(|k| k.is_empty()) {
+                continue;
+            }
+            groups.intern(&slice.keys, &mut indices)?;
+            for (acc, state) in accumulators.iter_mut().zip(&slice.states) {
+                acc.merge_batch(state, &indices, groups.len())?;
+            }
+        }
+        if groups.is_empty() {
+            return Ok(None);
+        }
+        let rows = groups.len();
+        let keys = groups.emit(EmitTo::All)?;
+        let values = accumulators
+            .iter_mut()
+            .map(|a| a.evaluate(EmitTo::All))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
+        for (i, g) in self.layout.iter().enumerate() {
+            let target = self.schema.field(i).data_type();
+            let col: ArrayRef = match g {
+                GroupColumn::Key(k) => keys[*k].clone(),
+                GroupColumn::WindowStart => time_constant(start, rows, target)?,
+                GroupColumn::WindowEnd => time_constant(end, rows, target)?,
+                GroupColumn::WindowTime => time_constant(end - 1, rows, target)?,
+            };
+            columns.push(col);
+        }
+        for (i, v) in values.into_iter().enumerate() {
+            let target = self.schema.field(self.layout.len() + i).data_type();
+            columns.push(if v.data_type() == target {
+                v
+            } else {
+                cast(&v, target)?
+            });
+        }
+        Ok(Some(RecordBatch::try_new(self.schema.clone(), columns)?))
+    }
+
+    /// The last window end a slice belongs to: after it fires, the slice is no longer needed.
+    fn last_end(&self, s: i64) -> i64 {
+        *self
+            .window_ends(s)
+            .last()
+            .expect("every slice is in a window")
+    }
+}
+
+fn time_constant(ms: i64, rows: usize, target: &DataType) -> Result<ArrayRef, JobError> {
+    let tz = match target {
+        DataType::Timestamp(_, tz) => tz.clone(),
+        _ => None,
+    };
+    let array: ArrayRef =
+        Arc::new(TimestampMillisecondArray::from_value(ms, rows).with_timezone_opt(tz));
+    Ok(if array.data_type() == target {
+        array
+    } else {
+        cast(&array, target)?
+    })
+}
+
+/// Event times of a batch column in milliseconds.
+pub fn event_times(column: &ArrayRef) -> Result<Vec<Option<i64>>, JobError> {
+    let ms = cast(column, &DataType::Timestamp(TimeUnit::Millisecond, None))?;
+    Ok(ms
+        .as_primitive::<TimestampMillisecondType>()
+        .iter()
+        .collect())
+}
+
+impl Operator for WindowAggregate {
+    fn describe(&self) -> String {
+        let calls: Vec<String> = self
+            .calls
+            .iter()
+            .map(|c| c.function.name().to_string())
+            .collect();
+        let window = match self.kind {
+            WindowKind::Tumble { size, offset } => {
+                format!("TUMBLE size={size}ms offset={offset}ms")
+            }
+            WindowKind::Hop {
+                slide,
+                size,
+                offset,
+            } => format!("HOP slide={slide}ms size={size}ms offset={offset}ms"),
+            WindowKind::Cumulate { step, size, offset } => {
+                format!("CUMULATE step={step}ms size={size}ms offset={offset}ms")
+            }
+            WindowKind::Session { gap } => format!("SESSION gap={gap}ms"),
+        };
+        format!(
+            "WindowAggregate: {window}, keys={}, aggregates=[{}]",
+            self.keys.len(),
+            calls.join(", ")
+        )
+    }
+
+    fn output_schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn process_batch(
+        &mut self,
+        batch: RecordBatch,
+        _out: &mut Vec<RecordBatch>,
+    ) -> Result<(), JobError> {
+        let rows = batch.num_rows();
+        let times = event_times(batch.column(self.time_column))?;
+        // Rows per slice (a batch usually spans one or two slices).
+        let mut by_slice: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
+        for (i, t) in times.iter().enumerate() {
+            let Some(t) = t else {
+                self.late_rows += 1; // a NULL event time belongs to no window
+                continue;
+            };
+            let s = self.slice_start(*t);
+            if s + self.slice - 1 <= self.watermark {
+                self.late_rows += 1;
+                if self.late_rows.is_power_of_two() {
+                    tracing::warn!(
+                        late_rows = self.late_rows,
+                        watermark = self.watermark,
+                        "dropping late rows"
+                    );
+                }
+                continue;
+            }
+            by_slice.entry(s).or_default().push(i as u32);
+        }
+        if by_slice.is_empty() {
+            return Ok(());
+        }
+        let keys = self
+            .keys
+            .iter()
+            .map(|e| e.evaluate(&batch).and_then(|v| v.into_array(rows)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut args = Vec::with_capacity(self.calls.len());
+        let mut filters = Vec::with_capacity(self.calls.len());
+        for c in &self.calls {
+            let a = c
+                .function
+                .expressions()
+                .iter()
+                .map(|e| e.evaluate(&batch).and_then(|v| v.into_array(rows)))
+                .collect::<Result<Vec<_>, _>>()?;
+            args.push(a);
+            filters.push(match &c.filter {
+                Some(f) => Some(f.evaluate(&batch)?.into_array(rows)?),
+                None => None,
+            });
+        }
+        let whole =
+            by_slice.len() == 1 && by_slice.values().next().is_some_and(|v| v.len() == rows);
+        let mut indices = Vec::new();
+        for (s, rows_in_slice) in by_slice {
+            if !self.live.contains_key(&s) {
+                let slice = self.new_slice()?;
+                self.live.insert(s, slice);
+                for e in self.window_ends(s) {
+                    self.pending_ends.insert(e);
+                }
+            }
+            let pick = |a: &ArrayRef| -> Result<ArrayRef, JobError> {
+                if whole {
+                    Ok(a.clone())
+                } else {
+                    Ok(take(a, &UInt32Array::from(rows_in_slice.clone()), None)?)
+                }
+            };
+            let slice_keys = keys.iter().map(pick).collect::<Result<Vec<_>, _>>()?;
+            let live = self.live.get_mut(&s).expect("inserted above");
+            live.groups.intern(&slice_keys, &mut indices)?;
+            let total = live.groups.len();
+            for (i, acc) in live.accumulators.iter_mut().enumerate() {
+                let values = args[i].iter().map(pick).collect::<Result<Vec<_>, _>>()?;
+                let filter = match &filters[i] {
+                    Some(f) => Some(pick(f)?),
+                    None => None,
+                };
+                let filter: Option<&BooleanArray> =
+                    filter.as_ref().and_then(|f| f.as_boolean_opt());
+                acc.update_batch(&values, &indices, filter, total)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn process_watermark(
+        &mut self,
+        watermark_ms: i64,
+        out: &mut Vec<RecordBatch>,
+    ) -> Result<(), JobError> {
+        if watermark_ms <= self.watermark {
+            return Ok(());
+        }
+        self.watermark = watermark_ms;
+        while let Some(&end) = self.pending_ends.first() {
+            if end - 1 > watermark_ms {
+                break;
+            }
+            self.pending_ends.pop_first();
+            if let Some(batch) = self.fire(end)? {
+                out.push(batch);
+            }
+            // Free slices whose last window has now fired.
+            let done: Vec<i64> = self
+                .frozen
+                .keys()
+                .copied()
+                .filter(|s| self.last_end(*s) <= end)
+                .collect();
+            for s in done {
+                self.frozen.remove(&s);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,501 @@
+//! Window table-valued functions: `TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE))`
+//! and HOP, CUMULATE, SESSION, with positional or named (`SIZE => ...`) arguments.
+//!
+//! sqlparser has no grammar for `TABLE t` or `DESCRIPTOR(...)` arguments, so the dialect layer
+//! finds each window TVF in a statement's tokens, reads it here, and puts a synthetic relation
+//! name in its place (`__window_0`). The planner registers that relation with the input's
+//! columns plus `window_start`, `window_end` and `window_time`, and compiles an aggregation over
+//! it into a window operator.
+
+use datafusion::sql::sqlparser::ast::{DateTimeField, Expr, Value};
+use datafusion::sql::sqlparser::tokenizer::{Span, Token, TokenWithSpan, Word};
+
+use super::error::{Position, SourceText, SqlError};
+use super::parser::sql_parser;
+
+/// Window assignment, all durations in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowKind {
+    Tumble {
+        size: i64,
+        offset: i64,
+    },
+    /// Windows of `size` every `slide`.
+    Hop {
+        slide: i64,
+        size: i64,
+        offset: i64,
+    },
+    /// Windows growing by `step` from each multiple of `size` up to `size`.
+    Cumulate {
+        step: i64,
+        size: i64,
+        offset: i64,
+    },
+    Session {
+        gap: i64,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct WindowTvf {
+    /// The synthetic relation name standing in the statement.
+    pub relation: String,
+    pub kind: WindowKind,
+    /// The table or view windowed.
+    pub input: String,
+    pub time_column: String,
+    /// SESSION's `PARTITION BY` columns.
+    pub partition_by: Vec<String>,
+    pub pos: Position,
+}
+
+pub const WINDOW_COLUMNS: [&str; 3] = ["window_start", "window_end", "window_time"];
+
+fn is_word(t: &Token, w: &str) -> bool {
+    matches!(t, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w))
+}
+
+/// Replaces each `TABLE(<window tvf>(...))` in `tokens` by a synthetic relation name; returns the
+/// new tokens and the windows found (numbered from `first_id`).
+pub fn extract_window_tvfs(
+    src: &SourceText,
+    tokens: &[TokenWithSpan],
+    first_id: usize,
+) -> Result<(Vec<TokenWithSpan>, Vec<WindowTvf>), SqlError> {
+    let mut out = Vec::with_capacity(tokens.len());
+    let mut windows = Vec::new();
+    let mut i = 0;
+    while i < tokens.len() {
+        let is_tvf = is_word(&tokens[i].token, "TABLE")
+            && tokens.get(i + 1).is_some_and(|t| t.token == Token::LParen)
+            && tokens.get(i + 2).is_some_and(|t| {
+                ["TUMBLE", "HOP", "CUMULATE", "SESSION"]
+                    .iter()
+                    .any(|w| is_word(&t.token, w))
+            })
+            && tokens.get(i + 3).is_some_and(|t| t.token == Token::LParen);
+        if !is_tvf {
+            out.push(tokens[i].clone());
+            i += 1;
+            continue;
+        }
+        let func = match &tokens[i + 2].token {
+            Token::Word(w) => w.value.to_ascii_uppercase(),
+            _ => unreachable!("checked above"),
+        };
+        let args_start = i + 4;
+        let args_end = matching_paren(tokens, i + 3)
+            .ok_or_else(|| src.error(tokens[i].span.start.into(), format!("unclosed {func}(")))?;
+        let close_table = args_end + 1;
+        if tokens.get(close_table).map(|t| &t.token) != Some(&Token::RParen) {
+            return Err(src.error(
+                tokens[i].span.start.into(),
+                format!("expected `)` closing TABLE({func}(...))"),
+            ));
+        }
+        let relation = format!("__window_{}", first_id + windows.len());
+        let window = parse_window(
+            src,
+            &func,
+            &tokens[args_start..args_end],
+            tokens[i].span.start.into(),
+            relation.clone(),
+        )?;
+        windows.push(window);
+        let span = Span::new(tokens[i].span.start, tokens[close_table].span.end);
+        out.push(TokenWithSpan::new(
+            Token::Word(Word {
+                value: relation,
+                quote_style: None,
+                keyword: datafusion::sql::sqlparser::keywords::Keyword::NoKeyword,
+            }),
+            span,
+        ));
+        i = close_table + 1;
+    }
+    Ok((out, windows))
+}
+
+/// Index of the `)` matching the `(` at `open`.
+fn matching_paren(tokens: &[TokenWithSpan], open: usize) -> Option<usize> {
+    let mut depth = 0;
+    for (j, t) in tokens.iter().enumerate().skip(open) {
+        match t.token {
+            Token::LParen => depth += 1,
+            Token::RParen => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(j);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Splits arguments at top-level commas.
+fn split_args(tokens: &[TokenWithSpan]) -> Vec<&[TokenWithSpan]> {
+    let mut args = Vec::new();
+    let mut depth = 0;
+    let mut start = 0;
+    for (j, t) in tokens.iter().enumerate() {
+        match t.token {
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            Token::Comma if depth == 0 => {
+                args.push(&tokens[start..j]);
+                start = j + 1;
+            }
+            _ => {}
+        }
+    }
+    if start < tokens.len() {
+        args.push(&tokens[start..]);
+    }
+    args
+}
+
+fn parse_window(
+    src: &SourceText,
+    func: &str,
+    tokens: &[TokenWithSpan],
+    pos: Position,
+    relation: String,
+) -> Result<WindowTvf, SqlError> {
+    let params: &[&str] = match func {
+        "TUMBLE" => &["DATA", "TIMECOL", "SIZE", "OFFSET"],
+        "HOP" => &["DATA", "TIMECOL", "SLIDE", "SIZE", "OFFSET"],
+        "CUMULATE" => &["DATA", "TIMECOL", "STEP", "SIZE", "OFFSET"],
+        _ => &["DATA", "TIMECOL", "GAP"],
+    };
+    let mut values: Vec<Option<&[TokenWithSpan]>> = vec![None; params.len()];
+    for (n, arg) in split_args(tokens).into_iter().enumerate() {
+        let at: Position = arg.first().map_or(pos, |t| t.span.start.into());
+        let (slot, body) = match (arg.first().map(|t| &t.token), arg.get(1).map(|t| &t.token)) {
+            (Some(Token::Word(w)), Some(Token::RArrow)) => {
+                let name = w.value.to_ascii_uppercase();
+                let slot = params.iter().position(|p| *p == name).ok_or_else(|| {
+                    src.error(
+                        at,
+                        format!(
+                            "{func} has no argument `{}`; its arguments: {}",
+                            w.value,
+                            params.join(", ")
+                        ),
+                    )
+                })?;
+                (slot, &arg[2..])
+            }
+            _ => (n, arg),
+        };
+        if slot >= params.len() {
+            return Err(src.error(
+                at,
+                format!(
+                    "{func} takes at most {} arguments ({})",
+                    params.len(),
+                    params.join(", ")
+                ),
+            ));
+        }
+        values[slot] = Some(body);
+    }
+    let required = if func == "SESSION" {
+        3
+    } else {
+        params.len() - 1
+    };
+    for (k, p) in params.iter().enumerate().take(required) {
+        if values[k].is_none() {
+            return Err(src.error(
+                pos,
+                format!(
+                    "{func} needs its `{p}` argument: {func}({})",
+                    params.join(", ")
+                ),
+            ));
+        }
+    }
+    let (input, partition_by) = parse_data_arg(src, values[0].expect("checked"), pos)?;
+    let time_column = parse_descriptor(src, values[1].expect("checked"), pos)?;
+    let duration = |k: usize| -> Result<i64, SqlError> {
+        match values.get(k).copied().flatten() {
+            None => Ok(0),
+            Some(t) => interval_arg(src, t, pos),
+        }
+    };
+    let kind = match func {
+        "TUMBLE" => WindowKind::Tumble {
+            size: duration(2)?,
+            offset: duration(3)?,
+        },
+        "HOP" => WindowKind::Hop {
+            slide: duration(2)?,
+            size: duration(3)?,
+            offset: duration(4)?,
+        },
+        "CUMULATE" => WindowKind::Cumulate {
+            step: duration(2)?,
+            size: duration(3)?,
+            offset: duration(4)?,
+        },
+        _ => WindowKind::Session { gap: duration(2)? },
+    };
+    validate(src, func, kind, pos)?;
+    if func != "SESSION" && !partition_by.is_empty() {
+        return Err(src.error(
+            pos,
+            format!("PARTITION BY belongs to SESSION windows; {func} groups by the GROUP BY keys"),
+        ));
+    }
+    Ok(WindowTvf {
+        relation,
+        kind,
+        input,
+        time_column,
+        partition_by,
+        pos,
+    })
+}
+
+fn validate(src: &SourceText, func: &str, kind: WindowKind, pos: Position) -> Result<(), SqlError> {
+    let positive = |what: &str, v: i64| {
+        if v > 0 {
+            Ok(())
+        } else {
+            Err(src.error(pos, format!("{func} {what} must be a positive interval")))
+        }
+    };
+    match kind {
+        WindowKind::Tumble { size, .. } => positive("size", size),
+        WindowKind::Hop { slide, size, .. } => {
+            positive("slide", slide)?;
+            positive("size", size)?;
+            if size % slide != 0 {
+                return Err(src.error(
+                    pos,
+                    "HOP with a slide that does not divide the size is not supported",
+                ));
+            }
+            Ok(())
+        }
+        WindowKind::Cumulate { step, size, .. } => {
+            positive("step", step)?;
+            positive("size", size)?;
+            if size % step != 0 {
+                return Err(src.error(
+                    pos,
+                    "CUMULATE with a step that does not divide the max size is not supported",
+                ));
+            }
+            Ok(())
+        }
+        WindowKind::Session { gap } => positive("gap", gap),
+    }
+}
+
+/// `TABLE name [PARTITION BY col | PARTITION BY (col, ...)]`.
+fn parse_data_arg(
+    src: &SourceText,
+    t: &[TokenWithSpan],
+    pos: Position,
+) -> Result<(String, Vec<String>), SqlError> {
+    let at: Position = t.first().map_or(pos, |x| x.span.start.into());
+    let mut p = sql_parser(t);
+    if !p.parse_keyword(datafusion::sql::sqlparser::keywords::Keyword::TABLE) {
+        return Err(src.error(at, "the first window argument is `TABLE name`"));
+    }
+    let name = p
+        .parse_object_name(false)
+        .map_err(|e| super::parser::parser_error(src, e, at))?
+        .to_string();
+    let mut partition_by = Vec::new();
+    if p.parse_keywords(&[
+        datafusion::sql::sqlparser::keywords::Keyword::PARTITION,
+        datafusion::sql::sqlparser::keywords::Keyword::BY,
+    ]) {
+        let parens = p.consume_token(&Token::LParen);
+        loop {
+            partition_by.push(
+                p.parse_identifier()
+                    .map_err(|e| super::parser::parser_error(src, e, at))?
+                    .value,
+            );
+            if !(parens && p.consume_token(&Token::Comma)) {
+                break;
+            }
+        }
+        if parens {
+            p.expect_token(&Token::RParen)
+                .map_err(|e| super::parser::parser_error(src, e, at))?;
+        }
+    }
+    if p.peek_token().token != Token::EOF {
+        return Err(src.error(
+            p.peek_token().span.start.into(),
+            "unexpected token in the window's TABLE argument",
+        ));
+    }
+    Ok((name, partition_by))
+}
+
+/// `DESCRIPTOR(col)`.
+fn parse_descriptor(
+    src: &SourceText,
+    t: &[TokenWithSpan],
+    pos: Position,
+) -> Result<String, SqlError> {
+    let at: Position = t.first().map_or(pos, |x| x.span.start.into());
+    match t {
+        [
+            d,
+            open,
+            TokenWithSpan {
+                token: Token::Word(col),
+                ..
+            },
+            close,
+        ] if is_word(&d.token, "DESCRIPTOR")
+            && open.token == Token::LParen
+            && close.token == Token::RParen =>
+        {
+            Ok(col.value.clone())
+        }
+        _ => Err(src.error(at, "the time argument is `DESCRIPTOR(rowtime_column)`")),
+    }
+}
+
+fn interval_arg(src: &SourceText, t: &[TokenWithSpan], pos: Position) -> Result<i64, SqlError> {
+    let at: Position = t.first().map_or(pos, |x| x.span.start.into());
+    let expr = sql_parser(t)
+        .parse_expr()
+        .map_err(|e| super::parser::parser_error(src, e, at))?;
+    interval_millis(&expr).ok_or_else(|| {
+        src.error(
+            at,
+            format!("expected an interval such as INTERVAL '1' MINUTE, found {expr}"),
+        )
+    })
+}
+
+/// The length of a constant `INTERVAL 'n' UNIT` in milliseconds.
+pub fn interval_millis(expr: &Expr) -> Option<i64> {
+    let Expr::Interval(i) = expr else { return None };
+    let text = match i.value.as_ref() {
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s) | Value::Number(s, _) => s.clone(),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    let mut parts = text.split_whitespace();
+    let number: f64 = parts.next()?.parse().ok()?;
+    let unit = match (parts.next(), &i.leading_field) {
+        (Some(u), None) => u.to_ascii_lowercase(),
+        (None, Some(f)) => unit_name(f)?.to_string(),
+        (None, None) => "second".to_string(),
+        _ => return None,
+    };
+    let ms = match unit.trim_end_matches('s') {
+        "millisecond" => 1.0,
+        "second" => 1_000.0,
+        "minute" => 60_000.0,
+        "hour" => 3_600_000.0,
+        "day" => 86_400_000.0,
+        _ => return None,
+    };
+    Some((number * ms).round() as i64)
+}
+
+fn unit_name(f: &DateTimeField) -> Option<&'static str> {
+    Some(match f {
+        DateTimeField::Millisecond | DateTimeField::Milliseconds => "millisecond",
+        DateTimeField::Second | DateTimeField::Seconds => "second",
+        DateTimeField::Minute | DateTimeField::Minutes => "minute",
+        DateTimeField::Hour | DateTimeField::Hours => "hour",
+        DateTimeField::Day | DateTimeField::Days => "day",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::parser::tokenize;
+
+    fn extract(sql: &str) -> Result<(String, Vec<WindowTvf>), SqlError> {
+        let src = SourceText::new("w.sql", sql);
+        let tokens = tokenize(sql).unwrap();
+        let (out, w) = extract_window_tvfs(&src, &tokens, 0)?;
+        Ok((
+            out.iter()
+                .map(|t| t.token.to_string())
+                .collect::<Vec<_>>()
+                .join(" "),
+            w,
+        ))
+    }
+
+    #[test]
+    fn reads_each_window_kind_positional_and_named() {
+        let (text, w) = extract(
+            "SELECT * FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY x",
+        )
+        .unwrap();
+        assert_eq!(text, "SELECT * FROM __window_0 GROUP BY x");
+        assert_eq!(
+            (w[0].input.as_str(), w[0].time_column.as_str()),
+            ("t", "ts")
+        );
+        assert_eq!(
+            w[0].kind,
+            WindowKind::Tumble {
+                size: 60_000,
+                offset: 0
+            }
+        );
+
+        let (_, w) = extract("FROM TABLE(HOP(DATA => TABLE t, TIMECOL => DESCRIPTOR(ts), SIZE => INTERVAL '5' MINUTES, SLIDE => INTERVAL '1' MINUTE))").unwrap();
+        assert_eq!(
+            w[0].kind,
+            WindowKind::Hop {
+                slide: 60_000,
+                size: 300_000,
+                offset: 0
+            }
+        );
+
+        let (_, w) = extract("FROM TABLE(CUMULATE(TABLE t, DESCRIPTOR(ts), INTERVAL '2' SECOND, INTERVAL '10' SECOND, INTERVAL '1' SECOND))").unwrap();
+        assert_eq!(
+            w[0].kind,
+            WindowKind::Cumulate {
+                step: 2_000,
+                size: 10_000,
+                offset: 1_000
+            }
+        );
+
+        let (_, w) = extract("FROM TABLE(SESSION(TABLE t PARTITION BY vehicle_id, DESCRIPTOR(ts), INTERVAL '5' MINUTE))").unwrap();
+        assert_eq!(w[0].kind, WindowKind::Session { gap: 300_000 });
+        assert_eq!(w[0].partition_by, vec!["vehicle_id"]);
+    }
+
+    #[test]
+    fn unsupported_and_malformed_windows_are_named() {
+        let err = extract(
+            "FROM TABLE(HOP(TABLE t, DESCRIPTOR(ts), INTERVAL '2' MINUTE, INTERVAL '5' MINUTE))",
+        )
+        .unwrap_err();
+        assert!(
+            err.message
+                .contains("HOP with a slide that does not divide the size is not supported"),
+            "{err}"
+        );
+        let err = extract("FROM TABLE(TUMBLE(TABLE t, ts, INTERVAL '1' MINUTE))").unwrap_err();
+        assert!(err.message.contains("DESCRIPTOR(rowtime_column)"), "{err}");
+        let err = extract("FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts)))").unwrap_err();
+        assert!(err.message.contains("needs its `SIZE` argument"), "{err}");
+    }
+}
