@@ -45,3 +45,9 @@ fn q2_hop_matches_flink() {
     check("q2_hop", "100k");
     check("q2_hop", "100k_v50");
 }
+
+#[test]
+fn q3_session_matches_flink() {
+    check("q3_session", "100k");
+    check("q3_session", "100k_v50");
+}

@@ -5,6 +5,7 @@
 
 mod filter;
 mod projection;
+pub mod session;
 pub mod window;
 
 pub use filter::Filter;

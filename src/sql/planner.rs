@@ -29,6 +29,7 @@ use super::rewrite::{rewrite_expr, rewrite_statement};
 use super::types::flink_type_name;
 use super::window_tvf::{WINDOW_COLUMNS, WindowKind, WindowTvf};
 use crate::connectors::ConnectorConfig;
+use crate::operators::session::SessionAggregate;
 use crate::operators::window::{GroupColumn, WindowAggregate, WindowAggregateCall};
 use crate::operators::{Filter, Operator, Projection};
 use crate::plan::{JobGraph, PipelineNode, SinkNode, SourceNode};
@@ -732,12 +733,27 @@ impl Planner {
                 }
                 let output = Arc::new(agg.schema.as_arrow().clone());
                 let time_column = time_column.expect("window_start is grouped by");
-                if let WindowKind::Session { .. } = window.kind {
-                    return Err(src.error(window.pos, "SESSION window aggregation is not supported yet"));
-                }
-                let op = WindowAggregate::new(window.kind, time_column, keys, layout, calls, output)
-                    .map_err(|e| src.error(pos, e.to_string()))?;
-                s.operators.push(Box::new(op));
+                let op: Box<dyn Operator> = match window.kind {
+                    WindowKind::Session { gap } => {
+                        let key_names: Vec<&str> = keys.iter().map(|(_, f)| f.name().as_str()).collect();
+                        let mut partition: Vec<&str> = window.partition_by.iter().map(String::as_str).collect();
+                        let mut grouped = key_names.clone();
+                        partition.sort_unstable();
+                        grouped.sort_unstable();
+                        if partition != grouped {
+                            return Err(src.error(
+                                window.pos,
+                                format!(
+                                    "a SESSION window aggregation must GROUP BY exactly its PARTITION BY columns ({}) besides window_start, window_end",
+                                    window.partition_by.join(", ")
+                                ),
+                            ));
+                        }
+                        Box::new(SessionAggregate::new(gap, time_column, keys, layout, calls, output).map_err(|e| src.error(pos, e.to_string()))?)
+                    }
+                    kind => Box::new(WindowAggregate::new(kind, time_column, keys, layout, calls, output).map_err(|e| src.error(pos, e.to_string()))?),
+                };
+                s.operators.push(op);
                 s.schema = agg.schema.clone();
                 Ok(s)
             }
