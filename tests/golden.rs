@@ -51,3 +51,9 @@ fn q3_session_matches_flink() {
     check("q3_session", "100k");
     check("q3_session", "100k_v50");
 }
+
+#[test]
+fn q3_session_legacy_group_window_matches_flink() {
+    check("q3_session_legacy", "100k");
+    check("q3_session_legacy", "100k_v50");
+}

@@ -15,7 +15,7 @@ use super::ddl::parse_create_table;
 use super::error::{Position, SourceText, SqlError, split_parser_message};
 use super::substitute::substitute_variables;
 use super::types::{consume_word, consume_words};
-use super::window_tvf::extract_window_tvfs;
+use super::window_tvf::{WindowTvf, extract_window_tvfs, legacy};
 
 /// Parses a script after `${VAR}` substitution from the process environment.
 pub fn parse_script(name: &str, text: &str) -> Result<Script, SqlError> {
@@ -38,7 +38,9 @@ pub fn parse_script_with(
     for chunk in split_statements(&tokens) {
         let (chunk, found) = extract_window_tvfs(&source, chunk, windows.len())?;
         windows.extend(found);
-        statements.push(parse_statement(&source, &chunk)?);
+        let mut stmt = parse_statement(&source, &chunk)?;
+        rewrite_legacy_windows(&source, &mut stmt, &mut windows)?;
+        statements.push(stmt);
     }
     Ok(Script {
         source,
@@ -128,6 +130,26 @@ pub(crate) fn parser_error(src: &SourceText, e: ParserError, fallback: Position)
     let (message, pos) = split_parser_message(&raw);
     let message = message.replacen("Expected: ", "expected ", 1);
     src.error(pos.unwrap_or(fallback), message)
+}
+
+/// Applies [`legacy::rewrite`] to every query a statement holds.
+fn rewrite_legacy_windows(
+    src: &SourceText,
+    stmt: &mut Located<Statement>,
+    windows: &mut Vec<WindowTvf>,
+) -> Result<(), SqlError> {
+    let pos = stmt.pos;
+    match &mut stmt.node {
+        Statement::Insert(s) | Statement::Query(s) => legacy::rewrite(src, s, pos, windows),
+        Statement::StatementSet(inserts) => {
+            for i in inserts {
+                legacy::rewrite(src, &mut i.node, i.pos, windows)?;
+            }
+            Ok(())
+        }
+        Statement::CreateView { query, .. } => legacy::rewrite_query(src, query, pos, windows),
+        _ => Ok(()),
+    }
 }
 
 fn parse_statement(

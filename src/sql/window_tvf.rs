@@ -499,3 +499,242 @@ mod tests {
         assert!(err.message.contains("needs its `SIZE` argument"), "{err}");
     }
 }
+
+/// The legacy group-window form many Flink pipelines use,
+/// `SELECT k, TUMBLE_START(ts, i) ... FROM t GROUP BY k, TUMBLE(ts, i)` (and HOP, SESSION),
+/// rewritten into the TVF form over a window relation: the FROM table becomes the relation,
+/// the group window becomes `window_start, window_end` (plus `window_time` when `*_ROWTIME` is
+/// selected), and `*_START` / `*_END` / `*_ROWTIME` become those columns.
+pub mod legacy {
+    use std::ops::ControlFlow;
+
+    use datafusion::sql::sqlparser::ast::{
+        Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident, ObjectName,
+        Query, SetExpr, Statement, TableFactor, VisitMut, VisitorMut,
+    };
+
+    use super::{WindowKind, WindowTvf, interval_millis};
+    use crate::sql::error::{Position, SourceText, SqlError};
+
+    /// Rewrites every legacy group window in `stmt`, appending the windows it creates.
+    pub fn rewrite(
+        src: &SourceText,
+        stmt: &mut Statement,
+        pos: Position,
+        windows: &mut Vec<WindowTvf>,
+    ) -> Result<(), SqlError> {
+        let mut v = Rewriter {
+            src,
+            pos,
+            windows,
+            error: None,
+        };
+        let _ = stmt.visit(&mut v);
+        match v.error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Same for a bare query (a view's body).
+    pub fn rewrite_query(
+        src: &SourceText,
+        query: &mut Query,
+        pos: Position,
+        windows: &mut Vec<WindowTvf>,
+    ) -> Result<(), SqlError> {
+        let mut v = Rewriter {
+            src,
+            pos,
+            windows,
+            error: None,
+        };
+        let _ = query.visit(&mut v);
+        match v.error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    struct Rewriter<'a> {
+        src: &'a SourceText,
+        pos: Position,
+        windows: &'a mut Vec<WindowTvf>,
+        error: Option<SqlError>,
+    }
+
+    fn func_name(e: &Expr) -> Option<String> {
+        match e {
+            Expr::Function(f) => Some(f.name.to_string().to_ascii_uppercase()),
+            _ => None,
+        }
+    }
+
+    fn func_args(e: &Expr) -> Vec<&Expr> {
+        match e {
+            Expr::Function(f) => match &f.args {
+                FunctionArguments::List(l) => l
+                    .args
+                    .iter()
+                    .filter_map(|a| match a {
+                        FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
+                        _ => None,
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        }
+    }
+
+    impl VisitorMut for Rewriter<'_> {
+        type Break = ();
+
+        fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+            if let Err(e) = self.rewrite_select(query) {
+                self.error = Some(e);
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        }
+    }
+
+    impl Rewriter<'_> {
+        fn rewrite_select(&mut self, query: &mut Query) -> Result<(), SqlError> {
+            let SetExpr::Select(select) = query.body.as_mut() else {
+                return Ok(());
+            };
+            let GroupByExpr::Expressions(group, _) = &mut select.group_by else {
+                return Ok(());
+            };
+            let Some(at) = group.iter().position(|e| {
+                matches!(func_name(e).as_deref(), Some("TUMBLE" | "HOP" | "SESSION"))
+            }) else {
+                return Ok(());
+            };
+            let func = func_name(&group[at]).expect("found above");
+            let args = func_args(&group[at]);
+            let err = |m: String| self.src.error(self.pos, m);
+            let time_column = match args.first() {
+                Some(Expr::Identifier(i)) => i.value.clone(),
+                Some(Expr::CompoundIdentifier(p)) => {
+                    p.last().map(|i| i.value.clone()).unwrap_or_default()
+                }
+                _ => {
+                    return Err(err(format!(
+                        "{func}(...) in GROUP BY takes the time column first"
+                    )));
+                }
+            };
+            let ms: Vec<i64> = args[1..]
+                .iter()
+                .map(|a| {
+                    interval_millis(a).ok_or_else(|| {
+                        err(format!("{func}(...) takes INTERVAL arguments, found {a}"))
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            let kind = match (func.as_str(), ms.as_slice()) {
+                ("TUMBLE", [size]) => WindowKind::Tumble {
+                    size: *size,
+                    offset: 0,
+                },
+                ("TUMBLE", [size, offset]) => WindowKind::Tumble {
+                    size: *size,
+                    offset: *offset,
+                },
+                ("HOP", [slide, size]) => WindowKind::Hop {
+                    slide: *slide,
+                    size: *size,
+                    offset: 0,
+                },
+                ("SESSION", [gap]) => WindowKind::Session { gap: *gap },
+                _ => {
+                    return Err(err(format!(
+                        "GROUP BY {func}(...) has the wrong number of arguments"
+                    )));
+                }
+            };
+            super::validate(self.src, &func, kind, self.pos)?;
+            let [from] = select.from.as_mut_slice() else {
+                return Err(err(format!(
+                    "GROUP BY {func}(...) needs a single table in FROM"
+                )));
+            };
+            if !from.joins.is_empty() {
+                return Err(err(format!(
+                    "GROUP BY {func}(...) over a join is not supported"
+                )));
+            }
+            let TableFactor::Table { name, .. } = &mut from.relation else {
+                return Err(err(format!(
+                    "GROUP BY {func}(...) needs a table or view in FROM"
+                )));
+            };
+            let input = name.to_string();
+            let relation = format!("__window_{}", self.windows.len());
+            *name = ObjectName::from(vec![Ident::new(relation.clone())]);
+            // SESSION partitions by the other grouping keys.
+            let partition_by = if matches!(kind, WindowKind::Session { .. }) {
+                group
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != at)
+                    .map(|(_, e)| match e {
+                        Expr::Identifier(i) => Ok(i.value.clone()),
+                        other => Err(err(format!(
+                            "SESSION windows group by plain columns, found {other}"
+                        ))),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?
+            } else {
+                Vec::new()
+            };
+            let uses_rowtime = select.projection.iter().any(|p| {
+                p.to_string()
+                    .to_ascii_uppercase()
+                    .contains(&format!("{func}_ROWTIME"))
+            });
+            group.remove(at);
+            group.push(Expr::Identifier(Ident::new("window_start")));
+            group.push(Expr::Identifier(Ident::new("window_end")));
+            if uses_rowtime {
+                group.push(Expr::Identifier(Ident::new("window_time")));
+            }
+            let mut aux = AuxiliaryFunctions { func: func.clone() };
+            let _ = select.projection.visit(&mut aux);
+            if let Some(h) = &mut select.having {
+                let _ = h.visit(&mut aux);
+            }
+            self.windows.push(WindowTvf {
+                relation,
+                kind,
+                input,
+                time_column,
+                partition_by,
+                pos: self.pos,
+            });
+            Ok(())
+        }
+    }
+
+    /// `TUMBLE_START(...)` → `window_start`, `_END` → `window_end`, `_ROWTIME` → `window_time`.
+    struct AuxiliaryFunctions {
+        func: String,
+    }
+
+    impl VisitorMut for AuxiliaryFunctions {
+        type Break = ();
+
+        fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+            let column = match func_name(e) {
+                Some(n) if n == format!("{}_START", self.func) => "window_start",
+                Some(n) if n == format!("{}_END", self.func) => "window_end",
+                Some(n) if n == format!("{}_ROWTIME", self.func) => "window_time",
+                _ => return ControlFlow::Continue(()),
+            };
+            *e = Expr::Identifier(Ident::new(column));
+            ControlFlow::Continue(())
+        }
+    }
+}
