@@ -1,0 +1,252 @@
+//! Window semantics with small hand-checked inputs: CUMULATE, offsets, late rows, cascaded
+//! windows, FILTER/HAVING. Runs the real binary over JSON files into CSV sinks.
+
+mod common;
+
+use std::path::Path;
+
+use common::{read_sink_dir, sluice};
+
+/// Writes rows `(key, "HH:MM:SS.mmm" on 2024-01-01, value)` as JSON lines.
+fn input(dir: &Path, rows: &[(&str, &str, i64)]) -> String {
+    let path = dir.join("in.jsonl");
+    let text: String = rows
+        .iter()
+        .map(|(k, t, v)| format!("{{\"k\":\"{k}\",\"ts\":\"2024-01-01 {t}\",\"v\":{v}}}\n"))
+        .collect();
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// Runs `query` (reading table `t(k, ts, v)`, writing table `out`) and returns sorted rows and stderr.
+fn run(
+    dir: &Path,
+    rows: &[(&str, &str, i64)],
+    watermark_delay: &str,
+    out_cols: &str,
+    query: &str,
+    batch_size: usize,
+) -> (Vec<String>, String) {
+    let path = input(dir, rows);
+    let out = dir.join("out");
+    let sql = format!(
+        "CREATE TABLE t (k STRING, ts TIMESTAMP(3), v BIGINT, WATERMARK FOR ts AS ts - INTERVAL '{watermark_delay}' SECOND)
+           WITH ('connector' = 'filesystem', 'path' = '{path}', 'format' = 'json');
+         CREATE TABLE out ({out_cols}) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+         {query}",
+        out.display()
+    );
+    let sql_path = dir.join("q.sql");
+    std::fs::write(&sql_path, sql).unwrap();
+    let config = dir.join("sluice.yaml");
+    std::fs::write(&config, format!("runtime:\n  batch_size: {batch_size}\n")).unwrap();
+    let result = sluice(
+        &[
+            "run",
+            "--quiet",
+            "--config",
+            config.to_str().unwrap(),
+            sql_path.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let mut lines = read_sink_dir(&out);
+    lines.sort();
+    (lines, String::from_utf8_lossy(&result.stderr).into_owned())
+}
+
+const WINDOW_OUT: &str =
+    "k STRING, window_start TIMESTAMP(3), window_end TIMESTAMP(3), c BIGINT, s BIGINT";
+
+#[test]
+fn cumulate_windows_grow_by_step_within_each_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = [
+        ("a", "00:00:00.500", 1),
+        ("a", "00:00:01.500", 2),
+        ("a", "00:00:02.500", 3),
+        ("a", "00:00:04.500", 4),
+        ("a", "00:00:06.500", 5),
+    ];
+    let (got, _) = run(
+        dir.path(),
+        &rows,
+        "0",
+        WINDOW_OUT,
+        "INSERT INTO out SELECT k, window_start, window_end, COUNT(*), SUM(v)
+         FROM TABLE(CUMULATE(TABLE t, DESCRIPTOR(ts), INTERVAL '2' SECOND, INTERVAL '6' SECOND))
+         GROUP BY k, window_start, window_end;",
+        1000,
+    );
+    let d = "2024-01-01 00:00:0";
+    let want = [
+        format!("a,{d}0.000,{d}2.000,2,3"),
+        format!("a,{d}0.000,{d}4.000,3,6"),
+        format!("a,{d}0.000,{d}6.000,4,10"),
+        format!("a,{d}6.000,{d}8.000,1,5"),
+    ];
+    let mut want: Vec<String> = want.to_vec();
+    // [6, 10) and [6, 12) hold the same single row.
+    want.push(format!("a,{d}6.000,2024-01-01 00:00:10.000,1,5"));
+    want.push(format!("a,{d}6.000,2024-01-01 00:00:12.000,1,5"));
+    want.sort();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn tumble_and_hop_with_offset_shift_window_boundaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = [
+        ("a", "00:00:02.000", 1),
+        ("a", "00:00:04.000", 1),
+        ("a", "00:00:12.000", 1),
+        ("a", "00:00:14.000", 1),
+    ];
+    let (got, _) = run(
+        dir.path(),
+        &rows,
+        "0",
+        WINDOW_OUT,
+        "INSERT INTO out SELECT k, window_start, window_end, COUNT(*), SUM(v)
+         FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '10' SECOND, INTERVAL '3' SECOND))
+         GROUP BY k, window_start, window_end;",
+        1000,
+    );
+    assert_eq!(
+        got,
+        [
+            "a,2023-12-31 23:59:53.000,2024-01-01 00:00:03.000,1,1",
+            "a,2024-01-01 00:00:03.000,2024-01-01 00:00:13.000,2,2",
+            "a,2024-01-01 00:00:13.000,2024-01-01 00:00:23.000,1,1",
+        ]
+    );
+}
+
+#[test]
+fn late_rows_are_dropped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    // One row per batch so each row's watermark is in force before the next arrives. The row
+    // at 2 s arrives after the watermark reached 11 s: its window [0, 10) has fired.
+    let rows = [
+        ("a", "00:00:01.000", 1),
+        ("a", "00:00:05.000", 1),
+        ("a", "00:00:11.000", 1),
+        ("a", "00:00:02.000", 100),
+    ];
+    let (got, stderr) = run(
+        dir.path(),
+        &rows,
+        "0",
+        WINDOW_OUT,
+        "INSERT INTO out SELECT k, window_start, window_end, COUNT(*), SUM(v)
+         FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '10' SECOND))
+         GROUP BY k, window_start, window_end;",
+        1,
+    );
+    assert_eq!(
+        got,
+        [
+            "a,2024-01-01 00:00:00.000,2024-01-01 00:00:10.000,2,2",
+            "a,2024-01-01 00:00:10.000,2024-01-01 00:00:20.000,1,1"
+        ]
+    );
+    assert!(stderr.contains("late_rows=1"), "{stderr}");
+}
+
+#[test]
+fn cascaded_windows_aggregate_minutes_into_five_minutes() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = [
+        ("a", "00:00:10.000", 1),
+        ("a", "00:01:10.000", 2),
+        ("b", "00:01:20.000", 4),
+        ("a", "00:04:59.999", 8),
+        ("a", "00:05:00.000", 16),
+    ];
+    let (got, _) = run(
+        dir.path(),
+        &rows,
+        "1",
+        "window_start TIMESTAMP(3), window_end TIMESTAMP(3), minutes BIGINT, total BIGINT",
+        "CREATE VIEW per_minute AS
+           SELECT k, window_time AS minute_time, SUM(v) AS s
+           FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
+           GROUP BY k, window_start, window_end, window_time;
+         INSERT INTO out SELECT window_start, window_end, COUNT(*), SUM(s)
+         FROM TABLE(TUMBLE(TABLE per_minute, DESCRIPTOR(minute_time), INTERVAL '5' MINUTE))
+         GROUP BY window_start, window_end;",
+        1000,
+    );
+    assert_eq!(
+        got,
+        [
+            "2024-01-01 00:00:00.000,2024-01-01 00:05:00.000,4,15",
+            "2024-01-01 00:05:00.000,2024-01-01 00:10:00.000,1,16"
+        ]
+    );
+}
+
+#[test]
+fn filter_clause_having_and_expressions_over_aggregates() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = [
+        ("a", "00:00:01.000", 1),
+        ("a", "00:00:02.000", 5),
+        ("a", "00:00:03.000", 7),
+        ("b", "00:00:04.000", 9),
+    ];
+    let (got, _) = run(
+        dir.path(),
+        &rows,
+        "0",
+        "k STRING, big BIGINT, doubled BIGINT, spread BIGINT",
+        "INSERT INTO out SELECT k, COUNT(*) FILTER (WHERE v > 2), SUM(v) * 2, MAX(v) - MIN(v)
+         FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
+         GROUP BY k, window_start, window_end
+         HAVING COUNT(*) > 1;",
+        1000,
+    );
+    assert_eq!(got, ["a,2,26,6"]);
+}
+
+#[test]
+fn window_mistakes_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = input(dir.path(), &[("a", "00:00:01.000", 1)]);
+    let cases = [
+        (
+            "SELECT k, COUNT(*) FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY k;",
+            "must GROUP BY window_start, window_end",
+        ),
+        (
+            "SELECT k, window_start FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE));",
+            "a window TVF must be aggregated",
+        ),
+        (
+            "SELECT COUNT(*) FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(k), INTERVAL '1' MINUTE)) GROUP BY window_start, window_end;",
+            "must be TIMESTAMP(3)",
+        ),
+        (
+            "SELECT COUNT(*) FROM TABLE(HOP(TABLE t, DESCRIPTOR(ts), INTERVAL '2' MINUTE, INTERVAL '5' MINUTE)) GROUP BY window_start, window_end;",
+            "HOP with a slide that does not divide the size is not supported",
+        ),
+    ];
+    for (query, expected) in cases {
+        let sql = dir.path().join("bad.sql");
+        std::fs::write(
+            &sql,
+            format!("CREATE TABLE t (k STRING, ts TIMESTAMP(3), v BIGINT) WITH ('connector' = 'filesystem', 'path' = '{path}', 'format' = 'json');\n{query}"),
+        )
+        .unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["validate", sql.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(expected),
+            "{query}\n→ {stderr}"
+        );
+        assert!(stderr.contains("bad.sql:2:"), "positioned: {stderr}");
+    }
+}
