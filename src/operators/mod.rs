@@ -6,6 +6,7 @@
 mod filter;
 mod projection;
 pub mod session;
+mod snapshot;
 pub mod window;
 
 pub use filter::Filter;
@@ -40,6 +41,21 @@ pub trait Operator: Send {
     ) -> Result<(), JobError> {
         Ok(())
     }
+
+    /// The operator's state as bytes (Arrow IPC), for a checkpoint; `None` when stateless.
+    /// Taking a snapshot does not change what the operator emits afterwards.
+    fn snapshot(&mut self) -> Result<Option<Vec<u8>>, JobError> {
+        Ok(None)
+    }
+
+    /// Replaces the operator's state with a snapshot taken from an operator built by the same
+    /// plan.
+    fn restore(&mut self, _snapshot: &[u8]) -> Result<(), JobError> {
+        Err(JobError::internal(format!(
+            "{} has no state to restore",
+            self.describe()
+        )))
+    }
 }
 
 /// Operators applied one after another in the same task (operator fusion: no channel between
@@ -68,6 +84,24 @@ impl OperatorChain {
             current = next;
         }
         Ok(current)
+    }
+
+    /// Snapshots every operator, in order (`None` for stateless ones).
+    pub fn snapshot(&mut self) -> Result<Vec<Option<Vec<u8>>>, JobError> {
+        self.operators.iter_mut().map(|op| op.snapshot()).collect()
+    }
+
+    /// Restores every operator from a [`OperatorChain::snapshot`] of the same plan.
+    pub fn restore(&mut self, snapshots: &[Option<Vec<u8>>]) -> Result<(), JobError> {
+        if snapshots.len() != self.operators.len() {
+            return Err(JobError::internal("snapshot taken from a different plan"));
+        }
+        for (op, snap) in self.operators.iter_mut().zip(snapshots) {
+            if let Some(bytes) = snap {
+                op.restore(bytes)?;
+            }
+        }
+        Ok(())
     }
 
     /// Delivers a watermark to each operator in turn; batches an operator emits flow through the

@@ -11,9 +11,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, AsArray, RecordBatch, UInt32Array};
+use arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, UInt32Array};
 use arrow::compute::take;
-use arrow::datatypes::{Field, SchemaRef};
+use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use arrow::row::{OwnedRow, RowConverter, SortField};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Accumulator;
@@ -268,6 +268,115 @@ impl Operator for SessionAggregate {
         }
         if let Some((k, x)) = current {
             self.update(&k, x, &run, &args)?;
+        }
+        Ok(())
+    }
+
+    fn snapshot(&mut self) -> Result<Option<Vec<u8>>, JobError> {
+        let mut fields: Vec<Field> = self
+            .converter
+            .convert_rows(std::iter::empty())?
+            .iter()
+            .enumerate()
+            .map(|(i, a)| Field::new(format!("k{i}"), a.data_type().clone(), true))
+            .collect();
+        fields.push(Field::new("__start", DataType::Int64, false));
+        fields.push(Field::new("__end", DataType::Int64, false));
+        for (i, c) in self.calls.iter().enumerate() {
+            for f in c.function.state_fields()? {
+                fields.push(Field::new(
+                    format!("s{i}_{}", f.name()),
+                    f.data_type().clone(),
+                    true,
+                ));
+            }
+        }
+        let schema = Arc::new(Schema::new(fields));
+        let mut keys = Vec::new();
+        let mut starts = Vec::new();
+        let mut ends = Vec::new();
+        let mut states: Vec<Vec<Vec<ScalarValue>>> =
+            self.calls.iter().map(|_| Vec::new()).collect();
+        for (key, list) in self.sessions.iter_mut() {
+            for s in list.iter_mut() {
+                keys.push(key.row());
+                starts.push(s.start);
+                ends.push(s.end);
+                for (c, acc) in s.accumulators.iter_mut().enumerate() {
+                    // `state` of a session accumulator leaves it usable (it is not a group emit).
+                    states[c].push(acc.state()?);
+                }
+            }
+        }
+        let mut batches = Vec::new();
+        if !starts.is_empty() {
+            let mut columns = self.converter.convert_rows(keys)?;
+            columns.push(Arc::new(Int64Array::from(starts)));
+            columns.push(Arc::new(Int64Array::from(ends)));
+            for per_call in states {
+                let width = per_call.first().map_or(0, Vec::len);
+                for f in 0..width {
+                    columns.push(ScalarValue::iter_to_array(
+                        per_call.iter().map(|st| st[f].clone()),
+                    )?);
+                }
+            }
+            let columns = columns
+                .into_iter()
+                .zip(schema.fields())
+                .map(|(c, f)| {
+                    if c.data_type() == f.data_type() {
+                        Ok(c)
+                    } else {
+                        arrow::compute::cast(&c, f.data_type())
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            batches.push(RecordBatch::try_new(schema.clone(), columns)?);
+        }
+        let metadata = [
+            ("watermark".to_string(), self.watermark.to_string()),
+            ("late_rows".to_string(), self.late_rows.to_string()),
+        ]
+        .into_iter()
+        .collect();
+        Ok(Some(super::snapshot::encode(&schema, metadata, &batches)?))
+    }
+
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), JobError> {
+        let (metadata, batches) = super::snapshot::decode(snapshot)?;
+        self.watermark = super::snapshot::meta(&metadata, "watermark")?;
+        self.late_rows = super::snapshot::meta(&metadata, "late_rows")?;
+        self.sessions.clear();
+        let nkeys = self.keys.len();
+        let state_counts = self
+            .calls
+            .iter()
+            .map(|c| c.function.state_fields().map(|f| f.len()))
+            .collect::<Result<Vec<_>, _>>()?;
+        for b in batches {
+            let key_rows = self.converter.convert_columns(&b.columns()[..nkeys])?;
+            let starts = b.column(nkeys).as_primitive::<Int64Type>().clone();
+            let ends = b.column(nkeys + 1).as_primitive::<Int64Type>().clone();
+            for r in 0..b.num_rows() {
+                let mut accumulators = self.new_accumulators()?;
+                let mut at = nkeys + 2;
+                for (acc, n) in accumulators.iter_mut().zip(&state_counts) {
+                    let state: Vec<ArrayRef> = b.columns()[at..at + n]
+                        .iter()
+                        .map(|c| c.slice(r, 1))
+                        .collect();
+                    acc.merge_batch(&state)?;
+                    at += n;
+                }
+                let list = self.sessions.entry(key_rows.row(r).owned()).or_default();
+                list.push(Session {
+                    start: starts.value(r),
+                    end: ends.value(r),
+                    accumulators,
+                });
+                list.sort_by_key(|s| s.start);
+            }
         }
         Ok(())
     }

@@ -252,6 +252,41 @@ impl WindowAggregate {
         Ok(Some(RecordBatch::try_new(self.schema.clone(), columns)?))
     }
 
+    /// A frozen slice made live again: its states merged into fresh accumulators.
+    fn thaw(&self, frozen: FrozenSlice) -> Result<LiveSlice, JobError> {
+        let mut live = self.new_slice()?;
+        if frozen.keys.first().is_some_and(|k| !k.is_empty()) {
+            let mut indices = Vec::new();
+            live.groups.intern(&frozen.keys, &mut indices)?;
+            for (acc, state) in live.accumulators.iter_mut().zip(&frozen.states) {
+                acc.merge_batch(state, &indices, live.groups.len())?;
+            }
+        }
+        Ok(live)
+    }
+
+    /// Columns of a snapshot batch: keys, every call's state fields, slice start, live flag.
+    fn snapshot_schema(&self) -> Result<SchemaRef, JobError> {
+        let mut fields: Vec<Field> = self
+            .key_schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect();
+        for (i, c) in self.calls.iter().enumerate() {
+            for f in c.function.state_fields()? {
+                fields.push(Field::new(
+                    format!("s{i}_{}", f.name()),
+                    f.data_type().clone(),
+                    true,
+                ));
+            }
+        }
+        fields.push(Field::new("__slice_start", DataType::Int64, false));
+        fields.push(Field::new("__live", DataType::Boolean, false));
+        Ok(Arc::new(Schema::new(fields)))
+    }
+
     /// The last window end a slice belongs to: after it fires, the slice is no longer needed.
     fn last_end(&self, s: i64) -> i64 {
         *self
@@ -398,6 +433,107 @@ impl Operator for WindowAggregate {
                 let filter: Option<&BooleanArray> =
                     filter.as_ref().and_then(|f| f.as_boolean_opt());
                 acc.update_batch(&values, &indices, filter, total)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn snapshot(&mut self) -> Result<Option<Vec<u8>>, JobError> {
+        // Live accumulators only give their state up by emitting it: freeze every live slice,
+        // write all slices, then thaw the live ones back.
+        let live: Vec<i64> = self.live.keys().copied().collect();
+        for s in &live {
+            self.freeze(*s)?;
+        }
+        let schema = self.snapshot_schema()?;
+        let mut batches = Vec::new();
+        for (start, slice) in &self.frozen {
+            let rows = slice.keys.first().map_or(0, |k| k.len());
+            if rows == 0 {
+                continue; // restored from the "live" list as an empty slice
+            }
+            let mut columns: Vec<ArrayRef> = slice.keys.clone();
+            columns.extend(slice.states.iter().flatten().cloned());
+            columns.push(Arc::new(arrow::array::Int64Array::from_value(*start, rows)));
+            columns.push(Arc::new(BooleanArray::from(vec![
+                live.contains(start);
+                rows
+            ])));
+            batches.push(RecordBatch::try_new(schema.clone(), columns)?);
+        }
+        let join = |v: &mut dyn Iterator<Item = i64>| {
+            v.map(|x| x.to_string()).collect::<Vec<_>>().join(",")
+        };
+        let metadata = [
+            ("watermark".to_string(), self.watermark.to_string()),
+            ("late_rows".to_string(), self.late_rows.to_string()),
+            (
+                "pending_ends".to_string(),
+                join(&mut self.pending_ends.iter().copied()),
+            ),
+            ("live".to_string(), join(&mut live.iter().copied())),
+        ]
+        .into_iter()
+        .collect();
+        let bytes = super::snapshot::encode(&schema, metadata, &batches)?;
+        for s in live {
+            let frozen = self.frozen.remove(&s).expect("frozen above");
+            let slice = self.thaw(frozen)?;
+            self.live.insert(s, slice);
+        }
+        Ok(Some(bytes))
+    }
+
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), JobError> {
+        use super::snapshot::meta;
+        let (metadata, batches) = super::snapshot::decode(snapshot)?;
+        self.watermark = meta(&metadata, "watermark")?;
+        self.late_rows = meta(&metadata, "late_rows")?;
+        let list = |key: &str| -> Result<Vec<i64>, JobError> {
+            let text: String = meta(&metadata, key)?;
+            text.split(',')
+                .filter(|t| !t.is_empty())
+                .map(|t| {
+                    t.parse()
+                        .map_err(|_| JobError::internal(format!("bad '{key}' in snapshot")))
+                })
+                .collect()
+        };
+        self.pending_ends = list("pending_ends")?.into_iter().collect();
+        let live: Vec<i64> = list("live")?;
+        self.live.clear();
+        self.frozen.clear();
+        let nkeys = self.key_schema.fields().len();
+        let state_counts = self
+            .calls
+            .iter()
+            .map(|c| c.function.state_fields().map(|f| f.len()))
+            .collect::<Result<Vec<_>, _>>()?;
+        for b in batches {
+            let start = b
+                .column(b.num_columns() - 2)
+                .as_primitive::<arrow::datatypes::Int64Type>()
+                .value(0);
+            let keys = b.columns()[..nkeys].to_vec();
+            let mut states = Vec::with_capacity(state_counts.len());
+            let mut at = nkeys;
+            for n in &state_counts {
+                states.push(b.columns()[at..at + n].to_vec());
+                at += n;
+            }
+            let frozen = FrozenSlice { keys, states };
+            if live.contains(&start) {
+                let slice = self.thaw(frozen)?;
+                self.live.insert(start, slice);
+            } else {
+                self.frozen.insert(start, frozen);
+            }
+        }
+        // Live slices without groups are still open.
+        for s in live {
+            if !self.live.contains_key(&s) {
+                let slice = self.new_slice()?;
+                self.live.insert(s, slice);
             }
         }
         Ok(())

@@ -1,0 +1,51 @@
+//! Operator state as Arrow IPC: one stream of batches with string metadata on the schema.
+//! Partial aggregate states are Arrow arrays already, so a snapshot is a few batches.
+
+use std::collections::HashMap;
+use std::io::Cursor;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{Schema, SchemaRef};
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::StreamWriter;
+
+use crate::runtime::JobError;
+
+/// Writes `batches` (all of `schema`, tagged with `metadata`) as an Arrow IPC stream.
+pub fn encode(
+    schema: &SchemaRef,
+    metadata: HashMap<String, String>,
+    batches: &[RecordBatch],
+) -> Result<Vec<u8>, JobError> {
+    let schema = Schema::new_with_metadata(schema.fields().clone(), metadata);
+    let mut buf = Vec::new();
+    let mut w = StreamWriter::try_new(&mut buf, &schema)?;
+    for b in batches {
+        w.write(&RecordBatch::try_new(
+            std::sync::Arc::new(schema.clone()),
+            b.columns().to_vec(),
+        )?)?;
+    }
+    w.finish()?;
+    drop(w);
+    Ok(buf)
+}
+
+/// Reads a stream written by [`encode`]: its metadata and batches.
+pub fn decode(bytes: &[u8]) -> Result<(HashMap<String, String>, Vec<RecordBatch>), JobError> {
+    let reader = StreamReader::try_new(Cursor::new(bytes), None)?;
+    let metadata = reader.schema().metadata().clone();
+    let batches = reader.collect::<Result<Vec<_>, _>>()?;
+    Ok((metadata, batches))
+}
+
+/// A metadata value parsed, or an error naming the key.
+pub fn meta<T: std::str::FromStr>(
+    metadata: &HashMap<String, String>,
+    key: &str,
+) -> Result<T, JobError> {
+    metadata
+        .get(key)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| JobError::internal(format!("snapshot lacks a valid '{key}'")))
+}
