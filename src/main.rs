@@ -204,13 +204,18 @@ async fn run(file: &Path, config: &SluiceConfig, quiet: bool) -> Result<ExitCode
         eprint!("\r\x1b[2K");
     }
     let report = result?;
+    let late = if report.late_rows > 0 {
+        format!(", {} late rows dropped", group(report.late_rows))
+    } else {
+        String::new()
+    };
     let bad = if report.bad_records > 0 {
         format!(", {} bad records skipped", group(report.bad_records))
     } else {
         String::new()
     };
     eprintln!(
-        "{}: {} rows in, {} rows out in {:.2}s{bad}",
+        "{}: {} rows in, {} rows out in {:.2}s{late}{bad}",
         if report.stopped { "stopped" } else { "done" },
         group(report.rows_in),
         group(report.rows_out),

@@ -151,6 +151,10 @@ fn late_rows_are_dropped_and_counted() {
         ]
     );
     assert!(stderr.contains("late_rows=1"), "{stderr}");
+    assert!(
+        stderr.contains("1 late rows dropped"),
+        "counted in the job summary: {stderr}"
+    );
 }
 
 #[test]

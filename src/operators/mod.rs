@@ -42,6 +42,11 @@ pub trait Operator: Send {
         Ok(())
     }
 
+    /// Rows dropped so far because they arrived after the watermark closed their window.
+    fn late_rows(&self) -> u64 {
+        0
+    }
+
     /// The operator's state as bytes (Arrow IPC), for a checkpoint; `None` when stateless.
     /// Taking a snapshot does not change what the operator emits afterwards.
     fn snapshot(&mut self) -> Result<Option<Vec<u8>>, JobError> {
@@ -84,6 +89,11 @@ impl OperatorChain {
             current = next;
         }
         Ok(current)
+    }
+
+    /// Late rows dropped by all operators of the chain.
+    pub fn late_rows(&self) -> u64 {
+        self.operators.iter().map(|op| op.late_rows()).sum()
     }
 
     /// Snapshots every operator, in order (`None` for stateless ones).

@@ -197,6 +197,10 @@ impl Operator for SessionAggregate {
         self.schema.clone()
     }
 
+    fn late_rows(&self) -> u64 {
+        self.late_rows
+    }
+
     fn process_batch(
         &mut self,
         batch: RecordBatch,

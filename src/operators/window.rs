@@ -125,10 +125,6 @@ impl WindowAggregate {
         })
     }
 
-    pub fn late_rows(&self) -> u64 {
-        self.late_rows
-    }
-
     fn slice_start(&self, ts: i64) -> i64 {
         ts - (ts - self.offset).rem_euclid(self.slice)
     }
@@ -349,6 +345,10 @@ impl Operator for WindowAggregate {
 
     fn output_schema(&self) -> SchemaRef {
         self.schema.clone()
+    }
+
+    fn late_rows(&self) -> u64 {
+        self.late_rows
     }
 
     fn process_batch(

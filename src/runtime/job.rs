@@ -48,6 +48,7 @@ pub struct JobReport {
     pub rows_in: u64,
     pub rows_out: u64,
     pub bad_records: u64,
+    pub late_rows: u64,
     pub elapsed: Duration,
     pub stopped: bool,
 }
@@ -128,6 +129,7 @@ pub async fn run_job(
         rows_in: metrics.rows_in(),
         rows_out: metrics.rows_out(),
         bad_records: metrics.bad_records(),
+        late_rows: metrics.late_rows(),
         elapsed: started.elapsed(),
         stopped: stop_requested,
     })
@@ -158,6 +160,9 @@ impl PipelineTask {
             match msg {
                 Some(Message::Batch(batch)) => {
                     let out = self.chain.process_batch(batch)?;
+                    self.metrics
+                        .late_rows
+                        .store(self.chain.late_rows(), Relaxed);
                     self.write(out).await?;
                 }
                 Some(Message::Watermark(w)) => {

@@ -20,6 +20,8 @@ pub struct SourceMetrics {
 pub struct SinkMetrics {
     pub name: String,
     pub rows_out: AtomicU64,
+    /// Rows the pipeline's window operators dropped as late.
+    pub late_rows: AtomicU64,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -63,6 +65,10 @@ impl JobMetrics {
 
     pub fn rows_out(&self) -> u64 {
         self.sinks.iter().map(|s| s.rows_out.load(Relaxed)).sum()
+    }
+
+    pub fn late_rows(&self) -> u64 {
+        self.sinks.iter().map(|s| s.late_rows.load(Relaxed)).sum()
     }
 
     pub fn bad_records(&self) -> u64 {
@@ -111,6 +117,10 @@ impl StatusLine {
         let bad = m.bad_records();
         if bad > 0 {
             line.push_str(&format!(", {} bad", group(bad)));
+        }
+        let late = m.late_rows();
+        if late > 0 {
+            line.push_str(&format!(", {} late", group(late)));
         }
         line.push(')');
         for s in &m.sources {
