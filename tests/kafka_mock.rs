@@ -208,3 +208,113 @@ fn kafka_sink_writes_keyed_json_messages() {
         ]
     );
 }
+
+fn telemetry_at(partition: i32, seconds: &[u32]) -> Vec<(i32, String)> {
+    seconds
+        .iter()
+        .map(|s| {
+            (
+                partition,
+                format!(r#"{{"id":{s},"name":"k","ts":"2024-01-01 00:00:{s:02}.000"}}"#),
+            )
+        })
+        .collect()
+}
+
+fn windowed_sql(brokers: &str, topic: &str, extra: &str) -> String {
+    format!(
+        "CREATE TABLE events (id BIGINT, name STRING, ts TIMESTAMP(3), WATERMARK FOR ts AS ts)
+         WITH ('connector' = 'kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{brokers}',
+               'properties.group.id' = 'w', 'scan.startup.mode' = 'earliest-offset', 'format' = 'json'{extra});
+         SELECT window_start, COUNT(*) AS c FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(ts), INTERVAL '10' SECOND))
+         GROUP BY window_start, window_end;"
+    )
+}
+
+#[test]
+fn watermark_is_the_minimum_over_partitions_so_a_lagging_partition_loses_nothing() {
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic("ooo", 2, 1).unwrap();
+    // Partition 0 runs far ahead; partition 1's rows are older than everything in partition 0.
+    let ahead = telemetry_at(0, &[20, 21, 25, 31, 45]);
+    let behind = telemetry_at(1, &[1, 2, 9, 11, 19]);
+    let records: Vec<(i32, &str)> = ahead
+        .iter()
+        .chain(&behind)
+        .map(|(p, v)| (*p, v.as_str()))
+        .collect();
+    produce(&brokers, "ooo", &records);
+    let dir = tempfile::tempdir().unwrap();
+    let sql = write_sql(
+        dir.path(),
+        "w.sql",
+        &windowed_sql(&brokers, "ooo", ", 'scan.bounded.mode' = 'latest-offset'"),
+    );
+    let out = sluice(&["run", "--quiet", &sql], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("late"), "no row is late: {stderr}");
+    let mut rows: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        [
+            "+I[2024-01-01T00:00:00.000, 3]",
+            "+I[2024-01-01T00:00:10.000, 2]",
+            "+I[2024-01-01T00:00:20.000, 3]",
+            "+I[2024-01-01T00:00:30.000, 1]",
+            "+I[2024-01-01T00:00:40.000, 1]",
+        ]
+    );
+}
+
+#[test]
+fn an_idle_partition_holds_windows_back_until_the_idle_timeout() {
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic("idle", 2, 1).unwrap();
+    let busy = telemetry_at(0, &[1, 5, 12, 15, 25]);
+    let records: Vec<(i32, &str)> = busy.iter().map(|(p, v)| (*p, v.as_str())).collect();
+    produce(&brokers, "idle", &records);
+    let dir = tempfile::tempdir().unwrap();
+    let run_for_a_while = |extra: &str, name: &str| -> Vec<String> {
+        let sql = write_sql(dir.path(), name, &windowed_sql(&brokers, "idle", extra));
+        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["run", "--quiet", &sql])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Ample time for a debug build on a loaded machine to read five records.
+        std::thread::sleep(Duration::from_secs(5));
+        Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut rows: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        rows.sort();
+        rows
+    };
+    // Partition 1 never sends: without an idle timeout the watermark cannot advance.
+    assert!(run_for_a_while("", "held.sql").is_empty());
+    // With one, partition 1 stops counting and windows up to the watermark (25 s) fire.
+    assert_eq!(
+        run_for_a_while(", 'scan.watermark.idle-timeout' = '500 ms'", "idle.sql"),
+        [
+            "+I[2024-01-01T00:00:00.000, 2]",
+            "+I[2024-01-01T00:00:10.000, 2]"
+        ]
+    );
+}
