@@ -649,7 +649,8 @@ impl Planner {
                 }
                 let source = job.source_for(table);
                 let mut operators: Vec<Box<dyn Operator>> = Vec::new();
-                if let Some(indices) = &scan.projection {
+                let all_columns = |i: &Vec<usize>| i.iter().copied().eq(0..table.row_schema.fields().len());
+                if let Some(indices) = scan.projection.as_ref().filter(|i| !all_columns(i)) {
                     let exprs = indices
                         .iter()
                         .map(|&i| Arc::new(Column::new(table.row_schema.field(i).name(), i)) as Arc<dyn PhysicalExpr>)
@@ -676,8 +677,15 @@ impl Planner {
                 if s.window.is_some() && p.expr.iter().any(|e| !matches!(e, Expr::Column(_)) && uses_window_columns(e)) {
                     return Err(src.error(pos, "window columns can only be grouped by in a window aggregation, not computed on before it"));
                 }
-                let exprs = p.expr.iter().map(|e| phys(e, p.input.schema())).collect::<Result<Vec<_>, _>>()?;
-                s.operators.push(Box::new(Projection::new(exprs, Arc::new(p.schema.as_arrow().clone()))));
+                // `SELECT *` of a view or window input: the batch already is the projection.
+                let input = p.input.schema();
+                let identity = p.expr.len() == input.fields().len()
+                    && p.expr.iter().enumerate().all(|(i, e)| matches!(e, Expr::Column(c) if input.index_of_column(c).ok() == Some(i)))
+                    && p.schema.fields().iter().zip(input.fields()).all(|(a, b)| a.name() == b.name());
+                if !identity {
+                    let exprs = p.expr.iter().map(|e| phys(e, input)).collect::<Result<Vec<_>, _>>()?;
+                    s.operators.push(Box::new(Projection::new(exprs, Arc::new(p.schema.as_arrow().clone()))));
+                }
                 s.schema = p.schema.clone();
                 Ok(s)
             }

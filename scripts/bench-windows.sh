@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Whole-process benchmark of the golden window queries (and Q5) on the 2M-event telemetry file:
+# `sluice run` of each query with its sink swapped for a blackhole, measured by /usr/bin/time.
+#   scripts/bench-windows.sh [runs-per-query]
+# The input is made with ../shared/data/gen_telemetry.py when missing (or set BENCH_INPUT).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs="${1:-3}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice/target}"
+input="${BENCH_INPUT:-$HOME/.cache/sluice/telemetry_2m.jsonl}"
+if [ ! -f "$input" ]; then
+  python3 ../shared/data/gen_telemetry.py --events 2000000 -o "$input"
+fi
+cargo build --release --quiet
+bin="$CARGO_TARGET_DIR/release/sluice"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+printf '%-20s %8s %8s %8s %10s %10s\n' query wall_s user_s sys_s peak_MB Mevents/s
+for q in q1_tumble q2_hop q3_session q3_session_legacy q5_overspeed; do
+  perl -0pe "s/(CREATE TEMPORARY TABLE result \(.*?\)) WITH \(.*?\);/\$1 WITH ('connector' = 'blackhole');/s" \
+    "tests/fixtures/$q.sql" >"$work/$q.sql"
+  for _ in $(seq 1 "$runs"); do
+    INPUT_PATH="$input" /usr/bin/time -f '%e %U %S %M' -o "$work/time" "$bin" run --quiet "$work/$q.sql" 2>/dev/null
+    read -r wall user sys peak <"$work/time"
+    awk -v q="$q" -v w="$wall" -v u="$user" -v s="$sys" -v p="$peak" \
+      'BEGIN { printf "%-20s %8.2f %8.2f %8.2f %10.0f %10.2f\n", q, w, u, s, p / 1024, 2.0 / w }'
+  done
+done
