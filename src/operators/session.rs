@@ -44,6 +44,46 @@ struct Session {
     accumulators: Vec<Box<dyn Accumulator>>,
 }
 
+/// Puts `t` into a key's sessions (sorted, disjoint), merging the sessions it touches.
+fn assign(
+    list: &mut Vec<Session>,
+    t: i64,
+    gap: i64,
+    fresh: impl FnOnce() -> Result<Vec<Box<dyn Accumulator>>, JobError>,
+) -> Result<(), JobError> {
+    // Sessions are sorted and disjoint, so the touched ones are contiguous.
+    let first = list.partition_point(|s| s.end < t);
+    let last = list.partition_point(|s| s.start <= t + gap);
+    if first >= last {
+        list.insert(
+            first,
+            Session {
+                start: t,
+                end: t + gap,
+                accumulators: fresh()?,
+            },
+        );
+        return Ok(());
+    }
+    for absorbed in list.drain(first + 1..last).collect::<Vec<_>>() {
+        let target = &mut list[first];
+        target.start = target.start.min(absorbed.start);
+        target.end = target.end.max(absorbed.end);
+        for (acc, mut from) in target.accumulators.iter_mut().zip(absorbed.accumulators) {
+            let state: Vec<ArrayRef> = from
+                .state()?
+                .iter()
+                .map(ScalarValue::to_array)
+                .collect::<Result<_, _>>()?;
+            acc.merge_batch(&state)?;
+        }
+    }
+    let s = &mut list[first];
+    s.start = s.start.min(t);
+    s.end = s.end.max(t + gap);
+    Ok(())
+}
+
 impl SessionAggregate {
     pub fn new(
         gap: i64,
@@ -77,48 +117,6 @@ impl SessionAggregate {
             .iter()
             .map(|c| c.function.create_accumulator())
             .collect::<Result<Vec<_>, _>>()?)
-    }
-
-    /// Puts `t` into `key`'s sessions, merging the sessions it touches; returns the index of
-    /// the session holding it.
-    fn assign(&mut self, key: &OwnedRow, t: i64) -> Result<usize, JobError> {
-        let gap = self.gap;
-        let fresh = self.new_accumulators()?;
-        let list = self.sessions.entry(key.clone()).or_default();
-        let touching: Vec<usize> = (0..list.len())
-            .filter(|&i| t <= list[i].end && t + gap >= list[i].start)
-            .collect();
-        let Some(&first) = touching.first() else {
-            let at = list.partition_point(|s| s.start < t);
-            list.insert(
-                at,
-                Session {
-                    start: t,
-                    end: t + gap,
-                    accumulators: fresh,
-                },
-            );
-            return Ok(at);
-        };
-        // Merge every touched session into the first (they are adjacent in the sorted list).
-        for &other in touching[1..].iter().rev() {
-            let absorbed = list.remove(other);
-            let target = &mut list[first];
-            target.start = target.start.min(absorbed.start);
-            target.end = target.end.max(absorbed.end);
-            for (acc, mut from) in target.accumulators.iter_mut().zip(absorbed.accumulators) {
-                let state: Vec<ArrayRef> = from
-                    .state()?
-                    .iter()
-                    .map(ScalarValue::to_array)
-                    .collect::<Result<_, _>>()?;
-                acc.merge_batch(&state)?;
-            }
-        }
-        let s = &mut list[first];
-        s.start = s.start.min(t);
-        s.end = s.end.max(t + gap);
-        Ok(first)
     }
 
     fn emit(&mut self, watermark: i64) -> Result<Option<RecordBatch>, JobError> {
@@ -228,16 +226,7 @@ impl Operator for SessionAggregate {
                 .cmp(&key_rows.row(b.0))
                 .then(a.1.cmp(&b.1))
         });
-
-        // Assign rows to sessions; a later row may merge the session an earlier one went to, so
-        // runs are cut per (key, session start after all merges of this batch).
-        let mut assigned: Vec<(OwnedRow, usize, i64)> = Vec::with_capacity(order.len());
-        for &(i, t) in &order {
-            let key = key_rows.row(i).owned();
-            self.assign(&key, t)?;
-            assigned.push((key, i, t));
-        }
-        let mut args = Vec::with_capacity(self.calls.len());
+        let mut args: Vec<CallInputs> = Vec::with_capacity(self.calls.len());
         for c in &self.calls {
             let a = c
                 .function
@@ -251,27 +240,46 @@ impl Operator for SessionAggregate {
             };
             args.push((a, f));
         }
-        let mut run: Vec<u32> = Vec::new();
-        let mut current: Option<(OwnedRow, usize)> = None;
-        for (key, i, t) in assigned {
-            let list = &self.sessions[&key];
-            let idx = list
+        let calls: Vec<_> = self.calls.iter().map(|c| c.function.clone()).collect();
+        let fresh = || {
+            calls
                 .iter()
-                .position(|s| s.start <= t && t < s.end)
-                .expect("assigned above");
-            if current
-                .as_ref()
-                .is_some_and(|(k, x)| *k != key || *x != idx)
-            {
-                let (k, x) = current.take().expect("checked");
-                self.update(&k, x, &run, &args)?;
-                run.clear();
+                .map(|f| f.create_accumulator())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(JobError::from)
+        };
+        // One key at a time: place its rows into sessions (merging as needed), then feed each
+        // session the run of rows that fell into it.
+        let mut at = 0;
+        while at < order.len() {
+            let key = key_rows.row(order[at].0);
+            let end = at
+                + order[at..]
+                    .iter()
+                    .position(|(i, _)| key_rows.row(*i) != key)
+                    .unwrap_or(order.len() - at);
+            let group = &order[at..end];
+            let list = self.sessions.entry(key.owned()).or_default();
+            for &(_, t) in group {
+                assign(list, t, self.gap, fresh)?;
             }
-            current = Some((key, idx));
-            run.push(i as u32);
-        }
-        if let Some((k, x)) = current {
-            self.update(&k, x, &run, &args)?;
+            // Both the rows and the sessions are sorted by time: walk them together.
+            let mut s = 0;
+            let mut run: Vec<u32> = Vec::new();
+            for &(i, t) in group {
+                while t >= list[s].end {
+                    s += 1;
+                    if !run.is_empty() {
+                        feed(&mut list[s - 1], &run, &args)?;
+                        run.clear();
+                    }
+                }
+                run.push(i as u32);
+            }
+            if !run.is_empty() {
+                feed(&mut list[s], &run, &args)?;
+            }
+            at = end;
         }
         Ok(())
     }
@@ -403,32 +411,23 @@ impl Operator for SessionAggregate {
 
 type CallInputs = (Vec<ArrayRef>, Option<ArrayRef>);
 
-impl SessionAggregate {
-    /// Feeds rows `run` of the batch to session `idx` of `key`.
-    fn update(
-        &mut self,
-        key: &OwnedRow,
-        idx: usize,
-        run: &[u32],
-        args: &[CallInputs],
-    ) -> Result<(), JobError> {
-        let indices = UInt32Array::from(run.to_vec());
-        let session = &mut self.sessions.get_mut(key).expect("assigned")[idx];
-        for (acc, (values, filter)) in session.accumulators.iter_mut().zip(args) {
-            let mut picked: Vec<ArrayRef> = values
+/// Feeds rows `run` of the batch to a session's accumulators.
+fn feed(session: &mut Session, run: &[u32], args: &[CallInputs]) -> Result<(), JobError> {
+    let indices = UInt32Array::from(run.to_vec());
+    for (acc, (values, filter)) in session.accumulators.iter_mut().zip(args) {
+        let mut picked: Vec<ArrayRef> = values
+            .iter()
+            .map(|v| take(v, &indices, None))
+            .collect::<Result<_, _>>()?;
+        if let Some(f) = filter {
+            let mask = take(f, &indices, None)?;
+            let mask = mask.as_boolean();
+            picked = picked
                 .iter()
-                .map(|v| take(v, &indices, None))
+                .map(|v| arrow::compute::filter(v, mask))
                 .collect::<Result<_, _>>()?;
-            if let Some(f) = filter {
-                let mask = take(f, &indices, None)?;
-                let mask = mask.as_boolean();
-                picked = picked
-                    .iter()
-                    .map(|v| arrow::compute::filter(v, mask))
-                    .collect::<Result<_, _>>()?;
-            }
-            acc.update_batch(&picked)?;
         }
-        Ok(())
+        acc.update_batch(&picked)?;
     }
+    Ok(())
 }
