@@ -154,6 +154,18 @@ impl Planner {
                         "setting '{key}' is not used by Sluice; it is kept but has no effect"
                     );
                 }
+                if key == "table.exec.late-rows" && !value.eq_ignore_ascii_case("drop") {
+                    return Err(src.error(
+                        stmt.pos,
+                        format!("'table.exec.late-rows' = '{value}': only 'drop' is supported yet (late rows are dropped and counted)"),
+                    ));
+                }
+                if key == "table.exec.window.allowed-lateness"
+                    && crate::connectors::options::parse_duration(value)
+                        .is_none_or(|d| !d.is_zero())
+                {
+                    return Err(src.error(stmt.pos, "'table.exec.window.allowed-lateness' is not supported yet; windows emit once when the watermark passes their end"));
+                }
                 if key == "execution.runtime-mode" && !value.eq_ignore_ascii_case("streaming") {
                     return Err(src.error(
                         stmt.pos,
