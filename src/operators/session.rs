@@ -220,12 +220,15 @@ impl Operator for SessionAggregate {
                 _ => self.late_rows += 1,
             }
         }
-        order.sort_by(|a, b| {
-            key_rows
-                .row(a.0)
-                .cmp(&key_rows.row(b.0))
-                .then(a.1.cmp(&b.1))
-        });
+        // Sort by a small integer per distinct key (first appearance), not by the row bytes.
+        let mut ids: HashMap<arrow::row::Row<'_>, u32> = HashMap::new();
+        let key_id: Vec<u32> = (0..rows)
+            .map(|i| {
+                let next = ids.len() as u32;
+                *ids.entry(key_rows.row(i)).or_insert(next)
+            })
+            .collect();
+        order.sort_unstable_by_key(|&(i, t)| (key_id[i], t));
         let mut args: Vec<CallInputs> = Vec::with_capacity(self.calls.len());
         for c in &self.calls {
             let a = c
@@ -253,10 +256,11 @@ impl Operator for SessionAggregate {
         let mut at = 0;
         while at < order.len() {
             let key = key_rows.row(order[at].0);
+            let id = key_id[order[at].0];
             let end = at
                 + order[at..]
                     .iter()
-                    .position(|(i, _)| key_rows.row(*i) != key)
+                    .position(|(i, _)| key_id[*i] != id)
                     .unwrap_or(order.len() - at);
             let group = &order[at..end];
             let list = self.sessions.entry(key.owned()).or_default();
