@@ -20,7 +20,9 @@ use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::Operator;
-use super::window::{GroupColumn, WindowAggregateCall, event_times};
+use super::window::{
+    CallInputs, GroupColumn, WindowAggregateCall, evaluate_all, evaluate_calls, event_times,
+};
 use crate::runtime::JobError;
 
 pub struct SessionAggregate {
@@ -206,11 +208,7 @@ impl Operator for SessionAggregate {
     ) -> Result<(), JobError> {
         let rows = batch.num_rows();
         let times = event_times(batch.column(self.time_column))?;
-        let key_arrays = self
-            .keys
-            .iter()
-            .map(|e| e.evaluate(&batch).and_then(|v| v.into_array(rows)))
-            .collect::<Result<Vec<_>, _>>()?;
+        let key_arrays = evaluate_all(&self.keys, &batch)?;
         let key_rows = self.converter.convert_columns(&key_arrays)?;
         // Rows in (key, time) order, late ones dropped.
         let mut order: Vec<(usize, i64)> = Vec::with_capacity(rows);
@@ -229,20 +227,7 @@ impl Operator for SessionAggregate {
             })
             .collect();
         order.sort_unstable_by_key(|&(i, t)| (key_id[i], t));
-        let mut args: Vec<CallInputs> = Vec::with_capacity(self.calls.len());
-        for c in &self.calls {
-            let a = c
-                .function
-                .expressions()
-                .iter()
-                .map(|e| e.evaluate(&batch).and_then(|v| v.into_array(rows)))
-                .collect::<Result<Vec<_>, _>>()?;
-            let f = match &c.filter {
-                Some(f) => Some(f.evaluate(&batch)?.into_array(rows)?),
-                None => None,
-            };
-            args.push((a, f));
-        }
+        let args = evaluate_calls(&self.calls, &batch)?;
         let calls: Vec<_> = self.calls.iter().map(|c| c.function.clone()).collect();
         let fresh = || {
             calls
@@ -412,8 +397,6 @@ impl Operator for SessionAggregate {
         Ok(())
     }
 }
-
-type CallInputs = (Vec<ArrayRef>, Option<ArrayRef>);
 
 /// Feeds rows `run` of the batch to a session's accumulators.
 fn feed(session: &mut Session, run: &[u32], args: &[CallInputs]) -> Result<(), JobError> {

@@ -306,6 +306,40 @@ fn time_constant(ms: i64, rows: usize, target: &DataType) -> Result<ArrayRef, Jo
     })
 }
 
+/// Arguments and `FILTER` mask of one aggregate call, evaluated over a batch.
+pub type CallInputs = (Vec<ArrayRef>, Option<ArrayRef>);
+
+/// Evaluates expressions over a batch into arrays of its length.
+pub fn evaluate_all(
+    exprs: &[Arc<dyn PhysicalExpr>],
+    batch: &RecordBatch,
+) -> Result<Vec<ArrayRef>, JobError> {
+    Ok(exprs
+        .iter()
+        .map(|e| {
+            e.evaluate(batch)
+                .and_then(|v| v.into_array(batch.num_rows()))
+        })
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Evaluates every call's arguments and filter over a batch.
+pub fn evaluate_calls(
+    calls: &[WindowAggregateCall],
+    batch: &RecordBatch,
+) -> Result<Vec<CallInputs>, JobError> {
+    calls
+        .iter()
+        .map(|c| {
+            let filter = match &c.filter {
+                Some(f) => Some(f.evaluate(batch)?.into_array(batch.num_rows())?),
+                None => None,
+            };
+            Ok((evaluate_all(&c.function.expressions(), batch)?, filter))
+        })
+        .collect()
+}
+
 /// Event times of a batch column in milliseconds.
 pub fn event_times(column: &ArrayRef) -> Result<Vec<Option<i64>>, JobError> {
     let ms = cast(column, &DataType::Timestamp(TimeUnit::Millisecond, None))?;
@@ -382,26 +416,8 @@ impl Operator for WindowAggregate {
         if by_slice.is_empty() {
             return Ok(());
         }
-        let keys = self
-            .keys
-            .iter()
-            .map(|e| e.evaluate(&batch).and_then(|v| v.into_array(rows)))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut args = Vec::with_capacity(self.calls.len());
-        let mut filters = Vec::with_capacity(self.calls.len());
-        for c in &self.calls {
-            let a = c
-                .function
-                .expressions()
-                .iter()
-                .map(|e| e.evaluate(&batch).and_then(|v| v.into_array(rows)))
-                .collect::<Result<Vec<_>, _>>()?;
-            args.push(a);
-            filters.push(match &c.filter {
-                Some(f) => Some(f.evaluate(&batch)?.into_array(rows)?),
-                None => None,
-            });
-        }
+        let keys = evaluate_all(&self.keys, &batch)?;
+        let inputs = evaluate_calls(&self.calls, &batch)?;
         let whole =
             by_slice.len() == 1 && by_slice.values().next().is_some_and(|v| v.len() == rows);
         let mut indices = Vec::new();
@@ -424,9 +440,9 @@ impl Operator for WindowAggregate {
             let live = self.live.get_mut(&s).expect("inserted above");
             live.groups.intern(&slice_keys, &mut indices)?;
             let total = live.groups.len();
-            for (i, acc) in live.accumulators.iter_mut().enumerate() {
-                let values = args[i].iter().map(pick).collect::<Result<Vec<_>, _>>()?;
-                let filter = match &filters[i] {
+            for (acc, (args, filter)) in live.accumulators.iter_mut().zip(&inputs) {
+                let values = args.iter().map(pick).collect::<Result<Vec<_>, _>>()?;
+                let filter = match filter {
                     Some(f) => Some(pick(f)?),
                     None => None,
                 };

@@ -147,7 +147,7 @@ fn rewrite_legacy_windows(
             }
             Ok(())
         }
-        Statement::CreateView { query, .. } => legacy::rewrite_query(src, query, pos, windows),
+        Statement::CreateView { query, .. } => legacy::rewrite(src, query.as_mut(), pos, windows),
         _ => Ok(()),
     }
 }

@@ -510,16 +510,17 @@ pub mod legacy {
 
     use datafusion::sql::sqlparser::ast::{
         Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident, ObjectName,
-        Query, SetExpr, Statement, TableFactor, VisitMut, VisitorMut,
+        Query, SetExpr, TableFactor, VisitMut, VisitorMut,
     };
 
     use super::{WindowKind, WindowTvf, interval_millis};
     use crate::sql::error::{Position, SourceText, SqlError};
 
-    /// Rewrites every legacy group window in `stmt`, appending the windows it creates.
-    pub fn rewrite(
+    /// Rewrites every legacy group window in a statement or query, appending the windows it
+    /// creates.
+    pub fn rewrite<T: VisitMut>(
         src: &SourceText,
-        stmt: &mut Statement,
+        node: &mut T,
         pos: Position,
         windows: &mut Vec<WindowTvf>,
     ) -> Result<(), SqlError> {
@@ -529,27 +530,7 @@ pub mod legacy {
             windows,
             error: None,
         };
-        let _ = stmt.visit(&mut v);
-        match v.error {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    }
-
-    /// Same for a bare query (a view's body).
-    pub fn rewrite_query(
-        src: &SourceText,
-        query: &mut Query,
-        pos: Position,
-        windows: &mut Vec<WindowTvf>,
-    ) -> Result<(), SqlError> {
-        let mut v = Rewriter {
-            src,
-            pos,
-            windows,
-            error: None,
-        };
-        let _ = query.visit(&mut v);
+        let _ = node.visit(&mut v);
         match v.error {
             Some(e) => Err(e),
             None => Ok(()),
