@@ -254,3 +254,32 @@ fn window_mistakes_are_named() {
         assert!(stderr.contains("bad.sql:2:"), "positioned: {stderr}");
     }
 }
+
+#[test]
+fn current_watermark_lets_a_query_drop_or_tag_late_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = [
+        ("a", "00:00:01.000", 1),
+        ("a", "00:00:05.000", 2),
+        ("a", "00:00:11.000", 3),
+        ("a", "00:00:02.000", 4),
+    ];
+    let (got, _) = run(
+        dir.path(),
+        &rows,
+        "0",
+        "v BIGINT, wm TIMESTAMP(3)",
+        "INSERT INTO out SELECT v, CURRENT_WATERMARK(ts) FROM t
+         WHERE CURRENT_WATERMARK(ts) IS NULL OR ts > CURRENT_WATERMARK(ts);",
+        1,
+    );
+    // One row per batch: each row sees the watermark of the rows before it.
+    assert_eq!(
+        got,
+        [
+            "1,",
+            "2,2024-01-01 00:00:01.000",
+            "3,2024-01-01 00:00:05.000"
+        ]
+    );
+}

@@ -34,6 +34,8 @@ pub struct PipelineNode {
     pub source: usize,
     pub operators: Vec<Box<dyn Operator>>,
     pub sink: SinkNode,
+    /// The pipeline's current watermark, read by CURRENT_WATERMARK in its expressions.
+    pub watermark: crate::sql::functions::WatermarkCell,
 }
 
 pub struct SinkNode {

@@ -78,6 +78,7 @@ pub async fn run_job(
             sink_name: pipeline.sink.table.clone(),
             metrics: metrics.sinks[i].clone(),
             flush_interval: opts.flush_interval,
+            watermark: pipeline.watermark.clone(),
         };
         tasks.spawn(task.run(rx));
     }
@@ -143,6 +144,7 @@ struct PipelineTask {
     sink_name: String,
     metrics: Arc<SinkMetrics>,
     flush_interval: Duration,
+    watermark: crate::sql::functions::WatermarkCell,
 }
 
 impl PipelineTask {
@@ -166,6 +168,7 @@ impl PipelineTask {
                     self.write(out).await?;
                 }
                 Some(Message::Watermark(w)) => {
+                    self.watermark.store(w, Relaxed);
                     let out = self.chain.process_watermark(w)?;
                     self.write(out).await?;
                 }

@@ -5,6 +5,7 @@ pub mod ast;
 pub mod catalog;
 mod ddl;
 pub mod error;
+pub mod functions;
 pub mod parser;
 pub mod planner;
 mod rewrite;

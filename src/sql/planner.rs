@@ -25,6 +25,7 @@ use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, ExprWithAlias, Statement 
 use super::ast::{ColumnKind, CreateTable, Located, ObjectKind, Script, ShowKind, Statement};
 use super::catalog::{MetadataColumn, Table, WatermarkSpec};
 use super::error::{Position, SourceText, SqlError};
+use super::functions::{CurrentWatermark, WatermarkCell, new_watermark_cell};
 use super::rewrite::{rewrite_expr, rewrite_statement};
 use super::types::flink_type_name;
 use super::window_tvf::{WINDOW_COLUMNS, WindowKind, WindowTvf};
@@ -79,7 +80,12 @@ impl Planner {
         opts.sql_parser.map_string_types_to_utf8view = false;
         opts.sql_parser.collect_spans = true;
         Planner {
-            ctx: SessionContext::new_with_config(config),
+            ctx: {
+                let ctx = SessionContext::new_with_config(config);
+                // Resolves the name while planning; each pipeline binds its own instance.
+                ctx.register_udf(CurrentWatermark::udf(new_watermark_cell()));
+                ctx
+            },
             tables: BTreeMap::new(),
             views: BTreeMap::new(),
             settings: BTreeMap::new(),
@@ -563,9 +569,11 @@ impl Planner {
                 ),
             ));
         }
+        job.watermark = new_watermark_cell();
         let stream = self.compile(src, &dml.input, pos, job)?;
         stream.check_complete(src, pos)?;
         job.pipelines.push(PendingPipeline {
+            watermark: job.watermark.clone(),
             name: format!("INSERT INTO {sink_name}"),
             source: stream.source,
             operators: stream.operators,
@@ -588,11 +596,13 @@ impl Planner {
         let mut stmt = query.clone();
         rewrite_statement(&mut stmt);
         let plan = self.plan_statement(src, stmt, pos).await?;
+        job.watermark = new_watermark_cell();
         let stream = self.compile(src, &plan, pos, job)?;
         stream.check_complete(src, pos)?;
         let schema = Arc::new(stream.schema.as_arrow().clone());
         let n = job.pipelines.len();
         job.pipelines.push(PendingPipeline {
+            watermark: job.watermark.clone(),
             name: format!("SELECT (line {})", pos.line),
             source: stream.source,
             operators: stream.operators,
@@ -614,9 +624,10 @@ impl Planner {
         job: &mut JobBuilder,
     ) -> Result<CompiledStream, SqlError> {
         let state = self.state();
+        let cell = job.watermark.clone();
         let phys = |e: &Expr, schema: &DFSchemaRef| {
             state
-                .create_physical_expr(e.clone(), schema)
+                .create_physical_expr(bind_current_watermark(e.clone(), &cell), schema)
                 .map_err(|e| df_error(src, e, pos))
         };
         match plan {
@@ -815,6 +826,22 @@ impl CompiledStream {
     }
 }
 
+/// Points every CURRENT_WATERMARK call of `e` at the pipeline's watermark cell.
+fn bind_current_watermark(e: Expr, cell: &WatermarkCell) -> Expr {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::logical_expr::expr::ScalarFunction;
+    e.transform_up(|e| match e {
+        Expr::ScalarFunction(f) if f.func.name() == CurrentWatermark::NAME => {
+            Ok(Transformed::yes(Expr::ScalarFunction(
+                ScalarFunction::new_udf(Arc::new(CurrentWatermark::udf(cell.clone())), f.args),
+            )))
+        }
+        other => Ok(Transformed::no(other)),
+    })
+    .map(|t| t.data)
+    .expect("the rewrite never fails")
+}
+
 fn uses_window_columns(e: &Expr) -> bool {
     e.column_refs()
         .iter()
@@ -826,6 +853,7 @@ struct PendingPipeline {
     source: usize,
     operators: Vec<Box<dyn Operator>>,
     sink: SinkNode,
+    watermark: WatermarkCell,
 }
 
 /// Collects the sources and pipelines of one job; a table scanned by several INSERTs is read once.
@@ -833,6 +861,8 @@ struct PendingPipeline {
 struct JobBuilder {
     sources: Vec<Arc<Table>>,
     pipelines: Vec<PendingPipeline>,
+    /// The watermark cell of the pipeline being compiled, for CURRENT_WATERMARK.
+    watermark: WatermarkCell,
 }
 
 impl JobBuilder {
@@ -863,6 +893,7 @@ impl JobBuilder {
                     source: p.source,
                     operators: p.operators,
                     sink: p.sink,
+                    watermark: p.watermark,
                 })
                 .collect(),
         })
