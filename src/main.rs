@@ -205,7 +205,7 @@ async fn run(file: &Path, config: &SluiceConfig, quiet: bool) -> Result<ExitCode
     }
     let report = result?;
     let late = if report.late_rows > 0 {
-        format!(", {} late rows dropped", group(report.late_rows))
+        format!(", {} late rows", group(report.late_rows))
     } else {
         String::new()
     };

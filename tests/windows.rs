@@ -152,7 +152,7 @@ fn late_rows_are_dropped_and_counted() {
     );
     assert!(stderr.contains("late_rows=1"), "{stderr}");
     assert!(
-        stderr.contains("1 late rows dropped"),
+        stderr.contains("1 late rows"),
         "counted in the job summary: {stderr}"
     );
 }
@@ -282,4 +282,45 @@ fn current_watermark_lets_a_query_drop_or_tag_late_rows() {
             "3,2024-01-01 00:00:05.000"
         ]
     );
+}
+
+#[test]
+fn late_rows_can_go_to_a_side_output_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let late_dir = dir.path().join("late");
+    let rows = [
+        ("a", "00:00:01.000", 1),
+        ("a", "00:00:11.000", 2),
+        ("b", "00:00:03.000", 30),
+        ("a", "00:00:12.000", 4),
+    ];
+    let (got, stderr) = run(
+        dir.path(),
+        &rows,
+        "0",
+        WINDOW_OUT,
+        &format!(
+            "SET 'table.exec.late-rows' = 'side-output:late';
+             CREATE TABLE late (k STRING, ts TIMESTAMP(3), v BIGINT)
+               WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+             INSERT INTO out SELECT k, window_start, window_end, COUNT(*), SUM(v)
+             FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '10' SECOND))
+             GROUP BY k, window_start, window_end;",
+            late_dir.display()
+        ),
+        1,
+    );
+    assert_eq!(
+        got,
+        [
+            "a,2024-01-01 00:00:00.000,2024-01-01 00:00:10.000,1,1",
+            "a,2024-01-01 00:00:10.000,2024-01-01 00:00:20.000,2,6"
+        ]
+    );
+    assert_eq!(
+        read_sink_dir(&late_dir),
+        ["b,2024-01-01 00:00:03.000,30"],
+        "the late row, whole"
+    );
+    assert!(stderr.contains("1 late rows"), "{stderr}");
 }

@@ -4,6 +4,7 @@
 //! when watermarks advance. The runtime never special-cases an operator.
 
 mod filter;
+pub mod late_rows;
 mod projection;
 pub mod session;
 mod snapshot;
@@ -45,6 +46,11 @@ pub trait Operator: Send {
     /// Rows dropped so far because they arrived after the watermark closed their window.
     fn late_rows(&self) -> u64 {
         0
+    }
+
+    /// Rows routed away from the main output since the last call (late rows for a side output).
+    fn take_side_output(&mut self) -> Vec<RecordBatch> {
+        Vec::new()
     }
 
     /// The operator's state as bytes (Arrow IPC), for a checkpoint; `None` when stateless.
@@ -89,6 +95,14 @@ impl OperatorChain {
             current = next;
         }
         Ok(current)
+    }
+
+    /// Side-output rows of all operators since the last call.
+    pub fn take_side_output(&mut self) -> Vec<RecordBatch> {
+        self.operators
+            .iter_mut()
+            .flat_map(|op| op.take_side_output())
+            .collect()
     }
 
     /// Late rows dropped by all operators of the chain.

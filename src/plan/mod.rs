@@ -36,6 +36,8 @@ pub struct PipelineNode {
     pub sink: SinkNode,
     /// The pipeline's current watermark, read by CURRENT_WATERMARK in its expressions.
     pub watermark: crate::sql::functions::WatermarkCell,
+    /// Where late rows go (`'table.exec.late-rows' = 'side-output:<table>'`).
+    pub side_output: Option<SinkNode>,
 }
 
 pub struct SinkNode {

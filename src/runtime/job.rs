@@ -71,6 +71,14 @@ pub async fn run_job(
         let (tx, rx) = mpsc::channel(opts.channel_capacity);
         senders[pipeline.source].push(tx);
         let sink = pipeline.sink.connector.create_sink(&pipeline.sink)?;
+        let side_output = match &pipeline.side_output {
+            Some(node) => Some(SideOutput {
+                sink: node.connector.create_sink(node)?,
+                schema: node.schema.clone(),
+                name: node.table.clone(),
+            }),
+            None => None,
+        };
         let task = PipelineTask {
             chain: OperatorChain::new(pipeline.operators),
             sink,
@@ -79,6 +87,7 @@ pub async fn run_job(
             metrics: metrics.sinks[i].clone(),
             flush_interval: opts.flush_interval,
             watermark: pipeline.watermark.clone(),
+            side_output,
         };
         tasks.spawn(task.run(rx));
     }
@@ -145,6 +154,14 @@ struct PipelineTask {
     metrics: Arc<SinkMetrics>,
     flush_interval: Duration,
     watermark: crate::sql::functions::WatermarkCell,
+    side_output: Option<SideOutput>,
+}
+
+/// The sink late rows go to.
+struct SideOutput {
+    sink: Box<dyn Sink>,
+    schema: arrow::datatypes::SchemaRef,
+    name: String,
 }
 
 impl PipelineTask {
@@ -156,6 +173,9 @@ impl PipelineTask {
                 msg = rx.recv() => msg,
                 _ = flush.tick() => {
                     self.sink.flush().await?;
+                    if let Some(side) = &mut self.side_output {
+                        side.sink.flush().await?;
+                    }
                     continue;
                 }
             };
@@ -166,6 +186,7 @@ impl PipelineTask {
                         .late_rows
                         .store(self.chain.late_rows(), Relaxed);
                     self.write(out).await?;
+                    self.write_side_output().await?;
                 }
                 Some(Message::Watermark(w)) => {
                     self.watermark.store(w, Relaxed);
@@ -175,12 +196,27 @@ impl PipelineTask {
                 Some(Message::Barrier(_)) => self.sink.flush().await?,
                 Some(Message::EndOfInput) => {
                     self.sink.finish().await?;
+                    if let Some(side) = &mut self.side_output {
+                        side.sink.finish().await?;
+                    }
                     return Ok(());
                 }
                 // The source failed or was torn down; its task reports why.
                 None => return Err(JobError::ChannelClosed),
             }
         }
+    }
+
+    async fn write_side_output(&mut self) -> Result<(), JobError> {
+        let Some(side) = &mut self.side_output else {
+            return Ok(());
+        };
+        for b in self.chain.take_side_output() {
+            let b = RecordBatch::try_new(side.schema.clone(), b.columns().to_vec())
+                .map_err(|e| JobError::sink(&side.name, e.to_string()))?;
+            side.sink.write(b).await?;
+        }
+        Ok(())
     }
 
     async fn write(&mut self, batches: Vec<RecordBatch>) -> Result<(), JobError> {

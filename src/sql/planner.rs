@@ -30,6 +30,7 @@ use super::rewrite::{rewrite_expr, rewrite_statement};
 use super::types::flink_type_name;
 use super::window_tvf::{WINDOW_COLUMNS, WindowKind, WindowTvf};
 use crate::connectors::ConnectorConfig;
+use crate::operators::late_rows::LateRowSplitter;
 use crate::operators::session::SessionAggregate;
 use crate::operators::window::{GroupColumn, WindowAggregate, WindowAggregateCall};
 use crate::operators::{Filter, Operator, Projection};
@@ -160,10 +161,13 @@ impl Planner {
                         "setting '{key}' is not used by Sluice; it is kept but has no effect"
                     );
                 }
-                if key == "table.exec.late-rows" && !value.eq_ignore_ascii_case("drop") {
+                if key == "table.exec.late-rows"
+                    && late_row_side_output(value).is_none()
+                    && !value.eq_ignore_ascii_case("drop")
+                {
                     return Err(src.error(
                         stmt.pos,
-                        format!("'table.exec.late-rows' = '{value}': only 'drop' is supported yet (late rows are dropped and counted)"),
+                        format!("'table.exec.late-rows' = '{value}': expected 'drop' or 'side-output:<table>'"),
                     ));
                 }
                 if key == "table.exec.window.allowed-lateness"
@@ -291,6 +295,57 @@ impl Planner {
         }
         out.push_str(&format!("connector: {}", t.connector.describe()));
         Some(out)
+    }
+
+    /// The sink for late rows of a window over `input`: a writable table with the same columns.
+    fn side_output_sink(
+        &self,
+        src: &SourceText,
+        name: &str,
+        input: &DFSchema,
+        pos: Position,
+    ) -> Result<SinkNode, SqlError> {
+        let Some(table) = self.tables.get(name) else {
+            return Err(src.error(
+                pos,
+                format!("'table.exec.late-rows' names `{name}`, which is not a table"),
+            ));
+        };
+        if !table.connector.can_write() {
+            return Err(src.error(
+                pos,
+                format!(
+                    "late-row side output `{name}`: connector '{}' cannot be written",
+                    table.connector.name()
+                ),
+            ));
+        }
+        let want: Vec<&DataType> = input.fields().iter().map(|f| f.data_type()).collect();
+        let have: Vec<&DataType> = table
+            .physical_schema
+            .fields()
+            .iter()
+            .map(|f| f.data_type())
+            .collect();
+        if want != have {
+            let cols: Vec<String> = input
+                .fields()
+                .iter()
+                .map(|f| format!("{} {}", f.name(), flink_type_name(f.data_type())))
+                .collect();
+            return Err(src.error(
+                pos,
+                format!(
+                    "late-row side output `{name}` must have the windowed rows' columns: {}",
+                    cols.join(", ")
+                ),
+            ));
+        }
+        Ok(SinkNode {
+            table: name.to_string(),
+            schema: table.physical_schema.clone(),
+            connector: table.connector.clone(),
+        })
     }
 
     /// Registers the script's window relations whose input exists by now: the input's columns
@@ -570,10 +625,12 @@ impl Planner {
             ));
         }
         job.watermark = new_watermark_cell();
+        job.side_output = None;
         let stream = self.compile(src, &dml.input, pos, job)?;
         stream.check_complete(src, pos)?;
         job.pipelines.push(PendingPipeline {
             watermark: job.watermark.clone(),
+            side_output: job.side_output.take(),
             name: format!("INSERT INTO {sink_name}"),
             source: stream.source,
             operators: stream.operators,
@@ -597,12 +654,14 @@ impl Planner {
         rewrite_statement(&mut stmt);
         let plan = self.plan_statement(src, stmt, pos).await?;
         job.watermark = new_watermark_cell();
+        job.side_output = None;
         let stream = self.compile(src, &plan, pos, job)?;
         stream.check_complete(src, pos)?;
         let schema = Arc::new(stream.schema.as_arrow().clone());
         let n = job.pipelines.len();
         job.pipelines.push(PendingPipeline {
             watermark: job.watermark.clone(),
+            side_output: job.side_output.take(),
             name: format!("SELECT (line {})", pos.line),
             source: stream.source,
             operators: stream.operators,
@@ -641,6 +700,16 @@ impl Planner {
                 let time_idx = input_schema
                     .index_of_column_by_name(None, &window.time_column)
                     .ok_or_else(|| src.error(window.pos, format!("no time column `{}`", window.time_column)))?;
+                if let Some(side) = self.settings.get("table.exec.late-rows").and_then(|v| late_row_side_output(v)) {
+                    let sink = self.side_output_sink(src, side, input_schema, window.pos)?;
+                    s.operators.push(Box::new(LateRowSplitter::new(
+                        window.kind,
+                        time_idx,
+                        job.watermark.clone(),
+                        Arc::new(input_schema.as_arrow().clone()),
+                    )));
+                    job.side_output = Some(sink);
+                }
                 let full = Arc::new(scan.source.schema().as_ref().clone());
                 let mut exprs: Vec<Arc<dyn PhysicalExpr>> = (0..input_schema.fields().len())
                     .map(|i| Arc::new(Column::new(input_schema.field(i).name(), i)) as Arc<dyn PhysicalExpr>)
@@ -826,6 +895,14 @@ impl CompiledStream {
     }
 }
 
+/// The table of `'table.exec.late-rows' = 'side-output:<table>'`.
+fn late_row_side_output(value: &str) -> Option<&str> {
+    value
+        .strip_prefix("side-output:")
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
 /// Points every CURRENT_WATERMARK call of `e` at the pipeline's watermark cell.
 fn bind_current_watermark(e: Expr, cell: &WatermarkCell) -> Expr {
     use datafusion::common::tree_node::{Transformed, TreeNode};
@@ -854,6 +931,7 @@ struct PendingPipeline {
     operators: Vec<Box<dyn Operator>>,
     sink: SinkNode,
     watermark: WatermarkCell,
+    side_output: Option<SinkNode>,
 }
 
 /// Collects the sources and pipelines of one job; a table scanned by several INSERTs is read once.
@@ -863,6 +941,8 @@ struct JobBuilder {
     pipelines: Vec<PendingPipeline>,
     /// The watermark cell of the pipeline being compiled, for CURRENT_WATERMARK.
     watermark: WatermarkCell,
+    /// Where the pipeline being compiled sends late rows, if anywhere.
+    side_output: Option<SinkNode>,
 }
 
 impl JobBuilder {
@@ -894,6 +974,7 @@ impl JobBuilder {
                     operators: p.operators,
                     sink: p.sink,
                     watermark: p.watermark,
+                    side_output: p.side_output,
                 })
                 .collect(),
         })

@@ -1,0 +1,100 @@
+//! Late-row side output: in front of a window aggregation, rows whose window has already been
+//! emitted are taken out of the stream and handed to a side output (the table named by
+//! `'table.exec.late-rows' = 'side-output:<table>'`), with every column of the windowed input.
+//! The window operator then never sees them. Lateness is the window operator's own rule, judged
+//! against the pipeline's current watermark: a row is late when its slice (TUMBLE/HOP/CUMULATE)
+//! or its own session window has already closed.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use arrow::array::{BooleanArray, RecordBatch};
+use arrow::compute::{filter_record_batch, not};
+use arrow::datatypes::SchemaRef;
+
+use super::Operator;
+use super::window::event_times;
+use crate::runtime::JobError;
+use crate::sql::functions::WatermarkCell;
+use crate::sql::window_tvf::WindowKind;
+
+pub struct LateRowSplitter {
+    kind: WindowKind,
+    time_column: usize,
+    watermark: WatermarkCell,
+    schema: SchemaRef,
+    side: Vec<RecordBatch>,
+    late_rows: u64,
+}
+
+impl LateRowSplitter {
+    pub fn new(
+        kind: WindowKind,
+        time_column: usize,
+        watermark: WatermarkCell,
+        schema: SchemaRef,
+    ) -> Self {
+        LateRowSplitter {
+            kind,
+            time_column,
+            watermark,
+            schema,
+            side: Vec::new(),
+            late_rows: 0,
+        }
+    }
+
+    /// The last event time a row's earliest window covers: once the watermark reaches it, the
+    /// window has been emitted.
+    fn closes_at(&self, t: i64) -> i64 {
+        let (slice, offset) = match self.kind {
+            WindowKind::Tumble { size, offset } => (size, offset),
+            WindowKind::Hop { slide, offset, .. } => (slide, offset),
+            WindowKind::Cumulate { step, offset, .. } => (step, offset),
+            WindowKind::Session { gap } => return t + gap - 1,
+        };
+        t - (t - offset).rem_euclid(slice) + slice - 1
+    }
+}
+
+impl Operator for LateRowSplitter {
+    fn describe(&self) -> String {
+        "LateRows: late rows → side output".to_string()
+    }
+
+    fn output_schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn late_rows(&self) -> u64 {
+        self.late_rows
+    }
+
+    fn process_batch(
+        &mut self,
+        batch: RecordBatch,
+        out: &mut Vec<RecordBatch>,
+    ) -> Result<(), JobError> {
+        let wm = self.watermark.load(Relaxed);
+        let times = event_times(batch.column(self.time_column))?;
+        let late: BooleanArray = times
+            .iter()
+            .map(|t| Some(t.is_none_or(|t| self.closes_at(t) <= wm)))
+            .collect();
+        let n = late.true_count();
+        if n == 0 {
+            out.push(batch);
+            return Ok(());
+        }
+        self.late_rows += n as u64;
+        self.side.push(filter_record_batch(&batch, &late)?);
+        let on_time = filter_record_batch(&batch, &not(&late)?)?;
+        if on_time.num_rows() > 0 {
+            out.push(on_time);
+        }
+        Ok(())
+    }
+
+    fn take_side_output(&mut self) -> Vec<RecordBatch> {
+        std::mem::take(&mut self.side)
+    }
+}
