@@ -324,3 +324,36 @@ fn late_rows_can_go_to_a_side_output_table() {
     );
     assert!(stderr.contains("1 late rows"), "{stderr}");
 }
+
+#[test]
+fn allowed_lateness_re_emits_updated_windows_until_it_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = [
+        ("a", "00:00:01.000", 1),
+        ("a", "00:00:11.000", 2),  // watermark 11 s: [0, 10) is emitted
+        ("a", "00:00:02.000", 4),  // late, within 30 s: [0, 10) is emitted again, updated
+        ("a", "00:00:45.000", 8),  // watermark 45 s: [10, 20) emitted; [0, 10) can no longer change
+        ("a", "00:00:03.000", 16), // too late: dropped and counted
+    ];
+    let (got, stderr) = run(
+        dir.path(),
+        &rows,
+        "0",
+        WINDOW_OUT,
+        "SET 'table.exec.window.allowed-lateness' = '30 s';
+         INSERT INTO out SELECT k, window_start, window_end, COUNT(*), SUM(v)
+         FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '10' SECOND))
+         GROUP BY k, window_start, window_end;",
+        1,
+    );
+    assert_eq!(
+        got,
+        [
+            "a,2024-01-01 00:00:00.000,2024-01-01 00:00:10.000,1,1",
+            "a,2024-01-01 00:00:00.000,2024-01-01 00:00:10.000,2,5",
+            "a,2024-01-01 00:00:10.000,2024-01-01 00:00:20.000,1,2",
+            "a,2024-01-01 00:00:40.000,2024-01-01 00:00:50.000,1,8",
+        ]
+    );
+    assert!(stderr.contains("1 late rows"), "{stderr}");
+}

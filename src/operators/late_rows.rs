@@ -24,6 +24,7 @@ pub struct LateRowSplitter {
     schema: SchemaRef,
     side: Vec<RecordBatch>,
     late_rows: u64,
+    allowed_lateness: i64,
 }
 
 impl LateRowSplitter {
@@ -32,6 +33,7 @@ impl LateRowSplitter {
         time_column: usize,
         watermark: WatermarkCell,
         schema: SchemaRef,
+        allowed_lateness: i64,
     ) -> Self {
         LateRowSplitter {
             kind,
@@ -40,19 +42,33 @@ impl LateRowSplitter {
             schema,
             side: Vec::new(),
             late_rows: 0,
+            allowed_lateness,
         }
     }
 
-    /// The last event time a row's earliest window covers: once the watermark reaches it, the
-    /// window has been emitted.
+    /// The watermark from which a row at `t` can no longer change any result: its earliest
+    /// window has been emitted, or with allowed lateness, its last window's allowance is over.
     fn closes_at(&self, t: i64) -> i64 {
-        let (slice, offset) = match self.kind {
-            WindowKind::Tumble { size, offset } => (size, offset),
-            WindowKind::Hop { slide, offset, .. } => (slide, offset),
-            WindowKind::Cumulate { step, offset, .. } => (step, offset),
+        let (slice, offset, last) = match self.kind {
+            WindowKind::Tumble { size, offset } => (size, offset, size),
+            WindowKind::Hop {
+                slide,
+                size,
+                offset,
+            } => (slide, offset, size),
+            WindowKind::Cumulate { step, size, offset } => {
+                let s = t - (t - offset).rem_euclid(step);
+                let period = s - (s - offset).rem_euclid(size);
+                (step, offset, period + size - s)
+            }
             WindowKind::Session { gap } => return t + gap - 1,
         };
-        t - (t - offset).rem_euclid(slice) + slice - 1
+        let s = t - (t - offset).rem_euclid(slice);
+        if self.allowed_lateness > 0 {
+            s + last - 1 + self.allowed_lateness
+        } else {
+            s + slice - 1
+        }
     }
 }
 

@@ -65,6 +65,8 @@ pub struct WindowAggregate {
     pending_ends: BTreeSet<i64>,
     watermark: i64,
     late_rows: u64,
+    /// How long (ms) emitted windows stay updatable by late rows; 0 = emit once (Flink).
+    allowed_lateness: i64,
 }
 
 struct LiveSlice {
@@ -122,7 +124,15 @@ impl WindowAggregate {
             pending_ends: BTreeSet::new(),
             watermark: i64::MIN,
             late_rows: 0,
+            allowed_lateness: 0,
         })
+    }
+
+    /// Keeps emitted windows for `ms` after they close and re-emits them, updated, when late
+    /// rows arrive in that time. A sink keyed by (keys, window) then holds the latest value.
+    pub fn with_allowed_lateness(mut self, ms: i64) -> Self {
+        self.allowed_lateness = ms.max(0);
+        self
     }
 
     fn slice_start(&self, ts: i64) -> i64 {
@@ -388,19 +398,25 @@ impl Operator for WindowAggregate {
     fn process_batch(
         &mut self,
         batch: RecordBatch,
-        _out: &mut Vec<RecordBatch>,
+        out: &mut Vec<RecordBatch>,
     ) -> Result<(), JobError> {
         let rows = batch.num_rows();
         let times = event_times(batch.column(self.time_column))?;
         // Rows per slice (a batch usually spans one or two slices).
         let mut by_slice: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
+        // Slices of already emitted windows that late rows update (allowed lateness).
+        let mut updated: BTreeSet<i64> = BTreeSet::new();
         for (i, t) in times.iter().enumerate() {
             let Some(t) = t else {
                 self.late_rows += 1; // a NULL event time belongs to no window
                 continue;
             };
             let s = self.slice_start(*t);
-            if s + self.slice - 1 <= self.watermark {
+            let slice_closed = s + self.slice - 1 <= self.watermark;
+            let updatable = self.last_end(s) - 1 + self.allowed_lateness > self.watermark;
+            if slice_closed && self.allowed_lateness > 0 && updatable {
+                updated.insert(s);
+            } else if slice_closed {
                 self.late_rows += 1;
                 if self.late_rows.is_power_of_two() {
                     tracing::warn!(
@@ -423,9 +439,17 @@ impl Operator for WindowAggregate {
         let mut indices = Vec::new();
         for (s, rows_in_slice) in by_slice {
             if !self.live.contains_key(&s) {
-                let slice = self.new_slice()?;
+                let slice = match self.frozen.remove(&s) {
+                    Some(frozen) => self.thaw(frozen)?,
+                    None => self.new_slice()?,
+                };
                 self.live.insert(s, slice);
-                for e in self.window_ends(s) {
+                let watermark = self.watermark;
+                for e in self
+                    .window_ends(s)
+                    .into_iter()
+                    .filter(|e| e - 1 > watermark)
+                {
                     self.pending_ends.insert(e);
                 }
             }
@@ -449,6 +473,20 @@ impl Operator for WindowAggregate {
                 let filter: Option<&BooleanArray> =
                     filter.as_ref().and_then(|f| f.as_boolean_opt());
                 acc.update_batch(&values, &indices, filter, total)?;
+            }
+        }
+        // Emitted windows that late rows changed are emitted again, updated.
+        let mut again: BTreeSet<i64> = BTreeSet::new();
+        for s in updated {
+            again.extend(
+                self.window_ends(s)
+                    .into_iter()
+                    .filter(|e| e - 1 <= self.watermark),
+            );
+        }
+        for end in again {
+            if let Some(batch) = self.fire(end)? {
+                out.push(batch);
             }
         }
         Ok(())
@@ -572,16 +610,16 @@ impl Operator for WindowAggregate {
             if let Some(batch) = self.fire(end)? {
                 out.push(batch);
             }
-            // Free slices whose last window has now fired.
-            let done: Vec<i64> = self
-                .frozen
-                .keys()
-                .copied()
-                .filter(|s| self.last_end(*s) <= end)
-                .collect();
-            for s in done {
-                self.frozen.remove(&s);
-            }
+        }
+        // Free slices whose last window has fired and can no longer be updated.
+        let done: Vec<i64> = self
+            .frozen
+            .keys()
+            .copied()
+            .filter(|s| self.last_end(*s) - 1 + self.allowed_lateness <= watermark_ms)
+            .collect();
+        for s in done {
+            self.frozen.remove(&s);
         }
         Ok(())
     }

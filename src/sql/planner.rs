@@ -171,10 +171,9 @@ impl Planner {
                     ));
                 }
                 if key == "table.exec.window.allowed-lateness"
-                    && crate::connectors::options::parse_duration(value)
-                        .is_none_or(|d| !d.is_zero())
+                    && crate::connectors::options::parse_duration(value).is_none()
                 {
-                    return Err(src.error(stmt.pos, "'table.exec.window.allowed-lateness' is not supported yet; windows emit once when the watermark passes their end"));
+                    return Err(src.error(stmt.pos, format!("'table.exec.window.allowed-lateness' = '{value}' is not a duration such as '1 min'")));
                 }
                 if key == "execution.runtime-mode" && !value.eq_ignore_ascii_case("streaming") {
                     return Err(src.error(
@@ -295,6 +294,14 @@ impl Planner {
         }
         out.push_str(&format!("connector: {}", t.connector.describe()));
         Some(out)
+    }
+
+    /// `table.exec.window.allowed-lateness` in milliseconds (0 when unset).
+    fn allowed_lateness(&self) -> i64 {
+        self.settings
+            .get("table.exec.window.allowed-lateness")
+            .and_then(|v| crate::connectors::options::parse_duration(v))
+            .map_or(0, |d| d.as_millis() as i64)
     }
 
     /// The sink for late rows of a window over `input`: a writable table with the same columns.
@@ -707,6 +714,7 @@ impl Planner {
                         time_idx,
                         job.watermark.clone(),
                         Arc::new(input_schema.as_arrow().clone()),
+                        self.allowed_lateness(),
                     )));
                     job.side_output = Some(sink);
                 }
@@ -834,6 +842,9 @@ impl Planner {
                 let output = Arc::new(agg.schema.as_arrow().clone());
                 let time_column = time_column.expect("window_start is grouped by");
                 let op: Box<dyn Operator> = match window.kind {
+                    WindowKind::Session { .. } if self.allowed_lateness() > 0 => {
+                        return Err(src.error(window.pos, "'table.exec.window.allowed-lateness' is not supported for SESSION windows yet (a late row can merge sessions already emitted)"));
+                    }
                     WindowKind::Session { gap } => {
                         let key_names: Vec<&str> = keys.iter().map(|(_, f)| f.name().as_str()).collect();
                         let mut partition: Vec<&str> = window.partition_by.iter().map(String::as_str).collect();
@@ -851,7 +862,11 @@ impl Planner {
                         }
                         Box::new(SessionAggregate::new(gap, time_column, keys, layout, calls, output).map_err(|e| src.error(pos, e.to_string()))?)
                     }
-                    kind => Box::new(WindowAggregate::new(kind, time_column, keys, layout, calls, output).map_err(|e| src.error(pos, e.to_string()))?),
+                    kind => Box::new(
+                        WindowAggregate::new(kind, time_column, keys, layout, calls, output)
+                            .map_err(|e| src.error(pos, e.to_string()))?
+                            .with_allowed_lateness(self.allowed_lateness()),
+                    ),
                 };
                 s.operators.push(op);
                 s.schema = agg.schema.clone();
