@@ -357,3 +357,50 @@ fn allowed_lateness_re_emits_updated_windows_until_it_expires() {
     );
     assert!(stderr.contains("1 late rows"), "{stderr}");
 }
+
+#[test]
+fn legacy_group_tumble_and_hop_with_start_end_rowtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = [
+        ("a", "00:00:01.000", 1),
+        ("a", "00:00:09.000", 2),
+        ("b", "00:00:12.000", 4),
+    ];
+    let (got, _) = run(
+        dir.path(),
+        &rows,
+        "0",
+        "k STRING, ws TIMESTAMP(3), we TIMESTAMP(3), wt TIMESTAMP(3), s BIGINT",
+        "INSERT INTO out
+         SELECT k, TUMBLE_START(ts, INTERVAL '10' SECOND), TUMBLE_END(ts, INTERVAL '10' SECOND),
+                TUMBLE_ROWTIME(ts, INTERVAL '10' SECOND), SUM(v)
+         FROM t GROUP BY TUMBLE(ts, INTERVAL '10' SECOND), k;",
+        1000,
+    );
+    assert_eq!(
+        got,
+        [
+            "a,2024-01-01 00:00:00.000,2024-01-01 00:00:10.000,2024-01-01 00:00:09.999,3",
+            "b,2024-01-01 00:00:10.000,2024-01-01 00:00:20.000,2024-01-01 00:00:19.999,4",
+        ]
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (got, _) = run(
+        dir.path(),
+        &rows,
+        "0",
+        "ws TIMESTAMP(3), c BIGINT",
+        "INSERT INTO out SELECT HOP_START(ts, INTERVAL '5' SECOND, INTERVAL '10' SECOND), COUNT(*)
+         FROM t GROUP BY HOP(ts, INTERVAL '5' SECOND, INTERVAL '10' SECOND);",
+        1000,
+    );
+    assert_eq!(
+        got,
+        [
+            "2023-12-31 23:59:55.000,1",
+            "2024-01-01 00:00:00.000,2",
+            "2024-01-01 00:00:05.000,2",
+            "2024-01-01 00:00:10.000,1",
+        ]
+    );
+}
