@@ -180,12 +180,21 @@ impl ConnectorConfig {
         }
     }
 
-    pub fn create_source(&self, table: &Table) -> Result<Box<dyn Source>, JobError> {
+    /// A reader for `table`; formats that can decode only `decode_columns` of the payload do.
+    pub fn create_source(
+        &self,
+        table: &Table,
+        decode_columns: Option<Vec<usize>>,
+    ) -> Result<Box<dyn Source>, JobError> {
         Ok(match self {
-            ConnectorConfig::Filesystem(c) => {
-                Box::new(filesystem::FileSource::new(c.clone(), table)?)
+            ConnectorConfig::Filesystem(c) => Box::new(filesystem::FileSource::new(
+                c.clone(),
+                table,
+                decode_columns,
+            )?),
+            ConnectorConfig::Kafka(c) => {
+                Box::new(kafka::KafkaSource::new(c.clone(), table, decode_columns)?)
             }
-            ConnectorConfig::Kafka(c) => Box::new(kafka::KafkaSource::new(c.clone(), table)?),
             ConnectorConfig::Datagen(c) => Box::new(datagen::DatagenSource::new(c.clone(), table)),
             ConnectorConfig::FleetSim(c) => {
                 Box::new(fleet_sim::FleetSimSource::new(c.clone(), table)?)

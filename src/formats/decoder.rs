@@ -37,6 +37,8 @@ pub struct RecordDecoder {
     /// The JSON decoder of the fast path, kept across batches so its buffers are reused;
     /// dropped after an error (its state is then unknown) and built again.
     json: Option<arrow::json::reader::Decoder>,
+    /// For JSON: the columns decoded (indices into `schema`); the others come out NULL.
+    projection: Option<Vec<usize>>,
 }
 
 impl RecordDecoder {
@@ -59,7 +61,24 @@ impl RecordDecoder {
             max_records: max_records.max(1),
             skipped_total: Default::default(),
             json: None,
+            projection: None,
         }
+    }
+
+    /// Decodes only `columns` of a JSON payload (fields not in the decode schema are skipped by
+    /// the tokenizer without being parsed); the other columns are returned as NULL arrays.
+    /// Other formats decode everything.
+    pub fn with_projection(mut self, columns: Option<Vec<usize>>) -> Self {
+        let Some(columns) = columns.filter(|_| matches!(self.format, Format::Json(_))) else {
+            return self;
+        };
+        let fields: Vec<Field> = columns
+            .iter()
+            .map(|&i| self.decode_schema.field(i).clone())
+            .collect();
+        self.decode_schema = Arc::new(Schema::new(fields));
+        self.projection = Some(columns);
+        self
     }
 
     pub fn schema(&self) -> &SchemaRef {
@@ -234,14 +253,35 @@ impl RecordDecoder {
         })
     }
 
-    /// Puts back the declared nullability after a strict (`fail-on-missing-field`) decode.
+    /// Back to the declared schema: declared nullability after a strict
+    /// (`fail-on-missing-field`) decode, NULL arrays for columns not decoded.
     fn finish_schema(&self, batch: RecordBatch) -> Result<RecordBatch, JobError> {
         if Arc::ptr_eq(&self.decode_schema, &self.schema) {
             return Ok(batch);
         }
-        Ok(RecordBatch::try_new(
+        let rows = batch.num_rows();
+        let columns = match &self.projection {
+            None => batch.columns().to_vec(),
+            Some(cols) => {
+                let mut decoded = batch.columns().iter();
+                (0..self.schema.fields().len())
+                    .map(|i| match cols.contains(&i) {
+                        true => decoded
+                            .next()
+                            .expect("one decoded column per projected index")
+                            .clone(),
+                        false => {
+                            arrow::array::new_null_array(self.schema.field(i).data_type(), rows)
+                        }
+                    })
+                    .collect()
+            }
+        };
+        let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(rows));
+        Ok(RecordBatch::try_new_with_options(
             self.schema.clone(),
-            batch.columns().to_vec(),
+            columns,
+            &options,
         )?)
     }
 }
@@ -303,7 +343,7 @@ fn regex_literal(literal: &str) -> Result<regex::Regex, ArrowError> {
 mod tests {
     use super::*;
     use crate::formats::JsonOptions;
-    use arrow::array::{AsArray, Int64Array};
+    use arrow::array::{Array, AsArray, Int64Array};
     use arrow::datatypes::{DataType, Int64Type};
 
     fn json(ignore: bool) -> RecordDecoder {
@@ -363,6 +403,25 @@ mod tests {
         let ids: &Int64Array = d.batch.column(0).as_primitive::<Int64Type>();
         assert_eq!(ids.values().to_vec(), vec![1, 9, 3]);
         assert_eq!(d.skipped, vec![2]);
+    }
+
+    #[test]
+    fn projection_decodes_only_the_chosen_columns_and_nulls_the_rest() {
+        let mut d = json(false).with_projection(Some(vec![1]));
+        let out = d
+            .decode(
+                b"{\"id\":\"not even a number\",\"name\":\"a\"}\n",
+                RecordBoundaries::Lines,
+                &locate,
+            )
+            .unwrap();
+        assert_eq!(
+            out.batch.schema().fields().len(),
+            2,
+            "the declared schema is kept"
+        );
+        assert_eq!(out.batch.column(0).null_count(), 1, "id is not decoded");
+        assert_eq!(out.batch.column(1).as_string::<i32>().value(0), "a");
     }
 
     #[test]

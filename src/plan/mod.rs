@@ -25,6 +25,9 @@ pub struct JobGraph {
 /// A table read once per job; its rows go to every pipeline that reads it.
 pub struct SourceNode {
     pub table: Arc<Table>,
+    /// Payload columns to decode (indices into the physical schema); the others are read as
+    /// NULL because no pipeline uses them. `None` = all.
+    pub decode_columns: Option<Vec<usize>>,
 }
 
 /// One INSERT (or printed query): the operators between its source and its sink.
@@ -71,6 +74,13 @@ impl JobGraph {
                 None => {
                     let _ = writeln!(out, "  watermark: none (no event time)");
                 }
+            }
+            if let Some(cols) = &s.decode_columns {
+                let names: Vec<&str> = cols
+                    .iter()
+                    .map(|&i| t.physical_schema.field(i).name().as_str())
+                    .collect();
+                let _ = writeln!(out, "  decodes only: {}", names.join(", "));
             }
             if !t.row_is_scan() {
                 let _ = writeln!(

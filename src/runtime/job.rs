@@ -92,7 +92,10 @@ pub async fn run_job(
         tasks.spawn(task.run(rx));
     }
     for ((node, outputs), m) in job.sources.into_iter().zip(senders).zip(&metrics.sources) {
-        let source = node.table.connector.create_source(&node.table)?;
+        let source = node
+            .table
+            .connector
+            .create_source(&node.table, node.decode_columns.clone())?;
         let out = SourceOutput::new(
             node.table.clone(),
             outputs,

@@ -635,6 +635,7 @@ impl Planner {
         job.side_output = None;
         let stream = self.compile(src, &dml.input, pos, job)?;
         stream.check_complete(src, pos)?;
+        job.used_columns[stream.source].extend(stream.reads.iter().copied());
         job.pipelines.push(PendingPipeline {
             watermark: job.watermark.clone(),
             side_output: job.side_output.take(),
@@ -664,6 +665,7 @@ impl Planner {
         job.side_output = None;
         let stream = self.compile(src, &plan, pos, job)?;
         stream.check_complete(src, pos)?;
+        job.used_columns[stream.source].extend(stream.reads.iter().copied());
         let schema = Arc::new(stream.schema.as_arrow().clone());
         let n = job.pipelines.len();
         job.pipelines.push(PendingPipeline {
@@ -732,6 +734,13 @@ impl Planner {
                     None => exprs,
                 };
                 s.operators.push(Box::new(Projection::new(exprs, Arc::new(scan.projected_schema.as_arrow().clone()))));
+                // A window over a whole table reads only the columns its query uses.
+                let table = &job.sources[s.source];
+                let whole_table = input_schema.fields().len() == table.row_schema.fields().len()
+                    && input_schema.fields().iter().zip(table.row_schema.fields()).all(|(a, b)| a.name() == b.name());
+                if let (true, Some(indices)) = (whole_table, &scan.projection) {
+                    s.reads = indices.iter().copied().filter(|&i| i < input_schema.fields().len()).chain([time_idx]).collect();
+                }
                 s.schema = scan.projected_schema.clone();
                 s.window = Some(window.clone());
                 Ok(s)
@@ -748,6 +757,7 @@ impl Planner {
                     return Err(src.error(pos, "LIMIT is not supported on an unbounded stream"));
                 }
                 let source = job.source_for(table);
+                let reads = scan.projection.clone().unwrap_or_else(|| (0..table.row_schema.fields().len()).collect()).into_iter().collect();
                 let mut operators: Vec<Box<dyn Operator>> = Vec::new();
                 let all_columns = |i: &Vec<usize>| i.iter().copied().eq(0..table.row_schema.fields().len());
                 if let Some(indices) = scan.projection.as_ref().filter(|i| !all_columns(i)) {
@@ -761,7 +771,7 @@ impl Planner {
                     let pred = phys(f, &scan.projected_schema)?;
                     operators.push(Box::new(Filter::new(pred, Arc::new(scan.projected_schema.as_arrow().clone()))));
                 }
-                Ok(CompiledStream { source, operators, schema: scan.projected_schema.clone(), window: None })
+Ok(CompiledStream { source, operators, schema: scan.projected_schema.clone(), window: None, reads })
             }
             LogicalPlan::Filter(f) => {
                 let mut s = self.compile(src, &f.input, pos, job)?;
@@ -894,6 +904,8 @@ struct CompiledStream {
     schema: DFSchemaRef,
     /// Set while the stream is a window relation not yet aggregated.
     window: Option<WindowTvf>,
+    /// Row columns of the source that this stream reads.
+    reads: std::collections::BTreeSet<usize>,
 }
 
 impl CompiledStream {
@@ -953,6 +965,8 @@ struct PendingPipeline {
 #[derive(Default)]
 struct JobBuilder {
     sources: Vec<Arc<Table>>,
+    /// Row columns of each source that some pipeline reads.
+    used_columns: Vec<std::collections::BTreeSet<usize>>,
     pipelines: Vec<PendingPipeline>,
     /// The watermark cell of the pipeline being compiled, for CURRENT_WATERMARK.
     watermark: WatermarkCell,
@@ -966,7 +980,41 @@ impl JobBuilder {
             return i;
         }
         self.sources.push(table.clone());
+        self.used_columns.push(Default::default());
         self.sources.len() - 1
+    }
+
+    /// The payload columns a source must decode: those behind the row columns read by some
+    /// pipeline, its watermark and its computed columns, plus every NOT NULL one. `None` = all.
+    fn decode_columns(
+        table: &Table,
+        used: &std::collections::BTreeSet<usize>,
+    ) -> Option<Vec<usize>> {
+        use datafusion::physical_expr::utils::collect_columns;
+        let mut rows: std::collections::BTreeSet<usize> = used.clone();
+        if let Some(w) = &table.watermark {
+            rows.extend(collect_columns(&w.expr).iter().map(|c| c.index()));
+        }
+        let physical = table.physical_schema.fields().len();
+        let mut decode: std::collections::BTreeSet<usize> = rows
+            .iter()
+            .flat_map(|&r| {
+                collect_columns(&table.row_exprs[r])
+                    .into_iter()
+                    .map(|c| c.index())
+            })
+            .filter(|&i| i < physical)
+            .collect();
+        decode.extend(
+            table
+                .physical_schema
+                .fields()
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| !f.is_nullable())
+                .map(|(i, _)| i),
+        );
+        (decode.len() < physical).then(|| decode.into_iter().collect())
     }
 
     fn build(self, name: String) -> Option<JobGraph> {
@@ -978,7 +1026,11 @@ impl JobBuilder {
             sources: self
                 .sources
                 .into_iter()
-                .map(|table| SourceNode { table })
+                .zip(&self.used_columns)
+                .map(|(table, used)| SourceNode {
+                    decode_columns: Self::decode_columns(&table, used),
+                    table,
+                })
                 .collect(),
             pipelines: self
                 .pipelines

@@ -19,13 +19,20 @@ use crate::sql::catalog::Table;
 pub struct FileSource {
     config: FilesystemConfig,
     table: String,
+    /// Payload columns to decode; the rest are NULL (no pipeline reads them).
+    decode_columns: Option<Vec<usize>>,
 }
 
 impl FileSource {
-    pub fn new(config: FilesystemConfig, table: &Table) -> Result<Self, JobError> {
+    pub fn new(
+        config: FilesystemConfig,
+        table: &Table,
+        decode_columns: Option<Vec<usize>>,
+    ) -> Result<Self, JobError> {
         Ok(FileSource {
             config,
             table: table.name.clone(),
+            decode_columns,
         })
     }
 }
@@ -43,7 +50,8 @@ impl Source for FileSource {
             self.config.format.clone(),
             self.config.schema.clone(),
             out.batch_size,
-        );
+        )
+        .with_projection(self.decode_columns.clone());
         let batch_rows = out.batch_size;
         let reader = std::thread::Builder::new()
             .name(format!("read-{}", self.table))

@@ -30,13 +30,20 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 pub struct KafkaSource {
     config: KafkaConfig,
     table: String,
+    /// Payload columns to decode; the rest are NULL (no pipeline reads them).
+    decode_columns: Option<Vec<usize>>,
 }
 
 impl KafkaSource {
-    pub fn new(config: KafkaConfig, table: &Table) -> Result<Self, JobError> {
+    pub fn new(
+        config: KafkaConfig,
+        table: &Table,
+        decode_columns: Option<Vec<usize>>,
+    ) -> Result<Self, JobError> {
         Ok(KafkaSource {
             config,
             table: table.name.clone(),
+            decode_columns,
         })
     }
 }
@@ -147,7 +154,8 @@ impl Source for KafkaSource {
             c.value_format.clone(),
             c.physical_schema.clone(),
             out.batch_size,
-        );
+        )
+        .with_projection(self.decode_columns.clone());
         let mut pending = Pending::default();
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         let mut tombstones = 0u64;
