@@ -55,6 +55,11 @@ fn run(
     (lines, String::from_utf8_lossy(&result.stderr).into_owned())
 }
 
+/// Count and sum per key in 10-second tumbling windows, into `out` (columns [`WINDOW_OUT`]).
+const TUMBLE_10S: &str = "INSERT INTO out SELECT k, window_start, window_end, COUNT(*), SUM(v)
+     FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '10' SECOND))
+     GROUP BY k, window_start, window_end;";
+
 const WINDOW_OUT: &str =
     "k STRING, window_start TIMESTAMP(3), window_end TIMESTAMP(3), c BIGINT, s BIGINT";
 
@@ -133,16 +138,7 @@ fn late_rows_are_dropped_and_counted() {
         ("a", "00:00:11.000", 1),
         ("a", "00:00:02.000", 100),
     ];
-    let (got, stderr) = run(
-        dir.path(),
-        &rows,
-        "0",
-        WINDOW_OUT,
-        "INSERT INTO out SELECT k, window_start, window_end, COUNT(*), SUM(v)
-         FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '10' SECOND))
-         GROUP BY k, window_start, window_end;",
-        1,
-    );
+    let (got, stderr) = run(dir.path(), &rows, "0", WINDOW_OUT, TUMBLE_10S, 1);
     assert_eq!(
         got,
         [
@@ -303,9 +299,7 @@ fn late_rows_can_go_to_a_side_output_table() {
             "SET 'table.exec.late-rows' = 'side-output:late';
              CREATE TABLE late (k STRING, ts TIMESTAMP(3), v BIGINT)
                WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
-             INSERT INTO out SELECT k, window_start, window_end, COUNT(*), SUM(v)
-             FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '10' SECOND))
-             GROUP BY k, window_start, window_end;",
+             {TUMBLE_10S}",
             late_dir.display()
         ),
         1,
@@ -340,10 +334,7 @@ fn allowed_lateness_re_emits_updated_windows_until_it_expires() {
         &rows,
         "0",
         WINDOW_OUT,
-        "SET 'table.exec.window.allowed-lateness' = '30 s';
-         INSERT INTO out SELECT k, window_start, window_end, COUNT(*), SUM(v)
-         FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '10' SECOND))
-         GROUP BY k, window_start, window_end;",
+        &format!("SET 'table.exec.window.allowed-lateness' = '30 s'; {TUMBLE_10S}"),
         1,
     );
     assert_eq!(
