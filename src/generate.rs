@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use arrow::array::AsArray;
 use rdkafka::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
 use crate::connectors::fleet_sim::{FleetSimulator, Pacer};
@@ -114,10 +115,15 @@ pub async fn generate_fleet(
                                 deliveries.push(d);
                                 break;
                             }
-                            Err((_, back)) => {
+                            // librdkafka's queue is full: let it drain, then retry.
+                            Err((
+                                KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
+                                back,
+                            )) => {
                                 record = back;
                                 producer.poll(Duration::from_millis(50));
                             }
+                            Err((e, _)) => return Err(JobError::Kafka(e)),
                         }
                     }
                 }

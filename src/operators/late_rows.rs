@@ -49,23 +49,15 @@ impl LateRowSplitter {
     /// The watermark from which a row at `t` can no longer change any result: its earliest
     /// window has been emitted, or with allowed lateness, its last window's allowance is over.
     fn closes_at(&self, t: i64) -> i64 {
-        let (slice, offset, last) = match self.kind {
-            WindowKind::Tumble { size, offset } => (size, offset, size),
-            WindowKind::Hop {
-                slide,
-                size,
-                offset,
-            } => (slide, offset, size),
-            WindowKind::Cumulate { step, size, offset } => {
-                let s = t - (t - offset).rem_euclid(step);
-                let period = s - (s - offset).rem_euclid(size);
-                (step, offset, period + size - s)
-            }
-            WindowKind::Session { gap } => return t + gap - 1,
+        let Some((slice, _)) = self.kind.slicing() else {
+            let WindowKind::Session { gap } = self.kind else {
+                unreachable!("only sessions are unsliced")
+            };
+            return t + gap - 1;
         };
-        let s = t - (t - offset).rem_euclid(slice);
+        let s = self.kind.slice_start(t);
         if self.allowed_lateness > 0 {
-            s + last - 1 + self.allowed_lateness
+            self.kind.last_window_end(s) - 1 + self.allowed_lateness
         } else {
             s + slice - 1
         }

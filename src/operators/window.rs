@@ -91,15 +91,10 @@ impl WindowAggregate {
         calls: Vec<WindowAggregateCall>,
         schema: SchemaRef,
     ) -> Result<Self, JobError> {
-        let (slice, offset) = match kind {
-            WindowKind::Tumble { size, offset } => (size, offset),
-            WindowKind::Hop { slide, offset, .. } => (slide, offset),
-            WindowKind::Cumulate { step, offset, .. } => (step, offset),
-            WindowKind::Session { .. } => {
-                return Err(JobError::internal(
-                    "SESSION windows use the session operator",
-                ));
-            }
+        let Some((slice, offset)) = kind.slicing() else {
+            return Err(JobError::internal(
+                "SESSION windows use the session operator",
+            ));
         };
         let (mut exprs, mut fields): (Vec<_>, Vec<_>) = keys.into_iter().unzip();
         if exprs.is_empty() {
@@ -136,7 +131,7 @@ impl WindowAggregate {
     }
 
     fn slice_start(&self, ts: i64) -> i64 {
-        ts - (ts - self.offset).rem_euclid(self.slice)
+        self.kind.slice_start(ts)
     }
 
     /// Ends of the windows that contain the slice starting at `s`.
@@ -295,11 +290,7 @@ impl WindowAggregate {
 
     /// The last window end a slice belongs to: after it fires, the slice is no longer needed.
     fn last_end(&self, s: i64) -> i64 {
-        match self.kind {
-            WindowKind::Tumble { size, .. } | WindowKind::Hop { size, .. } => s + size,
-            WindowKind::Cumulate { size, .. } => s - (s - self.offset).rem_euclid(size) + size,
-            WindowKind::Session { .. } => unreachable!("rejected in new"),
-        }
+        self.kind.last_window_end(s)
     }
 }
 

@@ -37,6 +37,34 @@ pub enum WindowKind {
     },
 }
 
+impl WindowKind {
+    /// The slice length and offset of TUMBLE (size), HOP (slide) and CUMULATE (step) windows;
+    /// `None` for SESSION windows, which are not sliced.
+    pub fn slicing(&self) -> Option<(i64, i64)> {
+        match *self {
+            WindowKind::Tumble { size, offset } => Some((size, offset)),
+            WindowKind::Hop { slide, offset, .. } => Some((slide, offset)),
+            WindowKind::Cumulate { step, offset, .. } => Some((step, offset)),
+            WindowKind::Session { .. } => None,
+        }
+    }
+
+    /// Start of the slice holding event time `t` (sliced windows).
+    pub fn slice_start(&self, t: i64) -> i64 {
+        let (slice, offset) = self.slicing().expect("sliced window");
+        t - (t - offset).rem_euclid(slice)
+    }
+
+    /// End of the last window containing the slice that starts at `s` (sliced windows).
+    pub fn last_window_end(&self, s: i64) -> i64 {
+        match *self {
+            WindowKind::Tumble { size, .. } | WindowKind::Hop { size, .. } => s + size,
+            WindowKind::Cumulate { size, offset, .. } => s - (s - offset).rem_euclid(size) + size,
+            WindowKind::Session { .. } => unreachable!("sessions are not sliced"),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct WindowTvf {
     /// The synthetic relation name standing in the statement.

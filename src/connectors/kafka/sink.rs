@@ -11,7 +11,6 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
 use super::config::KafkaConfig;
 use crate::connectors::Sink;
-use crate::formats::Format;
 use crate::plan::SinkNode;
 use crate::runtime::JobError;
 
@@ -95,14 +94,7 @@ impl Sink for KafkaSink {
     async fn write(&mut self, batch: RecordBatch) -> Result<(), JobError> {
         let values = self.config.value_format.encode(&batch)?;
         let keys = match &self.config.key_format {
-            Some(format) => {
-                let key_batch = batch.project(&self.key_columns)?;
-                let encoded = match format {
-                    Format::Raw if key_batch.num_columns() == 1 => Format::Raw.encode(&key_batch),
-                    f => f.encode(&key_batch),
-                }?;
-                Some(encoded)
-            }
+            Some(format) => Some(format.encode(&batch.project(&self.key_columns)?)?),
             None => None,
         };
         let mut key_iter = keys.as_deref().map(lines);

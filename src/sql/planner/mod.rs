@@ -559,6 +559,20 @@ impl Planner {
         Ok(())
     }
 
+    fn expr_compiler<'a>(
+        &self,
+        src: &'a SourceText,
+        pos: Position,
+        job: &JobBuilder,
+    ) -> ExprCompiler<'a> {
+        ExprCompiler {
+            state: self.state(),
+            cell: job.watermark.clone(),
+            src,
+            pos,
+        }
+    }
+
     /// Translates an optimized logical plan into a source and a chain of operators.
     fn compile(
         &self,
@@ -567,13 +581,7 @@ impl Planner {
         pos: Position,
         job: &mut JobBuilder,
     ) -> Result<CompiledStream, SqlError> {
-        let state = self.state();
-        let cell = job.watermark.clone();
-        let phys = |e: &Expr, schema: &DFSchemaRef| {
-            state
-                .create_physical_expr(bind_current_watermark(e.clone(), &cell), schema)
-                .map_err(|e| df_error(src, e, pos))
-        };
+        let exprs = self.expr_compiler(src, pos, job);
         match plan {
             LogicalPlan::TableScan(scan) if self.windows.contains_key(scan.table_name.table()) => {
                 self.compile_window_scan(src, scan, pos, job)
@@ -601,7 +609,7 @@ impl Planner {
                     operators.push(Box::new(Projection::new(exprs, Arc::new(scan.projected_schema.as_arrow().clone()))));
                 }
                 for f in &scan.filters {
-                    let pred = phys(f, &scan.projected_schema)?;
+                    let pred = exprs.compile(f, &scan.projected_schema)?;
                     operators.push(Box::new(Filter::new(pred, Arc::new(scan.projected_schema.as_arrow().clone()))));
                 }
 Ok(CompiledStream { source, operators, schema: scan.projected_schema.clone(), window: None, reads })
@@ -611,7 +619,7 @@ Ok(CompiledStream { source, operators, schema: scan.projected_schema.clone(), wi
                 if s.window.is_some() && uses_window_columns(&f.predicate) {
                     return Err(src.error(pos, "a WHERE on window_start/window_end before the GROUP BY is not supported; filter in HAVING or after the aggregation"));
                 }
-                let pred = phys(&f.predicate, f.input.schema())?;
+                let pred = exprs.compile(&f.predicate, f.input.schema())?;
                 s.operators.push(Box::new(Filter::new(pred, Arc::new(f.input.schema().as_arrow().clone()))));
                 Ok(s)
             }
@@ -626,8 +634,8 @@ Ok(CompiledStream { source, operators, schema: scan.projected_schema.clone(), wi
                     && p.expr.iter().enumerate().all(|(i, e)| matches!(e, Expr::Column(c) if input.index_of_column(c).ok() == Some(i)))
                     && p.schema.fields().iter().zip(input.fields()).all(|(a, b)| a.name() == b.name());
                 if !identity {
-                    let exprs = p.expr.iter().map(|e| phys(e, input)).collect::<Result<Vec<_>, _>>()?;
-                    s.operators.push(Box::new(Projection::new(exprs, Arc::new(p.schema.as_arrow().clone()))));
+                    let columns = p.expr.iter().map(|e| exprs.compile(e, input)).collect::<Result<Vec<_>, _>>()?;
+                    s.operators.push(Box::new(Projection::new(columns, Arc::new(p.schema.as_arrow().clone()))));
                 }
                 s.schema = p.schema.clone();
                 Ok(s)
@@ -670,6 +678,23 @@ impl CompiledStream {
             None => Ok(()),
         }
         .map_err(|e| if e.pos.line == 0 { src.error(pos, e.message) } else { e })
+    }
+}
+
+/// Compiles a pipeline's logical expressions into physical ones, once, at plan time:
+/// CURRENT_WATERMARK is bound to the pipeline's watermark cell, errors are positioned.
+struct ExprCompiler<'a> {
+    state: SessionState,
+    cell: WatermarkCell,
+    src: &'a SourceText,
+    pos: Position,
+}
+
+impl ExprCompiler<'_> {
+    fn compile(&self, e: &Expr, schema: &DFSchemaRef) -> Result<Arc<dyn PhysicalExpr>, SqlError> {
+        self.state
+            .create_physical_expr(bind_current_watermark(e.clone(), &self.cell), schema)
+            .map_err(|e| df_error(self.src, e, self.pos))
     }
 }
 

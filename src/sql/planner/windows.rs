@@ -11,7 +11,7 @@ use datafusion::logical_expr::{Aggregate, Expr, TableScan};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Column;
 
-use super::{CompiledStream, JobBuilder, Planner, bind_current_watermark, df_error};
+use super::{CompiledStream, JobBuilder, Planner, df_error};
 use crate::operators::late_rows::LateRowSplitter;
 use crate::operators::session::SessionAggregate;
 use crate::operators::window::{GroupColumn, WindowAggregate, WindowAggregateCall};
@@ -239,13 +239,7 @@ impl Planner {
         pos: Position,
         job: &mut JobBuilder,
     ) -> Result<CompiledStream, SqlError> {
-        let state = self.state();
-        let cell = job.watermark.clone();
-        let phys = |e: &Expr, schema: &datafusion::common::DFSchemaRef| {
-            state
-                .create_physical_expr(bind_current_watermark(e.clone(), &cell), schema)
-                .map_err(|e| df_error(src, e, pos))
-        };
+        let exprs = self.expr_compiler(src, pos, job);
         let mut s = self.compile(src, &agg.input, pos, job)?;
         let Some(window) = s.window.take() else {
             return Err(src.error(pos, "GROUP BY aggregation without a window is not supported in a streaming query yet; aggregate over TABLE(TUMBLE(...)), HOP, CUMULATE or SESSION and GROUP BY window_start, window_end"));
@@ -269,7 +263,7 @@ impl Planner {
                 }
                 _ => {
                     let field = agg.schema.field(i).as_ref().clone();
-                    keys.push((phys(g, input_schema)?, field));
+                    keys.push((exprs.compile(g, input_schema)?, field));
                     GroupColumn::Key(keys.len() - 1)
                 }
             };
@@ -290,7 +284,7 @@ impl Planner {
                 e,
                 input_schema,
                 &physical_input,
-                state.execution_props(),
+                exprs.state.execution_props(),
                 &planning,
             )
             .build()
