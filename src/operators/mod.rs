@@ -5,6 +5,7 @@
 
 mod filter;
 pub mod late_rows;
+pub mod pattern;
 mod projection;
 pub mod session;
 mod snapshot;
