@@ -16,6 +16,8 @@ pub struct Script {
     pub statements: Vec<Located<Statement>>,
     /// Window TVFs found in the statements, each replaced there by its synthetic relation name.
     pub windows: Vec<super::window_tvf::WindowTvf>,
+    /// MATCH_RECOGNIZE clauses, each replaced in its statement by a synthetic relation name.
+    pub matches: Vec<super::match_recognize::MatchRecognizeSpec>,
 }
 
 /// A node with the position of its first token.

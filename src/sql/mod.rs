@@ -6,6 +6,7 @@ pub mod catalog;
 mod ddl;
 pub mod error;
 pub mod functions;
+pub mod match_recognize;
 pub mod parser;
 pub mod planner;
 mod rewrite;

@@ -15,6 +15,7 @@ use super::ddl::parse_create_table;
 use super::error::{Position, SourceText, SqlError, split_parser_message};
 use super::substitute::substitute_variables;
 use super::types::{consume_word, consume_words};
+use super::match_recognize::{self, MatchRecognizeSpec};
 use super::window_tvf::{WindowTvf, extract_window_tvfs, legacy};
 
 /// Parses a script after `${VAR}` substitution from the process environment.
@@ -35,17 +36,25 @@ pub fn parse_script_with(
         tokenize(&source.text).map_err(|e| parser_error(&source, e, Position::default()))?;
     let mut statements = Vec::new();
     let mut windows = Vec::new();
+    let mut matches = Vec::new();
     for chunk in split_statements(&tokens) {
         let (chunk, found) = extract_window_tvfs(&source, chunk, windows.len())?;
         windows.extend(found);
+        let (chunk, match_keywords) = match_recognize::move_within_clauses(&source, &chunk)?;
         let mut stmt = parse_statement(&source, &chunk)?;
         rewrite_legacy_windows(&source, &mut stmt, &mut windows)?;
+        let first_match = matches.len();
+        extract_match_recognize(&source, &mut stmt, &match_keywords, &mut matches)?;
+        for m in &mut matches[first_match..] {
+            m.statement = statements.len();
+        }
         statements.push(stmt);
     }
     Ok(Script {
         source,
         statements,
         windows,
+        matches,
     })
 }
 
@@ -148,6 +157,31 @@ fn rewrite_legacy_windows(
             Ok(())
         }
         Statement::CreateView { query, .. } => legacy::rewrite(src, query.as_mut(), pos, windows),
+        _ => Ok(()),
+    }
+}
+
+/// Applies [`match_recognize::extract`] to every query a statement holds.
+fn extract_match_recognize(
+    src: &SourceText,
+    stmt: &mut Located<Statement>,
+    keywords: &[Position],
+    matches: &mut Vec<MatchRecognizeSpec>,
+) -> Result<(), SqlError> {
+    let pos = stmt.pos;
+    match &mut stmt.node {
+        Statement::Insert(s) | Statement::Query(s) => {
+            match_recognize::extract(src, s, pos, keywords, matches)
+        }
+        Statement::StatementSet(inserts) => {
+            for i in inserts {
+                match_recognize::extract(src, &mut i.node, i.pos, &[], matches)?;
+            }
+            Ok(())
+        }
+        Statement::CreateView { query, .. } => {
+            match_recognize::extract(src, query.as_mut(), pos, keywords, matches)
+        }
         _ => Ok(()),
     }
 }
