@@ -57,3 +57,9 @@ fn q3_session_legacy_group_window_matches_flink() {
     check("q3_session_legacy", "100k");
     check("q3_session_legacy", "100k_v50");
 }
+
+#[test]
+fn q4_match_recognize_matches_flink() {
+    check("q4_match", "100k");
+    check("q4_match", "100k_v50");
+}

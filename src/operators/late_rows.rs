@@ -18,7 +18,8 @@ use crate::sql::functions::WatermarkCell;
 use crate::sql::window_tvf::WindowKind;
 
 pub struct LateRowSplitter {
-    kind: WindowKind,
+    /// `None`: lateness of single rows (MATCH_RECOGNIZE): late when at or before the watermark.
+    kind: Option<WindowKind>,
     time_column: usize,
     watermark: WatermarkCell,
     schema: SchemaRef,
@@ -36,7 +37,7 @@ impl LateRowSplitter {
         allowed_lateness: i64,
     ) -> Self {
         LateRowSplitter {
-            kind,
+            kind: Some(kind),
             time_column,
             watermark,
             schema,
@@ -46,18 +47,34 @@ impl LateRowSplitter {
         }
     }
 
+    /// For MATCH_RECOGNIZE: a row at or before the watermark is late.
+    pub fn for_rows(time_column: usize, watermark: WatermarkCell, schema: SchemaRef) -> Self {
+        LateRowSplitter {
+            kind: None,
+            time_column,
+            watermark,
+            schema,
+            side: Vec::new(),
+            late_rows: 0,
+            allowed_lateness: 0,
+        }
+    }
+
     /// The watermark from which a row at `t` can no longer change any result: its earliest
     /// window has been emitted, or with allowed lateness, its last window's allowance is over.
     fn closes_at(&self, t: i64) -> i64 {
-        let Some((slice, _)) = self.kind.slicing() else {
-            let WindowKind::Session { gap } = self.kind else {
+        let Some(kind) = self.kind else {
+            return t;
+        };
+        let Some((slice, _)) = kind.slicing() else {
+            let WindowKind::Session { gap } = kind else {
                 unreachable!("only sessions are unsliced")
             };
             return t + gap - 1;
         };
-        let s = self.kind.slice_start(t);
+        let s = kind.slice_start(t);
         if self.allowed_lateness > 0 {
-            self.kind.last_window_end(s) - 1 + self.allowed_lateness
+            kind.last_window_end(s) - 1 + self.allowed_lateness
         } else {
             s + slice - 1
         }

@@ -49,6 +49,11 @@ pub trait Operator: Send {
         0
     }
 
+    /// Rows the operator holds waiting for event time to pass or for a pattern to complete.
+    fn buffered_rows(&self) -> u64 {
+        0
+    }
+
     /// Rows routed away from the main output since the last call (late rows for a side output).
     fn take_side_output(&mut self) -> Vec<RecordBatch> {
         Vec::new()
@@ -109,6 +114,11 @@ impl OperatorChain {
     /// Late rows dropped by all operators of the chain.
     pub fn late_rows(&self) -> u64 {
         self.operators.iter().map(|op| op.late_rows()).sum()
+    }
+
+    /// Rows held by all operators of the chain.
+    pub fn buffered_rows(&self) -> u64 {
+        self.operators.iter().map(|op| op.buffered_rows()).sum()
     }
 
     /// Snapshots every operator, in order (`None` for stateless ones).

@@ -170,16 +170,7 @@ impl WindowAggregate {
     fn new_accumulators(&self) -> Result<Vec<Box<dyn GroupsAccumulator>>, JobError> {
         self.calls
             .iter()
-            .map(|c| {
-                let f = c.function.clone();
-                Ok(if f.groups_accumulator_supported() {
-                    f.create_groups_accumulator()?
-                } else {
-                    Box::new(GroupsAccumulatorAdapter::new(move || {
-                        f.create_accumulator()
-                    })) as Box<dyn GroupsAccumulator>
-                })
-            })
+            .map(|c| groups_accumulator(&c.function))
             .collect()
     }
 
@@ -305,6 +296,21 @@ fn time_constant(ms: i64, rows: usize, target: &DataType) -> Result<ArrayRef, Jo
         array
     } else {
         cast(&array, target)?
+    })
+}
+
+/// A vectorized accumulator for `f`: its own `GroupsAccumulator`, or DataFusion's adapter over
+/// per-group `Accumulator`s for the few functions without one.
+pub fn groups_accumulator(
+    f: &Arc<AggregateFunctionExpr>,
+) -> Result<Box<dyn GroupsAccumulator>, JobError> {
+    let f = f.clone();
+    Ok(if f.groups_accumulator_supported() {
+        f.create_groups_accumulator()?
+    } else {
+        Box::new(GroupsAccumulatorAdapter::new(move || {
+            f.create_accumulator()
+        }))
     })
 }
 

@@ -11,9 +11,9 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    AfterMatchSkip, Expr, Ident, MatchRecognizePattern, MatchRecognizeSymbol, Measure,
-    ObjectName, OrderByExpr, Query, RepetitionQuantifier, RowsPerMatch, Spanned, TableFactor,
-    VisitMut, VisitorMut,
+    AfterMatchSkip, Expr, Ident, MatchRecognizePattern, MatchRecognizeSymbol, Measure, ObjectName,
+    OrderByExpr, Query, RepetitionQuantifier, RowsPerMatch, Spanned, TableFactor, VisitMut,
+    VisitorMut,
 };
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Word};
@@ -46,6 +46,8 @@ pub struct MatchRecognizeSpec {
     pub all_rows: bool,
     pub skip: Skip,
     pub pattern: Pattern,
+    /// The PATTERN as written (normalized), for `sluice explain`.
+    pub pattern_text: String,
     /// Pattern variables in order of first appearance; a [`VarId`] indexes this.
     pub variables: Vec<String>,
     /// DEFINE conditions; variables without one match every row.
@@ -271,6 +273,7 @@ impl Extractor<'_> {
         symbols: Vec<datafusion::sql::sqlparser::ast::SymbolDefinition>,
     ) -> Result<MatchRecognizeSpec, SqlError> {
         let mut variables = Vec::new();
+        let pattern_text = pattern.to_string();
         let pattern = self.pattern(&pattern, &mut variables)?;
         let var_id = |name: &Ident, variables: &[String]| {
             variables
@@ -282,12 +285,14 @@ impl Extractor<'_> {
         let mut defines = Vec::new();
         for s in symbols {
             if s.symbol.value == WITHIN_SYMBOL {
-                let ms = interval_millis(&s.definition).filter(|&ms| ms > 0).ok_or_else(|| {
-                    self.src.error(
-                        self.expr_pos(&s.definition),
-                        format!("WITHIN takes a positive INTERVAL, found {}", s.definition),
-                    )
-                })?;
+                let ms = interval_millis(&s.definition)
+                    .filter(|&ms| ms > 0)
+                    .ok_or_else(|| {
+                        self.src.error(
+                            self.expr_pos(&s.definition),
+                            format!("WITHIN takes a positive INTERVAL, found {}", s.definition),
+                        )
+                    })?;
                 within = Some(ms);
                 continue;
             }
@@ -317,7 +322,10 @@ impl Extractor<'_> {
                 let Some(id) = var_id(v, &variables) else {
                     return Err(self.src.error(
                         v.span.start.into(),
-                        format!("AFTER MATCH SKIP TO {}: no such variable in PATTERN", v.value),
+                        format!(
+                            "AFTER MATCH SKIP TO {}: no such variable in PATTERN",
+                            v.value
+                        ),
                     ));
                 };
                 if first {
@@ -352,6 +360,7 @@ impl Extractor<'_> {
             all_rows,
             skip,
             pattern,
+            pattern_text,
             variables,
             defines,
             within,
@@ -393,10 +402,9 @@ impl Extractor<'_> {
                 ));
             }
             P::Exclude(_) => {
-                return Err(self.src.error(
-                    self.pos,
-                    "pattern exclusion {- ... -} is not supported",
-                ));
+                return Err(self
+                    .src
+                    .error(self.pos, "pattern exclusion {- ... -} is not supported"));
             }
             P::Permute(_) => {
                 return Err(self.src.error(self.pos, "PERMUTE is not supported"));
@@ -507,8 +515,12 @@ mod tests {
                 greedy: false
             }
         );
-        assert!(matches!(&parts[2], Pattern::Repeat { min: 2, max: Some(3), greedy: true, inner } if matches!(inner.as_ref(), Pattern::Alternation(_))));
-        assert!(matches!(&script.statements[0].node, crate::sql::ast::Statement::Query(q) if q.to_string().contains("FROM __match_0 AS m")));
+        assert!(
+            matches!(&parts[2], Pattern::Repeat { min: 2, max: Some(3), greedy: true, inner } if matches!(inner.as_ref(), Pattern::Alternation(_)))
+        );
+        assert!(
+            matches!(&script.statements[0].node, crate::sql::ast::Statement::Query(q) if q.to_string().contains("FROM __match_0 AS m"))
+        );
     }
 
     #[test]
@@ -519,7 +531,10 @@ mod tests {
         let e = parse(&Q.replace("E*)", "E*, F)")).unwrap_err();
         assert!(e.message.contains("expected"), "{e}");
         let e = parse(&Q.replace("WITHIN INTERVAL '10' SECOND", "WITHIN 'soon'")).unwrap_err();
-        assert!(e.message.contains("WITHIN takes a positive INTERVAL"), "{e}");
+        assert!(
+            e.message.contains("WITHIN takes a positive INTERVAL"),
+            "{e}"
+        );
         let e = parse(&Q.replace("ORDER BY ts", "")).unwrap_err();
         assert!(e.message.contains("ORDER BY"), "{e}");
         assert_eq!((e.pos.line, e.pos.column), (1, 17));
@@ -535,9 +550,15 @@ mod tests {
         assert_eq!(positions.len(), 1);
         let text: Vec<String> = moved.iter().map(|t| t.token.to_string()).collect();
         let text = text.join(" ");
-        assert!(text.contains("DEFINE __within AS INTERVAL '10' SECOND , A AS"), "{text}");
+        assert!(
+            text.contains("DEFINE __within AS INTERVAL '10' SECOND , A AS"),
+            "{text}"
+        );
         assert!(!text.contains("WITHIN"));
-        let i = moved.iter().position(|t| is_word(&t.token, "__within")).unwrap();
+        let i = moved
+            .iter()
+            .position(|t| is_word(&t.token, "__within"))
+            .unwrap();
         let e = parse_expr(&moved[i + 2..i + 5]);
         assert_eq!(interval_millis(&e), Some(10_000));
     }

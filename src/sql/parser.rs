@@ -13,9 +13,9 @@ use datafusion::sql::sqlparser::tokenizer::{Location, Span, Token, TokenWithSpan
 use super::ast::{Located, ObjectKind, Script, ShowKind, Statement};
 use super::ddl::parse_create_table;
 use super::error::{Position, SourceText, SqlError, split_parser_message};
+use super::match_recognize::{self, MatchRecognizeSpec};
 use super::substitute::substitute_variables;
 use super::types::{consume_word, consume_words};
-use super::match_recognize::{self, MatchRecognizeSpec};
 use super::window_tvf::{WindowTvf, extract_window_tvfs, legacy};
 
 /// Parses a script after `${VAR}` substitution from the process environment.

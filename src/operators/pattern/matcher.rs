@@ -263,7 +263,7 @@ impl PartitionMatcher {
             self.matches += 1;
             let find = |first: bool, v: VarId| {
                 let mut at = classifiers.iter().enumerate().filter(|(_, c)| **c == v);
-                let i = if first { at.next() } else { at.last() };
+                let i = if first { at.next() } else { at.next_back() };
                 i.map(|(i, _)| a.start + i as u64)
             };
             let next = match rules.skip {

@@ -1,4 +1,602 @@
 //! MATCH_RECOGNIZE: row pattern recognition over event time.
+//!
+//! **Ordering.** Rows arrive in any order; the pattern needs them per partition in event-time
+//! order. Rows wait in `pending` until the watermark passes them, then all rows the watermark
+//! released are sorted together (partition, event time, further ORDER BY columns, arrival) and
+//! fed to the partitions' matchers. A row at or before the watermark on arrival is late: it is
+//! dropped and counted, as in windows (a late-row side output can take it instead).
+//!
+//! **Conditions.** A DEFINE condition that reads only the current row is evaluated vectorized on
+//! the whole released batch before matching; one that reads the match (`LAST(B.x)`,
+//! `AVG(A.x)`, another variable) is evaluated per candidate row through [`refs`]. The matcher
+//! itself ([`matcher`], over the automaton of [`nfa`]) only sees yes/no answers.
+//!
+//! **Output.** Completed matches of one watermark are turned into rows together: MEASURES are
+//! evaluated vectorized over all of them. ONE ROW PER MATCH gives the PARTITION BY columns and
+//! the measures; ALL ROWS PER MATCH gives every input column of every matched row and the
+//! measures with running semantics (as of that row).
+//!
+//! **State and memory.** Released rows live in chunks ([`rows`]); a partition keeps a row while
+//! a match in progress may contain it (or `PREV` may reach it) and the chunk is freed with its
+//! last kept row. With WITHIN, an attempt expires once the watermark passes its start + WITHIN,
+//! so state is bounded; without it, a partial match that never completes keeps its rows (the
+//! buffered row count is reported in the job metrics).
 
 pub mod matcher;
 pub mod nfa;
+pub mod refs;
+pub mod rows;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, UInt32Array, UInt64Array};
+use arrow::compute::kernels::sort::SortColumn;
+use arrow::compute::{
+    SortOptions, concat_batches, filter_record_batch, lexsort_to_indices, take_record_batch,
+};
+use arrow::datatypes::{Schema, SchemaRef};
+use arrow::row::{RowConverter, SortField};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
+use datafusion::physical_plan::aggregates::order::GroupOrdering;
+use serde::{Deserialize, Serialize};
+
+use self::matcher::{Match, MatchRules, PartitionMatcher};
+use self::nfa::VarId;
+use self::refs::{MatchExprs, MatchView, PartitionRows};
+use self::rows::{RowLoc, RowStore};
+use super::Operator;
+use super::snapshot;
+use super::window::event_times;
+use crate::runtime::JobError;
+
+/// A DEFINE condition.
+pub enum Condition {
+    /// An undefined variable matches every row.
+    Always,
+    /// Reads only the current row: evaluated on whole batches.
+    Row(Arc<dyn PhysicalExpr>),
+    /// Reads the match: evaluated per candidate.
+    Match(MatchExprs),
+}
+
+/// Everything planned about one MATCH_RECOGNIZE; shared by the operator instances of a plan.
+pub struct MatchRecognizeDef {
+    pub input: SchemaRef,
+    pub output: SchemaRef,
+    pub time_column: usize,
+    pub partition_by: Vec<usize>,
+    /// ORDER BY columns after the time column.
+    pub order_by: Vec<(usize, SortOptions)>,
+    pub rules: MatchRules,
+    pub variables: Vec<String>,
+    /// One per variable.
+    pub conditions: Vec<Condition>,
+    pub measures: MatchExprs,
+    pub all_rows: bool,
+    /// Rows kept before a match's first row, for `PREV`.
+    pub max_prev: u64,
+    /// Shown by `sluice explain`.
+    pub pattern_text: String,
+}
+
+struct Partition {
+    rows: PartitionRows,
+    matcher: PartitionMatcher,
+}
+
+pub struct MatchRecognize {
+    def: Arc<MatchRecognizeDef>,
+    watermark: i64,
+    /// Rows not yet released by the watermark, with their event times.
+    pending: Vec<(RecordBatch, Vec<i64>)>,
+    /// Partition keys interned to partition ids (`None` without PARTITION BY).
+    keys: Option<Box<dyn GroupValues>>,
+    partitions: Vec<Partition>,
+    /// Partitions with a match in progress.
+    active: BTreeSet<u32>,
+    store: RowStore,
+    late_rows: u64,
+}
+
+impl MatchRecognize {
+    pub fn new(def: Arc<MatchRecognizeDef>) -> Result<Self, JobError> {
+        let keys = if def.partition_by.is_empty() {
+            None
+        } else {
+            Some(new_group_values(key_schema(&def), &GroupOrdering::None)?)
+        };
+        Ok(MatchRecognize {
+            def,
+            watermark: i64::MIN,
+            pending: Vec::new(),
+            keys,
+            partitions: Vec::new(),
+            active: BTreeSet::new(),
+            store: RowStore::default(),
+            late_rows: 0,
+        })
+    }
+
+    /// Rows held: waiting for the watermark, or kept by partitions for matches in progress.
+    pub fn buffered_rows(&self) -> usize {
+        self.pending
+            .iter()
+            .map(|(b, _)| b.num_rows())
+            .sum::<usize>()
+            + self.store.held_rows()
+    }
+
+    /// Partition id of every row of `batch`.
+    fn partition_ids(&mut self, batch: &RecordBatch) -> Result<Vec<u32>, JobError> {
+        let Some(keys) = &mut self.keys else {
+            if self.partitions.is_empty() {
+                self.partitions.push(new_partition());
+            }
+            return Ok(vec![0; batch.num_rows()]);
+        };
+        let cols: Vec<ArrayRef> = self
+            .def
+            .partition_by
+            .iter()
+            .map(|&c| batch.column(c).clone())
+            .collect();
+        let mut ids = Vec::with_capacity(batch.num_rows());
+        keys.intern(&cols, &mut ids)?;
+        while self.partitions.len() < keys.len() {
+            self.partitions.push(new_partition());
+        }
+        Ok(ids.into_iter().map(|i| i as u32).collect())
+    }
+
+    /// Takes the pending rows at or before `watermark` out of `pending`, in arrival order.
+    fn take_released(
+        &mut self,
+        watermark: i64,
+    ) -> Result<Option<(RecordBatch, Vec<i64>)>, JobError> {
+        let mut parts = Vec::new();
+        let mut times = Vec::new();
+        let mut keep = Vec::new();
+        for (batch, ts) in std::mem::take(&mut self.pending) {
+            let released = ts.iter().filter(|&&t| t <= watermark).count();
+            if released == ts.len() {
+                parts.push(batch);
+                times.extend(ts);
+            } else if released == 0 {
+                keep.push((batch, ts));
+            } else {
+                let mask: BooleanArray = ts.iter().map(|&t| Some(t <= watermark)).collect();
+                parts.push(filter_record_batch(&batch, &mask)?);
+                times.extend(ts.iter().filter(|&&t| t <= watermark));
+                let rest = arrow::compute::not(&mask)?;
+                keep.push((
+                    filter_record_batch(&batch, &rest)?,
+                    ts.into_iter().filter(|&t| t > watermark).collect(),
+                ));
+            }
+        }
+        self.pending = keep;
+        if parts.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some((concat_batches(&self.def.input, &parts)?, times)))
+    }
+
+    /// Sort order of released rows: partition, event time, further ORDER BY columns, arrival.
+    fn sort_order(
+        &self,
+        batch: &RecordBatch,
+        ids: &[u32],
+        ts: &[i64],
+    ) -> Result<Vec<u32>, JobError> {
+        let n = batch.num_rows();
+        if self.def.order_by.is_empty() {
+            let mut idx: Vec<u32> = (0..n as u32).collect();
+            idx.sort_by_key(|&i| (ids[i as usize], ts[i as usize]));
+            return Ok(idx);
+        }
+        let mut columns = vec![
+            SortColumn {
+                values: Arc::new(UInt32Array::from(ids.to_vec())),
+                options: None,
+            },
+            SortColumn {
+                values: Arc::new(arrow::array::Int64Array::from(ts.to_vec())),
+                options: None,
+            },
+        ];
+        for &(c, options) in &self.def.order_by {
+            columns.push(SortColumn {
+                values: batch.column(c).clone(),
+                options: Some(options),
+            });
+        }
+        columns.push(SortColumn {
+            values: Arc::new(UInt64Array::from_iter_values(0..n as u64)),
+            options: None,
+        });
+        Ok(lexsort_to_indices(&columns, None)?.values().to_vec())
+    }
+
+    /// Feeds the rows released by `watermark` to their partitions and emits completed matches.
+    fn advance(&mut self, watermark: i64, out: &mut Vec<RecordBatch>) -> Result<(), JobError> {
+        let mut emitted: Vec<(u32, Match)> = Vec::new();
+        let mut touched: BTreeSet<u32> = BTreeSet::new();
+        if let Some((batch, ts)) = self.take_released(watermark)? {
+            let ids = self.partition_ids(&batch)?;
+            let order = self.sort_order(&batch, &ids, &ts)?;
+            let sorted = take_record_batch(&batch, &UInt32Array::from(order.clone()))?;
+            let def = self.def.clone();
+            let bits: Vec<Option<BooleanArray>> = def
+                .conditions
+                .iter()
+                .map(|c| match c {
+                    Condition::Row(e) => {
+                        let v = e.evaluate(&sorted)?.into_array(sorted.num_rows())?;
+                        Ok(Some(v.as_boolean().clone()))
+                    }
+                    _ => Ok(None),
+                })
+                .collect::<Result<_, JobError>>()?;
+            let chunk = self.store.add(sorted);
+            let mut found = Vec::new();
+            for (i, &src) in order.iter().enumerate() {
+                let k = ids[src as usize];
+                let t = ts[src as usize];
+                touched.insert(k);
+                let Partition { rows, matcher } = &mut self.partitions[k as usize];
+                rows.rows.push_back(RowLoc {
+                    chunk,
+                    row: i as u32,
+                });
+                let pos = matcher.next_position();
+                let number = matcher.match_count() + 1;
+                let store = &self.store;
+                let rows = &*rows;
+                matcher.push_row(
+                    &def.rules,
+                    t,
+                    |var, history| row_fits(&def, store, rows, &bits, i, pos, number, var, history),
+                    &mut found,
+                )?;
+                if !matcher.is_idle() {
+                    self.active.insert(k);
+                }
+                emitted.extend(found.drain(..).map(|m| (k, m)));
+            }
+        }
+        let ending = watermark == i64::MAX;
+        if ending || self.def.rules.within.is_some() {
+            let mut found = Vec::new();
+            for &k in &self.active {
+                let m = &mut self.partitions[k as usize].matcher;
+                if ending {
+                    m.finish(&self.def.rules, &mut found);
+                } else {
+                    m.advance_time(&self.def.rules, watermark, &mut found);
+                }
+                emitted.extend(found.drain(..).map(|m| (k, m)));
+                touched.insert(k);
+            }
+        }
+        let partitions = &self.partitions;
+        self.active
+            .retain(|&k| !partitions[k as usize].matcher.is_idle());
+        if !emitted.is_empty() {
+            out.push(self.output(&emitted)?);
+        }
+        for k in touched {
+            let Partition { rows, matcher } = &mut self.partitions[k as usize];
+            let keep_from = matcher.oldest_needed().saturating_sub(self.def.max_prev);
+            while rows.base < keep_from {
+                let Some(loc) = rows.rows.pop_front() else {
+                    break;
+                };
+                self.store.release(loc);
+                rows.base += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// The output rows of completed matches.
+    fn output(&self, emitted: &[(u32, Match)]) -> Result<RecordBatch, JobError> {
+        let def = &self.def;
+        let mut views = Vec::new();
+        for (k, m) in emitted {
+            let rows = &self.partitions[*k as usize].rows;
+            if def.all_rows {
+                for i in 1..=m.classifiers.len() {
+                    views.push(MatchView {
+                        rows,
+                        start: m.start,
+                        classifiers: &m.classifiers[..i],
+                        number: m.number,
+                    });
+                }
+            } else {
+                views.push(MatchView {
+                    rows,
+                    start: m.start,
+                    classifiers: &m.classifiers,
+                    number: m.number,
+                });
+            }
+        }
+        let measures = def
+            .measures
+            .evaluate(&views, &self.store, &def.input, &def.variables)?;
+        let current: Vec<Option<RowLoc>> = views.iter().map(MatchView::current).collect();
+        let mut columns: Vec<ArrayRef> = if def.all_rows {
+            self.store.gather_rows(&current, &def.input)?
+        } else {
+            def.partition_by
+                .iter()
+                .map(|&c| self.store.gather(&current, c, &def.input))
+                .collect::<Result<_, _>>()?
+        };
+        columns.extend(measures);
+        Ok(RecordBatch::try_new(def.output.clone(), columns)?)
+    }
+}
+
+fn new_partition() -> Partition {
+    Partition {
+        rows: PartitionRows::default(),
+        matcher: PartitionMatcher::default(),
+    }
+}
+
+fn key_schema(def: &MatchRecognizeDef) -> SchemaRef {
+    Arc::new(Schema::new(
+        def.partition_by
+            .iter()
+            .map(|&c| def.input.field(c).clone())
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// Whether the row at `pos` (row `i` of the released batch) fits `var`.
+#[allow(clippy::too_many_arguments)]
+fn row_fits(
+    def: &MatchRecognizeDef,
+    store: &RowStore,
+    rows: &PartitionRows,
+    bits: &[Option<BooleanArray>],
+    i: usize,
+    pos: u64,
+    number: u64,
+    var: VarId,
+    history: Option<&[VarId]>,
+) -> Result<bool, JobError> {
+    match &def.conditions[var as usize] {
+        Condition::Always => Ok(true),
+        Condition::Row(_) => {
+            let b = bits[var as usize].as_ref().expect("evaluated per batch");
+            Ok(b.is_valid(i) && b.value(i))
+        }
+        Condition::Match(exprs) => {
+            let mut classifiers = history.map(<[VarId]>::to_vec).unwrap_or_default();
+            classifiers.push(var);
+            let view = MatchView {
+                rows,
+                start: pos + 1 - classifiers.len() as u64,
+                classifiers: &classifiers,
+                number,
+            };
+            let v = exprs.evaluate(&[view], store, &def.input, &def.variables)?;
+            let b = v[0].as_boolean();
+            Ok(b.is_valid(0) && b.value(0))
+        }
+    }
+}
+
+impl Operator for MatchRecognize {
+    fn describe(&self) -> String {
+        let d = &self.def;
+        let key: Vec<&str> = d
+            .partition_by
+            .iter()
+            .map(|&c| d.input.field(c).name().as_str())
+            .collect();
+        format!(
+            "MatchRecognize: PATTERN ({}), partition=[{}], order={}, {}{}",
+            d.pattern_text,
+            key.join(", "),
+            d.input.field(d.time_column).name(),
+            if d.all_rows {
+                "all rows per match"
+            } else {
+                "one row per match"
+            },
+            d.rules
+                .within
+                .map(|w| format!(", within={w}ms"))
+                .unwrap_or_default()
+        )
+    }
+
+    fn output_schema(&self) -> SchemaRef {
+        self.def.output.clone()
+    }
+
+    fn process_batch(
+        &mut self,
+        batch: RecordBatch,
+        _out: &mut Vec<RecordBatch>,
+    ) -> Result<(), JobError> {
+        let times = event_times(batch.column(self.def.time_column))?;
+        let wm = self.watermark;
+        let on_time: BooleanArray = times
+            .iter()
+            .map(|t| Some(t.is_some_and(|t| t > wm)))
+            .collect();
+        let late = batch.num_rows() - on_time.true_count();
+        self.late_rows += late as u64;
+        let (batch, times) = if late == 0 {
+            (batch, times.into_iter().flatten().collect())
+        } else {
+            (
+                filter_record_batch(&batch, &on_time)?,
+                times.into_iter().flatten().filter(|&t| t > wm).collect(),
+            )
+        };
+        if batch.num_rows() > 0 {
+            self.pending.push((batch, times));
+        }
+        Ok(())
+    }
+
+    fn process_watermark(
+        &mut self,
+        watermark_ms: i64,
+        out: &mut Vec<RecordBatch>,
+    ) -> Result<(), JobError> {
+        if watermark_ms <= self.watermark {
+            return Ok(());
+        }
+        self.watermark = watermark_ms;
+        self.advance(watermark_ms, out)
+    }
+
+    fn late_rows(&self) -> u64 {
+        self.late_rows
+    }
+
+    fn buffered_rows(&self) -> u64 {
+        MatchRecognize::buffered_rows(self) as u64
+    }
+
+    fn snapshot(&mut self) -> Result<Option<Vec<u8>>, JobError> {
+        let def = &self.def;
+        // Rows: every partition's kept rows in order, then the pending ones.
+        let mut locs = Vec::new();
+        let mut partitions = Vec::new();
+        for (k, p) in self.partitions.iter().enumerate() {
+            if p.rows.rows.is_empty() && p.matcher.is_idle() && p.matcher.match_count() == 0 {
+                continue;
+            }
+            locs.extend(p.rows.rows.iter().map(|&l| Some(l)));
+            partitions.push(SavedPartition {
+                id: k as u32,
+                rows: p.rows.rows.len(),
+                base: p.rows.base,
+                matcher: p.matcher.clone(),
+            });
+        }
+        let mut batches = vec![RecordBatch::try_new(
+            def.input.clone(),
+            self.store.gather_rows(&locs, &def.input)?,
+        )?];
+        batches.extend(self.pending.iter().map(|(b, _)| b.clone()));
+        let keys = match &mut self.keys {
+            Some(keys) => {
+                // Emitting empties the interner; interning the same keys again restores ids.
+                let cols = keys.emit(datafusion::logical_expr::EmitTo::All)?;
+                let mut ids = Vec::new();
+                keys.intern(&cols, &mut ids)?;
+                let converter = RowConverter::new(
+                    key_schema(def)
+                        .fields()
+                        .iter()
+                        .map(|f| SortField::new(f.data_type().clone()))
+                        .collect(),
+                )?;
+                let rows = converter.convert_columns(&cols)?;
+                rows.iter().map(|r| r.as_ref().to_vec()).collect()
+            }
+            None => Vec::new(),
+        };
+        let state = SavedState {
+            watermark: self.watermark,
+            late_rows: self.late_rows,
+            keys,
+            partitions,
+        };
+        let mut metadata = HashMap::new();
+        metadata.insert(
+            "state".to_string(),
+            serde_json::to_string(&state).map_err(|e| JobError::internal(e.to_string()))?,
+        );
+        snapshot::encode(&def.input, metadata, &batches).map(Some)
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), JobError> {
+        let (metadata, batches) = snapshot::decode(bytes)?;
+        let state: SavedState = serde_json::from_str(
+            metadata
+                .get("state")
+                .ok_or_else(|| JobError::internal("MATCH_RECOGNIZE snapshot lacks its state"))?,
+        )
+        .map_err(|e| JobError::internal(format!("MATCH_RECOGNIZE snapshot: {e}")))?;
+        let mut fresh = MatchRecognize::new(self.def.clone())?;
+        fresh.watermark = state.watermark;
+        fresh.late_rows = state.late_rows;
+        if let Some(keys) = &mut fresh.keys {
+            let converter = RowConverter::new(
+                key_schema(&self.def)
+                    .fields()
+                    .iter()
+                    .map(|f| SortField::new(f.data_type().clone()))
+                    .collect(),
+            )?;
+            let parser = converter.parser();
+            let rows = converter.convert_rows(state.keys.iter().map(|k| parser.parse(k)))?;
+            let mut ids = Vec::new();
+            keys.intern(&rows, &mut ids)?;
+        }
+        let partition_count = fresh.keys.as_ref().map_or(1, |k| k.len());
+        fresh.partitions = (0..partition_count).map(|_| new_partition()).collect();
+        let mut batches = batches.into_iter();
+        let kept = batches
+            .next()
+            .ok_or_else(|| JobError::internal("MATCH_RECOGNIZE snapshot lacks its rows"))?;
+        let chunk = (kept.num_rows() > 0).then(|| fresh.store.add(kept));
+        let mut row = 0u32;
+        for saved in state.partitions {
+            let p = fresh
+                .partitions
+                .get_mut(saved.id as usize)
+                .ok_or_else(|| JobError::internal("MATCH_RECOGNIZE snapshot: unknown partition"))?;
+            p.rows.base = saved.base;
+            for _ in 0..saved.rows {
+                p.rows.rows.push_back(RowLoc {
+                    chunk: chunk.expect("rows were saved"),
+                    row,
+                });
+                row += 1;
+            }
+            p.matcher = saved.matcher;
+            if !p.matcher.is_idle() {
+                fresh.active.insert(saved.id);
+            }
+        }
+        for b in batches {
+            let ts = event_times(b.column(self.def.time_column))?
+                .into_iter()
+                .flatten()
+                .collect();
+            fresh.pending.push((b, ts));
+        }
+        *self = fresh;
+        Ok(())
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedPartition {
+    id: u32,
+    rows: usize,
+    base: u64,
+    matcher: PartitionMatcher,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedState {
+    watermark: i64,
+    late_rows: u64,
+    /// Partition keys in id order, in Arrow's row format.
+    keys: Vec<Vec<u8>>,
+    partitions: Vec<SavedPartition>,
+}

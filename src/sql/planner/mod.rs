@@ -22,6 +22,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, ExprWithAlias, Statement as SqlStatement};
 
+mod match_recognize;
 mod windows;
 
 use windows::{late_row_side_output, uses_window_columns};
@@ -34,6 +35,7 @@ use super::rewrite::{rewrite_expr, rewrite_statement};
 use super::types::flink_type_name;
 use super::window_tvf::WindowTvf;
 use crate::connectors::ConnectorConfig;
+use crate::operators::pattern::MatchRecognizeDef;
 use crate::operators::{Filter, Operator, Projection};
 use crate::plan::{JobGraph, PipelineNode, SinkNode, SourceNode};
 
@@ -57,6 +59,8 @@ pub struct Planner {
     settings: BTreeMap<String, String>,
     /// Window TVF relations registered so far, with the plan of their input.
     windows: BTreeMap<String, (WindowTvf, LogicalPlan)>,
+    /// MATCH_RECOGNIZE relations registered so far: the plan, its input, where it is written.
+    matches: BTreeMap<String, (Arc<MatchRecognizeDef>, LogicalPlan, Position)>,
 }
 
 /// What a script asks to run: the job graph (if it has INSERTs or queries) and its settings.
@@ -92,6 +96,7 @@ impl Planner {
             views: BTreeMap::new(),
             settings: BTreeMap::new(),
             windows: BTreeMap::new(),
+            matches: BTreeMap::new(),
         }
     }
 
@@ -112,7 +117,8 @@ impl Planner {
     pub async fn plan_script(&mut self, script: &Script) -> Result<PlannedScript, SqlError> {
         let src = &script.source;
         let mut job = JobBuilder::default();
-        for stmt in &script.statements {
+        for (i, stmt) in script.statements.iter().enumerate() {
+            self.register_matches(src, &script.matches, i).await?;
             self.register_windows(src, &script.windows).await?;
             match &stmt.node {
                 Statement::Insert(insert) => {
@@ -430,6 +436,21 @@ impl Planner {
         Ok(())
     }
 
+    /// A SQL expression over `schema`, rewritten and planned (not yet compiled).
+    fn logical_sql_expr(
+        &self,
+        src: &SourceText,
+        expr: &SqlExpr,
+        schema: &DFSchema,
+        pos: Position,
+    ) -> Result<Expr, SqlError> {
+        let mut expr = expr.clone();
+        rewrite_expr(&mut expr);
+        self.state()
+            .create_logical_expr_from_sql_expr(ExprWithAlias { expr, alias: None }, schema)
+            .map_err(|e| df_error(src, e, pos))
+    }
+
     /// A SQL expression over `schema`: rewritten, planned, type-coerced and compiled.
     fn compile_sql_expr(
         &self,
@@ -438,13 +459,9 @@ impl Planner {
         schema: &DFSchema,
         pos: Position,
     ) -> Result<(Expr, Arc<dyn PhysicalExpr>), SqlError> {
-        let mut expr = expr.clone();
-        rewrite_expr(&mut expr);
-        let state = self.state();
-        let logical = state
-            .create_logical_expr_from_sql_expr(ExprWithAlias { expr, alias: None }, schema)
-            .map_err(|e| df_error(src, e, pos))?;
-        let physical = state
+        let logical = self.logical_sql_expr(src, expr, schema, pos)?;
+        let physical = self
+            .state()
             .create_physical_expr(logical.clone(), schema)
             .map_err(|e| df_error(src, e, pos))?;
         Ok((logical, physical))
@@ -585,6 +602,9 @@ impl Planner {
         match plan {
             LogicalPlan::TableScan(scan) if self.windows.contains_key(scan.table_name.table()) => {
                 self.compile_window_scan(src, scan, pos, job)
+            }
+            LogicalPlan::TableScan(scan) if self.matches.contains_key(scan.table_name.table()) => {
+                self.compile_match_scan(src, scan, pos, job)
             }
             LogicalPlan::TableScan(scan) => {
                 let name = scan.table_name.table();

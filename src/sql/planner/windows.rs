@@ -32,7 +32,7 @@ impl Planner {
     }
 
     /// The sink for late rows of a window over `input`: a writable table with the same columns.
-    fn side_output_sink(
+    pub(super) fn side_output_sink(
         &self,
         src: &SourceText,
         name: &str,
