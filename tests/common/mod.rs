@@ -10,13 +10,18 @@ pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
-/// Runs `sluice <args>` with extra environment variables; panics with its output on failure.
-pub fn sluice(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+/// Runs `sluice <args>` with extra environment variables, successful or not.
+pub fn sluice_any(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(args)
         .envs(env.iter().copied())
         .output()
-        .expect("the sluice binary runs");
+        .expect("the sluice binary runs")
+}
+
+/// Runs `sluice <args>` with extra environment variables; panics with its output on failure.
+pub fn sluice(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let out = sluice_any(args, env);
     assert!(
         out.status.success(),
         "sluice {args:?} failed:\nstdout:\n{}\nstderr:\n{}",
