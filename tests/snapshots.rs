@@ -1,6 +1,7 @@
-//! Window operator state survives a snapshot: run a stream uninterrupted, and run it again
-//! with a snapshot mid-stream restored into freshly planned operators; the outputs must be
-//! identical (TUMBLE, HOP, CUMULATE and SESSION, out-of-order input).
+//! Operator state survives a snapshot: run a stream uninterrupted, and run it again with a
+//! snapshot mid-stream restored into freshly planned operators; the outputs must be identical
+//! (TUMBLE, HOP, CUMULATE and SESSION windows, MATCH_RECOGNIZE with partial matches in flight;
+//! out-of-order input).
 
 use std::sync::Arc;
 
@@ -24,6 +25,18 @@ INSERT INTO o3 SELECT k, window_start, window_end, COUNT(*), MIN(v), AVG(v)
   FROM TABLE(CUMULATE(TABLE t, DESCRIPTOR(ts), INTERVAL '4' SECOND, INTERVAL '12' SECOND)) GROUP BY k, window_start, window_end;
 INSERT INTO o4 SELECT k, window_start, window_end, COUNT(*), SUM(v), AVG(v)
   FROM TABLE(SESSION(TABLE t PARTITION BY k, DESCRIPTOR(ts), INTERVAL '3' SECOND)) GROUP BY k, window_start, window_end;
+CREATE TABLE o5 (k STRING, first_v BIGINT, n_b BIGINT, avg_b DOUBLE, mn BIGINT) WITH ('connector' = 'blackhole');
+INSERT INTO o5 SELECT * FROM t MATCH_RECOGNIZE (PARTITION BY k ORDER BY ts
+  MEASURES FIRST(A.v) AS first_v, COUNT(B.v) AS n_b, AVG(B.v) AS avg_b, MATCH_NUMBER() AS mn
+  AFTER MATCH SKIP TO NEXT ROW
+  PATTERN (A B+ C) WITHIN INTERVAL '5' SECOND
+  DEFINE A AS A.v < 50, B AS B.v > LAST(A.v), C AS C.v < PREV(C.v));
+CREATE TABLE o6 (k STRING, ts TIMESTAMP(3), v BIGINT, cls STRING, run_n BIGINT) WITH ('connector' = 'blackhole');
+INSERT INTO o6 SELECT k, ts, v, cls, run_n FROM t MATCH_RECOGNIZE (PARTITION BY k ORDER BY ts
+  MEASURES CLASSIFIER() AS cls, COUNT(*) AS run_n
+  ALL ROWS PER MATCH
+  PATTERN (U{2,} D?)
+  DEFINE U AS U.v > PREV(U.v, 1), D AS D.v < 10);
 ";
 
 async fn chains() -> Vec<OperatorChain> {
@@ -108,7 +121,7 @@ fn feed(
 }
 
 #[tokio::test]
-async fn window_state_snapshot_and_restore_gives_identical_output() {
+async fn operator_state_snapshot_and_restore_gives_identical_output() {
     let input = batches();
     let mut straight = chains().await;
     let mut first = chains().await;
@@ -127,7 +140,7 @@ async fn window_state_snapshot_and_restore_gives_identical_output() {
         let snap = b.snapshot().unwrap();
         assert!(
             snap.iter().any(Option::is_some),
-            "pipeline {i}: the window operator has state"
+            "pipeline {i}: the operator has state"
         );
         c.restore(&snap).unwrap();
         let mut after_restore = Vec::new();

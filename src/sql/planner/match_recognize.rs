@@ -362,7 +362,7 @@ impl Planner {
                 RefSpec::MatchNumber => (MatchRef::MatchNumber, DataType::Int64),
                 RefSpec::Classifier => (MatchRef::Classifier, DataType::Utf8),
                 RefSpec::Aggregate { var, call } => {
-                    let logical = self.logical_sql_expr(src, &call, &input_df, at)?;
+                    let logical = self.coerced_aggregate(src, &call, &input_df, at)?;
                     let planning = datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext::default();
                     let lowered =
                         datafusion::physical_expr::aggregate::LoweredAggregateBuilder::new(
@@ -408,6 +408,35 @@ impl Planner {
             },
             types,
         ))
+    }
+
+    /// An aggregate call over `input`, with its arguments coerced the way DataFusion does for a
+    /// GROUP BY (`AVG(bigint)` reads a DOUBLE): planned as a one-aggregate plan and analyzed.
+    fn coerced_aggregate(
+        &self,
+        src: &SourceText,
+        call: &SqlExpr,
+        input: &DFSchema,
+        at: Position,
+    ) -> Result<datafusion::logical_expr::Expr, SqlError> {
+        let logical = self.logical_sql_expr(src, call, input, at)?;
+        let relation = LogicalPlan::EmptyRelation(datafusion::logical_expr::EmptyRelation {
+            produce_one_row: false,
+            schema: Arc::new(input.clone()),
+        });
+        let plan = LogicalPlanBuilder::from(relation)
+            .aggregate(Vec::<datafusion::logical_expr::Expr>::new(), vec![logical])
+            .and_then(|b| b.build())
+            .map_err(|e| df_error(src, e, at))?;
+        let state = self.state();
+        let analyzed = state
+            .analyzer()
+            .execute_and_check(plan, state.config_options(), |_, _| {})
+            .map_err(|e| df_error(src, e, at))?;
+        match analyzed {
+            LogicalPlan::Aggregate(a) if a.aggr_expr.len() == 1 => Ok(a.aggr_expr[0].clone()),
+            _ => Err(src.error(at, format!("{call} is not an aggregate call"))),
+        }
     }
 
     /// The scan of a MATCH_RECOGNIZE relation: its input's stream, then the pattern operator.
