@@ -1,7 +1,10 @@
--- Real-time pass-through alerts (FLEET.md §5, the stateless part): SOS and crash events and
--- engine over-temperature, from Kafka to the Kafka topic fleet.alerts within milliseconds.
--- Alerts that need state (idling, geofence dwell, harsh-braking patterns) join this file as
--- the window and MATCH_RECOGNIZE operators land.
+-- Real-time alerts (FLEET.md §1 and §5) from Kafka to the Kafka topic fleet.alerts:
+--   * SOS and crash events and engine over-temperature, passed through within milliseconds;
+--   * harsh braking: fast (> 80 km/h), then one or more decelerations below -4 m/s² within
+--     10 seconds (MATCH_RECOGNIZE);
+--   * idling: standing with the engine on (reporting, speed < 1 km/h) for IDLE_MINUTES
+--     (default 5) after moving, raised once per stop when the threshold is reached. The
+--     pattern starts only at the last moving row (S), so a long stop is one match attempt.
 --
 --   sluice run pipelines/alerts.sql
 
@@ -64,3 +67,68 @@ SELECT
   END AS detail
 FROM telemetry
 WHERE event_type IN ('sos', 'crash') OR engine_temp_c > ${MAX_ENGINE_TEMP_C:-110};
+
+INSERT INTO fleet_alerts
+SELECT
+  CONCAT(vehicle_id, '-harsh_braking-', CAST(CAST(fast_ts AS BIGINT) AS STRING)) AS alert_id,
+  vehicle_id,
+  driver_id,
+  'harsh_braking' AS alert_type,
+  CASE WHEN min_accel_ms2 < -7 THEN 'critical' ELSE 'warning' END AS severity,
+  first_brake_ts AS ts,
+  lat,
+  lon,
+  CONCAT('from ', CAST(fast_speed_kmh AS STRING), ' km/h, ', CAST(brake_rows AS STRING),
+         ' readings down to ', CAST(min_accel_ms2 AS STRING), ' m/s²') AS detail
+FROM telemetry
+MATCH_RECOGNIZE (
+  PARTITION BY vehicle_id
+  ORDER BY ts
+  MEASURES
+    LAST(A.driver_id)  AS driver_id,
+    A.ts               AS fast_ts,
+    A.speed_kmh        AS fast_speed_kmh,
+    FIRST(B.ts)        AS first_brake_ts,
+    FIRST(B.lat)       AS lat,
+    FIRST(B.lon)       AS lon,
+    MIN(B.accel_ms2)   AS min_accel_ms2,
+    COUNT(B.accel_ms2) AS brake_rows
+  ONE ROW PER MATCH
+  AFTER MATCH SKIP PAST LAST ROW
+  PATTERN (A B+ C) WITHIN INTERVAL '10' SECOND
+  DEFINE
+    A AS A.speed_kmh > 80,
+    B AS B.accel_ms2 < -4,
+    C AS NOT (C.accel_ms2 < -4)
+);
+
+INSERT INTO fleet_alerts
+SELECT
+  CONCAT(vehicle_id, '-idling-', CAST(CAST(idle_from AS BIGINT) AS STRING)) AS alert_id,
+  vehicle_id,
+  driver_id,
+  'idling' AS alert_type,
+  'info' AS severity,
+  idle_until AS ts,
+  lat,
+  lon,
+  CONCAT('idling since ', CAST(idle_from AS STRING)) AS detail
+FROM telemetry
+MATCH_RECOGNIZE (
+  PARTITION BY vehicle_id
+  ORDER BY ts
+  MEASURES
+    LAST(I.driver_id)  AS driver_id,
+    FIRST(I.ts)        AS idle_from,
+    L.ts               AS idle_until,
+    L.lat              AS lat,
+    L.lon              AS lon
+  ONE ROW PER MATCH
+  AFTER MATCH SKIP PAST LAST ROW
+  PATTERN (S I+? L)
+  DEFINE
+    S AS S.speed_kmh >= 1,
+    I AS I.speed_kmh < 1 AND I.event_type = 'telemetry',
+    L AS L.speed_kmh < 1 AND L.event_type = 'telemetry'
+         AND L.ts >= FIRST(I.ts) + INTERVAL '${IDLE_MINUTES:-5}' MINUTE
+);

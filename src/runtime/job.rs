@@ -194,6 +194,9 @@ impl PipelineTask {
                 Some(Message::Watermark(w)) => {
                     self.watermark.store(w, Relaxed);
                     let out = self.chain.process_watermark(w)?;
+                    self.metrics
+                        .buffered_rows
+                        .store(self.chain.buffered_rows(), Relaxed);
                     self.write(out).await?;
                 }
                 Some(Message::Barrier(_)) => self.sink.flush().await?,

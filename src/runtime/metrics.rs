@@ -22,6 +22,9 @@ pub struct SinkMetrics {
     pub rows_out: AtomicU64,
     /// Rows the pipeline's window operators dropped as late.
     pub late_rows: AtomicU64,
+    /// Rows the pipeline's operators hold (waiting for the watermark, or in pattern matches in
+    /// progress): the state to watch for MATCH_RECOGNIZE without WITHIN.
+    pub buffered_rows: AtomicU64,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -69,6 +72,13 @@ impl JobMetrics {
 
     pub fn late_rows(&self) -> u64 {
         self.sinks.iter().map(|s| s.late_rows.load(Relaxed)).sum()
+    }
+
+    pub fn buffered_rows(&self) -> u64 {
+        self.sinks
+            .iter()
+            .map(|s| s.buffered_rows.load(Relaxed))
+            .sum()
     }
 
     pub fn bad_records(&self) -> u64 {
@@ -122,6 +132,10 @@ impl StatusLine {
         if late > 0 {
             line.push_str(&format!(", {} late", group(late)));
         }
+        let buffered = m.buffered_rows();
+        if buffered > 0 {
+            line.push_str(&format!(", {} buffered", group(buffered)));
+        }
         line.push(')');
         for s in &m.sources {
             let wm = s.watermark.load(Relaxed);
@@ -174,8 +188,10 @@ mod tests {
         m.sources[0].rows_in.store(2000, Relaxed);
         m.sources[0].lag.store(1500, Relaxed);
         m.sinks[0].rows_out.store(10, Relaxed);
+        m.sinks[0].buffered_rows.store(4200, Relaxed);
         let line = StatusLine::new().render(&m, Duration::from_secs(2));
         assert!(line.starts_with("in 1,000/s  out 5/s"), "{line}");
+        assert!(line.contains(", 4,200 buffered)"), "{line}");
         assert!(line.contains("telemetry: lag 1,500"), "{line}");
     }
 }
