@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::{read_sink_dir, sluice_any};
 
 /// Rows `(key, second, value)`: event time 2024-01-01 00:00:<second>.
