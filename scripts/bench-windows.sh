@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Whole-process benchmark of the golden window queries (and Q5) on the 2M-event telemetry file:
+# Whole-process benchmark of the golden queries (windows, MATCH_RECOGNIZE, Q5) on the 2M-event telemetry file:
 # `sluice run` of each query with its sink swapped for a blackhole, measured by /usr/bin/time.
 #   scripts/bench-windows.sh [runs-per-query]
 # The input is made with ../shared/data/gen_telemetry.py when missing (or set BENCH_INPUT).
@@ -16,7 +16,8 @@ bin="$CARGO_TARGET_DIR/release/sluice"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 printf '%-20s %8s %8s %8s %10s %10s\n' query wall_s user_s sys_s peak_MB Mevents/s
-for q in q1_tumble q2_hop q3_session q3_session_legacy q5_overspeed; do
+queries="${QUERIES:-q1_tumble q2_hop q3_session q3_session_legacy q4_match q5_overspeed}"
+for q in $queries; do
   perl -0pe "s/(CREATE TEMPORARY TABLE result \(.*?\)) WITH \(.*?\);/\$1 WITH ('connector' = 'blackhole');/s" \
     "tests/fixtures/$q.sql" >"$work/$q.sql"
   for _ in $(seq 1 "$runs"); do

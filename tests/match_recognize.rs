@@ -404,3 +404,34 @@ fn mistakes_are_clear_errors() {
     assert!(e.contains("speed"), "{e}");
     assert!(e.contains("q.sql:"), "{e}");
 }
+
+#[test]
+fn late_rows_can_go_to_a_side_output() {
+    // As above; the late row (second 1) is written whole to table `late`.
+    let rows: Vec<Row> = vec![
+        ("a", 2, 2),
+        ("a", 0, 1),
+        ("a", 3, 3),
+        ("a", 5, 1),
+        ("a", 6, 2),
+        ("a", 7, 3),
+        ("a", 1, 2),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let late = dir.path().join("late");
+    let q = format!(
+        "SET 'table.exec.late-rows' = 'side-output:late';
+         CREATE TABLE late (k STRING, ts TIMESTAMP(3), v BIGINT)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+         INSERT INTO out SELECT * FROM t MATCH_RECOGNIZE (
+           PARTITION BY k ORDER BY ts
+           MEASURES COUNT(B.v) AS bs
+           PATTERN (A B+ C)
+           DEFINE A AS A.v = 1, B AS B.v = 2, C AS C.v = 3
+         );",
+        late.display()
+    );
+    let got = run(&rows, "k STRING, bs BIGINT", &q);
+    assert_eq!(got, vec!["a,1", "a,1"]);
+    assert_eq!(read_sink_dir(&late), vec!["a,2024-01-01 00:00:01.000,2"]);
+}

@@ -1,9 +1,10 @@
-//! Late-row side output: in front of a window aggregation, rows whose window has already been
-//! emitted are taken out of the stream and handed to a side output (the table named by
-//! `'table.exec.late-rows' = 'side-output:<table>'`), with every column of the windowed input.
-//! The window operator then never sees them. Lateness is the window operator's own rule, judged
-//! against the pipeline's current watermark: a row is late when its slice (TUMBLE/HOP/CUMULATE)
-//! or its own session window has already closed.
+//! Late-row side output: in front of a window aggregation or MATCH_RECOGNIZE, late rows are
+//! taken out of the stream and handed to a side output (the table named by
+//! `'table.exec.late-rows' = 'side-output:<table>'`), with every column of the input. The
+//! operator then never sees them. Lateness is the operator's own rule, judged against the
+//! pipeline's current watermark: a row is late when its slice (TUMBLE/HOP/CUMULATE) or its own
+//! session window has already closed, or (MATCH_RECOGNIZE) when it is at or before the
+//! watermark.
 
 use std::sync::atomic::Ordering::Relaxed;
 

@@ -104,11 +104,13 @@ impl Planner {
                 .await?
             }
         };
-        // Read only the columns the clause uses (all of them for ALL ROWS PER MATCH).
+        // Read only the columns the clause uses; all of them for ALL ROWS PER MATCH and when
+        // late rows go to a side output (which gets them whole).
         let used = used_columns(spec);
         let schema = input.schema().clone();
+        let whole = spec.all_rows || self.settings.contains_key("table.exec.late-rows");
         let keep: Vec<usize> = (0..schema.fields().len())
-            .filter(|&i| spec.all_rows || used.contains(schema.field(i).name()))
+            .filter(|&i| whole || used.contains(schema.field(i).name()))
             .collect();
         let input = if keep.len() < schema.fields().len() {
             let cols = keep
