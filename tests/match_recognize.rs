@@ -435,3 +435,22 @@ fn late_rows_can_go_to_a_side_output() {
     assert_eq!(got, vec!["a,1", "a,1"]);
     assert_eq!(read_sink_dir(&late), vec!["a,2024-01-01 00:00:01.000,2"]);
 }
+
+#[test]
+fn further_order_by_columns_order_rows_of_equal_time() {
+    // Seconds 0, 1, 1: with ORDER BY ts, v the rows at second 1 are 2 then 3 (A B C matches);
+    // with v DESC they are 3 then 2 (no match).
+    let rows: Vec<Row> = vec![("a", 0, 1), ("a", 1, 3), ("a", 1, 2)];
+    let q = |order: &str| {
+        format!(
+            "INSERT INTO out SELECT * FROM t MATCH_RECOGNIZE (
+               PARTITION BY k ORDER BY {order}
+               MEASURES C.v AS c
+               PATTERN (A B C)
+               DEFINE A AS A.v = 1, B AS B.v = 2, C AS C.v = 3
+             );"
+        )
+    };
+    assert_eq!(run(&rows, "k STRING, c BIGINT", &q("ts, v")), vec!["a,3"]);
+    assert!(run(&rows, "k STRING, c BIGINT", &q("ts, v DESC")).is_empty());
+}

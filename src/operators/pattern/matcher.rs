@@ -116,9 +116,18 @@ pub struct PartitionMatcher {
     matches: u64,
 }
 
+/// Buffers reused from row to row (matching allocates nothing per row in the common case).
+#[derive(Default)]
+pub struct Scratch {
+    cache: Vec<u8>,
+    closure: Vec<usize>,
+    visited: Vec<bool>,
+    seen: Vec<bool>,
+}
+
 /// Per-row cache of conditions that do not depend on a thread's history.
 struct RowTests<'a, F> {
-    cache: Vec<u8>,
+    cache: &'a mut Vec<u8>,
     rules: &'a MatchRules,
     test: F,
 }
@@ -172,24 +181,27 @@ impl PartitionMatcher {
     pub fn push_row(
         &mut self,
         rules: &MatchRules,
+        scratch: &mut Scratch,
         ts: i64,
         test: impl FnMut(VarId, Option<&[VarId]>) -> Result<bool, JobError>,
         out: &mut Vec<Match>,
     ) -> Result<(), JobError> {
         let pos = self.next_pos;
         self.next_pos += 1;
-        let mut tests = RowTests {
-            cache: vec![0; rules.needs_history.len()],
-            rules,
-            test,
-        };
-        let mut closure = Vec::new();
-        let mut visited = Vec::new();
+        let Scratch {
+            cache,
+            closure,
+            visited,
+            seen,
+        } = scratch;
+        cache.clear();
+        cache.resize(rules.needs_history.len(), 0);
+        let mut tests = RowTests { cache, rules, test };
         for attempt in self.attempts.iter_mut() {
             if rules.within.is_some_and(|w| ts - attempt.start_ts >= w) {
                 attempt.threads.clear();
             }
-            step(rules, attempt, &mut tests, &mut closure, &mut visited)?;
+            step(rules, attempt, &mut tests, closure, visited, seen)?;
         }
         if pos >= self.next_start && self.may_start(rules, &mut tests)? {
             let mut attempt = Attempt {
@@ -199,13 +211,13 @@ impl PartitionMatcher {
                 arena: Vec::new(),
                 accepted: None,
             };
-            rules.program.closure(0, &mut closure, &mut visited);
+            rules.program.closure(0, closure, visited);
             attempt.threads.extend(closure.drain(..).map(|pc| Thread {
                 pc: pc as u32,
                 node: NO_NODE,
                 len: 0,
             }));
-            step(rules, &mut attempt, &mut tests, &mut closure, &mut visited)?;
+            step(rules, &mut attempt, &mut tests, closure, visited, seen)?;
             if !attempt.threads.is_empty() || attempt.accepted.is_some() {
                 self.attempts.push_back(attempt);
             }
@@ -305,6 +317,7 @@ fn step<F>(
     tests: &mut RowTests<'_, F>,
     closure: &mut Vec<usize>,
     visited: &mut Vec<bool>,
+    seen: &mut Vec<bool>,
 ) -> Result<(), JobError>
 where
     F: FnMut(VarId, Option<&[VarId]>) -> Result<bool, JobError>,
@@ -314,7 +327,10 @@ where
     }
     let program = &rules.program;
     let merge = rules.merges_threads();
-    let mut seen = vec![false; if merge { program.insts.len() } else { 0 }];
+    seen.clear();
+    if merge {
+        seen.resize(program.insts.len(), false);
+    }
     let old = std::mem::take(&mut attempt.threads);
     let mut next = Vec::with_capacity(old.len());
     'threads: for t in old {
@@ -394,9 +410,11 @@ mod tests {
         let rows: Vec<&str> = rows.split_whitespace().collect();
         let mut m = PartitionMatcher::default();
         let mut out = Vec::new();
+        let mut scratch = Scratch::default();
         for (i, row) in rows.iter().enumerate() {
             m.push_row(
                 r,
+                &mut scratch,
                 i as i64,
                 |v, _| Ok(row.contains((b'a' + v as u8) as char)),
                 &mut out,
@@ -558,6 +576,7 @@ mod tests {
         for row in ["a", "b", "b"] {
             m.push_row(
                 &greedy_end,
+                &mut Scratch::default(),
                 0,
                 |v, _| Ok(row.contains((b'a' + v as u8) as char)),
                 &mut out,
@@ -650,6 +669,7 @@ mod tests {
         for row in rows {
             m.push_row(
                 &r,
+                &mut Scratch::default(),
                 0,
                 |v, history| {
                     if v == 1 {

@@ -42,7 +42,7 @@ use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 use serde::{Deserialize, Serialize};
 
-use self::matcher::{Match, MatchRules, PartitionMatcher};
+use self::matcher::{Match, MatchRules, PartitionMatcher, Scratch};
 use self::nfa::VarId;
 use self::refs::{MatchExprs, MatchView, PartitionRows};
 use self::rows::{RowLoc, RowStore};
@@ -98,6 +98,7 @@ pub struct MatchRecognize {
     active: BTreeSet<u32>,
     store: RowStore,
     late_rows: u64,
+    scratch: Scratch,
 }
 
 impl MatchRecognize {
@@ -116,6 +117,7 @@ impl MatchRecognize {
             active: BTreeSet::new(),
             store: RowStore::default(),
             late_rows: 0,
+            scratch: Scratch::default(),
         })
     }
 
@@ -256,6 +258,7 @@ impl MatchRecognize {
                 let rows = &*rows;
                 matcher.push_row(
                     &def.rules,
+                    &mut self.scratch,
                     t,
                     |var, history| row_fits(&def, store, rows, &bits, i, pos, number, var, history),
                     &mut found,
