@@ -300,6 +300,25 @@ impl MatchRecognize {
                 rows.base += 1;
             }
         }
+        if self.store.wants_compaction() {
+            self.compact()?;
+        }
+        Ok(())
+    }
+
+    /// Moves the held rows into one chunk so the chunks they kept alive can be freed.
+    fn compact(&mut self) -> Result<(), JobError> {
+        let locs: Vec<RowLoc> = self
+            .partitions
+            .iter()
+            .flat_map(|p| p.rows.rows.iter().copied())
+            .collect();
+        let mut moved = self.store.compact(&locs, &self.def.input)?.into_iter();
+        for p in &mut self.partitions {
+            for loc in p.rows.rows.iter_mut() {
+                *loc = moved.next().expect("one new place per held row");
+            }
+        }
         Ok(())
     }
 

@@ -26,8 +26,14 @@ struct Chunk {
 pub struct RowStore {
     chunks: Vec<Option<Chunk>>,
     free: Vec<u32>,
+    /// Rows held by partitions.
     rows: usize,
+    /// Rows in live chunks, held or not.
+    allocated: usize,
 }
+
+/// Compaction pays off once this many rows sit in chunks without being held.
+const COMPACT_SLACK: usize = 16 * 1024;
 
 impl RowStore {
     /// Adds a batch whose every row is held by some partition; returns its chunk id.
@@ -37,6 +43,7 @@ impl RowStore {
             batch,
         };
         self.rows += chunk.live;
+        self.allocated += chunk.live;
         match self.free.pop() {
             Some(id) => {
                 self.chunks[id as usize] = Some(chunk);
@@ -56,9 +63,36 @@ impl RowStore {
         chunk.live -= 1;
         self.rows -= 1;
         if chunk.live == 0 {
+            self.allocated -= chunk.batch.num_rows();
             *slot = None;
             self.free.push(loc.chunk);
         }
+    }
+
+    /// Whether chunks hold many more rows than partitions do: a few rows of a long match keep
+    /// whole chunks alive, and copying the held rows out frees them.
+    pub fn wants_compaction(&self) -> bool {
+        self.allocated > 2 * self.rows + COMPACT_SLACK
+    }
+
+    /// Copies the held rows `locs` into one new chunk and drops every other chunk; returns the
+    /// rows' new places, in order. `locs` must be every held row.
+    pub fn compact(
+        &mut self,
+        locs: &[RowLoc],
+        schema: &SchemaRef,
+    ) -> Result<Vec<RowLoc>, JobError> {
+        debug_assert_eq!(locs.len(), self.rows);
+        let some: Vec<Option<RowLoc>> = locs.iter().map(|&l| Some(l)).collect();
+        let batch = RecordBatch::try_new(schema.clone(), self.gather_rows(&some, schema)?)?;
+        *self = RowStore::default();
+        if batch.num_rows() == 0 {
+            return Ok(Vec::new());
+        }
+        let chunk = self.add(batch);
+        Ok((0..locs.len() as u32)
+            .map(|row| RowLoc { chunk, row })
+            .collect())
     }
 
     /// Rows held by partitions.
@@ -108,5 +142,60 @@ impl RowStore {
         (0..schema.fields().len())
             .map(|c| self.gather(locs, c, schema))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{AsArray, Int64Array};
+    use arrow::datatypes::{DataType, Field, Int64Type, Schema};
+
+    use super::*;
+
+    #[test]
+    fn chunks_are_freed_with_their_last_row_and_compaction_keeps_held_rows() {
+        let schema: SchemaRef = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, true)]));
+        let mut store = RowStore::default();
+        let mut held = Vec::new();
+        for c in 0..10i64 {
+            let values: Vec<i64> = (0..10_000).map(|i| c * 10_000 + i).collect();
+            let batch =
+                RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(values))])
+                    .unwrap();
+            let chunk = store.add(batch);
+            // Keep one row in ten of every chunk.
+            for row in 0..10_000u32 {
+                let loc = RowLoc { chunk, row };
+                if row % 10 == 0 {
+                    held.push(loc);
+                } else {
+                    store.release(loc);
+                }
+            }
+        }
+        assert_eq!(store.held_rows(), 10_000);
+        assert!(store.wants_compaction());
+        let moved = store.compact(&held, &schema).unwrap();
+        assert!(!store.wants_compaction());
+        assert_eq!(store.held_rows(), 10_000);
+        let values = store
+            .gather(
+                &moved.iter().map(|&l| Some(l)).collect::<Vec<_>>(),
+                0,
+                &schema,
+            )
+            .unwrap();
+        let values = values.as_primitive::<Int64Type>();
+        assert_eq!(values.value(0), 0);
+        assert_eq!(values.value(1), 10);
+        assert_eq!(values.value(9_999), 99_990);
+        // A chunk goes once its last held row is released.
+        for loc in moved {
+            store.release(loc);
+        }
+        assert_eq!(store.held_rows(), 0);
+        assert!(store.chunks.iter().all(Option::is_none));
     }
 }
