@@ -84,6 +84,8 @@ pub struct MatchRecognizeDef {
 struct Partition {
     rows: PartitionRows,
     matcher: PartitionMatcher,
+    /// Listed in this watermark's touched partitions.
+    touched: bool,
 }
 
 pub struct MatchRecognize {
@@ -224,7 +226,7 @@ impl MatchRecognize {
     /// Feeds the rows released by `watermark` to their partitions and emits completed matches.
     fn advance(&mut self, watermark: i64, out: &mut Vec<RecordBatch>) -> Result<(), JobError> {
         let mut emitted: Vec<(u32, Match)> = Vec::new();
-        let mut touched: BTreeSet<u32> = BTreeSet::new();
+        let mut touched: Vec<u32> = Vec::new();
         if let Some((batch, ts)) = self.take_released(watermark)? {
             let ids = self.partition_ids(&batch)?;
             let order = self.sort_order(&batch, &ids, &ts)?;
@@ -246,8 +248,14 @@ impl MatchRecognize {
             for (i, &src) in order.iter().enumerate() {
                 let k = ids[src as usize];
                 let t = ts[src as usize];
-                touched.insert(k);
-                let Partition { rows, matcher } = &mut self.partitions[k as usize];
+                let Partition {
+                    rows,
+                    matcher,
+                    touched: listed,
+                } = &mut self.partitions[k as usize];
+                if !std::mem::replace(listed, true) {
+                    touched.push(k);
+                }
                 rows.rows.push_back(RowLoc {
                     chunk,
                     row: i as u32,
@@ -280,7 +288,9 @@ impl MatchRecognize {
                     m.advance_time(&self.def.rules, watermark, &mut found);
                 }
                 emitted.extend(found.drain(..).map(|m| (k, m)));
-                touched.insert(k);
+                if !std::mem::replace(&mut self.partitions[k as usize].touched, true) {
+                    touched.push(k);
+                }
             }
         }
         let partitions = &self.partitions;
@@ -290,7 +300,12 @@ impl MatchRecognize {
             out.push(self.output(&emitted)?);
         }
         for k in touched {
-            let Partition { rows, matcher } = &mut self.partitions[k as usize];
+            let Partition {
+                rows,
+                matcher,
+                touched,
+            } = &mut self.partitions[k as usize];
+            *touched = false;
             let keep_from = matcher.oldest_needed().saturating_sub(self.def.max_prev);
             while rows.base < keep_from {
                 let Some(loc) = rows.rows.pop_front() else {
@@ -367,6 +382,7 @@ fn new_partition() -> Partition {
     Partition {
         rows: PartitionRows::default(),
         matcher: PartitionMatcher::default(),
+        touched: false,
     }
 }
 
