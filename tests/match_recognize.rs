@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{read_sink_dir, sluice_any};
+use common::{read_sink_dir, run_script};
 
 /// Rows `(key, second, value)`: event time 2024-01-01 00:00:<second>.
 type Row = (&'static str, u32, i64);
@@ -36,20 +36,7 @@ fn run_with(rows: &[Row], out_cols: &str, query: &str, batch_size: usize) -> (Ve
         path.display(),
         out.display()
     );
-    let sql_path = dir.path().join("q.sql");
-    std::fs::write(&sql_path, sql).unwrap();
-    let config = dir.path().join("sluice.yaml");
-    std::fs::write(&config, format!("runtime:\n  batch_size: {batch_size}\n")).unwrap();
-    let result = sluice_any(
-        &[
-            "run",
-            "--quiet",
-            "--config",
-            config.to_str().unwrap(),
-            sql_path.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let result = run_script(dir.path(), &sql, batch_size);
     let stderr = String::from_utf8_lossy(&result.stderr).into_owned();
     let mut lines = if result.status.success() {
         read_sink_dir(&out)
@@ -361,27 +348,30 @@ fn partitions_match_independently_and_results_feed_further_sql() {
     );
 }
 
+/// Shuffled within the first batch of 3; the last row (second 1) comes after second 7.
+const OUT_OF_ORDER: &[Row] = &[
+    ("a", 2, 2),
+    ("a", 0, 1),
+    ("a", 3, 3),
+    ("a", 5, 1),
+    ("a", 6, 2),
+    ("a", 7, 3),
+    ("a", 1, 2),
+];
+
 #[test]
 fn rows_arriving_out_of_order_are_sorted_and_late_ones_counted() {
     // Rows arrive shuffled within a batch and are put in event-time order; the watermark is
     // the row time itself, so the row at second 1 arriving after second 5 (in a later batch)
     // is late: dropped and counted.
-    let rows: Vec<Row> = vec![
-        ("a", 2, 2),
-        ("a", 0, 1),
-        ("a", 3, 3),
-        ("a", 5, 1),
-        ("a", 6, 2),
-        ("a", 7, 3),
-        ("a", 1, 2),
-    ];
+    let rows = OUT_OF_ORDER;
     let q = "INSERT INTO out SELECT * FROM t MATCH_RECOGNIZE (
            PARTITION BY k ORDER BY ts
            MEASURES COUNT(B.v) AS bs, EXTRACT(SECOND FROM A.ts) AS a_s
            PATTERN (A B+ C)
            DEFINE A AS A.v = 1, B AS B.v = 2, C AS C.v = 3
          );";
-    let (got, stderr) = run_with(&rows, "k STRING, bs BIGINT, a_s BIGINT", q, 3);
+    let (got, stderr) = run_with(rows, "k STRING, bs BIGINT, a_s BIGINT", q, 3);
     assert_eq!(got, vec!["a,1,0", "a,1,5"]);
     assert!(stderr.contains("1 late row"), "{stderr}");
 }
@@ -408,15 +398,7 @@ fn mistakes_are_clear_errors() {
 #[test]
 fn late_rows_can_go_to_a_side_output() {
     // As above; the late row (second 1) is written whole to table `late`.
-    let rows: Vec<Row> = vec![
-        ("a", 2, 2),
-        ("a", 0, 1),
-        ("a", 3, 3),
-        ("a", 5, 1),
-        ("a", 6, 2),
-        ("a", 7, 3),
-        ("a", 1, 2),
-    ];
+    let rows = OUT_OF_ORDER;
     let dir = tempfile::tempdir().unwrap();
     let late = dir.path().join("late");
     let q = format!(
@@ -431,7 +413,7 @@ fn late_rows_can_go_to_a_side_output() {
          );",
         late.display()
     );
-    let got = run(&rows, "k STRING, bs BIGINT", &q);
+    let got = run(rows, "k STRING, bs BIGINT", &q);
     assert_eq!(got, vec!["a,1", "a,1"]);
     assert_eq!(read_sink_dir(&late), vec!["a,2024-01-01 00:00:01.000,2"]);
 }

@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{read_sink_dir, sluice};
+use common::{read_sink_dir, run_script};
 
 /// Writes rows `(key, "HH:MM:SS.mmm" on 2024-01-01, value)` as JSON lines.
 fn input(dir: &Path, rows: &[(&str, &str, i64)]) -> String {
@@ -36,19 +36,11 @@ fn run(
          {query}",
         out.display()
     );
-    let sql_path = dir.join("q.sql");
-    std::fs::write(&sql_path, sql).unwrap();
-    let config = dir.join("sluice.yaml");
-    std::fs::write(&config, format!("runtime:\n  batch_size: {batch_size}\n")).unwrap();
-    let result = sluice(
-        &[
-            "run",
-            "--quiet",
-            "--config",
-            config.to_str().unwrap(),
-            sql_path.to_str().unwrap(),
-        ],
-        &[],
+    let result = run_script(dir, &sql, batch_size);
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
     );
     let mut lines = read_sink_dir(&out);
     lines.sort();

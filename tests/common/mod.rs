@@ -31,6 +31,24 @@ pub fn sluice(args: &[&str], env: &[(&str, &str)]) -> Output {
     out
 }
 
+/// Writes `sql` to `dir/q.sql` and runs it with `runtime.batch_size` set, successful or not.
+pub fn run_script(dir: &Path, sql: &str, batch_size: usize) -> Output {
+    let sql_path = dir.join("q.sql");
+    std::fs::write(&sql_path, sql).unwrap();
+    let config = dir.join("sluice.yaml");
+    std::fs::write(&config, format!("runtime:\n  batch_size: {batch_size}\n")).unwrap();
+    sluice_any(
+        &[
+            "run",
+            "--quiet",
+            "--config",
+            config.to_str().unwrap(),
+            sql_path.to_str().unwrap(),
+        ],
+        &[],
+    )
+}
+
 /// Every line of every visible part file in a sink directory.
 pub fn read_sink_dir(dir: &Path) -> Vec<String> {
     let mut lines = Vec::new();
