@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine or a warm one:
-#   1. installs what the tests need (tansu, a Kafka-compatible broker) unless present,
-#   2. starts it on loopback unless something already listens on the test port,
+#   1. installs what the tests need unless present: tansu (a Kafka-compatible broker, from
+#      crates.io) and ClickHouse (the chdb-core wheel from PyPI, in a venv),
+#   2. starts them on loopback unless something already listens on the test ports,
 #   3. runs every test (cargo nextest when installed, else cargo test),
 #   4. stops what it started.
-# Under CI=true the Kafka tests fail, rather than skip, when no broker is reachable.
+# Under CI=true the Kafka and ClickHouse tests fail, rather than skip, when a server is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice/target}"
 TANSU_VERSION=0.6.0
 KAFKA_ADDR=127.0.0.1:19092
+CLICKHOUSE_ADDR=127.0.0.1:18123
+CHDB_VERSION=26.9.0
+CHDB_VENV="${SLUICE_CHDB_VENV:-$HOME/.cache/sluice-ch/venv}"
 STATE_DIR="${SLUICE_TEST_STATE:-$HOME/.cache/sluice/test-services}"
 mkdir -p "$STATE_DIR"
 
@@ -48,6 +52,30 @@ else
   port_open "$KAFKA_ADDR" || { log "tansu did not start:"; cat "$STATE_DIR/tansu.log" >&2; exit 1; }
 fi
 export SLUICE_TEST_KAFKA="$KAFKA_ADDR"
+
+# --- ClickHouse (chdb-core serving HTTP) -----------------------------------------------------
+if ! "$CHDB_VENV/bin/python" -c 'import chdb' >/dev/null 2>&1; then
+  log "installing chdb-core $CHDB_VERSION into $CHDB_VENV"
+  python3 -m venv "$CHDB_VENV"
+  "$CHDB_VENV/bin/pip" install --quiet "chdb-core==$CHDB_VERSION"
+fi
+# Tests that stop and restart a server of their own start it with this.
+export SLUICE_TEST_CHDB_SERVER="$PWD/scripts/clickhouse-server.sh"
+export SLUICE_CHDB_VENV="$CHDB_VENV"
+if port_open "$CLICKHOUSE_ADDR"; then
+  log "ClickHouse already listens on $CLICKHOUSE_ADDR; using it"
+else
+  log "starting ClickHouse (chdb) on $CLICKHOUSE_ADDR"
+  rm -rf "$STATE_DIR/clickhouse"
+  scripts/clickhouse-server.sh "$STATE_DIR/clickhouse" "${CLICKHOUSE_ADDR#*:}" >"$STATE_DIR/clickhouse.log" 2>&1 &
+  started_pids+=($!)
+  for _ in $(seq 1 150); do
+    port_open "$CLICKHOUSE_ADDR" && break
+    sleep 0.2
+  done
+  port_open "$CLICKHOUSE_ADDR" || { log "ClickHouse did not start:"; cat "$STATE_DIR/clickhouse.log" >&2; exit 1; }
+fi
+export SLUICE_TEST_CLICKHOUSE="http://$CLICKHOUSE_ADDR"
 
 # --- tests -----------------------------------------------------------------------------------
 if cargo nextest --version >/dev/null 2>&1; then

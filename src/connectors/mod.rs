@@ -6,6 +6,7 @@
 //! [`SourceOutput`]) or a [`Sink`] (which writes batches out).
 
 pub mod blackhole;
+pub mod clickhouse;
 pub mod datagen;
 pub mod filesystem;
 pub mod fleet_sim;
@@ -36,6 +37,12 @@ pub trait Source: Send {
 /// Writes a pipeline's output.
 #[async_trait]
 pub trait Sink: Send {
+    /// Connects and checks the target before any row flows (a ClickHouse table's columns), so a
+    /// mismatch fails the job at start. `job` names the job (deduplication tokens use it).
+    async fn open(&mut self, _job: &str) -> Result<(), JobError> {
+        Ok(())
+    }
+
     async fn write(&mut self, batch: RecordBatch) -> Result<(), JobError>;
     /// Makes everything written so far durable/visible (called periodically and at barriers).
     async fn flush(&mut self) -> Result<(), JobError>;
@@ -52,9 +59,10 @@ pub enum ConnectorConfig {
     FleetSim(fleet_sim::FleetSimConfig),
     Print(print::PrintConfig),
     Blackhole,
+    ClickHouse(clickhouse::ClickHouseConfig),
 }
 
-const CONNECTORS: &str = "kafka, filesystem, datagen, fleet-sim, print, blackhole";
+const CONNECTORS: &str = "kafka, clickhouse, filesystem, datagen, fleet-sim, print, blackhole";
 
 impl ConnectorConfig {
     /// Reads and validates the `WITH` options of a CREATE TABLE.
@@ -94,6 +102,9 @@ impl ConnectorConfig {
             }
             "print" => ConnectorConfig::Print(print::PrintConfig::from_options(&opts)?),
             "blackhole" => ConnectorConfig::Blackhole,
+            "clickhouse" => {
+                ConnectorConfig::ClickHouse(clickhouse::ClickHouseConfig::from_options(&opts)?)
+            }
             other => {
                 let pos = def
                     .options
@@ -138,6 +149,7 @@ impl ConnectorConfig {
             ConnectorConfig::FleetSim(_) => "fleet-sim",
             ConnectorConfig::Print(_) => "print",
             ConnectorConfig::Blackhole => "blackhole",
+            ConnectorConfig::ClickHouse(_) => "clickhouse",
         }
     }
 
@@ -152,7 +164,9 @@ impl ConnectorConfig {
     pub fn source_problem(&self) -> Option<String> {
         match self {
             ConnectorConfig::Kafka(k) => k.source_problem(),
-            ConnectorConfig::Print(_) | ConnectorConfig::Blackhole => Some(format!(
+            ConnectorConfig::Print(_)
+            | ConnectorConfig::Blackhole
+            | ConnectorConfig::ClickHouse(_) => Some(format!(
                 "connector '{}' can only be written to",
                 self.name()
             )),
@@ -177,6 +191,7 @@ impl ConnectorConfig {
             ConnectorConfig::FleetSim(c) => c.describe(),
             ConnectorConfig::Print(c) => c.describe(),
             ConnectorConfig::Blackhole => "blackhole (discards rows)".to_string(),
+            ConnectorConfig::ClickHouse(c) => c.describe(),
         }
     }
 
@@ -199,7 +214,9 @@ impl ConnectorConfig {
             ConnectorConfig::FleetSim(c) => {
                 Box::new(fleet_sim::FleetSimSource::new(c.clone(), table)?)
             }
-            ConnectorConfig::Print(_) | ConnectorConfig::Blackhole => {
+            ConnectorConfig::Print(_)
+            | ConnectorConfig::Blackhole
+            | ConnectorConfig::ClickHouse(_) => {
                 return Err(JobError::source(
                     &table.name,
                     format!("connector '{}' cannot be read", self.name()),
@@ -214,6 +231,9 @@ impl ConnectorConfig {
             ConnectorConfig::Kafka(c) => Box::new(kafka::KafkaSink::new(c.clone(), node)?),
             ConnectorConfig::Print(c) => Box::new(print::PrintSink::new(c.clone())),
             ConnectorConfig::Blackhole => Box::new(blackhole::BlackholeSink),
+            ConnectorConfig::ClickHouse(c) => {
+                Box::new(clickhouse::ClickHouseSink::new(c.clone(), node))
+            }
             ConnectorConfig::Datagen(_) | ConnectorConfig::FleetSim(_) => {
                 return Err(JobError::sink(
                     &node.table,

@@ -38,6 +38,11 @@ impl<'a> OptionReader<'a> {
         &self.connector
     }
 
+    /// The CREATE TABLE the options belong to.
+    pub fn table(&self) -> &CreateTable {
+        self.table
+    }
+
     fn mark(&self, key: &str) {
         self.known.borrow_mut().insert(key.to_string());
         self.used.borrow_mut().insert(key.to_string());

@@ -70,10 +70,15 @@ pub async fn run_job(
     for (i, pipeline) in job.pipelines.into_iter().enumerate() {
         let (tx, rx) = mpsc::channel(opts.channel_capacity);
         senders[pipeline.source].push(tx);
-        let sink = pipeline.sink.connector.create_sink(&pipeline.sink)?;
+        let mut sink = pipeline.sink.connector.create_sink(&pipeline.sink)?;
+        sink.open(&job.name).await?;
         let side_output = match &pipeline.side_output {
             Some(node) => Some(SideOutput {
-                sink: node.connector.create_sink(node)?,
+                sink: {
+                    let mut s = node.connector.create_sink(node)?;
+                    s.open(&job.name).await?;
+                    s
+                },
                 schema: node.schema.clone(),
                 name: node.table.clone(),
             }),

@@ -139,3 +139,42 @@ pub fn test_broker() -> Option<String> {
         }
     }
 }
+
+/// The test ClickHouse's HTTP URL (started by scripts/test.sh); `None` (skip) outside CI.
+pub fn test_clickhouse() -> Option<String> {
+    match std::env::var("SLUICE_TEST_CLICKHOUSE") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => panic!(
+            "CI=true but SLUICE_TEST_CLICKHOUSE is not set: run the suite with scripts/test.sh"
+        ),
+        _ => {
+            eprintln!(
+                "skipping: no ClickHouse (run scripts/test.sh, or set SLUICE_TEST_CLICKHOUSE)"
+            );
+            None
+        }
+    }
+}
+
+/// Runs a ClickHouse statement over HTTP; returns its TabSeparated output.
+pub async fn clickhouse_query(url: &str, sql: &str) -> String {
+    let client = clickhouse::Client::default().with_url(url);
+    let bytes = client
+        .query(sql)
+        .fetch_bytes("TabSeparated")
+        .unwrap()
+        .collect()
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+/// Runs a ClickHouse statement that returns nothing.
+pub async fn clickhouse_execute(url: &str, sql: &str) {
+    clickhouse::Client::default()
+        .with_url(url)
+        .query(sql)
+        .execute()
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}

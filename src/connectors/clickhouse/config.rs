@@ -1,0 +1,91 @@
+//! ClickHouse sink options (DIALECT.md), read once when the table is created.
+
+use std::time::Duration;
+
+use crate::connectors::options::OptionReader;
+use crate::sql::error::SqlError;
+
+#[derive(Debug, Clone)]
+pub struct ClickHouseConfig {
+    /// HTTP endpoint, e.g. `http://127.0.0.1:8123`.
+    pub url: String,
+    pub database: String,
+    pub table: String,
+    pub username: String,
+    pub password: String,
+    /// Rows per INSERT.
+    pub batch_size: usize,
+    /// Buffered rows are inserted at least this often.
+    pub flush_interval: Duration,
+    /// Retries of a failed INSERT (network errors, timeouts) before the job fails.
+    pub max_retries: u32,
+    pub create_table: bool,
+    /// Engine of a created table; `None`: ReplacingMergeTree with a PRIMARY KEY, else MergeTree.
+    pub engine: Option<String>,
+    /// ORDER BY of a created table; `None`: the PRIMARY KEY, else `tuple()`.
+    pub order_by: Option<String>,
+    /// The sink table's PRIMARY KEY columns.
+    pub primary_key: Vec<String>,
+    /// Deduplicated inserts (`insert_deduplication_token`); off for at-least-once.
+    pub exactly_once: bool,
+}
+
+impl ClickHouseConfig {
+    pub fn from_options(opts: &OptionReader) -> Result<Self, SqlError> {
+        opts.allow("sink.parallelism");
+        let url = opts.required("url")?;
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(opts.error(
+                "url",
+                format!("'url' = '{url}' must be an HTTP(S) URL such as 'http://127.0.0.1:8123'"),
+            ));
+        }
+        let batch_size = opts.parse_or("sink.batch-size", 100_000usize, "a row count")?;
+        if batch_size == 0 {
+            return Err(opts.error("sink.batch-size", "'sink.batch-size' must be at least 1"));
+        }
+        let guarantee = opts.choice_or(
+            "sink.delivery-guarantee",
+            &["exactly-once", "at-least-once"],
+            "exactly-once",
+        )?;
+        Ok(ClickHouseConfig {
+            url,
+            database: opts
+                .optional("database")
+                .unwrap_or_else(|| "default".to_string()),
+            table: opts
+                .optional("table")
+                .unwrap_or_else(|| opts.table().name.clone()),
+            username: opts
+                .optional("username")
+                .unwrap_or_else(|| "default".to_string()),
+            password: opts.optional("password").unwrap_or_default(),
+            batch_size,
+            flush_interval: opts
+                .duration_opt("sink.flush-interval")?
+                .unwrap_or(Duration::from_secs(1)),
+            max_retries: opts.parse_or("sink.max-retries", 10u32, "a retry count")?,
+            create_table: opts.bool_or("sink.create-table", false)?,
+            engine: opts.optional("sink.create-table.engine"),
+            order_by: opts.optional("sink.create-table.order-by"),
+            primary_key: opts.table().primary_key.clone(),
+            exactly_once: guarantee == "exactly-once",
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "clickhouse {} table={}.{} batch={} {}",
+            self.url,
+            self.database,
+            self.table,
+            self.batch_size,
+            if self.exactly_once {
+                "exactly-once"
+            } else {
+                "at-least-once"
+            }
+        )
+    }
+}

@@ -1,0 +1,399 @@
+//! Writing to ClickHouse over HTTP with the `clickhouse` crate (pooled connections, LZ4).
+//!
+//! Batches are buffered and sent as `INSERT INTO db.t (cols) FORMAT ArrowStream`: the Arrow
+//! batches go out as Arrow IPC, which ClickHouse reads natively — no per-row encoding here.
+//!
+//! **Delivery.** Each insert of buffered rows is an *epoch*; its rows are cut into blocks of
+//! `sink.batch-size` in order, so the blocks of an epoch are the same every time it is sent.
+//! Every block carries `insert_deduplication_token = <job>/<table>/<run>/<epoch>/<block>`; a
+//! block retried after a timeout or a lost connection is therefore stored once
+//! (exactly-once for retries). `<run>` is the start time of this process until checkpoints land;
+//! then the epoch becomes the checkpoint id and a restarted job re-sends the same tokens.
+//! MergeTree tables need `non_replicated_deduplication_window` for that; the sink sets it when
+//! it is missing and warns when it cannot.
+//!
+//! **Backpressure and failure.** An insert is awaited before more rows are accepted (one insert
+//! in flight), so a slow or stopped server holds the pipeline and, through the bounded channels,
+//! the source. Network errors and timeouts are retried with exponential backoff up to
+//! `sink.max-retries`; then, or on an error ClickHouse reports for the data, the job fails with
+//! ClickHouse's message.
+
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use arrow::compute::concat_batches;
+use arrow::datatypes::SchemaRef;
+use arrow::ipc::writer::StreamWriter;
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::config::ClickHouseConfig;
+use super::types::{clickhouse_type, quote, writable};
+use crate::connectors::Sink;
+use crate::plan::SinkNode;
+use crate::runtime::JobError;
+
+/// `non_replicated_deduplication_window` the sink sets on tables that lack one.
+const DEDUP_WINDOW: u32 = 1000;
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+pub struct ClickHouseSink {
+    config: ClickHouseConfig,
+    /// The Sluice table name (for messages).
+    name: String,
+    schema: SchemaRef,
+    client: clickhouse::Client,
+    /// `INSERT INTO db.t (cols) FORMAT ArrowStream`.
+    insert_sql: String,
+    buffered: Vec<RecordBatch>,
+    buffered_rows: usize,
+    last_insert: Instant,
+    /// Token prefix `<job>/<table>/<run>`.
+    token_prefix: String,
+    epoch: u64,
+}
+
+impl ClickHouseSink {
+    pub fn new(config: ClickHouseConfig, node: &SinkNode) -> Self {
+        let client = clickhouse::Client::default()
+            .with_url(&config.url)
+            .with_user(&config.username)
+            .with_password(&config.password)
+            .with_database(&config.database);
+        let columns: Vec<String> = node
+            .schema
+            .fields()
+            .iter()
+            .map(|f| quote(f.name()))
+            .collect();
+        let insert_sql = format!(
+            "INSERT INTO {}.{} ({}) FORMAT ArrowStream",
+            quote(&config.database),
+            quote(&config.table),
+            columns.join(", ")
+        );
+        ClickHouseSink {
+            name: node.table.clone(),
+            schema: node.schema.clone(),
+            client,
+            insert_sql,
+            buffered: Vec::new(),
+            buffered_rows: 0,
+            last_insert: Instant::now(),
+            token_prefix: String::new(),
+            epoch: 0,
+            config,
+        }
+    }
+
+    fn error(&self, message: impl Into<String>) -> JobError {
+        JobError::sink(&self.name, message)
+    }
+
+    fn target(&self) -> String {
+        format!(
+            "{}.{}",
+            quote(&self.config.database),
+            quote(&self.config.table)
+        )
+    }
+
+    /// Rows of a query as tab-separated fields.
+    async fn rows(&self, sql: &str, binds: &[&str]) -> Result<Vec<Vec<String>>, JobError> {
+        let mut q = self.client.query(sql);
+        for b in binds {
+            q = q.bind(*b);
+        }
+        let bytes = q
+            .fetch_bytes("TabSeparated")
+            .map_err(|e| self.error(format!("ClickHouse at {}: {e}", self.config.url)))?
+            .collect()
+            .await
+            .map_err(|e| self.error(format!("ClickHouse at {}: {e}", self.config.url)))?;
+        Ok(String::from_utf8_lossy(&bytes)
+            .lines()
+            .map(|l| l.split('\t').map(unescape_tsv).collect())
+            .collect())
+    }
+
+    async fn execute(&self, sql: &str) -> Result<(), JobError> {
+        self.client
+            .query(sql)
+            .execute()
+            .await
+            .map_err(|e| self.error(format!("ClickHouse: {e}\n  statement: {sql}")))
+    }
+
+    /// The CREATE TABLE for `sink.create-table`.
+    fn create_table_sql(&self) -> Result<String, JobError> {
+        let mut columns = Vec::new();
+        for f in self.schema.fields() {
+            // Key columns are NOT NULL (as a Flink PRIMARY KEY implies); ClickHouse sorting keys
+            // may not be Nullable.
+            let key = self.config.primary_key.iter().any(|k| k == f.name());
+            let field = f.as_ref().clone().with_nullable(f.is_nullable() && !key);
+            let Some(t) = clickhouse_type(&field) else {
+                return Err(self.error(format!(
+                    "column `{}`: {} has no ClickHouse type",
+                    f.name(),
+                    crate::sql::types::flink_type_name(f.data_type())
+                )));
+            };
+            columns.push(format!("{} {t}", quote(f.name())));
+        }
+        let pk = &self.config.primary_key;
+        let engine = self.config.engine.clone().unwrap_or_else(|| {
+            if pk.is_empty() {
+                "MergeTree".into()
+            } else {
+                "ReplacingMergeTree".into()
+            }
+        });
+        let engine = if engine.contains('(') {
+            engine
+        } else {
+            format!("{engine}()")
+        };
+        let order_by = self.config.order_by.clone().unwrap_or_else(|| {
+            if pk.is_empty() {
+                "tuple()".into()
+            } else {
+                format!(
+                    "({})",
+                    pk.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ")
+                )
+            }
+        });
+        let settings = if engine.contains("MergeTree") && !engine.starts_with("Replicated") {
+            format!(" SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}")
+        } else {
+            String::new()
+        };
+        Ok(format!(
+            "CREATE TABLE IF NOT EXISTS {} ({}) ENGINE = {engine} ORDER BY {order_by}{settings}",
+            self.target(),
+            columns.join(", ")
+        ))
+    }
+
+    /// Checks (or creates) the target table before any row is sent.
+    async fn prepare_table(&mut self) -> Result<(), JobError> {
+        let (db, table) = (self.config.database.clone(), self.config.table.clone());
+        let found = self
+            .rows(
+                "SELECT engine, create_table_query FROM system.tables WHERE database = ? AND name = ?",
+                &[&db, &table],
+            )
+            .await?;
+        let (engine, create_query) = match found.first() {
+            Some(r) if r.len() >= 2 => (r[0].clone(), r[1].clone()),
+            _ if self.config.create_table => {
+                let sql = self.create_table_sql()?;
+                self.execute(&sql).await?;
+                tracing::info!(table = %self.name, "created ClickHouse table {}", self.target());
+                return Ok(());
+            }
+            _ => {
+                return Err(self.error(format!(
+                    "ClickHouse table {} does not exist (create it, or set 'sink.create-table' = 'true')",
+                    self.target()
+                )));
+            }
+        };
+        let columns = self
+            .rows(
+                "SELECT name, type FROM system.columns WHERE database = ? AND table = ?",
+                &[&db, &table],
+            )
+            .await?;
+        for f in self.schema.fields() {
+            let Some(col) = columns.iter().find(|c| c.first() == Some(f.name())) else {
+                return Err(self.error(format!(
+                    "ClickHouse table {} has no column `{}` (it has: {})",
+                    self.target(),
+                    f.name(),
+                    columns
+                        .iter()
+                        .map(|c| c[0].as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            };
+            let ch_type = col.get(1).map(String::as_str).unwrap_or_default();
+            if !writable(f.data_type(), ch_type) {
+                return Err(self.error(format!(
+                    "column `{}`: a {} cannot be written into ClickHouse {ch_type}",
+                    f.name(),
+                    crate::sql::types::flink_type_name(f.data_type())
+                )));
+            }
+        }
+        if self.config.exactly_once {
+            self.check_deduplication(&engine, &create_query).await;
+        }
+        Ok(())
+    }
+
+    /// Makes sure a retried block is deduplicated: MergeTree tables need a deduplication window.
+    async fn check_deduplication(&self, engine: &str, create_query: &str) {
+        if engine.starts_with("Replicated") {
+            return;
+        }
+        if !engine.contains("MergeTree") {
+            tracing::warn!(table = %self.name, "ClickHouse engine {engine} does not deduplicate inserts: a retried insert may duplicate rows");
+            return;
+        }
+        if create_query.contains("non_replicated_deduplication_window") {
+            return;
+        }
+        let sql = format!(
+            "ALTER TABLE {} MODIFY SETTING non_replicated_deduplication_window = {DEDUP_WINDOW}",
+            self.target()
+        );
+        if let Err(e) = self.execute(&sql).await {
+            tracing::warn!(table = %self.name, "insert deduplication is off for {} (cannot set non_replicated_deduplication_window: {e}); a retried insert may duplicate rows", self.target());
+        }
+    }
+
+    /// Sends the buffered rows as one epoch, block by block.
+    async fn insert_buffered(&mut self) -> Result<(), JobError> {
+        self.last_insert = Instant::now();
+        if self.buffered_rows == 0 {
+            return Ok(());
+        }
+        let all = concat_batches(&self.schema, &std::mem::take(&mut self.buffered))?;
+        self.buffered_rows = 0;
+        self.epoch += 1;
+        let size = self.config.batch_size;
+        for (block, offset) in (0..all.num_rows()).step_by(size).enumerate() {
+            let rows = all.slice(offset, size.min(all.num_rows() - offset));
+            let token = format!("{}/{}/{block}", self.token_prefix, self.epoch);
+            self.insert_block(&rows, &token).await?;
+        }
+        Ok(())
+    }
+
+    /// Inserts one block with its deduplication token, retrying transient failures. Sending the
+    /// same block with the same token again stores nothing new.
+    pub async fn insert_block(&self, rows: &RecordBatch, token: &str) -> Result<(), JobError> {
+        let data = encode(rows)?;
+        self.insert_with_retries(data, token).await
+    }
+
+    async fn insert_with_retries(&self, data: Bytes, token: &str) -> Result<(), JobError> {
+        let mut backoff = FIRST_BACKOFF;
+        let mut attempt = 0;
+        loop {
+            match self.insert_once(data.clone(), token).await {
+                Ok(()) => return Ok(()),
+                Err(e) if retryable(&e) && attempt < self.config.max_retries => {
+                    attempt += 1;
+                    tracing::warn!(table = %self.name, "ClickHouse insert failed ({e}); retry {attempt}/{} in {backoff:?}", self.config.max_retries);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+                Err(e) => {
+                    return Err(self.error(format!(
+                        "ClickHouse insert into {} failed{}: {e}",
+                        self.target(),
+                        if attempt > 0 {
+                            format!(" after {attempt} retries")
+                        } else {
+                            String::new()
+                        }
+                    )));
+                }
+            }
+        }
+    }
+
+    async fn insert_once(&self, data: Bytes, token: &str) -> clickhouse::error::Result<()> {
+        let mut insert = self
+            .client
+            .insert_formatted_with(self.insert_sql.clone())
+            .with_timeouts(Some(Duration::from_secs(30)), Some(Duration::from_secs(60)));
+        if self.config.exactly_once {
+            insert = insert.with_setting("insert_deduplication_token", token);
+        }
+        insert.send(data).await?;
+        insert.end().await
+    }
+}
+
+/// Arrow IPC stream bytes of one batch.
+pub fn encode(batch: &RecordBatch) -> Result<Bytes, JobError> {
+    let mut buf = Vec::new();
+    let mut w = StreamWriter::try_new(&mut buf, &batch.schema())?;
+    w.write(batch)?;
+    w.finish()?;
+    drop(w);
+    Ok(Bytes::from(buf))
+}
+
+fn retryable(e: &clickhouse::error::Error) -> bool {
+    use clickhouse::error::Error;
+    match e {
+        Error::Network(_) | Error::TimedOut => true,
+        // The server is up but cannot take the insert right now.
+        Error::BadResponse(m) => [
+            "TOO_MANY_PARTS",
+            "TIMEOUT_EXCEEDED",
+            "MEMORY_LIMIT_EXCEEDED",
+            "TABLE_IS_READ_ONLY",
+        ]
+        .iter()
+        .any(|c| m.contains(c)),
+        _ => false,
+    }
+}
+
+fn unescape_tsv(field: &str) -> String {
+    let mut out = String::with_capacity(field.len());
+    let mut chars = field.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('t') => out.push('\t'),
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some('0') => out.push('\0'),
+            Some(o) => out.push(o),
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+#[async_trait]
+impl Sink for ClickHouseSink {
+    async fn open(&mut self, job: &str) -> Result<(), JobError> {
+        let run = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        self.token_prefix = format!("{job}/{}/{run}", self.name);
+        self.prepare_table().await
+    }
+
+    async fn write(&mut self, batch: RecordBatch) -> Result<(), JobError> {
+        self.buffered_rows += batch.num_rows();
+        self.buffered.push(batch);
+        if self.buffered_rows >= self.config.batch_size
+            || self.last_insert.elapsed() >= self.config.flush_interval
+        {
+            self.insert_buffered().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), JobError> {
+        self.insert_buffered().await
+    }
+
+    async fn finish(&mut self) -> Result<(), JobError> {
+        self.insert_buffered().await
+    }
+}
