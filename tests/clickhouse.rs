@@ -196,3 +196,72 @@ async fn a_block_sent_again_with_its_token_is_stored_once() {
     sink.flush().await.unwrap();
     assert_eq!(count(url, db).await, "1010\t1010\n");
 }
+
+/// A ClickHouse server of the test's own, on `port`, keeping its data in `dir`.
+fn start_server(dir: &std::path::Path, port: u16) -> std::process::Child {
+    let script = std::env::var("SLUICE_TEST_CHDB_SERVER").expect("set by scripts/test.sh");
+    let child = std::process::Command::new(script)
+        .arg(dir)
+        .arg(port.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..150 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return child;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    panic!("the test's ClickHouse did not start on port {port}");
+}
+
+#[tokio::test]
+async fn the_job_waits_while_clickhouse_is_down_and_loses_nothing() {
+    if test_clickhouse().is_none() {
+        return;
+    }
+    let port = 18124;
+    let url = format!("http://127.0.0.1:{port}");
+    let data = tempfile::tempdir().unwrap();
+    let mut server = start_server(data.path(), port);
+    let dir = tempfile::tempdir().unwrap();
+    let rows = 3000;
+    let sql = format!(
+        "CREATE TABLE src (id BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '1000',
+           'fields.id.kind' = 'sequence', 'fields.id.start' = '1', 'fields.id.end' = '{rows}');
+         CREATE TABLE ch (id BIGINT) WITH ('connector' = 'clickhouse', 'url' = '{url}',
+           'table' = 'ids', 'sink.create-table' = 'true', 'sink.batch-size' = '100',
+           'sink.flush-interval' = '100 ms', 'sink.max-retries' = '30');
+         INSERT INTO ch SELECT * FROM src;"
+    );
+    let script = dir.path().join("q.sql");
+    std::fs::write(&script, sql).unwrap();
+    let job = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "--quiet", script.to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Stop the server while rows flow, keep it down for two seconds, start it again.
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let _ = std::process::Command::new("kill")
+        .arg(server.id().to_string())
+        .status();
+    let _ = server.wait();
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let mut server = start_server(data.path(), port);
+    let out = job.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("retry"),
+        "the insert should have been retried: {stderr}"
+    );
+    let counts = clickhouse_query(
+        &url,
+        "SELECT count(), uniqExact(id), min(id), max(id) FROM default.ids",
+    )
+    .await;
+    let _ = server.kill();
+    assert_eq!(counts, format!("{rows}\t{rows}\t1\t{rows}\n"));
+}
