@@ -200,7 +200,7 @@ async fn a_block_sent_again_with_its_token_is_stored_once() {
 /// A ClickHouse server of the test's own, on `port`, keeping its data in `dir`.
 fn start_server(dir: &std::path::Path, port: u16) -> std::process::Child {
     let script = std::env::var("SLUICE_TEST_CHDB_SERVER").expect("set by scripts/test.sh");
-    let child = std::process::Command::new(script)
+    let mut child = std::process::Command::new(script)
         .arg(dir)
         .arg(port.to_string())
         .stdout(std::process::Stdio::null())
@@ -213,6 +213,8 @@ fn start_server(dir: &std::path::Path, port: u16) -> std::process::Child {
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("the test's ClickHouse did not start on port {port}");
 }
 
@@ -263,5 +265,6 @@ async fn the_job_waits_while_clickhouse_is_down_and_loses_nothing() {
     )
     .await;
     let _ = server.kill();
+    let _ = server.wait();
     assert_eq!(counts, format!("{rows}\t{rows}\t1\t{rows}\n"));
 }
