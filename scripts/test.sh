@@ -22,6 +22,17 @@ log() { printf '[test.sh] %s\n' "$*" >&2; }
 
 port_open() { (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null; }
 
+# wait_for NAME ADDR LOG: up to 30 s for a server just started to listen; its log if it does not.
+wait_for() {
+  for _ in $(seq 1 150); do
+    port_open "$2" && return 0
+    sleep 0.2
+  done
+  log "$1 did not start:"
+  cat "$3" >&2
+  exit 1
+}
+
 # --- tansu ---------------------------------------------------------------------------------
 if ! command -v tansu >/dev/null 2>&1; then
   log "installing tansu $TANSU_VERSION (first run on this machine: ~10 minutes)"
@@ -45,11 +56,7 @@ else
     --advertised-listener-url "tcp://$KAFKA_ADDR" \
     --storage-engine memory://tansu/ >"$STATE_DIR/tansu.log" 2>&1 &
   started_pids+=($!)
-  for _ in $(seq 1 100); do
-    port_open "$KAFKA_ADDR" && break
-    sleep 0.2
-  done
-  port_open "$KAFKA_ADDR" || { log "tansu did not start:"; cat "$STATE_DIR/tansu.log" >&2; exit 1; }
+  wait_for tansu "$KAFKA_ADDR" "$STATE_DIR/tansu.log"
 fi
 export SLUICE_TEST_KAFKA="$KAFKA_ADDR"
 
@@ -69,11 +76,7 @@ else
   rm -rf "$STATE_DIR/clickhouse"
   scripts/clickhouse-server.sh "$STATE_DIR/clickhouse" "${CLICKHOUSE_ADDR#*:}" >"$STATE_DIR/clickhouse.log" 2>&1 &
   started_pids+=($!)
-  for _ in $(seq 1 150); do
-    port_open "$CLICKHOUSE_ADDR" && break
-    sleep 0.2
-  done
-  port_open "$CLICKHOUSE_ADDR" || { log "ClickHouse did not start:"; cat "$STATE_DIR/clickhouse.log" >&2; exit 1; }
+  wait_for ClickHouse "$CLICKHOUSE_ADDR" "$STATE_DIR/clickhouse.log"
 fi
 export SLUICE_TEST_CLICKHOUSE="http://$CLICKHOUSE_ADDR"
 
