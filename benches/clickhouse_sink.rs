@@ -53,8 +53,12 @@ fn batches(schema: &Arc<Schema>) -> Vec<RecordBatch> {
                 ))
             };
             let columns: Vec<ArrayRef> = vec![
-                Arc::new(StringArray::from_iter_values(idx.clone().map(|i| format!("V{:04}", i % 1000)))),
-                Arc::new(StringArray::from_iter_values(idx.clone().map(|i| format!("D{:04}", i % 1000)))),
+                Arc::new(StringArray::from_iter_values(
+                    idx.clone().map(|i| format!("V{:04}", i % 1000)),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    idx.clone().map(|i| format!("D{:04}", i % 1000)),
+                )),
                 Arc::new(TimestampMillisecondArray::from_iter_values(
                     idx.clone().map(|i| 1_709_280_000_000 + i as i64 * 3),
                 )),
@@ -65,7 +69,11 @@ fn batches(schema: &Arc<Schema>) -> Vec<RecordBatch> {
                 float(0.5),
                 float(0.6),
                 Arc::new(StringArray::from_iter_values(idx.clone().map(|i| {
-                    if i % 500 == 0 { "ignition_on" } else { "telemetry" }
+                    if i % 500 == 0 {
+                        "ignition_on"
+                    } else {
+                        "telemetry"
+                    }
                 }))),
             ];
             RecordBatch::try_new(schema.clone(), columns).unwrap()
@@ -79,8 +87,14 @@ async fn main() {
     let schema = schema();
     let input = batches(&schema);
     let bytes: usize = input.iter().map(RecordBatch::get_array_memory_size).sum();
-    println!("{ROWS} rows, 10 columns, {:.0} MB in Arrow; ClickHouse at {url}", bytes as f64 / 1e6);
-    println!("{:>10} {:>10} {:>10} {:>9} {:>16}", "batch", "wall_s", "rows/s", "MB/s", "rows/CPU-s");
+    println!(
+        "{ROWS} rows, 10 columns, {:.0} MB in Arrow; ClickHouse at {url}",
+        bytes as f64 / 1e6
+    );
+    println!(
+        "{:>10} {:>10} {:>10} {:>9} {:>16}",
+        "batch", "wall_s", "rows/s", "MB/s", "rows/CPU-s"
+    );
     for batch_size in [10_000, 50_000, 100_000] {
         let table = format!("bench_{batch_size}");
         let config = ClickHouseConfig {
@@ -104,7 +118,11 @@ async fn main() {
             connector: ConnectorConfig::ClickHouse(config.clone()),
         };
         let client = clickhouse::Client::default().with_url(&url);
-        client.query(&format!("DROP TABLE IF EXISTS default.{table}")).execute().await.unwrap();
+        client
+            .query(&format!("DROP TABLE IF EXISTS default.{table}"))
+            .execute()
+            .await
+            .unwrap();
         let mut sink = ClickHouseSink::new(config, &node);
         sink.open("bench").await.unwrap();
         let (cpu0, _) = usage();

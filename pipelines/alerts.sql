@@ -1,4 +1,5 @@
--- Real-time alerts (FLEET.md §1 and §5) from Kafka to the Kafka topic fleet.alerts:
+-- Real-time alerts (FLEET.md §1 and §5) from Kafka to the Kafka topic fleet.alerts and the
+-- ClickHouse table fleet.alerts (schema in sql/schema.sql):
 --   * SOS and crash events and engine over-temperature, passed through within milliseconds;
 --   * harsh braking: fast (> 80 km/h), then one or more decelerations below -4 m/s² within
 --     10 seconds (MATCH_RECOGNIZE);
@@ -6,7 +7,7 @@
 --     (default 5) after moving, raised once per stop when the threshold is reached. The
 --     pattern starts only at the last moving row (S), so a long stop is one match attempt.
 --
---   sluice run pipelines/alerts.sql
+--   sluice run pipelines/alerts.sql      (KAFKA_BROKERS, CLICKHOUSE_URL as in docker-compose)
 
 SET 'pipeline.name' = 'fleet-alerts';
 
@@ -51,7 +52,25 @@ CREATE TABLE fleet_alerts (
   'key.fields' = 'vehicle_id'
 );
 
-INSERT INTO fleet_alerts
+CREATE TABLE alerts_clickhouse (
+  alert_id    STRING,
+  vehicle_id  STRING,
+  driver_id   STRING,
+  alert_type  STRING,
+  severity    STRING,
+  ts          TIMESTAMP(3),
+  lat         DOUBLE,
+  lon         DOUBLE,
+  detail      STRING
+) WITH (
+  'connector' = 'clickhouse',
+  'url' = '${CLICKHOUSE_URL:-http://127.0.0.1:18123}',
+  'database' = 'fleet',
+  'table' = 'alerts',
+  'sink.flush-interval' = '1 s'
+);
+
+CREATE VIEW passthrough_alerts AS
 SELECT
   CONCAT(vehicle_id, '-', event_type, '-', CAST(CAST(ts AS BIGINT) AS STRING)) AS alert_id,
   vehicle_id,
@@ -68,7 +87,7 @@ SELECT
 FROM telemetry
 WHERE event_type IN ('sos', 'crash') OR engine_temp_c > ${MAX_ENGINE_TEMP_C:-110};
 
-INSERT INTO fleet_alerts
+CREATE VIEW harsh_braking_alerts AS
 SELECT
   CONCAT(vehicle_id, '-harsh_braking-', CAST(CAST(fast_ts AS BIGINT) AS STRING)) AS alert_id,
   vehicle_id,
@@ -102,7 +121,7 @@ MATCH_RECOGNIZE (
     C AS NOT (C.accel_ms2 < -4)
 );
 
-INSERT INTO fleet_alerts
+CREATE VIEW idling_alerts AS
 SELECT
   CONCAT(vehicle_id, '-idling-', CAST(CAST(idle_from AS BIGINT) AS STRING)) AS alert_id,
   vehicle_id,
@@ -132,3 +151,12 @@ MATCH_RECOGNIZE (
     L AS L.speed_kmh < 1 AND L.event_type = 'telemetry'
          AND L.ts >= FIRST(I.ts) + INTERVAL '${IDLE_MINUTES:-5}' MINUTE
 );
+
+EXECUTE STATEMENT SET BEGIN
+  INSERT INTO fleet_alerts SELECT * FROM passthrough_alerts;
+  INSERT INTO fleet_alerts SELECT * FROM harsh_braking_alerts;
+  INSERT INTO fleet_alerts SELECT * FROM idling_alerts;
+  INSERT INTO alerts_clickhouse SELECT * FROM passthrough_alerts;
+  INSERT INTO alerts_clickhouse SELECT * FROM harsh_braking_alerts;
+  INSERT INTO alerts_clickhouse SELECT * FROM idling_alerts;
+END;

@@ -25,4 +25,3 @@ pub fn usage() -> (f64, f64) {
         .unwrap_or(0.0);
     (cpu, hwm_kb / 1024.0)
 }
-

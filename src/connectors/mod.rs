@@ -38,8 +38,9 @@ pub trait Source: Send {
 #[async_trait]
 pub trait Sink: Send {
     /// Connects and checks the target before any row flows (a ClickHouse table's columns), so a
-    /// mismatch fails the job at start. `job` names the job (deduplication tokens use it).
-    async fn open(&mut self, _job: &str) -> Result<(), JobError> {
+    /// mismatch fails the job at start. `writer` names this sink instance uniquely within the
+    /// job's runs (job name and pipeline; deduplication tokens use it).
+    async fn open(&mut self, _writer: &str) -> Result<(), JobError> {
         Ok(())
     }
 

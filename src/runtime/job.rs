@@ -70,13 +70,15 @@ pub async fn run_job(
     for (i, pipeline) in job.pipelines.into_iter().enumerate() {
         let (tx, rx) = mpsc::channel(opts.channel_capacity);
         senders[pipeline.source].push(tx);
+        // Each pipeline's sink is its own writer, even when several write one table.
+        let writer = format!("{}/{i}", job.name);
         let mut sink = pipeline.sink.connector.create_sink(&pipeline.sink)?;
-        sink.open(&job.name).await?;
+        sink.open(&writer).await?;
         let side_output = match &pipeline.side_output {
             Some(node) => Some(SideOutput {
                 sink: {
                     let mut s = node.connector.create_sink(node)?;
-                    s.open(&job.name).await?;
+                    s.open(&format!("{writer}-late")).await?;
                     s
                 },
                 schema: node.schema.clone(),

@@ -5,7 +5,7 @@
 //!
 //! **Delivery.** Each insert of buffered rows is an *epoch*; its rows are cut into blocks of
 //! `sink.batch-size` in order, so the blocks of an epoch are the same every time it is sent.
-//! Every block carries `insert_deduplication_token = <job>/<table>/<run>/<epoch>/<block>`; a
+//! Every block carries `insert_deduplication_token = <job>/<pipeline>/<table>/<run>/<epoch>/<block>`; a
 //! block retried after a timeout or a lost connection is therefore stored once
 //! (exactly-once for retries). `<run>` is the start time of this process until checkpoints land;
 //! then the epoch becomes the checkpoint id and a restarted job re-sends the same tokens.
@@ -49,7 +49,7 @@ pub struct ClickHouseSink {
     buffered: Vec<RecordBatch>,
     buffered_rows: usize,
     last_insert: Instant,
-    /// Token prefix `<job>/<table>/<run>`.
+    /// Token prefix `<job>/<pipeline>/<table>/<run>`.
     token_prefix: String,
     epoch: u64,
 }
@@ -370,11 +370,12 @@ fn unescape_tsv(field: &str) -> String {
 
 #[async_trait]
 impl Sink for ClickHouseSink {
-    async fn open(&mut self, job: &str) -> Result<(), JobError> {
+    async fn open(&mut self, writer: &str) -> Result<(), JobError> {
         let run = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
-        self.token_prefix = format!("{job}/{}/{run}", self.name);
+        // Two pipelines writing one table must never share a token: `writer` tells them apart.
+        self.token_prefix = format!("{writer}/{}/{run}", self.name);
         self.prepare_table().await
     }
 
