@@ -65,6 +65,8 @@ CREATE TABLE alerts_clickhouse (
 ) WITH (
   'connector' = 'clickhouse',
   'url' = '${CLICKHOUSE_URL:-http://127.0.0.1:18123}',
+  'username' = '${CLICKHOUSE_USER:-default}',
+  'password' = '${CLICKHOUSE_PASSWORD:-}',
   'database' = 'fleet',
   'table' = 'alerts',
   'sink.flush-interval' = '1 s'

@@ -13,7 +13,14 @@ fn compose_file_names_real_services_and_pipelines() {
     doc.apply_merge().unwrap();
     let services = doc["services"].as_mapping().expect("services");
     let names: Vec<&str> = services.keys().filter_map(Value::as_str).collect();
-    for expected in ["redpanda", "console", "generator", "overspeed", "alerts"] {
+    for expected in [
+        "redpanda",
+        "console",
+        "clickhouse",
+        "generator",
+        "overspeed",
+        "alerts",
+    ] {
         assert!(
             names.contains(&expected),
             "service {expected} missing: {names:?}"
@@ -38,6 +45,24 @@ fn compose_file_names_real_services_and_pipelines() {
             "README names service `{name}`, compose has {names:?}"
         );
     }
+    // Files mounted from the repository exist (the ClickHouse schema, the pipelines).
+    for svc in services.values() {
+        for v in svc["volumes"].as_sequence().into_iter().flatten() {
+            let Some(src) = v.as_str().and_then(|v| v.split(':').next()) else {
+                continue;
+            };
+            if let Some(rel) = src.strip_prefix("./") {
+                assert!(root.join(rel).exists(), "mounted {src} does not exist");
+            }
+        }
+    }
+    // Pipelines writing to ClickHouse wait for it and know where it is.
+    let alerts = &services[&Value::from("alerts")];
+    assert_eq!(
+        alerts["environment"]["CLICKHOUSE_URL"].as_str(),
+        Some("http://clickhouse:8123")
+    );
+    assert!(alerts["depends_on"]["clickhouse"].is_mapping());
     let mut pipelines = 0;
     for (name, svc) in services {
         let Some(cmd) = svc["command"].as_sequence() else {
