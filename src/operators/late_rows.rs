@@ -39,12 +39,8 @@ impl LateRowSplitter {
     ) -> Self {
         LateRowSplitter {
             kind: Some(kind),
-            time_column,
-            watermark,
-            schema,
-            side: Vec::new(),
-            late_rows: 0,
             allowed_lateness,
+            ..Self::for_rows(time_column, watermark, schema)
         }
     }
 

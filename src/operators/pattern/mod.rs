@@ -229,8 +229,8 @@ impl MatchRecognize {
         let mut touched: Vec<u32> = Vec::new();
         if let Some((batch, ts)) = self.take_released(watermark)? {
             let ids = self.partition_ids(&batch)?;
-            let order = self.sort_order(&batch, &ids, &ts)?;
-            let sorted = take_record_batch(&batch, &UInt32Array::from(order.clone()))?;
+            let order = UInt32Array::from(self.sort_order(&batch, &ids, &ts)?);
+            let sorted = take_record_batch(&batch, &order)?;
             let def = self.def.clone();
             let bits: Vec<Option<BooleanArray>> = def
                 .conditions
@@ -245,7 +245,7 @@ impl MatchRecognize {
                 .collect::<Result<_, JobError>>()?;
             let chunk = self.store.add(sorted);
             let mut found = Vec::new();
-            for (i, &src) in order.iter().enumerate() {
+            for (i, &src) in order.values().iter().enumerate() {
                 let k = ids[src as usize];
                 let t = ts[src as usize];
                 let Partition {

@@ -23,7 +23,6 @@ use crate::operators::pattern::matcher::MatchRules;
 use crate::operators::pattern::nfa::{Program, VarId};
 use crate::operators::pattern::refs::{MatchExprs, MatchRef, Navigation};
 use crate::operators::pattern::{Condition, MatchRecognize, MatchRecognizeDef};
-use crate::operators::{Operator, Projection};
 use crate::sql::error::{Position, SourceText, SqlError};
 use crate::sql::match_recognize::{MatchInput, MatchRecognizeSpec};
 use crate::sql::parser;
@@ -202,6 +201,7 @@ impl Planner {
                 Scope::Define(*var),
                 std::slice::from_ref(expr),
                 &input_schema,
+                time_column,
                 at,
                 &mut max_prev,
             )?;
@@ -229,6 +229,7 @@ impl Planner {
             Scope::Measures,
             &measure_exprs,
             &input_schema,
+            time_column,
             pos,
             &mut max_prev,
         )?;
@@ -296,6 +297,7 @@ impl Planner {
         scope: Scope,
         exprs: &[SqlExpr],
         input: &SchemaRef,
+        time_column: usize,
         pos: Position,
         max_prev: &mut u64,
     ) -> Result<(MatchExprs, Vec<DataType>), SqlError> {
@@ -350,7 +352,7 @@ impl Planner {
                     )
                 }
                 RefSpec::MatchRowtime => {
-                    let column = time_column(spec, input);
+                    let column = time_column;
                     (
                         MatchRef::Column {
                             var: None,
@@ -468,40 +470,16 @@ impl Planner {
         s.operators.push(Box::new(
             MatchRecognize::new(def.clone()).map_err(|e| src.error(*at, e.to_string()))?,
         ));
-        if let Some(indices) = &scan.projection {
-            let all = indices.iter().copied().eq(0..def.output.fields().len());
-            if !all {
-                let exprs = indices
-                    .iter()
-                    .map(|&i| {
-                        Arc::new(datafusion::physical_expr::expressions::Column::new(
-                            def.output.field(i).name(),
-                            i,
-                        ))
-                            as Arc<dyn datafusion::physical_expr::PhysicalExpr>
-                    })
-                    .collect();
-                s.operators.push(Box::new(Projection::new(
-                    exprs,
-                    Arc::new(scan.projected_schema.as_arrow().clone()),
-                )) as Box<dyn Operator>);
-            }
+        if let Some(select) = scan
+            .projection
+            .as_ref()
+            .and_then(|i| super::column_selection(i, &def.output, &scan.projected_schema))
+        {
+            s.operators.push(select);
         }
         s.schema = scan.projected_schema.clone();
         Ok(s)
     }
-}
-
-/// The ORDER BY time column (checked to exist when the clause was planned).
-fn time_column(spec: &MatchRecognizeSpec, input: &SchemaRef) -> usize {
-    let name = match &spec.order_by[0].expr {
-        SqlExpr::Identifier(i) => &i.value,
-        SqlExpr::CompoundIdentifier(p) => &p[p.len() - 1].value,
-        _ => "",
-    };
-    input
-        .index_of(name)
-        .expect("the time column was resolved before")
 }
 
 fn expr_pos(e: &SqlExpr, fallback: Position) -> Position {

@@ -620,13 +620,8 @@ impl Planner {
                 let source = job.source_for(table);
                 let reads = scan.projection.clone().unwrap_or_else(|| (0..table.row_schema.fields().len()).collect()).into_iter().collect();
                 let mut operators: Vec<Box<dyn Operator>> = Vec::new();
-                let all_columns = |i: &Vec<usize>| i.iter().copied().eq(0..table.row_schema.fields().len());
-                if let Some(indices) = scan.projection.as_ref().filter(|i| !all_columns(i)) {
-                    let exprs = indices
-                        .iter()
-                        .map(|&i| Arc::new(Column::new(table.row_schema.field(i).name(), i)) as Arc<dyn PhysicalExpr>)
-                        .collect();
-                    operators.push(Box::new(Projection::new(exprs, Arc::new(scan.projected_schema.as_arrow().clone()))));
+                if let Some(select) = scan.projection.as_ref().and_then(|i| column_selection(i, &table.row_schema, &scan.projected_schema)) {
+                    operators.push(select);
                 }
                 for f in &scan.filters {
                     let pred = exprs.compile(f, &scan.projected_schema)?;
@@ -675,6 +670,26 @@ Ok(CompiledStream { source, operators, schema: scan.projected_schema.clone(), wi
             )),
         }
     }
+}
+
+/// The operator keeping columns `indices` of `input` (a scan's projection), or `None` when that
+/// is every column in order.
+fn column_selection(
+    indices: &[usize],
+    input: &Schema,
+    output: &DFSchemaRef,
+) -> Option<Box<dyn Operator>> {
+    if indices.iter().copied().eq(0..input.fields().len()) {
+        return None;
+    }
+    let exprs = indices
+        .iter()
+        .map(|&i| Arc::new(Column::new(input.field(i).name(), i)) as Arc<dyn PhysicalExpr>)
+        .collect();
+    Some(Box::new(Projection::new(
+        exprs,
+        Arc::new(output.as_arrow().clone()),
+    )))
 }
 
 struct CompiledStream {
