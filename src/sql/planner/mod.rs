@@ -30,7 +30,7 @@ use windows::{late_row_side_output, uses_window_columns};
 use super::ast::{ColumnKind, CreateTable, Located, ObjectKind, Script, ShowKind, Statement};
 use super::catalog::{MetadataColumn, Table, WatermarkSpec};
 use super::error::{Position, SourceText, SqlError};
-use super::functions::{CurrentWatermark, WatermarkCell, new_watermark_cell};
+use super::functions::{self, CurrentWatermark, WatermarkCell, new_watermark_cell};
 use super::rewrite::{rewrite_expr, rewrite_statement};
 use super::types::flink_type_name;
 use super::window_tvf::WindowTvf;
@@ -88,8 +88,7 @@ impl Planner {
         Planner {
             ctx: {
                 let ctx = SessionContext::new_with_config(config);
-                // Resolves the name while planning; each pipeline binds its own instance.
-                ctx.register_udf(CurrentWatermark::udf(new_watermark_cell()));
+                functions::register(&ctx);
                 ctx
             },
             tables: BTreeMap::new(),

@@ -1,5 +1,3 @@
-//! Flink SQL functions DataFusion lacks.
-//!
 //! `CURRENT_WATERMARK(rowtime)`: the watermark of the pipeline evaluating it, NULL before the
 //! first one — the usual way to write `WHERE ts > CURRENT_WATERMARK(ts)` (drop late rows) or to
 //! tag them. The planner gives each pipeline its own instance bound to a cell the pipeline task

@@ -1,0 +1,18 @@
+//! SQL functions DataFusion lacks: Flink's `CURRENT_WATERMARK`, and the geodesy a fleet pipeline
+//! needs (`HAVERSINE_KM`, `TRACK_DISTANCE_KM`). Registered on every planner's session.
+
+mod geo;
+mod watermark;
+
+use datafusion::prelude::SessionContext;
+
+pub use geo::{HaversineKm, TrackDistanceKm, haversine_km};
+pub use watermark::{CurrentWatermark, WatermarkCell, new_watermark_cell};
+
+/// Registers Sluice's functions on a planning session. `CURRENT_WATERMARK` is registered with a
+/// placeholder cell so the name resolves; each pipeline binds its own instance.
+pub fn register(ctx: &SessionContext) {
+    ctx.register_udf(CurrentWatermark::udf(new_watermark_cell()));
+    ctx.register_udf(HaversineKm::udf());
+    ctx.register_udaf(TrackDistanceKm::udaf());
+}
