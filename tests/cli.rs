@@ -140,3 +140,36 @@ fn generator_writes_the_fleet_schema_deterministically() {
     .unwrap();
     assert_eq!(unzipped, text, "same seed and start, same events");
 }
+
+/// Several INSERTs of a statement set into one filesystem table: each pipeline writes part files
+/// of its own (they once shared names, and one pipeline's commit failed on the other's rename).
+#[test]
+fn a_statement_set_writes_one_file_table_from_several_pipelines() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, "{\"n\": 1}\n{\"n\": 2}\n{\"n\": 3}\n").unwrap();
+    let out = dir.path().join("out");
+    let sql = format!(
+        "CREATE TABLE src (n INT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         CREATE TABLE dst (n INT, kind STRING) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+         EXECUTE STATEMENT SET BEGIN
+           INSERT INTO dst SELECT n, 'odd' FROM src WHERE n % 2 = 1;
+           INSERT INTO dst SELECT n, 'even' FROM src WHERE n % 2 = 0;
+           INSERT INTO dst SELECT n * 10, 'all' FROM src;
+         END;",
+        input.display(),
+        out.display()
+    );
+    let run = common::run_script(dir.path(), &sql, 2);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let mut rows = common::read_sink_dir(&out);
+    rows.sort();
+    assert_eq!(
+        rows,
+        ["1,odd", "10,all", "2,even", "20,all", "3,odd", "30,all"]
+    );
+}

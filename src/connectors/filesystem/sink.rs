@@ -17,7 +17,8 @@ pub struct FileSink {
     config: FilesystemConfig,
     table: String,
     dir: PathBuf,
-    /// Unique per run, so restarts never overwrite earlier part files.
+    /// Unique per run and pipeline, so neither restarts nor several pipelines writing one
+    /// table (a statement set) ever write the same part file.
     run_id: String,
     counter: u64,
     current: Option<PartFile>,
@@ -49,7 +50,7 @@ impl FileSink {
         })
     }
 
-    fn open(&mut self) -> Result<&mut PartFile, JobError> {
+    fn part_file(&mut self) -> Result<&mut PartFile, JobError> {
         if self.current.is_none() {
             let name = format!(
                 "part-{}-{}.{}",
@@ -95,7 +96,7 @@ impl Sink for FileSink {
             .encode(&batch)
             .map_err(|e| JobError::sink(&self.table, e.to_string()))?;
         let limit = self.config.rolling_file_size;
-        let part = self.open()?;
+        let part = self.part_file()?;
         part.writer
             .write_all(&bytes)
             .map_err(|e| JobError::io(format!("writing {}", part.in_progress.display()), e))?;
@@ -116,6 +117,19 @@ impl Sink for FileSink {
                 self.roll()?;
             }
         }
+        Ok(())
+    }
+
+    async fn open(&mut self, writer: &str) -> Result<(), JobError> {
+        // `writer` is `<job>/<pipeline>[-late]`; the job name is already the directory's concern.
+        let pipeline: String = writer
+            .rsplit('/')
+            .next()
+            .unwrap_or(writer)
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
+        self.run_id = format!("{}-{pipeline}", self.run_id);
         Ok(())
     }
 
