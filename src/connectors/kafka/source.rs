@@ -48,12 +48,13 @@ impl KafkaSource {
     }
 }
 
-/// librdkafka statistics → the source's lag metric.
-struct LagContext {
+/// librdkafka's callbacks for the source: statistics become the lag metric; end-of-partition
+/// "errors" (asked for by bounded reads, which stop on them) are not logged as failures.
+struct SourceContext {
     metrics: Arc<SourceMetrics>,
 }
 
-impl ClientContext for LagContext {
+impl ClientContext for SourceContext {
     fn stats(&self, stats: Statistics) {
         let lag: i64 = stats
             .topics
@@ -64,9 +65,15 @@ impl ClientContext for LagContext {
             .sum();
         self.metrics.lag.store(lag, Relaxed);
     }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() != Some(RDKafkaErrorCode::PartitionEOF) {
+            tracing::error!("librdkafka: {error}: {reason}");
+        }
+    }
 }
 
-impl ConsumerContext for LagContext {}
+impl ConsumerContext for SourceContext {}
 
 struct Split {
     topic: String,
@@ -121,8 +128,8 @@ impl Source for KafkaSource {
         if c.property("group.id").is_none() {
             cc.set("group.id", format!("sluice-{}", self.table));
         }
-        let consumer: StreamConsumer<LagContext> = cc
-            .create_with_context(LagContext {
+        let consumer: StreamConsumer<SourceContext> = cc
+            .create_with_context(SourceContext {
                 metrics: out.metrics().clone(),
             })
             .map_err(|e| self.err(e))?;
@@ -233,7 +240,7 @@ impl KafkaSource {
     }
 
     /// Every partition of the configured topics (or of the topics matching the pattern).
-    fn discover(&self, consumer: &StreamConsumer<LagContext>) -> Result<Vec<Split>, JobError> {
+    fn discover(&self, consumer: &StreamConsumer<SourceContext>) -> Result<Vec<Split>, JobError> {
         let c = &self.config;
         let md = consumer
             .fetch_metadata(None, TIMEOUT)
@@ -280,7 +287,7 @@ impl KafkaSource {
     /// The first offset to read of each split, resolved now so bounded reads know where they are.
     fn start_offsets(
         &self,
-        consumer: &StreamConsumer<LagContext>,
+        consumer: &StreamConsumer<SourceContext>,
         splits: &[Split],
     ) -> Result<Vec<i64>, JobError> {
         let c = &self.config;
@@ -388,7 +395,7 @@ impl KafkaSource {
         pending: &mut Pending,
         decoder: &mut RecordDecoder,
         splits: &[Split],
-        consumer: &StreamConsumer<LagContext>,
+        consumer: &StreamConsumer<SourceContext>,
         out: &mut SourceOutput,
     ) -> Result<(), JobError> {
         if pending.meta.is_empty() {
@@ -491,7 +498,7 @@ impl KafkaSource {
     /// are done.
     fn mark_done_at_eof(
         &self,
-        consumer: &StreamConsumer<LagContext>,
+        consumer: &StreamConsumer<SourceContext>,
         splits: &mut [Split],
         partition: i32,
     ) -> Result<(), JobError> {
@@ -510,7 +517,7 @@ impl KafkaSource {
         Ok(())
     }
 
-    fn commit(&self, consumer: &StreamConsumer<LagContext>) {
+    fn commit(&self, consumer: &StreamConsumer<SourceContext>) {
         match consumer.commit_consumer_state(CommitMode::Sync) {
             Ok(()) => {}
             Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
