@@ -1,13 +1,21 @@
 -- Real-time alerts (FLEET.md §1 and §5) from Kafka to the Kafka topic fleet.alerts and the
 -- ClickHouse table fleet.alerts (schema in sql/schema.sql):
 --   * SOS and crash events and engine over-temperature, passed through within milliseconds;
+--   * overspeed: the first reading over SPEED_LIMIT_KMH (default 120) after one under it, so a
+--     stretch of speeding is one alert, raised as it starts (MATCH_RECOGNIZE);
 --   * harsh braking: fast (> 80 km/h), then one or more decelerations below -4 m/s² within
 --     10 seconds (MATCH_RECOGNIZE);
 --   * idling: standing with the engine on (reporting, speed < 1 km/h) for IDLE_MINUTES
 --     (default 5) after moving, raised once per stop when the threshold is reached. The
 --     pattern starts only at the last moving row (S), so a long stop is one match attempt.
 --
---   sluice run pipelines/alerts.sql      (KAFKA_BROKERS, CLICKHOUSE_URL as in docker-compose)
+-- A new consumer group starts at the latest offset: alerts are about now, not a topic's history.
+--
+--   sluice run pipelines/alerts.sql
+--
+-- Environment: KAFKA_BROKERS, TELEMETRY_TOPIC, ALERTS_TOPIC, CLICKHOUSE_URL / _USER / _PASSWORD
+-- / _DATABASE (defaults: the local test servers, database fleet); SCAN_STARTUP_MODE=earliest-offset with
+-- SCAN_BOUNDED_MODE=latest-offset replays a topic once and stops.
 
 SET 'pipeline.name' = 'fleet-alerts';
 
@@ -25,10 +33,13 @@ CREATE TABLE telemetry (
   WATERMARK FOR ts AS ts - INTERVAL '2' SECOND
 ) WITH (
   'connector' = 'kafka',
-  'topic' = 'fleet.telemetry.raw',
+  'topic' = '${TELEMETRY_TOPIC:-fleet.telemetry.raw}',
   'properties.bootstrap.servers' = '${KAFKA_BROKERS:-127.0.0.1:19092}',
   'properties.group.id' = 'sluice-alerts',
-  'scan.startup.mode' = 'latest-offset',
+  'scan.startup.mode' = '${SCAN_STARTUP_MODE:-group-offsets}',
+  'properties.auto.offset.reset' = 'latest',
+  'scan.bounded.mode' = '${SCAN_BOUNDED_MODE:-unbounded}',
+  'scan.watermark.idle-timeout' = '30 s',
   'format' = 'json',
   'json.ignore-parse-errors' = 'true'
 );
@@ -45,7 +56,7 @@ CREATE TABLE fleet_alerts (
   detail      STRING
 ) WITH (
   'connector' = 'kafka',
-  'topic' = 'fleet.alerts',
+  'topic' = '${ALERTS_TOPIC:-fleet.alerts}',
   'properties.bootstrap.servers' = '${KAFKA_BROKERS:-127.0.0.1:19092}',
   'format' = 'json',
   'key.format' = 'raw',
@@ -67,7 +78,7 @@ CREATE TABLE alerts_clickhouse (
   'url' = '${CLICKHOUSE_URL:-http://127.0.0.1:18123}',
   'username' = '${CLICKHOUSE_USER:-default}',
   'password' = '${CLICKHOUSE_PASSWORD:-}',
-  'database' = 'fleet',
+  'database' = '${CLICKHOUSE_DATABASE:-fleet}',
   'table' = 'alerts',
   'sink.flush-interval' = '1 s'
 );
@@ -88,6 +99,35 @@ SELECT
   END AS detail
 FROM telemetry
 WHERE event_type IN ('sos', 'crash') OR engine_temp_c > ${MAX_ENGINE_TEMP_C:-110};
+
+CREATE VIEW overspeed_alerts AS
+SELECT
+  CONCAT(vehicle_id, '-overspeed-', CAST(CAST(ts AS BIGINT) AS STRING)) AS alert_id,
+  vehicle_id,
+  driver_id,
+  'overspeed' AS alert_type,
+  CASE WHEN speed_kmh >= ${SPEED_LIMIT_KMH:-120} + 20 THEN 'critical' ELSE 'warning' END AS severity,
+  ts,
+  lat,
+  lon,
+  CONCAT(CAST(speed_kmh AS STRING), ' km/h, limit ${SPEED_LIMIT_KMH:-120}') AS detail
+FROM telemetry
+MATCH_RECOGNIZE (
+  PARTITION BY vehicle_id
+  ORDER BY ts
+  MEASURES
+    O.driver_id AS driver_id,
+    O.ts        AS ts,
+    O.speed_kmh AS speed_kmh,
+    O.lat       AS lat,
+    O.lon       AS lon
+  ONE ROW PER MATCH
+  AFTER MATCH SKIP PAST LAST ROW
+  PATTERN (N O)
+  DEFINE
+    N AS N.speed_kmh <= ${SPEED_LIMIT_KMH:-120},
+    O AS O.speed_kmh > ${SPEED_LIMIT_KMH:-120}
+);
 
 CREATE VIEW harsh_braking_alerts AS
 SELECT
@@ -156,9 +196,11 @@ MATCH_RECOGNIZE (
 
 EXECUTE STATEMENT SET BEGIN
   INSERT INTO fleet_alerts SELECT * FROM passthrough_alerts;
+  INSERT INTO fleet_alerts SELECT * FROM overspeed_alerts;
   INSERT INTO fleet_alerts SELECT * FROM harsh_braking_alerts;
   INSERT INTO fleet_alerts SELECT * FROM idling_alerts;
   INSERT INTO alerts_clickhouse SELECT * FROM passthrough_alerts;
+  INSERT INTO alerts_clickhouse SELECT * FROM overspeed_alerts;
   INSERT INTO alerts_clickhouse SELECT * FROM harsh_braking_alerts;
   INSERT INTO alerts_clickhouse SELECT * FROM idling_alerts;
 END;

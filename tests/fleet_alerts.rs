@@ -9,44 +9,30 @@ mod common;
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 
-use common::{clickhouse_execute, clickhouse_query, fixtures, test_clickhouse};
+use common::{
+    apply_fleet_schema, clickhouse_query, fixtures, pipeline_text, swap_connectors, test_clickhouse,
+};
+
+/// Its own database: other tests write the fleet schema at the same time.
+const DATABASE: &str = "fleet_alerts_test";
 
 /// `pipelines/alerts.sql` reading `input` instead of Kafka and dropping the Kafka output.
 fn pipeline_over_file(input: &str) -> String {
-    let text = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/alerts.sql"),
-    )
-    .unwrap();
-    let with = regex::Regex::new(r"(?s)\) WITH \(\s*'connector' = 'kafka',.*?\n\);").unwrap();
-    let mut n = 0;
-    with.replace_all(&text, |_: &regex::Captures| {
-        n += 1;
-        if n == 1 {
-            format!(") WITH ('connector' = 'filesystem', 'path' = '{input}', 'format' = 'json');")
-        } else {
-            ") WITH ('connector' = 'blackhole');".to_string()
+    swap_connectors(&pipeline_text("alerts.sql"), |table, connector| {
+        match (table, connector) {
+            ("telemetry", _) => Some(format!(
+                "'connector' = 'filesystem', 'path' = '{input}', 'format' = 'json'"
+            )),
+            (_, "kafka") => Some("'connector' = 'blackhole'".into()),
+            _ => None,
         }
     })
-    .into_owned()
 }
 
 #[tokio::test]
 async fn alerts_reach_clickhouse_exactly() {
     let Some(url) = test_clickhouse() else { return };
-    clickhouse_execute(&url, "DROP DATABASE IF EXISTS fleet").await;
-    let schema = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/schema.sql"),
-    )
-    .unwrap();
-    // Comment lines out first: they may contain `;`.
-    let schema: String = schema
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("--"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    for stmt in schema.split(';').filter(|s| !s.trim().is_empty()) {
-        clickhouse_execute(&url, stmt).await;
-    }
+    apply_fleet_schema(&url, DATABASE).await;
     let input = fixtures().join("golden_100k/telemetry_100k.jsonl.gz");
     let dir = tempfile::tempdir().unwrap();
     let sql = pipeline_over_file(input.to_str().unwrap());
@@ -59,6 +45,7 @@ async fn alerts_reach_clickhouse_exactly() {
             dir.path().join("alerts.sql").to_str().unwrap(),
         ])
         .env("CLICKHOUSE_URL", &url)
+        .env("CLICKHOUSE_DATABASE", DATABASE)
         .env("IDLE_MINUTES", "1")
         .output()
         .unwrap();
@@ -71,7 +58,7 @@ async fn alerts_reach_clickhouse_exactly() {
     // Harsh braking: the (vehicle, fast row time) of every match, against Flink's Q4 result.
     let got: BTreeSet<String> = clickhouse_query(
         &url,
-        "SELECT alert_id FROM fleet.alerts FINAL WHERE alert_type = 'harsh_braking' FORMAT TabSeparated",
+        "SELECT alert_id FROM fleet_alerts_test.alerts FINAL WHERE alert_type = 'harsh_braking' FORMAT TabSeparated",
     )
     .await
     .lines()
@@ -104,7 +91,7 @@ async fn alerts_reach_clickhouse_exactly() {
         .count();
     let passthrough = clickhouse_query(
         &url,
-        "SELECT count() FROM fleet.alerts FINAL WHERE alert_type IN ('sos', 'crash', 'engine_over_temperature')",
+        "SELECT count() FROM fleet_alerts_test.alerts FINAL WHERE alert_type IN ('sos', 'crash', 'engine_over_temperature')",
     )
     .await;
     assert_eq!(passthrough.trim(), qualifying.to_string());
@@ -113,7 +100,7 @@ async fn alerts_reach_clickhouse_exactly() {
     // its own deduplication tokens (a shared token would drop one pipeline's rows as a retry).
     let idling = clickhouse_query(
         &url,
-        "SELECT count() FROM fleet.alerts FINAL WHERE alert_type = 'idling'",
+        "SELECT count() FROM fleet_alerts_test.alerts FINAL WHERE alert_type = 'idling'",
     )
     .await;
     assert!(idling.trim().parse::<u64>().unwrap() > 0, "{idling}");

@@ -178,3 +178,51 @@ pub async fn clickhouse_execute(url: &str, sql: &str) {
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
+
+/// A file of `pipelines/`.
+pub fn pipeline_text(name: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("pipelines")
+            .join(name),
+    )
+    .unwrap()
+}
+
+/// `sql` with the WITH clause of every Kafka or ClickHouse table replaced by what `swap` returns
+/// for (table name, connector); `None` keeps the clause. How the tests run the shipped pipeline
+/// files over a generated file instead of a broker, or into files instead of ClickHouse.
+pub fn swap_connectors(sql: &str, swap: impl Fn(&str, &str) -> Option<String>) -> String {
+    let with = regex::Regex::new(
+        r"(?s)CREATE TABLE (\w+) \((.*?)\n\) WITH \(\s*'connector' = '(kafka|clickhouse)',.*?\n\);",
+    )
+    .unwrap();
+    with.replace_all(sql, |c: &regex::Captures| match swap(&c[1], &c[3]) {
+        Some(options) => format!("CREATE TABLE {} ({}\n) WITH ({options});", &c[1], &c[2]),
+        None => c[0].to_string(),
+    })
+    .into_owned()
+}
+
+/// Creates `sql/schema.sql` in ClickHouse under the database name `database` (dropped first), so
+/// tests running at the same time each have their own.
+pub async fn apply_fleet_schema(url: &str, database: &str) {
+    clickhouse_execute(url, &format!("DROP DATABASE IF EXISTS {database}")).await;
+    let schema =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/schema.sql"))
+            .unwrap();
+    // Comment lines out first: they may contain `;`.
+    let schema: String = schema
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .map(|l| format!("{l}\n"))
+        .collect::<String>()
+        .replace(
+            "DATABASE IF NOT EXISTS fleet;",
+            &format!("DATABASE IF NOT EXISTS {database};"),
+        )
+        .replace("fleet.", &format!("{database}."));
+    for stmt in schema.split(';').filter(|s| !s.trim().is_empty()) {
+        clickhouse_execute(url, stmt).await;
+    }
+}
