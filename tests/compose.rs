@@ -112,3 +112,23 @@ fn compose_file_names_real_services_and_pipelines() {
     run.sort();
     assert_eq!(run, shipped);
 }
+
+/// The README's dashboard section shows every question of `sql/metabase/` exactly as the file
+/// has it (the end-to-end test runs the files), so the two cannot drift apart.
+#[test]
+fn readme_shows_every_dashboard_question() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let mut questions = 0;
+    for entry in std::fs::read_dir(root.join("sql/metabase")).unwrap() {
+        let path = entry.unwrap().path();
+        let sql = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            readme.contains(sql.trim_end()),
+            "README does not show {} as it is",
+            path.display()
+        );
+        questions += 1;
+    }
+    assert!(questions >= 5, "{questions} questions");
+}
