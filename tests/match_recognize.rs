@@ -436,3 +436,20 @@ fn further_order_by_columns_order_rows_of_equal_time() {
     assert_eq!(run(&rows, "k STRING, c BIGINT", &q("ts, v")), vec!["a,3"]);
     assert!(run(&rows, "k STRING, c BIGINT", &q("ts, v DESC")).is_empty());
 }
+
+#[test]
+fn functions_that_datafusion_only_compiles_simplified_work_in_measures_and_define() {
+    // COALESCE and NULLIF exist physically only after simplification, which plan expressions get
+    // from the optimizer and MEASURES/DEFINE (planned on their own) must get too. A+ B where A is
+    // a row whose NULLIF(v, 0) is not NULL: rows 5 7 then 0 (B); 3 then 0 (B).
+    let rows = series(&[5, 7, 0, 3, 0]);
+    let q = query(
+        "COALESCE(LAST(A.v, 1), -1) AS before_last_a, NULLIF(COUNT(A.v), 1) AS n_a",
+        "ONE ROW PER MATCH",
+        "AFTER MATCH SKIP PAST LAST ROW",
+        "(A+ B)",
+        "A AS COALESCE(NULLIF(A.v, 0), -1) > 0",
+    );
+    let got = run(&rows, "k STRING, before_last_a BIGINT, n_a BIGINT", &q);
+    assert_eq!(got, vec!["a,-1,", "a,5,2"]);
+}

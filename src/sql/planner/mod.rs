@@ -15,7 +15,9 @@ use datafusion::catalog::view::ViewTable;
 use datafusion::common::{DFSchema, DFSchemaRef, TableReference};
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SessionState;
+use datafusion::logical_expr::simplify::SimplifyContext;
 use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan, WriteOp};
+use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Column;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -459,9 +461,7 @@ impl Planner {
         pos: Position,
     ) -> Result<(Expr, Arc<dyn PhysicalExpr>), SqlError> {
         let logical = self.logical_sql_expr(src, expr, schema, pos)?;
-        let physical = self
-            .state()
-            .create_physical_expr(logical.clone(), schema)
+        let physical = physical_expr(&self.state(), logical.clone(), schema)
             .map_err(|e| df_error(src, e, pos))?;
         Ok((logical, physical))
     }
@@ -726,10 +726,28 @@ struct ExprCompiler<'a> {
 
 impl ExprCompiler<'_> {
     fn compile(&self, e: &Expr, schema: &DFSchemaRef) -> Result<Arc<dyn PhysicalExpr>, SqlError> {
-        self.state
-            .create_physical_expr(bind_current_watermark(e.clone(), &self.cell), schema)
-            .map_err(|e| df_error(self.src, e, self.pos))
+        physical_expr(
+            &self.state,
+            bind_current_watermark(e.clone(), &self.cell),
+            schema,
+        )
+        .map_err(|e| df_error(self.src, e, self.pos))
     }
+}
+
+/// `e` compiled for evaluation, simplified first as the optimizer does for expressions in a plan:
+/// some functions (COALESCE, NVL, ...) only have a simplified physical form, and expressions
+/// planned outside a query (MATCH_RECOGNIZE's MEASURES and DEFINE) never meet the optimizer.
+fn physical_expr(
+    state: &SessionState,
+    e: Expr,
+    schema: &DFSchema,
+) -> Result<Arc<dyn PhysicalExpr>, DataFusionError> {
+    let context = SimplifyContext::builder()
+        .with_schema(Arc::new(schema.clone()))
+        .build();
+    let simplified = ExprSimplifier::new(context).simplify(e)?;
+    state.create_physical_expr(simplified, schema)
 }
 
 /// Points every CURRENT_WATERMARK call of `e` at the pipeline's watermark cell.
