@@ -5,6 +5,7 @@
 
 mod filter;
 pub mod late_rows;
+mod lookup_join;
 pub mod pattern;
 mod projection;
 pub mod session;
@@ -12,6 +13,7 @@ mod snapshot;
 pub mod window;
 
 pub use filter::Filter;
+pub use lookup_join::{LookupJoin, LookupJoinSpec};
 pub use projection::Projection;
 
 use arrow::array::RecordBatch;

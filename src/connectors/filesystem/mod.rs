@@ -7,7 +7,7 @@ mod sink;
 mod source;
 
 pub use sink::FileSink;
-pub use source::FileSource;
+pub use source::{FileSource, read_all};
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,5 +1,6 @@
 //! Reading files: a dedicated thread reads and decodes (I/O and JSON parsing off the async
-//! workers), batches cross to the source task over a bounded channel.
+//! workers), batches cross to the source task over a bounded channel. [`read_all`] reads a table
+//! whole instead, for the lookup side of a join.
 
 use std::fs::File;
 use std::io::{BufReader, Read};
@@ -56,8 +57,10 @@ impl Source for FileSource {
         let reader = std::thread::Builder::new()
             .name(format!("read-{}", self.table))
             .spawn(move || {
+                // A failed send means the source task stopped: stop reading.
+                let mut emit = |batch, skipped| tx.blocking_send(Ok((batch, skipped))).is_ok();
                 for file in files {
-                    if let Err(e) = read_file(&file, &mut decoder, batch_rows, &tx) {
+                    if let Err(e) = read_file(&file, &mut decoder, batch_rows, &mut emit) {
                         let _ = tx.blocking_send(Err(e));
                         return;
                     }
@@ -81,6 +84,24 @@ impl Source for FileSource {
         let _ = reader.join();
         Ok(SourceEnd::Exhausted)
     }
+}
+
+/// Every row of a filesystem table, read now, in the table's physical schema. Bad records fail
+/// the call naming file and line, or, with `*.ignore-parse-errors`, are skipped and counted in
+/// the returned total.
+pub fn read_all(config: &FilesystemConfig) -> Result<(Vec<RecordBatch>, usize), JobError> {
+    const BATCH_ROWS: usize = 8192;
+    let files = list_files(&config.path).map_err(JobError::internal)?;
+    let mut decoder = RecordDecoder::new(config.format.clone(), config.schema.clone(), BATCH_ROWS);
+    let (mut batches, mut skipped_total) = (Vec::new(), 0);
+    for file in files {
+        read_file(&file, &mut decoder, BATCH_ROWS, &mut |batch, skipped| {
+            batches.push(batch);
+            skipped_total += skipped;
+            true
+        })?;
+    }
+    Ok((batches, skipped_total))
 }
 
 /// The files `path` names: a glob, a directory's visible files in name order, or one file.
@@ -122,12 +143,13 @@ fn is_hidden(p: &Path) -> bool {
 const READ_CHUNK: usize = 4 << 20;
 
 /// Reads one file in large chunks, cuts them into runs of at most `batch_rows` whole lines, and
-/// decodes each run into one batch.
+/// decodes each run into one batch, handed to `emit` with the number of bad records skipped;
+/// `emit` returning false stops the read.
 fn read_file(
     path: &Path,
     decoder: &mut RecordDecoder,
     batch_rows: usize,
-    tx: &mpsc::Sender<Chunk>,
+    emit: &mut dyn FnMut(RecordBatch, usize) -> bool,
 ) -> Result<(), JobError> {
     let display = path.display().to_string();
     let file = File::open(path).map_err(|e| JobError::io(format!("opening {display}"), e))?;
@@ -169,11 +191,8 @@ fn read_file(
             let decoded = decoder.decode(&buf[done..end], RecordBoundaries::Lines, &locate)?;
             first_line += lines as u64;
             done = end;
-            if tx
-                .blocking_send(Ok((decoded.batch, decoded.skipped.len())))
-                .is_err()
-            {
-                return Ok(()); // the source task stopped
+            if !emit(decoded.batch, decoded.skipped.len()) {
+                return Ok(());
             }
         }
         buf.drain(..done);

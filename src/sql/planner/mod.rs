@@ -24,6 +24,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, ExprWithAlias, Statement as SqlStatement};
 
+mod join;
 mod match_recognize;
 mod windows;
 
@@ -655,6 +656,7 @@ Ok(CompiledStream { source, operators, schema: scan.projected_schema.clone(), wi
                 Ok(s)
             }
             LogicalPlan::Aggregate(agg) => self.compile_window_aggregate(src, agg, pos, job),
+            LogicalPlan::Join(j) => self.compile_join(src, j, pos, job),
             LogicalPlan::SubqueryAlias(a) => {
                 let mut s = self.compile(src, &a.input, pos, job)?;
                 s.schema = a.schema.clone();
@@ -663,7 +665,7 @@ Ok(CompiledStream { source, operators, schema: scan.projected_schema.clone(), wi
             other => Err(src.error(
                 pos,
                 format!(
-                    "{} is not supported in a streaming query yet (supported: projections, filters, CASE, CAST, scalar functions, views)",
+                    "{} is not supported in a streaming query yet (supported: projections, filters, CASE, CAST, scalar functions, views, window aggregations, MATCH_RECOGNIZE, joins with a bounded table)",
                     node_name(other)
                 ),
             )),

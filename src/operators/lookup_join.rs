@@ -1,0 +1,230 @@
+//! Lookup join: a stream joined with a bounded table read whole before the job starts (depots
+//! and customers, vehicle master data), `INNER` or keeping unmatched stream rows (`LEFT JOIN`
+//! with the stream on the left, `RIGHT JOIN` with it on the right).
+//!
+//! Each stream batch is joined on its own, so the operator is stateless and transparent to event
+//! time: the stream's time attribute and watermarks pass through, and windows or
+//! MATCH_RECOGNIZE can follow the join (Flink loses the time attribute in a regular join).
+//! Equality conditions (`ON s.k = t.k`) probe a hash index of the table's keys built once; any
+//! further condition (`AND HAVERSINE_KM(...) * 1000 <= t.radius_m`) is evaluated by DataFusion
+//! on the candidate pairs. Without an equality every stream row is paired with every table row
+//! first — fine for tables of hundreds of rows, which is what geofence tables are. SQL NULL
+//! semantics: a NULL key matches nothing.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array};
+use arrow::compute::{filter, filter_record_batch, take};
+use arrow::datatypes::SchemaRef;
+use arrow::row::{RowConverter, Rows, SortField};
+use datafusion::physical_expr::PhysicalExpr;
+
+use super::Operator;
+use crate::operators::window::evaluate_all;
+use crate::runtime::JobError;
+
+pub struct LookupJoin {
+    table_name: String,
+    /// The bounded table's rows (after its own filters and projections).
+    table: RecordBatch,
+    /// Equality keys: evaluated on stream batches, and (already evaluated) on the table.
+    stream_keys: Vec<Arc<dyn PhysicalExpr>>,
+    converter: RowConverter,
+    /// Table rows by key (row-format bytes); empty when the join has no equality.
+    index: HashMap<Box<[u8]>, Vec<u32>>,
+    /// The rest of the ON condition, over the joined schema.
+    condition: Option<Arc<dyn PhysicalExpr>>,
+    keep_unmatched: bool,
+    /// Whether the stream's columns come first in the output (the stream was the left input).
+    stream_first: bool,
+    schema: SchemaRef,
+}
+
+/// How a stream meets its lookup table.
+pub struct LookupJoinSpec {
+    pub table_name: String,
+    pub table: RecordBatch,
+    /// (stream key, table key) pairs of the equality conditions.
+    pub keys: Vec<(Arc<dyn PhysicalExpr>, Arc<dyn PhysicalExpr>)>,
+    pub condition: Option<Arc<dyn PhysicalExpr>>,
+    pub keep_unmatched: bool,
+    pub stream_first: bool,
+    pub schema: SchemaRef,
+}
+
+impl LookupJoin {
+    pub fn new(spec: LookupJoinSpec) -> Result<Self, JobError> {
+        let (stream_keys, table_keys): (Vec<_>, Vec<_>) = spec.keys.into_iter().unzip();
+        let table_key_columns = evaluate_all(&table_keys, &spec.table)?;
+        let converter = RowConverter::new(
+            table_key_columns
+                .iter()
+                .map(|c| SortField::new(c.data_type().clone()))
+                .collect(),
+        )?;
+        let mut index: HashMap<Box<[u8]>, Vec<u32>> = HashMap::new();
+        if !table_key_columns.is_empty() {
+            let rows = converter.convert_columns(&table_key_columns)?;
+            let valid = all_valid(&table_key_columns);
+            for i in (0..spec.table.num_rows()).filter(|&i| valid(i)) {
+                index
+                    .entry(rows.row(i).as_ref().into())
+                    .or_default()
+                    .push(i as u32);
+            }
+        }
+        Ok(LookupJoin {
+            table_name: spec.table_name,
+            table: spec.table,
+            stream_keys,
+            converter,
+            index,
+            condition: spec.condition,
+            keep_unmatched: spec.keep_unmatched,
+            stream_first: spec.stream_first,
+            schema: spec.schema,
+        })
+    }
+
+    /// (stream row, table row) pairs whose keys are equal, in stream-row order.
+    fn candidates(&self, batch: &RecordBatch) -> Result<(Vec<u32>, Vec<u32>), JobError> {
+        let (mut stream_rows, mut table_rows) = (Vec::new(), Vec::new());
+        if self.stream_keys.is_empty() {
+            let m = self.table.num_rows() as u32;
+            for i in 0..batch.num_rows() as u32 {
+                stream_rows.extend(std::iter::repeat_n(i, m as usize));
+                table_rows.extend(0..m);
+            }
+            return Ok((stream_rows, table_rows));
+        }
+        let keys = evaluate_all(&self.stream_keys, batch)?;
+        let rows: Rows = self.converter.convert_columns(&keys)?;
+        let valid = all_valid(&keys);
+        for i in (0..batch.num_rows()).filter(|&i| valid(i)) {
+            if let Some(matches) = self.index.get(rows.row(i).as_ref()) {
+                stream_rows.extend(std::iter::repeat_n(i as u32, matches.len()));
+                table_rows.extend_from_slice(matches);
+            }
+        }
+        Ok((stream_rows, table_rows))
+    }
+
+    /// The joined batch for these pairs; a `None` table row gives NULL table columns.
+    fn joined(
+        &self,
+        batch: &RecordBatch,
+        stream_rows: &UInt32Array,
+        table_rows: &UInt32Array,
+    ) -> Result<RecordBatch, JobError> {
+        let take_all = |b: &RecordBatch, idx: &UInt32Array| -> Result<Vec<ArrayRef>, JobError> {
+            b.columns()
+                .iter()
+                .map(|c| take(c.as_ref(), idx, None).map_err(JobError::from))
+                .collect()
+        };
+        let stream = take_all(batch, stream_rows)?;
+        let table = take_all(&self.table, table_rows)?;
+        let columns = if self.stream_first {
+            [stream, table].concat()
+        } else {
+            [table, stream].concat()
+        };
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+    }
+}
+
+/// Whether row `i` has no NULL among `columns`.
+fn all_valid(columns: &[ArrayRef]) -> impl Fn(usize) -> bool + '_ {
+    move |i| columns.iter().all(|c| c.is_valid(i))
+}
+
+impl Operator for LookupJoin {
+    fn describe(&self) -> String {
+        format!(
+            "LookupJoin[{} `{}`, {} rows, {}]",
+            if self.keep_unmatched {
+                "keeping unmatched rows,"
+            } else {
+                "inner,"
+            },
+            self.table_name,
+            self.table.num_rows(),
+            if self.stream_keys.is_empty() {
+                "every pair tested".to_string()
+            } else {
+                format!("{} equality key(s)", self.stream_keys.len())
+            }
+        )
+    }
+
+    fn output_schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn process_batch(
+        &mut self,
+        batch: RecordBatch,
+        out: &mut Vec<RecordBatch>,
+    ) -> Result<(), JobError> {
+        let (stream_rows, table_rows) = self.candidates(&batch)?;
+        let (mut stream_rows, mut table_rows) = (
+            UInt32Array::from(stream_rows),
+            UInt32Array::from(table_rows),
+        );
+        if let Some(condition) = &self.condition {
+            let pairs = self.joined(&batch, &stream_rows, &table_rows)?;
+            let keep = condition.evaluate(&pairs)?.into_array(pairs.num_rows())?;
+            let keep = keep
+                .as_any()
+                .downcast_ref::<BooleanArray>()
+                .ok_or_else(|| JobError::internal("JOIN condition is not BOOLEAN"))?;
+            // A NULL condition is not true: arrow's filters drop those pairs.
+            if !self.keep_unmatched {
+                let joined = filter_record_batch(&pairs, keep)?;
+                if joined.num_rows() > 0 {
+                    out.push(joined);
+                }
+                return Ok(());
+            }
+            stream_rows = downcast_u32(filter(&stream_rows, keep)?);
+            table_rows = downcast_u32(filter(&table_rows, keep)?);
+        }
+        if self.keep_unmatched {
+            // Every stream row at least once, in stream order: matched rows with their table
+            // rows, the others with a NULL table row.
+            let mut matched = vec![false; batch.num_rows()];
+            for &i in stream_rows.values() {
+                matched[i as usize] = true;
+            }
+            let (mut all_stream, mut all_table) = (Vec::new(), Vec::new());
+            let mut k = 0;
+            for (i, was_matched) in matched.iter().enumerate() {
+                if !was_matched {
+                    all_stream.push(i as u32);
+                    all_table.push(None);
+                }
+                while k < stream_rows.len() && stream_rows.value(k) as usize == i {
+                    all_stream.push(i as u32);
+                    all_table.push(Some(table_rows.value(k)));
+                    k += 1;
+                }
+            }
+            stream_rows = UInt32Array::from(all_stream);
+            table_rows = UInt32Array::from(all_table);
+        }
+        let joined = self.joined(&batch, &stream_rows, &table_rows)?;
+        if joined.num_rows() > 0 {
+            out.push(joined);
+        }
+        Ok(())
+    }
+}
+
+fn downcast_u32(array: ArrayRef) -> UInt32Array {
+    array
+        .as_any()
+        .downcast_ref::<UInt32Array>()
+        .expect("filtering a UInt32Array gives a UInt32Array")
+        .clone()
+}

@@ -1,0 +1,201 @@
+//! Joins of a stream with a bounded lookup table (a filesystem table without WATERMARK), through
+//! the real binary. Every expected row is worked out by hand from the inputs written here.
+
+mod common;
+
+use common::{read_sink_dir, run_script};
+
+struct Files {
+    dir: tempfile::TempDir,
+}
+
+impl Files {
+    fn new(readings: &str, table: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("readings.jsonl"), readings).unwrap();
+        std::fs::write(dir.path().join("table.jsonl"), table).unwrap();
+        Files { dir }
+    }
+
+    /// Runs `body` after the two source tables (`r`: the stream, `t`: the lookup table with
+    /// `table_columns`) and a CSV sink `out (out_columns)`; returns the sorted output rows.
+    fn run(
+        &self,
+        table_columns: &str,
+        out_columns: &str,
+        body: &str,
+    ) -> Result<Vec<String>, String> {
+        let d = self.dir.path();
+        let _ = std::fs::remove_dir_all(d.join("out"));
+        let sql = format!(
+            "CREATE TABLE r (v STRING, ts TIMESTAMP(3), lat DOUBLE, lon DOUBLE,
+               WATERMARK FOR ts AS ts - INTERVAL '1' SECOND
+             ) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+             CREATE TABLE t ({table_columns}) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+             CREATE TABLE out ({out_columns}) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+             {body}",
+            d.join("readings.jsonl").display(),
+            d.join("table.jsonl").display(),
+            d.join("out").display()
+        );
+        let run = run_script(d, &sql, 2);
+        if !run.status.success() {
+            return Err(String::from_utf8_lossy(&run.stderr).into_owned());
+        }
+        let mut rows = read_sink_dir(&d.join("out"));
+        rows.sort();
+        Ok(rows)
+    }
+}
+
+fn reading(v: &str, second: u32, lat: f64, lon: f64) -> String {
+    let v = if v.is_empty() {
+        "null".to_string()
+    } else {
+        format!("\"{v}\"")
+    };
+    format!(
+        "{{\"v\":{v},\"ts\":\"2024-03-01 10:00:{second:02}.000\",\"lat\":{lat},\"lon\":{lon}}}\n"
+    )
+}
+
+#[test]
+fn inner_join_on_a_key_pairs_each_match_and_drops_the_rest() {
+    // V1 has two table rows (two drivers on its plate), V2 one, V3 none; a NULL key matches
+    // nothing. A computed column of the lookup table is evaluated.
+    let readings = [
+        reading("V1", 1, 0.0, 0.0),
+        reading("V2", 2, 0.0, 0.0),
+        reading("V3", 3, 0.0, 0.0),
+        reading("", 4, 0.0, 0.0),
+        reading("V1", 5, 0.0, 0.0),
+    ]
+    .concat();
+    let table = "{\"v\":\"V1\",\"driver\":\"ann\",\"seats\":2}\n{\"v\":\"V1\",\"driver\":\"bob\",\"seats\":2}\n{\"v\":\"V2\",\"driver\":\"cy\",\"seats\":5}\n";
+    let files = Files::new(&readings, table);
+    let rows = files
+        .run(
+            "v STRING, driver STRING, seats INT, places AS seats + 1",
+            "v STRING, second BIGINT, driver STRING, places INT",
+            "INSERT INTO out SELECT r.v, EXTRACT(SECOND FROM r.ts), t.driver, t.places
+             FROM r JOIN t ON r.v = t.v;",
+        )
+        .unwrap();
+    assert_eq!(
+        rows,
+        [
+            "V1,1,ann,3",
+            "V1,1,bob,3",
+            "V1,5,ann,3",
+            "V1,5,bob,3",
+            "V2,2,cy,6"
+        ]
+    );
+}
+
+#[test]
+fn left_join_on_a_distance_keeps_every_reading_and_feeds_a_window() {
+    // Zone Z: 1 km around (0, 0); zone far: elsewhere and filtered out by kind. Readings at
+    // 0.001° (111 m, inside), 0.1° (11 km, outside), 0.005° (556 m, inside) of longitude.
+    let readings = [
+        reading("V1", 1, 0.0, 0.001),
+        reading("V1", 2, 0.0, 0.1),
+        reading("V2", 3, 0.0, 0.005),
+        reading("V1", 30, 0.0, 0.5),
+    ]
+    .concat();
+    let table = "{\"zone\":\"Z\",\"kind\":\"restricted\",\"lat\":0.0,\"lon\":0.0,\"radius_m\":1000}\n{\"zone\":\"other\",\"kind\":\"depot\",\"lat\":0.0,\"lon\":0.1,\"radius_m\":1000}\n";
+    let files = Files::new(&readings, table);
+    let columns = "zone STRING, kind STRING, lat DOUBLE, lon DOUBLE, radius_m DOUBLE";
+    let rows = files
+        .run(
+            columns,
+            "v STRING, second BIGINT, zone STRING",
+            "INSERT INTO out SELECT r.v, EXTRACT(SECOND FROM r.ts), t.zone
+             FROM r LEFT JOIN t
+               ON t.kind = 'restricted' AND HAVERSINE_KM(r.lat, r.lon, t.lat, t.lon) * 1000 <= t.radius_m;",
+        )
+        .unwrap();
+    assert_eq!(rows, ["V1,1,Z", "V1,2,", "V1,30,", "V2,3,Z"]);
+
+    // The stream's event time survives the join: a 10-second TUMBLE counts per zone (the row at
+    // second 30 closes the first window; the end of input closes the last).
+    let rows = files
+        .run(
+            columns,
+            "ws STRING, zone STRING, n BIGINT",
+            "CREATE VIEW located AS
+               SELECT r.ts, t.zone FROM r LEFT JOIN t
+                 ON t.kind = 'restricted' AND HAVERSINE_KM(r.lat, r.lon, t.lat, t.lon) * 1000 <= t.radius_m;
+             INSERT INTO out SELECT CAST(window_start AS STRING), zone, COUNT(*)
+             FROM TABLE(TUMBLE(TABLE located, DESCRIPTOR(ts), INTERVAL '10' SECOND))
+             GROUP BY window_start, window_end, zone;",
+        )
+        .unwrap();
+    assert_eq!(
+        rows,
+        [
+            "2024-03-01T10:00:00,,1",
+            "2024-03-01T10:00:00,Z,2",
+            "2024-03-01T10:00:30,,1"
+        ]
+    );
+}
+
+#[test]
+fn right_join_with_the_stream_on_the_right_keeps_the_stream() {
+    let readings = [reading("V1", 1, 0.0, 0.0), reading("V9", 2, 0.0, 0.0)].concat();
+    let files = Files::new(&readings, "{\"v\":\"V1\",\"plate\":\"B-SL 1\"}\n");
+    let rows = files
+        .run(
+            "v STRING, plate STRING",
+            "plate STRING, v STRING",
+            "INSERT INTO out SELECT t.plate, r.v FROM t RIGHT JOIN r ON t.v = r.v;",
+        )
+        .unwrap();
+    assert_eq!(rows, [",V9", "B-SL 1,V1"]);
+}
+
+#[test]
+fn joins_that_cannot_run_say_why() {
+    let files = Files::new(&reading("V1", 1, 0.0, 0.0), "{\"v\":\"V1\"}\n");
+    // Two streams: both sides have a WATERMARK.
+    let err = files
+        .run(
+            "v STRING",
+            "a STRING, b STRING",
+            "CREATE TABLE r2 (v STRING, ts TIMESTAMP(3), WATERMARK FOR ts AS ts)
+               WITH ('connector' = 'datagen', 'number-of-rows' = '1');
+             INSERT INTO out SELECT r.v, r2.v FROM r JOIN r2 ON r.v = r2.v;",
+        )
+        .unwrap_err();
+    assert!(
+        err.contains("a JOIN needs one side to be a bounded table"),
+        "{err}"
+    );
+    // FULL JOIN would emit table rows no stream row matched: never final on a stream.
+    let err = files
+        .run(
+            "v STRING",
+            "a STRING, b STRING",
+            "INSERT INTO out SELECT r.v, t.v FROM r FULL JOIN t ON r.v = t.v;",
+        )
+        .unwrap_err();
+    assert!(
+        err.contains("Full JOIN with a lookup table is not supported"),
+        "{err}"
+    );
+    // A lookup file that is not there fails before anything runs, naming it.
+    std::fs::remove_file(files.dir.path().join("table.jsonl")).unwrap();
+    let err = files
+        .run(
+            "v STRING",
+            "a STRING, b STRING",
+            "INSERT INTO out SELECT r.v, t.v FROM r JOIN t ON r.v = t.v;",
+        )
+        .unwrap_err();
+    assert!(
+        err.contains("reading lookup table `t`") && err.contains("table.jsonl"),
+        "{err}"
+    );
+}
