@@ -11,5 +11,6 @@ RUN apt-get update \
 COPY --from=build /src/target/release/sluice /usr/local/bin/sluice
 COPY pipelines /pipelines
 COPY examples /examples
+COPY data /data
 ENTRYPOINT ["sluice"]
 CMD ["--help"]

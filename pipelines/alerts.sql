@@ -5,6 +5,9 @@
 --     stretch of speeding is one alert, raised as it starts (MATCH_RECOGNIZE);
 --   * harsh braking: fast (> 80 km/h), then one or more decelerations below -4 m/s² within
 --     10 seconds (MATCH_RECOGNIZE);
+--   * geofences: entering and leaving a restricted zone of the geofence table (GEOFENCES_PATH,
+--     default data/geofences.jsonl), found by a lookup join, raised at the first reading inside
+--     and the first reading outside again (MATCH_RECOGNIZE);
 --   * idling: standing with the engine on (reporting, speed < 1 km/h) for IDLE_MINUTES
 --     (default 5) after moving, raised once per stop when the threshold is reached. The
 --     pattern starts only at the last moving row (S), so a long stop is one match attempt.
@@ -13,9 +16,10 @@
 --
 --   sluice run pipelines/alerts.sql
 --
--- Environment: KAFKA_BROKERS, TELEMETRY_TOPIC, ALERTS_TOPIC, CLICKHOUSE_URL / _USER / _PASSWORD
--- / _DATABASE (defaults: the local test servers, database fleet); SCAN_STARTUP_MODE=earliest-offset with
--- SCAN_BOUNDED_MODE=latest-offset replays a topic once and stops.
+-- Environment: KAFKA_BROKERS, TELEMETRY_TOPIC, ALERTS_TOPIC, GEOFENCES_PATH, CLICKHOUSE_URL /
+-- _USER / _PASSWORD / _DATABASE (defaults: the local test servers, database fleet);
+-- SCAN_STARTUP_MODE=earliest-offset with SCAN_BOUNDED_MODE=latest-offset replays a topic once
+-- and stops.
 
 SET 'pipeline.name' = 'fleet-alerts';
 
@@ -83,6 +87,27 @@ CREATE TABLE alerts_clickhouse (
   'sink.flush-interval' = '1 s'
 );
 
+CREATE TABLE geofences (
+  geofence_id STRING,
+  name        STRING,
+  kind        STRING,
+  lat         DOUBLE,
+  lon         DOUBLE,
+  radius_m    DOUBLE,
+  max_dwell_s INT
+) WITH (
+  'connector' = 'filesystem',
+  'path' = '${GEOFENCES_PATH:-data/geofences.jsonl}',
+  'format' = 'json'
+);
+
+-- Every reading with the restricted zone it is in (NULL outside all of them).
+CREATE VIEW zone_positions AS
+SELECT t.vehicle_id, t.driver_id, t.ts, t.lat, t.lon, g.geofence_id, g.name AS zone
+FROM telemetry AS t
+LEFT JOIN geofences AS g
+  ON g.kind = 'restricted' AND HAVERSINE_KM(t.lat, t.lon, g.lat, g.lon) * 1000 <= g.radius_m;
+
 CREATE VIEW passthrough_alerts AS
 SELECT
   CONCAT(vehicle_id, '-', event_type, '-', CAST(CAST(ts AS BIGINT) AS STRING)) AS alert_id,
@@ -127,6 +152,40 @@ MATCH_RECOGNIZE (
   DEFINE
     N AS N.speed_kmh <= ${SPEED_LIMIT_KMH:-120},
     O AS O.speed_kmh > ${SPEED_LIMIT_KMH:-120}
+);
+
+-- Entering a zone (a reading outside, then one inside) and leaving it (inside, then outside).
+-- Conditions that read only the current row keep the matching vectorized.
+CREATE VIEW geofence_entries AS
+SELECT
+  CONCAT(vehicle_id, '-geofence_entry-', CAST(CAST(ts AS BIGINT) AS STRING)) AS alert_id,
+  vehicle_id, driver_id, 'geofence_entry' AS alert_type, 'warning' AS severity, ts, lat, lon,
+  CONCAT('entered ', zone) AS detail
+FROM zone_positions
+MATCH_RECOGNIZE (
+  PARTITION BY vehicle_id
+  ORDER BY ts
+  MEASURES I.driver_id AS driver_id, I.ts AS ts, I.lat AS lat, I.lon AS lon, I.zone AS zone
+  ONE ROW PER MATCH
+  AFTER MATCH SKIP TO LAST I
+  PATTERN (O I)
+  DEFINE O AS O.geofence_id IS NULL, I AS I.geofence_id IS NOT NULL
+);
+
+CREATE VIEW geofence_exits AS
+SELECT
+  CONCAT(vehicle_id, '-geofence_exit-', CAST(CAST(ts AS BIGINT) AS STRING)) AS alert_id,
+  vehicle_id, driver_id, 'geofence_exit' AS alert_type, 'info' AS severity, ts, lat, lon,
+  CONCAT('left ', zone) AS detail
+FROM zone_positions
+MATCH_RECOGNIZE (
+  PARTITION BY vehicle_id
+  ORDER BY ts
+  MEASURES O.driver_id AS driver_id, O.ts AS ts, O.lat AS lat, O.lon AS lon, I.zone AS zone
+  ONE ROW PER MATCH
+  AFTER MATCH SKIP TO LAST O
+  PATTERN (I O)
+  DEFINE I AS I.geofence_id IS NOT NULL, O AS O.geofence_id IS NULL
 );
 
 CREATE VIEW harsh_braking_alerts AS
@@ -197,10 +256,14 @@ MATCH_RECOGNIZE (
 EXECUTE STATEMENT SET BEGIN
   INSERT INTO fleet_alerts SELECT * FROM passthrough_alerts;
   INSERT INTO fleet_alerts SELECT * FROM overspeed_alerts;
+  INSERT INTO fleet_alerts SELECT * FROM geofence_entries;
+  INSERT INTO fleet_alerts SELECT * FROM geofence_exits;
   INSERT INTO fleet_alerts SELECT * FROM harsh_braking_alerts;
   INSERT INTO fleet_alerts SELECT * FROM idling_alerts;
   INSERT INTO alerts_clickhouse SELECT * FROM passthrough_alerts;
   INSERT INTO alerts_clickhouse SELECT * FROM overspeed_alerts;
+  INSERT INTO alerts_clickhouse SELECT * FROM geofence_entries;
+  INSERT INTO alerts_clickhouse SELECT * FROM geofence_exits;
   INSERT INTO alerts_clickhouse SELECT * FROM harsh_braking_alerts;
   INSERT INTO alerts_clickhouse SELECT * FROM idling_alerts;
 END;

@@ -1,15 +1,17 @@
 -- Delivery stops and dwell (FLEET.md §3): a stop is a vehicle standing (below 1 km/h) between
 -- two moving readings — with the engine on (a delivery at the kerb) or off (parked, silent
 -- until ignition_on). Stops of MIN_STOP_SECONDS (default 30) or more go to fleet.stops with
--- arrival, departure, dwell, position and door openings. ClickHouse matches them to the depots
--- and customers of fleet.geofences when read (views fleet.delivery_stops and
--- fleet.delivery_delays: loading/unloading over the dwell a point allows).
+-- arrival, departure, dwell, position and door openings, and the delivery point they are at:
+-- a lookup join with the geofence table (GEOFENCES_PATH, default data/geofences.jsonl: depots
+-- and customers with a radius and the dwell they allow), so loading/unloading that took longer
+-- than the point allows carries its delay (views fleet.delivery_stops, fleet.delivery_delays).
 --
 --   sluice run pipelines/stops.sql
 --
--- Environment: KAFKA_BROKERS, TELEMETRY_TOPIC, CLICKHOUSE_URL / _USER / _PASSWORD / _DATABASE
--- (defaults: the local test servers, database fleet); SCAN_STARTUP_MODE=earliest-offset with
--- SCAN_BOUNDED_MODE=latest-offset replays a topic once and stops.
+-- Environment: KAFKA_BROKERS, TELEMETRY_TOPIC, GEOFENCES_PATH, CLICKHOUSE_URL / _USER /
+-- _PASSWORD / _DATABASE (defaults: the local test servers, database fleet);
+-- SCAN_STARTUP_MODE=earliest-offset with SCAN_BOUNDED_MODE=latest-offset replays a topic once
+-- and stops.
 
 SET 'pipeline.name' = 'fleet-stops';
 
@@ -48,7 +50,10 @@ CREATE TABLE stops_clickhouse (
   lat           DOUBLE,
   lon           DOUBLE,
   engine_off    BOOLEAN,
-  door_openings BIGINT
+  door_openings BIGINT,
+  geofence_id   STRING,
+  delivery_point STRING,
+  delay_s       INT
 ) WITH (
   'connector' = 'clickhouse',
   'url' = '${CLICKHOUSE_URL:-http://127.0.0.1:18123}',
@@ -57,6 +62,20 @@ CREATE TABLE stops_clickhouse (
   'database' = '${CLICKHOUSE_DATABASE:-fleet}',
   'table' = 'stops',
   'sink.flush-interval' = '5 s'
+);
+
+CREATE TABLE geofences (
+  geofence_id STRING,
+  name        STRING,
+  kind        STRING,
+  lat         DOUBLE,
+  lon         DOUBLE,
+  radius_m    DOUBLE,
+  max_dwell_s INT
+) WITH (
+  'connector' = 'filesystem',
+  'path' = '${GEOFENCES_PATH:-data/geofences.jsonl}',
+  'format' = 'json'
 );
 
 CREATE VIEW stops AS
@@ -84,15 +103,21 @@ MATCH_RECOGNIZE (
 
 INSERT INTO stops_clickhouse
 SELECT
-  CONCAT(vehicle_id, '-stop-', CAST(CAST(arrived_at AS BIGINT) AS STRING)) AS stop_id,
-  vehicle_id,
-  driver_id,
-  arrived_at,
-  departed_at,
-  TIMESTAMPDIFF(SECOND, arrived_at, departed_at) AS dwell_s,
-  lat,
-  lon,
-  ignition_offs > 0 AS engine_off,
-  door_openings
-FROM stops
-WHERE TIMESTAMPDIFF(SECOND, arrived_at, departed_at) >= ${MIN_STOP_SECONDS:-30};
+  CONCAT(s.vehicle_id, '-stop-', CAST(CAST(s.arrived_at AS BIGINT) AS STRING)) AS stop_id,
+  s.vehicle_id,
+  s.driver_id,
+  s.arrived_at,
+  s.departed_at,
+  TIMESTAMPDIFF(SECOND, s.arrived_at, s.departed_at) AS dwell_s,
+  s.lat,
+  s.lon,
+  s.ignition_offs > 0 AS engine_off,
+  s.door_openings,
+  g.geofence_id,
+  g.name AS delivery_point,
+  CAST(GREATEST(TIMESTAMPDIFF(SECOND, s.arrived_at, s.departed_at) - g.max_dwell_s, 0) AS INT) AS delay_s
+FROM stops AS s
+LEFT JOIN geofences AS g
+  ON g.kind IN ('depot', 'customer')
+  AND HAVERSINE_KM(s.lat, s.lon, g.lat, g.lon) * 1000 <= g.radius_m
+WHERE TIMESTAMPDIFF(SECOND, s.arrived_at, s.departed_at) >= ${MIN_STOP_SECONDS:-30};

@@ -112,7 +112,9 @@ ORDER BY (vehicle_id, start_ts, trip_id)
 TTL received_at + INTERVAL 1 YEAR
 SETTINGS non_replicated_deduplication_window = 1000;
 
--- Stops: a vehicle standing between two moving readings (pipelines/stops.sql).
+-- Stops: a vehicle standing between two moving readings (pipelines/stops.sql), with the depot or
+-- customer it stood at (the pipeline's lookup join with data/geofences.jsonl) and the dwell
+-- beyond what that point allows.
 CREATE TABLE IF NOT EXISTS fleet.stops
 (
     stop_id       String,
@@ -125,42 +127,15 @@ CREATE TABLE IF NOT EXISTS fleet.stops
     lon           Float64,
     engine_off    UInt8,
     door_openings UInt64,
+    geofence_id   LowCardinality(String),
+    delivery_point String,
+    delay_s       Int32,
     received_at   DateTime DEFAULT now()
 )
 ENGINE = ReplacingMergeTree
 ORDER BY (vehicle_id, arrived_at, stop_id)
 TTL received_at + INTERVAL 1 YEAR
 SETTINGS non_replicated_deduplication_window = 1000;
-
--- Delivery points: depots and customers with their radius and the dwell they are allowed.
--- Reference data edited by the operations team, so it lives here and stops are matched to it
--- when read (the delivery_stops view): editing a geofence needs no pipeline restart.
-CREATE TABLE IF NOT EXISTS fleet.geofences
-(
-    geofence_id   String,
-    name          String,
-    kind          LowCardinality(String),
-    lat           Float64,
-    lon           Float64,
-    radius_m      Float64,
-    max_dwell_s   UInt32
-)
-ENGINE = ReplacingMergeTree
-ORDER BY geofence_id;
-
-INSERT INTO fleet.geofences VALUES
-    ('DEPOT-N', 'Depot Nord (Reinickendorf)', 'depot', 52.5890, 13.3200, 600, 3600),
-    ('DEPOT-S', 'Depot Süd (Tempelhof)', 'depot', 52.4700, 13.4030, 600, 3600),
-    ('DEPOT-O', 'Depot Ost (Marzahn)', 'depot', 52.5430, 13.5600, 600, 3600),
-    ('C-ALEX', 'Kunde Alexanderplatz', 'customer', 52.5219, 13.4132, 400, 900),
-    ('C-POTS', 'Kunde Potsdamer Platz', 'customer', 52.5096, 13.3760, 400, 900),
-    ('C-KUDA', 'Kunde Kurfürstendamm', 'customer', 52.5030, 13.3320, 400, 900),
-    ('C-FHAIN', 'Kunde Friedrichshain', 'customer', 52.5150, 13.4540, 400, 900),
-    ('C-WEDD', 'Kunde Wedding', 'customer', 52.5500, 13.3600, 400, 900),
-    ('C-NKLN', 'Kunde Neukölln', 'customer', 52.4810, 13.4350, 400, 900),
-    ('C-SPAN', 'Kunde Spandau', 'customer', 52.5360, 13.2000, 400, 900),
-    ('C-KOEP', 'Kunde Köpenick', 'customer', 52.4450, 13.5750, 400, 900),
-    ('C-PANK', 'Kunde Pankow', 'customer', 52.5690, 13.4020, 400, 900);
 
 -- Utilization per vehicle and day, and closed downtime intervals (pipelines/utilization.sql).
 CREATE TABLE IF NOT EXISTS fleet.vehicle_utilization_daily
@@ -219,16 +194,12 @@ SELECT vehicle_id, driver_id, last_seen, minutes_silent, lat, lon
 FROM fleet.last_positions
 WHERE minutes_silent >= 10 AND last_event != 'ignition_off';
 
--- Stops inside a delivery point's geofence, with the dwell over what the point allows.
+-- Stops at a depot or customer (geofence_id empty: elsewhere).
 CREATE VIEW IF NOT EXISTS fleet.delivery_stops AS
-SELECT
-    s.stop_id, s.vehicle_id, s.driver_id, s.arrived_at, s.departed_at, s.dwell_s,
-    s.door_openings, g.geofence_id, g.name AS delivery_point, g.kind,
-    greatCircleDistance(s.lon, s.lat, g.lon, g.lat) AS distance_m,
-    greatest(toInt64(s.dwell_s) - toInt64(g.max_dwell_s), 0) AS delay_s
-FROM fleet.stops AS s FINAL
-CROSS JOIN fleet.geofences AS g
-WHERE greatCircleDistance(s.lon, s.lat, g.lon, g.lat) <= g.radius_m;
+SELECT stop_id, vehicle_id, driver_id, arrived_at, departed_at, dwell_s, door_openings,
+       geofence_id, delivery_point, delay_s
+FROM fleet.stops FINAL
+WHERE geofence_id != '';
 
 -- Loading/unloading that took longer than the delivery point allows.
 CREATE VIEW IF NOT EXISTS fleet.delivery_delays AS

@@ -11,7 +11,11 @@ fn compose_file_names_real_services_and_pipelines() {
     let text = std::fs::read_to_string(root.join("docker-compose.yaml")).unwrap();
     let doc: Value = serde_yaml_ng::from_str(&text).unwrap();
     let mut doc = doc;
-    doc.apply_merge().unwrap();
+    // A service merges a template that merges another (`x-pipeline` ← `x-sluice`); Docker's YAML
+    // loader resolves nested merges, serde_yaml_ng one level per call.
+    for _ in 0..3 {
+        doc.apply_merge().unwrap();
+    }
     let services = doc["services"].as_mapping().expect("services");
     let names: Vec<&str> = services.keys().filter_map(Value::as_str).collect();
     for expected in [
@@ -99,6 +103,20 @@ fn compose_file_names_real_services_and_pipelines() {
                         == Some("service_healthy"),
                     "{name:?} waits for ClickHouse"
                 );
+            }
+            if text.contains("${GEOFENCES_PATH") {
+                assert_eq!(
+                    svc["environment"]["GEOFENCES_PATH"].as_str(),
+                    Some("/data/geofences.jsonl"),
+                    "{name:?}"
+                );
+                let mounts: Vec<&str> = svc["volumes"]
+                    .as_sequence()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                assert!(mounts.contains(&"./data:/data:ro"), "{name:?}: {mounts:?}");
             }
             run.push(path.to_string());
         }

@@ -77,7 +77,7 @@ const PIPELINES: [(&str, &[Sink]); 6] = [
         &[(
             "stops_clickhouse",
             "stops",
-            "stop_id, vehicle_id, driver_id, arrived_at, departed_at, dwell_s, lat, lon, engine_off, door_openings",
+            "stop_id, vehicle_id, driver_id, arrived_at, departed_at, dwell_s, lat, lon, engine_off, door_openings, geofence_id, delivery_point, delay_s",
         )],
     ),
     (
@@ -119,6 +119,15 @@ async fn generator_to_kafka_to_pipelines_to_clickhouse() {
     produce_telemetry(&brokers, &topic).await;
     apply_fleet_schema(&url, DATABASE).await;
 
+    // The same events as a file: the independent path, and where the test's geofences go.
+    let file = dir.path().join("telemetry.jsonl");
+    let mut gen_file = vec!["gen", "fleet", "--output", file.to_str().unwrap()];
+    gen_file.extend(GEN);
+    sluice(&gen_file, &[]);
+    let readings = read_readings(&file);
+    let geofences = dir.path().join("geofences.jsonl");
+    let (stop, dwell) = write_geofences(&readings, &geofences);
+
     // All six pipelines at once, as docker-compose runs them, each replaying the topic once.
     let env = [
         ("KAFKA_BROKERS", brokers.as_str()),
@@ -129,6 +138,7 @@ async fn generator_to_kafka_to_pipelines_to_clickhouse() {
         ("CLICKHOUSE_URL", url.as_str()),
         ("CLICKHOUSE_DATABASE", DATABASE),
         ("IDLE_MINUTES", "1"),
+        ("GEOFENCES_PATH", geofences.to_str().unwrap()),
     ];
     let runs: Vec<(&str, Child)> = PIPELINES
         .iter()
@@ -155,11 +165,7 @@ async fn generator_to_kafka_to_pipelines_to_clickhouse() {
         );
     }
 
-    // The same files over the same events from a file, into CSV files.
-    let file = dir.path().join("telemetry.jsonl");
-    let mut gen_file = vec!["gen", "fleet", "--output", file.to_str().unwrap()];
-    gen_file.extend(GEN);
-    sluice(&gen_file, &[]);
+    // The same files over the same events from the file, into CSV files.
     let out = dir.path().join("expected");
     for (name, _) in PIPELINES {
         let sql = swap_connectors(&pipeline_text(name), |table, connector| {
@@ -180,7 +186,10 @@ async fn generator_to_kafka_to_pipelines_to_clickhouse() {
         std::fs::write(&path, sql).unwrap();
         sluice(
             &["run", "--quiet", path.to_str().unwrap()],
-            &[("IDLE_MINUTES", "1")],
+            &[
+                ("IDLE_MINUTES", "1"),
+                ("GEOFENCES_PATH", geofences.to_str().unwrap()),
+            ],
         );
     }
 
@@ -201,7 +210,6 @@ async fn generator_to_kafka_to_pipelines_to_clickhouse() {
     }
 
     // Independent of Sluice: trips and daily scores computed here from the generated file.
-    let readings = read_readings(&file);
     let trips = table_rows(
         &url,
         "trips",
@@ -216,6 +224,28 @@ async fn generator_to_kafka_to_pipelines_to_clickhouse() {
     )
     .await;
     assert_eq!(sorted(scores), sorted(expected_daily_scores(&readings)));
+
+    // The lookup join placed the test's customer at its stop, with the dwell over the 10 s it
+    // allows as the delay, and the restricted zone raised an entry alert.
+    let delivery = clickhouse_query(
+        &url,
+        &format!(
+            "SELECT vehicle_id, dwell_s, delay_s FROM {DATABASE}.delivery_stops WHERE geofence_id = 'TEST-CUSTOMER'"
+        ),
+    )
+    .await;
+    assert_eq!(
+        delivery.trim(),
+        format!("{}\t{dwell}\t{}", stop.vehicle, dwell - 10)
+    );
+    let entries = clickhouse_query(
+        &url,
+        &format!(
+            "SELECT count() FROM {DATABASE}.alerts FINAL WHERE alert_type = 'geofence_entry' AND detail = 'entered Test zone'"
+        ),
+    )
+    .await;
+    assert!(entries.trim().parse::<u32>().unwrap() >= 1, "{entries}");
 
     // The alerts went to Kafka too, the same ones (their pipeline writes both).
     let in_clickhouse: BTreeSet<String> = clickhouse_query(
@@ -393,6 +423,49 @@ fn normalized(fields: Vec<String>) -> String {
 fn sorted(mut rows: Vec<String>) -> Vec<String> {
     rows.sort();
     rows
+}
+
+/// A geofence file with a customer (radius 30 m, 10 s allowed) where the first stop of 40
+/// standing readings or more begins, and a restricted zone (300 m) around a moving reading of
+/// V0001; returns that stop's arrival reading and its dwell in seconds (arrival to the first
+/// moving reading after it).
+fn write_geofences<'a>(readings: &'a [Reading], path: &Path) -> (&'a Reading, i64) {
+    let mut stop = None;
+    let mut i = 1;
+    while stop.is_none() && i < readings.len() {
+        let starts_stop = readings[i].speed < 1.0
+            && readings[i - 1].speed >= 1.0
+            && readings[i - 1].vehicle == readings[i].vehicle;
+        if starts_stop {
+            let end = (i..readings.len())
+                .find(|&j| readings[j].vehicle != readings[i].vehicle || readings[j].speed >= 1.0);
+            if let Some(end) =
+                end.filter(|&e| e - i >= 40 && readings[e].vehicle == readings[i].vehicle)
+            {
+                stop = Some((&readings[i], (readings[end].ts - readings[i].ts) / 1000));
+            }
+        }
+        i += 1;
+    }
+    let (stop, dwell) = stop.expect("the generator's vehicles stop");
+    let zone = readings
+        .iter()
+        .filter(|r| r.vehicle == "V0001" && r.speed > 30.0)
+        .nth(100)
+        .expect("V0001 drives");
+    let fence = |id: &str, name: &str, kind: &str, at: &Reading, radius: u32, dwell: u32| {
+        format!(
+            "{{\"geofence_id\":\"{id}\",\"name\":\"{name}\",\"kind\":\"{kind}\",\"lat\":{},\"lon\":{},\"radius_m\":{radius},\"max_dwell_s\":{dwell}}}\n",
+            at.lat, at.lon
+        )
+    };
+    std::fs::write(
+        path,
+        fence("TEST-CUSTOMER", "Test customer", "customer", stop, 30, 10)
+            + &fence("TEST-ZONE", "Test zone", "restricted", zone, 300, 0),
+    )
+    .unwrap();
+    (stop, dwell)
 }
 
 struct Reading {
