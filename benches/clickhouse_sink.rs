@@ -1,5 +1,6 @@
 //! ClickHouse sink throughput: a 10-column telemetry table written through `ClickHouseSink`
-//! (Arrow IPC, LZ4, deduplication tokens) at batch sizes 10k–100k.
+//! (Arrow IPC, LZ4, deduplication tokens) at batch sizes 10k–100k, with 1, 2 (the default) and 4
+//! inserts in flight.
 //!
 //! `cargo bench --bench clickhouse_sink` — needs a ClickHouse at `BENCH_CLICKHOUSE` (default
 //! `http://127.0.0.1:18123`, the one `scripts/test.sh` starts; or run
@@ -81,7 +82,7 @@ fn batches(schema: &Arc<Schema>) -> Vec<RecordBatch> {
         .collect()
 }
 
-#[tokio::main(flavor = "current_thread")]
+#[tokio::main]
 async fn main() {
     let url = std::env::var("BENCH_CLICKHOUSE").unwrap_or_else(|_| "http://127.0.0.1:18123".into());
     let schema = schema();
@@ -92,11 +93,14 @@ async fn main() {
         bytes as f64 / 1e6
     );
     println!(
-        "{:>10} {:>10} {:>10} {:>9} {:>16}",
-        "batch", "wall_s", "rows/s", "MB/s", "rows/CPU-s"
+        "{:>10} {:>9} {:>10} {:>10} {:>9} {:>16}",
+        "batch", "in_flight", "wall_s", "rows/s", "MB/s", "rows/CPU-s"
     );
-    for batch_size in [10_000, 50_000, 100_000] {
-        let table = format!("bench_{batch_size}");
+    let runs = [10_000, 50_000, 100_000]
+        .into_iter()
+        .flat_map(|batch| [1, 2, 4].map(|in_flight| (batch, in_flight)));
+    for (batch_size, max_in_flight) in runs {
+        let table = format!("bench_{batch_size}_{max_in_flight}");
         let config = ClickHouseConfig {
             url: url.clone(),
             database: "default".into(),
@@ -106,6 +110,7 @@ async fn main() {
             batch_size,
             flush_interval: std::time::Duration::from_secs(3600),
             max_retries: 3,
+            max_in_flight,
             create_table: true,
             engine: None,
             order_by: Some("(vehicle_id, ts)".into()),
@@ -140,7 +145,7 @@ async fn main() {
             .unwrap();
         assert_eq!(n as usize, ROWS, "every row arrived once");
         println!(
-            "{batch_size:>10} {wall:>10.2} {:>10.0} {:>9.0} {:>16.0}",
+            "{batch_size:>10} {max_in_flight:>9} {wall:>10.2} {:>10.0} {:>9.0} {:>16.0}",
             ROWS as f64 / wall,
             bytes as f64 / 1e6 / wall,
             ROWS as f64 / (cpu1 - cpu0).max(1e-3)

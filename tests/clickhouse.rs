@@ -150,6 +150,7 @@ async fn a_block_sent_again_with_its_token_is_stored_once() {
         batch_size: 1000,
         flush_interval: std::time::Duration::from_secs(1),
         max_retries: 2,
+        max_in_flight: 2,
         create_table: false,
         engine: None,
         order_by: None,

@@ -19,6 +19,8 @@ pub struct ClickHouseConfig {
     pub flush_interval: Duration,
     /// Retries of a failed INSERT (network errors, timeouts) before the job fails.
     pub max_retries: u32,
+    /// INSERTs sent but not yet acknowledged, at most (then the pipeline waits).
+    pub max_in_flight: usize,
     pub create_table: bool,
     /// Engine of a created table; `None`: ReplacingMergeTree with a PRIMARY KEY, else MergeTree.
     pub engine: Option<String>,
@@ -44,6 +46,13 @@ impl ClickHouseConfig {
         if batch_size == 0 {
             return Err(opts.error("sink.batch-size", "'sink.batch-size' must be at least 1"));
         }
+        let max_in_flight = opts.parse_or("sink.max-in-flight", 2usize, "a number of inserts")?;
+        if max_in_flight == 0 {
+            return Err(opts.error(
+                "sink.max-in-flight",
+                "'sink.max-in-flight' must be at least 1",
+            ));
+        }
         let guarantee = opts.choice_or(
             "sink.delivery-guarantee",
             &["exactly-once", "at-least-once"],
@@ -66,6 +75,7 @@ impl ClickHouseConfig {
                 .duration_opt("sink.flush-interval")?
                 .unwrap_or(Duration::from_secs(1)),
             max_retries: opts.parse_or("sink.max-retries", 10u32, "a retry count")?,
+            max_in_flight,
             create_table: opts.bool_or("sink.create-table", false)?,
             engine: opts.optional("sink.create-table.engine"),
             order_by: opts.optional("sink.create-table.order-by"),

@@ -12,12 +12,16 @@
 //! MergeTree tables need `non_replicated_deduplication_window` for that; the sink sets it when
 //! it is missing and warns when it cannot.
 //!
-//! **Backpressure and failure.** An insert is awaited before more rows are accepted (one insert
-//! in flight), so a slow or stopped server holds the pipeline and, through the bounded channels,
-//! the source. Network errors and timeouts are retried with exponential backoff up to
-//! `sink.max-retries`; then, or on an error ClickHouse reports for the data, the job fails with
-//! ClickHouse's message.
+//! **Backpressure and failure.** Blocks are encoded and sent by tasks of their own, at most
+//! `sink.max-in-flight` (default 2) at a time, so the pipeline decodes and computes the next rows
+//! while ClickHouse ingests the last ones. When that many are in flight the sink waits for the
+//! oldest, so a slow or stopped server holds the pipeline and, through the bounded channels, the
+//! source; a flush waits for all of them (everything written is then stored). Network errors and
+//! timeouts are retried with exponential backoff up to `sink.max-retries`; then, or on an error
+//! ClickHouse reports for the data, the job fails with ClickHouse's message.
 
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
@@ -44,8 +48,8 @@ pub struct ClickHouseSink {
     name: String,
     schema: SchemaRef,
     client: clickhouse::Client,
-    /// `INSERT INTO db.t (cols) FORMAT ArrowStream`.
-    insert_sql: String,
+    inserter: Arc<Inserter>,
+    in_flight: VecDeque<tokio::task::JoinHandle<Result<(), JobError>>>,
     buffered: Vec<RecordBatch>,
     buffered_rows: usize,
     last_insert: Instant,
@@ -73,11 +77,20 @@ impl ClickHouseSink {
             quote(&config.table),
             columns.join(", ")
         );
+        let inserter = Arc::new(Inserter {
+            client: client.clone(),
+            insert_sql,
+            exactly_once: config.exactly_once,
+            max_retries: config.max_retries,
+            name: node.table.clone(),
+            target: format!("{}.{}", quote(&config.database), quote(&config.table)),
+        });
         ClickHouseSink {
             name: node.table.clone(),
             schema: node.schema.clone(),
             client,
-            insert_sql,
+            inserter,
+            in_flight: VecDeque::new(),
             buffered: Vec::new(),
             buffered_rows: 0,
             last_insert: Instant::now(),
@@ -256,7 +269,7 @@ impl ClickHouseSink {
         }
     }
 
-    /// Sends the buffered rows as one epoch, block by block.
+    /// Sends the buffered rows as one epoch, block by block, each insert a task of its own.
     async fn insert_buffered(&mut self) -> Result<(), JobError> {
         self.last_insert = Instant::now();
         if self.buffered_rows == 0 {
@@ -267,9 +280,33 @@ impl ClickHouseSink {
         self.epoch += 1;
         let size = self.config.batch_size;
         for (block, offset) in (0..all.num_rows()).step_by(size).enumerate() {
+            if self.in_flight.len() >= self.config.max_in_flight {
+                self.await_oldest().await?;
+            }
             let rows = all.slice(offset, size.min(all.num_rows() - offset));
             let token = format!("{}/{}/{block}", self.token_prefix, self.epoch);
-            self.insert_block(&rows, &token).await?;
+            let inserter = self.inserter.clone();
+            self.in_flight.push_back(tokio::spawn(
+                async move { inserter.insert(&rows, &token).await },
+            ));
+        }
+        Ok(())
+    }
+
+    async fn await_oldest(&mut self) -> Result<(), JobError> {
+        match self.in_flight.pop_front() {
+            Some(task) => task
+                .await
+                .map_err(|e| self.error(format!("ClickHouse insert task failed: {e}")))?,
+            None => Ok(()),
+        }
+    }
+
+    /// Sends what is buffered and waits until every insert in flight is stored.
+    async fn insert_all(&mut self) -> Result<(), JobError> {
+        self.insert_buffered().await?;
+        while !self.in_flight.is_empty() {
+            self.await_oldest().await?;
         }
         Ok(())
     }
@@ -277,32 +314,49 @@ impl ClickHouseSink {
     /// Inserts one block with its deduplication token, retrying transient failures. Sending the
     /// same block with the same token again stores nothing new.
     pub async fn insert_block(&self, rows: &RecordBatch, token: &str) -> Result<(), JobError> {
-        let data = encode(rows)?;
-        self.insert_with_retries(data, token).await
+        self.inserter.insert(rows, token).await
     }
+}
 
-    async fn insert_with_retries(&self, data: Bytes, token: &str) -> Result<(), JobError> {
+/// What an insert needs, shared by the inserts in flight.
+struct Inserter {
+    client: clickhouse::Client,
+    /// `INSERT INTO db.t (cols) FORMAT ArrowStream`.
+    insert_sql: String,
+    exactly_once: bool,
+    max_retries: u32,
+    /// The Sluice table name and the ClickHouse table, for messages.
+    name: String,
+    target: String,
+}
+
+impl Inserter {
+    async fn insert(&self, rows: &RecordBatch, token: &str) -> Result<(), JobError> {
+        let data = encode(rows)?;
         let mut backoff = FIRST_BACKOFF;
         let mut attempt = 0;
         loop {
             match self.insert_once(data.clone(), token).await {
                 Ok(()) => return Ok(()),
-                Err(e) if retryable(&e) && attempt < self.config.max_retries => {
+                Err(e) if retryable(&e) && attempt < self.max_retries => {
                     attempt += 1;
-                    tracing::warn!(table = %self.name, "ClickHouse insert failed ({e}); retry {attempt}/{} in {backoff:?}", self.config.max_retries);
+                    tracing::warn!(table = %self.name, "ClickHouse insert failed ({e}); retry {attempt}/{} in {backoff:?}", self.max_retries);
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
                 Err(e) => {
-                    return Err(self.error(format!(
-                        "ClickHouse insert into {} failed{}: {e}",
-                        self.target(),
-                        if attempt > 0 {
-                            format!(" after {attempt} retries")
-                        } else {
-                            String::new()
-                        }
-                    )));
+                    return Err(JobError::sink(
+                        &self.name,
+                        format!(
+                            "ClickHouse insert into {} failed{}: {e}",
+                            self.target,
+                            if attempt > 0 {
+                                format!(" after {attempt} retries")
+                            } else {
+                                String::new()
+                            }
+                        ),
+                    ));
                 }
             }
         }
@@ -313,7 +367,7 @@ impl ClickHouseSink {
             .client
             .insert_formatted_with(self.insert_sql.clone())
             .with_timeouts(Some(Duration::from_secs(30)), Some(Duration::from_secs(60)));
-        if self.config.exactly_once {
+        if self.exactly_once {
             insert = insert.with_setting("insert_deduplication_token", token);
         }
         insert.send(data).await?;
@@ -391,10 +445,10 @@ impl Sink for ClickHouseSink {
     }
 
     async fn flush(&mut self) -> Result<(), JobError> {
-        self.insert_buffered().await
+        self.insert_all().await
     }
 
     async fn finish(&mut self) -> Result<(), JobError> {
-        self.insert_buffered().await
+        self.insert_all().await
     }
 }
