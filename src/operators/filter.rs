@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{AsArray, RecordBatch};
+use arrow::array::{AsArray, BooleanArray, RecordBatch};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::SchemaRef;
 use datafusion::physical_expr::PhysicalExpr;
@@ -22,6 +22,22 @@ impl Filter {
     }
 }
 
+/// A boolean expression evaluated on a batch, as a mask for arrow's filter kernels (which drop
+/// NULL as well as false).
+pub fn evaluate_predicate(
+    predicate: &Arc<dyn PhysicalExpr>,
+    batch: &RecordBatch,
+) -> Result<BooleanArray, JobError> {
+    let mask = predicate.evaluate(batch)?.into_array(batch.num_rows())?;
+    match mask.as_boolean_opt() {
+        Some(mask) => Ok(mask.clone()),
+        None => Err(JobError::internal(format!(
+            "predicate {predicate} is not boolean but {}",
+            mask.data_type()
+        ))),
+    }
+}
+
 impl Operator for Filter {
     fn describe(&self) -> String {
         format!("Filter: {}", self.predicate)
@@ -36,18 +52,8 @@ impl Operator for Filter {
         batch: RecordBatch,
         out: &mut Vec<RecordBatch>,
     ) -> Result<(), JobError> {
-        let mask = self
-            .predicate
-            .evaluate(&batch)?
-            .into_array(batch.num_rows())?;
-        let Some(mask) = mask.as_boolean_opt() else {
-            return Err(JobError::internal(format!(
-                "filter predicate {} is not boolean but {}",
-                self.predicate,
-                mask.data_type()
-            )));
-        };
-        let kept = filter_record_batch(&batch, mask)?;
+        let mask = evaluate_predicate(&self.predicate, &batch)?;
+        let kept = filter_record_batch(&batch, &mask)?;
         if kept.num_rows() > 0 {
             out.push(kept);
         }

@@ -14,13 +14,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array};
+use arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
 use arrow::compute::{filter, filter_record_batch, take};
 use arrow::datatypes::SchemaRef;
 use arrow::row::{RowConverter, Rows, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::Operator;
+use super::{Operator, evaluate_predicate};
 use crate::operators::window::evaluate_all;
 use crate::runtime::JobError;
 
@@ -174,12 +174,8 @@ impl Operator for LookupJoin {
         );
         if let Some(condition) = &self.condition {
             let pairs = self.joined(&batch, &stream_rows, &table_rows)?;
-            let keep = condition.evaluate(&pairs)?.into_array(pairs.num_rows())?;
-            let keep = keep
-                .as_any()
-                .downcast_ref::<BooleanArray>()
-                .ok_or_else(|| JobError::internal("JOIN condition is not BOOLEAN"))?;
             // A NULL condition is not true: arrow's filters drop those pairs.
+            let keep = &evaluate_predicate(condition, &pairs)?;
             if !self.keep_unmatched {
                 let joined = filter_record_batch(&pairs, keep)?;
                 if joined.num_rows() > 0 {

@@ -12,7 +12,7 @@ pub mod session;
 mod snapshot;
 pub mod window;
 
-pub use filter::Filter;
+pub use filter::{Filter, evaluate_predicate};
 pub use lookup_join::{LookupJoin, LookupJoinSpec};
 pub use projection::Projection;
 

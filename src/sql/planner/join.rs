@@ -16,7 +16,7 @@ use super::{CompiledStream, ExprCompiler, JobBuilder, Planner};
 use crate::connectors::ConnectorConfig;
 use crate::connectors::filesystem::read_all;
 use crate::operators::window::evaluate_all;
-use crate::operators::{LookupJoin, LookupJoinSpec};
+use crate::operators::{LookupJoin, LookupJoinSpec, evaluate_predicate};
 use crate::sql::catalog::Table;
 use crate::sql::error::{Position, SourceText, SqlError};
 
@@ -204,11 +204,6 @@ fn filtered(
     batch: RecordBatch,
     predicate: &Arc<dyn datafusion::physical_expr::PhysicalExpr>,
 ) -> Result<RecordBatch, crate::runtime::JobError> {
-    let mask = predicate.evaluate(&batch)?.into_array(batch.num_rows())?;
-    let mask = mask
-        .as_any()
-        .downcast_ref::<arrow::array::BooleanArray>()
-        .ok_or_else(|| crate::runtime::JobError::internal("filter is not BOOLEAN"))?;
-    // NULL counts as false, as in WHERE.
-    Ok(filter_record_batch(&batch, mask)?)
+    let mask = evaluate_predicate(predicate, &batch)?;
+    Ok(filter_record_batch(&batch, &mask)?)
 }
