@@ -453,3 +453,32 @@ fn functions_that_datafusion_only_compiles_simplified_work_in_measures_and_defin
     let got = run(&rows, "k STRING, before_last_a BIGINT, n_a BIGINT", &q);
     assert_eq!(got, vec!["a,-1,", "a,5,2"]);
 }
+
+#[test]
+fn prev_conditions_on_interleaved_partitions_whatever_the_batching() {
+    // U{2}: two rows in a row, each above the partition's previous row (PREV is physical and may
+    // reach before the match). Such conditions are evaluated for a whole released batch at once,
+    // so the positions must hold across batches and interleaved partitions.
+    // a (even seconds): 1 2 3 1 5 6 → rows 1,2 (s2, s4: 2>1, 3>2), then 4,5 (s8, s10: 5>1, 6>5).
+    // b (odd seconds):  5 4 6 7 8 1 → rows 2,3 (s5, s7: 6>4, 7>6); 8>7 then 1 is not above.
+    let a = [1, 2, 3, 1, 5, 6];
+    let b = [5, 4, 6, 7, 8, 1];
+    let rows: Vec<Row> = (0..6)
+        .flat_map(|i| [("a", 2 * i as u32, a[i]), ("b", 2 * i as u32 + 1, b[i])])
+        .collect();
+    let q = query(
+        "EXTRACT(SECOND FROM FIRST(U.ts)) AS s, LAST(U.v) AS v",
+        "ONE ROW PER MATCH",
+        "AFTER MATCH SKIP PAST LAST ROW",
+        "(U{2})",
+        "U AS U.v > PREV(U.v)",
+    );
+    for batch_size in [1, 2, 5, 100] {
+        let (got, stderr) = run_with(&rows, "k STRING, s BIGINT, v BIGINT", &q, batch_size);
+        assert_eq!(
+            got,
+            vec!["a,2,3", "a,8,6", "b,5,7"],
+            "batch {batch_size}: {stderr}"
+        );
+    }
+}

@@ -6,9 +6,10 @@
 //! fed to the partitions' matchers. A row at or before the watermark on arrival is late: it is
 //! dropped and counted, as in windows (a late-row side output can take it instead).
 //!
-//! **Conditions.** A DEFINE condition that reads only the current row is evaluated vectorized on
-//! the whole released batch before matching; one that reads the match (`LAST(B.x)`,
-//! `AVG(A.x)`, another variable) is evaluated per candidate row through [`refs`]. The matcher
+//! **Conditions.** A DEFINE condition that reads only the current row, or rows before it by
+//! position (`PREV(x, n)`), is evaluated vectorized on the whole released batch before
+//! matching; one that reads the match (`LAST(B.x)`, `AVG(A.x)`, another variable) is evaluated
+//! per candidate row through [`refs`]. The matcher
 //! itself ([`matcher`], over the automaton of [`nfa`]) only sees yes/no answers.
 //!
 //! **Output.** Completed matches of one watermark are turned into rows together: MEASURES are
@@ -232,7 +233,7 @@ impl MatchRecognize {
             let order = UInt32Array::from(self.sort_order(&batch, &ids, &ts)?);
             let sorted = take_record_batch(&batch, &order)?;
             let def = self.def.clone();
-            let bits: Vec<Option<BooleanArray>> = def
+            let mut bits: Vec<Option<BooleanArray>> = def
                 .conditions
                 .iter()
                 .map(|c| match c {
@@ -244,6 +245,44 @@ impl MatchRecognize {
                 })
                 .collect::<Result<_, JobError>>()?;
             let chunk = self.store.add(sorted);
+            // Every released row takes its place in its partition first (positions follow the
+            // sort order), so conditions that reach back by position (`PREV`) but read no match
+            // history can be evaluated for all rows at once instead of per candidate.
+            let positions: Vec<u64> = order
+                .values()
+                .iter()
+                .enumerate()
+                .map(|(i, &src)| {
+                    let rows = &mut self.partitions[ids[src as usize] as usize].rows;
+                    rows.rows.push_back(RowLoc {
+                        chunk,
+                        row: i as u32,
+                    });
+                    rows.base + rows.rows.len() as u64 - 1
+                })
+                .collect();
+            for (var, condition) in def.conditions.iter().enumerate() {
+                let Condition::Match(exprs) = condition else {
+                    continue;
+                };
+                if def.rules.needs_history[var] {
+                    continue;
+                }
+                let classifiers = [var as VarId];
+                let views: Vec<MatchView> = order
+                    .values()
+                    .iter()
+                    .zip(&positions)
+                    .map(|(&src, &start)| MatchView {
+                        rows: &self.partitions[ids[src as usize] as usize].rows,
+                        start,
+                        classifiers: &classifiers,
+                        number: 0,
+                    })
+                    .collect();
+                let v = exprs.evaluate(&views, &self.store, &def.input, &def.variables)?;
+                bits[var] = Some(v[0].as_boolean().clone());
+            }
             let mut found = Vec::new();
             for (i, &src) in order.values().iter().enumerate() {
                 let k = ids[src as usize];
@@ -256,11 +295,8 @@ impl MatchRecognize {
                 if !std::mem::replace(listed, true) {
                     touched.push(k);
                 }
-                rows.rows.push_back(RowLoc {
-                    chunk,
-                    row: i as u32,
-                });
                 let pos = matcher.next_position();
+                debug_assert_eq!(pos, positions[i], "rows and matcher agree on positions");
                 let number = matcher.match_count() + 1;
                 let store = &self.store;
                 let rows = &*rows;
@@ -408,12 +444,13 @@ fn row_fits(
     var: VarId,
     history: Option<&[VarId]>,
 ) -> Result<bool, JobError> {
+    // Evaluated for the whole batch: conditions on the row and its predecessors.
+    if let Some(b) = &bits[var as usize] {
+        return Ok(b.is_valid(i) && b.value(i));
+    }
     match &def.conditions[var as usize] {
         Condition::Always => Ok(true),
-        Condition::Row(_) => {
-            let b = bits[var as usize].as_ref().expect("evaluated per batch");
-            Ok(b.is_valid(i) && b.value(i))
-        }
+        Condition::Row(_) => unreachable!("row conditions are evaluated per batch"),
         Condition::Match(exprs) => {
             let mut classifiers = history.map(<[VarId]>::to_vec).unwrap_or_default();
             classifiers.push(var);
