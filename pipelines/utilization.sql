@@ -73,6 +73,9 @@ CREATE TABLE downtime_clickhouse (
   'sink.flush-interval' = '5 s'
 );
 
+-- A reading that comes DOWNTIME_MINUTES or more after the vehicle's previous one ends a
+-- silence. PREV reads the partition's previous row, so the condition is evaluated for whole
+-- batches at once.
 CREATE VIEW gaps AS
 SELECT *
 FROM telemetry
@@ -80,14 +83,14 @@ MATCH_RECOGNIZE (
   PARTITION BY vehicle_id
   ORDER BY ts
   MEASURES
-    A.ts         AS silent_from,
-    B.ts         AS silent_until,
-    A.event_type AS last_event
+    PREV(B.ts)         AS silent_from,
+    B.ts               AS silent_until,
+    PREV(B.event_type) AS last_event
   ONE ROW PER MATCH
-  AFTER MATCH SKIP TO LAST B
-  PATTERN (A B)
+  AFTER MATCH SKIP PAST LAST ROW
+  PATTERN (B)
   DEFINE
-    B AS B.ts >= A.ts + INTERVAL '${DOWNTIME_MINUTES:-10}' MINUTE
+    B AS B.ts >= PREV(B.ts) + INTERVAL '${DOWNTIME_MINUTES:-10}' MINUTE
 );
 
 EXECUTE STATEMENT SET BEGIN
