@@ -173,7 +173,10 @@ async fn run(file: &Path, config: &SluiceConfig, quiet: bool) -> Result<ExitCode
     };
     let metrics = JobMetrics::new(
         job.sources.iter().map(|s| s.table.name.clone()),
-        job.pipelines.iter().map(|p| p.sink.table.clone()),
+        job.pipelines.iter().map(|p| {
+            let names: Vec<&str> = p.sinks.iter().map(|s| s.table.as_str()).collect();
+            names.join(", ")
+        }),
     );
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {

@@ -173,3 +173,34 @@ fn a_statement_set_writes_one_file_table_from_several_pipelines() {
         ["1,odd", "10,all", "2,even", "20,all", "3,odd", "30,all"]
     );
 }
+
+/// A query written to two tables runs once and both get every row.
+#[test]
+fn one_query_into_two_tables_writes_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, "{\"n\": 1}\n{\"n\": 2}\n{\"n\": 3}\n").unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let sql = format!(
+        "CREATE TABLE src (n INT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         CREATE TABLE a (n INT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+         CREATE TABLE b (n INT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+         EXECUTE STATEMENT SET BEGIN
+           INSERT INTO a SELECT n * 2 FROM src WHERE n > 1;
+           INSERT INTO b SELECT n * 2 FROM src WHERE n > 1;
+         END;",
+        input.display(),
+        a.display(),
+        b.display()
+    );
+    let run = common::run_script(dir.path(), &sql, 2);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    // Rows out counts each table's rows.
+    assert!(stderr.contains("3 rows in, 4 rows out"), "{stderr}");
+    for out in [a, b] {
+        let mut rows = common::read_sink_dir(&out);
+        rows.sort();
+        assert_eq!(rows, ["4", "6"]);
+    }
+}

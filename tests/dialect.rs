@@ -204,6 +204,47 @@ async fn views_and_shared_scans_form_one_job() {
     );
 }
 
+#[tokio::test]
+async fn the_same_query_into_two_tables_is_computed_once() {
+    let text = |reuse: &str| {
+        format!(
+            "{TELEMETRY}
+             {reuse}
+             CREATE VIEW fast AS SELECT vehicle_id, speed_kmh FROM telemetry WHERE speed_kmh > 100;
+             CREATE TABLE a (v STRING, s DOUBLE) WITH ('connector' = 'blackhole');
+             CREATE TABLE b (v STRING, s DOUBLE) WITH ('connector' = 'blackhole');
+             CREATE TABLE c (v STRING) WITH ('connector' = 'blackhole');
+             EXECUTE STATEMENT SET BEGIN
+               INSERT INTO a SELECT * FROM fast;
+               INSERT INTO b SELECT * FROM fast;
+               INSERT INTO c SELECT vehicle_id FROM fast;
+             END;"
+        )
+    };
+    let plan = |text: String| async move {
+        let script = parse_script_with("ok.sql", &text, lookup).unwrap();
+        let mut planner = Planner::new();
+        planner.plan_script(&script).await.unwrap().job.unwrap()
+    };
+    // a and b get the same query: one pipeline writing both; c's query differs.
+    let job = plan(text("")).await;
+    assert_eq!(job.pipelines.len(), 2);
+    let sinks: Vec<Vec<&str>> = job
+        .pipelines
+        .iter()
+        .map(|p| p.sinks.iter().map(|s| s.table.as_str()).collect())
+        .collect();
+    assert_eq!(sinks, [vec!["a", "b"], vec!["c"]]);
+    let explain = job.explain();
+    assert!(explain.contains("Pipeline `INSERT INTO a, b`"), "{explain}");
+    // Flink's switch turns it off.
+    let job = plan(text(
+        "SET 'table.optimizer.reuse-sub-plan-enabled' = 'false';",
+    ))
+    .await;
+    assert_eq!(job.pipelines.len(), 3);
+}
+
 #[test]
 fn validate_exits_1_with_position_and_0_when_fine() {
     let dir = tempfile::tempdir().unwrap();

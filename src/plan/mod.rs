@@ -30,13 +30,14 @@ pub struct SourceNode {
     pub decode_columns: Option<Vec<usize>>,
 }
 
-/// One INSERT (or printed query): the operators between its source and its sink.
+/// One INSERT (or printed query): the operators between its source and its sinks. INSERTs of
+/// the same query into several tables share one pipeline that writes each of them.
 pub struct PipelineNode {
     pub name: String,
     /// Index into [`JobGraph::sources`].
     pub source: usize,
     pub operators: Vec<Box<dyn Operator>>,
-    pub sink: SinkNode,
+    pub sinks: Vec<SinkNode>,
     /// The pipeline's current watermark, read by CURRENT_WATERMARK in its expressions.
     pub watermark: crate::sql::functions::WatermarkCell,
     /// Where late rows go (`'table.exec.late-rows' = 'side-output:<table>'`).
@@ -100,12 +101,14 @@ impl JobGraph {
             for op in &p.operators {
                 let _ = writeln!(out, "  {}", op.describe());
             }
-            let _ = writeln!(
-                out,
-                "  → sink `{}`: {}",
-                p.sink.table,
-                p.sink.connector.describe()
-            );
+            for sink in &p.sinks {
+                let _ = writeln!(
+                    out,
+                    "  → sink `{}`: {}",
+                    sink.table,
+                    sink.connector.describe()
+                );
+            }
         }
         out
     }

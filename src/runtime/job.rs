@@ -70,12 +70,25 @@ pub async fn run_job(
     for (i, pipeline) in job.pipelines.into_iter().enumerate() {
         let (tx, rx) = mpsc::channel(opts.channel_capacity);
         senders[pipeline.source].push(tx);
-        // Each pipeline's sink is its own writer, even when several write one table.
+        // Each sink of each pipeline is its own writer, even when several write one table.
         let writer = format!("{}/{i}", job.name);
-        let mut sink = pipeline.sink.connector.create_sink(&pipeline.sink)?;
-        sink.open(&writer).await?;
+        let mut sinks = Vec::with_capacity(pipeline.sinks.len());
+        for (j, node) in pipeline.sinks.iter().enumerate() {
+            let mut sink = node.connector.create_sink(node)?;
+            sink.open(&if j == 0 {
+                writer.clone()
+            } else {
+                format!("{writer}-{j}")
+            })
+            .await?;
+            sinks.push(SinkOutput {
+                sink,
+                schema: node.schema.clone(),
+                name: node.table.clone(),
+            });
+        }
         let side_output = match &pipeline.side_output {
-            Some(node) => Some(SideOutput {
+            Some(node) => Some(SinkOutput {
                 sink: {
                     let mut s = node.connector.create_sink(node)?;
                     s.open(&format!("{writer}-late")).await?;
@@ -88,9 +101,7 @@ pub async fn run_job(
         };
         let task = PipelineTask {
             chain: OperatorChain::new(pipeline.operators),
-            sink,
-            sink_schema: pipeline.sink.schema.clone(),
-            sink_name: pipeline.sink.table.clone(),
+            sinks,
             metrics: metrics.sinks[i].clone(),
             flush_interval: opts.flush_interval,
             watermark: pipeline.watermark.clone(),
@@ -155,23 +166,32 @@ pub async fn run_job(
     })
 }
 
-/// The operators of one INSERT and its sink, in one task.
+/// The operators of one INSERT (or of several INSERTs of one query) and its sinks, in one task.
 struct PipelineTask {
     chain: OperatorChain,
-    sink: Box<dyn Sink>,
-    sink_schema: arrow::datatypes::SchemaRef,
-    sink_name: String,
+    sinks: Vec<SinkOutput>,
     metrics: Arc<SinkMetrics>,
     flush_interval: Duration,
     watermark: crate::sql::functions::WatermarkCell,
-    side_output: Option<SideOutput>,
+    /// Where late rows go.
+    side_output: Option<SinkOutput>,
 }
 
-/// The sink late rows go to.
-struct SideOutput {
+/// A sink with its declared schema and name.
+struct SinkOutput {
     sink: Box<dyn Sink>,
     schema: arrow::datatypes::SchemaRef,
     name: String,
+}
+
+impl SinkOutput {
+    /// Writes `batch` under the sink's declared names and nullability; a NULL in a NOT NULL
+    /// column fails here with the column named.
+    async fn write(&mut self, batch: &RecordBatch) -> Result<(), JobError> {
+        let b = RecordBatch::try_new(self.schema.clone(), batch.columns().to_vec())
+            .map_err(|e| JobError::sink(&self.name, e.to_string()))?;
+        self.sink.write(b).await
+    }
 }
 
 impl PipelineTask {
@@ -182,10 +202,7 @@ impl PipelineTask {
             let msg = tokio::select! {
                 msg = rx.recv() => msg,
                 _ = flush.tick() => {
-                    self.sink.flush().await?;
-                    if let Some(side) = &mut self.side_output {
-                        side.sink.flush().await?;
-                    }
+                    self.flush_all().await?;
                     continue;
                 }
             };
@@ -206,11 +223,10 @@ impl PipelineTask {
                         .store(self.chain.buffered_rows(), Relaxed);
                     self.write(out).await?;
                 }
-                Some(Message::Barrier(_)) => self.sink.flush().await?,
+                Some(Message::Barrier(_)) => self.flush_all().await?,
                 Some(Message::EndOfInput) => {
-                    self.sink.finish().await?;
-                    if let Some(side) = &mut self.side_output {
-                        side.sink.finish().await?;
+                    for s in self.sinks.iter_mut().chain(self.side_output.as_mut()) {
+                        s.sink.finish().await?;
                     }
                     return Ok(());
                 }
@@ -220,14 +236,19 @@ impl PipelineTask {
         }
     }
 
+    async fn flush_all(&mut self) -> Result<(), JobError> {
+        for s in self.sinks.iter_mut().chain(self.side_output.as_mut()) {
+            s.sink.flush().await?;
+        }
+        Ok(())
+    }
+
     async fn write_side_output(&mut self) -> Result<(), JobError> {
         let Some(side) = &mut self.side_output else {
             return Ok(());
         };
         for b in self.chain.take_side_output() {
-            let b = RecordBatch::try_new(side.schema.clone(), b.columns().to_vec())
-                .map_err(|e| JobError::sink(&side.name, e.to_string()))?;
-            side.sink.write(b).await?;
+            side.write(&b).await?;
         }
         Ok(())
     }
@@ -238,12 +259,10 @@ impl PipelineTask {
             if rows == 0 {
                 continue;
             }
-            // Give the batch the sink's declared names and nullability; a NULL in a NOT NULL
-            // column fails here with the column named.
-            let b = RecordBatch::try_new(self.sink_schema.clone(), b.columns().to_vec())
-                .map_err(|e| JobError::sink(&self.sink_name, e.to_string()))?;
-            self.sink.write(b).await?;
-            self.metrics.rows_out.fetch_add(rows as u64, Relaxed);
+            for s in &mut self.sinks {
+                s.write(&b).await?;
+                self.metrics.rows_out.fetch_add(rows as u64, Relaxed);
+            }
         }
         Ok(())
     }

@@ -52,6 +52,7 @@ const KNOWN_SETTINGS: &[&str] = &[
     "sql-client.execution.result-mode",
     "table.exec.late-rows",
     "table.exec.window.allowed-lateness",
+    "table.optimizer.reuse-sub-plan-enabled",
 ];
 
 /// Plans scripts against a catalog that lives as long as the planner (a shell session keeps one).
@@ -524,6 +525,26 @@ impl Planner {
                 ),
             ));
         }
+        let sink = SinkNode {
+            table: sink_name.clone(),
+            schema: table.physical_schema.clone(),
+            connector: table.connector.clone(),
+        };
+        // Flink's sub-plan reuse: the same query into another table is computed once.
+        let reuse = self
+            .settings
+            .get("table.optimizer.reuse-sub-plan-enabled")
+            .is_none_or(|v| !v.eq_ignore_ascii_case("false"));
+        let query = reuse.then(|| dml.input.display_indent().to_string());
+        if let Some(shared) = job
+            .pipelines
+            .iter_mut()
+            .find(|p| query.is_some() && p.query == query)
+        {
+            shared.name = format!("{}, {sink_name}", shared.name);
+            shared.sinks.push(sink);
+            return Ok(());
+        }
         job.watermark = new_watermark_cell();
         job.side_output = None;
         let stream = self.compile(src, &dml.input, pos, job)?;
@@ -535,11 +556,8 @@ impl Planner {
             name: format!("INSERT INTO {sink_name}"),
             source: stream.source,
             operators: stream.operators,
-            sink: SinkNode {
-                table: sink_name,
-                schema: table.physical_schema.clone(),
-                connector: table.connector.clone(),
-            },
+            sinks: vec![sink],
+            query,
         });
         Ok(())
     }
@@ -567,11 +585,12 @@ impl Planner {
             name: format!("SELECT (line {})", pos.line),
             source: stream.source,
             operators: stream.operators,
-            sink: SinkNode {
+            sinks: vec![SinkNode {
                 table: format!("query_{n}"),
                 schema,
                 connector: ConnectorConfig::stdout(),
-            },
+            }],
+            query: None,
         });
         Ok(())
     }
@@ -772,9 +791,11 @@ struct PendingPipeline {
     name: String,
     source: usize,
     operators: Vec<Box<dyn Operator>>,
-    sink: SinkNode,
+    sinks: Vec<SinkNode>,
     watermark: WatermarkCell,
     side_output: Option<SinkNode>,
+    /// The optimized query, as text: an INSERT of the same query joins this pipeline.
+    query: Option<String>,
 }
 
 /// Collects the sources and pipelines of one job; a table scanned by several INSERTs is read once.
@@ -855,7 +876,7 @@ impl JobBuilder {
                     name: p.name,
                     source: p.source,
                     operators: p.operators,
-                    sink: p.sink,
+                    sinks: p.sinks,
                     watermark: p.watermark,
                     side_output: p.side_output,
                 })
