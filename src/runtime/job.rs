@@ -13,7 +13,7 @@ use super::metrics::{JobMetrics, SinkMetrics};
 use super::{JobError, Message, SourceOutput};
 use crate::connectors::Sink;
 use crate::operators::OperatorChain;
-use crate::plan::JobGraph;
+use crate::plan::{JobGraph, SinkNode};
 
 /// Knobs of the runtime (from `sluice.yaml`).
 #[derive(Debug, Clone)]
@@ -74,29 +74,15 @@ pub async fn run_job(
         let writer = format!("{}/{i}", job.name);
         let mut sinks = Vec::with_capacity(pipeline.sinks.len());
         for (j, node) in pipeline.sinks.iter().enumerate() {
-            let mut sink = node.connector.create_sink(node)?;
-            sink.open(&if j == 0 {
+            let id = if j == 0 {
                 writer.clone()
             } else {
                 format!("{writer}-{j}")
-            })
-            .await?;
-            sinks.push(SinkOutput {
-                sink,
-                schema: node.schema.clone(),
-                name: node.table.clone(),
-            });
+            };
+            sinks.push(SinkOutput::open(node, &id).await?);
         }
         let side_output = match &pipeline.side_output {
-            Some(node) => Some(SinkOutput {
-                sink: {
-                    let mut s = node.connector.create_sink(node)?;
-                    s.open(&format!("{writer}-late")).await?;
-                    s
-                },
-                schema: node.schema.clone(),
-                name: node.table.clone(),
-            }),
+            Some(node) => Some(SinkOutput::open(node, &format!("{writer}-late")).await?),
             None => None,
         };
         let task = PipelineTask {
@@ -185,6 +171,16 @@ struct SinkOutput {
 }
 
 impl SinkOutput {
+    async fn open(node: &SinkNode, writer: &str) -> Result<Self, JobError> {
+        let mut sink = node.connector.create_sink(node)?;
+        sink.open(writer).await?;
+        Ok(SinkOutput {
+            sink,
+            schema: node.schema.clone(),
+            name: node.table.clone(),
+        })
+    }
+
     /// Writes `batch` under the sink's declared names and nullability; a NULL in a NOT NULL
     /// column fails here with the column named.
     async fn write(&mut self, batch: &RecordBatch) -> Result<(), JobError> {

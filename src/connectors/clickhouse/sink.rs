@@ -71,19 +71,17 @@ impl ClickHouseSink {
             .iter()
             .map(|f| quote(f.name()))
             .collect();
-        let insert_sql = format!(
-            "INSERT INTO {}.{} ({}) FORMAT ArrowStream",
-            quote(&config.database),
-            quote(&config.table),
-            columns.join(", ")
-        );
+        let target = format!("{}.{}", quote(&config.database), quote(&config.table));
         let inserter = Arc::new(Inserter {
             client: client.clone(),
-            insert_sql,
+            insert_sql: format!(
+                "INSERT INTO {target} ({}) FORMAT ArrowStream",
+                columns.join(", ")
+            ),
             exactly_once: config.exactly_once,
             max_retries: config.max_retries,
             name: node.table.clone(),
-            target: format!("{}.{}", quote(&config.database), quote(&config.table)),
+            target,
         });
         ClickHouseSink {
             name: node.table.clone(),
@@ -104,12 +102,9 @@ impl ClickHouseSink {
         JobError::sink(&self.name, message)
     }
 
-    fn target(&self) -> String {
-        format!(
-            "{}.{}",
-            quote(&self.config.database),
-            quote(&self.config.table)
-        )
+    /// The ClickHouse table, quoted: `db`.`t`.
+    fn target(&self) -> &str {
+        &self.inserter.target
     }
 
     /// Rows of a query as tab-separated fields.

@@ -28,10 +28,11 @@ impl Planner {
         pos: Position,
         job: &mut JobBuilder,
     ) -> Result<CompiledStream, SqlError> {
-        let (stream, lookup, stream_first) = if self.lookup_table(&join.right).is_some() {
-            (&join.left, &join.right, true)
-        } else if self.lookup_table(&join.left).is_some() {
-            (&join.right, &join.left, false)
+        let (stream, lookup, table, stream_first) = if let Some(t) = self.lookup_table(&join.right)
+        {
+            (&join.left, &join.right, t, true)
+        } else if let Some(t) = self.lookup_table(&join.left) {
+            (&join.right, &join.left, t, false)
         } else {
             return Err(src.error(
                 pos,
@@ -51,7 +52,7 @@ impl Planner {
             }
         };
         let exprs = self.expr_compiler(src, pos, job);
-        let table = self.lookup_rows(src, lookup, &exprs, pos)?;
+        let rows = self.lookup_rows(src, lookup, table, &exprs, pos)?;
         let mut s = self.compile(src, stream, pos, job)?;
         s.check_complete(src, pos)?;
         let keys = join
@@ -74,12 +75,9 @@ impl Planner {
             .as_ref()
             .map(|f| exprs.compile(f, &join.schema))
             .transpose()?;
-        let table_name = self
-            .lookup_table(lookup)
-            .map_or_else(String::new, |t| t.name.clone());
         let operator = LookupJoin::new(LookupJoinSpec {
-            table_name,
-            table,
+            table_name: table.name.clone(),
+            table: rows,
             keys,
             condition,
             keep_unmatched,
@@ -107,18 +105,19 @@ impl Planner {
         }
     }
 
-    /// The rows of a lookup side: its table read whole, then its filters and projections.
+    /// The rows of a lookup side over `table`: the table read whole, then the side's filters and
+    /// projections.
     fn lookup_rows(
         &self,
         src: &SourceText,
         plan: &LogicalPlan,
+        table: &Table,
         exprs: &ExprCompiler<'_>,
         pos: Position,
     ) -> Result<RecordBatch, SqlError> {
         let fail = |e: &dyn std::fmt::Display| src.error(pos, e.to_string());
         let batch = match plan {
             LogicalPlan::TableScan(scan) => {
-                let table = self.lookup_table(plan).expect("checked by lookup_table");
                 let ConnectorConfig::Filesystem(config) = &table.connector else {
                     unreachable!("lookup tables are filesystem tables")
                 };
@@ -149,12 +148,12 @@ impl Planner {
                 batch
             }
             LogicalPlan::Filter(f) => {
-                let input = self.lookup_rows(src, &f.input, exprs, pos)?;
+                let input = self.lookup_rows(src, &f.input, table, exprs, pos)?;
                 filtered(input, &exprs.compile(&f.predicate, f.input.schema())?)
                     .map_err(|e| fail(&e))?
             }
             LogicalPlan::Projection(p) => {
-                let input = self.lookup_rows(src, &p.input, exprs, pos)?;
+                let input = self.lookup_rows(src, &p.input, table, exprs, pos)?;
                 let columns = p
                     .expr
                     .iter()
@@ -165,7 +164,7 @@ impl Planner {
                     .map_err(|e| fail(&e))?
             }
             LogicalPlan::SubqueryAlias(a) => {
-                let input = self.lookup_rows(src, &a.input, exprs, pos)?;
+                let input = self.lookup_rows(src, &a.input, table, exprs, pos)?;
                 with_schema(input, &a.schema).map_err(|e| fail(&e))?
             }
             other => {
