@@ -17,8 +17,7 @@ use arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMi
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use common::usage;
 use sluice::connectors::clickhouse::{ClickHouseConfig, ClickHouseSink};
-use sluice::connectors::{ConnectorConfig, Sink};
-use sluice::plan::SinkNode;
+use sluice::stream::Sink;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -117,18 +116,13 @@ async fn main() {
             primary_key: Vec::new(),
             exactly_once: true,
         };
-        let node = SinkNode {
-            table: table.clone(),
-            schema: schema.clone(),
-            connector: ConnectorConfig::ClickHouse(config.clone()),
-        };
         let client = clickhouse::Client::default().with_url(&url);
         client
             .query(&format!("DROP TABLE IF EXISTS default.{table}"))
             .execute()
             .await
             .unwrap();
-        let mut sink = ClickHouseSink::new(config, &node);
+        let mut sink = ClickHouseSink::new(config, &table, &schema);
         sink.open("bench").await.unwrap();
         let (cpu0, _) = usage();
         let started = Instant::now();

@@ -9,9 +9,10 @@ use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
-use crate::connectors::fleet_sim::{FleetSimulator, Pacer};
+use crate::connectors::fleet_sim::FleetSimulator;
+use crate::connectors::pacer::Pacer;
 use crate::formats::{Format, JsonOptions};
-use crate::runtime::JobError;
+use crate::stream::JobError;
 
 pub enum GenTarget {
     Kafka {

@@ -1,14 +1,25 @@
 //! Sluice: Flink-SQL pipelines as a streaming dataflow over Arrow, in one Rust binary.
 //!
-//! `sql` parses and plans a script, `plan` is the dataflow graph it becomes, `runtime` runs that
-//! graph as tokio tasks with bounded channels, `operators` are the steps inside, `connectors`
-//! read and write the outside world, `formats` turn bytes into Arrow batches and back.
+//! Layers, each importing only those below it:
+//!
+//! ```text
+//! sql        parses and plans a script (Flink's dialect, DataFusion) into a job graph
+//! plan       the job graph as data: sources, pipelines of operators, sinks; EXPLAIN
+//! runtime    runs a job graph as tokio tasks joined by bounded channels
+//! operators  the steps inside a pipeline (windows, MATCH_RECOGNIZE, joins, filters)
+//! connectors read and write the outside world (Kafka, files, ClickHouse, generators)
+//! formats    bytes to Arrow batches and back (JSON, CSV, raw)
+//! options    typed reading of a table's WITH options
+//! stream     the ground floor: messages, watermarks, errors, the Source/Operator/Sink traits
+//! ```
 
 pub mod config;
 pub mod connectors;
 pub mod formats;
 pub mod generate;
 pub mod operators;
+pub mod options;
 pub mod plan;
 pub mod runtime;
 pub mod sql;
+pub mod stream;

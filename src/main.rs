@@ -172,7 +172,7 @@ async fn run(file: &Path, config: &SluiceConfig, quiet: bool) -> Result<ExitCode
         bail!("{}: no INSERT INTO or SELECT to run", file.display());
     };
     let metrics = JobMetrics::new(
-        job.sources.iter().map(|s| s.table.name.clone()),
+        job.sources.iter().map(|s| s.table.clone()),
         job.pipelines.iter().map(|p| {
             let names: Vec<&str> = p.sinks.iter().map(|s| s.table.as_str()).collect();
             names.join(", ")

@@ -9,10 +9,8 @@ use std::sync::Arc;
 use arrow::array::{Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema};
 use common::{clickhouse_execute, clickhouse_query, run_script, test_clickhouse};
-use sluice::connectors::ConnectorConfig;
-use sluice::connectors::Sink;
 use sluice::connectors::clickhouse::{ClickHouseConfig, ClickHouseSink};
-use sluice::plan::SinkNode;
+use sluice::stream::Sink;
 
 /// A database of its own per test, so tests run in parallel.
 async fn database(url: &str, name: &str) -> String {
@@ -157,12 +155,7 @@ async fn a_block_sent_again_with_its_token_is_stored_once() {
         primary_key: Vec::new(),
         exactly_once: true,
     };
-    let node = SinkNode {
-        table: "ids".into(),
-        schema: schema.clone(),
-        connector: ConnectorConfig::ClickHouse(config.clone()),
-    };
-    let mut sink = ClickHouseSink::new(config, &node);
+    let mut sink = ClickHouseSink::new(config, "ids", &schema);
     sink.open("dedup-test").await.unwrap();
     let settings = clickhouse_query(
         &url,

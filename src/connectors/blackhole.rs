@@ -3,8 +3,7 @@
 use arrow::array::RecordBatch;
 use async_trait::async_trait;
 
-use super::Sink;
-use crate::runtime::JobError;
+use crate::stream::{JobError, Sink};
 
 pub struct BlackholeSink;
 

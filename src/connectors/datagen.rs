@@ -16,12 +16,10 @@ use async_trait::async_trait;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64;
 
-use super::Source;
-use super::fleet_sim::Pacer;
-use super::options::OptionReader;
-use crate::runtime::{JobError, SourceEnd, SourceOutput};
-use crate::sql::catalog::Table;
-use crate::sql::error::SqlError;
+use super::pacer::Pacer;
+use crate::options::OptionError;
+use crate::options::OptionReader;
+use crate::stream::{JobError, Source, SourceEnd, SourceOutput};
 
 #[derive(Debug, Clone)]
 pub struct DatagenConfig {
@@ -52,7 +50,7 @@ pub enum FieldKind {
 }
 
 impl DatagenConfig {
-    pub fn from_options(opts: &OptionReader, schema: &SchemaRef) -> Result<Self, SqlError> {
+    pub fn from_options(opts: &OptionReader, schema: &SchemaRef) -> Result<Self, OptionError> {
         let mut fields = Vec::new();
         for f in schema.fields() {
             let key = |k: &str| format!("fields.{}.{k}", f.name());
@@ -125,7 +123,7 @@ pub struct DatagenSource {
 }
 
 impl DatagenSource {
-    pub fn new(config: DatagenConfig, _table: &Table) -> Self {
+    pub fn new(config: DatagenConfig) -> Self {
         DatagenSource { config }
     }
 }
@@ -199,10 +197,10 @@ pub fn generate(
 
 #[async_trait]
 impl Source for DatagenSource {
-    async fn run(self: Box<Self>, out: &mut SourceOutput) -> Result<SourceEnd, JobError> {
+    async fn run(self: Box<Self>, out: &mut dyn SourceOutput) -> Result<SourceEnd, JobError> {
         let c = &self.config;
         let mut rng = Pcg64::from_rng(&mut rand::rng());
-        let mut pacer = Pacer::new(c.rows_per_second, out.batch_size);
+        let mut pacer = Pacer::new(c.rows_per_second, out.batch_size());
         out.set_splits(1);
         let mut produced = 0u64;
         loop {

@@ -23,11 +23,10 @@ use async_trait::async_trait;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64;
 
-use super::Source;
-use super::options::OptionReader;
-use crate::runtime::{JobError, SourceEnd, SourceOutput};
-use crate::sql::catalog::Table;
-use crate::sql::error::SqlError;
+use super::pacer::Pacer;
+use crate::options::OptionError;
+use crate::options::OptionReader;
+use crate::stream::{JobError, Source, SourceEnd, SourceOutput};
 
 /// The telemetry schema (FLEET.md); a table declares any subset of these columns.
 pub fn telemetry_schema() -> SchemaRef {
@@ -63,7 +62,7 @@ pub struct FleetSimConfig {
 }
 
 impl FleetSimConfig {
-    pub fn from_options(opts: &OptionReader, schema: &SchemaRef) -> Result<Self, SqlError> {
+    pub fn from_options(opts: &OptionReader, schema: &SchemaRef) -> Result<Self, OptionError> {
         let all = telemetry_schema();
         for f in schema.fields() {
             if all.field_with_name(f.name()).is_err() {
@@ -458,21 +457,21 @@ pub struct FleetSimSource {
 }
 
 impl FleetSimSource {
-    pub fn new(config: FleetSimConfig, _table: &Table) -> Result<Self, JobError> {
+    pub fn new(config: FleetSimConfig) -> Result<Self, JobError> {
         Ok(FleetSimSource { config })
     }
 }
 
 #[async_trait]
 impl Source for FleetSimSource {
-    async fn run(self: Box<Self>, out: &mut SourceOutput) -> Result<SourceEnd, JobError> {
+    async fn run(self: Box<Self>, out: &mut dyn SourceOutput) -> Result<SourceEnd, JobError> {
         let c = &self.config;
         let start = c
             .start_ms
             .unwrap_or_else(|| chrono::Utc::now().timestamp_millis() / 1000 * 1000);
         let mut sim = FleetSimulator::new(c.vehicles, c.seed, start, c.jitter_max);
         out.set_splits(1);
-        let mut pacer = Pacer::new(c.rows_per_second, out.batch_size);
+        let mut pacer = Pacer::new(c.rows_per_second, out.batch_size());
         let mut produced = 0u64;
         loop {
             let want = c.number_of_rows.map_or(pacer.batch_rows, |n| {
@@ -488,41 +487,6 @@ impl Source for FleetSimSource {
             let batch = sim.next_batch(want);
             produced += batch.num_rows() as u64;
             out.emit(0, select_columns(&batch, &c.schema)?).await?;
-        }
-    }
-}
-
-/// Paces a generator to `rows_per_second` in batches of a tenth of a second (0 = unpaced).
-pub struct Pacer {
-    interval: Option<tokio::time::Interval>,
-    pub batch_rows: usize,
-}
-
-impl Pacer {
-    pub fn new(rows_per_second: u64, max_batch: usize) -> Self {
-        if rows_per_second == 0 {
-            return Pacer {
-                interval: None,
-                batch_rows: max_batch,
-            };
-        }
-        let per_tick = (rows_per_second / 10).max(1);
-        let batch_rows = (per_tick as usize).min(max_batch);
-        let tick = Duration::from_secs_f64(batch_rows as f64 / rows_per_second as f64);
-        let mut interval = tokio::time::interval(tick);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-        Pacer {
-            interval: Some(interval),
-            batch_rows,
-        }
-    }
-
-    pub async fn wait(&mut self) {
-        match &mut self.interval {
-            Some(i) => {
-                i.tick().await;
-            }
-            None => tokio::task::yield_now().await,
         }
     }
 }

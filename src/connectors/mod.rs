@@ -11,44 +11,50 @@ pub mod datagen;
 pub mod filesystem;
 pub mod fleet_sim;
 pub mod kafka;
-pub mod options;
+pub mod pacer;
 pub mod print;
 
 use std::time::Duration;
 
-use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
-use async_trait::async_trait;
+use arrow::datatypes::{DataType, SchemaRef};
 
-use crate::plan::SinkNode;
-use crate::runtime::{JobError, SourceEnd, SourceOutput};
-use crate::sql::ast::CreateTable;
-use crate::sql::catalog::{MetadataColumn, Table};
-use crate::sql::error::{SourceText, SqlError};
-use options::OptionReader;
+use crate::formats::Format;
+use crate::options::{OptionError, OptionReader};
+use crate::stream::{JobError, Sink, Source};
 
-/// Reads a table's input and hands it, as scan batches, to the [`SourceOutput`].
-#[async_trait]
-pub trait Source: Send {
-    /// Runs until the input ends ([`SourceEnd::Exhausted`]) or the job stops.
-    async fn run(self: Box<Self>, out: &mut SourceOutput) -> Result<SourceEnd, JobError>;
+/// A table as a connector sees it when it is declared: its name, `WITH` options and columns.
+pub struct TableDecl<'a> {
+    pub name: &'a str,
+    /// `WITH` options as (key, value), in declared order.
+    pub options: &'a [(String, String)],
+    /// The payload columns.
+    pub physical: &'a SchemaRef,
+    /// Columns filled by the connector (`METADATA FROM`).
+    pub metadata: &'a [MetadataColumn],
+    /// `PRIMARY KEY (...) NOT ENFORCED` columns.
+    pub primary_key: &'a [String],
 }
 
-/// Writes a pipeline's output.
-#[async_trait]
-pub trait Sink: Send {
-    /// Connects and checks the target before any row flows (a ClickHouse table's columns), so a
-    /// mismatch fails the job at start. `writer` names this sink instance uniquely within the
-    /// job's runs (job name and pipeline; deduplication tokens use it).
-    async fn open(&mut self, _writer: &str) -> Result<(), JobError> {
-        Ok(())
-    }
+/// A column filled by the connector, not the payload.
+#[derive(Debug, Clone)]
+pub struct MetadataColumn {
+    pub name: String,
+    /// The connector's key, e.g. `timestamp`, `partition`, `offset`.
+    pub key: String,
+    pub data_type: DataType,
+    pub is_virtual: bool,
+}
 
-    async fn write(&mut self, batch: RecordBatch) -> Result<(), JobError>;
-    /// Makes everything written so far durable/visible (called periodically and at barriers).
-    async fn flush(&mut self) -> Result<(), JobError>;
-    /// Flushes and closes at the end of the job.
-    async fn finish(&mut self) -> Result<(), JobError>;
+/// Which payload columns a source decodes, and which ones a record must have.
+#[derive(Debug, Clone, Default)]
+pub struct ScanColumns {
+    /// Payload columns to decode (indices into the physical schema); the others are read as
+    /// NULL because no pipeline uses them. `None` = all.
+    pub decode: Option<Vec<usize>>,
+    /// Payload columns a record is bad without (those behind the event-time column): a record
+    /// where one is missing or NULL is skipped and counted, or fails the job, like any record
+    /// that cannot be decoded.
+    pub required: Vec<usize>,
 }
 
 /// The connector of a table with its options, validated.
@@ -66,28 +72,21 @@ pub enum ConnectorConfig {
 const CONNECTORS: &str = "kafka, clickhouse, filesystem, datagen, fleet-sim, print, blackhole";
 
 impl ConnectorConfig {
-    /// Reads and validates the `WITH` options of a CREATE TABLE.
-    pub fn from_table(
-        src: &SourceText,
-        def: &CreateTable,
-        physical: &SchemaRef,
-        metadata: &[MetadataColumn],
-    ) -> Result<Self, SqlError> {
-        let Some(name) = def
+    /// Reads and validates the `WITH` options of a declared table.
+    pub fn from_table(table: &TableDecl) -> Result<Self, OptionError> {
+        let (physical, metadata) = (table.physical, table.metadata);
+        let Some(name) = table
             .options
             .iter()
-            .find(|o| o.key == "connector")
-            .map(|o| o.value.clone())
+            .find(|(k, _)| k == "connector")
+            .map(|(_, v)| v.clone())
         else {
-            return Err(src.error(
-                def.name_pos,
-                format!(
-                    "table `{}` has no 'connector' option; one of: {CONNECTORS}",
-                    def.name
-                ),
-            ));
+            return Err(OptionError::at_table(format!(
+                "table `{}` has no 'connector' option; one of: {CONNECTORS}",
+                table.name
+            )));
         };
-        let opts = OptionReader::new(src, def, &name);
+        let opts = OptionReader::new(table.name, table.options, &name);
         let config = match name.as_str() {
             "filesystem" => ConnectorConfig::Filesystem(
                 filesystem::FilesystemConfig::from_options(&opts, physical)?,
@@ -103,30 +102,20 @@ impl ConnectorConfig {
             }
             "print" => ConnectorConfig::Print(print::PrintConfig::from_options(&opts)?),
             "blackhole" => ConnectorConfig::Blackhole,
-            "clickhouse" => {
-                ConnectorConfig::ClickHouse(clickhouse::ClickHouseConfig::from_options(&opts)?)
-            }
+            "clickhouse" => ConnectorConfig::ClickHouse(
+                clickhouse::ClickHouseConfig::from_options(&opts, table.primary_key)?,
+            ),
             other => {
-                let pos = def
-                    .options
-                    .iter()
-                    .find(|o| o.key == "connector")
-                    .map_or(def.name_pos, |o| o.pos);
-                return Err(src.error(
-                    pos,
+                return Err(OptionError::at_option(
+                    "connector",
                     format!("unknown connector '{other}'; available: {CONNECTORS}"),
                 ));
             }
         };
         if !metadata.is_empty() && !matches!(config, ConnectorConfig::Kafka(_)) {
             let col = &metadata[0];
-            let pos = def
-                .columns
-                .iter()
-                .find(|c| c.name == col.name)
-                .map_or(def.name_pos, |c| c.pos);
-            return Err(src.error(
-                pos,
+            return Err(OptionError::at_column(
+                &col.name,
                 format!(
                     "connector '{name}' has no metadata columns (column `{}`)",
                     col.name
@@ -175,6 +164,15 @@ impl ConnectorConfig {
         }
     }
 
+    /// The format records are decoded with, for connectors that decode.
+    pub fn format(&self) -> Option<&Format> {
+        match self {
+            ConnectorConfig::Filesystem(c) => Some(&c.format),
+            ConnectorConfig::Kafka(c) => Some(&c.value_format),
+            _ => None,
+        }
+    }
+
     /// `scan.watermark.idle-timeout` where the connector has it.
     pub fn idle_timeout(&self) -> Option<Duration> {
         match self {
@@ -196,48 +194,52 @@ impl ConnectorConfig {
         }
     }
 
-    /// A reader for `table`; formats that can decode only `decode_columns` of the payload do.
+    /// A reader for `table`, whose batches have `scan_schema`; formats that can decode only
+    /// some columns of the payload do.
     pub fn create_source(
         &self,
-        table: &Table,
-        decode_columns: Option<Vec<usize>>,
+        table: &str,
+        scan_schema: &SchemaRef,
+        columns: ScanColumns,
     ) -> Result<Box<dyn Source>, JobError> {
         Ok(match self {
-            ConnectorConfig::Filesystem(c) => Box::new(filesystem::FileSource::new(
+            ConnectorConfig::Filesystem(c) => {
+                Box::new(filesystem::FileSource::new(c.clone(), table, columns)?)
+            }
+            ConnectorConfig::Kafka(c) => Box::new(kafka::KafkaSource::new(
                 c.clone(),
                 table,
-                decode_columns,
+                scan_schema.clone(),
+                columns,
             )?),
-            ConnectorConfig::Kafka(c) => {
-                Box::new(kafka::KafkaSource::new(c.clone(), table, decode_columns)?)
-            }
-            ConnectorConfig::Datagen(c) => Box::new(datagen::DatagenSource::new(c.clone(), table)),
-            ConnectorConfig::FleetSim(c) => {
-                Box::new(fleet_sim::FleetSimSource::new(c.clone(), table)?)
-            }
+            ConnectorConfig::Datagen(c) => Box::new(datagen::DatagenSource::new(c.clone())),
+            ConnectorConfig::FleetSim(c) => Box::new(fleet_sim::FleetSimSource::new(c.clone())?),
             ConnectorConfig::Print(_)
             | ConnectorConfig::Blackhole
             | ConnectorConfig::ClickHouse(_) => {
                 return Err(JobError::source(
-                    &table.name,
+                    table,
                     format!("connector '{}' cannot be read", self.name()),
                 ));
             }
         })
     }
 
-    pub fn create_sink(&self, node: &SinkNode) -> Result<Box<dyn Sink>, JobError> {
+    /// A writer into `table`, whose rows have `schema` (the declared columns).
+    pub fn create_sink(&self, table: &str, schema: &SchemaRef) -> Result<Box<dyn Sink>, JobError> {
         Ok(match self {
-            ConnectorConfig::Filesystem(c) => Box::new(filesystem::FileSink::new(c.clone(), node)?),
-            ConnectorConfig::Kafka(c) => Box::new(kafka::KafkaSink::new(c.clone(), node)?),
+            ConnectorConfig::Filesystem(c) => {
+                Box::new(filesystem::FileSink::new(c.clone(), table)?)
+            }
+            ConnectorConfig::Kafka(c) => Box::new(kafka::KafkaSink::new(c.clone(), table, schema)?),
             ConnectorConfig::Print(c) => Box::new(print::PrintSink::new(c.clone())),
             ConnectorConfig::Blackhole => Box::new(blackhole::BlackholeSink),
             ConnectorConfig::ClickHouse(c) => {
-                Box::new(clickhouse::ClickHouseSink::new(c.clone(), node))
+                Box::new(clickhouse::ClickHouseSink::new(c.clone(), table, schema))
             }
             ConnectorConfig::Datagen(_) | ConnectorConfig::FleetSim(_) => {
                 return Err(JobError::sink(
-                    &node.table,
+                    table,
                     format!("connector '{}' cannot be written", self.name()),
                 ));
             }

@@ -7,10 +7,9 @@ use arrow::array::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use async_trait::async_trait;
 
-use super::Sink;
-use super::options::OptionReader;
-use crate::runtime::JobError;
-use crate::sql::error::SqlError;
+use crate::options::OptionError;
+use crate::options::OptionReader;
+use crate::stream::{JobError, Sink};
 
 #[derive(Debug, Clone, Default)]
 pub struct PrintConfig {
@@ -19,7 +18,7 @@ pub struct PrintConfig {
 }
 
 impl PrintConfig {
-    pub fn from_options(opts: &OptionReader) -> Result<Self, SqlError> {
+    pub fn from_options(opts: &OptionReader) -> Result<Self, OptionError> {
         opts.allow("sink.parallelism");
         Ok(PrintConfig {
             identifier: opts.optional("print-identifier"),

@@ -4,7 +4,7 @@ use arrow::array::RecordBatch;
 use arrow::csv::WriterBuilder;
 
 use super::{CsvOptions, SQL_TIMESTAMP_FORMAT};
-use crate::runtime::JobError;
+use crate::stream::JobError;
 
 pub fn encode_lines(batch: &RecordBatch, opts: &CsvOptions) -> Result<Vec<u8>, JobError> {
     let mut buf = Vec::with_capacity(batch.num_rows() * 96);

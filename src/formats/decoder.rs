@@ -8,7 +8,7 @@ use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
 
 use super::Format;
-use crate::runtime::JobError;
+use crate::stream::JobError;
 
 /// Where one record ends and the next begins in a buffer handed to [`RecordDecoder::decode`].
 #[derive(Clone, Copy)]
@@ -39,6 +39,8 @@ pub struct RecordDecoder {
     json: Option<arrow::json::reader::Decoder>,
     /// For JSON: the columns decoded (indices into `schema`); the others come out NULL.
     projection: Option<Vec<usize>>,
+    /// Columns (indices into `schema`) without which a record is bad: the event time.
+    required: Vec<usize>,
 }
 
 impl RecordDecoder {
@@ -62,7 +64,27 @@ impl RecordDecoder {
             skipped_total: Default::default(),
             json: None,
             projection: None,
+            required: Vec::new(),
         }
+    }
+
+    /// Makes a record bad when one of `columns` (indices into the schema) is missing or NULL:
+    /// a row without its event time cannot be placed in time.
+    pub fn with_required(mut self, columns: &[usize]) -> Self {
+        self.required = columns.to_vec();
+        self
+    }
+
+    /// The first required column that is NULL in some row of `decoded` (a batch of the decode
+    /// schema), by name.
+    fn missing_required(&self, decoded: &RecordBatch) -> Option<&str> {
+        self.required.iter().find_map(|&i| {
+            let at = match &self.projection {
+                Some(cols) => cols.iter().position(|&c| c == i)?,
+                None => i,
+            };
+            (decoded.column(at).null_count() > 0).then(|| self.schema.field(i).name().as_str())
+        })
     }
 
     /// Decodes only `columns` of a JSON payload (fields not in the decode schema are skipped by
@@ -85,14 +107,6 @@ impl RecordDecoder {
         &self.schema
     }
 
-    fn ignore_errors(&self) -> bool {
-        match &self.format {
-            Format::Json(o) => o.ignore_parse_errors,
-            Format::Csv(o) => o.ignore_parse_errors,
-            Format::Raw => false,
-        }
-    }
-
     /// Decodes all records in `data` (at most `max_records`). A bad record either fails the call
     /// with a [`JobError::BadRecord`] naming it (`locate(i)` says where record `i` came from), or,
     /// when the format ignores parse errors, is left out and reported in `skipped`.
@@ -110,10 +124,14 @@ impl RecordDecoder {
             _ => self.decode_all(data),
         };
         match fast {
-            Ok(batch) if row_count_matches(&batch, bounds) => Ok(Decoded {
-                batch: self.finish_schema(batch)?,
-                skipped: Vec::new(),
-            }),
+            Ok(batch)
+                if row_count_matches(&batch, bounds) && self.missing_required(&batch).is_none() =>
+            {
+                Ok(Decoded {
+                    batch: self.finish_schema(batch)?,
+                    skipped: Vec::new(),
+                })
+            }
             _ => {
                 self.json = None;
                 self.decode_one_by_one(data, bounds, locate)
@@ -199,7 +217,12 @@ impl RecordDecoder {
                 continue;
             }
             let outcome = match self.decode_all(record) {
-                Ok(b) if b.num_rows() == 1 => Ok(b),
+                Ok(b) if b.num_rows() == 1 => match self.missing_required(&b) {
+                    None => Ok(b),
+                    Some(column) => Err(format!(
+                        "the event-time field `{column}` is missing or NULL"
+                    )),
+                },
                 Ok(b) if b.num_rows() == 0 => Err("the record holds no value".to_string()),
                 Ok(b) => Err(format!(
                     "the record holds {} values, expected one",
@@ -209,7 +232,7 @@ impl RecordDecoder {
             };
             match outcome {
                 Ok(b) => good.push(b),
-                Err(reason) if self.ignore_errors() => {
+                Err(reason) if self.format.ignores_parse_errors() => {
                     let n = self
                         .skipped_total
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed)

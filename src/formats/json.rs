@@ -4,7 +4,7 @@ use arrow::array::RecordBatch;
 use arrow::json::writer::{LineDelimited, WriterBuilder};
 
 use super::{ISO_TIMESTAMP_FORMAT, SQL_TIMESTAMP_FORMAT};
-use crate::runtime::JobError;
+use crate::stream::JobError;
 
 pub fn encode_lines(batch: &RecordBatch, iso_timestamps: bool) -> Result<Vec<u8>, JobError> {
     let ts = if iso_timestamps {

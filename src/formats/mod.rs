@@ -12,9 +12,9 @@ pub use decoder::{Decoded, RecordBoundaries, RecordDecoder};
 
 use arrow::array::RecordBatch;
 
-use crate::connectors::options::OptionReader;
-use crate::runtime::JobError;
-use crate::sql::error::SqlError;
+use crate::options::OptionError;
+use crate::options::OptionReader;
+use crate::stream::JobError;
 
 /// A value format and its options, read once at plan time.
 #[derive(Debug, Clone)]
@@ -44,7 +44,7 @@ pub struct CsvOptions {
 
 impl Format {
     /// Reads the format named by `format_key` and its `<format>.*` options.
-    pub fn from_options(opts: &OptionReader, format_key: &str) -> Result<Format, SqlError> {
+    pub fn from_options(opts: &OptionReader, format_key: &str) -> Result<Format, OptionError> {
         let name = opts.choice_or(format_key, &["json", "csv", "raw"], "")?;
         Ok(match name.as_str() {
             "json" => Format::Json(JsonOptions {
@@ -78,6 +78,15 @@ impl Format {
         }
     }
 
+    /// True when bad records are skipped and counted rather than failing the job.
+    pub fn ignores_parse_errors(&self) -> bool {
+        match self {
+            Format::Json(o) => o.ignore_parse_errors,
+            Format::Csv(o) => o.ignore_parse_errors,
+            Format::Raw => false,
+        }
+    }
+
     /// The option that turns bad-record failures into skip-and-count.
     pub fn ignore_errors_option(&self) -> &'static str {
         match self {
@@ -97,7 +106,7 @@ impl Format {
     }
 }
 
-fn single_byte(opts: &OptionReader, key: &str, default: &str) -> Result<u8, SqlError> {
+fn single_byte(opts: &OptionReader, key: &str, default: &str) -> Result<u8, OptionError> {
     let v = opts.optional(key).unwrap_or_else(|| default.to_string());
     let v = if v == "\\t" { "\t".to_string() } else { v };
     match v.as_bytes() {

@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
-use arrow::array::{AsArray, BooleanArray, RecordBatch};
+use arrow::array::RecordBatch;
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::SchemaRef;
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::Operator;
-use crate::runtime::JobError;
+use super::evaluate::evaluate_predicate;
+use crate::stream::{JobError, Operator};
 
 pub struct Filter {
     predicate: Arc<dyn PhysicalExpr>,
@@ -19,22 +19,6 @@ pub struct Filter {
 impl Filter {
     pub fn new(predicate: Arc<dyn PhysicalExpr>, schema: SchemaRef) -> Self {
         Filter { predicate, schema }
-    }
-}
-
-/// A boolean expression evaluated on a batch, as a mask for arrow's filter kernels (which drop
-/// NULL as well as false).
-pub fn evaluate_predicate(
-    predicate: &Arc<dyn PhysicalExpr>,
-    batch: &RecordBatch,
-) -> Result<BooleanArray, JobError> {
-    let mask = predicate.evaluate(batch)?.into_array(batch.num_rows())?;
-    match mask.as_boolean_opt() {
-        Some(mask) => Ok(mask.clone()),
-        None => Err(JobError::internal(format!(
-            "predicate {predicate} is not boolean but {}",
-            mask.data_type()
-        ))),
     }
 }
 

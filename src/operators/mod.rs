@@ -3,79 +3,22 @@
 //! built once at plan time; stateful ones (windows, patterns) hold state between calls and emit
 //! when watermarks advance. The runtime never special-cases an operator.
 
+pub mod aggregate;
+pub mod evaluate;
+pub mod event_time;
 mod filter;
-pub mod late_rows;
-mod lookup_join;
-pub mod pattern;
+pub mod join;
+pub mod match_recognize;
 mod projection;
-pub mod session;
 mod snapshot;
 pub mod window;
 
-pub use filter::{Filter, evaluate_predicate};
-pub use lookup_join::{LookupJoin, LookupJoinSpec};
+pub use filter::Filter;
 pub use projection::Projection;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
 
-use crate::runtime::JobError;
-
-/// One step of a dataflow pipeline.
-pub trait Operator: Send {
-    /// A one-line description for `sluice explain`.
-    fn describe(&self) -> String;
-
-    /// Schema of the batches this operator emits.
-    fn output_schema(&self) -> SchemaRef;
-
-    /// Processes one batch, pushing what it emits (zero or more batches) into `out`.
-    fn process_batch(
-        &mut self,
-        batch: RecordBatch,
-        out: &mut Vec<RecordBatch>,
-    ) -> Result<(), JobError>;
-
-    /// The event-time watermark advanced to `watermark_ms`: stateful operators emit what it
-    /// completes. Stateless operators have nothing to do.
-    fn process_watermark(
-        &mut self,
-        _watermark_ms: i64,
-        _out: &mut Vec<RecordBatch>,
-    ) -> Result<(), JobError> {
-        Ok(())
-    }
-
-    /// Rows dropped so far because they arrived after the watermark closed their window.
-    fn late_rows(&self) -> u64 {
-        0
-    }
-
-    /// Rows the operator holds waiting for event time to pass or for a pattern to complete.
-    fn buffered_rows(&self) -> u64 {
-        0
-    }
-
-    /// Rows routed away from the main output since the last call (late rows for a side output).
-    fn take_side_output(&mut self) -> Vec<RecordBatch> {
-        Vec::new()
-    }
-
-    /// The operator's state as bytes (Arrow IPC), for a checkpoint; `None` when stateless.
-    /// Taking a snapshot does not change what the operator emits afterwards.
-    fn snapshot(&mut self) -> Result<Option<Vec<u8>>, JobError> {
-        Ok(None)
-    }
-
-    /// Replaces the operator's state with a snapshot taken from an operator built by the same
-    /// plan.
-    fn restore(&mut self, _snapshot: &[u8]) -> Result<(), JobError> {
-        Err(JobError::internal(format!(
-            "{} has no state to restore",
-            self.describe()
-        )))
-    }
-}
+use crate::stream::{JobError, Operator};
 
 /// Operators applied one after another in the same task (operator fusion: no channel between
 /// stateless steps).
@@ -90,6 +33,11 @@ impl OperatorChain {
 
     pub fn operators(&self) -> &[Box<dyn Operator>] {
         &self.operators
+    }
+
+    /// Opens every operator (see [`Operator::open`]).
+    pub fn open(&mut self) -> Result<(), JobError> {
+        self.operators.iter_mut().try_for_each(|op| op.open())
     }
 
     /// Runs a batch through every operator; returns the batches that come out of the last.

@@ -7,8 +7,8 @@ use arrow::array::{RecordBatch, RecordBatchOptions};
 use arrow::datatypes::SchemaRef;
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::Operator;
-use crate::runtime::JobError;
+use crate::stream::JobError;
+use crate::stream::Operator;
 
 pub struct Projection {
     exprs: Vec<Arc<dyn PhysicalExpr>>,

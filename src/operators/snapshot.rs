@@ -9,7 +9,7 @@ use arrow::datatypes::{Schema, SchemaRef};
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 
-use crate::runtime::JobError;
+use crate::stream::JobError;
 
 /// Writes `batches` (all of `schema`, tagged with `metadata`) as an Arrow IPC stream.
 pub fn encode(

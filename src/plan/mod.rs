@@ -8,13 +8,13 @@
 
 use std::fmt::Write;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
+use datafusion::physical_expr::PhysicalExpr;
 
-use crate::connectors::ConnectorConfig;
-use crate::operators::Operator;
-use crate::sql::catalog::Table;
-use crate::sql::types::flink_type_name;
+use crate::connectors::{ConnectorConfig, ScanColumns};
+use crate::stream::{Operator, WatermarkCell, flink_type_name};
 
 pub struct JobGraph {
     pub name: String,
@@ -24,10 +24,28 @@ pub struct JobGraph {
 
 /// A table read once per job; its rows go to every pipeline that reads it.
 pub struct SourceNode {
-    pub table: Arc<Table>,
-    /// Payload columns to decode (indices into the physical schema); the others are read as
-    /// NULL because no pipeline uses them. `None` = all.
-    pub decode_columns: Option<Vec<usize>>,
+    pub table: String,
+    pub connector: ConnectorConfig,
+    /// What the connector produces: payload columns, then metadata columns.
+    pub scan_schema: SchemaRef,
+    /// What SQL sees: every declared column in order, computed ones included.
+    pub row_schema: SchemaRef,
+    /// One expression per row column over a scan batch; `None` when the row is the scan.
+    pub row_exprs: Option<Vec<Arc<dyn PhysicalExpr>>>,
+    pub watermark: Option<WatermarkNode>,
+    /// After how long without data a split stops holding the watermark back.
+    pub idle_timeout: Option<Duration>,
+    pub columns: ScanColumns,
+}
+
+/// `WATERMARK FOR column AS expr`, compiled over the row schema.
+pub struct WatermarkNode {
+    /// The event-time column, by name and index into the row schema.
+    pub column: String,
+    pub column_index: usize,
+    pub expr: Arc<dyn PhysicalExpr>,
+    /// The expression as the user wrote it, for EXPLAIN.
+    pub text: String,
 }
 
 /// One INSERT (or printed query): the operators between its source and its sinks. INSERTs of
@@ -39,7 +57,7 @@ pub struct PipelineNode {
     pub operators: Vec<Box<dyn Operator>>,
     pub sinks: Vec<SinkNode>,
     /// The pipeline's current watermark, read by CURRENT_WATERMARK in its expressions.
-    pub watermark: crate::sql::functions::WatermarkCell,
+    pub watermark: WatermarkCell,
     /// Where late rows go (`'table.exec.late-rows' = 'side-output:<table>'`).
     pub side_output: Option<SinkNode>,
 }
@@ -58,17 +76,16 @@ impl JobGraph {
         let mut out = String::new();
         let _ = writeln!(out, "Job `{}`", self.name);
         for (i, s) in self.sources.iter().enumerate() {
-            let t = &s.table;
-            let _ = writeln!(out, "\nSource #{i} `{}`  parallelism 1", t.name);
-            let _ = writeln!(out, "  connector: {}", t.connector.describe());
-            let cols: Vec<String> = t
+            let _ = writeln!(out, "\nSource #{i} `{}`  parallelism 1", s.table);
+            let _ = writeln!(out, "  connector: {}", s.connector.describe());
+            let cols: Vec<String> = s
                 .row_schema
                 .fields()
                 .iter()
                 .map(|f| format!("{} {}", f.name(), flink_type_name(f.data_type())))
                 .collect();
             let _ = writeln!(out, "  columns: {}", cols.join(", "));
-            match &t.watermark {
+            match &s.watermark {
                 Some(w) => {
                     let _ = writeln!(out, "  watermark: FOR {} AS {}", w.column, w.text);
                 }
@@ -76,19 +93,15 @@ impl JobGraph {
                     let _ = writeln!(out, "  watermark: none (no event time)");
                 }
             }
-            if let Some(cols) = &s.decode_columns {
+            if let Some(cols) = &s.columns.decode {
                 let names: Vec<&str> = cols
                     .iter()
-                    .map(|&i| t.physical_schema.field(i).name().as_str())
+                    .map(|&i| s.scan_schema.field(i).name().as_str())
                     .collect();
                 let _ = writeln!(out, "  decodes only: {}", names.join(", "));
             }
-            if !t.row_is_scan() {
-                let _ = writeln!(
-                    out,
-                    "  computed columns: {}",
-                    t.def.columns.len() - t.scan_schema.fields().len()
-                );
+            if let Some(idle) = s.idle_timeout {
+                let _ = writeln!(out, "  idle timeout: {idle:?}");
             }
         }
         for p in &self.pipelines {
@@ -96,7 +109,7 @@ impl JobGraph {
             let _ = writeln!(
                 out,
                 "  ← source #{} `{}`",
-                p.source, self.sources[p.source].table.name
+                p.source, self.sources[p.source].table
             );
             for op in &p.operators {
                 let _ = writeln!(out, "  {}", op.describe());

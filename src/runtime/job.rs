@@ -9,11 +9,11 @@ use arrow::array::RecordBatch;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
+use super::TableOutput;
 use super::metrics::{JobMetrics, SinkMetrics};
-use super::{JobError, Message, SourceOutput};
-use crate::connectors::Sink;
 use crate::operators::OperatorChain;
 use crate::plan::{JobGraph, SinkNode};
+use crate::stream::{JobError, Message, Sink, WatermarkCell};
 
 /// Knobs of the runtime (from `sluice.yaml`).
 #[derive(Debug, Clone)]
@@ -85,8 +85,10 @@ pub async fn run_job(
             Some(node) => Some(SinkOutput::open(node, &format!("{writer}-late")).await?),
             None => None,
         };
+        let mut chain = OperatorChain::new(pipeline.operators);
+        chain.open()?;
         let task = PipelineTask {
-            chain: OperatorChain::new(pipeline.operators),
+            chain,
             sinks,
             metrics: metrics.sinks[i].clone(),
             flush_interval: opts.flush_interval,
@@ -96,18 +98,18 @@ pub async fn run_job(
         tasks.spawn(task.run(rx));
     }
     for ((node, outputs), m) in job.sources.into_iter().zip(senders).zip(&metrics.sources) {
-        let source = node
-            .table
-            .connector
-            .create_source(&node.table, node.decode_columns.clone())?;
-        let out = SourceOutput::new(
-            node.table.clone(),
+        let source =
+            node.connector
+                .create_source(&node.table, &node.scan_schema, node.columns.clone())?;
+        let mut node = node;
+        node.idle_timeout = node.idle_timeout.or(opts.idle_timeout);
+        let out = TableOutput::new(
+            &node,
             outputs,
             m.clone(),
             internal_stop.clone(),
             opts.batch_size,
             opts.linger,
-            opts.idle_timeout,
         );
         tasks.spawn(async move {
             let mut out = out;
@@ -158,7 +160,7 @@ struct PipelineTask {
     sinks: Vec<SinkOutput>,
     metrics: Arc<SinkMetrics>,
     flush_interval: Duration,
-    watermark: crate::sql::functions::WatermarkCell,
+    watermark: WatermarkCell,
     /// Where late rows go.
     side_output: Option<SinkOutput>,
 }
@@ -172,7 +174,7 @@ struct SinkOutput {
 
 impl SinkOutput {
     async fn open(node: &SinkNode, writer: &str) -> Result<Self, JobError> {
-        let mut sink = node.connector.create_sink(node)?;
+        let mut sink = node.connector.create_sink(&node.table, &node.schema)?;
         sink.open(writer).await?;
         Ok(SinkOutput {
             sink,

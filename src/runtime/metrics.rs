@@ -1,31 +1,11 @@
-//! Counters a running job updates and the status line shows: rows in per source, rows out per
-//! sink, bad records, watermark and Kafka lag. Plain atomics: cheap to bump once per batch.
+//! A job's counters as a whole: the per-source and per-pipeline atomics of the ground floor,
+//! summed for the report, and the live status line of `sluice run`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-#[derive(Debug, Default)]
-pub struct SourceMetrics {
-    pub name: String,
-    pub rows_in: AtomicU64,
-    pub bad_records: AtomicU64,
-    /// Latest emitted watermark in ms, `i64::MIN` before the first.
-    pub watermark: AtomicI64,
-    /// Records behind the end of the log (Kafka), -1 when unknown or not a log.
-    pub lag: AtomicI64,
-}
-
-#[derive(Debug, Default)]
-pub struct SinkMetrics {
-    pub name: String,
-    pub rows_out: AtomicU64,
-    /// Rows the pipeline's window operators dropped as late.
-    pub late_rows: AtomicU64,
-    /// Rows the pipeline's operators hold (waiting for the watermark, or in pattern matches in
-    /// progress): the state to watch for MATCH_RECOGNIZE without WITHIN.
-    pub buffered_rows: AtomicU64,
-}
+pub use crate::stream::metrics::{SinkMetrics, SourceMetrics};
 
 #[derive(Debug, Default, Clone)]
 pub struct JobMetrics {
@@ -41,14 +21,7 @@ impl JobMetrics {
         JobMetrics {
             sources: sources
                 .into_iter()
-                .map(|name| {
-                    Arc::new(SourceMetrics {
-                        name,
-                        watermark: AtomicI64::new(i64::MIN),
-                        lag: AtomicI64::new(-1),
-                        ..Default::default()
-                    })
-                })
+                .map(|name| Arc::new(SourceMetrics::new(name)))
                 .collect(),
             sinks: sinks
                 .into_iter()

@@ -1,5 +1,5 @@
 //! What a source connector hands its rows to: the table projection (computed columns), the
-//! watermark tracker and the fan-out to every pipeline reading the table.
+//! event-time check, the watermark tracker and the fan-out to every pipeline reading the table.
 //!
 //! Connectors only turn bytes into scan batches; everything Flink's table source does beyond
 //! that happens here, the same way for every connector.
@@ -8,56 +8,64 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use arrow::array::RecordBatch;
+use arrow::array::{Array, RecordBatch};
+use arrow::compute::{filter_record_batch, is_not_null};
+use async_trait::async_trait;
 use tokio::sync::{mpsc, watch};
 
-use super::metrics::SourceMetrics;
 use super::watermark::WatermarkTracker;
-use super::{JobError, Message};
+use crate::connectors::print::format_rows;
 use crate::operators::Projection;
-use crate::sql::catalog::Table;
+use crate::plan::SourceNode;
+use crate::stream::metrics::SourceMetrics;
+use crate::stream::{JobError, Message, SourceEnd, SourceOutput};
 
-/// How a source's `run` ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SourceEnd {
-    /// All input was read (bounded source): event time jumps to +∞ so every window closes.
-    Exhausted,
-    /// The job was asked to stop: no final watermark, open windows stay open.
-    Stopped,
-}
-
-pub struct SourceOutput {
-    table: Arc<Table>,
+/// The runtime's [`SourceOutput`] for one table.
+pub struct TableOutput {
+    table: String,
     row_projection: Option<Projection>,
+    row_schema: arrow::datatypes::SchemaRef,
+    /// The event-time column (index into the row), when the table has a watermark.
+    rowtime: Option<(usize, String)>,
+    /// The format's decoding of bad records: skip and count them (and the option that says so).
+    bad_records: Option<(bool, &'static str)>,
     watermarks: Option<WatermarkTracker>,
     outputs: Vec<mpsc::Sender<Message>>,
     metrics: Arc<SourceMetrics>,
     stop: watch::Receiver<bool>,
-    pub batch_size: usize,
-    pub linger: Duration,
+    batch_size: usize,
+    linger: Duration,
 }
 
-impl SourceOutput {
+impl TableOutput {
     pub(crate) fn new(
-        table: Arc<Table>,
+        node: &SourceNode,
         outputs: Vec<mpsc::Sender<Message>>,
         metrics: Arc<SourceMetrics>,
         stop: watch::Receiver<bool>,
         batch_size: usize,
         linger: Duration,
-        default_idle_timeout: Option<Duration>,
     ) -> Self {
-        let row_projection = (!table.row_is_scan())
-            .then(|| Projection::new(table.row_exprs.clone(), table.row_schema.clone()));
-        let idle = table.connector.idle_timeout().or(default_idle_timeout);
-        let watermarks = table
-            .watermark
+        let row_projection = node
+            .row_exprs
             .as_ref()
-            .map(|w| WatermarkTracker::new(w.expr.clone(), idle));
-        SourceOutput {
-            table,
+            .map(|exprs| Projection::new(exprs.clone(), node.row_schema.clone()));
+        TableOutput {
+            table: node.table.clone(),
             row_projection,
-            watermarks,
+            row_schema: node.row_schema.clone(),
+            rowtime: node
+                .watermark
+                .as_ref()
+                .map(|w| (w.column_index, w.column.clone())),
+            bad_records: node
+                .connector
+                .format()
+                .map(|f| (f.ignores_parse_errors(), f.ignore_errors_option())),
+            watermarks: node
+                .watermark
+                .as_ref()
+                .map(|w| WatermarkTracker::new(w.expr.clone(), node.idle_timeout)),
             outputs,
             metrics,
             stop,
@@ -66,74 +74,41 @@ impl SourceOutput {
         }
     }
 
-    pub fn table(&self) -> &Arc<Table> {
-        &self.table
-    }
-
-    pub fn metrics(&self) -> &Arc<SourceMetrics> {
-        &self.metrics
-    }
-
-    /// True once the job has been asked to stop.
-    pub fn is_stopped(&self) -> bool {
-        *self.stop.borrow()
-    }
-
-    /// Resolves when the job is asked to stop (use in `select!` next to reading).
-    pub async fn stopped(&mut self) {
-        while !*self.stop.borrow() {
-            if self.stop.changed().await.is_err() {
-                // The job dropped its stop handle: nobody can ask us to stop any more.
-                std::future::pending::<()>().await;
-            }
-        }
-    }
-
-    /// Declares how many splits (partitions, files) the source reads, for watermarks.
-    pub fn set_splits(&mut self, n: usize) {
-        if let Some(w) = &mut self.watermarks {
-            w.ensure_splits(n);
-        }
-    }
-
-    /// Counts records skipped as bad (already logged by the decoder).
-    pub fn count_bad_records(&self, n: usize) {
-        self.metrics.bad_records.fetch_add(n as u64, Relaxed);
-    }
-
-    /// Sends a batch of scan rows read from `split` downstream, with the watermark it advances.
-    pub async fn emit(&mut self, split: usize, scan: RecordBatch) -> Result<(), JobError> {
-        if scan.num_rows() == 0 {
-            return Ok(());
-        }
-        self.metrics
-            .rows_in
-            .fetch_add(scan.num_rows() as u64, Relaxed);
-        let row = match &self.row_projection {
-            Some(p) => p.project(&scan)?,
-            None => scan.with_schema(self.table.row_schema.clone())?,
+    /// Rows whose event time is NULL cannot be placed in time: with parse errors ignored they
+    /// are skipped and counted, else the job fails naming the row. (Records missing the field
+    /// are already caught by the decoder; this catches event times computed to NULL.)
+    fn drop_rows_without_event_time(
+        &self,
+        split: usize,
+        row: RecordBatch,
+    ) -> Result<RecordBatch, JobError> {
+        let Some((index, name)) = &self.rowtime else {
+            return Ok(row);
         };
-        let watermark = match &mut self.watermarks {
-            Some(w) => w.observe(split, &row, Instant::now())?,
-            None => None,
-        };
-        self.send(Message::Batch(row)).await?;
-        if let Some(w) = watermark {
-            self.send_watermark(w).await?;
+        let times = row.column(*index);
+        if times.null_count() == 0 {
+            return Ok(row);
         }
-        Ok(())
-    }
-
-    /// Re-checks idle splits; call periodically when no data arrives.
-    pub async fn tick(&mut self) -> Result<(), JobError> {
-        let advanced = self
-            .watermarks
-            .as_mut()
-            .and_then(|w| w.advance(Instant::now()));
-        if let Some(w) = advanced {
-            self.send_watermark(w).await?;
+        let bad = times.null_count();
+        let first = (0..row.num_rows())
+            .find(|&i| times.is_null(i))
+            .expect("a NULL is counted");
+        let record = format_rows(&row.slice(first, 1), "")?;
+        let record = record.trim_end();
+        let (skip, option) = self
+            .bad_records
+            .unwrap_or((false, "json.ignore-parse-errors"));
+        if !skip {
+            return Err(JobError::BadRecord {
+                location: format!("table `{}`, split {split}", self.table),
+                reason: format!("the event-time column `{name}` is NULL"),
+                record: record.to_string(),
+                option: option.to_string(),
+            });
         }
-        Ok(())
+        let total = self.metrics.bad_records.fetch_add(bad as u64, Relaxed) + bad as u64;
+        tracing::warn!(table = %self.table, split, column = %name, %record, skipped_so_far = total, "skipping rows whose event time is NULL");
+        Ok(filter_record_batch(&row, &is_not_null(times)?)?)
     }
 
     async fn send_watermark(&mut self, w: i64) -> Result<(), JobError> {
@@ -157,5 +132,80 @@ impl SourceOutput {
             self.send_watermark(i64::MAX).await?;
         }
         self.send(Message::EndOfInput).await
+    }
+}
+
+#[async_trait]
+impl SourceOutput for TableOutput {
+    fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    fn linger(&self) -> Duration {
+        self.linger
+    }
+
+    fn metrics(&self) -> &Arc<SourceMetrics> {
+        &self.metrics
+    }
+
+    fn is_stopped(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    async fn stopped(&mut self) {
+        while !*self.stop.borrow() {
+            if self.stop.changed().await.is_err() {
+                // The job dropped its stop handle: nobody can ask us to stop any more.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    fn set_splits(&mut self, n: usize) {
+        if let Some(w) = &mut self.watermarks {
+            w.ensure_splits(n);
+        }
+    }
+
+    fn count_bad_records(&self, n: usize) {
+        self.metrics.bad_records.fetch_add(n as u64, Relaxed);
+    }
+
+    async fn emit(&mut self, split: usize, scan: RecordBatch) -> Result<(), JobError> {
+        if scan.num_rows() == 0 {
+            return Ok(());
+        }
+        self.metrics
+            .rows_in
+            .fetch_add(scan.num_rows() as u64, Relaxed);
+        let row = match &self.row_projection {
+            Some(p) => p.project(&scan)?,
+            None => scan.with_schema(self.row_schema.clone())?,
+        };
+        let row = self.drop_rows_without_event_time(split, row)?;
+        if row.num_rows() == 0 {
+            return Ok(());
+        }
+        let watermark = match &mut self.watermarks {
+            Some(w) => w.observe(split, &row, Instant::now())?,
+            None => None,
+        };
+        self.send(Message::Batch(row)).await?;
+        if let Some(w) = watermark {
+            self.send_watermark(w).await?;
+        }
+        Ok(())
+    }
+
+    async fn tick(&mut self) -> Result<(), JobError> {
+        let advanced = self
+            .watermarks
+            .as_mut()
+            .and_then(|w| w.advance(Instant::now()));
+        if let Some(w) = advanced {
+            self.send_watermark(w).await?;
+        }
+        Ok(())
     }
 }

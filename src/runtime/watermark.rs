@@ -14,7 +14,7 @@ use arrow::compute::{cast, max};
 use arrow::datatypes::{DataType, TimeUnit, TimestampMillisecondType};
 use datafusion::physical_expr::PhysicalExpr;
 
-use crate::runtime::JobError;
+use crate::stream::JobError;
 
 pub struct WatermarkTracker {
     expr: Arc<dyn PhysicalExpr>,

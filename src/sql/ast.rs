@@ -15,7 +15,7 @@ pub struct Script {
     pub source: SourceText,
     pub statements: Vec<Located<Statement>>,
     /// Window TVFs found in the statements, each replaced there by its synthetic relation name.
-    pub windows: Vec<super::window_tvf::WindowTvf>,
+    pub windows: Vec<super::window::WindowTvf>,
     /// MATCH_RECOGNIZE clauses, each replaced in its statement by a synthetic relation name.
     pub matches: Vec<super::match_recognize::MatchRecognizeSpec>,
 }

@@ -10,11 +10,11 @@
 
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::ast::CreateTable;
-use crate::connectors::ConnectorConfig;
+use crate::connectors::{ConnectorConfig, MetadataColumn};
 
 #[derive(Debug)]
 pub struct Table {
@@ -37,20 +37,12 @@ impl Table {
     }
 }
 
-/// A column filled by the connector, not the payload.
-#[derive(Debug, Clone)]
-pub struct MetadataColumn {
-    pub name: String,
-    /// The connector's key, e.g. `timestamp`, `partition`, `offset`.
-    pub key: String,
-    pub data_type: DataType,
-    pub is_virtual: bool,
-}
-
 /// `WATERMARK FOR column AS expr`, compiled over the row schema.
 #[derive(Debug, Clone)]
 pub struct WatermarkSpec {
     pub column: String,
+    /// Index of `column` in the row schema.
+    pub column_index: usize,
     pub expr: Arc<dyn PhysicalExpr>,
     /// The expression as the user wrote it, for EXPLAIN.
     pub text: String,

@@ -6,8 +6,9 @@ use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::Token;
 
 use super::ast::{ColumnDef, ColumnKind, CreateTable, TableOption, WatermarkDef};
+use super::dialect::{consume_word, consume_words};
 use super::error::Position;
-use super::types::{consume_word, consume_words, parse_data_type};
+use super::types::parse_data_type;
 
 /// Parses what follows `CREATE [TEMPORARY] TABLE`.
 pub fn parse_create_table(p: &mut Parser) -> Result<CreateTable, ParserError> {

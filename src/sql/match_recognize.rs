@@ -18,10 +18,10 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Word};
 
+use super::dialect::{interval_millis, is_word};
 use super::error::{Position, SourceText, SqlError};
-use super::window_tvf::interval_millis;
-use crate::operators::pattern::matcher::Skip;
-use crate::operators::pattern::nfa::{Pattern, VarId};
+use crate::operators::match_recognize::matcher::Skip;
+use crate::operators::match_recognize::nfa::{Pattern, VarId};
 
 /// The pseudo-variable carrying `WITHIN` through sqlparser's DEFINE list.
 const WITHIN_SYMBOL: &str = "__within";
@@ -58,10 +58,6 @@ pub struct MatchRecognizeSpec {
     /// Index of the statement holding it: its relation is registered when that statement is
     /// planned.
     pub statement: usize,
-}
-
-fn is_word(t: &Token, w: &str) -> bool {
-    matches!(t, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w))
 }
 
 /// Moves each MATCH_RECOGNIZE's `WITHIN <interval>` into its DEFINE list as `__within AS
@@ -469,7 +465,7 @@ impl Extractor<'_> {
 /// Parses `tokens` as one SQL expression (used for tests of WITHIN).
 #[cfg(test)]
 fn parse_expr(tokens: &[TokenWithSpan]) -> Expr {
-    super::parser::sql_parser(tokens).parse_expr().unwrap()
+    super::dialect::sql_parser(tokens).parse_expr().unwrap()
 }
 
 #[cfg(test)]
@@ -545,7 +541,7 @@ mod tests {
     #[test]
     fn within_moves_into_define() {
         let src = SourceText::new("t.sql", Q);
-        let tokens = crate::sql::parser::tokenize(Q).unwrap();
+        let tokens = crate::sql::dialect::tokenize(Q).unwrap();
         let (moved, positions) = move_within_clauses(&src, &tokens).unwrap();
         assert_eq!(positions.len(), 1);
         let text: Vec<String> = moved.iter().map(|t| t.token.to_string()).collect();

@@ -4,6 +4,7 @@
 pub mod ast;
 pub mod catalog;
 mod ddl;
+pub mod dialect;
 pub mod error;
 pub mod functions;
 pub mod match_recognize;
@@ -12,7 +13,7 @@ pub mod planner;
 mod rewrite;
 mod substitute;
 pub mod types;
-pub mod window_tvf;
+pub mod window;
 
 pub use error::SqlError;
 pub use parser::{parse_script, parse_script_with};

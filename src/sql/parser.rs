@@ -5,18 +5,17 @@
 //! driven from here: Flink-only syntax (CREATE TABLE with WATERMARK, `SET 'k' = 'v'`, statement
 //! sets, job commands) is read token by token, everything else is sqlparser's own grammar.
 
-use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
-use datafusion::sql::sqlparser::tokenizer::{Location, Span, Token, TokenWithSpan, Tokenizer};
+use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan};
 
 use super::ast::{Located, ObjectKind, Script, ShowKind, Statement};
 use super::ddl::parse_create_table;
-use super::error::{Position, SourceText, SqlError, split_parser_message};
+use super::dialect::{consume_word, consume_words, is_word, parser_error, sql_parser, tokenize};
+use super::error::{Position, SourceText, SqlError};
 use super::match_recognize::{self, MatchRecognizeSpec};
 use super::substitute::substitute_variables;
-use super::types::{consume_word, consume_words};
-use super::window_tvf::{WindowTvf, extract_window_tvfs, legacy};
+use super::window::{WindowTvf, extract_window_tvfs, legacy};
 
 /// Parses a script after `${VAR}` substitution from the process environment.
 pub fn parse_script(name: &str, text: &str) -> Result<Script, SqlError> {
@@ -58,30 +57,6 @@ pub fn parse_script_with(
     })
 }
 
-/// sqlparser tokens without whitespace and comments; `>>` is split into two `>` because Flink SQL
-/// has no shift operator but nests types as `ARRAY<ARRAY<INT>>`.
-pub fn tokenize(text: &str) -> Result<Vec<TokenWithSpan>, ParserError> {
-    let raw = Tokenizer::new(&GenericDialect {}, text)
-        .tokenize_with_location()
-        .map_err(|e| ParserError::TokenizerError(e.to_string()))?;
-    let mut tokens = Vec::with_capacity(raw.len());
-    for t in raw {
-        match t.token {
-            Token::Whitespace(_) => {}
-            Token::ShiftRight => {
-                let second = Location::new(t.span.start.line, t.span.start.column + 1);
-                tokens.push(TokenWithSpan::new(
-                    Token::Gt,
-                    Span::new(t.span.start, t.span.start),
-                ));
-                tokens.push(TokenWithSpan::new(Token::Gt, Span::new(second, t.span.end)));
-            }
-            _ => tokens.push(t),
-        }
-    }
-    Ok(tokens)
-}
-
 /// Splits at top-level semicolons, keeping `EXECUTE STATEMENT SET BEGIN ... END` (and the older
 /// `BEGIN STATEMENT SET; ... END;`) together as one statement.
 fn split_statements(tokens: &[TokenWithSpan]) -> Vec<&[TokenWithSpan]> {
@@ -119,26 +94,6 @@ fn starts_statement_set(tokens: &[TokenWithSpan]) -> bool {
     let words: Vec<&Token> = tokens.iter().take(4).map(|t| &t.token).collect();
     let w = |i: usize, s: &str| words.get(i).is_some_and(|t| is_word(t, s));
     (w(0, "EXECUTE") && w(1, "STATEMENT") && w(2, "SET")) || (w(0, "BEGIN") && w(1, "STATEMENT"))
-}
-
-fn is_word(token: &Token, word: &str) -> bool {
-    matches!(token, Token::Word(w) if w.value.eq_ignore_ascii_case(word) && w.quote_style.is_none())
-}
-
-pub(crate) fn sql_parser(tokens: &[TokenWithSpan]) -> Parser<'static> {
-    static DIALECT: GenericDialect = GenericDialect {};
-    Parser::new(&DIALECT).with_tokens_with_locations(tokens.to_vec())
-}
-
-/// Turns a sqlparser error into a positioned one; `fallback` when sqlparser gave no position.
-pub(crate) fn parser_error(src: &SourceText, e: ParserError, fallback: Position) -> SqlError {
-    let raw = match e {
-        ParserError::TokenizerError(m) | ParserError::ParserError(m) => m,
-        ParserError::RecursionLimitExceeded => "statement is nested too deeply".to_string(),
-    };
-    let (message, pos) = split_parser_message(&raw);
-    let message = message.replacen("Expected: ", "expected ", 1);
-    src.error(pos.unwrap_or(fallback), message)
 }
 
 /// Applies [`legacy::rewrite`] to every query a statement holds.

@@ -8,8 +8,12 @@
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Fields, TimeUnit};
+
+pub use crate::stream::flink_type_name;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::Token;
+
+use super::dialect::{consume_word, consume_words};
 
 /// Parses one Flink type at the parser's position.
 pub fn parse_data_type(p: &mut Parser) -> Result<DataType, ParserError> {
@@ -182,86 +186,13 @@ fn skip_zone_clause(p: &mut Parser) {
     }
 }
 
-/// Consumes the word if it is next (case-insensitively).
-pub fn consume_word(p: &mut Parser, word: &str) -> bool {
-    match &p.peek_token().token {
-        Token::Word(w) if w.value.eq_ignore_ascii_case(word) => {
-            p.next_token();
-            true
-        }
-        _ => false,
-    }
-}
-
-/// Consumes the words if they are all next, else nothing.
-pub fn consume_words(p: &mut Parser, words: &[&str]) -> bool {
-    let start = p.index();
-    for word in words {
-        if !consume_word(p, word) {
-            while p.index() > start {
-                p.prev_token();
-            }
-            return false;
-        }
-    }
-    true
-}
-
-/// The Flink SQL name of an Arrow type, for DESCRIBE and error messages.
-pub fn flink_type_name(ty: &DataType) -> String {
-    match ty {
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "STRING".into(),
-        DataType::Boolean => "BOOLEAN".into(),
-        DataType::Int8 => "TINYINT".into(),
-        DataType::Int16 => "SMALLINT".into(),
-        DataType::Int32 => "INT".into(),
-        DataType::Int64 => "BIGINT".into(),
-        DataType::Float32 => "FLOAT".into(),
-        DataType::Float64 => "DOUBLE".into(),
-        DataType::Decimal128(p, s) => format!("DECIMAL({p}, {s})"),
-        DataType::Date32 => "DATE".into(),
-        DataType::Time32(_) | DataType::Time64(_) => "TIME".into(),
-        DataType::Timestamp(unit, tz) => {
-            let p = match unit {
-                TimeUnit::Second => 0,
-                TimeUnit::Millisecond => 3,
-                TimeUnit::Microsecond => 6,
-                TimeUnit::Nanosecond => 9,
-            };
-            if tz.is_some() {
-                format!("TIMESTAMP_LTZ({p})")
-            } else {
-                format!("TIMESTAMP({p})")
-            }
-        }
-        DataType::Binary | DataType::LargeBinary => "BYTES".into(),
-        DataType::List(f) => format!("ARRAY<{}>", flink_type_name(f.data_type())),
-        DataType::Map(entries, _) => match entries.data_type() {
-            DataType::Struct(kv) if kv.len() == 2 => format!(
-                "MAP<{}, {}>",
-                flink_type_name(kv[0].data_type()),
-                flink_type_name(kv[1].data_type())
-            ),
-            other => format!("MAP<{other}>"),
-        },
-        DataType::Struct(fields) => {
-            let inner: Vec<String> = fields
-                .iter()
-                .map(|f| format!("{} {}", f.name(), flink_type_name(f.data_type())))
-                .collect();
-            format!("ROW<{}>", inner.join(", "))
-        }
-        other => other.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use datafusion::sql::sqlparser::dialect::GenericDialect;
 
     fn parse(text: &str) -> DataType {
-        let tokens = crate::sql::parser::tokenize(text).unwrap();
+        let tokens = crate::sql::dialect::tokenize(text).unwrap();
         let mut p = Parser::new(&GenericDialect {}).with_tokens_with_locations(tokens);
         parse_data_type(&mut p).unwrap()
     }

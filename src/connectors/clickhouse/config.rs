@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use crate::connectors::options::OptionReader;
-use crate::sql::error::SqlError;
+use crate::options::OptionError;
+use crate::options::OptionReader;
 
 #[derive(Debug, Clone)]
 pub struct ClickHouseConfig {
@@ -33,7 +33,7 @@ pub struct ClickHouseConfig {
 }
 
 impl ClickHouseConfig {
-    pub fn from_options(opts: &OptionReader) -> Result<Self, SqlError> {
+    pub fn from_options(opts: &OptionReader, primary_key: &[String]) -> Result<Self, OptionError> {
         opts.allow("sink.parallelism");
         let url = opts.required("url")?;
         if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -65,7 +65,7 @@ impl ClickHouseConfig {
                 .unwrap_or_else(|| "default".to_string()),
             table: opts
                 .optional("table")
-                .unwrap_or_else(|| opts.table().name.clone()),
+                .unwrap_or_else(|| opts.table().to_string()),
             username: opts
                 .optional("username")
                 .unwrap_or_else(|| "default".to_string()),
@@ -79,7 +79,7 @@ impl ClickHouseConfig {
             create_table: opts.bool_or("sink.create-table", false)?,
             engine: opts.optional("sink.create-table.engine"),
             order_by: opts.optional("sink.create-table.order-by"),
-            primary_key: opts.table().primary_key.clone(),
+            primary_key: primary_key.to_vec(),
             exactly_once: guarantee == "exactly-once",
         })
     }

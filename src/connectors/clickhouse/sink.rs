@@ -33,9 +33,7 @@ use bytes::Bytes;
 
 use super::config::ClickHouseConfig;
 use super::types::{clickhouse_type, quote, writable};
-use crate::connectors::Sink;
-use crate::plan::SinkNode;
-use crate::runtime::JobError;
+use crate::stream::{JobError, Sink};
 
 /// `non_replicated_deduplication_window` the sink sets on tables that lack one.
 const DEDUP_WINDOW: u32 = 1000;
@@ -59,18 +57,13 @@ pub struct ClickHouseSink {
 }
 
 impl ClickHouseSink {
-    pub fn new(config: ClickHouseConfig, node: &SinkNode) -> Self {
+    pub fn new(config: ClickHouseConfig, table: &str, schema: &SchemaRef) -> Self {
         let client = clickhouse::Client::default()
             .with_url(&config.url)
             .with_user(&config.username)
             .with_password(&config.password)
             .with_database(&config.database);
-        let columns: Vec<String> = node
-            .schema
-            .fields()
-            .iter()
-            .map(|f| quote(f.name()))
-            .collect();
+        let columns: Vec<String> = schema.fields().iter().map(|f| quote(f.name())).collect();
         let target = format!("{}.{}", quote(&config.database), quote(&config.table));
         let inserter = Arc::new(Inserter {
             client: client.clone(),
@@ -80,12 +73,12 @@ impl ClickHouseSink {
             ),
             exactly_once: config.exactly_once,
             max_retries: config.max_retries,
-            name: node.table.clone(),
+            name: table.to_string(),
             target,
         });
         ClickHouseSink {
-            name: node.table.clone(),
-            schema: node.schema.clone(),
+            name: table.to_string(),
+            schema: schema.clone(),
             client,
             inserter,
             in_flight: VecDeque::new(),
@@ -145,7 +138,7 @@ impl ClickHouseSink {
                 return Err(self.error(format!(
                     "column `{}`: {} has no ClickHouse type",
                     f.name(),
-                    crate::sql::types::flink_type_name(f.data_type())
+                    crate::stream::flink_type_name(f.data_type())
                 )));
             };
             columns.push(format!("{} {t}", quote(f.name())));
@@ -233,7 +226,7 @@ impl ClickHouseSink {
                 return Err(self.error(format!(
                     "column `{}`: a {} cannot be written into ClickHouse {ch_type}",
                     f.name(),
-                    crate::sql::types::flink_type_name(f.data_type())
+                    crate::stream::flink_type_name(f.data_type())
                 )));
             }
         }

@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
 
-use super::options::OptionReader;
 use crate::formats::Format;
-use crate::sql::error::SqlError;
+use crate::options::OptionError;
+use crate::options::OptionReader;
 
 #[derive(Debug, Clone)]
 pub struct FilesystemConfig {
@@ -28,7 +28,7 @@ pub struct FilesystemConfig {
 }
 
 impl FilesystemConfig {
-    pub fn from_options(opts: &OptionReader, schema: &SchemaRef) -> Result<Self, SqlError> {
+    pub fn from_options(opts: &OptionReader, schema: &SchemaRef) -> Result<Self, OptionError> {
         let path = opts.required("path")?;
         opts.required("format")?;
         let format = Format::from_options(opts, "format")?;

@@ -9,9 +9,7 @@ use arrow::array::RecordBatch;
 use async_trait::async_trait;
 
 use super::FilesystemConfig;
-use crate::connectors::Sink;
-use crate::plan::SinkNode;
-use crate::runtime::JobError;
+use crate::stream::{JobError, Sink};
 
 pub struct FileSink {
     config: FilesystemConfig,
@@ -33,7 +31,7 @@ struct PartFile {
 }
 
 impl FileSink {
-    pub fn new(config: FilesystemConfig, node: &SinkNode) -> Result<Self, JobError> {
+    pub fn new(config: FilesystemConfig, table: &str) -> Result<Self, JobError> {
         let dir = config.path();
         std::fs::create_dir_all(&dir)
             .map_err(|e| JobError::io(format!("creating sink directory {}", dir.display()), e))?;
@@ -42,7 +40,7 @@ impl FileSink {
             .map_or(0, |d| d.as_millis());
         Ok(FileSink {
             config,
-            table: node.table.clone(),
+            table: table.to_string(),
             dir,
             run_id: format!("{millis:x}-{}", std::process::id()),
             counter: 0,

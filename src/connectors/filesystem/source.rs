@@ -12,28 +12,26 @@ use flate2::read::MultiGzDecoder;
 use tokio::sync::mpsc;
 
 use super::FilesystemConfig;
-use crate::connectors::Source;
+use crate::connectors::ScanColumns;
 use crate::formats::{RecordBoundaries, RecordDecoder};
-use crate::runtime::{JobError, SourceEnd, SourceOutput};
-use crate::sql::catalog::Table;
+use crate::stream::{JobError, Source, SourceEnd, SourceOutput};
 
 pub struct FileSource {
     config: FilesystemConfig,
     table: String,
-    /// Payload columns to decode; the rest are NULL (no pipeline reads them).
-    decode_columns: Option<Vec<usize>>,
+    columns: ScanColumns,
 }
 
 impl FileSource {
     pub fn new(
         config: FilesystemConfig,
-        table: &Table,
-        decode_columns: Option<Vec<usize>>,
+        table: &str,
+        columns: ScanColumns,
     ) -> Result<Self, JobError> {
         Ok(FileSource {
             config,
-            table: table.name.clone(),
-            decode_columns,
+            table: table.to_string(),
+            columns,
         })
     }
 }
@@ -43,17 +41,18 @@ type Chunk = Result<(RecordBatch, usize), JobError>;
 
 #[async_trait]
 impl Source for FileSource {
-    async fn run(self: Box<Self>, out: &mut SourceOutput) -> Result<SourceEnd, JobError> {
+    async fn run(self: Box<Self>, out: &mut dyn SourceOutput) -> Result<SourceEnd, JobError> {
         let files = list_files(&self.config.path).map_err(|m| JobError::source(&self.table, m))?;
         out.set_splits(1);
         let (tx, mut rx) = mpsc::channel::<Chunk>(4);
         let mut decoder = RecordDecoder::new(
             self.config.format.clone(),
             self.config.schema.clone(),
-            out.batch_size,
+            out.batch_size(),
         )
-        .with_projection(self.decode_columns.clone());
-        let batch_rows = out.batch_size;
+        .with_required(&self.columns.required)
+        .with_projection(self.columns.decode.clone());
+        let batch_rows = out.batch_size();
         let reader = std::thread::Builder::new()
             .name(format!("read-{}", self.table))
             .spawn(move || {

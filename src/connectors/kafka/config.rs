@@ -5,10 +5,10 @@ use std::time::Duration;
 use arrow::datatypes::{DataType, SchemaRef};
 use rdkafka::ClientConfig;
 
-use crate::connectors::options::OptionReader;
+use crate::connectors::MetadataColumn;
 use crate::formats::Format;
-use crate::sql::catalog::MetadataColumn;
-use crate::sql::error::SqlError;
+use crate::options::OptionError;
+use crate::options::OptionReader;
 
 #[derive(Debug, Clone)]
 pub enum StartupMode {
@@ -53,7 +53,7 @@ impl KafkaConfig {
         opts: &OptionReader,
         physical: &SchemaRef,
         metadata: &[MetadataColumn],
-    ) -> Result<Self, SqlError> {
+    ) -> Result<Self, OptionError> {
         let topics: Vec<String> = opts
             .optional("topic")
             .map(|t| {

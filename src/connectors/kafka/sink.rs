@@ -9,10 +9,10 @@ use futures::future::try_join_all;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
+use arrow::datatypes::SchemaRef;
+
 use super::config::KafkaConfig;
-use crate::connectors::Sink;
-use crate::plan::SinkNode;
-use crate::runtime::JobError;
+use crate::stream::{JobError, Sink};
 
 pub struct KafkaSink {
     config: KafkaConfig,
@@ -27,8 +27,8 @@ pub struct KafkaSink {
 const MAX_IN_FLIGHT: usize = 100_000;
 
 impl KafkaSink {
-    pub fn new(config: KafkaConfig, node: &SinkNode) -> Result<Self, JobError> {
-        let table = node.table.clone();
+    pub fn new(config: KafkaConfig, table: &str, schema: &SchemaRef) -> Result<Self, JobError> {
+        let table = table.to_string();
         if config.topic_pattern.is_some() || config.topics.len() != 1 {
             return Err(JobError::sink(
                 &table,
@@ -50,7 +50,7 @@ impl KafkaSink {
             .key_fields
             .iter()
             .map(|k| {
-                node.schema
+                schema
                     .index_of(k)
                     .map_err(|_| JobError::sink(&table, format!("key field `{k}` is not a column")))
             })

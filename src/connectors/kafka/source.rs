@@ -11,6 +11,7 @@ use arrow::array::{
     TimestampMillisecondArray, UInt32Array,
 };
 use arrow::compute::{cast, take_record_batch};
+use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -19,31 +20,33 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::{ClientContext, Message};
 
 use super::config::{BoundedMode, KafkaConfig, StartupMode};
-use crate::connectors::Source;
+use crate::connectors::ScanColumns;
 use crate::formats::{RecordBoundaries, RecordDecoder};
-use crate::runtime::metrics::SourceMetrics;
-use crate::runtime::{JobError, SourceEnd, SourceOutput};
-use crate::sql::catalog::Table;
+use crate::stream::metrics::SourceMetrics;
+use crate::stream::{JobError, Source, SourceEnd, SourceOutput};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct KafkaSource {
     config: KafkaConfig,
     table: String,
-    /// Payload columns to decode; the rest are NULL (no pipeline reads them).
-    decode_columns: Option<Vec<usize>>,
+    /// Payload columns then metadata columns: what one batch of this source holds.
+    scan_schema: SchemaRef,
+    columns: ScanColumns,
 }
 
 impl KafkaSource {
     pub fn new(
         config: KafkaConfig,
-        table: &Table,
-        decode_columns: Option<Vec<usize>>,
+        table: &str,
+        scan_schema: SchemaRef,
+        columns: ScanColumns,
     ) -> Result<Self, JobError> {
         Ok(KafkaSource {
             config,
-            table: table.name.clone(),
-            decode_columns,
+            table: table.to_string(),
+            scan_schema,
+            columns,
         })
     }
 }
@@ -112,7 +115,7 @@ struct Pending {
 
 #[async_trait]
 impl Source for KafkaSource {
-    async fn run(self: Box<Self>, out: &mut SourceOutput) -> Result<SourceEnd, JobError> {
+    async fn run(self: Box<Self>, out: &mut dyn SourceOutput) -> Result<SourceEnd, JobError> {
         let c = &self.config;
         let mut cc = c.client_config();
         cc.set("enable.auto.commit", "true");
@@ -160,9 +163,10 @@ impl Source for KafkaSource {
         let mut decoder = RecordDecoder::new(
             c.value_format.clone(),
             c.physical_schema.clone(),
-            out.batch_size,
+            out.batch_size(),
         )
-        .with_projection(self.decode_columns.clone());
+        .with_required(&self.columns.required)
+        .with_projection(self.columns.decode.clone());
         let mut pending = Pending::default();
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         let mut tombstones = 0u64;
@@ -175,7 +179,7 @@ impl Source for KafkaSource {
             }
             let linger_left = pending
                 .first_at
-                .map(|t| out.linger.saturating_sub(t.elapsed()));
+                .map(|t| out.linger().saturating_sub(t.elapsed()));
             tokio::select! {
                 msg = consumer.recv() => {
                     let m = match msg {
@@ -216,7 +220,7 @@ impl Source for KafkaSource {
                             pending.first_at.get_or_insert_with(Instant::now);
                         }
                     }
-                    if pending.meta.len() >= out.batch_size {
+                    if pending.meta.len() >= out.batch_size() {
                         self.flush(&mut pending, &mut decoder, &splits, &consumer, out).await?;
                     }
                 }
@@ -396,7 +400,7 @@ impl KafkaSource {
         decoder: &mut RecordDecoder,
         splits: &[Split],
         consumer: &StreamConsumer<SourceContext>,
-        out: &mut SourceOutput,
+        out: &mut dyn SourceOutput,
     ) -> Result<(), JobError> {
         if pending.meta.is_empty() {
             return Ok(());
@@ -422,7 +426,7 @@ impl KafkaSource {
                 .map(|(_, m)| m)
                 .collect()
         };
-        let scan = self.with_metadata(decoded.batch, &kept, splits, out)?;
+        let scan = self.with_metadata(decoded.batch, &kept, splits)?;
 
         // One batch per partition, so each partition's watermark sees only its own rows.
         let first = kept.first().map(|m| m.split);
@@ -460,7 +464,6 @@ impl KafkaSource {
         batch: RecordBatch,
         kept: &[&RecordMeta],
         splits: &[Split],
-        out: &SourceOutput,
     ) -> Result<RecordBatch, JobError> {
         if self.config.metadata.is_empty() {
             return Ok(batch);
@@ -489,7 +492,7 @@ impl KafkaSource {
                 cast(&col, &m.data_type)?
             });
         }
-        let schema = out.table().scan_schema.clone();
+        let schema = self.scan_schema.clone();
         debug_assert_eq!(schema.fields().len(), columns.len());
         Ok(RecordBatch::try_new(schema, columns)?)
     }

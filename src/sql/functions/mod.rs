@@ -6,8 +6,10 @@ mod watermark;
 
 use datafusion::prelude::SessionContext;
 
+use crate::stream::new_watermark_cell;
+
 pub use geo::{HaversineKm, TrackDistanceKm, haversine_km};
-pub use watermark::{CurrentWatermark, WatermarkCell, new_watermark_cell};
+pub use watermark::CurrentWatermark;
 
 /// Registers Sluice's functions on a planning session. `CURRENT_WATERMARK` is registered with a
 /// placeholder cell so the name resolves; each pipeline binds its own instance.

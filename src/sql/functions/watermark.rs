@@ -6,7 +6,7 @@
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 
 use arrow::datatypes::DataType;
 use datafusion::common::{Result, ScalarValue, exec_err};
@@ -14,12 +14,7 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 
-/// The latest watermark seen by one pipeline, `i64::MIN` before the first.
-pub type WatermarkCell = Arc<AtomicI64>;
-
-pub fn new_watermark_cell() -> WatermarkCell {
-    Arc::new(AtomicI64::new(i64::MIN))
-}
+use crate::stream::WatermarkCell;
 
 #[derive(Debug)]
 pub struct CurrentWatermark {

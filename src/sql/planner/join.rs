@@ -1,24 +1,22 @@
 //! Join planning: a stream joined with a bounded table becomes a [`LookupJoin`]. The bounded
-//! side — a filesystem table without WATERMARK, optionally filtered and projected — is read
-//! whole while planning (so a missing or broken file fails the job before it starts) and
-//! evaluated with the same physical expressions as a stream; the stream side compiles as usual.
+//! side — a filesystem table without WATERMARK, optionally filtered and projected — becomes a
+//! reader and ordinary filter and projection operators, run when the job starts (planning
+//! reads no data: `sluice validate` and `explain` work without the file); the stream side
+//! compiles as usual.
 //! Joins of two streams (interval and temporal joins) are not planned yet and say so.
 
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
-use arrow::compute::{concat_batches, filter_record_batch};
-use arrow::datatypes::Schema;
-use datafusion::common::DFSchemaRef;
 use datafusion::logical_expr::{Join, JoinType, LogicalPlan};
 
-use super::{CompiledStream, ExprCompiler, JobBuilder, Planner};
+use super::{CompiledStream, ExprCompiler, JobBuilder, Planner, column_selection};
 use crate::connectors::ConnectorConfig;
 use crate::connectors::filesystem::read_all;
-use crate::operators::window::evaluate_all;
-use crate::operators::{LookupJoin, LookupJoinSpec, evaluate_predicate};
+use crate::operators::join::{LoadTable, LookupJoin, LookupJoinSpec, LookupTable};
+use crate::operators::{Filter, Projection};
 use crate::sql::catalog::Table;
 use crate::sql::error::{Position, SourceText, SqlError};
+use crate::stream::Operator;
 
 impl Planner {
     pub(super) fn compile_join(
@@ -52,7 +50,8 @@ impl Planner {
             }
         };
         let exprs = self.expr_compiler(src, pos, job);
-        let rows = self.lookup_rows(src, lookup, table, &exprs, pos)?;
+        let mut side = Vec::new();
+        self.lookup_operators(src, lookup, table, &exprs, pos, &mut side)?;
         let mut s = self.compile(src, stream, pos, job)?;
         s.check_complete(src, pos)?;
         let keys = join
@@ -76,15 +75,18 @@ impl Planner {
             .map(|f| exprs.compile(f, &join.schema))
             .transpose()?;
         let operator = LookupJoin::new(LookupJoinSpec {
-            table_name: table.name.clone(),
-            table: rows,
+            table: LookupTable {
+                name: table.name.clone(),
+                load: load_file_table(table),
+                operators: side,
+                schema: Arc::new(lookup.schema().as_arrow().clone()),
+            },
             keys,
             condition,
             keep_unmatched,
             stream_first,
             schema: Arc::new(join.schema.as_arrow().clone()),
-        })
-        .map_err(|e| src.error(pos, e.to_string()))?;
+        });
         s.operators.push(Box::new(operator));
         s.schema = join.schema.clone();
         Ok(s)
@@ -105,67 +107,59 @@ impl Planner {
         }
     }
 
-    /// The rows of a lookup side over `table`: the table read whole, then the side's filters and
-    /// projections.
-    fn lookup_rows(
+    /// The lookup side as operators over the table's rows, as read when the job starts: its
+    /// computed columns, then the side's filters and projections in plan order.
+    fn lookup_operators(
         &self,
         src: &SourceText,
         plan: &LogicalPlan,
         table: &Table,
         exprs: &ExprCompiler<'_>,
         pos: Position,
-    ) -> Result<RecordBatch, SqlError> {
-        let fail = |e: &dyn std::fmt::Display| src.error(pos, e.to_string());
-        let batch = match plan {
+        operators: &mut Vec<Box<dyn Operator>>,
+    ) -> Result<(), SqlError> {
+        match plan {
             LogicalPlan::TableScan(scan) => {
-                let ConnectorConfig::Filesystem(config) = &table.connector else {
-                    unreachable!("lookup tables are filesystem tables")
-                };
-                let (batches, skipped) = read_all(config)
-                    .map_err(|e| fail(&format!("reading lookup table `{}`: {e}", table.name)))?;
-                if skipped > 0 {
-                    tracing::warn!(
-                        "lookup table `{}`: {skipped} bad records skipped",
-                        table.name
-                    );
+                if !table.row_is_scan() {
+                    operators.push(Box::new(Projection::new(
+                        table.row_exprs.clone(),
+                        table.row_schema.clone(),
+                    )));
                 }
-                let rows = batches
-                    .iter()
-                    .map(|b| table_rows(table, b))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| fail(&e))?;
-                let all = concat_batches(&table.row_schema, &rows).map_err(|e| fail(&e))?;
-                let projected = match &scan.projection {
-                    Some(indices) => all.project(indices).map_err(|e| fail(&e))?,
-                    None => all,
-                };
-                let mut batch =
-                    with_schema(projected, &scan.projected_schema).map_err(|e| fail(&e))?;
+                let selection = scan.projection.as_ref().and_then(|indices| {
+                    column_selection(indices, &table.row_schema, &scan.projected_schema)
+                });
+                operators.extend(selection);
                 for f in &scan.filters {
-                    batch = filtered(batch, &exprs.compile(f, &scan.projected_schema)?)
-                        .map_err(|e| fail(&e))?;
+                    let predicate = exprs.compile(f, &scan.projected_schema)?;
+                    operators.push(Box::new(Filter::new(
+                        predicate,
+                        Arc::new(scan.projected_schema.as_arrow().clone()),
+                    )));
                 }
-                batch
             }
             LogicalPlan::Filter(f) => {
-                let input = self.lookup_rows(src, &f.input, table, exprs, pos)?;
-                filtered(input, &exprs.compile(&f.predicate, f.input.schema())?)
-                    .map_err(|e| fail(&e))?
+                self.lookup_operators(src, &f.input, table, exprs, pos, operators)?;
+                let predicate = exprs.compile(&f.predicate, f.input.schema())?;
+                operators.push(Box::new(Filter::new(
+                    predicate,
+                    Arc::new(f.input.schema().as_arrow().clone()),
+                )));
             }
             LogicalPlan::Projection(p) => {
-                let input = self.lookup_rows(src, &p.input, table, exprs, pos)?;
+                self.lookup_operators(src, &p.input, table, exprs, pos, operators)?;
                 let columns = p
                     .expr
                     .iter()
                     .map(|e| exprs.compile(e, p.input.schema()))
                     .collect::<Result<Vec<_>, _>>()?;
-                let values = evaluate_all(&columns, &input).map_err(|e| fail(&e))?;
-                RecordBatch::try_new(Arc::new(p.schema.as_arrow().clone()), values)
-                    .map_err(|e| fail(&e))?
+                operators.push(Box::new(Projection::new(
+                    columns,
+                    Arc::new(p.schema.as_arrow().clone()),
+                )));
             }
             LogicalPlan::SubqueryAlias(a) => {
-                let input = self.lookup_rows(src, &a.input, table, exprs, pos)?;
-                with_schema(input, &a.schema).map_err(|e| fail(&e))?
+                self.lookup_operators(src, &a.input, table, exprs, pos, operators)?
             }
             other => {
                 return Err(src.error(
@@ -173,36 +167,23 @@ impl Planner {
                     format!("the lookup side of a JOIN may only filter and project its table, not {other}"),
                 ));
             }
-        };
-        Ok(batch)
+        }
+        Ok(())
     }
 }
 
-/// A decoded file batch as the table's rows (computed columns evaluated).
-fn table_rows(table: &Table, batch: &RecordBatch) -> Result<RecordBatch, crate::runtime::JobError> {
-    if table.row_is_scan() {
-        return Ok(RecordBatch::try_new(
-            table.row_schema.clone(),
-            batch.columns().to_vec(),
-        )?);
-    }
-    let columns = evaluate_all(&table.row_exprs, batch)?;
-    Ok(RecordBatch::try_new(table.row_schema.clone(), columns)?)
-}
-
-/// The same columns under the plan node's schema (qualified names, nullability).
-fn with_schema(
-    batch: RecordBatch,
-    schema: &DFSchemaRef,
-) -> Result<RecordBatch, arrow::error::ArrowError> {
-    let schema: Schema = schema.as_arrow().clone();
-    RecordBatch::try_new(Arc::new(schema), batch.columns().to_vec())
-}
-
-fn filtered(
-    batch: RecordBatch,
-    predicate: &Arc<dyn datafusion::physical_expr::PhysicalExpr>,
-) -> Result<RecordBatch, crate::runtime::JobError> {
-    let mask = evaluate_predicate(predicate, &batch)?;
-    Ok(filter_record_batch(&batch, &mask)?)
+/// Reads a filesystem table whole when the job starts; bad records are skipped (and logged) or
+/// fail the job, as the table's format says.
+fn load_file_table(table: &Table) -> LoadTable {
+    let ConnectorConfig::Filesystem(config) = table.connector.clone() else {
+        unreachable!("lookup tables are filesystem tables")
+    };
+    let name = table.name.clone();
+    Box::new(move || {
+        let (batches, skipped) = read_all(&config)?;
+        if skipped > 0 {
+            tracing::warn!("lookup table `{name}`: {skipped} bad records skipped");
+        }
+        Ok(batches)
+    })
 }

@@ -17,15 +17,15 @@ use datafusion::sql::sqlparser::ast::{
     VisitMut, VisitorMut, visit_expressions,
 };
 
-use super::{CompiledStream, JobBuilder, Planner, df_error};
-use crate::operators::late_rows::LateRowSplitter;
-use crate::operators::pattern::matcher::MatchRules;
-use crate::operators::pattern::nfa::{Program, VarId};
-use crate::operators::pattern::refs::{MatchExprs, MatchRef, Navigation};
-use crate::operators::pattern::{Condition, MatchRecognize, MatchRecognizeDef};
+use super::{CompiledStream, JobBuilder, LateRows, Planner, df_error};
+use crate::operators::match_recognize::matcher::MatchRules;
+use crate::operators::match_recognize::nfa::{Program, VarId};
+use crate::operators::match_recognize::refs::{MatchExprs, MatchRef, Navigation};
+use crate::operators::match_recognize::{Condition, MatchRecognize, MatchRecognizeDef};
+use crate::operators::window::LateRowSplitter;
+use crate::sql::dialect;
 use crate::sql::error::{Position, SourceText, SqlError};
 use crate::sql::match_recognize::{MatchInput, MatchRecognizeSpec};
-use crate::sql::parser;
 use crate::sql::types::flink_type_name;
 
 /// A reference found in an expression, before resolution against the input.
@@ -87,11 +87,11 @@ impl Planner {
         let input = match &spec.input {
             MatchInput::Table(name) => {
                 let select = format!("SELECT * FROM {name}");
-                let stmt = parser::sql_parser(
-                    &parser::tokenize(&select).map_err(|e| parser::parser_error(src, e, pos))?,
+                let stmt = dialect::sql_parser(
+                    &dialect::tokenize(&select).map_err(|e| dialect::parser_error(src, e, pos))?,
                 )
                 .parse_statement()
-                .map_err(|e| parser::parser_error(src, e, pos))?;
+                .map_err(|e| dialect::parser_error(src, e, pos))?;
                 self.plan_statement(src, stmt, pos).await?
             }
             MatchInput::Query(q) => {
@@ -107,7 +107,7 @@ impl Planner {
         // late rows go to a side output (which gets them whole).
         let used = used_columns(spec);
         let schema = input.schema().clone();
-        let whole = spec.all_rows || self.settings.contains_key("table.exec.late-rows");
+        let whole = spec.all_rows || matches!(self.settings.late_rows, LateRows::SideOutput(_));
         let keep: Vec<usize> = (0..schema.fields().len())
             .filter(|&i| whole || used.contains(schema.field(i).name()))
             .collect();
@@ -454,11 +454,7 @@ impl Planner {
         let (def, input, at) = &self.matches[scan.table_name.table()];
         let mut s = self.compile(src, input, pos, job)?;
         s.check_complete(src, pos)?;
-        if let Some(side) = self
-            .settings
-            .get("table.exec.late-rows")
-            .and_then(|v| super::windows::late_row_side_output(v))
-        {
+        if let LateRows::SideOutput(side) = &self.settings.late_rows {
             let sink = self.side_output_sink(src, side, input.schema(), *at)?;
             s.operators.push(Box::new(LateRowSplitter::for_rows(
                 def.time_column,

@@ -6,8 +6,9 @@
 //! operators: a table scan becomes a shared source, filters and projections become compiled
 //! physical expressions. Everything is built once, here; nothing is planned per batch.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::empty::EmptyTable;
@@ -26,41 +27,33 @@ use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, ExprWithAlias, Statement 
 
 mod join;
 mod match_recognize;
-mod windows;
+mod settings;
+mod window;
 
-use windows::{late_row_side_output, uses_window_columns};
+pub use settings::{LateRows, Settings};
+
+use window::uses_window_columns;
 
 use super::ast::{ColumnKind, CreateTable, Located, ObjectKind, Script, ShowKind, Statement};
-use super::catalog::{MetadataColumn, Table, WatermarkSpec};
+use super::catalog::{Table, WatermarkSpec};
 use super::error::{Position, SourceText, SqlError};
-use super::functions::{self, CurrentWatermark, WatermarkCell, new_watermark_cell};
+use super::functions::{self, CurrentWatermark};
 use super::rewrite::{rewrite_expr, rewrite_statement};
 use super::types::flink_type_name;
-use super::window_tvf::WindowTvf;
-use crate::connectors::ConnectorConfig;
-use crate::operators::pattern::MatchRecognizeDef;
-use crate::operators::{Filter, Operator, Projection};
-use crate::plan::{JobGraph, PipelineNode, SinkNode, SourceNode};
-
-/// Settings a script may `SET`; others are accepted with a warning.
-const KNOWN_SETTINGS: &[&str] = &[
-    "pipeline.name",
-    "parallelism.default",
-    "execution.runtime-mode",
-    "table.exec.source.idle-timeout",
-    "table.local-time-zone",
-    "sql-client.execution.result-mode",
-    "table.exec.late-rows",
-    "table.exec.window.allowed-lateness",
-    "table.optimizer.reuse-sub-plan-enabled",
-];
+use super::window::WindowTvf;
+use crate::connectors::{ConnectorConfig, MetadataColumn, ScanColumns, TableDecl};
+use crate::operators::match_recognize::MatchRecognizeDef;
+use crate::operators::{Filter, Projection};
+use crate::options::{OptionError, OptionPlace};
+use crate::plan::{JobGraph, PipelineNode, SinkNode, SourceNode, WatermarkNode};
+use crate::stream::{Operator, WatermarkCell, new_watermark_cell};
 
 /// Plans scripts against a catalog that lives as long as the planner (a shell session keeps one).
 pub struct Planner {
     ctx: SessionContext,
     tables: BTreeMap<String, Arc<Table>>,
     views: BTreeMap<String, String>,
-    settings: BTreeMap<String, String>,
+    settings: Settings,
     /// Window TVF relations registered so far, with the plan of their input.
     windows: BTreeMap<String, (WindowTvf, LogicalPlan)>,
     /// MATCH_RECOGNIZE relations registered so far: the plan, its input, where it is written.
@@ -70,7 +63,7 @@ pub struct Planner {
 /// What a script asks to run: the job graph (if it has INSERTs or queries) and its settings.
 pub struct PlannedScript {
     pub job: Option<JobGraph>,
-    pub settings: BTreeMap<String, String>,
+    pub settings: Settings,
 }
 
 impl Default for Planner {
@@ -97,7 +90,7 @@ impl Planner {
             },
             tables: BTreeMap::new(),
             views: BTreeMap::new(),
-            settings: BTreeMap::new(),
+            settings: Settings::default(),
             windows: BTreeMap::new(),
             matches: BTreeMap::new(),
         }
@@ -111,7 +104,7 @@ impl Planner {
         &self.tables
     }
 
-    pub fn settings(&self) -> &BTreeMap<String, String> {
+    pub fn settings(&self) -> &Settings {
         &self.settings
     }
 
@@ -149,11 +142,11 @@ impl Planner {
         }
         let name = self
             .settings
-            .get("pipeline.name")
-            .cloned()
+            .pipeline_name
+            .clone()
             .unwrap_or_else(|| job_name(&src.name));
         Ok(PlannedScript {
-            job: job.build(name),
+            job: job.build(name, self.settings.idle_timeout),
             settings: self.settings.clone(),
         })
     }
@@ -165,38 +158,12 @@ impl Planner {
         stmt: &Located<Statement>,
     ) -> Result<(), SqlError> {
         match &stmt.node {
-            Statement::Set { key, value } => {
-                if !KNOWN_SETTINGS.contains(&key.as_str()) {
-                    tracing::warn!(
-                        "setting '{key}' is not used by Sluice; it is kept but has no effect"
-                    );
-                }
-                if key == "table.exec.late-rows"
-                    && late_row_side_output(value).is_none()
-                    && !value.eq_ignore_ascii_case("drop")
-                {
-                    return Err(src.error(
-                        stmt.pos,
-                        format!("'table.exec.late-rows' = '{value}': expected 'drop' or 'side-output:<table>'"),
-                    ));
-                }
-                if key == "table.exec.window.allowed-lateness"
-                    && crate::connectors::options::parse_duration(value).is_none()
-                {
-                    return Err(src.error(stmt.pos, format!("'table.exec.window.allowed-lateness' = '{value}' is not a duration such as '1 min'")));
-                }
-                if key == "execution.runtime-mode" && !value.eq_ignore_ascii_case("streaming") {
-                    return Err(src.error(
-                        stmt.pos,
-                        "Sluice runs in 'streaming' mode only; bounded sources end by themselves",
-                    ));
-                }
-                self.settings.insert(key.clone(), value.clone());
-            }
-            Statement::Reset { key: Some(key) } => {
-                self.settings.remove(key);
-            }
-            Statement::Reset { key: None } => self.settings.clear(),
+            Statement::Set { key, value } => self
+                .settings
+                .set(key, value)
+                .map_err(|message| src.error(stmt.pos, message))?,
+            Statement::Reset { key: Some(key) } => self.settings.reset(key),
+            Statement::Reset { key: None } => self.settings.reset_all(),
             Statement::CreateTable(def) => self.create_table(src, def).await?,
             Statement::CreateView {
                 name,
@@ -272,6 +239,7 @@ impl Planner {
             }
             ShowKind::Settings => self
                 .settings
+                .values()
                 .iter()
                 .map(|(k, v)| format!("'{k}' = '{v}'"))
                 .collect::<Vec<_>>()
@@ -411,13 +379,26 @@ impl Planner {
                 }
                 Some(WatermarkSpec {
                     column: w.column.clone(),
+                    column_index: idx,
                     expr,
                     text: w.expr.to_string(),
                 })
             }
         };
 
-        let connector = ConnectorConfig::from_table(src, def, &physical_schema, &metadata)?;
+        let options: Vec<(String, String)> = def
+            .options
+            .iter()
+            .map(|o| (o.key.clone(), o.value.clone()))
+            .collect();
+        let connector = ConnectorConfig::from_table(&TableDecl {
+            name: &def.name,
+            options: &options,
+            physical: &physical_schema,
+            metadata: &metadata,
+            primary_key: &def.primary_key,
+        })
+        .map_err(|e| option_error(src, def, e))?;
         let table = Table {
             name: def.name.clone(),
             def: def.clone(),
@@ -531,11 +512,10 @@ impl Planner {
             connector: table.connector.clone(),
         };
         // Flink's sub-plan reuse: the same query into another table is computed once.
-        let reuse = self
+        let query = self
             .settings
-            .get("table.optimizer.reuse-sub-plan-enabled")
-            .is_none_or(|v| !v.eq_ignore_ascii_case("false"));
-        let query = reuse.then(|| dml.input.display_indent().to_string());
+            .reuse_sub_plan
+            .then(|| dml.input.display_indent().to_string());
         if let Some(shared) = job
             .pipelines
             .iter_mut()
@@ -854,7 +834,47 @@ impl JobBuilder {
         (decode.len() < physical).then(|| decode.into_iter().collect())
     }
 
-    fn build(self, name: String) -> Option<JobGraph> {
+    /// Payload columns behind the event-time column: a record without them is bad.
+    fn required_columns(table: &Table) -> Vec<usize> {
+        use datafusion::physical_expr::utils::collect_columns;
+        let Some(w) = &table.watermark else {
+            return Vec::new();
+        };
+        let physical = table.physical_schema.fields().len();
+        let mut required: Vec<usize> = collect_columns(&table.row_exprs[w.column_index])
+            .iter()
+            .map(|c| c.index())
+            .filter(|&i| i < physical)
+            .collect();
+        required.sort_unstable();
+        required.dedup();
+        required
+    }
+
+    fn source_node(table: &Table, used: &BTreeSet<usize>, idle: Option<Duration>) -> SourceNode {
+        SourceNode {
+            table: table.name.clone(),
+            connector: table.connector.clone(),
+            scan_schema: table.scan_schema.clone(),
+            row_schema: table.row_schema.clone(),
+            row_exprs: (!table.row_is_scan()).then(|| table.row_exprs.clone()),
+            watermark: table.watermark.as_ref().map(|w| WatermarkNode {
+                column: w.column.clone(),
+                column_index: w.column_index,
+                expr: w.expr.clone(),
+                text: w.text.clone(),
+            }),
+            idle_timeout: table.connector.idle_timeout().or(idle),
+            columns: ScanColumns {
+                decode: Self::decode_columns(table, used),
+                required: Self::required_columns(table),
+            },
+        }
+    }
+
+    /// The job, if the script has anything to run; `idle_timeout` is the default of every
+    /// source without its own.
+    fn build(self, name: String, idle_timeout: Option<Duration>) -> Option<JobGraph> {
         if self.pipelines.is_empty() {
             return None;
         }
@@ -864,10 +884,7 @@ impl JobBuilder {
                 .sources
                 .into_iter()
                 .zip(&self.used_columns)
-                .map(|(table, used)| SourceNode {
-                    decode_columns: Self::decode_columns(&table, used),
-                    table,
-                })
+                .map(|(table, used)| Self::source_node(&table, used, idle_timeout))
                 .collect(),
             pipelines: self
                 .pipelines
@@ -904,6 +921,16 @@ fn node_name(plan: &LogicalPlan) -> String {
         LogicalPlan::Values(_) => "VALUES".into(),
         other => other.display().to_string(),
     }
+}
+
+/// A connector's complaint about a table's options, at the option (or column) it is about.
+fn option_error(src: &SourceText, def: &CreateTable, e: OptionError) -> SqlError {
+    let pos = match &e.place {
+        OptionPlace::Option(key) => def.options.iter().find(|o| &o.key == key).map(|o| o.pos),
+        OptionPlace::Column(name) => def.columns.iter().find(|c| &c.name == name).map(|c| c.pos),
+        OptionPlace::Table => None,
+    };
+    src.error(pos.unwrap_or(def.name_pos), e.message)
 }
 
 /// A DataFusion planning error, positioned at its span when DataFusion knows it.

@@ -19,7 +19,7 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 
 use super::nfa::{Inst, Program, VarId};
-use crate::runtime::JobError;
+use crate::stream::JobError;
 
 /// AFTER MATCH SKIP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,32 +21,17 @@ use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, RecordBatch, TimestampMillisecondArray, UInt32Array,
 };
 use arrow::compute::{cast, take};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMillisecondType};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
-use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
-use datafusion::physical_expr::{GroupsAccumulatorAdapter, PhysicalExpr};
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
-use super::Operator;
-use crate::runtime::JobError;
-use crate::sql::window_tvf::WindowKind;
-
-/// Where each output column of the aggregation comes from, in GROUP BY order then aggregates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GroupColumn {
-    /// The i-th non-window grouping key.
-    Key(usize),
-    WindowStart,
-    WindowEnd,
-    WindowTime,
-}
-
-/// One aggregate call: the function, its argument expressions and its `FILTER (WHERE ...)`.
-pub struct WindowAggregateCall {
-    pub function: Arc<AggregateFunctionExpr>,
-    pub filter: Option<Arc<dyn PhysicalExpr>>,
-}
+use super::{GroupColumn, WindowKind};
+use crate::operators::aggregate::{AggregateCall, evaluate_calls, groups_accumulator};
+use crate::operators::evaluate::evaluate_all;
+use crate::operators::event_time::event_times;
+use crate::stream::{JobError, Operator};
 
 pub struct WindowAggregate {
     kind: WindowKind,
@@ -57,7 +42,7 @@ pub struct WindowAggregate {
     keys: Vec<Arc<dyn PhysicalExpr>>,
     key_schema: SchemaRef,
     layout: Vec<GroupColumn>,
-    calls: Vec<WindowAggregateCall>,
+    calls: Vec<AggregateCall>,
     schema: SchemaRef,
     live: BTreeMap<i64, LiveSlice>,
     frozen: BTreeMap<i64, FrozenSlice>,
@@ -88,7 +73,7 @@ impl WindowAggregate {
         time_column: usize,
         keys: Vec<(Arc<dyn PhysicalExpr>, Field)>,
         layout: Vec<GroupColumn>,
-        calls: Vec<WindowAggregateCall>,
+        calls: Vec<AggregateCall>,
         schema: SchemaRef,
     ) -> Result<Self, JobError> {
         let Some((slice, offset)) = kind.slicing() else {
@@ -299,64 +284,6 @@ fn time_constant(ms: i64, rows: usize, target: &DataType) -> Result<ArrayRef, Jo
     })
 }
 
-/// A vectorized accumulator for `f`: its own `GroupsAccumulator`, or DataFusion's adapter over
-/// per-group `Accumulator`s for the few functions without one.
-pub fn groups_accumulator(
-    f: &Arc<AggregateFunctionExpr>,
-) -> Result<Box<dyn GroupsAccumulator>, JobError> {
-    let f = f.clone();
-    Ok(if f.groups_accumulator_supported() {
-        f.create_groups_accumulator()?
-    } else {
-        Box::new(GroupsAccumulatorAdapter::new(move || {
-            f.create_accumulator()
-        }))
-    })
-}
-
-/// Arguments and `FILTER` mask of one aggregate call, evaluated over a batch.
-pub type CallInputs = (Vec<ArrayRef>, Option<ArrayRef>);
-
-/// Evaluates expressions over a batch into arrays of its length.
-pub fn evaluate_all(
-    exprs: &[Arc<dyn PhysicalExpr>],
-    batch: &RecordBatch,
-) -> Result<Vec<ArrayRef>, JobError> {
-    Ok(exprs
-        .iter()
-        .map(|e| {
-            e.evaluate(batch)
-                .and_then(|v| v.into_array(batch.num_rows()))
-        })
-        .collect::<Result<Vec<_>, _>>()?)
-}
-
-/// Evaluates every call's arguments and filter over a batch.
-pub fn evaluate_calls(
-    calls: &[WindowAggregateCall],
-    batch: &RecordBatch,
-) -> Result<Vec<CallInputs>, JobError> {
-    calls
-        .iter()
-        .map(|c| {
-            let filter = match &c.filter {
-                Some(f) => Some(f.evaluate(batch)?.into_array(batch.num_rows())?),
-                None => None,
-            };
-            Ok((evaluate_all(&c.function.expressions(), batch)?, filter))
-        })
-        .collect()
-}
-
-/// Event times of a batch column in milliseconds.
-pub fn event_times(column: &ArrayRef) -> Result<Vec<Option<i64>>, JobError> {
-    let ms = cast(column, &DataType::Timestamp(TimeUnit::Millisecond, None))?;
-    Ok(ms
-        .as_primitive::<TimestampMillisecondType>()
-        .iter()
-        .collect())
-}
-
 impl Operator for WindowAggregate {
     fn describe(&self) -> String {
         let calls: Vec<String> = self
@@ -531,7 +458,7 @@ impl Operator for WindowAggregate {
         ]
         .into_iter()
         .collect();
-        let bytes = super::snapshot::encode(&schema, metadata, &batches)?;
+        let bytes = crate::operators::snapshot::encode(&schema, metadata, &batches)?;
         for s in live {
             let frozen = self.frozen.remove(&s).expect("frozen above");
             let slice = self.thaw(frozen)?;
@@ -541,8 +468,8 @@ impl Operator for WindowAggregate {
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), JobError> {
-        use super::snapshot::meta;
-        let (metadata, batches) = super::snapshot::decode(snapshot)?;
+        use crate::operators::snapshot::meta;
+        let (metadata, batches) = crate::operators::snapshot::decode(snapshot)?;
         self.watermark = meta(&metadata, "watermark")?;
         self.late_rows = meta(&metadata, "late_rows")?;
         let list = |key: &str| -> Result<Vec<i64>, JobError> {

@@ -19,11 +19,11 @@ use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::Operator;
-use super::window::{
-    CallInputs, GroupColumn, WindowAggregateCall, evaluate_all, evaluate_calls, event_times,
-};
-use crate::runtime::JobError;
+use super::GroupColumn;
+use crate::operators::aggregate::{AggregateCall, CallInputs, evaluate_calls};
+use crate::operators::evaluate::evaluate_all;
+use crate::operators::event_time::event_times;
+use crate::stream::{JobError, Operator};
 
 pub struct SessionAggregate {
     gap: i64,
@@ -31,7 +31,7 @@ pub struct SessionAggregate {
     keys: Vec<Arc<dyn PhysicalExpr>>,
     converter: RowConverter,
     layout: Vec<GroupColumn>,
-    calls: Vec<WindowAggregateCall>,
+    calls: Vec<AggregateCall>,
     schema: SchemaRef,
     /// Open sessions per key, sorted by start and disjoint.
     sessions: HashMap<OwnedRow, Vec<Session>>,
@@ -92,7 +92,7 @@ impl SessionAggregate {
         time_column: usize,
         keys: Vec<(Arc<dyn PhysicalExpr>, Field)>,
         layout: Vec<GroupColumn>,
-        calls: Vec<WindowAggregateCall>,
+        calls: Vec<AggregateCall>,
         schema: SchemaRef,
     ) -> Result<Self, JobError> {
         let fields = keys
@@ -341,13 +341,15 @@ impl Operator for SessionAggregate {
         ]
         .into_iter()
         .collect();
-        Ok(Some(super::snapshot::encode(&schema, metadata, &batches)?))
+        Ok(Some(crate::operators::snapshot::encode(
+            &schema, metadata, &batches,
+        )?))
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), JobError> {
-        let (metadata, batches) = super::snapshot::decode(snapshot)?;
-        self.watermark = super::snapshot::meta(&metadata, "watermark")?;
-        self.late_rows = super::snapshot::meta(&metadata, "late_rows")?;
+        let (metadata, batches) = crate::operators::snapshot::decode(snapshot)?;
+        self.watermark = crate::operators::snapshot::meta(&metadata, "watermark")?;
+        self.late_rows = crate::operators::snapshot::meta(&metadata, "late_rows")?;
         self.sessions.clear();
         let nkeys = self.keys.len();
         let state_counts = self

@@ -19,8 +19,9 @@ use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 
 use super::nfa::VarId;
 use super::rows::{RowLoc, RowStore};
-use crate::operators::window::{evaluate_all, groups_accumulator};
-use crate::runtime::JobError;
+use crate::operators::aggregate::groups_accumulator;
+use crate::operators::evaluate::evaluate_all;
+use crate::stream::JobError;
 
 /// Which row of a variable's rows (or of all rows of the match when the variable is `None`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -47,10 +47,9 @@ use self::matcher::{Match, MatchRules, PartitionMatcher, Scratch};
 use self::nfa::VarId;
 use self::refs::{MatchExprs, MatchView, PartitionRows};
 use self::rows::{RowLoc, RowStore};
-use super::Operator;
-use super::snapshot;
-use super::window::event_times;
-use crate::runtime::JobError;
+use crate::operators::event_time::event_times;
+use crate::operators::snapshot;
+use crate::stream::{JobError, Operator};
 
 /// A DEFINE condition.
 pub enum Condition {

@@ -12,11 +12,9 @@ use arrow::array::{BooleanArray, RecordBatch};
 use arrow::compute::{filter_record_batch, not};
 use arrow::datatypes::SchemaRef;
 
-use super::Operator;
-use super::window::event_times;
-use crate::runtime::JobError;
-use crate::sql::functions::WatermarkCell;
-use crate::sql::window_tvf::WindowKind;
+use super::WindowKind;
+use crate::operators::event_time::event_times;
+use crate::stream::{JobError, Operator, WatermarkCell};
 
 pub struct LateRowSplitter {
     /// `None`: lateness of single rows (MATCH_RECOGNIZE): late when at or before the watermark.

@@ -1,4 +1,4 @@
-//! Lookup join: a stream joined with a bounded table read whole before the job starts (depots
+//! Lookup join: a stream joined with a bounded table read whole when the job starts (depots
 //! and customers, vehicle master data), `INNER` or keeping unmatched stream rows (`LEFT JOIN`
 //! with the stream on the left, `RIGHT JOIN` with it on the right).
 //!
@@ -15,22 +15,25 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
-use arrow::compute::{filter, filter_record_batch, take};
+use arrow::compute::{concat_batches, filter, filter_record_batch, take};
 use arrow::datatypes::SchemaRef;
 use arrow::row::{RowConverter, Rows, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::{Operator, evaluate_predicate};
-use crate::operators::window::evaluate_all;
-use crate::runtime::JobError;
+use crate::operators::OperatorChain;
+use crate::operators::evaluate::{evaluate_all, evaluate_predicate};
+use crate::stream::{JobError, Operator};
 
 pub struct LookupJoin {
+    /// The table as planned, until [`Operator::open`] reads it.
+    side: Option<LookupTable>,
     table_name: String,
-    /// The bounded table's rows (after its own filters and projections).
+    /// The bounded table's rows (after its own filters and projections), once opened.
     table: RecordBatch,
-    /// Equality keys: evaluated on stream batches, and (already evaluated) on the table.
+    /// Equality keys: evaluated on stream batches, and (once, when opened) on the table.
     stream_keys: Vec<Arc<dyn PhysicalExpr>>,
-    converter: RowConverter,
+    table_keys: Vec<Arc<dyn PhysicalExpr>>,
+    converter: Option<RowConverter>,
     /// Table rows by key (row-format bytes); empty when the join has no equality.
     index: HashMap<Box<[u8]>, Vec<u32>>,
     /// The rest of the ON condition, over the joined schema.
@@ -41,10 +44,22 @@ pub struct LookupJoin {
     schema: SchemaRef,
 }
 
+/// Reads a bounded table whole, as batches of its scan schema.
+pub type LoadTable = Box<dyn FnOnce() -> Result<Vec<RecordBatch>, JobError> + Send>;
+
+/// The lookup side of a join as planned: how to read the table when the job starts, and the
+/// ordinary operators (computed columns, filters, projections) its rows then go through.
+pub struct LookupTable {
+    pub name: String,
+    pub load: LoadTable,
+    pub operators: Vec<Box<dyn Operator>>,
+    /// The rows' schema after the operators.
+    pub schema: SchemaRef,
+}
+
 /// How a stream meets its lookup table.
 pub struct LookupJoinSpec {
-    pub table_name: String,
-    pub table: RecordBatch,
+    pub table: LookupTable,
     /// (stream key, table key) pairs of the equality conditions.
     pub keys: Vec<(Arc<dyn PhysicalExpr>, Arc<dyn PhysicalExpr>)>,
     pub condition: Option<Arc<dyn PhysicalExpr>>,
@@ -54,37 +69,56 @@ pub struct LookupJoinSpec {
 }
 
 impl LookupJoin {
-    pub fn new(spec: LookupJoinSpec) -> Result<Self, JobError> {
+    pub fn new(spec: LookupJoinSpec) -> Self {
         let (stream_keys, table_keys): (Vec<_>, Vec<_>) = spec.keys.into_iter().unzip();
-        let table_key_columns = evaluate_all(&table_keys, &spec.table)?;
+        LookupJoin {
+            table_name: spec.table.name.clone(),
+            table: RecordBatch::new_empty(spec.table.schema.clone()),
+            side: Some(spec.table),
+            stream_keys,
+            table_keys,
+            converter: None,
+            index: HashMap::new(),
+            condition: spec.condition,
+            keep_unmatched: spec.keep_unmatched,
+            stream_first: spec.stream_first,
+            schema: spec.schema,
+        }
+    }
+
+    /// Reads the table, runs its rows through the side's operators and indexes them by key.
+    fn load(&mut self, side: LookupTable) -> Result<(), JobError> {
+        let mut operators = OperatorChain::new(side.operators);
+        let mut rows = Vec::new();
+        for batch in (side.load)()? {
+            rows.extend(operators.process_batch(batch)?);
+        }
+        // A bounded table has no event time: the final watermark only flushes stateless steps.
+        rows.extend(operators.process_watermark(i64::MAX)?);
+        let rows = rows
+            .iter()
+            .map(|b| RecordBatch::try_new(side.schema.clone(), b.columns().to_vec()))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.table = concat_batches(&side.schema, &rows)?;
+        let table_key_columns = evaluate_all(&self.table_keys, &self.table)?;
         let converter = RowConverter::new(
             table_key_columns
                 .iter()
                 .map(|c| SortField::new(c.data_type().clone()))
                 .collect(),
         )?;
-        let mut index: HashMap<Box<[u8]>, Vec<u32>> = HashMap::new();
         if !table_key_columns.is_empty() {
-            let rows = converter.convert_columns(&table_key_columns)?;
+            let keys = converter.convert_columns(&table_key_columns)?;
             let valid = all_valid(&table_key_columns);
-            for i in (0..spec.table.num_rows()).filter(|&i| valid(i)) {
-                index
-                    .entry(rows.row(i).as_ref().into())
+            for i in (0..self.table.num_rows()).filter(|&i| valid(i)) {
+                self.index
+                    .entry(keys.row(i).as_ref().into())
                     .or_default()
                     .push(i as u32);
             }
         }
-        Ok(LookupJoin {
-            table_name: spec.table_name,
-            table: spec.table,
-            stream_keys,
-            converter,
-            index,
-            condition: spec.condition,
-            keep_unmatched: spec.keep_unmatched,
-            stream_first: spec.stream_first,
-            schema: spec.schema,
-        })
+        self.converter = Some(converter);
+        Ok(())
     }
 
     /// (stream row, table row) pairs whose keys are equal, in stream-row order.
@@ -98,8 +132,11 @@ impl LookupJoin {
             }
             return Ok((stream_rows, table_rows));
         }
+        let converter = self.converter.as_ref().ok_or_else(|| {
+            JobError::internal(format!("lookup table `{}` was not read", self.table_name))
+        })?;
         let keys = evaluate_all(&self.stream_keys, batch)?;
-        let rows: Rows = self.converter.convert_columns(&keys)?;
+        let rows: Rows = converter.convert_columns(&keys)?;
         let valid = all_valid(&keys);
         for i in (0..batch.num_rows()).filter(|&i| valid(i)) {
             if let Some(matches) = self.index.get(rows.row(i).as_ref()) {
@@ -141,15 +178,22 @@ fn all_valid(columns: &[ArrayRef]) -> impl Fn(usize) -> bool + '_ {
 
 impl Operator for LookupJoin {
     fn describe(&self) -> String {
+        let side = match &self.side {
+            Some(side) if !side.operators.is_empty() => {
+                let steps: Vec<String> = side.operators.iter().map(|o| o.describe()).collect();
+                format!(" read at start, then {}", steps.join(" → "))
+            }
+            Some(_) => " read at start".to_string(),
+            None => format!(" {} rows", self.table.num_rows()),
+        };
         format!(
-            "LookupJoin[{} `{}`, {} rows, {}]",
+            "LookupJoin[{} `{}`{side}, {}]",
             if self.keep_unmatched {
                 "keeping unmatched rows,"
             } else {
                 "inner,"
             },
             self.table_name,
-            self.table.num_rows(),
             if self.stream_keys.is_empty() {
                 "every pair tested".to_string()
             } else {
@@ -160,6 +204,19 @@ impl Operator for LookupJoin {
 
     fn output_schema(&self) -> SchemaRef {
         self.schema.clone()
+    }
+
+    fn open(&mut self) -> Result<(), JobError> {
+        match self.side.take() {
+            Some(side) => self.load(side).map_err(|e| match e {
+                JobError::BadRecord { .. } | JobError::Source { .. } => e,
+                other => JobError::source(
+                    &self.table_name,
+                    format!("reading the lookup table: {other}"),
+                ),
+            }),
+            None => Ok(()),
+        }
     }
 
     fn process_batch(

@@ -1,20 +1,60 @@
 //! Typed reading of a table's `WITH (...)` options.
 //!
-//! Each connector reads its options through an [`OptionReader`] at plan time; when it is done,
-//! [`OptionReader::finish`] rejects every key nobody asked for, listing the valid ones. So a typo
-//! in an option is an error before anything runs, never a silently ignored setting.
+//! Each connector (and format) reads its options through an [`OptionReader`] when the table is
+//! declared; when it is done, [`OptionReader::finish`] rejects every key nobody asked for, listing
+//! the valid ones. So a typo in an option is an error before anything runs, never a silently
+//! ignored setting. Errors say which option (or column) they are about; the SQL layer turns that
+//! into a file:line:column.
 
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::sql::ast::{CreateTable, TableOption};
-use crate::sql::error::{SourceText, SqlError};
+/// What an [`OptionError`] is about, so the SQL layer can point at it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OptionPlace {
+    /// The value of this option (the table's name when the option is absent).
+    Option(String),
+    /// A column of the table.
+    Column(String),
+    /// The table as a whole.
+    Table,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct OptionError {
+    pub place: OptionPlace,
+    pub message: String,
+}
+
+impl OptionError {
+    pub fn at_option(key: &str, message: impl Into<String>) -> Self {
+        OptionError {
+            place: OptionPlace::Option(key.to_string()),
+            message: message.into(),
+        }
+    }
+
+    pub fn at_column(column: &str, message: impl Into<String>) -> Self {
+        OptionError {
+            place: OptionPlace::Column(column.to_string()),
+            message: message.into(),
+        }
+    }
+
+    pub fn at_table(message: impl Into<String>) -> Self {
+        OptionError {
+            place: OptionPlace::Table,
+            message: message.into(),
+        }
+    }
+}
 
 pub struct OptionReader<'a> {
-    src: &'a SourceText,
-    table: &'a CreateTable,
+    table: &'a str,
+    options: &'a [(String, String)],
     connector: String,
     /// Keys (or `prefix*` patterns) the connector understands, for the "valid options" list.
     known: RefCell<BTreeSet<String>>,
@@ -22,10 +62,11 @@ pub struct OptionReader<'a> {
 }
 
 impl<'a> OptionReader<'a> {
-    pub fn new(src: &'a SourceText, table: &'a CreateTable, connector: &str) -> Self {
+    /// A reader of `options` (key, value, as declared) of table `table`.
+    pub fn new(table: &'a str, options: &'a [(String, String)], connector: &str) -> Self {
         let reader = OptionReader {
-            src,
             table,
+            options,
             connector: connector.to_string(),
             known: RefCell::default(),
             used: RefCell::default(),
@@ -38,8 +79,8 @@ impl<'a> OptionReader<'a> {
         &self.connector
     }
 
-    /// The CREATE TABLE the options belong to.
-    pub fn table(&self) -> &CreateTable {
+    /// The name of the table the options belong to.
+    pub fn table(&self) -> &str {
         self.table
     }
 
@@ -48,24 +89,26 @@ impl<'a> OptionReader<'a> {
         self.used.borrow_mut().insert(key.to_string());
     }
 
-    fn find(&self, key: &str) -> Option<&'a TableOption> {
-        self.table.options.iter().find(|o| o.key == key)
+    fn find(&self, key: &str) -> Option<&'a str> {
+        self.options
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
-    /// An error pointing at `key`'s value (or at the table name when the key is absent).
-    pub fn error(&self, key: &str, message: impl Into<String>) -> SqlError {
-        let pos = self.find(key).map_or(self.table.name_pos, |o| o.pos);
-        self.src.error(pos, message)
+    /// An error about `key`'s value (or the table, when the key is absent).
+    pub fn error(&self, key: &str, message: impl Into<String>) -> OptionError {
+        OptionError::at_option(key, message)
     }
 
     pub fn optional(&self, key: &str) -> Option<String> {
         self.mark(key);
-        self.find(key).map(|o| o.value.clone())
+        self.find(key).map(str::to_string)
     }
 
-    pub fn required(&self, key: &str) -> Result<String, SqlError> {
+    pub fn required(&self, key: &str) -> Result<String, OptionError> {
         self.optional(key).ok_or_else(|| {
-            let given: Vec<String> = self.table.options.iter().map(|o| o.key.clone()).collect();
+            let given: Vec<String> = self.options.iter().map(|(k, _)| k.clone()).collect();
             let hint = closest(key, &given)
                 .map(|k| format!(" ('{k}' is given: a typo?)"))
                 .unwrap_or_default();
@@ -73,14 +116,19 @@ impl<'a> OptionReader<'a> {
                 key,
                 format!(
                     "table `{}`: connector '{}' requires option '{key}'{hint}",
-                    self.table.name, self.connector
+                    self.table, self.connector
                 ),
             )
         })
     }
 
     /// An option parsed with `FromStr`, or `default`.
-    pub fn parse_or<T: FromStr>(&self, key: &str, default: T, what: &str) -> Result<T, SqlError> {
+    pub fn parse_or<T: FromStr>(
+        &self,
+        key: &str,
+        default: T,
+        what: &str,
+    ) -> Result<T, OptionError> {
         match self.optional(key) {
             None => Ok(default),
             Some(v) => v
@@ -90,7 +138,7 @@ impl<'a> OptionReader<'a> {
         }
     }
 
-    pub fn parse_opt<T: FromStr>(&self, key: &str, what: &str) -> Result<Option<T>, SqlError> {
+    pub fn parse_opt<T: FromStr>(&self, key: &str, what: &str) -> Result<Option<T>, OptionError> {
         match self.optional(key) {
             None => Ok(None),
             Some(v) => v
@@ -101,7 +149,7 @@ impl<'a> OptionReader<'a> {
         }
     }
 
-    pub fn bool_or(&self, key: &str, default: bool) -> Result<bool, SqlError> {
+    pub fn bool_or(&self, key: &str, default: bool) -> Result<bool, OptionError> {
         match self.optional(key).map(|v| v.to_ascii_lowercase()) {
             None => Ok(default),
             Some(v) if v == "true" => Ok(true),
@@ -113,7 +161,7 @@ impl<'a> OptionReader<'a> {
         }
     }
 
-    pub fn duration_opt(&self, key: &str) -> Result<Option<Duration>, SqlError> {
+    pub fn duration_opt(&self, key: &str) -> Result<Option<Duration>, OptionError> {
         match self.optional(key) {
             None => Ok(None),
             Some(v) => parse_duration(&v).map(Some).ok_or_else(|| {
@@ -133,7 +181,7 @@ impl<'a> OptionReader<'a> {
         key: &str,
         choices: &[&str],
         default: &str,
-    ) -> Result<String, SqlError> {
+    ) -> Result<String, OptionError> {
         let value = self.optional(key).unwrap_or_else(|| default.to_string());
         choices
             .iter()
@@ -154,10 +202,10 @@ impl<'a> OptionReader<'a> {
     pub fn prefixed(&self, prefix: &str) -> Vec<(String, String)> {
         self.known.borrow_mut().insert(format!("{prefix}*"));
         let mut out = Vec::new();
-        for o in &self.table.options {
-            if let Some(rest) = o.key.strip_prefix(prefix) {
-                self.used.borrow_mut().insert(o.key.clone());
-                out.push((rest.to_string(), o.value.clone()));
+        for (key, value) in self.options {
+            if let Some(rest) = key.strip_prefix(prefix) {
+                self.used.borrow_mut().insert(key.clone());
+                out.push((rest.to_string(), value.clone()));
             }
         }
         out
@@ -169,19 +217,19 @@ impl<'a> OptionReader<'a> {
     }
 
     /// Fails on the first option no reader asked for, listing the valid options.
-    pub fn finish(self) -> Result<(), SqlError> {
+    pub fn finish(self) -> Result<(), OptionError> {
         let used = self.used.borrow();
-        for o in &self.table.options {
-            if !used.contains(&o.key) {
+        for (key, _) in self.options {
+            if !used.contains(key) {
                 let known: Vec<String> = self.known.borrow().iter().cloned().collect();
-                let hint = closest(&o.key, &known)
+                let hint = closest(key, &known)
                     .map(|k| format!(" (did you mean '{k}'?)"))
                     .unwrap_or_default();
-                return Err(self.src.error(
-                    o.pos,
+                return Err(OptionError::at_option(
+                    key,
                     format!(
                         "unknown option '{}' for connector '{}'{hint}; valid options: {}",
-                        o.key,
+                        key,
                         self.connector,
                         known.join(", ")
                     ),
@@ -193,7 +241,7 @@ impl<'a> OptionReader<'a> {
 }
 
 /// Parses Flink-style durations: `500ms`, `5 s`, `10 sec`, `1 min`, `2 h`, `1 d`, or a bare number
-/// of milliseconds.
+/// of milliseconds. `None` for anything else, also for a duration too long to represent.
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let t = text.trim();
     let split = t
@@ -209,7 +257,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         "d" | "day" | "days" => 86_400_000.0,
         _ => return None,
     };
-    Some(Duration::from_secs_f64(value * millis / 1000.0))
+    Duration::try_from_secs_f64(value * millis / 1000.0).ok()
 }
 
 /// The known key nearest to a mistyped one (edit distance ≤ 3), for "did you mean".
@@ -249,6 +297,9 @@ mod tests {
         assert_eq!(parse_duration("1 min"), Some(Duration::from_secs(60)));
         assert_eq!(parse_duration("250"), Some(Duration::from_millis(250)));
         assert_eq!(parse_duration("5 parsecs"), None);
+        // Once a panic inside `Duration::from_secs_f64`.
+        assert_eq!(parse_duration("99999999999999999999999 d"), None);
+        assert_eq!(parse_duration("1e400"), None);
     }
 
     #[test]

@@ -7,63 +7,11 @@
 //! columns plus `window_start`, `window_end` and `window_time`, and compiles an aggregation over
 //! it into a window operator.
 
-use datafusion::sql::sqlparser::ast::{DateTimeField, Expr, Value};
 use datafusion::sql::sqlparser::tokenizer::{Span, Token, TokenWithSpan, Word};
 
+use super::dialect::{interval_millis, is_word, matching_paren, parser_error, sql_parser};
 use super::error::{Position, SourceText, SqlError};
-use super::parser::sql_parser;
-
-/// Window assignment, all durations in milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WindowKind {
-    Tumble {
-        size: i64,
-        offset: i64,
-    },
-    /// Windows of `size` every `slide`.
-    Hop {
-        slide: i64,
-        size: i64,
-        offset: i64,
-    },
-    /// Windows growing by `step` from each multiple of `size` up to `size`.
-    Cumulate {
-        step: i64,
-        size: i64,
-        offset: i64,
-    },
-    Session {
-        gap: i64,
-    },
-}
-
-impl WindowKind {
-    /// The slice length and offset of TUMBLE (size), HOP (slide) and CUMULATE (step) windows;
-    /// `None` for SESSION windows, which are not sliced.
-    pub fn slicing(&self) -> Option<(i64, i64)> {
-        match *self {
-            WindowKind::Tumble { size, offset } => Some((size, offset)),
-            WindowKind::Hop { slide, offset, .. } => Some((slide, offset)),
-            WindowKind::Cumulate { step, offset, .. } => Some((step, offset)),
-            WindowKind::Session { .. } => None,
-        }
-    }
-
-    /// Start of the slice holding event time `t` (sliced windows).
-    pub fn slice_start(&self, t: i64) -> i64 {
-        let (slice, offset) = self.slicing().expect("sliced window");
-        t - (t - offset).rem_euclid(slice)
-    }
-
-    /// End of the last window containing the slice that starts at `s` (sliced windows).
-    pub fn last_window_end(&self, s: i64) -> i64 {
-        match *self {
-            WindowKind::Tumble { size, .. } | WindowKind::Hop { size, .. } => s + size,
-            WindowKind::Cumulate { size, offset, .. } => s - (s - offset).rem_euclid(size) + size,
-            WindowKind::Session { .. } => unreachable!("sessions are not sliced"),
-        }
-    }
-}
+use crate::operators::window::WindowKind;
 
 #[derive(Debug, Clone)]
 pub struct WindowTvf {
@@ -79,10 +27,6 @@ pub struct WindowTvf {
 }
 
 pub const WINDOW_COLUMNS: [&str; 3] = ["window_start", "window_end", "window_time"];
-
-fn is_word(t: &Token, w: &str) -> bool {
-    matches!(t, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w))
-}
 
 /// Replaces each `TABLE(<window tvf>(...))` in `tokens` by a synthetic relation name; returns the
 /// new tokens and the windows found (numbered from `first_id`).
@@ -143,24 +87,6 @@ pub fn extract_window_tvfs(
         i = close_table + 1;
     }
     Ok((out, windows))
-}
-
-/// Index of the `)` matching the `(` at `open`.
-fn matching_paren(tokens: &[TokenWithSpan], open: usize) -> Option<usize> {
-    let mut depth = 0;
-    for (j, t) in tokens.iter().enumerate().skip(open) {
-        match t.token {
-            Token::LParen => depth += 1,
-            Token::RParen => {
-                depth -= 1;
-                if depth == 0 {
-                    return Some(j);
-                }
-            }
-            _ => {}
-        }
-    }
-    None
 }
 
 /// Splits arguments at top-level commas.
@@ -337,7 +263,7 @@ fn parse_data_arg(
     }
     let name = p
         .parse_object_name(false)
-        .map_err(|e| super::parser::parser_error(src, e, at))?
+        .map_err(|e| parser_error(src, e, at))?
         .to_string();
     let mut partition_by = Vec::new();
     if p.parse_keywords(&[
@@ -348,7 +274,7 @@ fn parse_data_arg(
         loop {
             partition_by.push(
                 p.parse_identifier()
-                    .map_err(|e| super::parser::parser_error(src, e, at))?
+                    .map_err(|e| parser_error(src, e, at))?
                     .value,
             );
             if !(parens && p.consume_token(&Token::Comma)) {
@@ -357,7 +283,7 @@ fn parse_data_arg(
         }
         if parens {
             p.expect_token(&Token::RParen)
-                .map_err(|e| super::parser::parser_error(src, e, at))?;
+                .map_err(|e| parser_error(src, e, at))?;
         }
     }
     if p.peek_token().token != Token::EOF {
@@ -399,7 +325,7 @@ fn interval_arg(src: &SourceText, t: &[TokenWithSpan], pos: Position) -> Result<
     let at: Position = t.first().map_or(pos, |x| x.span.start.into());
     let expr = sql_parser(t)
         .parse_expr()
-        .map_err(|e| super::parser::parser_error(src, e, at))?;
+        .map_err(|e| parser_error(src, e, at))?;
     interval_millis(&expr).ok_or_else(|| {
         src.error(
             at,
@@ -408,50 +334,10 @@ fn interval_arg(src: &SourceText, t: &[TokenWithSpan], pos: Position) -> Result<
     })
 }
 
-/// The length of a constant `INTERVAL 'n' UNIT` in milliseconds.
-pub fn interval_millis(expr: &Expr) -> Option<i64> {
-    let Expr::Interval(i) = expr else { return None };
-    let text = match i.value.as_ref() {
-        Expr::Value(v) => match &v.value {
-            Value::SingleQuotedString(s) | Value::Number(s, _) => s.clone(),
-            _ => return None,
-        },
-        _ => return None,
-    };
-    let mut parts = text.split_whitespace();
-    let number: f64 = parts.next()?.parse().ok()?;
-    let unit = match (parts.next(), &i.leading_field) {
-        (Some(u), None) => u.to_ascii_lowercase(),
-        (None, Some(f)) => unit_name(f)?.to_string(),
-        (None, None) => "second".to_string(),
-        _ => return None,
-    };
-    let ms = match unit.trim_end_matches('s') {
-        "millisecond" => 1.0,
-        "second" => 1_000.0,
-        "minute" => 60_000.0,
-        "hour" => 3_600_000.0,
-        "day" => 86_400_000.0,
-        _ => return None,
-    };
-    Some((number * ms).round() as i64)
-}
-
-fn unit_name(f: &DateTimeField) -> Option<&'static str> {
-    Some(match f {
-        DateTimeField::Millisecond | DateTimeField::Milliseconds => "millisecond",
-        DateTimeField::Second | DateTimeField::Seconds => "second",
-        DateTimeField::Minute | DateTimeField::Minutes => "minute",
-        DateTimeField::Hour | DateTimeField::Hours => "hour",
-        DateTimeField::Day | DateTimeField::Days => "day",
-        _ => return None,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sql::parser::tokenize;
+    use crate::sql::dialect::tokenize;
 
     fn extract(sql: &str) -> Result<(String, Vec<WindowTvf>), SqlError> {
         let src = SourceText::new("w.sql", sql);

@@ -7,7 +7,7 @@ use arrow::array::{Array, ArrayRef, RecordBatch, new_null_array};
 use arrow::compute::interleave;
 use arrow::datatypes::SchemaRef;
 
-use crate::runtime::JobError;
+use crate::stream::JobError;
 
 /// A row of a chunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

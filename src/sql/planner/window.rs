@@ -11,24 +11,23 @@ use datafusion::logical_expr::{Aggregate, Expr, TableScan};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Column;
 
-use super::{CompiledStream, JobBuilder, Planner, df_error};
-use crate::operators::late_rows::LateRowSplitter;
-use crate::operators::session::SessionAggregate;
-use crate::operators::window::{GroupColumn, WindowAggregate, WindowAggregateCall};
-use crate::operators::{Operator, Projection};
+use super::{CompiledStream, JobBuilder, LateRows, Planner, df_error};
+use crate::operators::Projection;
+use crate::operators::aggregate::AggregateCall;
+use crate::operators::window::LateRowSplitter;
+use crate::operators::window::WindowKind;
+use crate::operators::window::{GroupColumn, SessionAggregate, WindowAggregate};
 use crate::plan::SinkNode;
+use crate::sql::dialect;
 use crate::sql::error::{Position, SourceText, SqlError};
-use crate::sql::parser;
 use crate::sql::types::flink_type_name;
-use crate::sql::window_tvf::{WINDOW_COLUMNS, WindowKind, WindowTvf};
+use crate::sql::window::{WINDOW_COLUMNS, WindowTvf};
+use crate::stream::Operator;
 
 impl Planner {
     /// `table.exec.window.allowed-lateness` in milliseconds (0 when unset).
     pub(super) fn allowed_lateness(&self) -> i64 {
-        self.settings
-            .get("table.exec.window.allowed-lateness")
-            .and_then(|v| crate::connectors::options::parse_duration(v))
-            .map_or(0, |d| d.as_millis() as i64)
+        self.settings.allowed_lateness_ms
     }
 
     /// The sink for late rows of a window over `input`: a writable table with the same columns.
@@ -94,11 +93,11 @@ impl Planner {
                 continue;
             }
             let select = format!("SELECT * FROM \"{}\"", w.input.replace('"', "\"\""));
-            let stmt = parser::sql_parser(
-                &parser::tokenize(&select).map_err(|e| parser::parser_error(src, e, w.pos))?,
+            let stmt = dialect::sql_parser(
+                &dialect::tokenize(&select).map_err(|e| dialect::parser_error(src, e, w.pos))?,
             )
             .parse_statement()
-            .map_err(|e| parser::parser_error(src, e, w.pos))?;
+            .map_err(|e| dialect::parser_error(src, e, w.pos))?;
             let input = self.plan_statement(src, stmt, w.pos).await?;
             let input_schema = input.schema().as_arrow().clone();
             let Ok(time) = input_schema.field_with_name(&w.time_column) else {
@@ -170,11 +169,7 @@ impl Planner {
                     format!("no time column `{}`", window.time_column),
                 )
             })?;
-        if let Some(side) = self
-            .settings
-            .get("table.exec.late-rows")
-            .and_then(|v| late_row_side_output(v))
-        {
+        if let LateRows::SideOutput(side) = &self.settings.late_rows {
             let sink = self.side_output_sink(src, side, input_schema, window.pos)?;
             s.operators.push(Box::new(LateRowSplitter::new(
                 window.kind,
@@ -294,7 +289,7 @@ impl Planner {
             if !order_by.is_empty() {
                 return Err(src.error(pos, "ordered aggregates (WITHIN GROUP / ORDER BY in an aggregate) are not supported in window aggregations"));
             }
-            calls.push(WindowAggregateCall { function, filter });
+            calls.push(AggregateCall { function, filter });
         }
         let output = Arc::new(agg.schema.as_arrow().clone());
         let time_column = time_column.expect("window_start is grouped by");
@@ -336,13 +331,6 @@ impl Planner {
 }
 
 /// The table of `'table.exec.late-rows' = 'side-output:<table>'`.
-pub(super) fn late_row_side_output(value: &str) -> Option<&str> {
-    value
-        .strip_prefix("side-output:")
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-}
-
 pub(super) fn uses_window_columns(e: &Expr) -> bool {
     e.column_refs()
         .iter()

@@ -1,0 +1,217 @@
+//! `SET 'key' = 'value'`: the settings a script may change, read once into a typed struct.
+//!
+//! Every key Sluice accepts changes what it does; a key it does not honour (yet) is rejected
+//! with the reason, never accepted and ignored — a Flink file relying on a setting must not run
+//! with a different meaning.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::options::parse_duration;
+
+/// Where late rows of windows and MATCH_RECOGNIZE go.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum LateRows {
+    /// Dropped and counted (Flink's behaviour).
+    #[default]
+    Drop,
+    /// Written, whole, to this table.
+    SideOutput(String),
+}
+
+/// The settings in force, typed. `values` keeps the text as given, for `SET;` listings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub pipeline_name: Option<String>,
+    /// `table.exec.source.idle-timeout`: for every source without its own
+    /// `scan.watermark.idle-timeout`; `None` (or 0, as in Flink) = splits never count as idle.
+    pub idle_timeout: Option<Duration>,
+    pub late_rows: LateRows,
+    /// `table.exec.window.allowed-lateness` in milliseconds.
+    pub allowed_lateness_ms: i64,
+    /// `table.optimizer.reuse-sub-plan-enabled`.
+    pub reuse_sub_plan: bool,
+    values: BTreeMap<String, String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            pipeline_name: None,
+            idle_timeout: None,
+            late_rows: LateRows::Drop,
+            allowed_lateness_ms: 0,
+            reuse_sub_plan: true,
+            values: BTreeMap::new(),
+        }
+    }
+}
+
+/// Keys Sluice honours, for error messages.
+const KNOWN: &[&str] = &[
+    "pipeline.name",
+    "execution.runtime-mode",
+    "parallelism.default",
+    "table.exec.source.idle-timeout",
+    "table.local-time-zone",
+    "table.exec.late-rows",
+    "table.exec.window.allowed-lateness",
+    "table.optimizer.reuse-sub-plan-enabled",
+];
+
+impl Settings {
+    /// Applies `SET key = value`; the error says why the value (or key) is not accepted.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        let v = value.trim();
+        match key {
+            "pipeline.name" => self.pipeline_name = Some(v.to_string()),
+            "execution.runtime-mode" if v.eq_ignore_ascii_case("streaming") => {}
+            "execution.runtime-mode" => {
+                return Err(
+                    "Sluice runs in 'streaming' mode only; bounded sources end by themselves"
+                        .into(),
+                );
+            }
+            "parallelism.default" if v == "1" => {}
+            "parallelism.default" => {
+                return Err(format!(
+                    "'parallelism.default' = '{value}' is not supported yet: every operator runs as one task; set it to '1' or remove it"
+                ));
+            }
+            "table.exec.source.idle-timeout" => {
+                let d = duration(key, v)?;
+                self.idle_timeout = (!d.is_zero()).then_some(d);
+            }
+            "table.local-time-zone" if is_utc(v) => {}
+            "table.local-time-zone" => {
+                return Err(format!(
+                    "'table.local-time-zone' = '{value}' is not supported yet: Sluice shows and computes TIMESTAMP_LTZ in UTC; set it to 'UTC' or remove it"
+                ));
+            }
+            "table.exec.late-rows" => {
+                self.late_rows = if v.eq_ignore_ascii_case("drop") {
+                    LateRows::Drop
+                } else {
+                    match v.strip_prefix("side-output:").map(str::trim) {
+                        Some(table) if !table.is_empty() => LateRows::SideOutput(table.to_string()),
+                        _ => {
+                            return Err(format!(
+                                "'table.exec.late-rows' = '{value}': expected 'drop' or 'side-output:<table>'"
+                            ));
+                        }
+                    }
+                }
+            }
+            "table.exec.window.allowed-lateness" => {
+                let d = duration(key, v)?;
+                self.allowed_lateness_ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+            }
+            "table.optimizer.reuse-sub-plan-enabled" => {
+                self.reuse_sub_plan = match v.to_ascii_lowercase().as_str() {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(format!("'{key}' = '{value}' must be 'true' or 'false'")),
+                }
+            }
+            k if k.starts_with("execution.checkpointing.") || k.starts_with("state.") => {
+                return Err(format!(
+                    "'{key}' is not supported yet: Sluice has no checkpoints so far, a restarted job starts over"
+                ));
+            }
+            other => {
+                return Err(format!(
+                    "unknown setting '{other}'; Sluice accepts: {}",
+                    KNOWN.join(", ")
+                ));
+            }
+        }
+        self.values.insert(key.to_string(), value.to_string());
+        Ok(())
+    }
+
+    /// `RESET 'key'`: back to its default.
+    pub fn reset(&mut self, key: &str) {
+        let mut values = std::mem::take(&mut self.values);
+        values.remove(key);
+        *self = Settings::default();
+        for (k, v) in &values {
+            self.set(k, v)
+                .expect("a value accepted once is accepted again");
+        }
+    }
+
+    /// `RESET`: every setting back to its default.
+    pub fn reset_all(&mut self) {
+        *self = Settings::default();
+    }
+
+    /// The settings given, as text.
+    pub fn values(&self) -> &BTreeMap<String, String> {
+        &self.values
+    }
+}
+
+fn duration(key: &str, value: &str) -> Result<Duration, String> {
+    parse_duration(value)
+        .ok_or_else(|| format!("'{key}' = '{value}' is not a duration such as '30 s' or '1 min'"))
+}
+
+fn is_utc(zone: &str) -> bool {
+    ["UTC", "Z", "Etc/UTC", "GMT", "+00:00", "UTC+0", "GMT+0"]
+        .iter()
+        .any(|z| z.eq_ignore_ascii_case(zone))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_values() {
+        let mut s = Settings::default();
+        s.set("table.exec.source.idle-timeout", "5 s").unwrap();
+        assert_eq!(s.idle_timeout, Some(Duration::from_secs(5)));
+        s.set("table.exec.source.idle-timeout", "0").unwrap();
+        assert_eq!(s.idle_timeout, None, "0 disables idleness, as in Flink");
+        s.set("table.exec.late-rows", "side-output:late").unwrap();
+        assert_eq!(s.late_rows, LateRows::SideOutput("late".into()));
+        s.set("table.exec.window.allowed-lateness", "1 min")
+            .unwrap();
+        assert_eq!(s.allowed_lateness_ms, 60_000);
+        s.set("table.optimizer.reuse-sub-plan-enabled", "FALSE")
+            .unwrap();
+        assert!(!s.reuse_sub_plan);
+    }
+
+    #[test]
+    fn settings_without_effect_are_rejected() {
+        let mut s = Settings::default();
+        for (k, v) in [
+            ("parallelism.default", "4"),
+            ("table.local-time-zone", "Europe/Berlin"),
+            ("execution.checkpointing.interval", "10 s"),
+            ("sql-client.execution.result-mode", "tableau"),
+            ("table.exec.mini-batch.enabled", "true"),
+            ("execution.runtime-mode", "batch"),
+            ("table.exec.source.idle-timeout", "soon"),
+            ("table.exec.late-rows", "keep"),
+        ] {
+            assert!(s.set(k, v).is_err(), "{k} = {v} must be rejected");
+        }
+        assert!(s.values().is_empty());
+        s.set("parallelism.default", "1").unwrap();
+        s.set("table.local-time-zone", "UTC").unwrap();
+    }
+
+    #[test]
+    fn reset_restores_defaults() {
+        let mut s = Settings::default();
+        s.set("table.exec.source.idle-timeout", "5 s").unwrap();
+        s.set("pipeline.name", "p").unwrap();
+        s.reset("table.exec.source.idle-timeout");
+        assert_eq!(s.idle_timeout, None);
+        assert_eq!(s.pipeline_name.as_deref(), Some("p"));
+        s.reset_all();
+        assert!(s.values().is_empty());
+    }
+}

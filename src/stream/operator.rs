@@ -1,0 +1,69 @@
+//! The one trait every streaming operator implements: take a batch, react to a watermark, say
+//! what it is, hand over its state. The runtime never special-cases an operator.
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+
+use super::JobError;
+
+/// One step of a dataflow pipeline.
+pub trait Operator: Send {
+    /// A one-line description for `sluice explain`.
+    fn describe(&self) -> String;
+
+    /// Schema of the batches this operator emits.
+    fn output_schema(&self) -> SchemaRef;
+
+    /// Prepares what the operator needs before its first batch (a lookup join reads its table).
+    /// Called once when the job starts, never while planning: `sluice validate` reads no data.
+    fn open(&mut self) -> Result<(), JobError> {
+        Ok(())
+    }
+
+    /// Processes one batch, pushing what it emits (zero or more batches) into `out`.
+    fn process_batch(
+        &mut self,
+        batch: RecordBatch,
+        out: &mut Vec<RecordBatch>,
+    ) -> Result<(), JobError>;
+
+    /// The event-time watermark advanced to `watermark_ms`: stateful operators emit what it
+    /// completes. Stateless operators have nothing to do.
+    fn process_watermark(
+        &mut self,
+        _watermark_ms: i64,
+        _out: &mut Vec<RecordBatch>,
+    ) -> Result<(), JobError> {
+        Ok(())
+    }
+
+    /// Rows dropped so far because they arrived after the watermark closed their window.
+    fn late_rows(&self) -> u64 {
+        0
+    }
+
+    /// Rows the operator holds waiting for event time to pass or for a pattern to complete.
+    fn buffered_rows(&self) -> u64 {
+        0
+    }
+
+    /// Rows routed away from the main output since the last call (late rows for a side output).
+    fn take_side_output(&mut self) -> Vec<RecordBatch> {
+        Vec::new()
+    }
+
+    /// The operator's state as bytes (Arrow IPC), for a checkpoint; `None` when stateless.
+    /// Taking a snapshot does not change what the operator emits afterwards.
+    fn snapshot(&mut self) -> Result<Option<Vec<u8>>, JobError> {
+        Ok(None)
+    }
+
+    /// Replaces the operator's state with a snapshot taken from an operator built by the same
+    /// plan.
+    fn restore(&mut self, _snapshot: &[u8]) -> Result<(), JobError> {
+        Err(JobError::internal(format!(
+            "{} has no state to restore",
+            self.describe()
+        )))
+    }
+}

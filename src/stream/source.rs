@@ -1,0 +1,62 @@
+//! The trait a connector implements to read a table, and the output it reads into.
+//!
+//! A connector only turns bytes into *scan* batches (payload columns, then metadata columns)
+//! and says which split (partition, file) they came from. Everything Flink's table source does
+//! beyond that (computed columns, watermarks, fan-out to every pipeline reading the table,
+//! counting) is the [`SourceOutput`]'s job, done the same way for every connector by the runtime.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use async_trait::async_trait;
+
+use super::JobError;
+use super::metrics::SourceMetrics;
+
+/// How a source's `run` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceEnd {
+    /// All input was read (bounded source): event time jumps to +∞ so every window closes.
+    Exhausted,
+    /// The job was asked to stop: no final watermark, open windows stay open.
+    Stopped,
+}
+
+/// Reads a table's input and hands it, as scan batches, to the [`SourceOutput`].
+#[async_trait]
+pub trait Source: Send {
+    /// Runs until the input ends ([`SourceEnd::Exhausted`]) or the job stops.
+    async fn run(self: Box<Self>, out: &mut dyn SourceOutput) -> Result<SourceEnd, JobError>;
+}
+
+/// Where a [`Source`] sends what it reads.
+#[async_trait]
+pub trait SourceOutput: Send {
+    /// Rows per batch a source aims for.
+    fn batch_size(&self) -> usize;
+
+    /// Longest a source holds rows back to fill a batch.
+    fn linger(&self) -> Duration;
+
+    /// The source's counters (a Kafka source reports its lag there).
+    fn metrics(&self) -> &Arc<SourceMetrics>;
+
+    /// True once the job has been asked to stop.
+    fn is_stopped(&self) -> bool;
+
+    /// Resolves when the job is asked to stop (use in `select!` next to reading).
+    async fn stopped(&mut self);
+
+    /// Declares how many splits (partitions, files) the source reads, for watermarks.
+    fn set_splits(&mut self, n: usize);
+
+    /// Counts records skipped as bad (already logged by the decoder).
+    fn count_bad_records(&self, n: usize);
+
+    /// Sends a batch of scan rows read from `split` downstream, with the watermark it advances.
+    async fn emit(&mut self, split: usize, scan: RecordBatch) -> Result<(), JobError>;
+
+    /// Re-checks idle splits; call periodically when no data arrives.
+    async fn tick(&mut self) -> Result<(), JobError>;
+}
