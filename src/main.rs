@@ -145,8 +145,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Explain { file } => {
             let planned = plan_file(&file).await?;
-            match planned.job {
-                Some(job) => print!("{}", job.explain()),
+            print_output(&planned.output);
+            match planned.explain() {
+                Some(text) => print!("{text}"),
                 None => println!(
                     "{}: no INSERT INTO or SELECT, nothing would run",
                     file.display()
@@ -166,9 +167,20 @@ async fn plan_file(file: &Path) -> Result<sluice::sql::PlannedScript> {
     Ok(planner.plan_script(&script).await?)
 }
 
+/// What a script's SHOW, DESCRIBE and EXPLAIN statements print.
+fn print_output(output: &[String]) {
+    for text in output {
+        println!("{}", text.trim_end());
+    }
+}
+
 async fn run(file: &Path, config: &SluiceConfig, quiet: bool) -> Result<ExitCode> {
     let planned = plan_file(file).await?;
+    print_output(&planned.output);
     let Some(job) = planned.job else {
+        if !planned.output.is_empty() {
+            return Ok(ExitCode::SUCCESS);
+        }
         bail!("{}: no INSERT INTO or SELECT to run", file.display());
     };
     let metrics = JobMetrics::new(

@@ -15,6 +15,8 @@ use crate::stream::JobError;
 pub struct AggregateCall {
     pub function: Arc<AggregateFunctionExpr>,
     pub filter: Option<Arc<dyn PhysicalExpr>>,
+    /// The call in the user's terms (`max(driver_id)`), for EXPLAIN.
+    pub label: String,
 }
 
 /// A vectorized accumulator for `f`: its own `GroupsAccumulator`, or DataFusion's adapter over

@@ -11,6 +11,8 @@ pub mod join;
 pub mod match_recognize;
 mod projection;
 mod snapshot;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod window;
 
 pub use filter::Filter;

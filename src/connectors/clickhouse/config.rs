@@ -91,8 +91,10 @@ impl ClickHouseConfig {
             self.database,
             self.table,
             self.batch_size,
+            // Until checkpoints exist, a restarted job re-sends under new tokens: only retries
+            // within a run are deduplicated.
             if self.exactly_once {
-                "exactly-once"
+                "retries deduplicated, at-least-once across restarts"
             } else {
                 "at-least-once"
             }

@@ -281,3 +281,139 @@ fn downcast_u32(array: ArrayRef) -> UInt32Array {
         .expect("filtering a UInt32Array gives a UInt32Array")
         .clone()
 }
+
+#[cfg(test)]
+mod tests {
+    use datafusion::logical_expr::Operator as BinaryOp;
+    use datafusion::physical_expr::expressions::{BinaryExpr, lit};
+
+    use super::*;
+    use crate::operators::Filter;
+    use crate::operators::testing::{Harness, col, lines, rows, schema};
+
+    /// `SELECT * FROM r [LEFT] JOIN depots d ON r.depot = d.id` where the depots file is read
+    /// when the job starts and only open depots (`d.open`) are kept.
+    fn join_depots(keep_unmatched: bool) -> Harness<LookupJoin> {
+        let stream = schema("v:str depot:str");
+        let table = schema("id:str city:str open:bool");
+        let output = schema("v:str depot:str id:str city:str open:bool");
+        let only_open = Filter::new(col("open", &table), table.clone());
+        let op = LookupJoin::new(LookupJoinSpec {
+            table: LookupTable {
+                name: "depots".into(),
+                load: Box::new(|| {
+                    Ok(vec![rows(
+                        "id:str city:str open:bool
+                         d1     Hamburg  true
+                         d2     Bremen   true
+                         d2     Kiel     true
+                         d3     Lübeck   false",
+                    )])
+                }),
+                operators: vec![Box::new(only_open)],
+                schema: table.clone(),
+            },
+            keys: vec![(col("depot", &stream), col("id", &table))],
+            condition: None,
+            keep_unmatched,
+            stream_first: true,
+            schema: output,
+        });
+        let mut h = Harness::new(op);
+        h.op.open().expect("the table loads");
+        h
+    }
+
+    const READINGS: &str = "v:str depot:str
+                            v1    d1
+                            v2    d2
+                            v3    d3
+                            v4    null";
+
+    #[test]
+    fn inner_join_pairs_each_row_with_every_match() {
+        let mut h = join_depots(false);
+        h.push(READINGS);
+        assert_eq!(
+            h.take(),
+            lines(
+                "v1 d1 d1 Hamburg true
+                 v2 d2 d2 Bremen true
+                 v2 d2 d2 Kiel true"
+            )
+        );
+    }
+
+    #[test]
+    fn left_join_keeps_unmatched_rows_with_nulls_in_stream_order() {
+        // d3 is filtered out of the table; a NULL key matches nothing.
+        let mut h = join_depots(true);
+        h.push(READINGS);
+        assert_eq!(
+            h.take(),
+            lines(
+                "v1 d1 d1 Hamburg true
+                 v2 d2 d2 Bremen true
+                 v2 d2 d2 Kiel true
+                 v3 d3 null null null
+                 v4 null null null null"
+            )
+        );
+    }
+
+    #[test]
+    fn a_further_condition_is_evaluated_on_candidate_pairs() {
+        // ON r.depot = d.id AND d.city <> 'Kiel'
+        let stream = schema("v:str depot:str");
+        let table = schema("id:str city:str open:bool");
+        let output = schema("v:str depot:str id:str city:str open:bool");
+        let not_kiel: Arc<dyn PhysicalExpr> = Arc::new(BinaryExpr::new(
+            col("city", &output),
+            BinaryOp::NotEq,
+            lit("Kiel"),
+        ));
+        let mut op = LookupJoin::new(LookupJoinSpec {
+            table: LookupTable {
+                name: "depots".into(),
+                load: Box::new(|| {
+                    Ok(vec![rows(
+                        "id:str city:str open:bool\n d2 Bremen true\n d2 Kiel true",
+                    )])
+                }),
+                operators: Vec::new(),
+                schema: table.clone(),
+            },
+            keys: vec![(col("depot", &stream), col("id", &table))],
+            condition: Some(not_kiel),
+            keep_unmatched: false,
+            stream_first: true,
+            schema: output,
+        });
+        assert!(op.describe().contains("read at start"), "{}", op.describe());
+        op.open().unwrap();
+        let mut h = Harness::new(op);
+        h.push("v:str depot:str\n v2 d2");
+        assert_eq!(h.take(), lines("v2 d2 d2 Bremen true"));
+    }
+
+    #[test]
+    fn a_table_that_cannot_be_read_fails_when_the_job_starts_naming_it() {
+        let stream = schema("v:str depot:str");
+        let table = schema("id:str");
+        let mut op = LookupJoin::new(LookupJoinSpec {
+            table: LookupTable {
+                name: "depots".into(),
+                load: Box::new(|| Err(JobError::internal("no files match /nowhere/*.json"))),
+                operators: Vec::new(),
+                schema: table.clone(),
+            },
+            keys: vec![(col("depot", &stream), col("id", &table))],
+            condition: None,
+            keep_unmatched: false,
+            stream_first: true,
+            schema: schema("v:str depot:str id:str"),
+        });
+        let err = op.open().unwrap_err().to_string();
+        assert!(err.contains("depots") && err.contains("/nowhere"), "{err}");
+    }
+}

@@ -118,3 +118,68 @@ impl Operator for LateRowSplitter {
         std::mem::take(&mut self.side)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    use super::*;
+    use crate::operators::testing::{Harness, format, lines, ms, schema};
+    use crate::stream::new_watermark_cell;
+
+    #[test]
+    fn rows_of_fired_windows_go_to_the_side_output_whole() {
+        // TUMBLE 10 s, watermark at 10 s: [0, 10) has fired, a row at 9 s is late.
+        let cell = new_watermark_cell();
+        let kind = WindowKind::Tumble {
+            size: 10_000,
+            offset: 0,
+        };
+        let op = LateRowSplitter::new(kind, 1, cell.clone(), schema("k:str ts:ts"), 0);
+        let mut h = Harness::new(op);
+        cell.store(ms("00:00:10"), Relaxed);
+        h.push(
+            "k:str ts:ts
+             a     00:00:09
+             b     00:00:10
+             c     00:00:11",
+        );
+        assert_eq!(h.take(), lines("b 00:00:10\n c 00:00:11"));
+        assert_eq!(format(&h.op.take_side_output()), lines("a 00:00:09"));
+        assert_eq!(h.op.late_rows(), 1);
+    }
+
+    #[test]
+    fn allowed_lateness_keeps_rows_until_the_last_window_is_past_it() {
+        // HOP size 10 s slide 5 s with 3 s allowed: a row at 6 s is in windows up to [5, 15),
+        // updatable until the watermark passes 15 s - 1 ms + 3 s.
+        let cell = new_watermark_cell();
+        let kind = WindowKind::Hop {
+            slide: 5_000,
+            size: 10_000,
+            offset: 0,
+        };
+        let op = LateRowSplitter::new(kind, 1, cell.clone(), schema("k:str ts:ts"), 3_000);
+        let mut h = Harness::new(op);
+        cell.store(ms("00:00:17.998"), Relaxed);
+        h.push("k:str ts:ts\n a 00:00:06");
+        assert_eq!(h.take().len(), 1, "still updatable");
+        cell.store(ms("00:00:17.999"), Relaxed);
+        h.push("k:str ts:ts\n a 00:00:06");
+        assert!(h.take().is_empty());
+        assert_eq!(h.op.late_rows(), 1);
+        assert!(Arc::strong_count(&cell) > 1);
+    }
+
+    #[test]
+    fn for_match_recognize_a_row_at_or_before_the_watermark_is_late() {
+        let cell = new_watermark_cell();
+        let op = LateRowSplitter::for_rows(1, cell.clone(), schema("k:str ts:ts"));
+        let mut h = Harness::new(op);
+        cell.store(ms("00:00:05"), Relaxed);
+        h.push("k:str ts:ts\n a 00:00:05\n b 00:00:05.001");
+        assert_eq!(h.take(), lines("b 00:00:05.001"));
+        assert_eq!(format(&h.op.take_side_output()), lines("a 00:00:05"));
+    }
+}

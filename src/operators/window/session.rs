@@ -180,11 +180,7 @@ impl SessionAggregate {
 
 impl Operator for SessionAggregate {
     fn describe(&self) -> String {
-        let calls: Vec<String> = self
-            .calls
-            .iter()
-            .map(|c| c.function.name().to_string())
-            .collect();
+        let calls: Vec<String> = self.calls.iter().map(|c| c.label.clone()).collect();
         format!(
             "SessionAggregate: gap={}ms, keys={}, aggregates=[{}]",
             self.gap,
@@ -419,4 +415,79 @@ fn feed(session: &mut Session, run: &[u32], args: &[CallInputs]) -> Result<(), J
         acc.update_batch(&picked)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::functions_aggregate::count::count_udaf;
+
+    use super::*;
+    use crate::operators::testing::{Harness, call, col, lines, schema};
+
+    /// `SELECT k, window_start, window_end, COUNT(v) FROM TABLE(SESSION(TABLE t PARTITION BY k,
+    /// DESCRIPTOR(ts), INTERVAL '5' SECOND)) GROUP BY k, window_start, window_end`
+    fn sessions_of_5s() -> Harness<SessionAggregate> {
+        let input = schema("k:str ts:ts v:i64");
+        let output = schema("k:str window_start:ts window_end:ts c:i64");
+        let op = SessionAggregate::new(
+            5_000,
+            1,
+            vec![(col("k", &input), output.field(0).clone())],
+            vec![
+                GroupColumn::Key(0),
+                GroupColumn::WindowStart,
+                GroupColumn::WindowEnd,
+            ],
+            vec![call(count_udaf(), vec![col("v", &input)], &input, "c")],
+            output,
+        )
+        .expect("a session aggregate");
+        Harness::new(op)
+    }
+
+    #[test]
+    fn a_session_ends_a_gap_after_its_last_row() {
+        let mut h = sessions_of_5s();
+        h.push(
+            "k:str ts:ts     v:i64
+             a     00:00:01  1
+             a     00:00:03  1
+             b     00:00:02  1
+             a     00:00:20  1",
+        );
+        // b's session is [2 s, 7 s), a's first [1 s, 8 s): each closes when the watermark
+        // reaches its end - 1 ms.
+        assert!(h.watermark("00:00:06.998").take().is_empty());
+        assert_eq!(
+            h.watermark("00:00:06.999").take(),
+            lines("b 00:00:02 00:00:07 1")
+        );
+        assert!(h.watermark("00:00:07.998").take().is_empty());
+        assert_eq!(
+            h.watermark("00:00:07.999").take(),
+            lines("a 00:00:01 00:00:08 2")
+        );
+        assert_eq!(h.watermark("+inf").take(), lines("a 00:00:20 00:00:25 1"));
+    }
+
+    #[test]
+    fn a_row_between_two_sessions_merges_them() {
+        let mut h = sessions_of_5s();
+        h.push("k:str ts:ts v:i64\n a 00:00:01 1\n a 00:00:10 1");
+        h.watermark("00:00:02");
+        // 00:00:05 reaches both [1, 6) and [10, 15): one session [1, 15) of three rows.
+        h.push("k:str ts:ts v:i64\n a 00:00:05 1");
+        assert_eq!(h.watermark("+inf").take(), lines("a 00:00:01 00:00:15 3"));
+    }
+
+    #[test]
+    fn rows_of_a_closed_session_are_late() {
+        let mut h = sessions_of_5s();
+        h.push("k:str ts:ts v:i64\n a 00:00:01 1");
+        h.watermark("00:00:10");
+        assert_eq!(h.take(), lines("a 00:00:01 00:00:06 1"));
+        h.push("k:str ts:ts v:i64\n a 00:00:02 1");
+        assert_eq!(h.op.late_rows(), 1);
+        assert!(h.watermark("+inf").take().is_empty());
+    }
 }

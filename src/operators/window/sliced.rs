@@ -286,11 +286,7 @@ fn time_constant(ms: i64, rows: usize, target: &DataType) -> Result<ArrayRef, Jo
 
 impl Operator for WindowAggregate {
     fn describe(&self) -> String {
-        let calls: Vec<String> = self
-            .calls
-            .iter()
-            .map(|c| c.function.name().to_string())
-            .collect();
+        let calls: Vec<String> = self.calls.iter().map(|c| c.label.clone()).collect();
         let window = match self.kind {
             WindowKind::Tumble { size, offset } => {
                 format!("TUMBLE size={size}ms offset={offset}ms")
@@ -551,5 +547,132 @@ impl Operator for WindowAggregate {
             self.frozen.remove(&s);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::functions_aggregate::count::count_udaf;
+    use datafusion::functions_aggregate::sum::sum_udaf;
+
+    use super::*;
+    use crate::operators::testing::{Harness, call, col, lines, schema};
+
+    /// `SELECT k, window_start, window_end, COUNT(v) AS c, SUM(v) AS s FROM TABLE(<kind>(TABLE t,
+    /// DESCRIPTOR(ts), ...)) GROUP BY k, window_start, window_end`
+    fn count_and_sum(kind: WindowKind) -> Harness<WindowAggregate> {
+        let input = schema("k:str ts:ts v:i64");
+        let output = schema("k:str window_start:ts window_end:ts c:i64 s:i64");
+        let k = col("k", &input);
+        let calls = vec![
+            call(count_udaf(), vec![col("v", &input)], &input, "c"),
+            call(sum_udaf(), vec![col("v", &input)], &input, "s"),
+        ];
+        let layout = vec![
+            GroupColumn::Key(0),
+            GroupColumn::WindowStart,
+            GroupColumn::WindowEnd,
+        ];
+        let key_field = output.field(0).clone();
+        let op = WindowAggregate::new(kind, 1, vec![(k, key_field)], layout, calls, output)
+            .expect("a window aggregate");
+        Harness::new(op)
+    }
+
+    const TUMBLE_10S: WindowKind = WindowKind::Tumble {
+        size: 10_000,
+        offset: 0,
+    };
+
+    #[test]
+    fn tumble_fires_when_the_watermark_reaches_the_window_end() {
+        let mut h = count_and_sum(TUMBLE_10S);
+        h.push(
+            "k:str ts:ts     v:i64
+             a     00:00:01  1
+             b     00:00:07  5
+             a     00:00:12  3
+             a     00:00:05  2",
+        );
+        assert!(
+            h.watermark("00:00:09.998").take().is_empty(),
+            "not yet closed"
+        );
+        assert_eq!(
+            h.watermark("00:00:09.999").take_sorted(),
+            lines(
+                "a 00:00:00 00:00:10 2 3
+                 b 00:00:00 00:00:10 1 5"
+            )
+        );
+        assert_eq!(h.watermark("+inf").take(), lines("a 00:00:10 00:00:20 1 3"));
+    }
+
+    #[test]
+    fn a_row_for_a_fired_window_is_late_dropped_and_counted() {
+        let mut h = count_and_sum(TUMBLE_10S);
+        h.push("k:str ts:ts v:i64\n a 00:00:01 1");
+        h.watermark("00:00:11");
+        assert_eq!(h.take(), lines("a 00:00:00 00:00:10 1 1"));
+        h.push("k:str ts:ts v:i64\n a 00:00:02 100\n a 00:00:15 7");
+        assert_eq!(h.op.late_rows(), 1);
+        assert_eq!(h.watermark("+inf").take(), lines("a 00:00:10 00:00:20 1 7"));
+    }
+
+    #[test]
+    fn hop_rows_count_in_every_window_that_contains_them() {
+        // HOP(slide 5 s, size 10 s): 00:00:01 is in [-5, 5) and [0, 10); 00:00:06 in [0, 10)
+        // and [5, 15).
+        let mut h = count_and_sum(WindowKind::Hop {
+            slide: 5_000,
+            size: 10_000,
+            offset: 0,
+        });
+        h.push("k:str ts:ts v:i64\n a 00:00:01 1\n a 00:00:06 2");
+        assert_eq!(
+            h.watermark("+inf").take(),
+            lines(
+                "a 2023-12-31T23:59:55 00:00:05 1 1
+                 a 00:00:00 00:00:10 2 3
+                 a 00:00:05 00:00:15 1 2"
+            )
+        );
+    }
+
+    #[test]
+    fn cumulate_windows_grow_by_step() {
+        // CUMULATE(step 5 s, size 15 s): [0, 5), [0, 10), [0, 15) for rows at 1 s and 11 s.
+        let mut h = count_and_sum(WindowKind::Cumulate {
+            step: 5_000,
+            size: 15_000,
+            offset: 0,
+        });
+        h.push("k:str ts:ts v:i64\n a 00:00:01 1\n a 00:00:11 10");
+        assert_eq!(
+            h.watermark("+inf").take(),
+            lines(
+                "a 00:00:00 00:00:05 1 1
+                 a 00:00:00 00:00:10 1 1
+                 a 00:00:00 00:00:15 2 11"
+            )
+        );
+    }
+
+    #[test]
+    fn a_snapshot_restored_into_a_fresh_operator_emits_the_same_windows() {
+        let mut h = count_and_sum(TUMBLE_10S);
+        h.push("k:str ts:ts v:i64\n a 00:00:01 1\n b 00:00:02 2");
+        h.watermark("00:00:01");
+        let snapshot = h.op.snapshot().unwrap().expect("state");
+        let mut fresh = count_and_sum(TUMBLE_10S);
+        fresh.op.restore(&snapshot).unwrap();
+        fresh.push("k:str ts:ts v:i64\n a 00:00:03 3");
+        assert_eq!(
+            fresh.watermark("+inf").take_sorted(),
+            lines(
+                "a 00:00:00 00:00:10 2 4
+                 b 00:00:00 00:00:10 1 2"
+            )
+        );
     }
 }

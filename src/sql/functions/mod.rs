@@ -1,7 +1,9 @@
-//! SQL functions DataFusion lacks: Flink's `CURRENT_WATERMARK`, and the geodesy a fleet pipeline
-//! needs (`HAVERSINE_KM`, `TRACK_DISTANCE_KM`). Registered on every planner's session.
+//! SQL functions DataFusion lacks or has with batch semantics: Flink's `CURRENT_WATERMARK`,
+//! processing time evaluated as rows are processed, and the geodesy a fleet pipeline needs
+//! (`HAVERSINE_KM`, `TRACK_DISTANCE_KM`). Registered on every planner's session.
 
 mod geo;
+mod processing_time;
 mod watermark;
 
 use datafusion::prelude::SessionContext;
@@ -9,6 +11,7 @@ use datafusion::prelude::SessionContext;
 use crate::stream::new_watermark_cell;
 
 pub use geo::{HaversineKm, TrackDistanceKm, haversine_km};
+pub use processing_time::ProcessingTime;
 pub use watermark::CurrentWatermark;
 
 /// Registers Sluice's functions on a planning session. `CURRENT_WATERMARK` is registered with a
@@ -17,4 +20,7 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udf(CurrentWatermark::udf(new_watermark_cell()));
     ctx.register_udf(HaversineKm::udf());
     ctx.register_udaf(TrackDistanceKm::udaf());
+    for udf in ProcessingTime::udfs() {
+        ctx.register_udf(udf);
+    }
 }

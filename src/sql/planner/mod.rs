@@ -15,9 +15,11 @@ use datafusion::catalog::empty::EmptyTable;
 use datafusion::catalog::view::ViewTable;
 use datafusion::common::{DFSchema, DFSchemaRef, TableReference};
 use datafusion::error::DataFusionError;
+use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::SessionState;
 use datafusion::logical_expr::simplify::SimplifyContext;
 use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan, WriteOp};
+use datafusion::optimizer::Optimizer;
 use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Column;
@@ -62,8 +64,17 @@ pub struct Planner {
 
 /// What a script asks to run: the job graph (if it has INSERTs or queries) and its settings.
 pub struct PlannedScript {
+    /// What its SHOW, DESCRIBE and EXPLAIN statements print, in order.
+    pub output: Vec<String>,
     pub job: Option<JobGraph>,
     pub settings: Settings,
+}
+
+impl PlannedScript {
+    /// The job's dataflow as `sluice explain` shows it, in the user's names.
+    pub fn explain(&self) -> Option<String> {
+        self.job.as_ref().map(|job| user_facing(&job.explain()))
+    }
 }
 
 impl Default for Planner {
@@ -82,9 +93,21 @@ impl Planner {
         opts.sql_parser.enable_ident_normalization = false;
         opts.sql_parser.map_string_types_to_utf8view = false;
         opts.sql_parser.collect_spans = true;
+        // A lone COUNT(DISTINCT x) must stay one aggregation over the window, not become the
+        // batch engine's two-level GROUP BY (which a stream cannot run as one window).
+        let rules = Optimizer::new()
+            .rules
+            .into_iter()
+            .filter(|r| r.name() != "single_distinct_aggregation_to_group_by")
+            .collect();
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features()
+            .with_optimizer_rules(rules)
+            .build();
         Planner {
             ctx: {
-                let ctx = SessionContext::new_with_config(config);
+                let ctx = SessionContext::new_with_state(state);
                 functions::register(&ctx);
                 ctx
             },
@@ -113,31 +136,42 @@ impl Planner {
     pub async fn plan_script(&mut self, script: &Script) -> Result<PlannedScript, SqlError> {
         let src = &script.source;
         let mut job = JobBuilder::default();
+        let mut output = Vec::new();
         for (i, stmt) in script.statements.iter().enumerate() {
             self.register_matches(src, &script.matches, i).await?;
             self.register_windows(src, &script.windows).await?;
             match &stmt.node {
-                Statement::Insert(insert) => {
-                    self.plan_insert(src, insert, stmt.pos, &mut job).await?
-                }
-                Statement::StatementSet(inserts) => {
-                    for insert in inserts {
-                        self.plan_insert(src, &insert.node, insert.pos, &mut job)
-                            .await?;
+                Statement::Explain(inner) => {
+                    if !matches!(
+                        inner.node,
+                        Statement::Insert(_) | Statement::StatementSet(_) | Statement::Query(_)
+                    ) {
+                        return Err(src.error(
+                            inner.pos,
+                            "EXPLAIN takes an INSERT INTO, a statement set or a query",
+                        ));
+                    }
+                    let mut alone = JobBuilder::default();
+                    self.plan_runnable(src, inner, &mut alone).await?;
+                    if let Some(job) = alone.build(job_name(&src.name), self.settings.idle_timeout)
+                    {
+                        output.push(user_facing(&job.explain()));
                     }
                 }
-                Statement::Query(query) => {
-                    self.plan_query_to_print(src, query, stmt.pos, &mut job)
-                        .await?
-                }
-                Statement::Explain(_) | Statement::Show(_) | Statement::Describe(_) => {}
-                Statement::StopJob { .. } => {
+                Statement::Show(ShowKind::Jobs) | Statement::StopJob { .. } => {
                     return Err(src.error(
                         stmt.pos,
-                        "STOP JOB talks to a job server; use it in `sluice shell`",
+                        "SHOW JOBS and STOP JOB talk to a job server, which Sluice does not have yet; `sluice run` runs one job in the foreground (Ctrl-C stops it)",
                     ));
                 }
-                _ => self.apply_ddl(src, stmt).await?,
+                Statement::Show(kind) => output.push(self.show(*kind)),
+                Statement::Describe(name) => match self.describe(name) {
+                    Some(text) => output.push(text),
+                    None => {
+                        return Err(src.error(stmt.pos, format!("there is no table `{name}`")));
+                    }
+                },
+                _ => self.plan_runnable(src, stmt, &mut job).await?,
             }
         }
         let name = self
@@ -146,9 +180,31 @@ impl Planner {
             .clone()
             .unwrap_or_else(|| job_name(&src.name));
         Ok(PlannedScript {
+            output,
             job: job.build(name, self.settings.idle_timeout),
             settings: self.settings.clone(),
         })
+    }
+
+    /// Adds an INSERT, statement set or query to `job`; applies any other statement to the
+    /// catalog.
+    async fn plan_runnable(
+        &mut self,
+        src: &SourceText,
+        stmt: &Located<Statement>,
+        job: &mut JobBuilder,
+    ) -> Result<(), SqlError> {
+        match &stmt.node {
+            Statement::Insert(insert) => self.plan_insert(src, insert, stmt.pos, job).await,
+            Statement::StatementSet(inserts) => {
+                for insert in inserts {
+                    self.plan_insert(src, &insert.node, insert.pos, job).await?;
+                }
+                Ok(())
+            }
+            Statement::Query(query) => self.plan_query_to_print(src, query, stmt.pos, job).await,
+            _ => self.apply_ddl(src, stmt).await,
+        }
     }
 
     /// Applies one catalog statement (CREATE, DROP, SET, RESET).
@@ -921,6 +977,15 @@ fn node_name(plan: &LogicalPlan) -> String {
         LogicalPlan::Values(_) => "VALUES".into(),
         other => other.display().to_string(),
     }
+}
+
+/// Plan text without the relations the parser invents for window TVFs and MATCH_RECOGNIZE
+/// (`max(__window_0.driver_id)` → `max(driver_id)`): EXPLAIN speaks the user's names.
+fn user_facing(text: &str) -> String {
+    static INTERNAL: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"__(window|match)_\d+\.").expect("a valid pattern")
+    });
+    INTERNAL.replace_all(text, "").into_owned()
 }
 
 /// A connector's complaint about a table's options, at the option (or column) it is about.

@@ -11,7 +11,7 @@ use datafusion::logical_expr::{Aggregate, Expr, TableScan};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Column;
 
-use super::{CompiledStream, JobBuilder, LateRows, Planner, df_error};
+use super::{CompiledStream, JobBuilder, LateRows, Planner, df_error, user_facing};
 use crate::operators::Projection;
 use crate::operators::aggregate::AggregateCall;
 use crate::operators::window::LateRowSplitter;
@@ -289,7 +289,11 @@ impl Planner {
             if !order_by.is_empty() {
                 return Err(src.error(pos, "ordered aggregates (WITHIN GROUP / ORDER BY in an aggregate) are not supported in window aggregations"));
             }
-            calls.push(AggregateCall { function, filter });
+            calls.push(AggregateCall {
+                function,
+                filter,
+                label: user_facing(&e.to_string()),
+            });
         }
         let output = Arc::new(agg.schema.as_arrow().clone());
         let time_column = time_column.expect("window_start is grouped by");
