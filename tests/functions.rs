@@ -4,38 +4,26 @@
 
 mod common;
 
-use common::{read_sink_dir, run_script};
+use common::Pipeline;
 
 /// One degree of arc on the mean Earth sphere (6371.0088 km): 2πR / 360.
 const DEGREE_KM: f64 = 111.19508;
 
 fn run(rows: &str, select: &str, columns: &str) -> Vec<Vec<String>> {
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("in.jsonl");
-    std::fs::write(&input, rows).unwrap();
-    let out = dir.path().join("out");
-    let sql = format!(
-        "CREATE TABLE pos (id STRING, ts TIMESTAMP(3), lat DOUBLE, lon DOUBLE,
-           WATERMARK FOR ts AS ts - INTERVAL '1' MINUTE
-         ) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
-         CREATE TABLE res ({columns}) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
-         INSERT INTO res {select};",
-        input.display(),
-        out.display()
-    );
     // Batches of one row: watermarks advance between rows.
-    let run = run_script(dir.path(), &sql, 1);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let mut rows: Vec<Vec<String>> = read_sink_dir(&out)
+    Pipeline::new()
+        .input(
+            "pos",
+            "id STRING, ts TIMESTAMP(3), lat DOUBLE, lon DOUBLE, WATERMARK FOR ts AS ts - INTERVAL '1' MINUTE",
+            rows,
+        )
+        .output("res", columns)
+        .batch_size(1)
+        .run(&format!("INSERT INTO res {select};"))
+        .rows("res")
         .iter()
         .map(|l| l.split(',').map(str::to_string).collect())
-        .collect();
-    rows.sort();
-    rows
+        .collect()
 }
 
 fn km(field: &str) -> f64 {
@@ -128,4 +116,53 @@ fn track_distance_and_timestampdiff_over_merged_sessions() {
     assert!(got[1][0].starts_with("2024-03-01T10:10:00"), "{got:?}");
     assert_eq!(got[1][1], "0.0");
     assert_eq!(got[1][2..], ["0", "0", "0"]);
+}
+
+#[test]
+fn processing_time_functions_read_the_clock_as_rows_are_processed() {
+    // Eight rows at four per second: the first and last are processed about 1.75 s apart, so a
+    // CURRENT_TIMESTAMP folded into the planning time (one value for all) fails this.
+    let before = chrono::Utc::now();
+    let run = Pipeline::new()
+        .table(
+            "CREATE TABLE g (id BIGINT, p AS PROCTIME())
+             WITH ('connector' = 'datagen', 'rows-per-second' = '4', 'number-of-rows' = '8',
+                   'fields.id.kind' = 'sequence', 'fields.id.start' = '1', 'fields.id.end' = '8');",
+        )
+        .run("SELECT id, CURRENT_TIMESTAMP, NOW(), p, LOCALTIMESTAMP, CURRENT_DATE FROM g;");
+    assert!(run.ok, "{}", run.stderr);
+    let after = chrono::Utc::now();
+    let rows: Vec<Vec<String>> = run
+        .stdout
+        .lines()
+        .map(|l| {
+            l.trim_start_matches("+I[")
+                .trim_end_matches(']')
+                .split(", ")
+                .map(str::to_string)
+                .collect()
+        })
+        .collect();
+    assert_eq!(rows.len(), 8, "{}", run.stdout);
+    let instant = |s: &str| {
+        chrono::NaiveDateTime::parse_from_str(s.trim_end_matches('Z'), "%Y-%m-%dT%H:%M:%S%.3f")
+            .unwrap_or_else(|e| panic!("{s}: {e}"))
+            .and_utc()
+    };
+    for row in &rows {
+        for value in &row[1..5] {
+            let t = instant(value);
+            assert!(
+                t >= before - chrono::Duration::milliseconds(1) && t <= after,
+                "{value} is not processing time"
+            );
+        }
+        assert_eq!(row[5], after.format("%Y-%m-%d").to_string());
+    }
+    let first = instant(&rows[0][1]);
+    let last = instant(&rows[7][1]);
+    assert!(
+        last - first >= chrono::Duration::milliseconds(1000),
+        "read once per batch, not once per job: {first} .. {last}"
+    );
 }

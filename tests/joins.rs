@@ -3,18 +3,20 @@
 
 mod common;
 
-use common::{read_sink_dir, run_script};
+use common::Pipeline;
 
+/// A stream of readings `r` and a lookup table `t` (JSON lines; `None`: its file is missing).
 struct Files {
-    dir: tempfile::TempDir,
+    readings: String,
+    table: Option<String>,
 }
 
 impl Files {
     fn new(readings: &str, table: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("readings.jsonl"), readings).unwrap();
-        std::fs::write(dir.path().join("table.jsonl"), table).unwrap();
-        Files { dir }
+        Files {
+            readings: readings.to_string(),
+            table: Some(table.to_string()),
+        }
     }
 
     /// Runs `body` after the two source tables (`r`: the stream, `t`: the lookup table with
@@ -25,26 +27,27 @@ impl Files {
         out_columns: &str,
         body: &str,
     ) -> Result<Vec<String>, String> {
-        let d = self.dir.path();
-        let _ = std::fs::remove_dir_all(d.join("out"));
-        let sql = format!(
-            "CREATE TABLE r (v STRING, ts TIMESTAMP(3), lat DOUBLE, lon DOUBLE,
-               WATERMARK FOR ts AS ts - INTERVAL '1' SECOND
-             ) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
-             CREATE TABLE t ({table_columns}) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
-             CREATE TABLE out ({out_columns}) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
-             {body}",
-            d.join("readings.jsonl").display(),
-            d.join("table.jsonl").display(),
-            d.join("out").display()
+        let pipeline = Pipeline::new().input(
+            "r",
+            "v STRING, ts TIMESTAMP(3), lat DOUBLE, lon DOUBLE, WATERMARK FOR ts AS ts - INTERVAL '1' SECOND",
+            &self.readings,
         );
-        let run = run_script(d, &sql, 2);
-        if !run.status.success() {
-            return Err(String::from_utf8_lossy(&run.stderr).into_owned());
+        let pipeline = match &self.table {
+            Some(rows) => pipeline.input("t", table_columns, rows),
+            None => {
+                let missing = pipeline.dir().join("table.jsonl");
+                pipeline.table(&format!(
+                    "CREATE TABLE t ({table_columns}) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');",
+                    missing.display()
+                ))
+            }
+        };
+        let run = pipeline.output("out", out_columns).batch_size(2).run(body);
+        if run.ok {
+            Ok(run.rows("out"))
+        } else {
+            Err(run.stderr)
         }
-        let mut rows = read_sink_dir(&d.join("out"));
-        rows.sort();
-        Ok(rows)
     }
 }
 
@@ -158,7 +161,7 @@ fn right_join_with_the_stream_on_the_right_keeps_the_stream() {
 
 #[test]
 fn joins_that_cannot_run_say_why() {
-    let files = Files::new(&reading("V1", 1, 0.0, 0.0), "{\"v\":\"V1\"}\n");
+    let mut files = Files::new(&reading("V1", 1, 0.0, 0.0), "{\"v\":\"V1\"}\n");
     // Two streams: both sides have a WATERMARK.
     let err = files
         .run(
@@ -185,8 +188,9 @@ fn joins_that_cannot_run_say_why() {
         err.contains("Full JOIN with a lookup table is not supported"),
         "{err}"
     );
-    // A lookup file that is not there fails before anything runs, naming it.
-    std::fs::remove_file(files.dir.path().join("table.jsonl")).unwrap();
+    // A lookup file that is not there fails the job as it starts, before any row flows, naming
+    // the table and the file.
+    files.table = None;
     let err = files
         .run(
             "v STRING",
@@ -195,7 +199,7 @@ fn joins_that_cannot_run_say_why() {
         )
         .unwrap_err();
     assert!(
-        err.contains("reading lookup table `t`") && err.contains("table.jsonl"),
+        err.contains("source `t`") && err.contains("table.jsonl"),
         "{err}"
     );
 }

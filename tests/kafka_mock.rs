@@ -280,8 +280,8 @@ fn an_idle_partition_holds_windows_back_until_the_idle_timeout() {
     let records: Vec<(i32, &str)> = busy.iter().map(|(p, v)| (*p, v.as_str())).collect();
     produce(&brokers, "idle", &records);
     let dir = tempfile::tempdir().unwrap();
-    let run_for_a_while = |extra: &str, name: &str| -> Vec<String> {
-        let sql = write_sql(dir.path(), name, &windowed_sql(&brokers, "idle", extra));
+    let run_for_a_while = |sql: String, name: &str| -> Vec<String> {
+        let sql = write_sql(dir.path(), name, &sql);
         let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .args(["run", "--quiet", &sql])
             .stdout(std::process::Stdio::piped())
@@ -307,14 +307,23 @@ fn an_idle_partition_holds_windows_back_until_the_idle_timeout() {
         rows.sort();
         rows
     };
+    let fired = [
+        "+I[2024-01-01T00:00:00.000, 2]",
+        "+I[2024-01-01T00:00:10.000, 2]",
+    ];
     // Partition 1 never sends: without an idle timeout the watermark cannot advance.
-    assert!(run_for_a_while("", "held.sql").is_empty());
+    assert!(run_for_a_while(windowed_sql(&brokers, "idle", ""), "held.sql").is_empty());
     // With one, partition 1 stops counting and windows up to the watermark (25 s) fire.
-    assert_eq!(
-        run_for_a_while(", 'scan.watermark.idle-timeout' = '500 ms'", "idle.sql"),
-        [
-            "+I[2024-01-01T00:00:00.000, 2]",
-            "+I[2024-01-01T00:00:10.000, 2]"
-        ]
+    let table_option = windowed_sql(
+        &brokers,
+        "idle",
+        ", 'scan.watermark.idle-timeout' = '500 ms'",
     );
+    assert_eq!(run_for_a_while(table_option, "idle.sql"), fired);
+    // Flink's job-wide default does the same for every source without its own.
+    let setting = format!(
+        "SET 'table.exec.source.idle-timeout' = '500 ms';\n{}",
+        windowed_sql(&brokers, "idle", "")
+    );
+    assert_eq!(run_for_a_while(setting, "set.sql"), fired);
 }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{read_sink_dir, run_script};
+use common::{Pipeline, read_sink_dir};
 
 /// Rows `(key, second, value)`: event time 2024-01-01 00:00:<second>.
 type Row = (&'static str, u32, i64);
@@ -14,8 +14,6 @@ type Row = (&'static str, u32, i64);
 /// in batches of `batch_size`) into table `out(<out_cols>)`; returns the sorted CSV rows and
 /// stderr.
 fn run_with(rows: &[Row], out_cols: &str, query: &str, batch_size: usize) -> (Vec<String>, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("in.jsonl");
     let text: String = rows
         .iter()
         .map(|(k, s, v)| {
@@ -26,25 +24,17 @@ fn run_with(rows: &[Row], out_cols: &str, query: &str, batch_size: usize) -> (Ve
             )
         })
         .collect();
-    std::fs::write(&path, text).unwrap();
-    let out = dir.path().join("out");
-    let sql = format!(
-        "CREATE TABLE t (k STRING, ts TIMESTAMP(3), v BIGINT, WATERMARK FOR ts AS ts)
-           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
-         CREATE TABLE out ({out_cols}) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
-         {query}",
-        path.display(),
-        out.display()
-    );
-    let result = run_script(dir.path(), &sql, batch_size);
-    let stderr = String::from_utf8_lossy(&result.stderr).into_owned();
-    let mut lines = if result.status.success() {
-        read_sink_dir(&out)
-    } else {
-        Vec::new()
-    };
-    lines.sort();
-    (lines, stderr)
+    let run = Pipeline::new()
+        .input(
+            "t",
+            "k STRING, ts TIMESTAMP(3), v BIGINT, WATERMARK FOR ts AS ts",
+            &text,
+        )
+        .output("out", out_cols)
+        .batch_size(batch_size)
+        .run(query);
+    let lines = if run.ok { run.rows("out") } else { Vec::new() };
+    (lines, run.stderr)
 }
 
 fn run(rows: &[Row], out_cols: &str, query: &str) -> Vec<String> {

@@ -31,6 +31,102 @@ pub fn sluice(args: &[&str], env: &[(&str, &str)]) -> Output {
     out
 }
 
+/// A script run through the real binary over files in a directory of its own: JSON-lines input
+/// tables, CSV output tables, then the statements under test. The one way the integration tests
+/// build such a run.
+pub struct Pipeline {
+    dir: tempfile::TempDir,
+    tables: Vec<String>,
+    batch_size: usize,
+}
+
+/// What a [`Pipeline`] run did.
+pub struct Run {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+    /// The pipeline's files, kept until the run is dropped.
+    dir: tempfile::TempDir,
+}
+
+impl Pipeline {
+    pub fn new() -> Self {
+        Pipeline {
+            dir: tempfile::tempdir().expect("a temporary directory"),
+            tables: Vec::new(),
+            batch_size: 8192,
+        }
+    }
+
+    /// The directory the pipeline's files live in.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A filesystem JSON table `name (columns)` holding `rows` (JSON lines); `columns` may end
+    /// with a WATERMARK.
+    pub fn input(mut self, name: &str, columns: &str, rows: &str) -> Self {
+        let path = self.dir.path().join(format!("{name}.jsonl"));
+        std::fs::write(&path, rows).expect("the input is written");
+        self.tables.push(format!(
+            "CREATE TABLE {name} ({columns}) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');",
+            path.display()
+        ));
+        self
+    }
+
+    /// Any other statement to run before the ones under test (a table of another connector).
+    pub fn table(mut self, ddl: &str) -> Self {
+        self.tables.push(ddl.to_string());
+        self
+    }
+
+    /// A CSV filesystem table `name (columns)` to insert into; [`Run::rows`] reads it back.
+    pub fn output(mut self, name: &str, columns: &str) -> Self {
+        let path = self.dir.path().join(name);
+        self.tables.push(format!(
+            "CREATE TABLE {name} ({columns}) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');",
+            path.display()
+        ));
+        self
+    }
+
+    /// Rows per batch sources aim for: 1 makes every row's watermark arrive before the next row.
+    pub fn batch_size(mut self, rows: usize) -> Self {
+        self.batch_size = rows;
+        self
+    }
+
+    /// Runs the tables' DDL followed by `statements`, successful or not.
+    pub fn run(self, statements: &str) -> Run {
+        let dir = self.dir.path();
+        let sql = format!("{}\n{statements}", self.tables.join("\n"));
+        let out = run_script(dir, &sql, self.batch_size);
+        Run {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            dir: self.dir,
+        }
+    }
+}
+
+impl Run {
+    /// The rows written to output table `name`, sorted; panics with stderr if the run failed.
+    pub fn rows(&self, name: &str) -> Vec<String> {
+        assert!(self.ok, "the run failed:\n{}", self.stderr);
+        let mut rows = read_sink_dir(&self.dir.path().join(name));
+        rows.sort();
+        rows
+    }
+
+    /// The error the run failed with; panics if it succeeded.
+    pub fn error(&self) -> &str {
+        assert!(!self.ok, "the run succeeded:\n{}", self.stderr);
+        &self.stderr
+    }
+}
+
 /// Writes `sql` to `dir/q.sql` and runs it with `runtime.batch_size` set, successful or not.
 pub fn run_script(dir: &Path, sql: &str, batch_size: usize) -> Output {
     let sql_path = dir.join("q.sql");

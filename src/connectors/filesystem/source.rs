@@ -88,9 +88,12 @@ impl Source for FileSource {
 /// Every row of a filesystem table, read now, in the table's physical schema. Bad records fail
 /// the call naming file and line, or, with `*.ignore-parse-errors`, are skipped and counted in
 /// the returned total.
-pub fn read_all(config: &FilesystemConfig) -> Result<(Vec<RecordBatch>, usize), JobError> {
+pub fn read_all(
+    config: &FilesystemConfig,
+    table: &str,
+) -> Result<(Vec<RecordBatch>, usize), JobError> {
     const BATCH_ROWS: usize = 8192;
-    let files = list_files(&config.path).map_err(JobError::internal)?;
+    let files = list_files(&config.path).map_err(|m| JobError::source(table, m))?;
     let mut decoder = RecordDecoder::new(config.format.clone(), config.schema.clone(), BATCH_ROWS);
     let (mut batches, mut skipped_total) = (Vec::new(), 0);
     for file in files {

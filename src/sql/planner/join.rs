@@ -180,7 +180,7 @@ fn load_file_table(table: &Table) -> LoadTable {
     };
     let name = table.name.clone();
     Box::new(move || {
-        let (batches, skipped) = read_all(&config)?;
+        let (batches, skipped) = read_all(&config, &name)?;
         if skipped > 0 {
             tracing::warn!("lookup table `{name}`: {skipped} bad records skipped");
         }

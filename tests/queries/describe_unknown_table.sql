@@ -1,0 +1,2 @@
+-- fail: 2:1 there is no table `nope`
+DESCRIBE nope;
