@@ -1,0 +1,156 @@
+//! The job being assembled: its sources (a table read once however many INSERTs scan it), its
+//! pipelines, and what each source must decode; built into the [`JobGraph`] the runtime runs.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::connectors::ScanColumns;
+use crate::plan::{JobGraph, PipelineNode, SinkNode, SourceNode, WatermarkNode};
+use crate::sql::catalog::Table;
+use crate::stream::{Operator, WatermarkCell};
+
+pub(super) struct PendingPipeline {
+    pub(super) name: String,
+    pub(super) source: usize,
+    pub(super) operators: Vec<Box<dyn Operator>>,
+    pub(super) sinks: Vec<SinkNode>,
+    pub(super) watermark: WatermarkCell,
+    pub(super) side_output: Option<SinkNode>,
+    /// The optimized query, as text: an INSERT of the same query joins this pipeline.
+    pub(super) query: Option<String>,
+}
+
+/// Collects the sources and pipelines of one job; a table scanned by several INSERTs is read once.
+#[derive(Default)]
+pub(super) struct JobBuilder {
+    pub(super) sources: Vec<Arc<Table>>,
+    /// Row columns of each source that some pipeline reads.
+    pub(super) used_columns: Vec<std::collections::BTreeSet<usize>>,
+    pub(super) pipelines: Vec<PendingPipeline>,
+    /// The watermark cell of the pipeline being compiled, for CURRENT_WATERMARK.
+    pub(super) watermark: WatermarkCell,
+    /// Where the pipeline being compiled sends late rows, if anywhere.
+    pub(super) side_output: Option<SinkNode>,
+}
+
+impl JobBuilder {
+    pub(super) fn source_for(&mut self, table: &Arc<Table>) -> usize {
+        if let Some(i) = self.sources.iter().position(|t| t.name == table.name) {
+            return i;
+        }
+        self.sources.push(table.clone());
+        self.used_columns.push(Default::default());
+        self.sources.len() - 1
+    }
+
+    /// The payload columns a source must decode: those behind the row columns read by some
+    /// pipeline, its watermark and its computed columns, plus every NOT NULL one. `None` = all.
+    pub(super) fn decode_columns(
+        table: &Table,
+        used: &std::collections::BTreeSet<usize>,
+    ) -> Option<Vec<usize>> {
+        use datafusion::physical_expr::utils::collect_columns;
+        let mut rows: std::collections::BTreeSet<usize> = used.clone();
+        if let Some(w) = &table.watermark {
+            rows.extend(collect_columns(&w.expr).iter().map(|c| c.index()));
+        }
+        let physical = table.physical_schema.fields().len();
+        let mut decode: std::collections::BTreeSet<usize> = rows
+            .iter()
+            .flat_map(|&r| {
+                collect_columns(&table.row_exprs[r])
+                    .into_iter()
+                    .map(|c| c.index())
+            })
+            .filter(|&i| i < physical)
+            .collect();
+        decode.extend(
+            table
+                .physical_schema
+                .fields()
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| !f.is_nullable())
+                .map(|(i, _)| i),
+        );
+        (decode.len() < physical).then(|| decode.into_iter().collect())
+    }
+
+    /// Payload columns behind the event-time column: a record without them is bad.
+    pub(super) fn required_columns(table: &Table) -> Vec<usize> {
+        use datafusion::physical_expr::utils::collect_columns;
+        let Some(w) = &table.watermark else {
+            return Vec::new();
+        };
+        let physical = table.physical_schema.fields().len();
+        let mut required: Vec<usize> = collect_columns(&table.row_exprs[w.column_index])
+            .iter()
+            .map(|c| c.index())
+            .filter(|&i| i < physical)
+            .collect();
+        required.sort_unstable();
+        required.dedup();
+        required
+    }
+
+    pub(super) fn source_node(
+        table: &Table,
+        used: &BTreeSet<usize>,
+        idle: Option<Duration>,
+    ) -> SourceNode {
+        SourceNode {
+            table: table.name.clone(),
+            connector: table.connector.clone(),
+            scan_schema: table.scan_schema.clone(),
+            row_schema: table.row_schema.clone(),
+            row_exprs: (!table.row_is_scan()).then(|| table.row_exprs.clone()),
+            watermark: table.watermark.as_ref().map(|w| WatermarkNode {
+                column: w.column.clone(),
+                column_index: w.column_index,
+                expr: w.expr.clone(),
+                text: w.text.clone(),
+            }),
+            idle_timeout: table.connector.idle_timeout().or(idle),
+            columns: ScanColumns {
+                decode: Self::decode_columns(table, used),
+                required: Self::required_columns(table),
+            },
+        }
+    }
+
+    /// The job, if the script has anything to run; `idle_timeout` is the default of every
+    /// source without its own.
+    pub(super) fn build(self, name: String, idle_timeout: Option<Duration>) -> Option<JobGraph> {
+        if self.pipelines.is_empty() {
+            return None;
+        }
+        Some(JobGraph {
+            name,
+            sources: self
+                .sources
+                .into_iter()
+                .zip(&self.used_columns)
+                .map(|(table, used)| Self::source_node(&table, used, idle_timeout))
+                .collect(),
+            pipelines: self
+                .pipelines
+                .into_iter()
+                .map(|p| PipelineNode {
+                    name: p.name,
+                    source: p.source,
+                    operators: p.operators,
+                    sinks: p.sinks,
+                    watermark: p.watermark,
+                    side_output: p.side_output,
+                })
+                .collect(),
+        })
+    }
+}
+
+pub(super) fn job_name(file: &str) -> String {
+    std::path::Path::new(file)
+        .file_stem()
+        .map_or_else(|| file.to_string(), |s| s.to_string_lossy().into_owned())
+}
