@@ -2,17 +2,18 @@
 # Whole-process benchmark of the golden queries (windows, MATCH_RECOGNIZE, Q5) on the 2M-event telemetry file:
 # `sluice run` of each query with its sink swapped for a blackhole, measured by /usr/bin/time.
 #   scripts/bench-windows.sh [runs-per-query]
-# The input is made with ../shared/data/gen_telemetry.py when missing (or set BENCH_INPUT).
+# The input (2M events of 200 vehicles) is made with `sluice gen fleet` when missing (or set
+# BENCH_INPUT).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-3}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice/target}"
 input="${BENCH_INPUT:-$HOME/.cache/sluice/telemetry_2m.jsonl}"
-if [ ! -f "$input" ]; then
-  python3 ../shared/data/gen_telemetry.py --events 2000000 -o "$input"
-fi
 cargo build --release --quiet
 bin="$CARGO_TARGET_DIR/release/sluice"
+if [ ! -f "$input" ]; then
+  "$bin" gen fleet --output "$input" --events 2000000 --rate 0 --vehicles 200 --start '2024-01-01 00:00:00'
+fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 printf '%-20s %8s %8s %8s %10s %10s\n' query wall_s user_s sys_s peak_MB Mevents/s

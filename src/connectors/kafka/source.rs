@@ -528,3 +528,147 @@ impl KafkaSource {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::AsArray;
+    use arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema};
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+    use super::*;
+    use crate::connectors::{ConnectorConfig, MetadataColumn, TableDecl};
+
+    /// A [`SourceOutput`] that keeps what it is given.
+    #[derive(Default)]
+    struct Collected {
+        rows: Vec<(usize, RecordBatch)>,
+        splits: usize,
+        bad: usize,
+        metrics: Arc<SourceMetrics>,
+    }
+
+    #[async_trait]
+    impl SourceOutput for Collected {
+        fn batch_size(&self) -> usize {
+            2
+        }
+        fn linger(&self) -> Duration {
+            Duration::from_millis(10)
+        }
+        fn metrics(&self) -> &Arc<SourceMetrics> {
+            &self.metrics
+        }
+        fn is_stopped(&self) -> bool {
+            false
+        }
+        async fn stopped(&mut self) {
+            std::future::pending::<()>().await
+        }
+        fn set_splits(&mut self, n: usize) {
+            self.splits = n;
+        }
+        fn count_bad_records(&self, _n: usize) {}
+        async fn emit(&mut self, split: usize, scan: RecordBatch) -> Result<(), JobError> {
+            self.rows.push((split, scan));
+            Ok(())
+        }
+        async fn tick(&mut self) -> Result<(), JobError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_bounded_read_takes_every_partition_to_its_end_with_metadata() {
+        let cluster = MockCluster::new(1).unwrap();
+        let brokers = cluster.bootstrap_servers();
+        cluster.create_topic("readings", 2, 1).unwrap();
+        let producer: BaseProducer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create()
+            .unwrap();
+        for (partition, id) in [(0, 1), (1, 2), (0, 3), (1, 4), (0, 5)] {
+            let value = format!("{{\"id\":{id}}}");
+            producer
+                .send(
+                    BaseRecord::<(), str>::to("readings")
+                        .partition(partition)
+                        .payload(&value),
+                )
+                .unwrap();
+        }
+        producer.flush(Duration::from_secs(10)).unwrap();
+
+        let physical = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true)]));
+        let metadata = [
+            MetadataColumn {
+                name: "part".into(),
+                key: "partition".into(),
+                data_type: DataType::Int32,
+                is_virtual: true,
+            },
+            MetadataColumn {
+                name: "off".into(),
+                key: "offset".into(),
+                data_type: DataType::Int64,
+                is_virtual: true,
+            },
+        ];
+        let options: Vec<(String, String)> = [
+            ("connector", "kafka"),
+            ("topic", "readings"),
+            ("properties.bootstrap.servers", brokers.as_str()),
+            ("scan.startup.mode", "earliest-offset"),
+            ("scan.bounded.mode", "latest-offset"),
+            ("format", "json"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let config = ConnectorConfig::from_table(&TableDecl {
+            name: "readings",
+            options: &options,
+            physical: &physical,
+            metadata: &metadata,
+            primary_key: &[],
+        })
+        .unwrap();
+        let scan = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("part", DataType::Int32, true),
+            Field::new("off", DataType::Int64, true),
+        ]));
+        let source = config
+            .create_source("readings", &scan, ScanColumns::default())
+            .unwrap();
+        let mut out = Collected::default();
+        let end = source.run(&mut out).await.unwrap();
+
+        assert_eq!(end, SourceEnd::Exhausted);
+        assert_eq!(out.splits, 2);
+        let mut rows: Vec<(usize, i64, i32, i64)> = Vec::new();
+        for (split, b) in &out.rows {
+            for i in 0..b.num_rows() {
+                rows.push((
+                    *split,
+                    b.column(0).as_primitive::<Int64Type>().value(i),
+                    b.column(1).as_primitive::<Int32Type>().value(i),
+                    b.column(2).as_primitive::<Int64Type>().value(i),
+                ));
+            }
+        }
+        rows.sort_by_key(|r| r.1);
+        // (split, id, partition, offset): each partition's records in order, from offset 0.
+        let (p0, p1) = if rows[0].0 == 0 { (0, 1) } else { (1, 0) };
+        assert_eq!(
+            rows,
+            [
+                (p0, 1, 0, 0),
+                (p1, 2, 1, 0),
+                (p0, 3, 0, 1),
+                (p1, 4, 1, 1),
+                (p0, 5, 0, 2)
+            ]
+        );
+    }
+}
