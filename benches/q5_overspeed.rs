@@ -2,8 +2,8 @@
 //! compared with arrow-json decoding the same file alone (the ceiling for one decoding thread).
 //!
 //! `cargo bench --bench q5_overspeed` — input from `BENCH_INPUT`, else
-//! `~/.cache/sluice/telemetry_2m.jsonl`, made with `../shared/data/gen_telemetry.py --events
-//! 2000000` when missing. Reports events/s, CPU seconds and peak resident memory. Figures, not
+//! `~/.cache/sluice/telemetry_2m.jsonl`, made like `sluice gen fleet --events 2000000 --rate 0
+//! --vehicles 200 --start '2024-01-01 00:00:00'` when missing. Reports events/s, CPU seconds and peak resident memory. Figures, not
 //! assertions: the bench never fails on speed.
 
 use std::io::Read;
@@ -13,6 +13,7 @@ use std::time::Instant;
 mod common;
 
 use common::usage;
+use sluice::generate::{GenOptions, GenTarget, generate_fleet};
 use sluice::runtime::metrics::JobMetrics;
 use sluice::runtime::{RuntimeOptions, run_job};
 use sluice::sql::{Planner, parse_script_with};
@@ -43,20 +44,22 @@ fn input() -> PathBuf {
     let path = PathBuf::from(std::env::var("HOME").unwrap_or_default())
         .join(".cache/sluice/telemetry_2m.jsonl");
     if !path.exists() {
-        let script =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/gen_telemetry.py");
-        eprintln!("generating {} with {}", path.display(), script.display());
-        let ok = std::process::Command::new("python3")
-            .arg(&script)
-            .args(["--events", "2000000", "-o"])
-            .arg(&path)
-            .status()
-            .expect("python3 runs")
-            .success();
-        assert!(
-            ok,
-            "gen_telemetry.py failed; set BENCH_INPUT to a telemetry JSON-lines file"
-        );
+        eprintln!("generating {}", path.display());
+        let opts = GenOptions {
+            vehicles: 200,
+            seed: 42,
+            rate: 0,
+            events: Some(2_000_000),
+            start_ms: 1_704_067_200_000, // 2024-01-01 00:00:00 UTC
+        };
+        let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+        runtime
+            .block_on(generate_fleet(
+                opts,
+                GenTarget::File(path.clone()),
+                std::future::pending(),
+            ))
+            .expect("the telemetry file is written");
     }
     path
 }

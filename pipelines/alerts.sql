@@ -1,4 +1,4 @@
--- Real-time alerts (FLEET.md §1 and §5) from Kafka to the Kafka topic fleet.alerts and the
+-- Real-time alerts (docs/fleet.md) from Kafka to the Kafka topic fleet.alerts and the
 -- ClickHouse table fleet.alerts (schema in sql/schema.sql):
 --   * SOS and crash events and engine over-temperature, passed through within milliseconds;
 --   * overspeed: the first reading over SPEED_LIMIT_KMH (default 120) after one under it, so a

@@ -1,4 +1,4 @@
--- Driver behaviour and scores (FLEET.md §1): per driver over rolling hours (HOP 1 h, every
+-- Driver behaviour and scores (docs/fleet.md): per driver over rolling hours (HOP 1 h, every
 -- 5 min, into fleet.driver_scores_5m) and per day (TUMBLE 1 day, into fleet.driver_scores_daily).
 --
 -- Each reading stands for one second of driving (the devices report at 1 Hz). A reading is

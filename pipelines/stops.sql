@@ -1,4 +1,4 @@
--- Delivery stops and dwell (FLEET.md §3): a stop is a vehicle standing (below 1 km/h) between
+-- Delivery stops and dwell (docs/fleet.md): a stop is a vehicle standing (below 1 km/h) between
 -- two moving readings — with the engine on (a delivery at the kerb) or off (parked, silent
 -- until ignition_on). Stops of MIN_STOP_SECONDS (default 30) or more go to fleet.stops with
 -- arrival, departure, dwell, position and door openings, and the delivery point they are at:

@@ -1,4 +1,4 @@
--- Raw facts (FLEET.md "Outputs"): every telemetry reading into ClickHouse fleet.telemetry, for
+-- Raw facts (docs/fleet.md): every telemetry reading into ClickHouse fleet.telemetry, for
 -- drill-down and the live map of last positions (view fleet.last_positions in sql/schema.sql).
 --
 --   sluice run pipelines/telemetry.sql

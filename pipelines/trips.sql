@@ -1,4 +1,4 @@
--- Trip intelligence (FLEET.md §2): a trip is a SESSION window of a vehicle's readings with a
+-- Trip intelligence (docs/fleet.md): a trip is a SESSION window of a vehicle's readings with a
 -- 5-minute gap (so a parking of under 5 minutes does not end it), into fleet.trips: start, end,
 -- duration, distance (TRACK_DISTANCE_KM: the haversine steps between consecutive readings in
 -- event-time order), idle time (standing with the engine on; one reading per second), average

@@ -1,4 +1,4 @@
--- Fleet utilization (FLEET.md §4): per vehicle and day (TUMBLE 1 day) the minutes it was on
+-- Fleet utilization (docs/fleet.md): per vehicle and day (TUMBLE 1 day) the minutes it was on
 -- (reported at all) and moving, into fleet.vehicle_utilization_daily (under-utilized vehicles:
 -- view fleet.underutilized_vehicles); and every silence of DOWNTIME_MINUTES (default 10) or more
 -- between two readings of a vehicle, into fleet.downtime — `parked` when the engine was switched

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A ClickHouse server for tests on a machine without Docker: the engine of the chdb-core wheel
-# serving HTTP on loopback (see ../shared/design/TESTING.md).
+# serving HTTP on loopback, for the tests that need a real ClickHouse.
 #   scripts/clickhouse-server.sh DATA_DIR PORT
 # Runs in the foreground until killed; the data stays in DATA_DIR, so a restart on the same
 # directory finds its tables again. SLUICE_CHDB_VENV names the venv holding chdb.

@@ -1,5 +1,5 @@
 //! `sluice gen fleet`: the fleet simulator's telemetry as JSON lines, to a Kafka topic (keyed
-//! by vehicle_id, as FLEET.md specifies) or to a file (`.gz` compressed when so named).
+//! by vehicle_id, as docs/fleet.md describes) or to a file (`.gz` compressed when so named).
 
 use std::io::Write;
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! `fleet-sim`: realistic vehicle telemetry (FLEET.md), deterministic for a seed.
+//! `fleet-sim`: realistic vehicle telemetry (docs/fleet.md), deterministic for a seed.
 //!
 //! Each vehicle alternates trips and parking. While on, it reports once per simulated second at a
 //! fixed millisecond phase: speed follows a target (city, arterial or highway), braking is
@@ -28,7 +28,7 @@ use crate::options::OptionError;
 use crate::options::OptionReader;
 use crate::stream::{JobError, Source, SourceEnd, SourceOutput};
 
-/// The telemetry schema (FLEET.md); a table declares any subset of these columns.
+/// The telemetry schema (docs/fleet.md); a table declares any subset of these columns.
 pub fn telemetry_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("vehicle_id", DataType::Utf8, false),

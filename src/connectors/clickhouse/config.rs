@@ -1,4 +1,4 @@
-//! ClickHouse sink options (DIALECT.md), read once when the table is created.
+//! ClickHouse sink options (docs/connectors.md), read once when the table is created.
 
 use std::time::Duration;
 

@@ -544,7 +544,6 @@ mod tests {
     struct Collected {
         rows: Vec<(usize, RecordBatch)>,
         splits: usize,
-        bad: usize,
         metrics: Arc<SourceMetrics>,
     }
 
