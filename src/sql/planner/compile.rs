@@ -19,6 +19,7 @@ use super::job_builder::JobBuilder;
 use super::window::uses_window_columns;
 use super::{Planner, df_error};
 use crate::operators::{Filter, Projection};
+use crate::plan::SinkNode;
 use crate::sql::error::{Position, SourceText, SqlError};
 use crate::sql::functions::CurrentWatermark;
 use crate::sql::rewrite::rewrite_expr;
@@ -106,7 +107,7 @@ impl Planner {
                     let pred = exprs.compile(f, &scan.projected_schema)?;
                     operators.push(Box::new(Filter::new(pred, Arc::new(scan.projected_schema.as_arrow().clone()))));
                 }
-Ok(CompiledStream { source, operators, schema: scan.projected_schema.clone(), window: None, reads })
+Ok(CompiledStream { source, operators, schema: scan.projected_schema.clone(), window: None, reads, side_output: None })
             }
             LogicalPlan::Filter(f) => {
                 let mut s = self.compile(src, &f.input, pos, job)?;
@@ -180,6 +181,8 @@ pub(super) struct CompiledStream {
     pub(super) window: Option<WindowTvf>,
     /// Row columns of the source that this stream reads.
     pub(super) reads: std::collections::BTreeSet<usize>,
+    /// Where the stream's late rows go, when a window or MATCH_RECOGNIZE in it sends them away.
+    pub(super) side_output: Option<SinkNode>,
 }
 
 impl CompiledStream {

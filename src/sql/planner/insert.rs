@@ -94,13 +94,12 @@ impl Planner {
             return Ok(());
         }
         job.watermark = new_watermark_cell();
-        job.side_output = None;
         let stream = self.compile(src, &dml.input, pos, job)?;
         stream.check_complete(src, pos)?;
         job.used_columns[stream.source].extend(stream.reads.iter().copied());
         job.pipelines.push(PendingPipeline {
             watermark: job.watermark.clone(),
-            side_output: job.side_output.take(),
+            side_output: stream.side_output,
             name: format!("INSERT INTO {sink_name}"),
             source: stream.source,
             operators: stream.operators,
@@ -121,7 +120,6 @@ impl Planner {
         rewrite_statement(&mut stmt);
         let plan = self.plan_statement(src, stmt, pos).await?;
         job.watermark = new_watermark_cell();
-        job.side_output = None;
         let stream = self.compile(src, &plan, pos, job)?;
         stream.check_complete(src, pos)?;
         job.used_columns[stream.source].extend(stream.reads.iter().copied());
@@ -129,7 +127,7 @@ impl Planner {
         let n = job.pipelines.len();
         job.pipelines.push(PendingPipeline {
             watermark: job.watermark.clone(),
-            side_output: job.side_output.take(),
+            side_output: stream.side_output,
             name: format!("SELECT (line {})", pos.line),
             source: stream.source,
             operators: stream.operators,

@@ -30,8 +30,6 @@ pub(super) struct JobBuilder {
     pub(super) pipelines: Vec<PendingPipeline>,
     /// The watermark cell of the pipeline being compiled, for CURRENT_WATERMARK.
     pub(super) watermark: WatermarkCell,
-    /// Where the pipeline being compiled sends late rows, if anywhere.
-    pub(super) side_output: Option<SinkNode>,
 }
 
 impl JobBuilder {

@@ -461,7 +461,7 @@ impl Planner {
                 job.watermark.clone(),
                 def.input.clone(),
             )));
-            job.side_output = Some(sink);
+            s.side_output = Some(sink);
         }
         s.operators.push(Box::new(
             MatchRecognize::new(def.clone()).map_err(|e| src.error(*at, e.to_string()))?,

@@ -178,7 +178,7 @@ impl Planner {
                 Arc::new(input_schema.as_arrow().clone()),
                 self.allowed_lateness(),
             )));
-            job.side_output = Some(sink);
+            s.side_output = Some(sink);
         }
         let full = Arc::new(scan.source.schema().as_ref().clone());
         let mut exprs: Vec<Arc<dyn PhysicalExpr>> = (0..input_schema.fields().len())
