@@ -236,7 +236,7 @@ impl FleetSimulator {
             vehicles: fleet,
             start_ms,
             second: 0,
-            jitter_max_ms: jitter_max.as_millis() as i64,
+            jitter_max_ms: i64::try_from(jitter_max.as_millis()).unwrap_or(i64::MAX),
             pending: BinaryHeap::new(),
             seq: 0,
             next_driver: vehicles + 1,
@@ -271,7 +271,7 @@ impl FleetSimulator {
                 };
                 self.seq += 1;
                 self.pending.push(Pending {
-                    deliver_at: event.ts + delay,
+                    deliver_at: event.ts.saturating_add(delay),
                     seq: self.seq,
                     event,
                 });

@@ -291,37 +291,48 @@ mod tests {
     use crate::operators::Filter;
     use crate::operators::testing::{Harness, col, lines, rows, schema};
 
-    /// `SELECT * FROM r [LEFT] JOIN depots d ON r.depot = d.id` where the depots file is read
-    /// when the job starts and only open depots (`d.open`) are kept.
-    fn join_depots(keep_unmatched: bool) -> Harness<LookupJoin> {
+    /// `r JOIN depots d ON r.depot = d.id [AND condition]`: readings `v, depot` and depots
+    /// `id, city, open`, the table read by `load` and passed through `operators` at open.
+    fn depots_join(
+        load: LoadTable,
+        operators: Vec<Box<dyn Operator>>,
+        condition: Option<Arc<dyn PhysicalExpr>>,
+        keep_unmatched: bool,
+    ) -> LookupJoin {
         let stream = schema("v:str depot:str");
         let table = schema("id:str city:str open:bool");
-        let output = schema("v:str depot:str id:str city:str open:bool");
-        let only_open = Filter::new(col("open", &table), table.clone());
-        let op = LookupJoin::new(LookupJoinSpec {
+        LookupJoin::new(LookupJoinSpec {
             table: LookupTable {
                 name: "depots".into(),
-                load: Box::new(|| {
-                    Ok(vec![rows(
-                        "id:str city:str open:bool
-                         d1     Hamburg  true
-                         d2     Bremen   true
-                         d2     Kiel     true
-                         d3     Lübeck   false",
-                    )])
-                }),
-                operators: vec![Box::new(only_open)],
+                load,
+                operators,
                 schema: table.clone(),
             },
             keys: vec![(col("depot", &stream), col("id", &table))],
-            condition: None,
+            condition,
             keep_unmatched,
             stream_first: true,
-            schema: output,
+            schema: schema("v:str depot:str id:str city:str open:bool"),
+        })
+    }
+
+    /// `SELECT * FROM r [LEFT] JOIN depots d ON r.depot = d.id` where the depots file is read
+    /// when the job starts and only open depots (`d.open`) are kept.
+    fn join_depots(keep_unmatched: bool) -> Harness<LookupJoin> {
+        let table = schema("id:str city:str open:bool");
+        let only_open = Filter::new(col("open", &table), table);
+        let load: LoadTable = Box::new(|| {
+            Ok(vec![rows(
+                "id:str city:str open:bool
+                 d1     Hamburg  true
+                 d2     Bremen   true
+                 d2     Kiel     true
+                 d3     Lübeck   false",
+            )])
         });
-        let mut h = Harness::new(op);
-        h.op.open().expect("the table loads");
-        h
+        let mut op = depots_join(load, vec![Box::new(only_open)], None, keep_unmatched);
+        op.open().expect("the table loads");
+        Harness::new(op)
     }
 
     const READINGS: &str = "v:str depot:str
@@ -364,31 +375,18 @@ mod tests {
     #[test]
     fn a_further_condition_is_evaluated_on_candidate_pairs() {
         // ON r.depot = d.id AND d.city <> 'Kiel'
-        let stream = schema("v:str depot:str");
-        let table = schema("id:str city:str open:bool");
         let output = schema("v:str depot:str id:str city:str open:bool");
         let not_kiel: Arc<dyn PhysicalExpr> = Arc::new(BinaryExpr::new(
             col("city", &output),
             BinaryOp::NotEq,
             lit("Kiel"),
         ));
-        let mut op = LookupJoin::new(LookupJoinSpec {
-            table: LookupTable {
-                name: "depots".into(),
-                load: Box::new(|| {
-                    Ok(vec![rows(
-                        "id:str city:str open:bool\n d2 Bremen true\n d2 Kiel true",
-                    )])
-                }),
-                operators: Vec::new(),
-                schema: table.clone(),
-            },
-            keys: vec![(col("depot", &stream), col("id", &table))],
-            condition: Some(not_kiel),
-            keep_unmatched: false,
-            stream_first: true,
-            schema: output,
+        let load: LoadTable = Box::new(|| {
+            Ok(vec![rows(
+                "id:str city:str open:bool\n d2 Bremen true\n d2 Kiel true",
+            )])
         });
+        let mut op = depots_join(load, Vec::new(), Some(not_kiel), false);
         assert!(op.describe().contains("read at start"), "{}", op.describe());
         op.open().unwrap();
         let mut h = Harness::new(op);
@@ -398,22 +396,12 @@ mod tests {
 
     #[test]
     fn a_table_that_cannot_be_read_fails_when_the_job_starts_naming_it() {
-        let stream = schema("v:str depot:str");
-        let table = schema("id:str");
-        let mut op = LookupJoin::new(LookupJoinSpec {
-            table: LookupTable {
-                name: "depots".into(),
-                load: Box::new(|| Err(JobError::internal("no files match /nowhere/*.json"))),
-                operators: Vec::new(),
-                schema: table.clone(),
-            },
-            keys: vec![(col("depot", &stream), col("id", &table))],
-            condition: None,
-            keep_unmatched: false,
-            stream_first: true,
-            schema: schema("v:str depot:str id:str"),
-        });
-        let err = op.open().unwrap_err().to_string();
+        let load: LoadTable =
+            Box::new(|| Err(JobError::source("depots", "no files match /nowhere/*.json")));
+        let err = depots_join(load, Vec::new(), None, false)
+            .open()
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("depots") && err.contains("/nowhere"), "{err}");
     }
 }

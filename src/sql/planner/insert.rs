@@ -7,6 +7,7 @@ use datafusion::logical_expr::{LogicalPlan, WriteOp};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 
+use super::compile::CompiledStream;
 use super::job_builder::{JobBuilder, PendingPipeline};
 use super::{Planner, df_error};
 use crate::connectors::ConnectorConfig;
@@ -93,19 +94,10 @@ impl Planner {
             shared.sinks.push(sink);
             return Ok(());
         }
-        job.watermark = new_watermark_cell();
-        let stream = self.compile(src, &dml.input, pos, job)?;
-        stream.check_complete(src, pos)?;
-        job.used_columns[stream.source].extend(stream.reads.iter().copied());
-        job.pipelines.push(PendingPipeline {
-            watermark: job.watermark.clone(),
-            side_output: stream.side_output,
-            name: format!("INSERT INTO {sink_name}"),
-            source: stream.source,
-            operators: stream.operators,
-            sinks: vec![sink],
-            query,
-        });
+        let stream = self.compile_pipeline(src, &dml.input, pos, job)?;
+        let name = format!("INSERT INTO {sink_name}");
+        let pipeline = PendingPipeline::new(name, stream, sink, job.watermark.clone(), query);
+        job.pipelines.push(pipeline);
         Ok(())
     }
 
@@ -119,25 +111,30 @@ impl Planner {
         let mut stmt = query.clone();
         rewrite_statement(&mut stmt);
         let plan = self.plan_statement(src, stmt, pos).await?;
+        let stream = self.compile_pipeline(src, &plan, pos, job)?;
+        let print = SinkNode {
+            table: format!("query_{}", job.pipelines.len()),
+            schema: Arc::new(stream.schema.as_arrow().clone()),
+            connector: ConnectorConfig::stdout(),
+        };
+        let name = format!("SELECT (line {})", pos.line);
+        let pipeline = PendingPipeline::new(name, stream, print, job.watermark.clone(), None);
+        job.pipelines.push(pipeline);
+        Ok(())
+    }
+
+    /// Compiles `plan` as a new pipeline of `job`, with a watermark cell of its own.
+    fn compile_pipeline(
+        &self,
+        src: &SourceText,
+        plan: &LogicalPlan,
+        pos: Position,
+        job: &mut JobBuilder,
+    ) -> Result<CompiledStream, SqlError> {
         job.watermark = new_watermark_cell();
-        let stream = self.compile(src, &plan, pos, job)?;
+        let stream = self.compile(src, plan, pos, job)?;
         stream.check_complete(src, pos)?;
         job.used_columns[stream.source].extend(stream.reads.iter().copied());
-        let schema = Arc::new(stream.schema.as_arrow().clone());
-        let n = job.pipelines.len();
-        job.pipelines.push(PendingPipeline {
-            watermark: job.watermark.clone(),
-            side_output: stream.side_output,
-            name: format!("SELECT (line {})", pos.line),
-            source: stream.source,
-            operators: stream.operators,
-            sinks: vec![SinkNode {
-                table: format!("query_{n}"),
-                schema,
-                connector: ConnectorConfig::stdout(),
-            }],
-            query: None,
-        });
-        Ok(())
+        Ok(stream)
     }
 }
