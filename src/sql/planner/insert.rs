@@ -15,7 +15,7 @@ use crate::plan::SinkNode;
 use crate::sql::ast::ColumnKind;
 use crate::sql::error::{Position, SourceText, SqlError};
 use crate::sql::rewrite::rewrite_statement;
-use crate::stream::new_watermark_cell;
+use crate::stream::{WatermarkCell, new_watermark_cell};
 
 impl Planner {
     pub(super) async fn plan_statement(
@@ -96,7 +96,7 @@ impl Planner {
         }
         let stream = self.compile_pipeline(src, &dml.input, pos, job)?;
         let name = format!("INSERT INTO {sink_name}");
-        let pipeline = PendingPipeline::new(name, stream, sink, job.watermark.clone(), query);
+        let pipeline = pending_pipeline(name, stream, sink, job.watermark.clone(), query);
         job.pipelines.push(pipeline);
         Ok(())
     }
@@ -118,7 +118,7 @@ impl Planner {
             connector: ConnectorConfig::stdout(),
         };
         let name = format!("SELECT (line {})", pos.line);
-        let pipeline = PendingPipeline::new(name, stream, print, job.watermark.clone(), None);
+        let pipeline = pending_pipeline(name, stream, print, job.watermark.clone(), None);
         job.pipelines.push(pipeline);
         Ok(())
     }
@@ -136,5 +136,24 @@ impl Planner {
         stream.check_complete(src, pos)?;
         job.used_columns[stream.source].extend(stream.reads.iter().copied());
         Ok(stream)
+    }
+}
+
+/// The job's entry for a compiled pipeline writing to `sink`.
+fn pending_pipeline(
+    name: String,
+    stream: CompiledStream,
+    sink: SinkNode,
+    watermark: WatermarkCell,
+    query: Option<String>,
+) -> PendingPipeline {
+    PendingPipeline {
+        name,
+        source: stream.source,
+        operators: stream.operators,
+        sinks: vec![sink],
+        watermark,
+        side_output: stream.side_output,
+        query,
     }
 }

@@ -5,7 +5,6 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::compile::CompiledStream;
 use crate::connectors::ScanColumns;
 use crate::plan::{JobGraph, PipelineNode, SinkNode, SourceNode, WatermarkNode};
 use crate::sql::catalog::Table;
@@ -20,26 +19,6 @@ pub(super) struct PendingPipeline {
     pub(super) side_output: Option<SinkNode>,
     /// The optimized query, as text: an INSERT of the same query joins this pipeline.
     pub(super) query: Option<String>,
-}
-
-impl PendingPipeline {
-    pub(super) fn new(
-        name: String,
-        stream: CompiledStream,
-        sink: SinkNode,
-        watermark: WatermarkCell,
-        query: Option<String>,
-    ) -> Self {
-        PendingPipeline {
-            name,
-            source: stream.source,
-            operators: stream.operators,
-            sinks: vec![sink],
-            watermark,
-            side_output: stream.side_output,
-            query,
-        }
-    }
 }
 
 /// Collects the sources and pipelines of one job; a table scanned by several INSERTs is read once.
