@@ -204,3 +204,41 @@ fn one_query_into_two_tables_writes_both() {
         assert_eq!(rows, ["4", "6"]);
     }
 }
+
+#[test]
+fn show_describe_and_explain_in_a_file_print_their_results_before_the_job_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let sql = dir.path().join("look.sql");
+    std::fs::write(
+        &sql,
+        "CREATE TABLE g (id BIGINT, twice AS id * 2)
+           WITH ('connector' = 'datagen', 'number-of-rows' = '2',
+                 'fields.id.kind' = 'sequence', 'fields.id.start' = '1', 'fields.id.end' = '2');
+         SHOW TABLES;
+         DESCRIBE g;
+         EXPLAIN SELECT twice FROM g;
+         SELECT twice FROM g;",
+    )
+    .unwrap();
+    let out = sluice(&["run", "--quiet", sql.to_str().unwrap()], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "g", "SHOW TABLES first:\n{stdout}");
+    assert_eq!(lines[1], "id BIGINT", "then DESCRIBE:\n{stdout}");
+    assert_eq!(lines[2], "twice BIGINT  AS id * 2", "{stdout}");
+    let explain = lines
+        .iter()
+        .position(|l| l.starts_with("Job `"))
+        .expect("EXPLAIN's plan");
+    let first_row = lines
+        .iter()
+        .position(|l| l.starts_with("+I["))
+        .expect("the query's rows");
+    assert!(
+        explain < first_row,
+        "results of statements come before rows:\n{stdout}"
+    );
+    let mut rows: Vec<&str> = lines[first_row..].to_vec();
+    rows.sort();
+    assert_eq!(rows, ["+I[2]", "+I[4]"]);
+}
