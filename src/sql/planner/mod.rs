@@ -202,12 +202,15 @@ impl Planner {
 }
 
 /// Plan text without the relations the parser invents for window TVFs and MATCH_RECOGNIZE
-/// (`max(__window_0.driver_id)` → `max(driver_id)`): EXPLAIN speaks the user's names.
+/// (`max(__window_0.driver_id)` → `max(driver_id)`) and with COUNT(*) as written (DataFusion
+/// shows `count(Int64(1))`): EXPLAIN speaks the user's names.
 fn user_facing(text: &str) -> String {
     static INTERNAL: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
         regex::Regex::new(r"__(window|match)_\d+\.").expect("a valid pattern")
     });
-    INTERNAL.replace_all(text, "").into_owned()
+    INTERNAL
+        .replace_all(text, "")
+        .replace("count(Int64(1))", "count(*)")
 }
 
 /// A DataFusion planning error, positioned at its span when DataFusion knows it.
