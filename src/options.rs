@@ -216,6 +216,19 @@ impl<'a> OptionReader<'a> {
         self.mark(key);
     }
 
+    /// `sink.parallelism` as Flink files write it: every sink writes from one task, so only 1
+    /// means what it says; another value is an error rather than a setting without effect.
+    pub fn sink_parallelism(&self) -> Result<(), OptionError> {
+        let key = "sink.parallelism";
+        match self.optional(key) {
+            Some(v) if v.trim() != "1" => Err(self.error(
+                key,
+                format!("'{key}' = '{v}' is not supported yet: every sink writes from one task; set it to '1' or remove it"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Fails on the first option no reader asked for, listing the valid options.
     pub fn finish(self) -> Result<(), OptionError> {
         let used = self.used.borrow();

@@ -19,7 +19,7 @@ pub struct PrintConfig {
 
 impl PrintConfig {
     pub fn from_options(opts: &OptionReader) -> Result<Self, OptionError> {
-        opts.allow("sink.parallelism");
+        opts.sink_parallelism()?;
         Ok(PrintConfig {
             identifier: opts.optional("print-identifier"),
             standard_error: opts.bool_or("standard-error", false)?,

@@ -34,7 +34,7 @@ pub struct ClickHouseConfig {
 
 impl ClickHouseConfig {
     pub fn from_options(opts: &OptionReader, primary_key: &[String]) -> Result<Self, OptionError> {
-        opts.allow("sink.parallelism");
+        opts.sink_parallelism()?;
         let url = opts.required("url")?;
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(opts.error(
