@@ -440,3 +440,87 @@ impl Sink for ClickHouseSink {
         self.insert_all().await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+    use crate::connectors::{ConnectorConfig, TableDecl};
+
+    /// The sink of `CREATE TABLE t (id STRING, v DOUBLE [, PRIMARY KEY (id) NOT ENFORCED])
+    /// WITH ('connector' = 'clickhouse', ... <options>)`. Nothing connects until `open`.
+    fn sink(options: &[(&str, &str)], primary_key: &[String]) -> ClickHouseSink {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Utf8, true),
+            Field::new("v", DataType::Float64, true),
+        ]));
+        let mut all = vec![
+            ("connector".to_string(), "clickhouse".to_string()),
+            ("url".to_string(), "http://127.0.0.1:1".to_string()),
+        ];
+        all.extend(options.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let config = ConnectorConfig::from_table(&TableDecl {
+            name: "t",
+            options: &all,
+            physical: &schema,
+            metadata: &[],
+            primary_key,
+        })
+        .unwrap();
+        let ConnectorConfig::ClickHouse(config) = config else {
+            panic!("a ClickHouse config")
+        };
+        ClickHouseSink::new(config, "t", &schema)
+    }
+
+    #[test]
+    fn a_created_table_with_a_primary_key_replaces_by_it_and_deduplicates_inserts() {
+        let sql = sink(&[("database", "fleet")], &["id".to_string()])
+            .create_table_sql()
+            .unwrap();
+        assert_eq!(
+            sql,
+            "CREATE TABLE IF NOT EXISTS `fleet`.`t` (`id` String, `v` Nullable(Float64)) \
+             ENGINE = ReplacingMergeTree() ORDER BY (`id`) \
+             SETTINGS non_replicated_deduplication_window = 1000"
+        );
+    }
+
+    #[test]
+    fn a_created_table_without_a_key_is_a_merge_tree_in_insertion_order() {
+        let sql = sink(&[("table", "facts")], &[]).create_table_sql().unwrap();
+        assert_eq!(
+            sql,
+            "CREATE TABLE IF NOT EXISTS `default`.`facts` (`id` Nullable(String), `v` Nullable(Float64)) \
+             ENGINE = MergeTree() ORDER BY tuple() \
+             SETTINGS non_replicated_deduplication_window = 1000"
+        );
+    }
+
+    #[test]
+    fn a_replicated_engine_given_by_the_user_is_left_to_its_own_deduplication() {
+        let sql = sink(
+            &[
+                (
+                    "sink.create-table.engine",
+                    "ReplicatedMergeTree('/t', 'r1')",
+                ),
+                ("sink.create-table.order-by", "(id, v)"),
+            ],
+            &[],
+        )
+        .create_table_sql()
+        .unwrap();
+        assert!(
+            sql.ends_with("ENGINE = ReplicatedMergeTree('/t', 'r1') ORDER BY (id, v)"),
+            "{sql}"
+        );
+    }
+
+    #[test]
+    fn tab_separated_fields_are_unescaped() {
+        assert_eq!(unescape_tsv(r"a\tb\nc\\d\'e"), "a\tb\nc\\d'e");
+        assert_eq!(unescape_tsv("trailing\\"), "trailing\\");
+    }
+}
