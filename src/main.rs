@@ -167,6 +167,19 @@ async fn plan_file(file: &Path) -> Result<sluice::sql::PlannedScript> {
     Ok(planner.plan_script(&script).await?)
 }
 
+/// Resolves on Ctrl-C or SIGTERM (what `docker stop` and Kubernetes send before they kill);
+/// false when no signal can be listened for.
+async fn stop_requested() -> bool {
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+        return tokio::signal::ctrl_c().await.is_ok();
+    };
+    tokio::select! {
+        ctrl_c = tokio::signal::ctrl_c() => ctrl_c.is_ok(),
+        _ = term.recv() => true,
+    }
+}
+
 /// What a script's SHOW, DESCRIBE and EXPLAIN statements print.
 fn print_output(output: &[String]) {
     for text in output {
@@ -192,10 +205,10 @@ async fn run(file: &Path, config: &SluiceConfig, quiet: bool) -> Result<ExitCode
     );
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
+        if stop_requested().await {
             eprintln!("\nstopping: flushing sinks (Ctrl-C again to abort)");
             let _ = stop_tx.send(true);
-            if tokio::signal::ctrl_c().await.is_ok() {
+            if stop_requested().await {
                 std::process::exit(130);
             }
         }

@@ -9,6 +9,16 @@ use common::{read_sink_dir, sluice};
 
 #[test]
 fn ctrl_c_stops_cleanly_and_commits_what_was_written() {
+    stops_cleanly_on("-INT");
+}
+
+#[test]
+fn sigterm_stops_like_ctrl_c() {
+    // What `docker stop` and Kubernetes send before they kill.
+    stops_cleanly_on("-TERM");
+}
+
+fn stops_cleanly_on(signal: &str) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let sql = dir.path().join("endless.sql");
@@ -31,7 +41,7 @@ fn ctrl_c_stops_cleanly_and_commits_what_was_written() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([signal, &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
