@@ -418,3 +418,42 @@ fn a_row_without_its_event_time_is_a_bad_record() {
         }
     }
 }
+
+#[test]
+fn a_generator_row_without_event_time_is_skipped_and_counted() {
+    // A generator has no format, hence no option to fail on bad rows: rows whose event time is
+    // NULL are skipped and counted, and every other row is in the one window.
+    let run = Pipeline::new()
+        .table(
+            "CREATE TABLE g (id BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts)
+             WITH ('connector' = 'datagen', 'number-of-rows' = '200', 'fields.ts.null-rate' = '0.5');",
+        )
+        .run(
+            "SELECT COUNT(*) FROM TABLE(TUMBLE(TABLE g, DESCRIPTOR(ts), INTERVAL '100' DAY))
+             GROUP BY window_start, window_end;",
+        );
+    assert!(run.ok, "{}", run.stderr);
+    let counted: u64 = run
+        .stdout
+        .lines()
+        .map(|l| {
+            l.trim_start_matches("+I[")
+                .trim_end_matches(']')
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    let skipped: u64 = run
+        .stderr
+        .lines()
+        .find_map(|l| {
+            l.split(", ")
+                .find_map(|p| p.strip_suffix(" bad records skipped"))
+        })
+        .unwrap_or_else(|| panic!("no bad records counted: {}", run.stderr))
+        .replace(',', "")
+        .parse()
+        .unwrap();
+    assert!(skipped > 0 && counted > 0, "{}", run.stderr);
+    assert_eq!(counted + skipped, 200);
+}

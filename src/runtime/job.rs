@@ -85,8 +85,11 @@ pub async fn run_job(
             Some(node) => Some(SinkOutput::open(node, &format!("{writer}-late")).await?),
             None => None,
         };
+        // Opening reads files (lookup tables): off the async workers.
         let mut chain = OperatorChain::new(pipeline.operators);
-        chain.open()?;
+        let chain = tokio::task::spawn_blocking(move || chain.open().map(|()| chain))
+            .await
+            .map_err(|e| JobError::internal(format!("opening operators: {e}")))??;
         let task = PipelineTask {
             chain,
             sinks,
@@ -101,10 +104,9 @@ pub async fn run_job(
         let source =
             node.connector
                 .create_source(&node.table, &node.scan_schema, node.columns.clone())?;
-        let mut node = node;
-        node.idle_timeout = node.idle_timeout.or(opts.idle_timeout);
         let out = TableOutput::new(
             &node,
+            node.idle_timeout.or(opts.idle_timeout),
             outputs,
             m.clone(),
             internal_stop.clone(),

@@ -27,8 +27,9 @@ pub struct TableOutput {
     row_schema: arrow::datatypes::SchemaRef,
     /// The event-time column (index into the row), when the table has a watermark.
     rowtime: Option<(usize, String)>,
-    /// The format's decoding of bad records: skip and count them (and the option that says so).
-    bad_records: Option<(bool, &'static str)>,
+    /// When the table's format fails on bad records: the option that would skip them. `None`:
+    /// bad rows are skipped and counted (the format says so, or a generator has no format).
+    fails_on_bad_rows: Option<&'static str>,
     watermarks: Option<WatermarkTracker>,
     outputs: Vec<mpsc::Sender<Message>>,
     metrics: Arc<SourceMetrics>,
@@ -38,8 +39,10 @@ pub struct TableOutput {
 }
 
 impl TableOutput {
+    /// `idle_timeout`: the source's own, else the job's default.
     pub(crate) fn new(
         node: &SourceNode,
+        idle_timeout: Option<Duration>,
         outputs: Vec<mpsc::Sender<Message>>,
         metrics: Arc<SourceMetrics>,
         stop: watch::Receiver<bool>,
@@ -58,14 +61,15 @@ impl TableOutput {
                 .watermark
                 .as_ref()
                 .map(|w| (w.column_index, w.column.clone())),
-            bad_records: node
+            fails_on_bad_rows: node
                 .connector
                 .format()
-                .map(|f| (f.ignores_parse_errors(), f.ignore_errors_option())),
+                .filter(|f| !f.ignores_parse_errors())
+                .map(|f| f.ignore_errors_option()),
             watermarks: node
                 .watermark
                 .as_ref()
-                .map(|w| WatermarkTracker::new(w.expr.clone(), node.idle_timeout)),
+                .map(|w| WatermarkTracker::new(w.expr.clone(), idle_timeout)),
             outputs,
             metrics,
             stop,
@@ -74,8 +78,8 @@ impl TableOutput {
         }
     }
 
-    /// Rows whose event time is NULL cannot be placed in time: with parse errors ignored they
-    /// are skipped and counted, else the job fails naming the row. (Records missing the field
+    /// Rows whose event time is NULL cannot be placed in time: with parse errors ignored (or from
+    /// a generator) they are skipped and counted, else the job fails naming the row. (Records missing the field
     /// are already caught by the decoder; this catches event times computed to NULL.)
     fn drop_rows_without_event_time(
         &self,
@@ -95,10 +99,7 @@ impl TableOutput {
             .expect("a NULL is counted");
         let record = format_rows(&row.slice(first, 1), "")?;
         let record = record.trim_end();
-        let (skip, option) = self
-            .bad_records
-            .unwrap_or((false, "json.ignore-parse-errors"));
-        if !skip {
+        if let Some(option) = self.fails_on_bad_rows {
             return Err(JobError::BadRecord {
                 location: format!("table `{}`, split {split}", self.table),
                 reason: format!("the event-time column `{name}` is NULL"),
