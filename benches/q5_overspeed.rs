@@ -88,7 +88,7 @@ fn main() {
             .unwrap();
         let metrics = JobMetrics::new(["telemetry".to_string()], ["sink".to_string()]);
         let (_stop_tx, stop) = tokio::sync::watch::channel(false);
-        run_job(job, RuntimeOptions::default(), metrics, stop)
+        run_job(job, RuntimeOptions::default(), metrics, stop, None)
             .await
             .unwrap()
     });

@@ -81,6 +81,10 @@ fi
 export SLUICE_TEST_CLICKHOUSE="http://$CLICKHOUSE_ADDR"
 
 # --- tests -----------------------------------------------------------------------------------
+# Jobs checkpoint by default under $XDG_DATA_HOME; tests must never restore a previous run's.
+XDG_DATA_HOME="$(mktemp -d)"
+export XDG_DATA_HOME
+
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --no-fail-fast "$@"
 else

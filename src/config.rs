@@ -8,19 +8,30 @@
 //!   channel_capacity: 8     # batches buffered between tasks (backpressure beyond)
 //!   flush_interval_ms: 1000 # sinks flush at least this often
 //!   idle_timeout_ms: 0      # default watermark idle timeout (0 = none)
+//! settings:                 # Flink's checkpoint and restart keys; a SET in the file wins
+//!   execution.checkpointing.interval: 10 s
+//!   execution.checkpointing.dir: s3://bucket/checkpoints
 //! ```
 
 use std::path::Path;
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
+use crate::checkpoint::CheckpointConfig;
 use crate::runtime::RuntimeOptions;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SluiceConfig {
     pub runtime: RuntimeSection,
+    /// Flink configuration keys (checkpoints, restarts), as in a Flink config file.
+    settings: BTreeMap<String, serde_yaml_ng::Value>,
+    /// `settings`, typed.
+    #[serde(skip)]
+    pub checkpoint: CheckpointConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -60,6 +71,8 @@ pub enum ConfigError {
     },
     #[error("{path}: runtime.{field} must be greater than 0")]
     Zero { path: String, field: &'static str },
+    #[error("{path}: settings: {message}")]
+    Setting { path: String, message: String },
 }
 
 impl SluiceConfig {
@@ -80,7 +93,7 @@ impl SluiceConfig {
     }
 
     pub fn parse(text: &str, path: &str) -> Result<Self, ConfigError> {
-        let config: SluiceConfig =
+        let mut config: SluiceConfig =
             serde_yaml_ng::from_str(text).map_err(|source| ConfigError::Parse {
                 path: path.to_string(),
                 source,
@@ -97,6 +110,27 @@ impl SluiceConfig {
                 });
             }
         }
+        for (key, value) in &config.settings {
+            let text = match value {
+                serde_yaml_ng::Value::String(s) => s.clone(),
+                serde_yaml_ng::Value::Number(n) => n.to_string(),
+                serde_yaml_ng::Value::Bool(b) => b.to_string(),
+                other => format!("{other:?}"),
+            };
+            let unknown = !CheckpointConfig::handles(key);
+            let result = if unknown {
+                Err(format!(
+                    "unknown key '{key}'; sluice.yaml takes the checkpoint and restart keys {}",
+                    crate::checkpoint::KEYS.join(", ")
+                ))
+            } else {
+                config.checkpoint.set(key, &text)
+            };
+            result.map_err(|message| ConfigError::Setting {
+                path: path.to_string(),
+                message,
+            })?;
+        }
         Ok(config)
     }
 
@@ -108,6 +142,7 @@ impl SluiceConfig {
             channel_capacity: r.channel_capacity,
             flush_interval: Duration::from_millis(r.flush_interval_ms.max(1)),
             idle_timeout: (r.idle_timeout_ms > 0).then(|| Duration::from_millis(r.idle_timeout_ms)),
+            drain_on_stop: false,
         }
     }
 }
@@ -127,5 +162,20 @@ mod tests {
             .to_string();
         assert!(err.contains("batchsize"), "{err}");
         assert!(SluiceConfig::parse("runtime:\n  batch_size: 0\n", "s.yaml").is_err());
+    }
+
+    #[test]
+    fn reads_flink_checkpoint_keys() {
+        let c = SluiceConfig::parse(
+            "settings:\n  execution.checkpointing.interval: 5 s\n  execution.checkpointing.num-retained: 2\n",
+            "s.yaml",
+        )
+        .unwrap();
+        assert_eq!(c.checkpoint.interval, Some(Duration::from_secs(5)));
+        assert_eq!(c.checkpoint.num_retained(), 2);
+        let err = SluiceConfig::parse("settings:\n  state.backend: rocksdb\n", "s.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("state.backend"), "{err}");
     }
 }

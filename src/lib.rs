@@ -5,14 +5,16 @@
 //! ```text
 //! sql        parses and plans a script (Flink's dialect, DataFusion) into a job graph
 //! plan       the job graph as data: sources, pipelines of operators, sinks; EXPLAIN
-//! runtime    runs a job graph as tokio tasks joined by bounded channels
+//! runtime    runs a job graph as tokio tasks joined by bounded channels; takes checkpoints
 //! operators  the steps inside a pipeline (windows, MATCH_RECOGNIZE, joins, filters)
 //! connectors read and write the outside world (Kafka, files, ClickHouse, generators)
 //! formats    bytes to Arrow batches and back (JSON, CSV, raw)
+//! checkpoint checkpoint storage (file://, s3://), manifests, checkpoint and restart settings
 //! options    typed reading of a table's WITH options
 //! stream     the ground floor: messages, watermarks, errors, the Source/Operator/Sink traits
 //! ```
 
+pub mod checkpoint;
 pub mod config;
 pub mod connectors;
 pub mod formats;

@@ -235,6 +235,7 @@ async fn the_job_waits_while_clickhouse_is_down_and_loses_nothing() {
     std::fs::write(&script, sql).unwrap();
     let job = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["run", "--quiet", script.to_str().unwrap()])
+            .env("XDG_DATA_HOME", dir.path())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();

@@ -44,6 +44,7 @@ async fn alerts_reach_clickhouse_exactly() {
             "--quiet",
             dir.path().join("alerts.sql").to_str().unwrap(),
         ])
+            .env("XDG_DATA_HOME", dir.path())
         .env("CLICKHOUSE_URL", &url)
         .env("CLICKHOUSE_DATABASE", DATABASE)
         .env("IDLE_MINUTES", "1")

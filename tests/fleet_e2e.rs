@@ -148,6 +148,7 @@ async fn generator_to_kafka_to_pipelines_to_clickhouse() {
                 .join(file);
             let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
                 .args(["run", "--quiet", path.to_str().unwrap()])
+                .env("XDG_DATA_HOME", dir.path())
                 .envs(env)
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())

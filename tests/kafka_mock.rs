@@ -134,6 +134,7 @@ fn bad_json_fails_the_job_naming_the_record_or_is_skipped_and_counted() {
     );
     let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["run", "--quiet", &strict])
+            .env("XDG_DATA_HOME", dir.path())
         .output()
         .unwrap();
     assert!(
@@ -284,6 +285,7 @@ fn an_idle_partition_holds_windows_back_until_the_idle_timeout() {
         let sql = write_sql(dir.path(), name, &sql);
         let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .args(["run", "--quiet", &sql])
+            .env("XDG_DATA_HOME", dir.path())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()

@@ -19,7 +19,7 @@ use rand_pcg::Pcg64;
 use super::pacer::Pacer;
 use crate::options::OptionError;
 use crate::options::OptionReader;
-use crate::stream::{JobError, Source, SourceEnd, SourceOutput};
+use crate::stream::{JobError, Position, Source, SourceEnd, SourceOutput};
 
 #[derive(Debug, Clone)]
 pub struct DatagenConfig {
@@ -202,7 +202,9 @@ impl Source for DatagenSource {
         let mut rng = Pcg64::from_rng(&mut rand::rng());
         let mut pacer = Pacer::new(c.rows_per_second, out.batch_size());
         out.set_splits(1);
-        let mut produced = 0u64;
+        let key: std::sync::Arc<str> = "datagen".into();
+        // A restored generator goes on counting (sequences, `number-of-rows`) where it stood.
+        let mut produced = out.restored().get(&*key).copied().unwrap_or(0);
         loop {
             let n = c.number_of_rows.map_or(pacer.batch_rows as u64, |total| {
                 (total - produced).min(pacer.batch_rows as u64)
@@ -222,7 +224,11 @@ impl Source for DatagenSource {
                 chrono::Utc::now().timestamp_millis(),
             )?;
             produced += n;
-            out.emit(0, batch).await?;
+            let at = Position {
+                key: key.clone(),
+                next: produced,
+            };
+            out.emit(0, batch, at).await?;
         }
     }
 }

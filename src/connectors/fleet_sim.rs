@@ -26,7 +26,7 @@ use rand_pcg::Pcg64;
 use super::pacer::Pacer;
 use crate::options::OptionError;
 use crate::options::OptionReader;
-use crate::stream::{JobError, Source, SourceEnd, SourceOutput};
+use crate::stream::{JobError, Position, Source, SourceEnd, SourceOutput};
 
 /// The telemetry schema (docs/fleet.md); a table declares any subset of these columns.
 pub fn telemetry_schema() -> SchemaRef {
@@ -452,6 +452,9 @@ pub fn select_columns(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordB
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
+/// The position key of a simulation, followed by its start time in milliseconds.
+const SIM_KEY: &str = "fleet-sim@";
+
 pub struct FleetSimSource {
     config: FleetSimConfig,
 }
@@ -466,13 +469,28 @@ impl FleetSimSource {
 impl Source for FleetSimSource {
     async fn run(self: Box<Self>, out: &mut dyn SourceOutput) -> Result<SourceEnd, JobError> {
         let c = &self.config;
-        let start = c
-            .start_ms
-            .unwrap_or_else(|| chrono::Utc::now().timestamp_millis() / 1000 * 1000);
+        // The position's key carries the start time, so a restored simulation (with no
+        // `start` option: it started "now") replays the same events: the same seed and start
+        // give the same stream, fast-forwarded past what was already produced.
+        let restored = out
+            .restored()
+            .iter()
+            .find_map(|(k, n)| Some((k.strip_prefix(SIM_KEY)?.parse::<i64>().ok()?, *n)));
+        let (start, mut produced) = restored.unwrap_or_else(|| {
+            let start = c
+                .start_ms
+                .unwrap_or_else(|| chrono::Utc::now().timestamp_millis() / 1000 * 1000);
+            (start, 0)
+        });
+        let key: std::sync::Arc<str> = format!("{SIM_KEY}{start}").into();
         let mut sim = FleetSimulator::new(c.vehicles, c.seed, start, c.jitter_max);
+        let mut skipped = 0u64;
+        while skipped < produced {
+            let n = (produced - skipped).min(65_536) as usize;
+            skipped += sim.next_batch(n).num_rows() as u64;
+        }
         out.set_splits(1);
         let mut pacer = Pacer::new(c.rows_per_second, out.batch_size());
-        let mut produced = 0u64;
         loop {
             let want = c.number_of_rows.map_or(pacer.batch_rows, |n| {
                 (n - produced).min(pacer.batch_rows as u64) as usize
@@ -486,7 +504,11 @@ impl Source for FleetSimSource {
             }
             let batch = sim.next_batch(want);
             produced += batch.num_rows() as u64;
-            out.emit(0, select_columns(&batch, &c.schema)?).await?;
+            let at = Position {
+                key: key.clone(),
+                next: produced,
+            };
+            out.emit(0, select_columns(&batch, &c.schema)?, at).await?;
         }
     }
 }

@@ -173,6 +173,18 @@ impl ConnectorConfig {
         }
     }
 
+    /// True when reading ends by itself: files, bounded Kafka reads, generators with a row
+    /// count.
+    pub fn is_bounded(&self) -> bool {
+        match self {
+            ConnectorConfig::Filesystem(_) => true,
+            ConnectorConfig::Kafka(k) => k.bounded != kafka::BoundedMode::Unbounded,
+            ConnectorConfig::Datagen(d) => d.number_of_rows.is_some(),
+            ConnectorConfig::FleetSim(f) => f.number_of_rows.is_some(),
+            _ => true,
+        }
+    }
+
     /// `scan.watermark.idle-timeout` where the connector has it.
     pub fn idle_timeout(&self) -> Option<Duration> {
         match self {

@@ -62,6 +62,28 @@ pub struct PipelineNode {
     pub side_output: Option<SinkNode>,
 }
 
+impl PipelineNode {
+    /// Stable ids of the operators that keep state (`None` for the others):
+    /// `<pipeline id>/<kind>`, then `#2`, `#3` for the next operators of the same kind. Adding a
+    /// filter or a projection changes no id.
+    pub fn operator_ids(&self, pipeline_id: &str) -> Vec<Option<String>> {
+        let mut seen: std::collections::HashMap<&str, usize> = Default::default();
+        self.operators
+            .iter()
+            .map(|op| {
+                let kind = op.state_kind()?;
+                let n = seen.entry(kind).or_default();
+                *n += 1;
+                Some(if *n == 1 {
+                    format!("{pipeline_id}/{kind}")
+                } else {
+                    format!("{pipeline_id}/{kind}#{n}")
+                })
+            })
+            .collect()
+    }
+}
+
 pub struct SinkNode {
     pub table: String,
     /// The columns the sink writes, as declared.
@@ -70,6 +92,28 @@ pub struct SinkNode {
 }
 
 impl JobGraph {
+    /// Each pipeline's name in checkpoints: the tables it writes (they stay while the query
+    /// around them changes), `#2`, `#3` for further pipelines writing the same tables.
+    pub fn pipeline_ids(&self) -> Vec<String> {
+        let mut seen: std::collections::HashMap<String, usize> = Default::default();
+        self.pipelines
+            .iter()
+            .map(|p| {
+                let tables: Vec<&str> = p.sinks.iter().map(|s| s.table.as_str()).collect();
+                let base = tables.join(",");
+                let n = seen.entry(base.clone()).or_default();
+                *n += 1;
+                if *n == 1 { base } else { format!("{base}#{n}") }
+            })
+            .collect()
+    }
+
+    /// True when some source never ends by itself (Kafka without a bounded mode, an endless
+    /// generator): such a job is checkpointed by default.
+    pub fn is_unbounded(&self) -> bool {
+        self.sources.iter().any(|s| !s.connector.is_bounded())
+    }
+
     /// The graph as text: sources with connector, watermark and parallelism; each pipeline's
     /// operators; sinks.
     pub fn explain(&self) -> String {
@@ -104,15 +148,22 @@ impl JobGraph {
                 let _ = writeln!(out, "  idle timeout: {idle:?}");
             }
         }
-        for p in &self.pipelines {
+        for (p, id) in self.pipelines.iter().zip(self.pipeline_ids()) {
             let _ = writeln!(out, "\nPipeline `{}`  parallelism 1", p.name);
             let _ = writeln!(
                 out,
                 "  ← source #{} `{}`",
                 p.source, self.sources[p.source].table
             );
-            for op in &p.operators {
-                let _ = writeln!(out, "  {}", op.describe());
+            for (op, state) in p.operators.iter().zip(p.operator_ids(&id)) {
+                match state {
+                    Some(state) => {
+                        let _ = writeln!(out, "  {}  [state: {state}]", op.describe());
+                    }
+                    None => {
+                        let _ = writeln!(out, "  {}", op.describe());
+                    }
+                }
             }
             for sink in &p.sinks {
                 let _ = writeln!(

@@ -1,19 +1,21 @@
 //! Wiring and running a job graph: one task per source, one per pipeline, bounded channels
-//! between them, and a stop signal shared by all.
+//! between them, a stop signal shared by all, and, when checkpoints are on, the coordinator.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use arrow::array::RecordBatch;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::TableOutput;
-use super::metrics::{JobMetrics, SinkMetrics};
+use super::coordinator::{Coordinator, CoordinatorConfig};
+use super::metrics::{JobMetrics, LastCheckpoint};
+use super::pipeline::{PipelineCheckpoints, PipelineTask, SinkOutput};
+use super::restore::{RestorePlan, sink_id};
+use crate::checkpoint::{CheckpointMode, CheckpointStore};
 use crate::operators::OperatorChain;
-use crate::plan::{JobGraph, SinkNode};
-use crate::stream::{JobError, Message, Sink, WatermarkCell};
+use crate::plan::JobGraph;
+use crate::stream::{JobError, Message};
 
 /// Knobs of the runtime (from `sluice.yaml`).
 #[derive(Debug, Clone)]
@@ -28,6 +30,9 @@ pub struct RuntimeOptions {
     pub flush_interval: Duration,
     /// Idle timeout for every source without its own `scan.watermark.idle-timeout`.
     pub idle_timeout: Option<Duration>,
+    /// On a stop request, end event time first so every window is emitted (`--drain`),
+    /// instead of keeping open windows in the final checkpoint.
+    pub drain_on_stop: bool,
 }
 
 impl Default for RuntimeOptions {
@@ -38,6 +43,7 @@ impl Default for RuntimeOptions {
             channel_capacity: 8,
             flush_interval: Duration::from_secs(1),
             idle_timeout: None,
+            drain_on_stop: false,
         }
     }
 }
@@ -51,45 +57,124 @@ pub struct JobReport {
     pub late_rows: u64,
     pub elapsed: Duration,
     pub stopped: bool,
+    /// The newest checkpoint completed by this run.
+    pub last_checkpoint: Option<LastCheckpoint>,
+}
+
+/// How a job takes checkpoints.
+pub struct CheckpointSetup {
+    pub store: CheckpointStore,
+    pub interval: Duration,
+    pub mode: CheckpointMode,
+    pub timeout: Duration,
+    pub num_retained: usize,
+    pub max_parallelism: u32,
+    /// Names this job's deduplication tokens and part files across restores: kept from the
+    /// restored checkpoint, new on a fresh start.
+    pub run_id: String,
+    /// The state to start from, already matched to the job.
+    pub restore: Option<RestorePlan>,
+    /// The newest epoch in the checkpoint directory: new epochs count on from it.
+    pub epoch_base: u64,
 }
 
 /// Runs a job until its bounded inputs end, `stop` turns true, or a task fails (then every other
-/// task is stopped and the first real error is returned).
+/// task is stopped and the first real error is returned). With `checkpoints`, the job starts
+/// from the restored state and takes checkpoints as it runs.
 pub async fn run_job(
     job: JobGraph,
     opts: RuntimeOptions,
     metrics: JobMetrics,
     mut stop: watch::Receiver<bool>,
+    checkpoints: Option<CheckpointSetup>,
 ) -> Result<JobReport, JobError> {
     let started = Instant::now();
     let (internal_stop_tx, internal_stop) = watch::channel(false);
     let mut tasks: JoinSet<Result<(), JobError>> = JoinSet::new();
+    let pipeline_ids = job.pipeline_ids();
+    let (mut restore, link) = match checkpoints {
+        Some(c) => {
+            let restored_epoch = c.restore.as_ref().map_or(0, |r| r.epoch).max(c.epoch_base);
+            let config = CoordinatorConfig {
+                store: c.store,
+                job: job.name.clone(),
+                run_id: c.run_id.clone(),
+                interval: c.interval,
+                timeout: c.timeout,
+                num_retained: c.num_retained,
+                max_parallelism: c.max_parallelism,
+                sources: job.sources.iter().map(|s| s.table.clone()).collect(),
+                pipelines: pipeline_ids.clone(),
+            };
+            let (coordinator, link) = Coordinator::new(
+                config,
+                c.mode,
+                restored_epoch,
+                stop.clone(),
+                metrics.checkpoints.clone(),
+            );
+            tasks.spawn(coordinator.run());
+            (c.restore, Some((link, c.run_id)))
+        }
+        None => (None, None),
+    };
+    // Without checkpoints, every run is new to the sinks' deduplication.
+    let run_id = link
+        .as_ref()
+        .map_or_else(fresh_run_id, |(_, run)| run.clone());
+    let mode = link.as_ref().map(|(l, _)| l.mode);
 
     let mut senders: Vec<Vec<mpsc::Sender<Message>>> =
         job.sources.iter().map(|_| Vec::new()).collect();
-    for (i, pipeline) in job.pipelines.into_iter().enumerate() {
+    for (i, (pipeline, id)) in job.pipelines.into_iter().zip(&pipeline_ids).enumerate() {
         let (tx, rx) = mpsc::channel(opts.channel_capacity);
         senders[pipeline.source].push(tx);
-        // Each sink of each pipeline is its own writer, even when several write one table.
-        let writer = format!("{}/{i}", job.name);
+        let mut restored = restore
+            .as_mut()
+            .map(|r| std::mem::take(&mut r.pipelines[i]))
+            .unwrap_or_default();
         let mut sinks = Vec::with_capacity(pipeline.sinks.len());
-        for (j, node) in pipeline.sinks.iter().enumerate() {
-            let id = if j == 0 {
-                writer.clone()
-            } else {
-                format!("{writer}-{j}")
-            };
-            sinks.push(SinkOutput::open(node, &id).await?);
+        for node in &pipeline.sinks {
+            let sid = sink_id(id, &node.table, false);
+            let writer = format!("{}/{run_id}/{sid}", job.name);
+            sinks.push(SinkOutput::open(node, sid, &writer, mode).await?);
         }
-        let side_output = match &pipeline.side_output {
-            Some(node) => Some(SinkOutput::open(node, &format!("{writer}-late")).await?),
+        let mut side_output = match &pipeline.side_output {
+            Some(node) => {
+                let sid = sink_id(id, &node.table, true);
+                let writer = format!("{}/{run_id}/{sid}", job.name);
+                Some(SinkOutput::open(node, sid, &writer, mode).await?)
+            }
             None => None,
         };
+        // Epochs that completed before the restore may not all have been written: again.
+        for (node, s) in pipeline
+            .sinks
+            .iter()
+            .map(|n| (n, false))
+            .chain(pipeline.side_output.iter().map(|n| (n, true)))
+            .zip(sinks.iter_mut().chain(side_output.as_mut()))
+        {
+            if let Some(epochs) = restored.sinks.remove(&sink_id(id, &node.0.table, node.1)) {
+                s.recommit(epochs).await?;
+            }
+        }
+        if let Some(w) = restored.watermark {
+            pipeline.watermark.store(w, Relaxed);
+        }
+        let operator_ids = pipeline.operator_ids(id);
         // Opening reads files (lookup tables): off the async workers.
         let mut chain = OperatorChain::new(pipeline.operators);
-        let chain = tokio::task::spawn_blocking(move || chain.open().map(|()| chain))
-            .await
-            .map_err(|e| JobError::internal(format!("opening operators: {e}")))??;
+        let states = restored.operators;
+        let chain = tokio::task::spawn_blocking(move || {
+            chain.open()?;
+            if !states.is_empty() {
+                chain.restore(&states)?;
+            }
+            Ok::<_, JobError>(chain)
+        })
+        .await
+        .map_err(|e| JobError::internal(format!("opening operators: {e}")))??;
         let task = PipelineTask {
             chain,
             sinks,
@@ -97,14 +182,26 @@ pub async fn run_job(
             flush_interval: opts.flush_interval,
             watermark: pipeline.watermark.clone(),
             side_output,
+            checkpoints: link.as_ref().map(|(link, _)| PipelineCheckpoints {
+                index: i,
+                link: link.clone(),
+                operator_ids,
+                last_barrier: 0,
+            }),
         };
         tasks.spawn(task.run(rx));
     }
-    for ((node, outputs), m) in job.sources.into_iter().zip(senders).zip(&metrics.sources) {
+    for (index, ((node, outputs), m)) in job
+        .sources
+        .into_iter()
+        .zip(senders)
+        .zip(&metrics.sources)
+        .enumerate()
+    {
         let source =
             node.connector
                 .create_source(&node.table, &node.scan_schema, node.columns.clone())?;
-        let out = TableOutput::new(
+        let mut out = TableOutput::new(
             &node,
             node.idle_timeout.or(opts.idle_timeout),
             outputs,
@@ -112,13 +209,24 @@ pub async fn run_job(
             internal_stop.clone(),
             opts.batch_size,
             opts.linger,
-        );
+        )
+        .with_drain(opts.drain_on_stop);
+        if let Some((link, _)) = &link {
+            let positions = restore
+                .as_mut()
+                .map(|r| std::mem::take(&mut r.sources[index]))
+                .unwrap_or_default();
+            out = out.with_checkpoints(index, link.clone(), positions);
+        }
         tasks.spawn(async move {
             let mut out = out;
             let end = source.run(&mut out).await?;
             out.finish(end).await
         });
     }
+    // The tasks hold the links now: the coordinator ends when the last of them does.
+    let checkpointing = link.is_some();
+    drop(link);
 
     let mut first_error: Option<JobError> = None;
     let mut stop_requested = false;
@@ -129,6 +237,11 @@ pub async fn run_job(
                 let result = joined.unwrap_or_else(|e| Err(JobError::internal(format!("task panicked: {e}"))));
                 if let Err(e) = result {
                     let _ = internal_stop_tx.send(true);
+                    // With checkpoints a failed job is abandoned where it stands, as a crash
+                    // would leave it: the restart restores the last checkpoint.
+                    if checkpointing {
+                        tasks.abort_all();
+                    }
                     // A closed channel is a symptom; keep the task error that caused it.
                     if first_error.is_none() || matches!(first_error, Some(JobError::ChannelClosed)) {
                         first_error = Some(e);
@@ -153,117 +266,14 @@ pub async fn run_job(
         late_rows: metrics.late_rows(),
         elapsed: started.elapsed(),
         stopped: stop_requested,
+        last_checkpoint: metrics.checkpoints.last(),
     })
 }
 
-/// The operators of one INSERT (or of several INSERTs of one query) and its sinks, in one task.
-struct PipelineTask {
-    chain: OperatorChain,
-    sinks: Vec<SinkOutput>,
-    metrics: Arc<SinkMetrics>,
-    flush_interval: Duration,
-    watermark: WatermarkCell,
-    /// Where late rows go.
-    side_output: Option<SinkOutput>,
-}
-
-/// A sink with its declared schema and name.
-struct SinkOutput {
-    sink: Box<dyn Sink>,
-    schema: arrow::datatypes::SchemaRef,
-    name: String,
-}
-
-impl SinkOutput {
-    async fn open(node: &SinkNode, writer: &str) -> Result<Self, JobError> {
-        let mut sink = node.connector.create_sink(&node.table, &node.schema)?;
-        sink.open(writer).await?;
-        Ok(SinkOutput {
-            sink,
-            schema: node.schema.clone(),
-            name: node.table.clone(),
-        })
-    }
-
-    /// Writes `batch` under the sink's declared names and nullability; a NULL in a NOT NULL
-    /// column fails here with the column named.
-    async fn write(&mut self, batch: &RecordBatch) -> Result<(), JobError> {
-        let b = RecordBatch::try_new(self.schema.clone(), batch.columns().to_vec())
-            .map_err(|e| JobError::sink(&self.name, e.to_string()))?;
-        self.sink.write(b).await
-    }
-}
-
-impl PipelineTask {
-    async fn run(mut self, mut rx: mpsc::Receiver<Message>) -> Result<(), JobError> {
-        let mut flush = tokio::time::interval(self.flush_interval);
-        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            let msg = tokio::select! {
-                msg = rx.recv() => msg,
-                _ = flush.tick() => {
-                    self.flush_all().await?;
-                    continue;
-                }
-            };
-            match msg {
-                Some(Message::Batch(batch)) => {
-                    let out = self.chain.process_batch(batch)?;
-                    self.metrics
-                        .late_rows
-                        .store(self.chain.late_rows(), Relaxed);
-                    self.write(out).await?;
-                    self.write_side_output().await?;
-                }
-                Some(Message::Watermark(w)) => {
-                    self.watermark.store(w, Relaxed);
-                    let out = self.chain.process_watermark(w)?;
-                    self.metrics
-                        .buffered_rows
-                        .store(self.chain.buffered_rows(), Relaxed);
-                    self.write(out).await?;
-                }
-                Some(Message::Barrier(_)) => self.flush_all().await?,
-                Some(Message::EndOfInput) => {
-                    for s in self.sinks.iter_mut().chain(self.side_output.as_mut()) {
-                        s.sink.finish().await?;
-                    }
-                    return Ok(());
-                }
-                // The source failed or was torn down; its task reports why.
-                None => return Err(JobError::ChannelClosed),
-            }
-        }
-    }
-
-    async fn flush_all(&mut self) -> Result<(), JobError> {
-        for s in self.sinks.iter_mut().chain(self.side_output.as_mut()) {
-            s.sink.flush().await?;
-        }
-        Ok(())
-    }
-
-    async fn write_side_output(&mut self) -> Result<(), JobError> {
-        let Some(side) = &mut self.side_output else {
-            return Ok(());
-        };
-        for b in self.chain.take_side_output() {
-            side.write(&b).await?;
-        }
-        Ok(())
-    }
-
-    async fn write(&mut self, batches: Vec<RecordBatch>) -> Result<(), JobError> {
-        for b in batches {
-            let rows = b.num_rows();
-            if rows == 0 {
-                continue;
-            }
-            for s in &mut self.sinks {
-                s.write(&b).await?;
-                self.metrics.rows_out.fetch_add(rows as u64, Relaxed);
-            }
-        }
-        Ok(())
-    }
+/// A run id for a job without checkpoints (or its first start): unique per start.
+pub fn fresh_run_id() -> String {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    format!("{millis:x}")
 }

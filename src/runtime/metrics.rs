@@ -1,9 +1,11 @@
 //! A job's counters as a whole: the per-source and per-pipeline atomics of the ground floor,
 //! summed for the report, and the live status line of `sluice run`.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::checkpoint::CheckpointKind;
 
 pub use crate::stream::metrics::{SinkMetrics, SourceMetrics};
 
@@ -11,6 +13,63 @@ pub use crate::stream::metrics::{SinkMetrics, SourceMetrics};
 pub struct JobMetrics {
     pub sources: Vec<Arc<SourceMetrics>>,
     pub sinks: Vec<Arc<SinkMetrics>>,
+    pub checkpoints: Arc<CheckpointStatus>,
+}
+
+/// The newest completed checkpoint, for the status line and the run summary.
+#[derive(Debug, Default)]
+pub struct CheckpointStatus {
+    last: Mutex<Option<LastCheckpoint>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct LastCheckpoint {
+    pub epoch: u64,
+    pub kind: CheckpointKind,
+    pub completed_at: Instant,
+    pub duration: Duration,
+    pub bytes: u64,
+}
+
+impl CheckpointStatus {
+    pub fn completed(&self, epoch: u64, duration: Duration, bytes: u64, kind: CheckpointKind) {
+        let last = LastCheckpoint {
+            epoch,
+            kind,
+            completed_at: Instant::now(),
+            duration,
+            bytes,
+        };
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(last);
+    }
+
+    pub fn last(&self) -> Option<LastCheckpoint> {
+        *self.last.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl LastCheckpoint {
+    /// `checkpoint 12 (3 s ago, 41 ms, 1.2 MB)`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} {} ({} s ago, {} ms, {})",
+            self.kind.as_str(),
+            self.epoch,
+            self.completed_at.elapsed().as_secs(),
+            self.duration.as_millis(),
+            bytes(self.bytes)
+        )
+    }
+}
+
+/// 1234567 → "1.2 MB".
+pub fn bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.1} GB", n as f64 / (1u64 << 30) as f64),
+        n if n >= 1 << 20 => format!("{:.1} MB", n as f64 / (1u64 << 20) as f64),
+        n if n >= 1 << 10 => format!("{:.1} kB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
 }
 
 impl JobMetrics {
@@ -32,6 +91,7 @@ impl JobMetrics {
                     })
                 })
                 .collect(),
+            checkpoints: Arc::default(),
         }
     }
 
@@ -110,6 +170,13 @@ impl StatusLine {
             line.push_str(&format!(", {} buffered", group(buffered)));
         }
         line.push(')');
+        if let Some(c) = m.checkpoints.last() {
+            line.push_str(&format!(
+                "  │ chk {} {} s ago",
+                c.epoch,
+                c.completed_at.elapsed().as_secs()
+            ));
+        }
         for s in &m.sources {
             let wm = s.watermark.load(Relaxed);
             let lag = s.lag.load(Relaxed);

@@ -7,10 +7,13 @@
 //! every window) and `EndOfInput`; a stop request (Ctrl-C) ends sources at once, and sinks flush
 //! what they hold before the job ends.
 
+mod coordinator;
 mod job;
 pub mod metrics;
+mod pipeline;
+pub mod restore;
 mod source_output;
 pub mod watermark;
 
-pub use job::{JobReport, RuntimeOptions, run_job};
+pub use job::{CheckpointSetup, JobReport, RuntimeOptions, fresh_run_id, run_job};
 pub use source_output::TableOutput;

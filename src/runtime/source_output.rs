@@ -4,6 +4,7 @@
 //! Connectors only turn bytes into scan batches; everything Flink's table source does beyond
 //! that happens here, the same way for every connector.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -13,12 +14,15 @@ use arrow::compute::{filter_record_batch, is_not_null};
 use async_trait::async_trait;
 use tokio::sync::{mpsc, watch};
 
+use super::coordinator::{CheckpointLink, Report, Task};
 use super::watermark::WatermarkTracker;
 use crate::connectors::print::format_rows;
 use crate::operators::Projection;
 use crate::plan::SourceNode;
 use crate::stream::metrics::SourceMetrics;
-use crate::stream::{JobError, Message, SourceEnd, SourceOutput};
+use crate::stream::{
+    CheckpointBarrier, JobError, Message, Position, Positions, SourceEnd, SourceOutput,
+};
 
 /// The runtime's [`SourceOutput`] for one table.
 pub struct TableOutput {
@@ -36,6 +40,24 @@ pub struct TableOutput {
     stop: watch::Receiver<bool>,
     batch_size: usize,
     linger: Duration,
+    /// Where the source stands: the positions of what it has sent downstream.
+    positions: Positions,
+    restored: Positions,
+    checkpoints: Option<SourceCheckpoints>,
+    /// On a stop, end event time first so every window is emitted (`--drain`).
+    drain: bool,
+}
+
+/// A source's part in checkpoints.
+struct SourceCheckpoints {
+    index: usize,
+    link: CheckpointLink,
+    /// The newest epoch this source placed a barrier for.
+    placed: u64,
+    /// Positions at each barrier placed and not yet known complete.
+    placed_positions: BTreeMap<u64, Positions>,
+    /// The newest completed epoch already handed to `take_committed`.
+    committed: u64,
 }
 
 impl TableOutput {
@@ -75,7 +97,65 @@ impl TableOutput {
             stop,
             batch_size,
             linger,
+            positions: Positions::new(),
+            restored: Positions::new(),
+            checkpoints: None,
+            drain: false,
         }
+    }
+
+    /// Makes this output place checkpoint barriers as source `index` of the job, starting from
+    /// `restored` positions.
+    pub(crate) fn with_checkpoints(
+        mut self,
+        index: usize,
+        link: CheckpointLink,
+        restored: Positions,
+    ) -> Self {
+        let placed = *link.completed.borrow();
+        self.positions = restored.clone();
+        self.restored = restored;
+        self.checkpoints = Some(SourceCheckpoints {
+            index,
+            link,
+            placed,
+            placed_positions: BTreeMap::new(),
+            committed: placed,
+        });
+        self
+    }
+
+    /// On a stop, emits every window first (`--drain`) instead of keeping them in state.
+    pub(crate) fn with_drain(mut self, drain: bool) -> Self {
+        self.drain = drain;
+        self
+    }
+
+    /// Places a barrier when a checkpoint newer than the last one placed was requested.
+    async fn place_requested_barrier(&mut self) -> Result<(), JobError> {
+        let Some(c) = &self.checkpoints else {
+            return Ok(());
+        };
+        let requested = *c.link.requested.borrow();
+        if requested > c.placed {
+            self.place_barrier(requested).await?;
+        }
+        Ok(())
+    }
+
+    async fn place_barrier(&mut self, epoch: u64) -> Result<(), JobError> {
+        self.send(Message::Barrier(CheckpointBarrier { epoch }))
+            .await?;
+        let c = self.checkpoints.as_mut().expect("checkpointing");
+        c.placed = epoch;
+        c.placed_positions.insert(epoch, self.positions.clone());
+        // A closed report channel means the coordinator is gone: the job is ending anyway.
+        let _ = c.link.reports.send(Report::Source {
+            index: c.index,
+            epoch,
+            positions: self.positions.clone(),
+        });
+        Ok(())
     }
 
     /// Rows whose event time is NULL cannot be placed in time: with parse errors ignored (or from
@@ -127,12 +207,22 @@ impl TableOutput {
         Ok(())
     }
 
-    /// Ends the stream: a final +∞ watermark when the input is exhausted, then `EndOfInput`.
+    /// Ends the stream: a final +∞ watermark when the input is exhausted (or the stop drains),
+    /// a barrier for a final checkpoint (a savepoint when stopped) so sinks commit everything,
+    /// then `EndOfInput`.
     pub(crate) async fn finish(mut self, end: SourceEnd) -> Result<(), JobError> {
-        if end == SourceEnd::Exhausted && self.watermarks.is_some() {
+        if (end == SourceEnd::Exhausted || self.drain) && self.watermarks.is_some() {
             self.send_watermark(i64::MAX).await?;
         }
-        self.send(Message::EndOfInput).await
+        if let Some(c) = &self.checkpoints {
+            let epoch = c.link.request_next();
+            self.place_barrier(epoch).await?;
+        }
+        self.send(Message::EndOfInput).await?;
+        if let Some(c) = &self.checkpoints {
+            let _ = c.link.reports.send(Report::Finished(Task::Source(c.index)));
+        }
+        Ok(())
     }
 }
 
@@ -173,7 +263,57 @@ impl SourceOutput for TableOutput {
         self.metrics.bad_records.fetch_add(n as u64, Relaxed);
     }
 
-    async fn emit(&mut self, split: usize, scan: RecordBatch) -> Result<(), JobError> {
+    fn restored(&self) -> &Positions {
+        &self.restored
+    }
+
+    fn checkpointing(&self) -> bool {
+        self.checkpoints.is_some()
+    }
+
+    fn take_committed(&mut self) -> Option<Positions> {
+        let c = self.checkpoints.as_mut()?;
+        let completed = *c.link.completed.borrow();
+        if completed <= c.committed {
+            return None;
+        }
+        c.committed = completed;
+        let newer = c.placed_positions.split_off(&(completed + 1));
+        let done = std::mem::replace(&mut c.placed_positions, newer);
+        done.into_iter().next_back().map(|(_, p)| p)
+    }
+
+    async fn emit(
+        &mut self,
+        split: usize,
+        scan: RecordBatch,
+        position: Position,
+    ) -> Result<(), JobError> {
+        self.place_requested_barrier().await?;
+        self.send_rows(split, scan).await?;
+        if self.checkpoints.is_some() {
+            self.positions
+                .insert(position.key.to_string(), position.next);
+        }
+        Ok(())
+    }
+
+    async fn tick(&mut self) -> Result<(), JobError> {
+        self.place_requested_barrier().await?;
+        let advanced = self
+            .watermarks
+            .as_mut()
+            .and_then(|w| w.advance(Instant::now()));
+        if let Some(w) = advanced {
+            self.send_watermark(w).await?;
+        }
+        Ok(())
+    }
+}
+
+impl TableOutput {
+    /// Projects, checks and sends one scan batch with the watermark it advances.
+    async fn send_rows(&mut self, split: usize, scan: RecordBatch) -> Result<(), JobError> {
         if scan.num_rows() == 0 {
             return Ok(());
         }
@@ -194,17 +334,6 @@ impl SourceOutput for TableOutput {
         };
         self.send(Message::Batch(row)).await?;
         if let Some(w) = watermark {
-            self.send_watermark(w).await?;
-        }
-        Ok(())
-    }
-
-    async fn tick(&mut self) -> Result<(), JobError> {
-        let advanced = self
-            .watermarks
-            .as_mut()
-            .and_then(|w| w.advance(Instant::now()));
-        if let Some(w) = advanced {
             self.send_watermark(w).await?;
         }
         Ok(())

@@ -31,6 +31,9 @@ pub enum JobError {
     DataFusion(#[from] DataFusionError),
     #[error("Kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    /// A checkpoint could not be taken or restored; the message says which and why.
+    #[error("{0}")]
+    Checkpoint(String),
     /// The task at the other end of a channel ended (it failed, and reports its own error).
     #[error("a connected task stopped")]
     ChannelClosed,
@@ -39,6 +42,12 @@ pub enum JobError {
 }
 
 impl JobError {
+    /// Whether restarting the job from its last checkpoint can get past this error. A bad
+    /// record would be read again, a checkpoint that does not fit would not fit again.
+    pub fn is_restartable(&self) -> bool {
+        !matches!(self, JobError::BadRecord { .. } | JobError::Checkpoint(_))
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         JobError::Internal(message.into())
     }

@@ -19,6 +19,6 @@ pub use error::JobError;
 pub use message::{CheckpointBarrier, Message};
 pub use operator::Operator;
 pub use sink::Sink;
-pub use source::{Source, SourceEnd, SourceOutput};
+pub use source::{Position, Positions, Source, SourceEnd, SourceOutput};
 pub use type_name::flink_type_name;
 pub use watermark::{WatermarkCell, new_watermark_cell};

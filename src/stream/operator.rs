@@ -52,6 +52,13 @@ pub trait Operator: Send {
         Vec::new()
     }
 
+    /// What kind of state the operator keeps (`window-aggregate`, `session-window`,
+    /// `match-recognize`), or `None` when it keeps none. Part of the operator's stable id in
+    /// checkpoints.
+    fn state_kind(&self) -> Option<&'static str> {
+        None
+    }
+
     /// The operator's state as bytes (Arrow IPC), for a checkpoint; `None` when stateless.
     /// Taking a snapshot does not change what the operator emits afterwards.
     fn snapshot(&mut self) -> Result<Option<Vec<u8>>, JobError> {

@@ -9,10 +9,26 @@ use super::JobError;
 #[async_trait]
 pub trait Sink: Send {
     /// Connects and checks the target before any row flows (a ClickHouse table's columns), so a
-    /// mismatch fails the job at start. `writer` names this sink instance uniquely within the
-    /// job's runs (job name and pipeline; deduplication tokens use it).
+    /// mismatch fails the job at start. `writer` names this sink instance: the same in every
+    /// run restored from the same checkpoints, different for another job, another sink of the
+    /// job or a fresh start (deduplication tokens and part file names are made from it).
     async fn open(&mut self, _writer: &str) -> Result<(), JobError> {
         Ok(())
+    }
+
+    /// True when the sink implements [`Sink::write_epoch`]: with exactly-once checkpoints the
+    /// runtime then holds each checkpoint's rows and hands them over once it completes.
+    fn writes_epochs(&self) -> bool {
+        false
+    }
+
+    /// Writes the rows of checkpoint `epoch`, which is complete, and returns once they are
+    /// stored. Idempotent: the same epoch with the same batches written again (after a crash
+    /// in the middle, the runtime replays it from the checkpoint) leaves one copy.
+    async fn write_epoch(&mut self, epoch: u64, _batches: &[RecordBatch]) -> Result<(), JobError> {
+        Err(JobError::internal(format!(
+            "this sink cannot write checkpoint epoch {epoch}"
+        )))
     }
 
     async fn write(&mut self, batch: RecordBatch) -> Result<(), JobError>;

@@ -5,6 +5,7 @@
 //! beyond that (computed columns, watermarks, fan-out to every pipeline reading the table,
 //! counting) is the [`SourceOutput`]'s job, done the same way for every connector by the runtime.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +14,19 @@ use async_trait::async_trait;
 
 use super::JobError;
 use super::metrics::SourceMetrics;
+
+/// Where a source stands in one of its inputs after a batch: `key` names the input the same way
+/// in every run (`topic/partition`, a file's path, a generator), `next` is the record to read
+/// next (a Kafka offset, a byte offset, a sequence number). Checkpoints store these; a restored
+/// source starts from them.
+#[derive(Debug, Clone)]
+pub struct Position {
+    pub key: Arc<str>,
+    pub next: u64,
+}
+
+/// Positions of every input of a source, by key.
+pub type Positions = BTreeMap<String, u64>;
 
 /// How a source's `run` ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,8 +68,28 @@ pub trait SourceOutput: Send {
     /// Counts records skipped as bad (already logged by the decoder).
     fn count_bad_records(&self, n: usize);
 
-    /// Sends a batch of scan rows read from `split` downstream, with the watermark it advances.
-    async fn emit(&mut self, split: usize, scan: RecordBatch) -> Result<(), JobError>;
+    /// Sends a batch of scan rows read from `split` downstream, with the watermark it advances;
+    /// `position` is where the source stands once these rows are read (an empty batch still
+    /// moves it, past records that were skipped). A checkpoint barrier is only ever placed
+    /// between two emits, so the position and the rows sent always agree.
+    async fn emit(
+        &mut self,
+        split: usize,
+        scan: RecordBatch,
+        position: Position,
+    ) -> Result<(), JobError>;
+
+    /// Positions restored from a checkpoint (empty on a fresh start): a source starts each
+    /// input found here at its position instead of its configured startup mode.
+    fn restored(&self) -> &Positions;
+
+    /// True when the job takes checkpoints: a source then leaves committing its position
+    /// elsewhere (a Kafka group) to [`SourceOutput::take_committed`].
+    fn checkpointing(&self) -> bool;
+
+    /// Positions of the newest checkpoint completed since the last call: safe to commit to an
+    /// external position store (a consumer group), which is for monitoring only.
+    fn take_committed(&mut self) -> Option<Positions>;
 
     /// Re-checks idle splits; call periodically when no data arrives.
     async fn tick(&mut self) -> Result<(), JobError>;

@@ -10,10 +10,13 @@ pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
-/// Runs `sluice <args>` with extra environment variables, successful or not.
+/// Runs `sluice <args>` with extra environment variables, successful or not. Each run has a
+/// data directory of its own, so default checkpoints never carry over between tests.
 pub fn sluice_any(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let data = tempfile::tempdir().expect("a temporary directory");
     Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(args)
+        .env("XDG_DATA_HOME", data.path())
         .envs(env.iter().copied())
         .output()
         .expect("the sluice binary runs")

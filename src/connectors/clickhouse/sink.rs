@@ -3,12 +3,14 @@
 //! Batches are buffered and sent as `INSERT INTO db.t (cols) FORMAT ArrowStream`: the Arrow
 //! batches go out as Arrow IPC, which ClickHouse reads natively — no per-row encoding here.
 //!
-//! **Delivery.** Each insert of buffered rows is an *epoch*; its rows are cut into blocks of
-//! `sink.batch-size` in order, so the blocks of an epoch are the same every time it is sent.
-//! Every block carries `insert_deduplication_token = <job>/<pipeline>/<table>/<run>/<epoch>/<block>`; a
-//! block retried after a timeout or a lost connection is therefore stored once
-//! (exactly-once for retries). `<run>` is the start time of this process until checkpoints land;
-//! then the epoch becomes the checkpoint id and a restarted job re-sends the same tokens.
+//! **Delivery.** With exactly-once checkpoints the runtime hands the sink the rows of each
+//! completed checkpoint ([`Sink::write_epoch`]); they are cut into blocks of `sink.batch-size`
+//! in order, so the blocks of an epoch are the same every time it is sent, and every block
+//! carries `insert_deduplication_token = <job>/<run>/<pipeline>/<table>/<epoch>/<block>`
+//! (`<run>` is kept across restores, new on `--fresh`). A block sent again — retried after a
+//! timeout, or replayed from the checkpoint after a crash in the middle of an epoch — is
+//! stored once. Without checkpoints (or `AT_LEAST_ONCE`) buffered rows are inserted as they
+//! come, under tokens of this process, which still makes retries of one insert safe.
 //! MergeTree tables need `non_replicated_deduplication_window` for that; the sink sets it when
 //! it is missing and warns when it cannot.
 //!
@@ -51,8 +53,11 @@ pub struct ClickHouseSink {
     buffered: Vec<RecordBatch>,
     buffered_rows: usize,
     last_insert: Instant,
-    /// Token prefix `<job>/<pipeline>/<table>/<run>`.
+    /// Token prefix of checkpoint epochs: the writer name, the same across restores.
     token_prefix: String,
+    /// Token prefix of rows inserted as they come: the writer name and this process's start.
+    live_prefix: String,
+    /// Inserts of rows as they come so far.
     epoch: u64,
 }
 
@@ -86,6 +91,7 @@ impl ClickHouseSink {
             buffered_rows: 0,
             last_insert: Instant::now(),
             token_prefix: String::new(),
+            live_prefix: String::new(),
             epoch: 0,
             config,
         }
@@ -268,16 +274,23 @@ impl ClickHouseSink {
         self.epoch += 1;
         let size = self.config.batch_size;
         for (block, offset) in (0..all.num_rows()).step_by(size).enumerate() {
-            if self.in_flight.len() >= self.config.max_in_flight {
-                self.await_oldest().await?;
-            }
             let rows = all.slice(offset, size.min(all.num_rows() - offset));
-            let token = format!("{}/{}/{block}", self.token_prefix, self.epoch);
-            let inserter = self.inserter.clone();
-            self.in_flight.push_back(tokio::spawn(
-                async move { inserter.insert(&rows, &token).await },
-            ));
+            let token = format!("{}/{}/{block}", self.live_prefix, self.epoch);
+            self.send_block(rows, token).await?;
         }
+        Ok(())
+    }
+
+    /// Sends one block as a task of its own, first waiting for the oldest when
+    /// `sink.max-in-flight` are out.
+    async fn send_block(&mut self, rows: RecordBatch, token: String) -> Result<(), JobError> {
+        if self.in_flight.len() >= self.config.max_in_flight {
+            self.await_oldest().await?;
+        }
+        let inserter = self.inserter.clone();
+        self.in_flight.push_back(tokio::spawn(
+            async move { inserter.insert(&rows, &token).await },
+        ));
         Ok(())
     }
 
@@ -413,12 +426,32 @@ fn unescape_tsv(field: &str) -> String {
 #[async_trait]
 impl Sink for ClickHouseSink {
     async fn open(&mut self, writer: &str) -> Result<(), JobError> {
-        let run = std::time::SystemTime::now()
+        let started = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
-        // Two pipelines writing one table must never share a token: `writer` tells them apart.
-        self.token_prefix = format!("{writer}/{}/{run}", self.name);
+        // Two sinks writing one table must never share a token: `writer` tells them apart.
+        self.token_prefix = writer.to_string();
+        self.live_prefix = format!("{writer}/live-{started:x}");
         self.prepare_table().await
+    }
+
+    fn writes_epochs(&self) -> bool {
+        self.config.exactly_once
+    }
+
+    async fn write_epoch(&mut self, epoch: u64, batches: &[RecordBatch]) -> Result<(), JobError> {
+        self.insert_all().await?;
+        let all = concat_batches(&self.schema, batches)?;
+        let size = self.config.batch_size;
+        for (block, offset) in (0..all.num_rows()).step_by(size).enumerate() {
+            let rows = all.slice(offset, size.min(all.num_rows() - offset));
+            let token = format!("{}/{epoch}/{block}", self.token_prefix);
+            self.send_block(rows, token).await?;
+        }
+        while !self.in_flight.is_empty() {
+            self.await_oldest().await?;
+        }
+        Ok(())
     }
 
     async fn write(&mut self, batch: RecordBatch) -> Result<(), JobError> {

@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use async_trait::async_trait;
@@ -14,7 +15,7 @@ use tokio::sync::mpsc;
 use super::FilesystemConfig;
 use crate::connectors::ScanColumns;
 use crate::formats::{RecordBoundaries, RecordDecoder};
-use crate::stream::{JobError, Source, SourceEnd, SourceOutput};
+use crate::stream::{JobError, Position, Source, SourceEnd, SourceOutput};
 
 pub struct FileSource {
     config: FilesystemConfig,
@@ -36,8 +37,11 @@ impl FileSource {
     }
 }
 
-/// Decoded rows and the number of bad records skipped to get them.
-type Chunk = Result<(RecordBatch, usize), JobError>;
+/// Decoded rows, the number of bad records skipped to get them, and where the read stands.
+type Chunk = Result<(RecordBatch, usize, Position), JobError>;
+
+/// A file's position once it has been read to its end.
+const FILE_DONE: u64 = u64::MAX;
 
 #[async_trait]
 impl Source for FileSource {
@@ -53,14 +57,40 @@ impl Source for FileSource {
         .with_required(&self.columns.required)
         .with_projection(self.columns.decode.clone());
         let batch_rows = out.batch_size();
+        // A restored source goes on where it stood: files read to the end are skipped, the
+        // one it was in is read from the byte after its last emitted line.
+        let restored = out.restored().clone();
         let reader = std::thread::Builder::new()
             .name(format!("read-{}", self.table))
             .spawn(move || {
-                // A failed send means the source task stopped: stop reading.
-                let mut emit = |batch, skipped| tx.blocking_send(Ok((batch, skipped))).is_ok();
                 for file in files {
-                    if let Err(e) = read_file(&file, &mut decoder, batch_rows, &mut emit) {
-                        let _ = tx.blocking_send(Err(e));
+                    let key: Arc<str> = file.display().to_string().into();
+                    let skip = restored.get(&*key).copied().unwrap_or(0);
+                    if skip == FILE_DONE {
+                        continue;
+                    }
+                    // A failed send means the source task stopped: stop reading.
+                    let mut emit = |batch, skipped, consumed| {
+                        let at = Position {
+                            key: key.clone(),
+                            next: consumed,
+                        };
+                        tx.blocking_send(Ok((batch, skipped, at))).is_ok()
+                    };
+                    match read_file(&file, &mut decoder, batch_rows, skip, &mut emit) {
+                        Ok(true) => {}
+                        Ok(false) => return,
+                        Err(e) => {
+                            let _ = tx.blocking_send(Err(e));
+                            return;
+                        }
+                    }
+                    let done = Position {
+                        key: key.clone(),
+                        next: FILE_DONE,
+                    };
+                    let empty = RecordBatch::new_empty(decoder.schema().clone());
+                    if tx.blocking_send(Ok((empty, 0, done))).is_err() {
                         return;
                     }
                 }
@@ -72,9 +102,9 @@ impl Source for FileSource {
                 _ = out.stopped() => return Ok(SourceEnd::Stopped),
             };
             match chunk {
-                Some(Ok((batch, skipped))) => {
+                Some(Ok((batch, skipped, at))) => {
                     out.count_bad_records(skipped);
-                    out.emit(0, batch).await?;
+                    out.emit(0, batch, at).await?;
                 }
                 Some(Err(e)) => return Err(e),
                 None => break,
@@ -97,11 +127,17 @@ pub fn read_all(
     let mut decoder = RecordDecoder::new(config.format.clone(), config.schema.clone(), BATCH_ROWS);
     let (mut batches, mut skipped_total) = (Vec::new(), 0);
     for file in files {
-        read_file(&file, &mut decoder, BATCH_ROWS, &mut |batch, skipped| {
-            batches.push(batch);
-            skipped_total += skipped;
-            true
-        })?;
+        read_file(
+            &file,
+            &mut decoder,
+            BATCH_ROWS,
+            0,
+            &mut |batch, skipped, _| {
+                batches.push(batch);
+                skipped_total += skipped;
+                true
+            },
+        )?;
     }
     Ok((batches, skipped_total))
 }
@@ -145,14 +181,16 @@ fn is_hidden(p: &Path) -> bool {
 const READ_CHUNK: usize = 4 << 20;
 
 /// Reads one file in large chunks, cuts them into runs of at most `batch_rows` whole lines, and
-/// decodes each run into one batch, handed to `emit` with the number of bad records skipped;
-/// `emit` returning false stops the read.
+/// decodes each run into one batch, handed to `emit` with the number of bad records skipped and
+/// the bytes of the (decompressed) file consumed so far. The first `skip` bytes (whole lines
+/// read by an earlier run) are passed over. Returns false when `emit` returned false to stop.
 fn read_file(
     path: &Path,
     decoder: &mut RecordDecoder,
     batch_rows: usize,
-    emit: &mut dyn FnMut(RecordBatch, usize) -> bool,
-) -> Result<(), JobError> {
+    skip: u64,
+    emit: &mut dyn FnMut(RecordBatch, usize, u64) -> bool,
+) -> Result<bool, JobError> {
     let display = path.display().to_string();
     let file = File::open(path).map_err(|e| JobError::io(format!("opening {display}"), e))?;
     let mut reader: Box<dyn Read> = if display.ends_with(".gz") {
@@ -162,7 +200,27 @@ fn read_file(
     };
     let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK * 2);
     let mut first_line: u64 = 1;
+    // Bytes of the file before `buf[0]`.
+    let mut consumed: u64 = 0;
+    while consumed < skip {
+        let want = (skip - consumed).min(READ_CHUNK as u64) as usize;
+        buf.resize(want, 0);
+        let n = read_full(&mut reader, &mut buf)
+            .map_err(|e| JobError::io(format!("reading {display}"), e))?;
+        if n == 0 {
+            return Err(JobError::source(
+                &display,
+                format!(
+                    "the file is shorter than the {skip} bytes a checkpoint says were read; was it replaced?"
+                ),
+            ));
+        }
+        first_line += memchr::memchr_iter(b'\n', &buf[..n]).count() as u64;
+        consumed += n as u64;
+    }
+    buf.clear();
     let mut eof = false;
+    let mut padded = false;
     while !eof {
         let start = buf.len();
         buf.resize(start + READ_CHUNK, 0);
@@ -172,6 +230,7 @@ fn read_file(
         eof = n == 0;
         if eof && buf.last().is_some_and(|b| *b != b'\n') {
             buf.push(b'\n'); // a last line without newline is still a record
+            padded = true;
         }
         // Decode every complete run of lines; keep the partial last line for the next read.
         let mut done = 0;
@@ -193,13 +252,16 @@ fn read_file(
             let decoded = decoder.decode(&buf[done..end], RecordBoundaries::Lines, &locate)?;
             first_line += lines as u64;
             done = end;
-            if !emit(decoded.batch, decoded.skipped.len()) {
-                return Ok(());
+            // The newline added to close a last line is not in the file.
+            let at = consumed + done as u64 - u64::from(padded && done == buf.len());
+            if !emit(decoded.batch, decoded.skipped.len(), at) {
+                return Ok(false);
             }
         }
+        consumed += done as u64;
         buf.drain(..done);
     }
-    Ok(())
+    Ok(true)
 }
 
 fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {

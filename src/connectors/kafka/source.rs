@@ -23,7 +23,7 @@ use super::config::{BoundedMode, KafkaConfig, StartupMode};
 use crate::connectors::ScanColumns;
 use crate::formats::{RecordBoundaries, RecordDecoder};
 use crate::stream::metrics::SourceMetrics;
-use crate::stream::{JobError, Source, SourceEnd, SourceOutput};
+use crate::stream::{JobError, Position, Positions, Source, SourceEnd, SourceOutput};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -52,10 +52,18 @@ impl KafkaSource {
 }
 
 /// librdkafka's callbacks for the source: statistics become the lag metric; end-of-partition
-/// "errors" (asked for by bounded reads, which stop on them) are not logged as failures.
+/// "errors" (asked for by bounded reads, which stop on them) are not logged as failures, and a
+/// broker that is down is reported once, not at every reconnect attempt (librdkafka keeps
+/// reconnecting by itself; the source just waits).
 struct SourceContext {
     metrics: Arc<SourceMetrics>,
+    table: String,
+    /// When the last error was logged and how many were left unlogged since.
+    errors: std::sync::Mutex<(Option<Instant>, u64)>,
 }
+
+/// How long repeats of broker errors stay quiet.
+const ERROR_QUIET: Duration = Duration::from_secs(60);
 
 impl ClientContext for SourceContext {
     fn stats(&self, stats: Statistics) {
@@ -70,17 +78,47 @@ impl ClientContext for SourceContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        if error.rdkafka_error_code() != Some(RDKafkaErrorCode::PartitionEOF) {
-            tracing::error!("librdkafka: {error}: {reason}");
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF) {
+            return;
         }
+        self.unavailable(&format!("{error}: {reason}"));
     }
 }
 
 impl ConsumerContext for SourceContext {}
 
+impl SourceContext {
+    /// Logs a transient failure once per quiet period, counting the repeats in between.
+    fn unavailable(&self, what: &str) {
+        let mut e = self.errors.lock().unwrap_or_else(|p| p.into_inner());
+        match e.0 {
+            Some(at) if at.elapsed() < ERROR_QUIET => e.1 += 1,
+            _ => {
+                let repeats = std::mem::take(&mut e.1);
+                e.0 = Some(Instant::now());
+                tracing::warn!(table = %self.table, repeats_since_last_report = repeats, "Kafka unavailable, waiting and reconnecting: {what}");
+            }
+        }
+    }
+}
+
+/// Consumer errors that end the job: the broker answers, and says no.
+fn is_fatal(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::GroupAuthorizationFailed
+            | RDKafkaErrorCode::SaslAuthenticationFailed
+            | RDKafkaErrorCode::Authentication
+            | RDKafkaErrorCode::OffsetOutOfRange
+    )
+}
+
 struct Split {
     topic: String,
     partition: i32,
+    /// `topic/partition`: the split's name in checkpoints.
+    key: Arc<str>,
     /// Offset at which a bounded read stops (exclusive).
     stop_at: Option<i64>,
     done: bool,
@@ -91,6 +129,7 @@ impl Split {
         topic.partitions().iter().map(|p| Split {
             topic: topic.name().to_string(),
             partition: p.id(),
+            key: format!("{}/{}", topic.name(), p.id()).into(),
             stop_at: None,
             done: false,
         })
@@ -110,6 +149,8 @@ struct Pending {
     payloads: Vec<u8>,
     ends: Vec<usize>,
     meta: Vec<RecordMeta>,
+    /// Per split, the last offset passed without a row (tombstones).
+    skipped: HashMap<usize, i64>,
     first_at: Option<Instant>,
 }
 
@@ -118,7 +159,10 @@ impl Source for KafkaSource {
     async fn run(self: Box<Self>, out: &mut dyn SourceOutput) -> Result<SourceEnd, JobError> {
         let c = &self.config;
         let mut cc = c.client_config();
-        cc.set("enable.auto.commit", "true");
+        // With checkpoints the group's offsets are committed once a checkpoint holding them
+        // completes (they are only for monitoring then); without, stored offsets of rows sent
+        // downstream are auto-committed.
+        cc.set("enable.auto.commit", (!out.checkpointing()).to_string());
         cc.set("enable.auto.offset.store", "false");
         if c.bounded == BoundedMode::LatestOffset {
             // End-of-partition events let a bounded read finish even when the last offsets
@@ -134,11 +178,19 @@ impl Source for KafkaSource {
         let consumer: StreamConsumer<SourceContext> = cc
             .create_with_context(SourceContext {
                 metrics: out.metrics().clone(),
+                table: self.table.clone(),
+                errors: Default::default(),
             })
             .map_err(|e| self.err(e))?;
 
         let mut splits = self.discover(&consumer)?;
-        let starts = self.start_offsets(&consumer, &splits)?;
+        let mut starts = self.start_offsets(&consumer, &splits)?;
+        // A restored position wins over the startup mode.
+        for (s, start) in splits.iter().zip(starts.iter_mut()) {
+            if let Some(&next) = out.restored().get(&*s.key) {
+                *start = next as i64;
+            }
+        }
         let mut tpl = TopicPartitionList::new();
         for (s, start) in splits.iter_mut().zip(&starts) {
             tpl.add_partition_offset(&s.topic, s.partition, Offset::Offset(*start))
@@ -188,6 +240,11 @@ impl Source for KafkaSource {
                             self.mark_done_at_eof(&consumer, &mut splits, partition)?;
                             continue;
                         }
+                        // A broker down or restarting: librdkafka reconnects; wait for it.
+                        Err(KafkaError::MessageConsumption(code)) if !is_fatal(code) => {
+                            consumer.context().unavailable(&code.to_string());
+                            continue;
+                        }
                         Err(e) => return Err(self.err(e)),
                     };
                     let Some(&split) = index.get(&(m.topic().to_string(), m.partition())) else { continue };
@@ -206,7 +263,8 @@ impl Source for KafkaSource {
                             if tombstones == 1 || tombstones.is_power_of_two() {
                                 tracing::info!(table = %self.table, tombstones, "skipping messages without a value");
                             }
-                            let _ = consumer.store_offset(m.topic(), m.partition(), m.offset());
+                            pending.skipped.insert(split, m.offset());
+                            pending.first_at.get_or_insert_with(Instant::now);
                         }
                         Some(payload) => {
                             pending.payloads.extend_from_slice(payload);
@@ -220,14 +278,19 @@ impl Source for KafkaSource {
                             pending.first_at.get_or_insert_with(Instant::now);
                         }
                     }
-                    if pending.meta.len() >= out.batch_size() {
+                    if pending.meta.len() + pending.skipped.len() >= out.batch_size() {
                         self.flush(&mut pending, &mut decoder, &splits, &consumer, out).await?;
                     }
                 }
                 _ = tokio::time::sleep(linger_left.unwrap_or(Duration::from_secs(3600))), if linger_left.is_some() => {
                     self.flush(&mut pending, &mut decoder, &splits, &consumer, out).await?;
                 }
-                _ = tick.tick() => out.tick().await?,
+                _ = tick.tick() => {
+                    out.tick().await?;
+                    if let Some(done) = out.take_committed() {
+                        self.commit_positions(&consumer, &splits, &done);
+                    }
+                }
                 _ = out.stopped() => {
                     self.flush(&mut pending, &mut decoder, &splits, &consumer, out).await?;
                     self.commit(&consumer);
@@ -402,7 +465,7 @@ impl KafkaSource {
         consumer: &StreamConsumer<SourceContext>,
         out: &mut dyn SourceOutput,
     ) -> Result<(), JobError> {
-        if pending.meta.is_empty() {
+        if pending.meta.is_empty() && pending.skipped.is_empty() {
             return Ok(());
         }
         let p = std::mem::take(pending);
@@ -428,32 +491,41 @@ impl KafkaSource {
         };
         let scan = self.with_metadata(decoded.batch, &kept, splits)?;
 
-        // One batch per partition, so each partition's watermark sees only its own rows.
-        let first = kept.first().map(|m| m.split);
-        if kept.iter().all(|m| Some(m.split) == first) {
-            if let Some(split) = first {
-                out.emit(split, scan).await?;
-            }
-        } else {
-            let mut by_split: HashMap<usize, Vec<u32>> = HashMap::new();
-            for (row, m) in kept.iter().enumerate() {
-                by_split.entry(m.split).or_default().push(row as u32);
-            }
-            let mut order: Vec<_> = by_split.into_iter().collect();
-            order.sort_by_key(|(s, _)| *s);
-            for (split, rows) in order {
-                let part = take_record_batch(&scan, &UInt32Array::from(rows))?;
-                out.emit(split, part).await?;
-            }
-        }
-        let mut last: HashMap<usize, i64> = HashMap::new();
+        // The next offset of every split this flush covers: past its rows, its bad records and
+        // its tombstones.
+        let mut next: std::collections::BTreeMap<usize, i64> = std::collections::BTreeMap::new();
         for m in &p.meta {
-            last.insert(m.split, m.offset);
+            next.insert(m.split, m.offset + 1);
         }
-        for (split, offset) in last {
-            let s = &splits[split];
-            // librdkafka's offset store commits `offset + 1`: the next record to read.
-            let _ = consumer.store_offset(&s.topic, s.partition, offset);
+        for (&split, &offset) in &p.skipped {
+            let n = next.entry(split).or_insert(offset + 1);
+            *n = (*n).max(offset + 1);
+        }
+        let position = |split: usize| Position {
+            key: splits[split].key.clone(),
+            next: next[&split] as u64,
+        };
+        // One batch per partition, so each partition's watermark sees only its own rows.
+        let mut rows_by_split: std::collections::BTreeMap<usize, Vec<u32>> =
+            next.keys().map(|&s| (s, Vec::new())).collect();
+        for (row, m) in kept.iter().enumerate() {
+            rows_by_split.entry(m.split).or_default().push(row as u32);
+        }
+        if rows_by_split.len() == 1 {
+            let split = *next.keys().next().expect("one split");
+            out.emit(split, scan, position(split)).await?;
+        } else {
+            for (split, rows) in rows_by_split {
+                let part = take_record_batch(&scan, &UInt32Array::from(rows))?;
+                out.emit(split, part, position(split)).await?;
+            }
+        }
+        if !out.checkpointing() {
+            for (split, n) in next {
+                let s = &splits[split];
+                // librdkafka's offset store commits `offset + 1`: the next record to read.
+                let _ = consumer.store_offset(&s.topic, s.partition, n - 1);
+            }
         }
         Ok(())
     }
@@ -520,6 +592,29 @@ impl KafkaSource {
         Ok(())
     }
 
+    /// Commits the positions of a completed checkpoint to the consumer group, for monitoring
+    /// (lag in Kafka tools); restores read the checkpoint, never the group.
+    fn commit_positions(
+        &self,
+        consumer: &StreamConsumer<SourceContext>,
+        splits: &[Split],
+        positions: &Positions,
+    ) {
+        let mut tpl = TopicPartitionList::new();
+        for s in splits {
+            if let Some(&next) = positions.get(&*s.key) {
+                let _ =
+                    tpl.add_partition_offset(&s.topic, s.partition, Offset::Offset(next as i64));
+            }
+        }
+        if tpl.count() == 0 {
+            return;
+        }
+        if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+            tracing::debug!(table = %self.table, "committing checkpointed offsets failed: {e}");
+        }
+    }
+
     fn commit(&self, consumer: &StreamConsumer<SourceContext>) {
         match consumer.commit_consumer_state(CommitMode::Sync) {
             Ok(()) => {}
@@ -545,6 +640,8 @@ mod tests {
         rows: Vec<(usize, RecordBatch)>,
         splits: usize,
         metrics: Arc<SourceMetrics>,
+        restored: Positions,
+        positions: Positions,
     }
 
     #[async_trait]
@@ -568,9 +665,24 @@ mod tests {
             self.splits = n;
         }
         fn count_bad_records(&self, _n: usize) {}
-        async fn emit(&mut self, split: usize, scan: RecordBatch) -> Result<(), JobError> {
+        async fn emit(
+            &mut self,
+            split: usize,
+            scan: RecordBatch,
+            at: Position,
+        ) -> Result<(), JobError> {
+            self.positions.insert(at.key.to_string(), at.next);
             self.rows.push((split, scan));
             Ok(())
+        }
+        fn restored(&self) -> &Positions {
+            &self.restored
+        }
+        fn checkpointing(&self) -> bool {
+            true
+        }
+        fn take_committed(&mut self) -> Option<Positions> {
+            None
         }
         async fn tick(&mut self) -> Result<(), JobError> {
             Ok(())
@@ -642,6 +754,10 @@ mod tests {
             .unwrap();
         let mut out = Collected::default();
         let end = source.run(&mut out).await.unwrap();
+        let read_to: Positions = [("readings/0".to_string(), 3), ("readings/1".to_string(), 2)]
+            .into_iter()
+            .collect();
+        assert_eq!(out.positions, read_to, "the next offset of each partition");
 
         assert_eq!(end, SourceEnd::Exhausted);
         assert_eq!(out.splits, 2);
@@ -669,5 +785,24 @@ mod tests {
                 (p0, 5, 0, 2)
             ]
         );
+
+        // Restored from a checkpoint at partition 0 offset 2: the rest of partition 0 and all
+        // of partition 1 (no position) are read; the startup mode does not apply to partition 0.
+        let source = config
+            .create_source("readings", &scan, ScanColumns::default())
+            .unwrap();
+        let mut out = Collected {
+            restored: [("readings/0".to_string(), 2)].into_iter().collect(),
+            ..Default::default()
+        };
+        source.run(&mut out).await.unwrap();
+        let mut ids: Vec<i64> = out
+            .rows
+            .iter()
+            .flat_map(|(_, b)| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+            .collect();
+        ids.sort();
+        assert_eq!(ids, [2, 4, 5]);
+        assert_eq!(out.positions, read_to);
     }
 }

@@ -467,6 +467,10 @@ fn row_fits(
 }
 
 impl Operator for MatchRecognize {
+    fn state_kind(&self) -> Option<&'static str> {
+        Some("match-recognize")
+    }
+
     fn describe(&self) -> String {
         let d = &self.def;
         let key: Vec<&str> = d

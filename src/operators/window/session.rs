@@ -179,6 +179,10 @@ impl SessionAggregate {
 }
 
 impl Operator for SessionAggregate {
+    fn state_kind(&self) -> Option<&'static str> {
+        Some("session-window")
+    }
+
     fn describe(&self) -> String {
         let calls: Vec<String> = self.calls.iter().map(|c| c.label.clone()).collect();
         format!(

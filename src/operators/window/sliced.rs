@@ -285,6 +285,10 @@ fn time_constant(ms: i64, rows: usize, target: &DataType) -> Result<ArrayRef, Jo
 }
 
 impl Operator for WindowAggregate {
+    fn state_kind(&self) -> Option<&'static str> {
+        Some("window-aggregate")
+    }
+
     fn describe(&self) -> String {
         let calls: Vec<String> = self.calls.iter().map(|c| c.label.clone()).collect();
         let window = match self.kind {

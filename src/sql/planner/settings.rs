@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::checkpoint::CheckpointConfig;
 use crate::options::parse_duration;
 
 /// Where late rows of windows and MATCH_RECOGNIZE go.
@@ -31,6 +32,8 @@ pub struct Settings {
     pub allowed_lateness_ms: i64,
     /// `table.optimizer.reuse-sub-plan-enabled`.
     pub reuse_sub_plan: bool,
+    /// `execution.checkpointing.*`, `execution.savepoint.*`, `restart-strategy.*`.
+    pub checkpoint: CheckpointConfig,
     values: BTreeMap<String, String>,
 }
 
@@ -42,6 +45,7 @@ impl Default for Settings {
             late_rows: LateRows::Drop,
             allowed_lateness_ms: 0,
             reuse_sub_plan: true,
+            checkpoint: CheckpointConfig::default(),
             values: BTreeMap::new(),
         }
     }
@@ -113,15 +117,12 @@ impl Settings {
                     _ => return Err(format!("'{key}' = '{value}' must be 'true' or 'false'")),
                 }
             }
-            k if k.starts_with("execution.checkpointing.") || k.starts_with("state.") => {
-                return Err(format!(
-                    "'{key}' is not supported yet: Sluice has no checkpoints so far, a restarted job starts over"
-                ));
-            }
+            k if CheckpointConfig::handles(k) => self.checkpoint.set(k, v)?,
             other => {
                 return Err(format!(
-                    "unknown setting '{other}'; Sluice accepts: {}",
-                    KNOWN.join(", ")
+                    "unknown setting '{other}'; Sluice accepts: {}, and the checkpoint keys {}",
+                    KNOWN.join(", "),
+                    crate::checkpoint::KEYS.join(", ")
                 ));
             }
         }
@@ -189,7 +190,8 @@ mod tests {
         for (k, v) in [
             ("parallelism.default", "4"),
             ("table.local-time-zone", "Europe/Berlin"),
-            ("execution.checkpointing.interval", "10 s"),
+            ("execution.checkpointing.interval", "often"),
+            ("state.backend.type", "rocksdb"),
             ("sql-client.execution.result-mode", "tableau"),
             ("table.exec.mini-batch.enabled", "true"),
             ("execution.runtime-mode", "batch"),
