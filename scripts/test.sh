@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine or a warm one:
 #   1. installs what the tests need unless present: tansu (a Kafka-compatible broker, from
-#      crates.io) and ClickHouse (the chdb-core wheel from PyPI, in a venv),
+#      crates.io), ClickHouse (the chdb-core wheel from PyPI, in a venv) and an S3-compatible
+#      server for checkpoint storage (moto, from PyPI, in a venv),
 #   2. starts them on loopback unless something already listens on the test ports,
 #   3. runs every test (cargo nextest when installed, else cargo test),
 #   4. stops what it started.
@@ -15,6 +16,9 @@ KAFKA_ADDR=127.0.0.1:19092
 CLICKHOUSE_ADDR=127.0.0.1:18123
 CHDB_VERSION=26.9.0
 CHDB_VENV="${SLUICE_CHDB_VENV:-$HOME/.cache/sluice-ch/venv}"
+S3_ADDR=127.0.0.1:15000
+MOTO_VERSION=5.2.5
+MOTO_VENV="${SLUICE_MOTO_VENV:-$HOME/.cache/sluice-moto/venv}"
 STATE_DIR="${SLUICE_TEST_STATE:-$HOME/.cache/sluice/test-services}"
 mkdir -p "$STATE_DIR"
 
@@ -79,6 +83,22 @@ else
   wait_for ClickHouse "$CLICKHOUSE_ADDR" "$STATE_DIR/clickhouse.log"
 fi
 export SLUICE_TEST_CLICKHOUSE="http://$CLICKHOUSE_ADDR"
+
+# --- S3 (moto's server) ----------------------------------------------------------------------
+if ! "$MOTO_VENV/bin/python" -c 'import moto.server' >/dev/null 2>&1; then
+  log "installing moto $MOTO_VERSION into $MOTO_VENV"
+  python3 -m venv "$MOTO_VENV"
+  "$MOTO_VENV/bin/pip" install --quiet "moto[server]==$MOTO_VERSION"
+fi
+if port_open "$S3_ADDR"; then
+  log "an S3 server already listens on $S3_ADDR; using it"
+else
+  log "starting moto (S3) on $S3_ADDR"
+  "$MOTO_VENV/bin/moto_server" -H "${S3_ADDR%:*}" -p "${S3_ADDR#*:}" >"$STATE_DIR/moto.log" 2>&1 &
+  started_pids+=($!)
+  wait_for moto "$S3_ADDR" "$STATE_DIR/moto.log"
+fi
+export SLUICE_TEST_S3="http://$S3_ADDR"
 
 # --- tests -----------------------------------------------------------------------------------
 # Jobs checkpoint by default under $XDG_DATA_HOME; tests must never restore a previous run's.

@@ -1,5 +1,6 @@
 -- plan: aggregates=[max(driver_id), count(*)]
--- plan: clickhouse http://127.0.0.1:8123 table=default.out batch=100000 retries deduplicated, at-least-once across restarts
+-- plan: clickhouse http://127.0.0.1:8123 table=default.out batch=100000 exactly-once with checkpoints
+-- plan: count(*)]  [state: out/window-aggregate]
 CREATE TABLE t (vehicle_id STRING, driver_id STRING, ts TIMESTAMP(3), WATERMARK FOR ts AS ts)
   WITH ('connector' = 'filesystem', 'path' = '${TMP}/in.jsonl', 'format' = 'json');
 CREATE TABLE out (vehicle_id STRING, d STRING, n BIGINT)

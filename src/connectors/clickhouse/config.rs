@@ -91,10 +91,9 @@ impl ClickHouseConfig {
             self.database,
             self.table,
             self.batch_size,
-            // Until checkpoints exist, a restarted job re-sends under new tokens: only retries
-            // within a run are deduplicated.
+            // Exactly-once needs checkpoints too (on by default for unbounded jobs).
             if self.exactly_once {
-                "retries deduplicated, at-least-once across restarts"
+                "exactly-once with checkpoints"
             } else {
                 "at-least-once"
             }

@@ -1,0 +1,407 @@
+//! Checkpoints and recovery with the real binary: a job killed with SIGKILL at random moments
+//! and restarted with the same command writes exactly the rows of a run that was never
+//! interrupted — counted row for row, duplicates included; a stop with Ctrl-C keeps open
+//! windows in a savepoint; a torn checkpoint is passed over; a changed query restores what
+//! still fits and names what does not; S3 storage round-trips.
+//!
+//! The input is the fleet simulator with a fixed seed and start, so every run sees the same
+//! events; its watermark delay exceeds the simulator's disorder, so no row is ever late and
+//! results do not depend on where batches happen to be cut.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use common::read_sink_dir;
+use rand::Rng;
+
+const OUTPUTS: [&str; 5] = ["passthrough", "tumble", "hop", "session", "braking"];
+
+/// The job: one fleet-sim source, five INSERTs (pass-through, TUMBLE, HOP, SESSION,
+/// MATCH_RECOGNIZE) into CSV directories under `out`. `extra` goes before the tables.
+fn job_sql(out: &Path, rows: u64, rate: u64, extra: &str) -> String {
+    let sink = |name: &str, cols: &str| {
+        format!(
+            "CREATE TABLE {name} ({cols}) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');\n",
+            out.join(name).display()
+        )
+    };
+    let mut sql = format!(
+        "{extra}
+CREATE TABLE telemetry (
+  vehicle_id STRING, driver_id STRING, ts TIMESTAMP(3), speed_kmh DOUBLE, accel_ms2 DOUBLE, event_type STRING,
+  WATERMARK FOR ts AS ts - INTERVAL '5' SECOND
+) WITH ('connector' = 'fleet-sim', 'vehicles' = '20', 'seed' = '5', 'start-time' = '2024-03-01 08:00:00',
+        'number-of-rows' = '{rows}', 'rows-per-second' = '{rate}');
+"
+    );
+    sql += &sink(
+        "passthrough",
+        "vehicle_id STRING, ts TIMESTAMP(3), speed_kmh DOUBLE",
+    );
+    sql += &sink(
+        "tumble",
+        "vehicle_id STRING, ws TIMESTAMP(3), n BIGINT, top DOUBLE",
+    );
+    sql += &sink("hop", "driver_id STRING, we TIMESTAMP(3), n BIGINT");
+    sql += &sink(
+        "session",
+        "vehicle_id STRING, ws TIMESTAMP(3), we TIMESTAMP(3), n BIGINT",
+    );
+    sql += &sink(
+        "braking",
+        "vehicle_id STRING, first_ts TIMESTAMP(3), hard BIGINT",
+    );
+    sql += "
+INSERT INTO passthrough SELECT vehicle_id, ts, speed_kmh FROM telemetry WHERE speed_kmh > 20;
+INSERT INTO tumble SELECT vehicle_id, window_start, COUNT(*), MAX(speed_kmh)
+  FROM TABLE(TUMBLE(TABLE telemetry, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
+  GROUP BY vehicle_id, window_start, window_end;
+INSERT INTO hop SELECT driver_id, window_end, COUNT(*)
+  FROM TABLE(HOP(TABLE telemetry, DESCRIPTOR(ts), INTERVAL '1' MINUTE, INTERVAL '5' MINUTE))
+  GROUP BY driver_id, window_start, window_end;
+INSERT INTO session SELECT vehicle_id, window_start, window_end, COUNT(*)
+  FROM TABLE(SESSION(TABLE telemetry PARTITION BY vehicle_id, DESCRIPTOR(ts), INTERVAL '20' SECOND))
+  GROUP BY vehicle_id, window_start, window_end;
+INSERT INTO braking SELECT * FROM telemetry MATCH_RECOGNIZE (
+  PARTITION BY vehicle_id ORDER BY ts
+  MEASURES FIRST(H.ts) AS first_ts, COUNT(H.ts) AS hard
+  ONE ROW PER MATCH
+  AFTER MATCH SKIP PAST LAST ROW
+  PATTERN (H+ N)
+  DEFINE H AS H.accel_ms2 < -1.5, N AS N.accel_ms2 >= -1.5
+) AS m;
+";
+    sql
+}
+
+/// Every output's rows, sorted, duplicates kept.
+fn outputs(out: &Path) -> BTreeMap<&'static str, Vec<String>> {
+    OUTPUTS
+        .iter()
+        .map(|name| {
+            let dir = out.join(name);
+            let mut rows = if dir.exists() {
+                read_sink_dir(&dir)
+            } else {
+                Vec::new()
+            };
+            rows.sort();
+            (*name, rows)
+        })
+        .collect()
+}
+
+/// Rows of an uninterrupted run without checkpoints, as fast as the source goes.
+fn reference(rows: u64) -> BTreeMap<&'static str, Vec<String>> {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let sql = write(dir.path(), "reference.sql", &job_sql(&out, rows, 0, ""));
+    let done = finish(spawn(&sql, dir.path(), &[]));
+    assert!(done.status.success(), "{}", stderr(&done));
+    let got = outputs(&out);
+    assert!(
+        got.values().all(|rows| !rows.is_empty()),
+        "every output has rows: {got:?}"
+    );
+    got
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn spawn(sql: &Path, data: &Path, args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("run")
+        .arg("--quiet")
+        .args(args)
+        .arg(sql)
+        .env("XDG_DATA_HOME", data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn finish(child: Child) -> Output {
+    child.wait_with_output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn assert_same(got: &BTreeMap<&str, Vec<String>>, want: &BTreeMap<&str, Vec<String>>) {
+    for name in OUTPUTS {
+        let (g, w) = (&got[name], &want[name]);
+        assert!(
+            g == w,
+            "`{name}`: {} rows, {} expected; first difference: {:?}",
+            g.len(),
+            w.len(),
+            g.iter().zip(w).find(|(a, b)| a != b)
+        );
+    }
+}
+
+/// Runs the paced job, kills it with SIGKILL `kills` times at random moments (restarting it
+/// with the same command each time), then lets it run to the end.
+fn killed_and_restarted(rows: u64, kills: usize, extra: &str) -> BTreeMap<&'static str, Vec<String>> {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let sql = write(dir.path(), "fleet.sql", &job_sql(&out, rows, 4000, extra));
+    let mut rng = rand::rng();
+    let mut restored = 0;
+    for _ in 0..kills {
+        let mut child = spawn(&sql, dir.path(), &[]);
+        std::thread::sleep(Duration::from_millis(rng.random_range(700..2500)));
+        let _ = child.kill(); // SIGKILL: no flush, no savepoint
+        let o = finish(child);
+        restored += stderr(&o).matches("restoring checkpoint").count();
+    }
+    let last = finish(spawn(&sql, dir.path(), &[]));
+    let text = stderr(&last);
+    assert!(last.status.success(), "{text}");
+    restored += text.matches("restoring checkpoint").count();
+    assert!(
+        restored > 0,
+        "at least one restart restored a checkpoint: {text}"
+    );
+    outputs(&out)
+}
+
+#[test]
+fn a_job_killed_at_random_moments_writes_exactly_the_rows_of_an_uninterrupted_run() {
+    let rows = 24_000;
+    let want = reference(rows);
+    // Several rounds in one test run, each with its own random kill times.
+    for _ in 0..3 {
+        let got = killed_and_restarted(
+            rows,
+            4,
+            "SET 'execution.checkpointing.interval' = '300 ms';",
+        );
+        assert_same(&got, &want);
+    }
+}
+
+#[test]
+fn ctrl_c_takes_a_savepoint_and_the_next_run_resumes_from_it() {
+    let rows = 16_000;
+    let want = reference(rows);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    // Checkpoints every hour: only the savepoint taken at the stop can carry the state.
+    let sql = write(
+        dir.path(),
+        "fleet.sql",
+        &job_sql(
+            &out,
+            rows,
+            4000,
+            "SET 'execution.checkpointing.interval' = '1 h';",
+        ),
+    );
+    let child = spawn(&sql, dir.path(), &[]);
+    std::thread::sleep(Duration::from_millis(1500));
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let stopped = finish(child);
+    let text = stderr(&stopped);
+    assert!(stopped.status.success(), "{text}");
+    assert!(text.contains("last savepoint"), "{text}");
+    // Windows still open at the stop were not emitted early.
+    let partial = outputs(&out);
+    assert!(partial["tumble"].len() < want["tumble"].len(), "{text}");
+
+    let resumed = finish(spawn(&sql, dir.path(), &[]));
+    let text = stderr(&resumed);
+    assert!(resumed.status.success(), "{text}");
+    assert!(text.contains("restoring savepoint"), "{text}");
+    assert_same(&outputs(&out), &want);
+
+    // The job ran to its end: a new run does nothing until asked to start over.
+    let again = finish(spawn(&sql, dir.path(), &[]));
+    assert!(stderr(&again).contains("--fresh"), "{}", stderr(&again));
+    assert_same(&outputs(&out), &want);
+}
+
+#[test]
+fn torn_and_unfinished_latest_checkpoints_are_passed_over_for_the_one_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let store = dir.path().join("checkpoints");
+    let extra = format!(
+        "SET 'execution.checkpointing.interval' = '200 ms';
+         SET 'execution.checkpointing.num-retained' = '3';
+         SET 'execution.checkpointing.dir' = '{}';",
+        store.display()
+    );
+    let rows = 16_000;
+    let sql = write(dir.path(), "fleet.sql", &job_sql(&out, rows, 4000, &extra));
+    let mut child = spawn(&sql, dir.path(), &[]);
+    std::thread::sleep(Duration::from_millis(2000));
+    let _ = child.kill();
+    finish(child);
+    let job = store.join("fleet");
+    let mut epochs: Vec<PathBuf> = std::fs::read_dir(&job)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("_metadata").exists())
+        .collect();
+    epochs.sort();
+    let newest = epochs.last().expect("a completed checkpoint").clone();
+    let n: u64 = newest.to_string_lossy().rsplit("chk-").next().unwrap().parse().unwrap();
+    // Two checkpoints after it never completed, so no sink wrote their rows: one crashed
+    // between its state file and its manifest, the other's state file is torn.
+    let unfinished = job.join(format!("chk-{:08}", n + 1));
+    std::fs::create_dir_all(&unfinished).unwrap();
+    std::fs::copy(newest.join("state"), unfinished.join("state")).unwrap();
+    let torn = job.join(format!("chk-{:08}", n + 2));
+    std::fs::create_dir_all(&torn).unwrap();
+    std::fs::copy(newest.join("_metadata"), torn.join("_metadata")).unwrap();
+    let state = std::fs::read(newest.join("state")).unwrap();
+    std::fs::write(torn.join("state"), &state[..state.len() / 2]).unwrap();
+    let previous = newest.file_name().unwrap().to_owned();
+
+    let resumed = finish(spawn(&sql, dir.path(), &[]));
+    let text = stderr(&resumed);
+    assert!(resumed.status.success(), "{text}");
+    assert!(
+        text.contains("torn") && text.contains(&format!("from file://{}", job.join(&previous).display())),
+        "{text}"
+    );
+    assert_same(&outputs(&out), &reference(rows));
+}
+
+#[test]
+fn a_changed_query_restores_what_still_fits_and_names_what_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let extra = "SET 'execution.checkpointing.interval' = '200 ms';";
+    let original = job_sql(&out, 200_000, 4000, extra);
+    let sql = write(dir.path(), "fleet.sql", &original);
+    let mut child = spawn(&sql, dir.path(), &[]);
+    std::thread::sleep(Duration::from_millis(2000));
+    let _ = child.kill();
+    finish(child);
+
+    // The SESSION INSERT is gone, the HOP window is longer, and a filter was added to TUMBLE.
+    let session_start = original.find("INSERT INTO session").unwrap();
+    let session_end = session_start + original[session_start..].find(";\n").unwrap() + 2;
+    let changed = format!(
+        "{}{}",
+        &original[..session_start],
+        &original[session_end..]
+    )
+    .replace("INTERVAL '5' MINUTE))", "INTERVAL '10' MINUTE))")
+    .replace(
+        "INTERVAL '1' MINUTE))\n  GROUP BY vehicle_id",
+        "INTERVAL '1' MINUTE))\n  WHERE speed_kmh >= 0 GROUP BY vehicle_id",
+    );
+    assert!(changed.contains("WHERE speed_kmh >= 0 GROUP BY vehicle_id"));
+    write(dir.path(), "fleet.sql", &changed);
+    let refused = finish(spawn(&sql, dir.path(), &[]));
+    let text = stderr(&refused);
+    assert!(!refused.status.success(), "{text}");
+    assert!(
+        text.contains("operator `session/session-window`")
+            && text.contains("not in the query any more")
+            && text.contains("operator `hop/window-aggregate` changed")
+            && text.contains("--allow-non-restored-state"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("tumble/window-aggregate") && !text.contains("braking/"),
+        "operators that still fit are not reported: {text}"
+    );
+
+    let child = spawn(&sql, dir.path(), &["--allow-non-restored-state"]);
+    std::thread::sleep(Duration::from_millis(2000));
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let allowed = finish(child);
+    let text = stderr(&allowed);
+    assert!(allowed.status.success(), "{text}");
+    assert!(
+        text.contains("restoring checkpoint") && text.contains("dropping state"),
+        "{text}"
+    );
+}
+
+/// S3 storage against a local S3-compatible server (moto, started by scripts/test.sh).
+#[test]
+fn checkpoints_round_trip_through_s3() {
+    let Some(endpoint) = std::env::var("SLUICE_TEST_S3").ok() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "SLUICE_TEST_S3 is not set under CI: scripts/test.sh starts the S3 server"
+        );
+        return;
+    };
+    let bucket = format!("sluice-test-{}", std::process::id());
+    let s3 = [
+        ("AWS_ENDPOINT", endpoint.as_str()),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    // moto accepts any credentials; the bucket is created through its REST API.
+    let created = Command::new("curl")
+        .args(["-sf", "-X", "PUT", &format!("{endpoint}/{bucket}")])
+        .status()
+        .unwrap();
+    assert!(created.success(), "creating bucket {bucket} at {endpoint}");
+
+    let rows = 16_000;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let extra = format!(
+        "SET 'execution.checkpointing.interval' = '300 ms';
+         SET 'execution.checkpointing.dir' = 's3://{bucket}/jobs';"
+    );
+    let sql = write(dir.path(), "fleet.sql", &job_sql(&out, rows, 4000, &extra));
+    let run = |args: &[&str]| -> Child {
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("run")
+            .arg("--quiet")
+            .args(args)
+            .arg(&sql)
+            .env("XDG_DATA_HOME", dir.path())
+            .envs(s3)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut child = run(&[]);
+    std::thread::sleep(Duration::from_millis(2000));
+    let _ = child.kill();
+    finish(child);
+    let listed = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["checkpoints", "list", &format!("s3://{bucket}/jobs/fleet")])
+        .envs(s3)
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.status.success() && listing.contains("checkpoint"),
+        "{listing}{}",
+        stderr(&listed)
+    );
+    let resumed = finish(run(&[]));
+    let text = stderr(&resumed);
+    assert!(resumed.status.success(), "{text}");
+    assert!(text.contains(&format!("from s3://{bucket}/jobs/fleet/chk-")), "{text}");
+    assert_same(&outputs(&out), &reference(rows));
+}
