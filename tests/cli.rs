@@ -36,7 +36,7 @@ fn stops_cleanly_on(signal: &str) {
     .unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["run", sql.to_str().unwrap()])
-            .env("XDG_DATA_HOME", dir.path())
+        .env("XDG_DATA_HOME", dir.path())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();

@@ -217,14 +217,30 @@ async fn the_job_waits_while_clickhouse_is_down_and_loses_nothing() {
     if test_clickhouse().is_none() {
         return;
     }
-    let port = 18124;
+    clickhouse_down_for_a_while(18124, "").await;
+}
+
+/// With checkpoints, rows are inserted epoch by epoch once each checkpoint completes: the
+/// server dies in the middle of writing one, and the epoch is written again, stored once.
+#[tokio::test]
+async fn with_checkpoints_an_epoch_cut_off_by_clickhouse_stopping_is_stored_once() {
+    if test_clickhouse().is_none() {
+        return;
+    }
+    clickhouse_down_for_a_while(18125, "SET 'execution.checkpointing.interval' = '300 ms';").await;
+}
+
+/// Runs 3000 sequential ids into a ClickHouse of the test's own on `port`, which is stopped
+/// while rows flow and started again two seconds later; every id arrives exactly once.
+async fn clickhouse_down_for_a_while(port: u16, settings: &str) {
     let url = format!("http://127.0.0.1:{port}");
     let data = tempfile::tempdir().unwrap();
     let mut server = start_server(data.path(), port);
     let dir = tempfile::tempdir().unwrap();
     let rows = 3000;
     let sql = format!(
-        "CREATE TABLE src (id BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '1000',
+        "{settings}
+         CREATE TABLE src (id BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '1000',
            'fields.id.kind' = 'sequence', 'fields.id.start' = '1', 'fields.id.end' = '{rows}');
          CREATE TABLE ch (id BIGINT) WITH ('connector' = 'clickhouse', 'url' = '{url}',
            'table' = 'ids', 'sink.create-table' = 'true', 'sink.batch-size' = '100',
@@ -235,7 +251,7 @@ async fn the_job_waits_while_clickhouse_is_down_and_loses_nothing() {
     std::fs::write(&script, sql).unwrap();
     let job = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["run", "--quiet", script.to_str().unwrap()])
-            .env("XDG_DATA_HOME", dir.path())
+        .env("XDG_DATA_HOME", dir.path())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();

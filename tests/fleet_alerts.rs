@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 
 use common::{
@@ -44,7 +43,7 @@ async fn alerts_reach_clickhouse_exactly() {
             "--quiet",
             dir.path().join("alerts.sql").to_str().unwrap(),
         ])
-            .env("XDG_DATA_HOME", dir.path())
+        .env("XDG_DATA_HOME", dir.path())
         .env("CLICKHOUSE_URL", &url)
         .env("CLICKHOUSE_DATABASE", DATABASE)
         .env("IDLE_MINUTES", "1")
@@ -57,16 +56,17 @@ async fn alerts_reach_clickhouse_exactly() {
     );
 
     // Harsh braking: the (vehicle, fast row time) of every match, against Flink's Q4 result.
-    let got: BTreeSet<String> = clickhouse_query(
+    // Read as stored, without FINAL, so a duplicate would show.
+    let mut got: Vec<String> = clickhouse_query(
         &url,
-        "SELECT alert_id FROM fleet_alerts_test.alerts FINAL WHERE alert_type = 'harsh_braking' FORMAT TabSeparated",
+        "SELECT alert_id FROM fleet_alerts_test.alerts WHERE alert_type = 'harsh_braking' FORMAT TabSeparated",
     )
     .await
     .lines()
     .map(str::to_string)
     .collect();
     let golden = std::fs::read_to_string(fixtures().join("golden_100k/q4_match.csv")).unwrap();
-    let want: BTreeSet<String> = golden
+    let mut want: Vec<String> = golden
         .lines()
         .skip(1)
         .map(|l| {
@@ -76,6 +76,8 @@ async fn alerts_reach_clickhouse_exactly() {
         })
         .collect();
     assert_eq!(want.len(), 99);
+    got.sort();
+    want.sort();
     assert_eq!(got, want);
 
     // Pass-through: SOS and crash events and engine temperatures over 110 °C in the input.
@@ -92,7 +94,7 @@ async fn alerts_reach_clickhouse_exactly() {
         .count();
     let passthrough = clickhouse_query(
         &url,
-        "SELECT count() FROM fleet_alerts_test.alerts FINAL WHERE alert_type IN ('sos', 'crash', 'engine_over_temperature')",
+        "SELECT count() FROM fleet_alerts_test.alerts WHERE alert_type IN ('sos', 'crash', 'engine_over_temperature')",
     )
     .await;
     assert_eq!(passthrough.trim(), qualifying.to_string());
@@ -101,7 +103,7 @@ async fn alerts_reach_clickhouse_exactly() {
     // its own deduplication tokens (a shared token would drop one pipeline's rows as a retry).
     let idling = clickhouse_query(
         &url,
-        "SELECT count() FROM fleet_alerts_test.alerts FINAL WHERE alert_type = 'idling'",
+        "SELECT count() FROM fleet_alerts_test.alerts WHERE alert_type = 'idling'",
     )
     .await;
     assert!(idling.trim().parse::<u64>().unwrap() > 0, "{idling}");

@@ -134,7 +134,7 @@ fn bad_json_fails_the_job_naming_the_record_or_is_skipped_and_counted() {
     );
     let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["run", "--quiet", &strict])
-            .env("XDG_DATA_HOME", dir.path())
+        .env("XDG_DATA_HOME", dir.path())
         .output()
         .unwrap();
     assert!(
@@ -328,4 +328,69 @@ fn an_idle_partition_holds_windows_back_until_the_idle_timeout() {
         windowed_sql(&brokers, "idle", "")
     );
     assert_eq!(run_for_a_while(setting, "set.sql"), fired);
+}
+
+#[test]
+fn a_broker_that_goes_away_is_waited_for_and_reported_once() {
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic("flaky", 2, 1).unwrap();
+    produce(
+        &brokers,
+        "flaky",
+        &[(0, r#"{"id":1,"name":"a"}"#), (1, r#"{"id":2,"name":"b"}"#)],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let sql = write_sql(
+        dir.path(),
+        "flaky.sql",
+        &format!(
+            "SET 'execution.checkpointing.interval' = '300 ms';
+             CREATE TABLE readings (id BIGINT, name STRING) WITH (
+               'connector' = 'kafka', 'topic' = 'flaky', 'properties.bootstrap.servers' = '{brokers}',
+               'properties.group.id' = 'flaky', 'scan.startup.mode' = 'earliest-offset', 'format' = 'json');
+             CREATE TABLE out (id BIGINT, name STRING)
+               WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+             INSERT INTO out SELECT id, name FROM readings;",
+            out.display()
+        ),
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "--quiet", &sql])
+        .env("XDG_DATA_HOME", dir.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    // Down for a while: librdkafka retries the connection many times a second.
+    cluster.broker_down(1).unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    cluster.broker_up(1).unwrap();
+    produce(
+        &brokers,
+        "flaky",
+        &[(0, r#"{"id":3,"name":"c"}"#), (1, r#"{"id":4,"name":"d"}"#)],
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let done = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert!(
+        done.status.success(),
+        "the job waited for the broker: {stderr}"
+    );
+    assert_eq!(
+        stderr.matches("Kafka unavailable").count(),
+        1,
+        "reported once, not at every reconnect: {stderr}"
+    );
+    assert_eq!(
+        sorted(read_sink_dir(&out)),
+        ["1,a", "2,b", "3,c", "4,d"],
+        "every record once: {stderr}"
+    );
 }

@@ -15,67 +15,24 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use common::read_sink_dir;
+use common::{RECOVERY_OUTPUTS, read_sink_dir, recovery_job};
 use rand::Rng;
 
-const OUTPUTS: [&str; 5] = ["passthrough", "tumble", "hop", "session", "braking"];
+const OUTPUTS: [&str; 5] = RECOVERY_OUTPUTS;
 
-/// The job: one fleet-sim source, five INSERTs (pass-through, TUMBLE, HOP, SESSION,
-/// MATCH_RECOGNIZE) into CSV directories under `out`. `extra` goes before the tables.
+/// The recovery job over the fleet simulator into CSV directories under `out`.
 fn job_sql(out: &Path, rows: u64, rate: u64, extra: &str) -> String {
-    let sink = |name: &str, cols: &str| {
+    let source = format!(
+        "'connector' = 'fleet-sim', 'vehicles' = '20', 'seed' = '5', 'start-time' = '2024-03-01 08:00:00',
+         'number-of-rows' = '{rows}', 'rows-per-second' = '{rate}'"
+    );
+    let sink = |name: &str| {
         format!(
-            "CREATE TABLE {name} ({cols}) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');\n",
+            "'connector' = 'filesystem', 'path' = '{}', 'format' = 'csv'",
             out.join(name).display()
         )
     };
-    let mut sql = format!(
-        "{extra}
-CREATE TABLE telemetry (
-  vehicle_id STRING, driver_id STRING, ts TIMESTAMP(3), speed_kmh DOUBLE, accel_ms2 DOUBLE, event_type STRING,
-  WATERMARK FOR ts AS ts - INTERVAL '5' SECOND
-) WITH ('connector' = 'fleet-sim', 'vehicles' = '20', 'seed' = '5', 'start-time' = '2024-03-01 08:00:00',
-        'number-of-rows' = '{rows}', 'rows-per-second' = '{rate}');
-"
-    );
-    sql += &sink(
-        "passthrough",
-        "vehicle_id STRING, ts TIMESTAMP(3), speed_kmh DOUBLE",
-    );
-    sql += &sink(
-        "tumble",
-        "vehicle_id STRING, ws TIMESTAMP(3), n BIGINT, top DOUBLE",
-    );
-    sql += &sink("hop", "driver_id STRING, we TIMESTAMP(3), n BIGINT");
-    sql += &sink(
-        "session",
-        "vehicle_id STRING, ws TIMESTAMP(3), we TIMESTAMP(3), n BIGINT",
-    );
-    sql += &sink(
-        "braking",
-        "vehicle_id STRING, first_ts TIMESTAMP(3), hard BIGINT",
-    );
-    sql += "
-INSERT INTO passthrough SELECT vehicle_id, ts, speed_kmh FROM telemetry WHERE speed_kmh > 20;
-INSERT INTO tumble SELECT vehicle_id, window_start, COUNT(*), MAX(speed_kmh)
-  FROM TABLE(TUMBLE(TABLE telemetry, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
-  GROUP BY vehicle_id, window_start, window_end;
-INSERT INTO hop SELECT driver_id, window_end, COUNT(*)
-  FROM TABLE(HOP(TABLE telemetry, DESCRIPTOR(ts), INTERVAL '1' MINUTE, INTERVAL '5' MINUTE))
-  GROUP BY driver_id, window_start, window_end;
-INSERT INTO session SELECT vehicle_id, window_start, window_end, COUNT(*)
-  FROM TABLE(SESSION(TABLE telemetry PARTITION BY vehicle_id, DESCRIPTOR(ts), INTERVAL '20' SECOND))
-  GROUP BY vehicle_id, window_start, window_end;
-INSERT INTO braking SELECT * FROM telemetry MATCH_RECOGNIZE (
-  PARTITION BY vehicle_id ORDER BY ts
-  MEASURES FIRST(H.ts) AS first_ts, COUNT(H.ts) AS hard
-  ONE ROW PER MATCH
-  AFTER MATCH SKIP PAST LAST ROW
-  PATTERN (H+ N)
-  DEFINE H AS H.accel_ms2 < -1.5, N AS N.accel_ms2 >= -1.5
-) AS m;
-";
-    sql
+    recovery_job(&source, &sink, extra)
 }
 
 /// Every output's rows, sorted, duplicates kept.
@@ -152,7 +109,11 @@ fn assert_same(got: &BTreeMap<&str, Vec<String>>, want: &BTreeMap<&str, Vec<Stri
 
 /// Runs the paced job, kills it with SIGKILL `kills` times at random moments (restarting it
 /// with the same command each time), then lets it run to the end.
-fn killed_and_restarted(rows: u64, kills: usize, extra: &str) -> BTreeMap<&'static str, Vec<String>> {
+fn killed_and_restarted(
+    rows: u64,
+    kills: usize,
+    extra: &str,
+) -> BTreeMap<&'static str, Vec<String>> {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let sql = write(dir.path(), "fleet.sql", &job_sql(&out, rows, 4000, extra));
@@ -259,7 +220,13 @@ fn torn_and_unfinished_latest_checkpoints_are_passed_over_for_the_one_before() {
         .collect();
     epochs.sort();
     let newest = epochs.last().expect("a completed checkpoint").clone();
-    let n: u64 = newest.to_string_lossy().rsplit("chk-").next().unwrap().parse().unwrap();
+    let n: u64 = newest
+        .to_string_lossy()
+        .rsplit("chk-")
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     // Two checkpoints after it never completed, so no sink wrote their rows: one crashed
     // between its state file and its manifest, the other's state file is torn.
     let unfinished = job.join(format!("chk-{:08}", n + 1));
@@ -276,7 +243,8 @@ fn torn_and_unfinished_latest_checkpoints_are_passed_over_for_the_one_before() {
     let text = stderr(&resumed);
     assert!(resumed.status.success(), "{text}");
     assert!(
-        text.contains("torn") && text.contains(&format!("from file://{}", job.join(&previous).display())),
+        text.contains("torn")
+            && text.contains(&format!("from file://{}", job.join(&previous).display())),
         "{text}"
     );
     assert_same(&outputs(&out), &reference(rows));
@@ -297,16 +265,12 @@ fn a_changed_query_restores_what_still_fits_and_names_what_does_not() {
     // The SESSION INSERT is gone, the HOP window is longer, and a filter was added to TUMBLE.
     let session_start = original.find("INSERT INTO session").unwrap();
     let session_end = session_start + original[session_start..].find(";\n").unwrap() + 2;
-    let changed = format!(
-        "{}{}",
-        &original[..session_start],
-        &original[session_end..]
-    )
-    .replace("INTERVAL '5' MINUTE))", "INTERVAL '10' MINUTE))")
-    .replace(
-        "INTERVAL '1' MINUTE))\n  GROUP BY vehicle_id",
-        "INTERVAL '1' MINUTE))\n  WHERE speed_kmh >= 0 GROUP BY vehicle_id",
-    );
+    let changed = format!("{}{}", &original[..session_start], &original[session_end..])
+        .replace("INTERVAL '5' MINUTE))", "INTERVAL '10' MINUTE))")
+        .replace(
+            "INTERVAL '1' MINUTE))\n  GROUP BY vehicle_id",
+            "INTERVAL '1' MINUTE))\n  WHERE speed_kmh >= 0 GROUP BY vehicle_id",
+        );
     assert!(changed.contains("WHERE speed_kmh >= 0 GROUP BY vehicle_id"));
     write(dir.path(), "fleet.sql", &changed);
     let refused = finish(spawn(&sql, dir.path(), &[]));
@@ -343,7 +307,7 @@ fn a_changed_query_restores_what_still_fits_and_names_what_does_not() {
 fn checkpoints_round_trip_through_s3() {
     let Some(endpoint) = std::env::var("SLUICE_TEST_S3").ok() else {
         assert!(
-            std::env::var_os("CI").is_none(),
+            !std::env::var("CI").is_ok_and(|v| v == "true"),
             "SLUICE_TEST_S3 is not set under CI: scripts/test.sh starts the S3 server"
         );
         return;
@@ -402,6 +366,9 @@ fn checkpoints_round_trip_through_s3() {
     let resumed = finish(run(&[]));
     let text = stderr(&resumed);
     assert!(resumed.status.success(), "{text}");
-    assert!(text.contains(&format!("from s3://{bucket}/jobs/fleet/chk-")), "{text}");
+    assert!(
+        text.contains(&format!("from s3://{bucket}/jobs/fleet/chk-")),
+        "{text}"
+    );
     assert_same(&outputs(&out), &reference(rows));
 }

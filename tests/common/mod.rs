@@ -325,3 +325,63 @@ pub async fn apply_fleet_schema(url: &str, database: &str) {
         clickhouse_execute(url, stmt).await;
     }
 }
+
+/// The outputs of [`recovery_job`].
+pub const RECOVERY_OUTPUTS: [&str; 5] = ["passthrough", "tumble", "hop", "session", "braking"];
+
+/// The job the recovery tests kill and restart: telemetry (WITH `source`, watermark 5 s behind,
+/// more than the simulator's disorder, so no row is ever late) into five tables (WITH
+/// `sink(name)`): a pass-through, TUMBLE, HOP, SESSION and MATCH_RECOGNIZE. `extra` (SET
+/// statements) goes first.
+pub fn recovery_job(source: &str, sink: &dyn Fn(&str) -> String, extra: &str) -> String {
+    let mut sql = format!(
+        "{extra}
+CREATE TABLE telemetry (
+  vehicle_id STRING, driver_id STRING, ts TIMESTAMP(3), speed_kmh DOUBLE, accel_ms2 DOUBLE, event_type STRING,
+  WATERMARK FOR ts AS ts - INTERVAL '5' SECOND
+) WITH ({source});
+"
+    );
+    for (name, cols) in [
+        (
+            "passthrough",
+            "vehicle_id STRING, ts TIMESTAMP(3), speed_kmh DOUBLE",
+        ),
+        (
+            "tumble",
+            "vehicle_id STRING, ws TIMESTAMP(3), n BIGINT, top DOUBLE",
+        ),
+        ("hop", "driver_id STRING, we TIMESTAMP(3), n BIGINT"),
+        (
+            "session",
+            "vehicle_id STRING, ws TIMESTAMP(3), we TIMESTAMP(3), n BIGINT",
+        ),
+        (
+            "braking",
+            "vehicle_id STRING, first_ts TIMESTAMP(3), hard BIGINT",
+        ),
+    ] {
+        sql += &format!("CREATE TABLE {name} ({cols}) WITH ({});\n", sink(name));
+    }
+    sql += "
+INSERT INTO passthrough SELECT vehicle_id, ts, speed_kmh FROM telemetry WHERE speed_kmh > 20;
+INSERT INTO tumble SELECT vehicle_id, window_start, COUNT(*), MAX(speed_kmh)
+  FROM TABLE(TUMBLE(TABLE telemetry, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
+  GROUP BY vehicle_id, window_start, window_end;
+INSERT INTO hop SELECT driver_id, window_end, COUNT(*)
+  FROM TABLE(HOP(TABLE telemetry, DESCRIPTOR(ts), INTERVAL '1' MINUTE, INTERVAL '5' MINUTE))
+  GROUP BY driver_id, window_start, window_end;
+INSERT INTO session SELECT vehicle_id, window_start, window_end, COUNT(*)
+  FROM TABLE(SESSION(TABLE telemetry PARTITION BY vehicle_id, DESCRIPTOR(ts), INTERVAL '20' SECOND))
+  GROUP BY vehicle_id, window_start, window_end;
+INSERT INTO braking SELECT * FROM telemetry MATCH_RECOGNIZE (
+  PARTITION BY vehicle_id ORDER BY ts
+  MEASURES FIRST(H.ts) AS first_ts, COUNT(H.ts) AS hard
+  ONE ROW PER MATCH
+  AFTER MATCH SKIP PAST LAST ROW
+  PATTERN (H+ N)
+  DEFINE H AS H.accel_ms2 < -1.5, N AS N.accel_ms2 >= -1.5
+) AS m;
+";
+    sql
+}
