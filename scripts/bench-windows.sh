@@ -3,7 +3,8 @@
 # `sluice run` of each query with its sink swapped for a blackhole, measured by /usr/bin/time.
 #   scripts/bench-windows.sh [runs-per-query]
 # The input (2M events of 200 vehicles) is made with `sluice gen fleet` when missing (or set
-# BENCH_INPUT).
+# BENCH_INPUT). CHECKPOINT_INTERVAL (e.g. `1 s`) runs every query with checkpoints at that
+# interval into a scratch directory, and prints the last run's final checkpoint.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-3}"
@@ -20,11 +21,21 @@ printf '%-20s %8s %8s %8s %10s %10s\n' query wall_s user_s sys_s peak_MB Mevents
 queries="${QUERIES:-q1_tumble q2_hop q3_session q3_session_legacy q4_match q5_overspeed}"
 for q in $queries; do
   perl -0pe "s/(CREATE TEMPORARY TABLE result \(.*?\)) WITH \(.*?\);/\$1 WITH ('connector' = 'blackhole');/s" \
-    "tests/fixtures/$q.sql" >"$work/$q.sql"
+    "tests/fixtures/$q.sql" >"$work/$q.body.sql"
+  : >"$work/$q.sql"
+  if [ -n "${CHECKPOINT_INTERVAL:-}" ]; then
+    printf "SET 'execution.checkpointing.interval' = '%s';\nSET 'execution.checkpointing.dir' = '%s';\n" \
+      "$CHECKPOINT_INTERVAL" "$work/checkpoints" >"$work/$q.sql"
+  fi
+  cat "$work/$q.body.sql" >>"$work/$q.sql"
   for _ in $(seq 1 "$runs"); do
-    INPUT_PATH="$input" /usr/bin/time -f '%e %U %S %M' -o "$work/time" "$bin" run --quiet "$work/$q.sql" 2>/dev/null
+    rm -rf "$work/checkpoints"
+    INPUT_PATH="$input" /usr/bin/time -f '%e %U %S %M' -o "$work/time" "$bin" run --quiet "$work/$q.sql" 2>"$work/stderr"
     read -r wall user sys peak <"$work/time"
     awk -v q="$q" -v w="$wall" -v u="$user" -v s="$sys" -v p="$peak" \
       'BEGIN { printf "%-20s %8.2f %8.2f %8.2f %10.0f %10.2f\n", q, w, u, s, p / 1024, 2.0 / w }'
   done
+  if [ -n "${CHECKPOINT_INTERVAL:-}" ]; then
+    grep "^last " "$work/stderr" >&2 || true
+  fi
 done

@@ -207,7 +207,7 @@ impl Source for DatagenSource {
         let mut produced = out.restored().get(&*key).copied().unwrap_or(0);
         loop {
             let n = c.number_of_rows.map_or(pacer.batch_rows as u64, |total| {
-                (total - produced).min(pacer.batch_rows as u64)
+                total.saturating_sub(produced).min(pacer.batch_rows as u64)
             });
             if n == 0 {
                 return Ok(SourceEnd::Exhausted);

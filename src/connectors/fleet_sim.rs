@@ -493,7 +493,7 @@ impl Source for FleetSimSource {
         let mut pacer = Pacer::new(c.rows_per_second, out.batch_size());
         loop {
             let want = c.number_of_rows.map_or(pacer.batch_rows, |n| {
-                (n - produced).min(pacer.batch_rows as u64) as usize
+                n.saturating_sub(produced).min(pacer.batch_rows as u64) as usize
             });
             if want == 0 {
                 return Ok(SourceEnd::Exhausted);

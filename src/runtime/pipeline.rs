@@ -182,6 +182,9 @@ impl PipelineTask {
                     self.write(out).await?;
                     self.write_side_output().await?;
                 }
+                // A restored pipeline may be sent watermarks below the one it restored while
+                // its source catches up: event time never goes back.
+                Some(Message::Watermark(w)) if w <= self.watermark.load(Relaxed) => {}
                 Some(Message::Watermark(w)) => {
                     self.watermark.store(w, Relaxed);
                     let out = self.chain.process_watermark(w)?;

@@ -7,9 +7,9 @@ pub enum Message {
     Batch(RecordBatch),
     /// Event time has advanced: no later row will have an event time ≤ this (milliseconds).
     Watermark(i64),
-    /// A checkpoint barrier (aligned, Chandy–Lamport): operators snapshot their state when it
-    /// passes and pipelines flush their sinks. Nothing injects one yet: sources will, once
-    /// checkpoints exist.
+    /// A checkpoint barrier (aligned, Chandy–Lamport), placed by a source between two batches:
+    /// everything before it belongs to the checkpoint. Pipelines snapshot their operators and
+    /// set their sinks' rows of the epoch aside when it passes.
     Barrier(CheckpointBarrier),
     /// The upstream has ended; nothing follows.
     EndOfInput,

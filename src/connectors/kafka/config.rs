@@ -169,6 +169,15 @@ impl KafkaConfig {
             }
         };
         opts.choice_or("value.fields-include", &["ALL"], "ALL")?;
+        if opts
+            .optional("sink.delivery-guarantee")
+            .is_some_and(|g| g.eq_ignore_ascii_case("exactly-once"))
+        {
+            return Err(opts.error(
+                "sink.delivery-guarantee",
+                "'sink.delivery-guarantee' = 'exactly-once' (Kafka transactions) is not supported yet: the Kafka sink is at-least-once, flushed at every checkpoint; use 'at-least-once'",
+            ));
+        }
         let guarantee = opts.choice_or(
             "sink.delivery-guarantee",
             &["at-least-once", "none"],
