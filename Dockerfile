@@ -12,5 +12,8 @@ COPY --from=build /src/target/release/sluice /usr/local/bin/sluice
 COPY pipelines /pipelines
 COPY examples /examples
 COPY data /data
+# Checkpoints of every job go to $XDG_DATA_HOME/sluice/checkpoints/<job>: mount a volume here.
+ENV XDG_DATA_HOME=/var/lib/sluice
+VOLUME /var/lib/sluice
 ENTRYPOINT ["sluice"]
 CMD ["--help"]

@@ -217,7 +217,7 @@ async fn the_job_waits_while_clickhouse_is_down_and_loses_nothing() {
     if test_clickhouse().is_none() {
         return;
     }
-    clickhouse_down_for_a_while(18124, "").await;
+    clickhouse_down_for_a_while(18124, "", 30).await;
 }
 
 /// With checkpoints, rows are inserted epoch by epoch once each checkpoint completes: the
@@ -227,12 +227,41 @@ async fn with_checkpoints_an_epoch_cut_off_by_clickhouse_stopping_is_stored_once
     if test_clickhouse().is_none() {
         return;
     }
-    clickhouse_down_for_a_while(18125, "SET 'execution.checkpointing.interval' = '300 ms';").await;
+    clickhouse_down_for_a_while(
+        18125,
+        "SET 'execution.checkpointing.interval' = '300 ms';",
+        30,
+    )
+    .await;
+}
+
+/// The sink gives up at once, the job fails, and the restart strategy restores the last
+/// checkpoint in-process and writes its epochs again until the server is back: still once.
+#[tokio::test]
+async fn a_job_that_fails_restarts_from_its_checkpoint_and_stores_every_row_once() {
+    if test_clickhouse().is_none() {
+        return;
+    }
+    let stderr = clickhouse_down_for_a_while(
+        18126,
+        "SET 'execution.checkpointing.interval' = '300 ms';
+         SET 'restart-strategy.type' = 'fixed-delay';
+         SET 'restart-strategy.fixed-delay.attempts' = '20';
+         SET 'restart-strategy.fixed-delay.delay' = '500 ms';",
+        0,
+    )
+    .await;
+    assert!(
+        stderr.contains("restarting from the last checkpoint")
+            && stderr.contains("restoring checkpoint"),
+        "{stderr}"
+    );
 }
 
 /// Runs 3000 sequential ids into a ClickHouse of the test's own on `port`, which is stopped
-/// while rows flow and started again two seconds later; every id arrives exactly once.
-async fn clickhouse_down_for_a_while(port: u16, settings: &str) {
+/// while rows flow and started again two seconds later; every id arrives exactly once. Returns
+/// the job's stderr.
+async fn clickhouse_down_for_a_while(port: u16, settings: &str, max_retries: u32) -> String {
     let url = format!("http://127.0.0.1:{port}");
     let data = tempfile::tempdir().unwrap();
     let mut server = start_server(data.path(), port);
@@ -244,7 +273,7 @@ async fn clickhouse_down_for_a_while(port: u16, settings: &str) {
            'fields.id.kind' = 'sequence', 'fields.id.start' = '1', 'fields.id.end' = '{rows}');
          CREATE TABLE ch (id BIGINT) WITH ('connector' = 'clickhouse', 'url' = '{url}',
            'table' = 'ids', 'sink.create-table' = 'true', 'sink.batch-size' = '100',
-           'sink.flush-interval' = '100 ms', 'sink.max-retries' = '30');
+           'sink.flush-interval' = '100 ms', 'sink.max-retries' = '{max_retries}');
          INSERT INTO ch SELECT * FROM src;"
     );
     let script = dir.path().join("q.sql");
@@ -267,7 +296,7 @@ async fn clickhouse_down_for_a_while(port: u16, settings: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
-        stderr.contains("retry"),
+        stderr.contains("retry") || stderr.contains("restarting"),
         "the insert should have been retried: {stderr}"
     );
     let counts = clickhouse_query(
@@ -277,5 +306,6 @@ async fn clickhouse_down_for_a_while(port: u16, settings: &str) {
     .await;
     let _ = server.kill();
     let _ = server.wait();
-    assert_eq!(counts, format!("{rows}\t{rows}\t1\t{rows}\n"));
+    assert_eq!(counts, format!("{rows}\t{rows}\t1\t{rows}\n"), "{stderr}");
+    stderr.into_owned()
 }

@@ -179,9 +179,22 @@ fn ctrl_c_takes_a_savepoint_and_the_next_run_resumes_from_it() {
     let text = stderr(&stopped);
     assert!(stopped.status.success(), "{text}");
     assert!(text.contains("last savepoint"), "{text}");
-    // Windows still open at the stop were not emitted early.
+    // Windows still open at the stop were not emitted early: they are in the savepoint.
     let partial = outputs(&out);
     assert!(partial["tumble"].len() < want["tumble"].len(), "{text}");
+    let job_dir = dir.path().join("sluice/checkpoints/fleet");
+    let inspected = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["checkpoints", "inspect", job_dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&inspected.stdout);
+    assert!(
+        shown.starts_with("savepoint 1 of job `fleet`")
+            && shown.contains("fleet-sim@1709280000000: next ")
+            && shown.contains("operator `tumble/window-aggregate`")
+            && shown.contains("operator `braking/match-recognize`"),
+        "{shown}"
+    );
 
     let resumed = finish(spawn(&sql, dir.path(), &[]));
     let text = stderr(&resumed);
