@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{RECOVERY_OUTPUTS, read_sink_dir, recovery_job};
+use common::{RECOVERY_OUTPUTS, read_sink_dir, recovery_job, spawn_run as spawn};
 use rand::Rng;
 
 const OUTPUTS: [&str; 5] = RECOVERY_OUTPUTS;
@@ -71,19 +71,6 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
     path
-}
-
-fn spawn(sql: &Path, data: &Path, args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .arg("run")
-        .arg("--quiet")
-        .args(args)
-        .arg(sql)
-        .env("XDG_DATA_HOME", data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
 }
 
 fn finish(child: Child) -> Output {

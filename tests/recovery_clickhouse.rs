@@ -8,12 +8,12 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    RECOVERY_OUTPUTS, clickhouse_execute, clickhouse_query, recovery_job, sluice, test_broker,
-    test_clickhouse,
+    RECOVERY_OUTPUTS, clickhouse_execute, clickhouse_query, recovery_job, sluice, spawn_run,
+    test_broker, test_clickhouse,
 };
 use rand::Rng;
 use rdkafka::ClientConfig;
@@ -63,17 +63,6 @@ async fn count(url: &str, db: &str, name: &str) -> usize {
         .unwrap_or(0)
 }
 
-fn spawn(sql: &std::path::Path, data: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", "--quiet", "--drain"])
-        .arg(sql)
-        .env("XDG_DATA_HOME", data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_to_clickhouse_killed_and_restarted_equals_an_uninterrupted_run() {
     let (Some(brokers), Some(url)) = (test_broker(), test_clickhouse()) else {
@@ -116,7 +105,7 @@ async fn kafka_to_clickhouse_killed_and_restarted_equals_an_uninterrupted_run() 
     std::fs::write(&soak_sql, job(&topic, &brokers, &url, &soak_db, false)).unwrap();
     let mut restored = 0;
     for _ in 0..4 {
-        let mut child = spawn(&soak_sql, dir.path());
+        let mut child = spawn_run(&soak_sql, dir.path(), &["--drain"]);
         let wait = rand::rng().random_range(900..2500);
         tokio::time::sleep(Duration::from_millis(wait)).await;
         let _ = child.kill();
@@ -140,7 +129,7 @@ async fn kafka_to_clickhouse_killed_and_restarted_equals_an_uninterrupted_run() 
     assert!(expected > 1000, "{expected} pass-through rows");
 
     // The last restart catches up, then is drained: every window emitted, then committed.
-    let child = spawn(&soak_sql, dir.path());
+    let child = spawn_run(&soak_sql, dir.path(), &["--drain"]);
     let deadline = Instant::now() + Duration::from_secs(120);
     while count(&url, &soak_db, "passthrough").await < expected {
         assert!(

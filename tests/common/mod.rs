@@ -22,6 +22,20 @@ pub fn sluice_any(args: &[&str], env: &[(&str, &str)]) -> Output {
         .expect("the sluice binary runs")
 }
 
+/// Starts `sluice run --quiet <args> <sql>` with `data` as its data directory (where default
+/// checkpoints go), stderr piped.
+pub fn spawn_run(sql: &Path, data: &Path, args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "--quiet"])
+        .args(args)
+        .arg(sql)
+        .env("XDG_DATA_HOME", data)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the sluice binary runs")
+}
+
 /// Runs `sluice <args>` with extra environment variables; panics with its output on failure.
 pub fn sluice(args: &[&str], env: &[(&str, &str)]) -> Output {
     let out = sluice_any(args, env);
