@@ -193,6 +193,20 @@ fn ctrl_c_takes_a_savepoint_and_the_next_run_resumes_from_it() {
     let again = finish(spawn(&sql, dir.path(), &[]));
     assert!(stderr(&again).contains("--fresh"), "{}", stderr(&again));
     assert_same(&outputs(&out), &want);
+
+    // `--fresh` starts over under a new run: everything is written a second time, beside (not
+    // over) the first run's files.
+    let fresh = finish(spawn(&sql, dir.path(), &["--fresh"]));
+    assert!(fresh.status.success(), "{}", stderr(&fresh));
+    let twice: BTreeMap<&str, Vec<String>> = want
+        .iter()
+        .map(|(name, rows)| {
+            let mut doubled: Vec<String> = rows.iter().chain(rows).cloned().collect();
+            doubled.sort();
+            (*name, doubled)
+        })
+        .collect();
+    assert_same(&outputs(&out), &twice);
 }
 
 #[test]
