@@ -171,11 +171,7 @@ impl StatusLine {
         }
         line.push(')');
         if let Some(c) = m.checkpoints.last() {
-            line.push_str(&format!(
-                "  │ chk {} {} s ago",
-                c.epoch,
-                c.completed_at.elapsed().as_secs()
-            ));
+            line.push_str(&format!("  │ {}", c.describe()));
         }
         for s in &m.sources {
             let wm = s.watermark.load(Relaxed);
@@ -233,5 +229,16 @@ mod tests {
         assert!(line.starts_with("in 1,000/s  out 5/s"), "{line}");
         assert!(line.contains(", 4,200 buffered)"), "{line}");
         assert!(line.contains("telemetry: lag 1,500"), "{line}");
+        m.checkpoints.completed(
+            7,
+            Duration::from_millis(41),
+            3 << 20,
+            CheckpointKind::Checkpoint,
+        );
+        let line = StatusLine::new().render(&m, Duration::from_secs(1));
+        assert!(
+            line.contains("│ checkpoint 7 (0 s ago, 41 ms, 3.0 MB)"),
+            "{line}"
+        );
     }
 }
