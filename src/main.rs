@@ -358,6 +358,7 @@ async fn checkpoint_setup(
         .clone()
         .or_else(|| ck.savepoint_path.clone())
         .filter(|_| first);
+    let reading = std::time::Instant::now();
     let checkpoint = if first && args.fresh {
         None
     } else if let Some(path) = savepoint {
@@ -372,11 +373,12 @@ async fn checkpoint_setup(
             let m = &c.manifest;
             let age = (chrono::Utc::now().timestamp_millis() - m.created_ms).max(0) / 1000;
             eprintln!(
-                "restoring {} {} of job `{}` ({age} s old, {}) from {}",
+                "restoring {} {} of job `{}` ({age} s old, {}, read in {} ms) from {}",
                 m.kind.as_str(),
                 m.epoch,
                 m.job,
                 bytes(m.state_bytes),
+                reading.elapsed().as_millis(),
                 c.location
             );
             for d in &plan.dropped {

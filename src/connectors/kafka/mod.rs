@@ -10,6 +10,7 @@
 //! The sink is an idempotent producer (`enable.idempotence`, `acks=all`) and waits for every
 //! delivery report before a flush returns: at-least-once.
 
+mod broker_log;
 mod config;
 mod sink;
 mod source;

@@ -11,6 +11,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
 use arrow::datatypes::SchemaRef;
 
+use super::broker_log::{BrokerLog, QuietProducer};
 use super::config::KafkaConfig;
 use crate::stream::{JobError, Sink};
 
@@ -18,7 +19,7 @@ pub struct KafkaSink {
     config: KafkaConfig,
     table: String,
     topic: String,
-    producer: FutureProducer,
+    producer: FutureProducer<QuietProducer>,
     key_columns: Vec<usize>,
     in_flight: Vec<DeliveryFuture>,
 }
@@ -43,8 +44,8 @@ impl KafkaSink {
         if config.property("linger.ms").is_none() {
             cc.set("linger.ms", "20");
         }
-        let producer: FutureProducer = cc
-            .create()
+        let producer: FutureProducer<QuietProducer> = cc
+            .create_with_context(QuietProducer(BrokerLog::new(&table)))
             .map_err(|e| JobError::sink(&table, format!("Kafka: {e}")))?;
         let key_columns = config
             .key_fields

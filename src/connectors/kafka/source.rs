@@ -13,12 +13,14 @@ use arrow::array::{
 use arrow::compute::{cast, take_record_batch};
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::{ClientContext, Message};
 
+use super::broker_log::BrokerLog;
 use super::config::{BoundedMode, KafkaConfig, StartupMode};
 use crate::connectors::ScanColumns;
 use crate::formats::{RecordBoundaries, RecordDecoder};
@@ -51,19 +53,12 @@ impl KafkaSource {
     }
 }
 
-/// librdkafka's callbacks for the source: statistics become the lag metric; end-of-partition
-/// "errors" (asked for by bounded reads, which stop on them) are not logged as failures, and a
-/// broker that is down is reported once, not at every reconnect attempt (librdkafka keeps
-/// reconnecting by itself; the source just waits).
+/// librdkafka's callbacks for the source: statistics become the lag metric; broker trouble is
+/// logged once per outage ([`BrokerLog`]).
 struct SourceContext {
     metrics: Arc<SourceMetrics>,
-    table: String,
-    /// When the last error was logged and how many were left unlogged since.
-    errors: std::sync::Mutex<(Option<Instant>, u64)>,
+    broker_log: BrokerLog,
 }
-
-/// How long repeats of broker errors stay quiet.
-const ERROR_QUIET: Duration = Duration::from_secs(60);
 
 impl ClientContext for SourceContext {
     fn stats(&self, stats: Statistics) {
@@ -77,30 +72,16 @@ impl ClientContext for SourceContext {
         self.metrics.lag.store(lag, Relaxed);
     }
 
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        self.broker_log.log(level, fac, message);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
-        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF) {
-            return;
-        }
-        self.unavailable(&format!("{error}: {reason}"));
+        self.broker_log.error(&error, reason);
     }
 }
 
 impl ConsumerContext for SourceContext {}
-
-impl SourceContext {
-    /// Logs a transient failure once per quiet period, counting the repeats in between.
-    fn unavailable(&self, what: &str) {
-        let mut e = self.errors.lock().unwrap_or_else(|p| p.into_inner());
-        match e.0 {
-            Some(at) if at.elapsed() < ERROR_QUIET => e.1 += 1,
-            _ => {
-                let repeats = std::mem::take(&mut e.1);
-                e.0 = Some(Instant::now());
-                tracing::warn!(table = %self.table, repeats_since_last_report = repeats, "Kafka unavailable, waiting and reconnecting: {what}");
-            }
-        }
-    }
-}
 
 /// Consumer errors that end the job: the broker answers, and says no.
 fn is_fatal(code: RDKafkaErrorCode) -> bool {
@@ -178,8 +159,7 @@ impl Source for KafkaSource {
         let consumer: StreamConsumer<SourceContext> = cc
             .create_with_context(SourceContext {
                 metrics: out.metrics().clone(),
-                table: self.table.clone(),
-                errors: Default::default(),
+                broker_log: BrokerLog::new(&self.table),
             })
             .map_err(|e| self.err(e))?;
 
@@ -242,7 +222,7 @@ impl Source for KafkaSource {
                         }
                         // A broker down or restarting: librdkafka reconnects; wait for it.
                         Err(KafkaError::MessageConsumption(code)) if !is_fatal(code) => {
-                            consumer.context().unavailable(&code.to_string());
+                            consumer.context().broker_log.unavailable(&code.to_string());
                             continue;
                         }
                         Err(e) => return Err(self.err(e)),
