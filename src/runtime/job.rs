@@ -133,29 +133,22 @@ pub async fn run_job(
             .as_mut()
             .map(|r| std::mem::take(&mut r.pipelines[i]))
             .unwrap_or_default();
+        let open = async |node: &crate::plan::SinkNode, late: bool| {
+            let sid = sink_id(id, &node.table, late);
+            let writer = format!("{}/{run_id}/{sid}", job.name);
+            SinkOutput::open(node, sid, &writer, mode).await
+        };
         let mut sinks = Vec::with_capacity(pipeline.sinks.len());
         for node in &pipeline.sinks {
-            let sid = sink_id(id, &node.table, false);
-            let writer = format!("{}/{run_id}/{sid}", job.name);
-            sinks.push(SinkOutput::open(node, sid, &writer, mode).await?);
+            sinks.push(open(node, false).await?);
         }
         let mut side_output = match &pipeline.side_output {
-            Some(node) => {
-                let sid = sink_id(id, &node.table, true);
-                let writer = format!("{}/{run_id}/{sid}", job.name);
-                Some(SinkOutput::open(node, sid, &writer, mode).await?)
-            }
+            Some(node) => Some(open(node, true).await?),
             None => None,
         };
         // Epochs that completed before the restore may not all have been written: again.
-        for (node, s) in pipeline
-            .sinks
-            .iter()
-            .map(|n| (n, false))
-            .chain(pipeline.side_output.iter().map(|n| (n, true)))
-            .zip(sinks.iter_mut().chain(side_output.as_mut()))
-        {
-            if let Some(epochs) = restored.sinks.remove(&sink_id(id, &node.0.table, node.1)) {
+        for s in sinks.iter_mut().chain(side_output.as_mut()) {
+            if let Some(epochs) = restored.sinks.remove(s.id()) {
                 s.recommit(epochs).await?;
             }
         }

@@ -78,6 +78,11 @@ impl SinkOutput {
         })
     }
 
+    /// The sink's stable id in checkpoints.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
     /// Writes `batch` under the sink's declared names and nullability; a NULL in a NOT NULL
     /// column fails here with the column named.
     async fn write(&mut self, batch: &RecordBatch) -> Result<(), JobError> {
