@@ -1,0 +1,4 @@
+//! The subcommands of the `sluice` binary that are more than a call into the library.
+
+pub mod checkpoints;
+pub mod run;
