@@ -94,6 +94,31 @@ fn assert_same(got: &BTreeMap<&str, Vec<String>>, want: &BTreeMap<&str, Vec<Stri
     }
 }
 
+/// Waits (up to a minute) until `job_dir` holds `n` completed checkpoints.
+fn wait_for_checkpoints(job_dir: &Path, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let done = std::fs::read_dir(job_dir)
+            .map(|d| {
+                d.filter(|e| {
+                    e.as_ref()
+                        .is_ok_and(|e| e.path().join("_metadata").exists())
+                })
+                .count()
+            })
+            .unwrap_or(0);
+        if done >= n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {n} checkpoints in {}",
+            job_dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Runs the paced job, kills it with SIGKILL `kills` times at random moments (restarting it
 /// with the same command each time), then lets it run to the end.
 fn killed_and_restarted(
@@ -223,7 +248,7 @@ fn torn_and_unfinished_latest_checkpoints_are_passed_over_for_the_one_before() {
     let rows = 16_000;
     let sql = write(dir.path(), "fleet.sql", &job_sql(&out, rows, 4000, &extra));
     let mut child = spawn(&sql, dir.path(), &[]);
-    std::thread::sleep(Duration::from_millis(2000));
+    wait_for_checkpoints(&store.join("fleet"), 2);
     let _ = child.kill();
     finish(child);
     let job = store.join("fleet");
@@ -272,7 +297,7 @@ fn a_changed_query_restores_what_still_fits_and_names_what_does_not() {
     let original = job_sql(&out, 200_000, 4000, extra);
     let sql = write(dir.path(), "fleet.sql", &original);
     let mut child = spawn(&sql, dir.path(), &[]);
-    std::thread::sleep(Duration::from_millis(2000));
+    wait_for_checkpoints(&dir.path().join("sluice/checkpoints/fleet"), 1);
     let _ = child.kill();
     finish(child);
 
@@ -363,20 +388,29 @@ fn checkpoints_round_trip_through_s3() {
             .unwrap()
     };
     let mut child = run(&[]);
-    std::thread::sleep(Duration::from_millis(2000));
+    let list = || {
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["checkpoints", "list", &format!("s3://{bucket}/jobs/fleet")])
+            .envs(s3)
+            .output()
+            .unwrap()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let listed = loop {
+        let listed = list();
+        if String::from_utf8_lossy(&listed.stdout).contains(" checkpoint ") {
+            break listed;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint in S3: {}",
+            stderr(&listed)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
     let _ = child.kill();
     finish(child);
-    let listed = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["checkpoints", "list", &format!("s3://{bucket}/jobs/fleet")])
-        .envs(s3)
-        .output()
-        .unwrap();
-    let listing = String::from_utf8_lossy(&listed.stdout);
-    assert!(
-        listed.status.success() && listing.contains("checkpoint"),
-        "{listing}{}",
-        stderr(&listed)
-    );
+    assert!(listed.status.success(), "{}", stderr(&listed));
     let resumed = finish(run(&[]));
     let text = stderr(&resumed);
     assert!(resumed.status.success(), "{text}");
