@@ -34,6 +34,8 @@ pub(crate) enum Report {
         index: usize,
         epoch: u64,
         positions: Positions,
+        /// The source's final barrier: it sends nothing after it.
+        last: bool,
     },
     Pipeline {
         index: usize,
@@ -275,8 +277,13 @@ impl Coordinator {
                 index,
                 epoch,
                 positions,
+                last,
             } => {
-                self.sources[index].by_epoch.insert(epoch, positions);
+                let source = &mut self.sources[index];
+                source.by_epoch.insert(epoch, positions);
+                // Its positions stand from here on: the checkpoint completing with this
+                // report is already a final one when every source has ended.
+                source.finished |= last;
                 epoch
             }
             Report::Pipeline {
@@ -438,4 +445,29 @@ pub(crate) fn decode_batches(bytes: &[u8]) -> Result<Vec<RecordBatch>, JobError>
     }
     let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)?;
     Ok(reader.collect::<Result<Vec<_>, _>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_finished_task_counts_for_later_epochs_with_its_last_report() {
+        let mut r: TaskReports<&str> = TaskReports::default();
+        r.by_epoch.insert(3, "at 3");
+        r.by_epoch.insert(4, "at 4");
+        assert_eq!(r.at(4), Some(&"at 4"));
+        assert_eq!(r.at(5), None, "still running: epoch 5 is not reported yet");
+        r.finished = true;
+        assert_eq!(r.at(5), Some(&"at 4"), "finished: its last report stands");
+        assert_eq!(r.at(2), None);
+        // Completing epoch 6 drops what it supersedes but keeps a finished task's last report.
+        r.drop_before(6);
+        assert_eq!(r.at(7), Some(&"at 4"));
+        let mut running: TaskReports<&str> = TaskReports::default();
+        running.by_epoch.insert(3, "at 3");
+        running.by_epoch.insert(6, "at 6");
+        running.drop_before(6);
+        assert_eq!(running.by_epoch.keys().copied().collect::<Vec<_>>(), [6]);
+    }
 }

@@ -138,12 +138,14 @@ impl TableOutput {
         };
         let requested = *c.link.requested.borrow();
         if requested > c.placed {
-            self.place_barrier(requested).await?;
+            self.place_barrier(requested, false).await?;
         }
         Ok(())
     }
 
-    async fn place_barrier(&mut self, epoch: u64) -> Result<(), JobError> {
+    /// Sends barrier `epoch` downstream and reports the positions before it; `last` when the
+    /// source ends after it.
+    async fn place_barrier(&mut self, epoch: u64, last: bool) -> Result<(), JobError> {
         self.send(Message::Barrier(CheckpointBarrier { epoch }))
             .await?;
         let c = self.checkpoints.as_mut().expect("checkpointing");
@@ -154,6 +156,7 @@ impl TableOutput {
             index: c.index,
             epoch,
             positions: self.positions.clone(),
+            last,
         });
         Ok(())
     }
@@ -216,7 +219,7 @@ impl TableOutput {
         }
         if let Some(c) = &self.checkpoints {
             let epoch = c.link.request_next();
-            self.place_barrier(epoch).await?;
+            self.place_barrier(epoch, true).await?;
         }
         self.send(Message::EndOfInput).await?;
         if let Some(c) = &self.checkpoints {
