@@ -420,3 +420,86 @@ fn checkpoints_round_trip_through_s3() {
     );
     assert_same(&outputs(&out), &reference(rows));
 }
+
+#[test]
+fn from_savepoint_restores_the_checkpoint_it_names() {
+    let rows = 16_000;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let sql = write(
+        dir.path(),
+        "fleet.sql",
+        &job_sql(
+            &out,
+            rows,
+            4000,
+            "SET 'execution.checkpointing.interval' = '1 h';",
+        ),
+    );
+    let child = spawn(&sql, dir.path(), &[]);
+    std::thread::sleep(Duration::from_millis(1500));
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let stopped = finish(child);
+    assert!(stopped.status.success(), "{}", stderr(&stopped));
+    let savepoint = dir.path().join("sluice/checkpoints/fleet/chk-00000001");
+    assert!(savepoint.join("_metadata").exists(), "{}", stderr(&stopped));
+
+    // A directory that holds no completed checkpoint is refused, naming it.
+    let missing = dir.path().join("sluice/checkpoints/fleet/chk-00000009");
+    let refused = finish(spawn(
+        &sql,
+        dir.path(),
+        &["--from-savepoint", missing.to_str().unwrap()],
+    ));
+    let text = stderr(&refused);
+    assert!(!refused.status.success(), "{text}");
+    assert!(
+        text.contains("chk-00000009") && text.contains("never completed"),
+        "{text}"
+    );
+
+    let resumed = finish(spawn(
+        &sql,
+        dir.path(),
+        &["--from-savepoint", savepoint.to_str().unwrap()],
+    ));
+    let text = stderr(&resumed);
+    assert!(resumed.status.success(), "{text}");
+    assert!(
+        text.contains("restoring savepoint 1 of job `fleet`"),
+        "{text}"
+    );
+    assert_same(&outputs(&out), &reference(rows));
+}
+
+#[test]
+fn at_least_once_loses_nothing_when_killed() {
+    let rows = 16_000;
+    let want = reference(rows);
+    let got = killed_and_restarted(
+        rows,
+        3,
+        "SET 'execution.checkpointing.interval' = '300 ms';
+         SET 'execution.checkpointing.mode' = 'AT_LEAST_ONCE';",
+    );
+    for name in OUTPUTS {
+        // Every row of the uninterrupted run is there at least as often; repeats are allowed.
+        let mut have: BTreeMap<&String, usize> = BTreeMap::new();
+        for row in &got[name] {
+            *have.entry(row).or_default() += 1;
+        }
+        let mut need: BTreeMap<&String, usize> = BTreeMap::new();
+        for row in &want[name] {
+            *need.entry(row).or_default() += 1;
+        }
+        for (row, n) in need {
+            assert!(
+                have.get(row).copied().unwrap_or(0) >= n,
+                "`{name}` lost {row} ({n} expected)"
+            );
+        }
+    }
+}

@@ -105,7 +105,7 @@ impl SinkOutput {
             }
             Ok(())
         } else {
-            self.sink.flush().await
+            self.sink.barrier().await
         }
     }
 

@@ -32,6 +32,13 @@ pub trait Sink: Send {
     }
 
     async fn write(&mut self, batch: RecordBatch) -> Result<(), JobError>;
+
+    /// A checkpoint barrier passed a sink that writes at once (at-least-once): everything
+    /// written so far must be stored and visible before the checkpoint says it was written.
+    async fn barrier(&mut self) -> Result<(), JobError> {
+        self.flush().await
+    }
+
     /// Makes everything written so far durable/visible (called periodically and at barriers).
     async fn flush(&mut self) -> Result<(), JobError>;
     /// Flushes and closes at the end of the job.

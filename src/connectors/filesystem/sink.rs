@@ -156,6 +156,11 @@ impl Sink for FileSink {
         Ok(())
     }
 
+    async fn barrier(&mut self) -> Result<(), JobError> {
+        // The part file in progress becomes visible: a checkpoint counts its rows as written.
+        self.roll()
+    }
+
     async fn open(&mut self, writer: &str) -> Result<(), JobError> {
         // `writer` is `<job>/<run>/<pipeline>/<table>`; the job is the directory's concern.
         let parts: Vec<&str> = writer.splitn(2, '/').collect();
