@@ -377,6 +377,26 @@ fn a_broker_that_goes_away_is_waited_for_and_reported_once() {
     while (!out.exists() || read_sink_dir(&out).len() < 4) && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
     }
+    // The group's offsets follow completed checkpoints (for monitoring): past every record.
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", "flaky")
+        .create()
+        .unwrap();
+    let committed = || -> Vec<rdkafka::Offset> {
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        tpl.add_partition("flaky", 0);
+        tpl.add_partition("flaky", 1);
+        consumer
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .map(|c| c.elements().iter().map(|e| e.offset()).collect())
+            .unwrap_or_default()
+    };
+    let caught_up = vec![rdkafka::Offset::Offset(2), rdkafka::Offset::Offset(2)];
+    while committed() != caught_up && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(committed(), caught_up);
     Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
