@@ -3,6 +3,7 @@
 //! Layers, each importing only those below it:
 //!
 //! ```text
+//! jobs       a job run to its end: restored, restarted by its strategy (used by every front end)
 //! sql        parses and plans a script (Flink's dialect, DataFusion) into a job graph
 //! plan       the job graph as data: sources, pipelines of operators, sinks; EXPLAIN
 //! runtime    runs a job graph as tokio tasks joined by bounded channels; takes checkpoints
@@ -19,6 +20,7 @@ pub mod config;
 pub mod connectors;
 pub mod formats;
 pub mod generate;
+pub mod jobs;
 pub mod operators;
 pub mod options;
 pub mod plan;

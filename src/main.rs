@@ -8,8 +8,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use sluice::config::SluiceConfig;
 use sluice::generate::{GenOptions, GenTarget, generate_fleet};
+use sluice::jobs::Script;
 use sluice::runtime::metrics::group;
-use sluice::sql::{Planner, parse_script};
 
 mod cli;
 
@@ -157,12 +157,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-pub(crate) async fn plan_file(file: &Path) -> Result<sluice::sql::PlannedScript> {
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let script = parse_script(&file.display().to_string(), &text)?;
-    let mut planner = Planner::new();
-    Ok(planner.plan_script(&script).await?)
+async fn plan_file(file: &Path) -> Result<sluice::sql::PlannedScript> {
+    Ok(Script::from_file(file)?.plan().await?)
 }
 
 /// Resolves on Ctrl-C or SIGTERM (what `docker stop` and Kubernetes send before they kill);

@@ -7,7 +7,7 @@ use clap::Subcommand;
 use sluice::checkpoint::{CheckpointStore, Manifest, default_checkpoint_dir};
 use sluice::runtime::metrics::{bytes, group};
 
-use super::run::read_checkpoint;
+use sluice::jobs::read_checkpoint;
 
 #[derive(Subcommand)]
 pub enum CheckpointsCommand {

@@ -6,19 +6,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Args;
-use sluice::checkpoint::{
-    CheckpointConfig, CheckpointKind, CheckpointStore, default_checkpoint_dir,
-};
 use sluice::config::SluiceConfig;
-use sluice::plan::JobGraph;
-use sluice::runtime::metrics::{JobMetrics, StatusLine, bytes, group};
-use sluice::runtime::restore::match_checkpoint;
-use sluice::runtime::{CheckpointSetup, JobReport, fresh_run_id, run_job};
+use sluice::jobs::{JobLog, Launch, Script, supervise};
+use sluice::runtime::JobReport;
+use sluice::runtime::metrics::{JobMetrics, StatusLine, group};
 use tokio::sync::watch;
 
-use crate::{plan_file, print_output, stop_requested};
+use crate::{print_output, stop_requested};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -45,17 +41,15 @@ pub struct RunArgs {
 
 pub async fn run(args: &RunArgs, config: &SluiceConfig) -> Result<ExitCode> {
     let file = args.file.as_path();
-    let planned = plan_file(file).await?;
+    let script = Script::from_file(file)?;
+    let planned = script.plan().await?;
     print_output(&planned.output);
-    let Some(mut job) = planned.job else {
+    let Some(job) = planned.job else {
         if !planned.output.is_empty() {
             return Ok(ExitCode::SUCCESS);
         }
         bail!("{}: no INSERT INTO or SELECT to run", file.display());
     };
-    let ck = config.checkpoint.overlay(&planned.settings.checkpoint);
-    let interval = ck.interval_for(job.is_unbounded());
-    let restart = ck.restart(interval.is_some());
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let drain = args.drain;
@@ -75,174 +69,63 @@ pub async fn run(args: &RunArgs, config: &SluiceConfig) -> Result<ExitCode> {
             }
         }
     });
-    let mut options = config.runtime_options();
-    options.drain_on_stop = args.drain;
+    let start = Launch {
+        fresh: args.fresh,
+        savepoint: args.from_savepoint.clone(),
+        allow_non_restored_state: args.allow_non_restored_state,
+        drain_on_stop: args.drain,
+    };
+    let mut log = Terminal {
+        status_line: !args.quiet && std::io::stderr().is_terminal(),
+        status: None,
+    };
+    let finished = supervise(
+        &script,
+        job,
+        &planned.settings.checkpoint,
+        config,
+        &start,
+        stop_rx,
+        &mut log,
+    )
+    .await?;
+    print_report(&finished.report, finished.checkpoints.as_deref());
+    Ok(ExitCode::SUCCESS)
+}
 
-    let mut failures: u32 = 0;
-    let mut first = true;
-    loop {
-        let setup = match interval {
-            Some(interval) => Some(checkpoint_setup(&job, &ck, interval, args, first).await?),
-            None => None,
-        };
-        first = false;
-        let metrics = JobMetrics::new(
-            job.sources.iter().map(|s| s.table.clone()),
-            job.pipelines.iter().map(|p| {
-                let names: Vec<&str> = p.sinks.iter().map(|s| s.table.as_str()).collect();
-                names.join(", ")
-            }),
-        );
-        let show_status = !args.quiet && std::io::stderr().is_terminal();
-        let status = show_status.then(|| {
-            let m = metrics.clone();
-            tokio::spawn(async move {
-                let mut line = StatusLine::new();
-                let mut tick = tokio::time::interval(Duration::from_secs(1));
+/// `sluice run`'s [`JobLog`]: lines on stderr, and a live status line on a terminal.
+struct Terminal {
+    status_line: bool,
+    status: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl JobLog for Terminal {
+    fn line(&mut self, text: &str) {
+        eprintln!("{text}");
+    }
+
+    fn running(&mut self, metrics: &JobMetrics) {
+        if !self.status_line {
+            return;
+        }
+        let m = metrics.clone();
+        self.status = Some(tokio::spawn(async move {
+            let mut line = StatusLine::new();
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.tick().await;
+            loop {
                 tick.tick().await;
-                loop {
-                    tick.tick().await;
-                    eprint!("\r\x1b[2K{}", line.render(&m, Duration::from_secs(1)));
-                }
-            })
-        });
-        let location = setup.as_ref().map(|s| s.store.location().to_string());
-        let started = std::time::Instant::now();
-        let result = run_job(job, options.clone(), metrics, stop_rx.clone(), setup).await;
-        if let Some(s) = status {
+                eprint!("\r\x1b[2K{}", line.render(&m, Duration::from_secs(1)));
+            }
+        }));
+    }
+
+    fn ended(&mut self) {
+        if let Some(s) = self.status.take() {
             s.abort();
             eprint!("\r\x1b[2K");
         }
-        match result {
-            Ok(report) => {
-                print_report(&report, location.as_deref());
-                return Ok(ExitCode::SUCCESS);
-            }
-            Err(e) if e.is_restartable() && !*stop_rx.borrow() => {
-                if started.elapsed() >= restart.reset_after {
-                    failures = 0;
-                }
-                failures += 1;
-                if failures > restart.attempts {
-                    if restart.attempts > 0 {
-                        eprintln!(
-                            "error: the job failed {failures} times; giving up (restart-strategy)"
-                        );
-                    }
-                    return Err(e.into());
-                }
-                let wait = restart.backoff(failures);
-                eprintln!(
-                    "error: {e}\nrestarting from the last checkpoint in {:.1} s (restart {failures}{})",
-                    wait.as_secs_f64(),
-                    if restart.attempts == u32::MAX {
-                        String::new()
-                    } else {
-                        format!(" of {}", restart.attempts)
-                    }
-                );
-                let mut stop = stop_rx.clone();
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = stop.wait_for(|s| *s) => return Err(e.into()),
-                }
-                job = plan_file(file)
-                    .await?
-                    .job
-                    .context("the file no longer has a job to run")?;
-            }
-            Err(e) => return Err(e.into()),
-        }
     }
-}
-
-/// Where the job's checkpoints go and what it restores: `--fresh` and `--from-savepoint` apply
-/// to the first start only; a restart after a failure always takes the latest checkpoint.
-async fn checkpoint_setup(
-    job: &JobGraph,
-    ck: &CheckpointConfig,
-    interval: Duration,
-    args: &RunArgs,
-    first: bool,
-) -> Result<CheckpointSetup> {
-    let dir = ck
-        .dir
-        .clone()
-        .unwrap_or_else(|| default_checkpoint_dir().display().to_string());
-    let store = CheckpointStore::open(&dir, &job.name)?;
-    let savepoint = args
-        .from_savepoint
-        .clone()
-        .or_else(|| ck.savepoint_path.clone())
-        .filter(|_| first);
-    let reading = std::time::Instant::now();
-    let checkpoint = if first && args.fresh {
-        None
-    } else if let Some(path) = savepoint {
-        Some(read_checkpoint(&path).await?)
-    } else {
-        store.latest().await?
-    };
-    let allow = args.allow_non_restored_state || ck.ignore_unclaimed_state == Some(true);
-    let restore = match &checkpoint {
-        Some(c) => {
-            let plan = match_checkpoint(job, c, allow)?;
-            let m = &c.manifest;
-            let age = (chrono::Utc::now().timestamp_millis() - m.created_ms).max(0) / 1000;
-            eprintln!(
-                "restoring {} {} of job `{}` ({age} s old, {}, read in {} ms) from {}",
-                m.kind.as_str(),
-                m.epoch,
-                m.job,
-                bytes(m.state_bytes),
-                reading.elapsed().as_millis(),
-                c.location
-            );
-            for d in &plan.dropped {
-                eprintln!("warning: dropping state: {d}");
-            }
-            if m.kind == CheckpointKind::Final {
-                eprintln!(
-                    "job `{}` already ran to the end of its input; run with --fresh to run it again",
-                    m.job
-                );
-            }
-            Some(plan)
-        }
-        None => None,
-    };
-    // Epochs go on after every checkpoint in the directory, also on a fresh start, so the
-    // newest is always the one to restore.
-    let epoch_base = store.newest_epoch().await?;
-    Ok(CheckpointSetup {
-        run_id: restore
-            .as_ref()
-            .map_or_else(fresh_run_id, |r| r.run_id.clone()),
-        epoch_base,
-        store,
-        interval,
-        mode: ck.mode(),
-        timeout: ck.timeout(),
-        num_retained: ck.num_retained(),
-        max_parallelism: ck.max_parallelism(),
-        restore,
-    })
-}
-
-/// A checkpoint directory (`.../chk-N`), or the newest in a job's directory.
-pub async fn read_checkpoint(path: &str) -> Result<sluice::checkpoint::Checkpoint> {
-    let trimmed = path.trim_end_matches('/');
-    let (parent, last) = trimmed.rsplit_once('/').unwrap_or((".", trimmed));
-    if let Some(epoch) = last
-        .strip_prefix("chk-")
-        .and_then(|n| n.parse::<u64>().ok())
-    {
-        return Ok(CheckpointStore::at(parent)?.read(epoch).await?);
-    }
-    CheckpointStore::at(trimmed)?
-        .latest()
-        .await?
-        .with_context(|| format!("no completed checkpoint in {path}"))
 }
 
 fn print_report(report: &JobReport, location: Option<&str>) {
