@@ -23,7 +23,7 @@ use serde::Deserialize;
 use crate::checkpoint::CheckpointConfig;
 use crate::runtime::RuntimeOptions;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SluiceConfig {
     pub runtime: RuntimeSection,
@@ -34,7 +34,7 @@ pub struct SluiceConfig {
     pub checkpoint: CheckpointConfig,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RuntimeSection {
     pub batch_size: usize,
@@ -142,7 +142,7 @@ impl SluiceConfig {
             channel_capacity: r.channel_capacity,
             flush_interval: Duration::from_millis(r.flush_interval_ms.max(1)),
             idle_timeout: (r.idle_timeout_ms > 0).then(|| Duration::from_millis(r.idle_timeout_ms)),
-            drain_on_stop: false,
+            drain_on_stop: Default::default(),
         }
     }
 }

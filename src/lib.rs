@@ -3,6 +3,7 @@
 //! Layers, each importing only those below it:
 //!
 //! ```text
+//! server     the job server's REST API over the jobs of a state directory
 //! jobs       a job run to its end: restored, restarted by its strategy (used by every front end)
 //! sql        parses and plans a script (Flink's dialect, DataFusion) into a job graph
 //! plan       the job graph as data: sources, pipelines of operators, sinks; EXPLAIN
@@ -25,5 +26,6 @@ pub mod operators;
 pub mod options;
 pub mod plan;
 pub mod runtime;
+pub mod server;
 pub mod sql;
 pub mod stream;

@@ -51,6 +51,10 @@ enum Command {
     /// Look at a job's checkpoints.
     #[command(subcommand)]
     Checkpoints(cli::checkpoints::CheckpointsCommand),
+    /// Run the job server: a REST API over jobs that outlive terminals and restarts.
+    Server(cli::server::ServerCommand),
+    #[command(flatten)]
+    Client(cli::client::ClientCommand),
 }
 
 #[derive(Subcommand)]
@@ -124,6 +128,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Run(args) => cli::run::run(&args, &config).await,
         Command::Checkpoints(c) => cli::checkpoints::checkpoints(c).await,
+        Command::Server(args) => cli::server::serve(args, config).await,
+        Command::Client(c) => cli::client::run(c).await,
         Command::Validate { files } => {
             let mut ok = true;
             for f in &files {

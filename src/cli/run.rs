@@ -73,7 +73,7 @@ pub async fn run(args: &RunArgs, config: &SluiceConfig) -> Result<ExitCode> {
         fresh: args.fresh,
         savepoint: args.from_savepoint.clone(),
         allow_non_restored_state: args.allow_non_restored_state,
-        drain_on_stop: args.drain,
+        drain_on_stop: std::sync::Arc::new(args.drain.into()),
     };
     let mut log = Terminal {
         status_line: !args.quiet && std::io::stderr().is_terminal(),

@@ -1,6 +1,8 @@
 //! Jobs as the front ends run them: a script restored from its checkpoints, run, restarted when
-//! it fails ([`supervise`]).
+//! it fails ([`supervise`]); and the jobs of a server ([`JobManager`]).
 
+mod manager;
 mod supervisor;
 
+pub use manager::{JobManager, JobRecord, JobStatus, JobView, JobsError, StopMode};
 pub use supervisor::{Finished, JobLog, Launch, RunError, Script, read_checkpoint, supervise};

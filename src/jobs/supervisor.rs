@@ -3,6 +3,8 @@
 //! the last checkpoint by the restart strategy. What happens is told to a [`JobLog`].
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -59,8 +61,9 @@ pub struct Launch {
     pub savepoint: Option<String>,
     /// Start even when some stored state has no place in a changed query.
     pub allow_non_restored_state: bool,
-    /// On a stop, end event time first so every window is emitted (`--drain`).
-    pub drain_on_stop: bool,
+    /// On a stop, end event time first so every window is emitted (`--drain`); read when the
+    /// stop comes.
+    pub drain_on_stop: Arc<AtomicBool>,
 }
 
 /// What a supervised job tells its front end.
@@ -107,12 +110,15 @@ pub async fn supervise(
     let interval = ck.interval_for(job.is_unbounded());
     let restart = ck.restart(interval.is_some());
     let mut options = config.runtime_options();
-    options.drain_on_stop = start.drain_on_stop;
+    options.drain_on_stop = start.drain_on_stop.clone();
     let mut failures: u32 = 0;
     let mut first = true;
     loop {
         let setup = match interval {
-            Some(interval) => Some(checkpoint_setup(&job, &ck, interval, start, first, log).await?),
+            Some(interval) => {
+                let stored = load_checkpoint(job.name.clone(), &ck, start, first).await?;
+                Some(checkpoint_setup(&job, &ck, interval, start, stored, log)?)
+            }
             None => None,
         };
         first = false;
@@ -173,21 +179,27 @@ pub async fn supervise(
     }
 }
 
-/// Where the job's checkpoints go and what it restores: `start` applies to the first start
-/// only; a restart after a failure always takes the latest checkpoint.
-async fn checkpoint_setup(
-    job: &JobGraph,
+/// The job's checkpoint store, the checkpoint to restore (`start` applies to the first start
+/// only; a restart after a failure always takes the latest), the newest epoch in the store, and
+/// how long reading took.
+struct Stored {
+    store: CheckpointStore,
+    checkpoint: Option<Checkpoint>,
+    epoch_base: u64,
+    read_in: Duration,
+}
+
+async fn load_checkpoint(
+    job_name: String,
     ck: &CheckpointConfig,
-    interval: Duration,
     start: &Launch,
     first: bool,
-    log: &mut dyn JobLog,
-) -> Result<CheckpointSetup, RunError> {
+) -> Result<Stored, RunError> {
     let dir = ck
         .dir
         .clone()
         .unwrap_or_else(|| default_checkpoint_dir().display().to_string());
-    let store = CheckpointStore::open(&dir, &job.name)?;
+    let store = CheckpointStore::open(&dir, &job_name)?;
     let savepoint = start
         .savepoint
         .clone()
@@ -201,8 +213,29 @@ async fn checkpoint_setup(
     } else {
         store.latest().await?
     };
+    let read_in = reading.elapsed();
+    // Epochs go on after every checkpoint in the directory, also on a fresh start, so the
+    // newest is always the one to restore.
+    let epoch_base = store.newest_epoch().await?;
+    Ok(Stored {
+        store,
+        checkpoint,
+        epoch_base,
+        read_in,
+    })
+}
+
+/// How `job` takes checkpoints, with the stored state matched to it.
+fn checkpoint_setup(
+    job: &JobGraph,
+    ck: &CheckpointConfig,
+    interval: Duration,
+    start: &Launch,
+    stored: Stored,
+    log: &mut dyn JobLog,
+) -> Result<CheckpointSetup, RunError> {
     let allow = start.allow_non_restored_state || ck.ignore_unclaimed_state == Some(true);
-    let restore = match &checkpoint {
+    let restore = match &stored.checkpoint {
         Some(c) => {
             let plan = match_checkpoint(job, c, allow)?;
             let m = &c.manifest;
@@ -213,7 +246,7 @@ async fn checkpoint_setup(
                 m.epoch,
                 m.job,
                 bytes(m.state_bytes),
-                reading.elapsed().as_millis(),
+                stored.read_in.as_millis(),
                 c.location
             ));
             for d in &plan.dropped {
@@ -229,15 +262,12 @@ async fn checkpoint_setup(
         }
         None => None,
     };
-    // Epochs go on after every checkpoint in the directory, also on a fresh start, so the
-    // newest is always the one to restore.
-    let epoch_base = store.newest_epoch().await?;
     Ok(CheckpointSetup {
         run_id: restore
             .as_ref()
             .map_or_else(fresh_run_id, |r| r.run_id.clone()),
-        epoch_base,
-        store,
+        epoch_base: stored.epoch_base,
+        store: stored.store,
         interval,
         mode: ck.mode(),
         timeout: ck.timeout(),

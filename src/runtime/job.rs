@@ -1,6 +1,8 @@
 //! Wiring and running a job graph: one task per source, one per pipeline, bounded channels
 //! between them, a stop signal shared by all, and, when checkpoints are on, the coordinator.
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
@@ -31,8 +33,9 @@ pub struct RuntimeOptions {
     /// Idle timeout for every source without its own `scan.watermark.idle-timeout`.
     pub idle_timeout: Option<Duration>,
     /// On a stop request, end event time first so every window is emitted (`--drain`),
-    /// instead of keeping open windows in the final checkpoint.
-    pub drain_on_stop: bool,
+    /// instead of keeping open windows in the final checkpoint. Read when the stop comes, so
+    /// a job server can decide then.
+    pub drain_on_stop: Arc<AtomicBool>,
 }
 
 impl Default for RuntimeOptions {
@@ -43,7 +46,7 @@ impl Default for RuntimeOptions {
             channel_capacity: 8,
             flush_interval: Duration::from_secs(1),
             idle_timeout: None,
-            drain_on_stop: false,
+            drain_on_stop: Arc::default(),
         }
     }
 }
@@ -203,7 +206,7 @@ pub async fn run_job(
             opts.batch_size,
             opts.linger,
         )
-        .with_drain(opts.drain_on_stop);
+        .with_drain(opts.drain_on_stop.clone());
         if let Some((link, _)) = &link {
             let positions = restore
                 .as_mut()

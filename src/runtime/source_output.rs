@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
@@ -45,7 +46,7 @@ pub struct TableOutput {
     restored: Positions,
     checkpoints: Option<SourceCheckpoints>,
     /// On a stop, end event time first so every window is emitted (`--drain`).
-    drain: bool,
+    drain: Arc<AtomicBool>,
 }
 
 /// A source's part in checkpoints.
@@ -100,7 +101,7 @@ impl TableOutput {
             positions: Positions::new(),
             restored: Positions::new(),
             checkpoints: None,
-            drain: false,
+            drain: Arc::default(),
         }
     }
 
@@ -126,7 +127,7 @@ impl TableOutput {
     }
 
     /// On a stop, emits every window first (`--drain`) instead of keeping them in state.
-    pub(crate) fn with_drain(mut self, drain: bool) -> Self {
+    pub(crate) fn with_drain(mut self, drain: Arc<AtomicBool>) -> Self {
         self.drain = drain;
         self
     }
@@ -214,7 +215,8 @@ impl TableOutput {
     /// a barrier for a final checkpoint (a savepoint when stopped) so sinks commit everything,
     /// then `EndOfInput`.
     pub(crate) async fn finish(mut self, end: SourceEnd) -> Result<(), JobError> {
-        if (end == SourceEnd::Exhausted || self.drain) && self.watermarks.is_some() {
+        let drain = end == SourceEnd::Stopped && self.drain.load(Relaxed);
+        if (end == SourceEnd::Exhausted || drain) && self.watermarks.is_some() {
             self.send_watermark(i64::MAX).await?;
         }
         if let Some(c) = &self.checkpoints {

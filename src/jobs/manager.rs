@@ -1,0 +1,498 @@
+//! The jobs of a job server: submitted, run as tasks, stopped, resumed, deleted; their table kept
+//! in the state directory so a restarted server resumes what was running.
+//!
+//! ```text
+//! <state>/jobs.json                    the job table (written aside and renamed)
+//! <state>/checkpoints/<id>/<job>/...   each job's checkpoints
+//! ```
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::supervisor::{JobLog, Launch, Script, supervise};
+use crate::config::SluiceConfig;
+use crate::runtime::metrics::JobMetrics;
+
+/// Flink's job statuses, plus `STOPPED`: stopped with a savepoint, resumable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobStatus {
+    Created,
+    Running,
+    Restarting,
+    Failed,
+    Canceled,
+    Finished,
+    Stopped,
+}
+
+impl JobStatus {
+    /// Whether a task runs (or is about to) for the job.
+    pub fn is_active(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Created | JobStatus::Running | JobStatus::Restarting
+        )
+    }
+}
+
+/// How to stop a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StopMode {
+    /// Take a savepoint, keep open windows in it: `STOPPED`, resumable.
+    Savepoint,
+    /// End event time first (every window emitted), then a final checkpoint: `FINISHED`.
+    Drain,
+    /// Stop at once, as a crash would; a resume restores the last checkpoint: `CANCELED`.
+    Cancel,
+}
+
+/// A job as the table keeps it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub id: String,
+    pub name: String,
+    pub sql: String,
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+    pub status: JobStatus,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    /// Why it failed, or the last restart's cause.
+    pub error: Option<String>,
+}
+
+/// A job with its live figures, for listings.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobView {
+    #[serde(flatten)]
+    pub record: JobRecord,
+    pub rows_in: u64,
+    pub rows_out: u64,
+    pub last_checkpoint: Option<String>,
+    /// The job's latest log lines (restores, restarts, its end).
+    pub log: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobsError {
+    /// The SQL does not plan: the message has file:line:col.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no job `{0}`")]
+    NotFound(String),
+    #[error("job `{id}` is {status:?}: {what}")]
+    Conflict {
+        id: String,
+        status: JobStatus,
+        what: &'static str,
+    },
+    #[error("job table {path}: {message}")]
+    Table { path: String, message: String },
+}
+
+/// Lines of a job's log kept in memory.
+const LOG_LINES: usize = 200;
+
+struct Entry {
+    record: JobRecord,
+    stop: Option<watch::Sender<bool>>,
+    drain: Arc<AtomicBool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    metrics: Option<JobMetrics>,
+    log: VecDeque<String>,
+}
+
+/// The jobs of a server.
+#[derive(Clone)]
+pub struct JobManager {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    state_dir: PathBuf,
+    config: SluiceConfig,
+    jobs: Mutex<BTreeMap<String, Entry>>,
+}
+
+impl JobManager {
+    /// Opens the state directory and resumes every job that was running when the server last
+    /// stopped (also after kill -9): from its latest checkpoint.
+    pub fn open(state_dir: &Path, config: SluiceConfig) -> Result<Self, JobsError> {
+        std::fs::create_dir_all(state_dir).map_err(|e| JobsError::Table {
+            path: state_dir.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let manager = JobManager {
+            inner: Arc::new(Inner {
+                state_dir: state_dir.to_path_buf(),
+                config,
+                jobs: Mutex::new(BTreeMap::new()),
+            }),
+        };
+        let records = manager.load()?;
+        let mut resume = Vec::new();
+        {
+            let mut jobs = manager.lock();
+            for record in records {
+                if record.status.is_active() {
+                    resume.push(record.id.clone());
+                }
+                jobs.insert(record.id.clone(), Entry::new(record));
+            }
+        }
+        for id in resume {
+            manager.start(&id, Launch::default());
+        }
+        Ok(manager)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Entry>> {
+        self.inner.jobs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn table_path(&self) -> PathBuf {
+        self.inner.state_dir.join("jobs.json")
+    }
+
+    fn load(&self) -> Result<Vec<JobRecord>, JobsError> {
+        let path = self.table_path();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(JobsError::Table {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                });
+            }
+        };
+        serde_json::from_str(&text).map_err(|e| JobsError::Table {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Writes the table aside and renames it over the old one: a crash leaves one or the other.
+    fn save(&self, jobs: &BTreeMap<String, Entry>) {
+        let records: Vec<&JobRecord> = jobs.values().map(|e| &e.record).collect();
+        let path = self.table_path();
+        let aside = path.with_extension("json.tmp");
+        let text = serde_json::to_vec_pretty(&records).expect("records serialize");
+        let written = std::fs::write(&aside, text).and_then(|()| std::fs::rename(&aside, &path));
+        if let Err(e) = written {
+            tracing::error!("cannot save the job table {}: {e}", path.display());
+        }
+    }
+
+    /// Plans `sql` (reading no data) and starts it as a new job; errors carry file:line:col.
+    pub async fn submit(
+        &self,
+        name: Option<String>,
+        sql: String,
+        variables: BTreeMap<String, String>,
+    ) -> Result<JobView, JobsError> {
+        let script = Script {
+            name: format!("{}.sql", name.as_deref().unwrap_or("job")),
+            text: sql.clone(),
+            variables: Some(variables.clone()),
+        };
+        let planned = script
+            .plan()
+            .await
+            .map_err(|e| JobsError::Invalid(e.to_string()))?;
+        let Some(job) = planned.job else {
+            return Err(JobsError::Invalid(format!(
+                "{}: no INSERT INTO to run",
+                script.name
+            )));
+        };
+        let now = chrono::Utc::now().timestamp_millis();
+        let id = new_id();
+        let record = JobRecord {
+            id: id.clone(),
+            name: name.unwrap_or(job.name),
+            sql,
+            variables,
+            status: JobStatus::Created,
+            created_ms: now,
+            updated_ms: now,
+            error: None,
+        };
+        {
+            let mut jobs = self.lock();
+            jobs.insert(id.clone(), Entry::new(record));
+            self.save(&jobs);
+        }
+        self.start(&id, Launch::default());
+        self.get(&id)
+    }
+
+    /// Starts (or restarts) the task of job `id`.
+    fn start(&self, id: &str, launch: Launch) {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut jobs = self.lock();
+        let Some(entry) = jobs.get_mut(id) else {
+            return;
+        };
+        let record = &entry.record;
+        let script = Script {
+            name: format!("{}.sql", record.name),
+            text: record.sql.clone(),
+            variables: Some(record.variables.clone()),
+        };
+        let mut config = self.inner.config.clone();
+        // Each job's checkpoints live under the state directory, in a directory of its own.
+        if config.checkpoint.dir.is_none() {
+            config.checkpoint.dir = Some(
+                self.inner
+                    .state_dir
+                    .join("checkpoints")
+                    .join(id)
+                    .display()
+                    .to_string(),
+            );
+        }
+        let drain = entry.drain.clone();
+        drain.store(false, Relaxed);
+        let launch = Launch {
+            drain_on_stop: drain,
+            ..launch
+        };
+        entry.stop = Some(stop_tx);
+        set_status(entry, JobStatus::Running, None);
+        let manager = self.clone();
+        let job_id = id.to_string();
+        entry.task = Some(tokio::spawn(async move {
+            manager.run(job_id, script, config, launch, stop_rx).await;
+        }));
+        self.save(&jobs);
+    }
+
+    async fn run(
+        &self,
+        id: String,
+        script: Script,
+        config: SluiceConfig,
+        launch: Launch,
+        stop: watch::Receiver<bool>,
+    ) {
+        let mut log = EntryLog {
+            manager: self.clone(),
+            id: id.clone(),
+        };
+        let planned = match script.plan().await {
+            Ok(p) => p,
+            Err(e) => return self.ended(&id, JobStatus::Failed, Some(e.to_string())),
+        };
+        let Some(job) = planned.job else {
+            return self.ended(&id, JobStatus::Failed, Some("no job to run".into()));
+        };
+        let result = supervise(
+            &script,
+            job,
+            &planned.settings.checkpoint,
+            &config,
+            &launch,
+            stop,
+            &mut log,
+        )
+        .await;
+        match result {
+            Ok(finished) => {
+                let drained = launch.drain_on_stop.load(Relaxed);
+                let status = if finished.report.stopped && !drained {
+                    JobStatus::Stopped
+                } else {
+                    JobStatus::Finished
+                };
+                log.line(&format!(
+                    "{}: {} rows in, {} rows out",
+                    if status == JobStatus::Stopped {
+                        "stopped with a savepoint"
+                    } else {
+                        "finished"
+                    },
+                    finished.report.rows_in,
+                    finished.report.rows_out
+                ));
+                self.ended(&id, status, None);
+            }
+            Err(e) => {
+                log.line(&format!("failed: {e}"));
+                self.ended(&id, JobStatus::Failed, Some(e.to_string()));
+            }
+        }
+    }
+
+    fn ended(&self, id: &str, status: JobStatus, error: Option<String>) {
+        let mut jobs = self.lock();
+        if let Some(entry) = jobs.get_mut(id) {
+            entry.stop = None;
+            entry.task = None;
+            set_status(entry, status, error);
+            self.save(&jobs);
+        }
+    }
+
+    /// Every job, oldest first.
+    pub fn list(&self) -> Vec<JobView> {
+        self.lock().values().map(Entry::view).collect()
+    }
+
+    pub fn get(&self, id: &str) -> Result<JobView, JobsError> {
+        self.lock()
+            .get(id)
+            .map(Entry::view)
+            .ok_or_else(|| JobsError::NotFound(id.to_string()))
+    }
+
+    /// Stops a running job; returns at once (the job's status says when it is done).
+    pub fn stop(&self, id: &str, mode: StopMode) -> Result<JobView, JobsError> {
+        let mut jobs = self.lock();
+        let entry = jobs
+            .get_mut(id)
+            .ok_or_else(|| JobsError::NotFound(id.to_string()))?;
+        if !entry.record.status.is_active() {
+            return Err(JobsError::Conflict {
+                id: id.to_string(),
+                status: entry.record.status,
+                what: "only a running job can be stopped",
+            });
+        }
+        match mode {
+            StopMode::Cancel => {
+                if let Some(task) = entry.task.take() {
+                    task.abort();
+                }
+                entry.stop = None;
+                set_status(entry, JobStatus::Canceled, None);
+            }
+            StopMode::Savepoint | StopMode::Drain => {
+                entry.drain.store(mode == StopMode::Drain, Relaxed);
+                if let Some(stop) = &entry.stop {
+                    let _ = stop.send(true);
+                }
+            }
+        }
+        let view = entry.view();
+        self.save(&jobs);
+        Ok(view)
+    }
+
+    /// Starts a stopped, canceled, failed or finished job again from its latest checkpoint.
+    pub fn resume(&self, id: &str) -> Result<JobView, JobsError> {
+        {
+            let jobs = self.lock();
+            let entry = jobs
+                .get(id)
+                .ok_or_else(|| JobsError::NotFound(id.to_string()))?;
+            if entry.record.status.is_active() {
+                return Err(JobsError::Conflict {
+                    id: id.to_string(),
+                    status: entry.record.status,
+                    what: "it is running already",
+                });
+            }
+        }
+        self.start(id, Launch::default());
+        self.get(id)
+    }
+
+    /// Cancels the job if it runs, and forgets it and its checkpoints.
+    pub fn delete(&self, id: &str) -> Result<(), JobsError> {
+        let mut jobs = self.lock();
+        let entry = jobs
+            .remove(id)
+            .ok_or_else(|| JobsError::NotFound(id.to_string()))?;
+        if let Some(task) = entry.task {
+            task.abort();
+        }
+        self.save(&jobs);
+        let _ = std::fs::remove_dir_all(self.inner.state_dir.join("checkpoints").join(id));
+        Ok(())
+    }
+
+    fn with_entry(&self, id: &str, f: impl FnOnce(&mut Entry)) {
+        if let Some(entry) = self.lock().get_mut(id) {
+            f(entry);
+        }
+    }
+}
+
+impl Entry {
+    fn new(record: JobRecord) -> Self {
+        Entry {
+            record,
+            stop: None,
+            drain: Arc::default(),
+            task: None,
+            metrics: None,
+            log: VecDeque::new(),
+        }
+    }
+
+    fn view(&self) -> JobView {
+        let m = self.metrics.as_ref();
+        JobView {
+            record: self.record.clone(),
+            rows_in: m.map_or(0, JobMetrics::rows_in),
+            rows_out: m.map_or(0, JobMetrics::rows_out),
+            last_checkpoint: m.and_then(|m| m.checkpoints.last()).map(|c| c.describe()),
+            log: self.log.iter().cloned().collect(),
+        }
+    }
+}
+
+fn set_status(entry: &mut Entry, status: JobStatus, error: Option<String>) {
+    entry.record.status = status;
+    entry.record.updated_ms = chrono::Utc::now().timestamp_millis();
+    if error.is_some() || status == JobStatus::Running {
+        entry.record.error = error;
+    }
+}
+
+/// A job's [`JobLog`]: lines into its entry (and the server's log), restarts into its status.
+struct EntryLog {
+    manager: JobManager,
+    id: String,
+}
+
+impl JobLog for EntryLog {
+    fn line(&mut self, text: &str) {
+        tracing::info!(job = %self.id, "{text}");
+        let restarting = text.contains("restarting from the last checkpoint");
+        self.manager.with_entry(&self.id, |e| {
+            if e.log.len() == LOG_LINES {
+                e.log.pop_front();
+            }
+            e.log.push_back(text.to_string());
+            if restarting {
+                set_status(e, JobStatus::Restarting, Some(text.to_string()));
+            }
+        });
+    }
+
+    fn running(&mut self, metrics: &JobMetrics) {
+        let metrics = metrics.clone();
+        self.manager.with_entry(&self.id, |e| {
+            e.metrics = Some(metrics);
+            if e.record.status == JobStatus::Restarting {
+                e.record.status = JobStatus::Running;
+            }
+        });
+    }
+}
+
+/// A short random id: 12 hex digits.
+fn new_id() -> String {
+    use rand::Rng;
+    format!("{:012x}", rand::rng().random::<u64>() & 0xffff_ffff_ffff)
+}

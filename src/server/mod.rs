@@ -1,0 +1,171 @@
+//! `sluice server`: the REST API over a [`JobManager`] (axum on tokio).
+//!
+//! ```text
+//! GET  /healthz                     ok (no token needed)
+//! POST /v1/validate                 {sql, variables?, name?}  → 200 {ok} | 400 {error: file:line:col …}
+//! GET  /v1/jobs                     [job, …]
+//! POST /v1/jobs                     {sql, variables?, name?}  → 201 job | 400 {error}
+//! GET  /v1/jobs/{id}                job (with rows in/out, last checkpoint, log lines)
+//! POST /v1/jobs/{id}/stop           {mode: savepoint|drain|cancel}
+//! POST /v1/jobs/{id}/resume         from its latest checkpoint
+//! DELETE /v1/jobs/{id}
+//! ```
+//! With a token, every endpoint but `/healthz` needs `Authorization: Bearer <token>`. Request
+//! bodies are limited to 1 MiB.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::jobs::{JobManager, JobsError, Script, StopMode};
+
+/// Largest request body accepted.
+const BODY_LIMIT: usize = 1 << 20;
+
+#[derive(Clone)]
+struct AppState {
+    jobs: JobManager,
+    token: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SubmitRequest {
+    sql: String,
+    #[serde(default)]
+    variables: BTreeMap<String, String>,
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct StopRequest {
+    mode: Option<StopMode>,
+}
+
+/// The API's router over `jobs`; `token` protects every route but `/healthz`.
+pub fn router(jobs: JobManager, token: Option<String>) -> Router {
+    let state = AppState { jobs, token };
+    let api = Router::new()
+        .route("/v1/validate", post(validate))
+        .route("/v1/jobs", get(list).post(submit))
+        .route("/v1/jobs/{id}", get(job).delete(delete))
+        .route("/v1/jobs/{id}/stop", post(stop))
+        .route("/v1/jobs/{id}/resume", post(resume))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .merge(api)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+/// Serves the API on `listen` until the process ends.
+pub async fn serve(
+    listen: SocketAddr,
+    jobs: JobManager,
+    token: Option<String>,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    tracing::info!(%listen, "sluice server listening");
+    axum::serve(listener, router(jobs, token)).await
+}
+
+async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if let Some(token) = &state.token {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given != Some(token.as_str()) {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong token: send `Authorization: Bearer <token>`",
+            );
+        }
+    }
+    next.run(request).await
+}
+
+fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    (status, Json(json!({ "error": message.to_string() }))).into_response()
+}
+
+fn jobs_error(e: JobsError) -> Response {
+    let status = match &e {
+        JobsError::Invalid(_) => StatusCode::BAD_REQUEST,
+        JobsError::NotFound(_) => StatusCode::NOT_FOUND,
+        JobsError::Conflict { .. } => StatusCode::CONFLICT,
+        JobsError::Table { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, e)
+}
+
+async fn validate(Json(request): Json<SubmitRequest>) -> Response {
+    let script = Script {
+        name: format!("{}.sql", request.name.as_deref().unwrap_or("job")),
+        text: request.sql,
+        variables: Some(request.variables),
+    };
+    match script.plan().await {
+        Ok(_) => Json(json!({ "ok": true })).into_response(),
+        Err(e) => error(StatusCode::BAD_REQUEST, e),
+    }
+}
+
+async fn list(State(state): State<AppState>) -> Response {
+    Json(state.jobs.list()).into_response()
+}
+
+async fn submit(State(state): State<AppState>, Json(request): Json<SubmitRequest>) -> Response {
+    match state
+        .jobs
+        .submit(request.name, request.sql, request.variables)
+        .await
+    {
+        Ok(job) => (StatusCode::CREATED, Json(job)).into_response(),
+        Err(e) => jobs_error(e),
+    }
+}
+
+async fn job(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    match state.jobs.get(&id) {
+        Ok(job) => Json(job).into_response(),
+        Err(e) => jobs_error(e),
+    }
+}
+
+async fn stop(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Option<Json<StopRequest>>,
+) -> Response {
+    let mode = body
+        .and_then(|Json(b)| b.mode)
+        .unwrap_or(StopMode::Savepoint);
+    match state.jobs.stop(&id, mode) {
+        Ok(job) => (StatusCode::ACCEPTED, Json(job)).into_response(),
+        Err(e) => jobs_error(e),
+    }
+}
+
+async fn resume(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    match state.jobs.resume(&id) {
+        Ok(job) => (StatusCode::ACCEPTED, Json(job)).into_response(),
+        Err(e) => jobs_error(e),
+    }
+}
+
+async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    match state.jobs.delete(&id) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => jobs_error(e),
+    }
+}

@@ -1,0 +1,233 @@
+//! The job server with real processes: `sluice server` and its CLI client. A job submitted,
+//! stopped with a savepoint and resumed, or running while the server is killed with SIGKILL and
+//! started again, writes exactly the rows of an uninterrupted run; a server with a token refuses
+//! a client without it.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{RECOVERY_OUTPUTS, read_sink_dir, recovery_job, sluice};
+use serde_json::Value;
+
+/// The recovery job over a paced fleet simulation into CSV directories under `out`.
+fn job_sql(out: &Path, rate: u64) -> String {
+    let source = format!(
+        "'connector' = 'fleet-sim', 'vehicles' = '20', 'seed' = '8', 'start-time' = '2024-03-01 08:00:00',
+         'number-of-rows' = '16000', 'rows-per-second' = '{rate}'"
+    );
+    let sink = |name: &str| {
+        format!(
+            "'connector' = 'filesystem', 'path' = '{}', 'format' = 'csv'",
+            out.join(name).display()
+        )
+    };
+    recovery_job(
+        &source,
+        &sink,
+        "SET 'execution.checkpointing.interval' = '300 ms';",
+    )
+}
+
+fn outputs(out: &Path) -> BTreeMap<&'static str, Vec<String>> {
+    RECOVERY_OUTPUTS
+        .iter()
+        .map(|name| {
+            let dir = out.join(name);
+            let mut rows = if dir.exists() {
+                read_sink_dir(&dir)
+            } else {
+                Vec::new()
+            };
+            rows.sort();
+            (*name, rows)
+        })
+        .collect()
+}
+
+/// The outputs of one uninterrupted `sluice run` of the job.
+fn reference(dir: &Path) -> BTreeMap<&'static str, Vec<String>> {
+    let out = dir.join("reference");
+    let sql = dir.join("reference.sql");
+    std::fs::write(&sql, job_sql(&out, 0)).unwrap();
+    sluice(&["run", "--quiet", sql.to_str().unwrap()], &[]);
+    outputs(&out)
+}
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(state: &Path, port: u16, token: Option<&str>) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        cmd.args(["server", "--state-dir", state.to_str().unwrap()])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env_remove("SLUICE_TOKEN")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(t) = token {
+            cmd.args(["--token", t]);
+        }
+        let child = cmd.spawn().unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "the server did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Server { child, url }
+    }
+
+    /// `sluice <args> --server <url>`.
+    fn cli(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(args)
+            .args(["--server", &self.url])
+            .env_remove("SLUICE_TOKEN")
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "sluice {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn job(&self, id: &str) -> Value {
+        serde_json::from_str(&self.ok(&["status", id, "--json"])).unwrap()
+    }
+
+    /// Waits (up to two minutes) until `until` holds for the job.
+    fn wait(&self, id: &str, what: &str, until: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let job = self.job(id);
+            if until(&job) {
+                return job;
+            }
+            assert!(Instant::now() < deadline, "job never {what}: {job}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn status(job: &Value) -> &str {
+    job["status"].as_str().unwrap_or_default()
+}
+
+#[test]
+fn a_job_stopped_with_a_savepoint_and_resumed_loses_and_repeats_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let want = reference(dir.path());
+    let server = Server::start(&dir.path().join("state"), free_port(), None);
+    let out = dir.path().join("out");
+    let sql = dir.path().join("fleet.sql");
+    std::fs::write(&sql, job_sql(&out, 4000)).unwrap();
+
+    let submitted = server.ok(&["submit", sql.to_str().unwrap()]);
+    let id = submitted.lines().last().unwrap().trim().to_string();
+    let listed: Value = serde_json::from_str(&server.ok(&["jobs", "--json"])).unwrap();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["id"], id.as_str());
+    assert_eq!(listed[0]["name"], "fleet");
+    server.wait(&id, "read rows", |j| {
+        status(j) == "RUNNING" && j["rows_in"].as_u64().unwrap_or(0) > 0
+    });
+
+    server.ok(&["stop", &id]);
+    let stopped = server.wait(&id, "stopped", |j| status(j) == "STOPPED");
+    assert!(
+        stopped["last_checkpoint"]
+            .as_str()
+            .unwrap()
+            .starts_with("savepoint"),
+        "{stopped}"
+    );
+    let text = server.ok(&["jobs"]);
+    assert!(text.contains(&id) && text.contains("STOPPED"), "{text}");
+
+    server.ok(&["resume", &id]);
+    let done = server.wait(&id, "finished", |j| status(j) == "FINISHED");
+    let log = done["log"].to_string();
+    assert!(log.contains("restoring savepoint"), "{done}");
+    assert_eq!(outputs(&out), want);
+}
+
+#[test]
+fn jobs_survive_the_server_being_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let want = reference(dir.path());
+    let state = dir.path().join("state");
+    let port = free_port();
+    let mut server = Server::start(&state, port, None);
+    let out = dir.path().join("out");
+    let sql = dir.path().join("fleet.sql");
+    std::fs::write(&sql, job_sql(&out, 3000)).unwrap();
+    let submitted = server.ok(&["submit", sql.to_str().unwrap()]);
+    let id = submitted.lines().last().unwrap().trim().to_string();
+    server.wait(&id, "checkpointed", |j| !j["last_checkpoint"].is_null());
+
+    // SIGKILL: no savepoint; the job table says RUNNING.
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    drop(server);
+    let server = Server::start(&state, port, None);
+    let done = server.wait(&id, "finished", |j| status(j) == "FINISHED");
+    assert!(
+        done["log"].to_string().contains("restoring checkpoint"),
+        "{done}"
+    );
+    assert_eq!(outputs(&out), want);
+}
+
+#[test]
+fn a_server_with_a_token_refuses_clients_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("state"), free_port(), Some("s3cret"));
+    let refused = server.cli(&["jobs"]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("token"), "{stderr}");
+    let admitted = server.ok(&["jobs", "--json", "--token", "s3cret"]);
+    assert_eq!(admitted.trim(), "[]");
+
+    // A file that does not plan is refused at submit, with its position.
+    let sql = dir.path().join("bad.sql");
+    std::fs::write(
+        &sql,
+        "CREATE TABLE t (a INT) WITH ('connector' = 'nope');\n",
+    )
+    .unwrap();
+    let bad = server.cli(&["submit", sql.to_str().unwrap(), "--token", "s3cret"]);
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        !bad.status.success() && stderr.contains("bad.sql:1:"),
+        "{stderr}"
+    );
+}
