@@ -1,2 +1,2 @@
--- fail: 2:1 SHOW JOBS and STOP JOB talk to a job server, which Sluice does not have yet
+-- fail: 2:1 SHOW JOBS and STOP JOB belong in the shell (not yet there); in a file, use `sluice jobs` and `sluice stop JOB`
 SHOW JOBS;

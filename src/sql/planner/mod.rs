@@ -154,7 +154,7 @@ impl Planner {
                 Statement::Show(ShowKind::Jobs) | Statement::StopJob { .. } => {
                     return Err(src.error(
                         stmt.pos,
-                        "SHOW JOBS and STOP JOB talk to a job server, which Sluice does not have yet; `sluice run` runs one job in the foreground (Ctrl-C stops it)",
+                        "SHOW JOBS and STOP JOB belong in the shell (not yet there); in a file, use `sluice jobs` and `sluice stop JOB` against a job server, or Ctrl-C for `sluice run`",
                     ));
                 }
                 Statement::Show(kind) => output.push(self.show(*kind)),
