@@ -231,3 +231,81 @@ fn a_server_with_a_token_refuses_clients_without_it() {
         "{stderr}"
     );
 }
+
+#[test]
+fn twenty_jobs_submitted_at_once_all_run_to_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("state"), free_port(), None);
+    let ids: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..20)
+            .map(|i| {
+                let (server, dir) = (&server, dir.path());
+                s.spawn(move || {
+                    let sql = dir.join(format!("job{i}.sql"));
+                    std::fs::write(
+                        &sql,
+                        format!(
+                            "CREATE TABLE t (vehicle_id STRING, ts TIMESTAMP(3)) WITH ('connector' = 'fleet-sim',
+                               'vehicles' = '5', 'seed' = '{i}', 'number-of-rows' = '2000', 'rows-per-second' = '0');
+                             CREATE TABLE o (vehicle_id STRING, ts TIMESTAMP(3))
+                               WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+                             INSERT INTO o SELECT * FROM t;",
+                            dir.join(format!("out{i}")).display()
+                        ),
+                    )
+                    .unwrap();
+                    let out = server.ok(&["submit", sql.to_str().unwrap()]);
+                    out.lines().last().unwrap().trim().to_string()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, id) in ids.iter().enumerate() {
+        server.wait(id, "finished", |j| status(j) == "FINISHED");
+        let rows = read_sink_dir(&dir.path().join(format!("out{i}")));
+        assert_eq!(rows.len(), 2000, "job {i}");
+    }
+    let listed: Value = serde_json::from_str(&server.ok(&["jobs", "--json"])).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 20);
+}
+
+#[test]
+fn listings_never_show_a_credential() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("state"), free_port(), None);
+    let sql = dir.path().join("secret.sql");
+    std::fs::write(
+        &sql,
+        "CREATE TABLE t (vehicle_id STRING) WITH ('connector' = 'fleet-sim', 'number-of-rows' = '10');
+         CREATE TABLE o (vehicle_id STRING) WITH ('connector' = 'clickhouse', 'url' = 'http://127.0.0.1:1',
+           'password' = 'hunter2', 'username' = '${CH_USER}', 'table' = 't');
+         CREATE TABLE p (vehicle_id STRING) WITH ('connector' = 'print', 'print-identifier' = '${CH_PASSWORD}');
+         INSERT INTO p SELECT * FROM t;",
+    )
+    .unwrap();
+    let submitted = server.ok(&[
+        "submit",
+        sql.to_str().unwrap(),
+        "-e",
+        "CH_PASSWORD=swordfish",
+        "-e",
+        "CH_USER=alice",
+        "--json",
+    ]);
+    let id = submitted.lines().last().unwrap().trim().to_string();
+    server.wait(&id, "finished", |j| status(j) == "FINISHED");
+    for shown in [
+        submitted,
+        server.ok(&["jobs", "--json"]),
+        server.ok(&["status", &id, "--json"]),
+        server.ok(&["status", &id]),
+    ] {
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("swordfish"),
+            "{shown}"
+        );
+        assert!(shown.contains(&id), "{shown}");
+    }
+    assert!(server.ok(&["status", &id, "--json"]).contains("alice"));
+}

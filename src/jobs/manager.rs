@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use super::secrets::{mask_sql, mask_variables};
 use super::supervisor::{JobLog, Launch, Script, supervise};
 use crate::config::SluiceConfig;
 use crate::runtime::metrics::JobMetrics;
@@ -69,7 +70,7 @@ pub struct JobRecord {
     pub error: Option<String>,
 }
 
-/// A job with its live figures, for listings.
+/// A job with its live figures, for listings: secret option values and variables masked.
 #[derive(Debug, Clone, Serialize)]
 pub struct JobView {
     #[serde(flatten)]
@@ -441,8 +442,11 @@ impl Entry {
 
     fn view(&self) -> JobView {
         let m = self.metrics.as_ref();
+        let mut record = self.record.clone();
+        record.sql = mask_sql(&record.sql);
+        record.variables = mask_variables(&record.variables);
         JobView {
-            record: self.record.clone(),
+            record,
             rows_in: m.map_or(0, JobMetrics::rows_in),
             rows_out: m.map_or(0, JobMetrics::rows_out),
             last_checkpoint: m.and_then(|m| m.checkpoints.last()).map(|c| c.describe()),

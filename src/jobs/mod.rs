@@ -2,6 +2,7 @@
 //! it fails ([`supervise`]); and the jobs of a server ([`JobManager`]).
 
 mod manager;
+mod secrets;
 mod supervisor;
 
 pub use manager::{JobManager, JobRecord, JobStatus, JobView, JobsError, StopMode};
