@@ -160,6 +160,20 @@ fn a_job_stopped_with_a_savepoint_and_resumed_loses_and_repeats_nothing() {
         status(j) == "RUNNING" && j["rows_in"].as_u64().unwrap_or(0) > 0
     });
 
+    let metrics = Command::new("curl")
+        .args(["-sf", &format!("{}/metrics", server.url)])
+        .output()
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    assert!(
+        metrics.contains(&format!(
+            "sluice_job_status{{job=\"{id}\",name=\"fleet\",status=\"RUNNING\"}} 1"
+        )) && metrics.contains(&format!(
+            "sluice_source_rows_in_total{{job=\"{id}\",source=\"telemetry\"}} "
+        )) && metrics.contains("# TYPE sluice_pipeline_rows_out_total counter"),
+        "{metrics}"
+    );
+
     server.ok(&["stop", &id]);
     let stopped = server.wait(&id, "stopped", |j| status(j) == "STOPPED");
     assert!(

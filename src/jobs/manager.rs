@@ -348,6 +348,14 @@ impl JobManager {
         self.lock().values().map(Entry::view).collect()
     }
 
+    /// Every job's record with the counters of its current run (if it ran in this server).
+    pub fn metrics(&self) -> Vec<(JobRecord, Option<JobMetrics>)> {
+        self.lock()
+            .values()
+            .map(|e| (e.record.clone(), e.metrics.clone()))
+            .collect()
+    }
+
     pub fn get(&self, id: &str) -> Result<JobView, JobsError> {
         self.lock()
             .get(id)

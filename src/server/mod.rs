@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! GET  /healthz                     ok (no token needed)
+//! GET  /metrics                     every job's counters, Prometheus text format
 //! POST /v1/validate                 {sql, variables?, name?}  → 200 {ok} | 400 {error: file:line:col …}
 //! GET  /v1/jobs                     [job, …]
 //! POST /v1/jobs                     {sql, variables?, name?}  → 201 job | 400 {error}
@@ -12,6 +13,8 @@
 //! ```
 //! With a token, every endpoint but `/healthz` needs `Authorization: Bearer <token>`. Request
 //! bodies are limited to 1 MiB.
+
+mod prometheus;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -58,6 +61,7 @@ pub fn router(jobs: JobManager, token: Option<String>) -> Router {
         .route("/v1/jobs/{id}", get(job).delete(delete))
         .route("/v1/jobs/{id}/stop", post(stop))
         .route("/v1/jobs/{id}/resume", post(resume))
+        .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -118,6 +122,14 @@ async fn validate(Json(request): Json<SubmitRequest>) -> Response {
         Ok(_) => Json(json!({ "ok": true })).into_response(),
         Err(e) => error(StatusCode::BAD_REQUEST, e),
     }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        prometheus::render(&state.jobs),
+    )
+        .into_response()
 }
 
 async fn list(State(state): State<AppState>) -> Response {
