@@ -187,7 +187,16 @@ fn a_job_stopped_with_a_savepoint_and_resumed_loses_and_repeats_nothing() {
     assert!(text.contains(&id) && text.contains("STOPPED"), "{text}");
 
     server.ok(&["resume", &id]);
+    // `logs -f` prints the log as it grows and returns by itself when the run ends.
+    let followed = server.ok(&["logs", "-f", &id]);
+    assert!(
+        followed.contains("stopped with a savepoint")
+            && followed.contains("restoring savepoint")
+            && followed.contains("finished:"),
+        "{followed}"
+    );
     let done = server.wait(&id, "finished", |j| status(j) == "FINISHED");
+    assert_eq!(server.ok(&["logs", &id]), followed);
     let log = done["log"].to_string();
     assert!(log.contains("restoring savepoint"), "{done}");
     assert_eq!(outputs(&out), want);

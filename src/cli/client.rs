@@ -66,6 +66,14 @@ pub enum ClientCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// A job's log lines (restores, restarts, its end); `-f` follows them while it runs.
+    Logs {
+        job: String,
+        #[arg(short, long)]
+        follow: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Cancel a job if it runs, and forget it and its checkpoints.
     Delete {
         job: String,
@@ -166,6 +174,26 @@ pub async fn run(command: ClientCommand) -> Result<ExitCode> {
             .await?;
             print_one(&server, &job);
         }
+        ClientCommand::Logs {
+            job,
+            follow,
+            server,
+        } => {
+            if follow {
+                follow_logs(&server, &job).await?;
+            } else {
+                let job = call(
+                    &server,
+                    reqwest::Method::GET,
+                    &format!("/v1/jobs/{job}"),
+                    None,
+                )
+                .await?;
+                for line in job["log"].as_array().into_iter().flatten() {
+                    println!("{}", line.as_str().unwrap_or_default());
+                }
+            }
+        }
         ClientCommand::Delete { job, server } => {
             call(
                 &server,
@@ -215,6 +243,48 @@ async fn call(
         bail!("{message}");
     }
     Ok(value)
+}
+
+/// Prints the job's log from its server-sent events until the server says its run ended.
+async fn follow_logs(server: &ServerArgs, job: &str) -> Result<()> {
+    use futures::StreamExt;
+    let url = format!("{}/v1/jobs/{job}/logs", server.server.trim_end_matches('/'));
+    let mut request = reqwest::Client::new().get(&url);
+    if let Some(token) = &server.token {
+        request = request.bearer_auth(token);
+    }
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the job server at {}", server.server))?;
+    if !response.status().is_success() {
+        let value: Value = response.json().await.unwrap_or(Value::Null);
+        bail!(
+            "{}",
+            value["error"].as_str().unwrap_or("the server refused")
+        );
+    }
+    let mut body = response.bytes_stream();
+    let mut pending = String::new();
+    let mut event = String::new();
+    while let Some(chunk) = body.next().await {
+        pending.push_str(&String::from_utf8_lossy(&chunk?));
+        while let Some(end) = pending.find('\n') {
+            let line: String = pending.drain(..=end).collect();
+            let line = line.trim_end_matches(['\n', '\r']);
+            if let Some(name) = line.strip_prefix("event:") {
+                event = name.trim().to_string();
+            } else if let Some(data) = line.strip_prefix("data:") {
+                if event == "end" {
+                    return Ok(());
+                }
+                println!("{}", data.strip_prefix(' ').unwrap_or(data));
+            } else if line.is_empty() {
+                event.clear();
+            }
+        }
+    }
+    Ok(())
 }
 
 fn print_one(server: &ServerArgs, job: &Value) {

@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 use super::secrets::{mask_sql, mask_variables};
 use super::supervisor::{JobLog, Launch, Script, supervise};
@@ -102,8 +102,17 @@ pub enum JobsError {
 /// Lines of a job's log kept in memory.
 const LOG_LINES: usize = 200;
 
+/// What a job's log followers receive.
+#[derive(Debug, Clone)]
+pub enum LogEvent {
+    Line(String),
+    /// The job's run ended (stopped, finished, failed or canceled).
+    End,
+}
+
 struct Entry {
     record: JobRecord,
+    followers: broadcast::Sender<LogEvent>,
     stop: Option<watch::Sender<bool>>,
     drain: Arc<AtomicBool>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -336,6 +345,7 @@ impl JobManager {
     fn ended(&self, id: &str, status: JobStatus, error: Option<String>) {
         let mut jobs = self.lock();
         if let Some(entry) = jobs.get_mut(id) {
+            let _ = entry.followers.send(LogEvent::End);
             entry.stop = None;
             entry.task = None;
             set_status(entry, status, error);
@@ -363,6 +373,23 @@ impl JobManager {
             .ok_or_else(|| JobsError::NotFound(id.to_string()))
     }
 
+    /// The job's log so far and, for a job that runs, what it logs from now on.
+    pub fn follow(
+        &self,
+        id: &str,
+    ) -> Result<(Vec<String>, Option<broadcast::Receiver<LogEvent>>), JobsError> {
+        let jobs = self.lock();
+        let entry = jobs
+            .get(id)
+            .ok_or_else(|| JobsError::NotFound(id.to_string()))?;
+        let live = entry
+            .record
+            .status
+            .is_active()
+            .then(|| entry.followers.subscribe());
+        Ok((entry.log.iter().cloned().collect(), live))
+    }
+
     /// Stops a running job; returns at once (the job's status says when it is done).
     pub fn stop(&self, id: &str, mode: StopMode) -> Result<JobView, JobsError> {
         let mut jobs = self.lock();
@@ -381,6 +408,7 @@ impl JobManager {
                 if let Some(task) = entry.task.take() {
                     task.abort();
                 }
+                let _ = entry.followers.send(LogEvent::End);
                 entry.stop = None;
                 set_status(entry, JobStatus::Canceled, None);
             }
@@ -440,6 +468,7 @@ impl Entry {
     fn new(record: JobRecord) -> Self {
         Entry {
             record,
+            followers: broadcast::channel(256).0,
             stop: None,
             drain: Arc::default(),
             task: None,
@@ -486,6 +515,7 @@ impl JobLog for EntryLog {
                 e.log.pop_front();
             }
             e.log.push_back(text.to_string());
+            let _ = e.followers.send(LogEvent::Line(text.to_string()));
             if restarting {
                 set_status(e, JobStatus::Restarting, Some(text.to_string()));
             }

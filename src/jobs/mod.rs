@@ -5,5 +5,5 @@ mod manager;
 mod secrets;
 mod supervisor;
 
-pub use manager::{JobManager, JobRecord, JobStatus, JobView, JobsError, StopMode};
+pub use manager::{JobManager, JobRecord, JobStatus, JobView, JobsError, LogEvent, StopMode};
 pub use supervisor::{Finished, JobLog, Launch, RunError, Script, read_checkpoint, supervise};

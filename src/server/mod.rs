@@ -9,6 +9,8 @@
 //! GET  /v1/jobs/{id}                job (with rows in/out, last checkpoint, log lines)
 //! POST /v1/jobs/{id}/stop           {mode: savepoint|drain|cancel}
 //! POST /v1/jobs/{id}/resume         from its latest checkpoint
+//! GET  /v1/jobs/{id}/logs           server-sent events: the job's log, then new lines while it
+//!                                   runs; `event: end` when its run ends
 //! DELETE /v1/jobs/{id}
 //! ```
 //! With a token, every endpoint but `/healthz` needs `Authorization: Bearer <token>`. Request
@@ -28,7 +30,9 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::jobs::{JobManager, JobsError, Script, StopMode};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::jobs::{JobManager, JobsError, LogEvent, Script, StopMode};
 
 /// Largest request body accepted.
 const BODY_LIMIT: usize = 1 << 20;
@@ -61,6 +65,7 @@ pub fn router(jobs: JobManager, token: Option<String>) -> Router {
         .route("/v1/jobs/{id}", get(job).delete(delete))
         .route("/v1/jobs/{id}/stop", post(stop))
         .route("/v1/jobs/{id}/resume", post(resume))
+        .route("/v1/jobs/{id}/logs", get(logs))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
     Router::new()
@@ -173,6 +178,36 @@ async fn resume(State(state): State<AppState>, Path(id): Path<String>) -> Respon
         Ok(job) => (StatusCode::ACCEPTED, Json(job)).into_response(),
         Err(e) => jobs_error(e),
     }
+}
+
+async fn logs(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use futures::StreamExt;
+    let (past, live) = match state.jobs.follow(&id) {
+        Ok(f) => f,
+        Err(e) => return jobs_error(e),
+    };
+    let past = futures::stream::iter(past.into_iter().map(|l| Event::default().data(l)));
+    let live = futures::stream::unfold(live, |live| async move {
+        let mut rx = live?;
+        match rx.recv().await {
+            Ok(LogEvent::Line(l)) => Some((Event::default().data(l), Some(rx))),
+            Ok(LogEvent::End) | Err(RecvError::Closed) => None,
+            // A slow follower missed lines: say so and go on.
+            Err(RecvError::Lagged(n)) => {
+                let note = Event::default().data(format!("({n} lines skipped)"));
+                Some((note, Some(rx)))
+            }
+        }
+    });
+    let end = futures::stream::once(async { Event::default().event("end").data("end") });
+    let events = past
+        .chain(live)
+        .chain(end)
+        .map(Ok::<_, std::convert::Infallible>);
+    Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
 async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Response {
