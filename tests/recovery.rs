@@ -15,10 +15,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{RECOVERY_OUTPUTS, read_sink_dir, recovery_job, spawn_run as spawn};
+use common::{
+    RECOVERY_OUTPUTS as OUTPUTS, recovery_job, recovery_outputs as outputs, spawn_run as spawn,
+};
 use rand::Rng;
-
-const OUTPUTS: [&str; 5] = RECOVERY_OUTPUTS;
 
 /// The recovery job over the fleet simulator into CSV directories under `out`.
 fn job_sql(out: &Path, rows: u64, rate: u64, extra: &str) -> String {
@@ -33,23 +33,6 @@ fn job_sql(out: &Path, rows: u64, rate: u64, extra: &str) -> String {
         )
     };
     recovery_job(&source, &sink, extra)
-}
-
-/// Every output's rows, sorted, duplicates kept.
-fn outputs(out: &Path) -> BTreeMap<&'static str, Vec<String>> {
-    OUTPUTS
-        .iter()
-        .map(|name| {
-            let dir = out.join(name);
-            let mut rows = if dir.exists() {
-                read_sink_dir(&dir)
-            } else {
-                Vec::new()
-            };
-            rows.sort();
-            (*name, rows)
-        })
-        .collect()
 }
 
 /// Rows of an uninterrupted run without checkpoints, as fast as the source goes.
@@ -164,30 +147,35 @@ fn a_job_killed_at_random_moments_writes_exactly_the_rows_of_an_uninterrupted_ru
     }
 }
 
+/// Writes the paced job into `dir` with checkpoints every hour (so only the savepoint taken at
+/// the stop can carry state), runs it for 1.5 s and stops it with Ctrl-C.
+fn stopped_with_ctrl_c(dir: &Path, out: &Path, rows: u64) -> (PathBuf, Output) {
+    let sql = write(
+        dir,
+        "fleet.sql",
+        &job_sql(
+            out,
+            rows,
+            4000,
+            "SET 'execution.checkpointing.interval' = '1 h';",
+        ),
+    );
+    let child = spawn(&sql, dir, &[]);
+    std::thread::sleep(Duration::from_millis(1500));
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    (sql, finish(child))
+}
+
 #[test]
 fn ctrl_c_takes_a_savepoint_and_the_next_run_resumes_from_it() {
     let rows = 16_000;
     let want = reference(rows);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    // Checkpoints every hour: only the savepoint taken at the stop can carry the state.
-    let sql = write(
-        dir.path(),
-        "fleet.sql",
-        &job_sql(
-            &out,
-            rows,
-            4000,
-            "SET 'execution.checkpointing.interval' = '1 h';",
-        ),
-    );
-    let child = spawn(&sql, dir.path(), &[]);
-    std::thread::sleep(Duration::from_millis(1500));
-    Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let stopped = finish(child);
+    let (sql, stopped) = stopped_with_ctrl_c(dir.path(), &out, rows);
     let text = stderr(&stopped);
     assert!(stopped.status.success(), "{text}");
     assert!(text.contains("last savepoint"), "{text}");
@@ -426,23 +414,7 @@ fn from_savepoint_restores_the_checkpoint_it_names() {
     let rows = 16_000;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let sql = write(
-        dir.path(),
-        "fleet.sql",
-        &job_sql(
-            &out,
-            rows,
-            4000,
-            "SET 'execution.checkpointing.interval' = '1 h';",
-        ),
-    );
-    let child = spawn(&sql, dir.path(), &[]);
-    std::thread::sleep(Duration::from_millis(1500));
-    Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let stopped = finish(child);
+    let (sql, stopped) = stopped_with_ctrl_c(dir.path(), &out, rows);
     assert!(stopped.status.success(), "{}", stderr(&stopped));
     let savepoint = dir.path().join("sluice/checkpoints/fleet/chk-00000001");
     assert!(savepoint.join("_metadata").exists(), "{}", stderr(&stopped));

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{RECOVERY_OUTPUTS, read_sink_dir, recovery_job, sluice};
+use common::{read_sink_dir, recovery_job, recovery_outputs as outputs, sluice};
 use serde_json::Value;
 
 /// The recovery job over a paced fleet simulation into CSV directories under `out`.
@@ -30,22 +30,6 @@ fn job_sql(out: &Path, rate: u64) -> String {
         &sink,
         "SET 'execution.checkpointing.interval' = '300 ms';",
     )
-}
-
-fn outputs(out: &Path) -> BTreeMap<&'static str, Vec<String>> {
-    RECOVERY_OUTPUTS
-        .iter()
-        .map(|name| {
-            let dir = out.join(name);
-            let mut rows = if dir.exists() {
-                read_sink_dir(&dir)
-            } else {
-                Vec::new()
-            };
-            rows.sort();
-            (*name, rows)
-        })
-        .collect()
 }
 
 /// The outputs of one uninterrupted `sluice run` of the job.

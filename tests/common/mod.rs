@@ -343,6 +343,23 @@ pub async fn apply_fleet_schema(url: &str, database: &str) {
 /// The outputs of [`recovery_job`].
 pub const RECOVERY_OUTPUTS: [&str; 5] = ["passthrough", "tumble", "hop", "session", "braking"];
 
+/// Every output of [`recovery_job`] written as CSV under `out`: its rows sorted, duplicates kept.
+pub fn recovery_outputs(out: &Path) -> std::collections::BTreeMap<&'static str, Vec<String>> {
+    RECOVERY_OUTPUTS
+        .iter()
+        .map(|name| {
+            let dir = out.join(name);
+            let mut rows = if dir.exists() {
+                read_sink_dir(&dir)
+            } else {
+                Vec::new()
+            };
+            rows.sort();
+            (*name, rows)
+        })
+        .collect()
+}
+
 /// The job the recovery tests kill and restart: telemetry (WITH `source`, watermark 5 s behind,
 /// more than the simulator's disorder, so no row is ever late) into five tables (WITH
 /// `sink(name)`): a pass-through, TUMBLE, HOP, SESSION and MATCH_RECOGNIZE. `extra` (SET
