@@ -122,13 +122,7 @@ pub async fn run(command: ClientCommand) -> Result<ExitCode> {
             }
         }
         ClientCommand::Status { job, server } => {
-            let job = call(
-                &server,
-                reqwest::Method::GET,
-                &format!("/v1/jobs/{job}"),
-                None,
-            )
-            .await?;
+            let job = get_job(&server, &job).await?;
             if server.json {
                 println!("{job}");
             } else {
@@ -208,6 +202,16 @@ pub async fn run(command: ClientCommand) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn get_job(server: &ServerArgs, id: &str) -> Result<Value> {
+    call(
+        server,
+        reqwest::Method::GET,
+        &format!("/v1/jobs/{id}"),
+        None,
+    )
+    .await
 }
 
 /// One request; an error status becomes an error with the server's message.
