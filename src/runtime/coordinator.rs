@@ -42,14 +42,9 @@ pub(crate) enum Report {
         epoch: u64,
         state: PipelineSnapshot,
     },
-    /// The task ended: its last report stands for every later epoch.
-    Finished(Task),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Task {
-    Source(usize),
-    Pipeline(usize),
+    /// The pipeline ended: its last report stands for every later epoch. (A source says so
+    /// with the `last` flag of its final report.)
+    PipelineFinished(usize),
 }
 
 /// A pipeline's state at a barrier.
@@ -294,11 +289,7 @@ impl Coordinator {
                 self.pipelines[index].by_epoch.insert(epoch, state);
                 epoch
             }
-            Report::Finished(Task::Source(i)) => {
-                self.sources[i].finished = true;
-                return;
-            }
-            Report::Finished(Task::Pipeline(i)) => {
+            Report::PipelineFinished(i) => {
                 self.pipelines[i].finished = true;
                 return;
             }

@@ -10,9 +10,7 @@ use std::time::Duration;
 use arrow::array::RecordBatch;
 use tokio::sync::mpsc;
 
-use super::coordinator::{
-    CheckpointLink, PipelineSnapshot, Report, StagedSink, Task, encode_batches,
-};
+use super::coordinator::{CheckpointLink, PipelineSnapshot, Report, StagedSink, encode_batches};
 use super::metrics::SinkMetrics;
 use crate::checkpoint::CheckpointMode;
 use crate::operators::OperatorChain;
@@ -263,10 +261,7 @@ impl PipelineTask {
         if let Some(c) = &mut self.checkpoints {
             let last = c.last_barrier;
             let completed = c.link.completion_of(last).await?;
-            let _ = c
-                .link
-                .reports
-                .send(Report::Finished(Task::Pipeline(c.index)));
+            let _ = c.link.reports.send(Report::PipelineFinished(c.index));
             self.commit(completed).await?;
         }
         for s in self.outputs() {

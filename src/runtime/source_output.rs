@@ -15,7 +15,7 @@ use arrow::compute::{filter_record_batch, is_not_null};
 use async_trait::async_trait;
 use tokio::sync::{mpsc, watch};
 
-use super::coordinator::{CheckpointLink, Report, Task};
+use super::coordinator::{CheckpointLink, Report};
 use super::watermark::WatermarkTracker;
 use crate::connectors::print::format_rows;
 use crate::operators::Projection;
@@ -223,11 +223,7 @@ impl TableOutput {
             let epoch = c.link.request_next();
             self.place_barrier(epoch, true).await?;
         }
-        self.send(Message::EndOfInput).await?;
-        if let Some(c) = &self.checkpoints {
-            let _ = c.link.reports.send(Report::Finished(Task::Source(c.index)));
-        }
-        Ok(())
+        self.send(Message::EndOfInput).await
     }
 }
 
