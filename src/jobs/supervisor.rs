@@ -122,15 +122,10 @@ pub async fn supervise(
             None => None,
         };
         first = false;
-        let metrics = JobMetrics::new(
-            job.sources.iter().map(|s| s.table.clone()),
-            job.pipelines.iter().map(|p| {
-                let names: Vec<&str> = p.sinks.iter().map(|s| s.table.as_str()).collect();
-                names.join(", ")
-            }),
-        );
-        log.running(&metrics);
+        let metrics = JobMetrics::of(&job);
         let checkpoints = setup.as_ref().map(|s| s.store.location().to_string());
+        metrics.checkpoints.set_location(checkpoints.clone());
+        log.running(&metrics);
         let started = Instant::now();
         let result = run_job(job, options.clone(), metrics, stop.clone(), setup).await;
         log.ended();

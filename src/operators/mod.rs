@@ -18,19 +18,44 @@ pub mod window;
 pub use filter::Filter;
 pub use projection::Projection;
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
 use arrow::array::RecordBatch;
 
+use crate::stream::metrics::OperatorMetrics;
 use crate::stream::{JobError, Operator};
 
 /// Operators applied one after another in the same task (operator fusion: no channel between
 /// stateless steps).
 pub struct OperatorChain {
     operators: Vec<Box<dyn Operator>>,
+    /// One per operator, or none: rows in and out of each, for the job page.
+    metrics: Vec<Arc<OperatorMetrics>>,
 }
 
 impl OperatorChain {
     pub fn new(operators: Vec<Box<dyn Operator>>) -> Self {
-        OperatorChain { operators }
+        OperatorChain {
+            operators,
+            metrics: Vec::new(),
+        }
+    }
+
+    /// Counts each operator's rows into `metrics` (one per operator, in order; else ignored).
+    pub fn with_metrics(mut self, metrics: Vec<Arc<OperatorMetrics>>) -> Self {
+        if metrics.len() == self.operators.len() {
+            self.metrics = metrics;
+        }
+        self
+    }
+
+    fn count(&self, operator: usize, input: &[RecordBatch], output: &[RecordBatch]) {
+        if let Some(m) = self.metrics.get(operator) {
+            let rows = |batches: &[RecordBatch]| batches.iter().map(|b| b.num_rows() as u64).sum();
+            m.rows_in.fetch_add(rows(input), Relaxed);
+            m.rows_out.fetch_add(rows(output), Relaxed);
+        }
     }
 
     pub fn operators(&self) -> &[Box<dyn Operator>] {
@@ -45,11 +70,12 @@ impl OperatorChain {
     /// Runs a batch through every operator; returns the batches that come out of the last.
     pub fn process_batch(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>, JobError> {
         let mut current = vec![batch];
-        for op in &mut self.operators {
+        for i in 0..self.operators.len() {
             let mut next = Vec::with_capacity(current.len());
-            for b in current {
-                op.process_batch(b, &mut next)?;
+            for b in &current {
+                self.operators[i].process_batch(b.clone(), &mut next)?;
             }
+            self.count(i, &current, &next);
             current = next;
         }
         Ok(current)
@@ -63,14 +89,34 @@ impl OperatorChain {
             .collect()
     }
 
-    /// Late rows dropped by all operators of the chain.
+    /// Late rows dropped by all operators of the chain (each operator's own in its metrics).
     pub fn late_rows(&self) -> u64 {
-        self.operators.iter().map(|op| op.late_rows()).sum()
+        self.operators
+            .iter()
+            .enumerate()
+            .map(|(i, op)| {
+                let n = op.late_rows();
+                if let Some(m) = self.metrics.get(i) {
+                    m.late_rows.store(n, Relaxed);
+                }
+                n
+            })
+            .sum()
     }
 
-    /// Rows held by all operators of the chain.
+    /// Rows held by all operators of the chain (each operator's own in its metrics).
     pub fn buffered_rows(&self) -> u64 {
-        self.operators.iter().map(|op| op.buffered_rows()).sum()
+        self.operators
+            .iter()
+            .enumerate()
+            .map(|(i, op)| {
+                let n = op.buffered_rows();
+                if let Some(m) = self.metrics.get(i) {
+                    m.buffered_rows.store(n, Relaxed);
+                }
+                n
+            })
+            .sum()
     }
 
     /// Snapshots every operator, in order (`None` for stateless ones).
@@ -95,12 +141,13 @@ impl OperatorChain {
     /// operators after it before the watermark does, so downstream sees them first.
     pub fn process_watermark(&mut self, watermark_ms: i64) -> Result<Vec<RecordBatch>, JobError> {
         let mut carried: Vec<RecordBatch> = Vec::new();
-        for op in &mut self.operators {
+        for i in 0..self.operators.len() {
             let mut next = Vec::new();
-            for b in carried {
-                op.process_batch(b, &mut next)?;
+            for b in &carried {
+                self.operators[i].process_batch(b.clone(), &mut next)?;
             }
-            op.process_watermark(watermark_ms, &mut next)?;
+            self.operators[i].process_watermark(watermark_ms, &mut next)?;
+            self.count(i, &carried, &next);
             carried = next;
         }
         Ok(carried)

@@ -160,7 +160,8 @@ pub async fn run_job(
         }
         let operator_ids = pipeline.operator_ids(id);
         // Opening reads files (lookup tables): off the async workers.
-        let mut chain = OperatorChain::new(pipeline.operators);
+        let mut chain =
+            OperatorChain::new(pipeline.operators).with_metrics(metrics.sinks[i].operators.clone());
         let states = restored.operators;
         let chain = tokio::task::spawn_blocking(move || {
             chain.open()?;

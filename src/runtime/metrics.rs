@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use crate::checkpoint::CheckpointKind;
 
-pub use crate::stream::metrics::{SinkMetrics, SourceMetrics};
+pub use crate::stream::metrics::{OperatorMetrics, SinkMetrics, SourceMetrics};
+
+use crate::plan::JobGraph;
 
 #[derive(Debug, Default, Clone)]
 pub struct JobMetrics {
@@ -20,6 +22,8 @@ pub struct JobMetrics {
 #[derive(Debug, Default)]
 pub struct CheckpointStatus {
     last: Mutex<Option<LastCheckpoint>>,
+    /// Where the job's checkpoints go (`None` without checkpoints).
+    location: Mutex<Option<String>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -45,6 +49,17 @@ impl CheckpointStatus {
 
     pub fn last(&self) -> Option<LastCheckpoint> {
         *self.last.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn set_location(&self, location: Option<String>) {
+        *self.location.lock().unwrap_or_else(|p| p.into_inner()) = location;
+    }
+
+    pub fn location(&self) -> Option<String> {
+        self.location
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -91,6 +106,47 @@ impl JobMetrics {
                     })
                 })
                 .collect(),
+            checkpoints: Arc::default(),
+        }
+    }
+
+    /// Counters shaped like `graph`: one per source, per pipeline and per operator (with its
+    /// description and state id), so the job page can draw the dataflow with its figures.
+    pub fn of(graph: &JobGraph) -> Self {
+        let sources = graph
+            .sources
+            .iter()
+            .map(|s| Arc::new(SourceMetrics::new(s.table.clone())))
+            .collect();
+        let sinks = graph
+            .pipelines
+            .iter()
+            .zip(graph.pipeline_ids())
+            .map(|(p, id)| {
+                let operators = p
+                    .operators
+                    .iter()
+                    .zip(p.operator_ids(&id))
+                    .map(|(op, state_id)| {
+                        Arc::new(OperatorMetrics {
+                            name: op.describe(),
+                            state_id,
+                            ..Default::default()
+                        })
+                    })
+                    .collect();
+                let tables: Vec<&str> = p.sinks.iter().map(|s| s.table.as_str()).collect();
+                Arc::new(SinkMetrics {
+                    name: tables.join(", "),
+                    source: p.source,
+                    operators,
+                    ..Default::default()
+                })
+            })
+            .collect();
+        JobMetrics {
+            sources,
+            sinks,
             checkpoints: Arc::default(),
         }
     }

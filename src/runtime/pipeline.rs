@@ -158,6 +158,9 @@ impl PipelineTask {
         let mut flush = tokio::time::interval(self.flush_interval);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut completed = self.checkpoints.as_ref().map(|c| c.link.completed.clone());
+        self.metrics
+            .queue_capacity
+            .store(rx.max_capacity() as u64, Relaxed);
         loop {
             let msg = tokio::select! {
                 msg = rx.recv() => msg,
@@ -178,6 +181,7 @@ impl PipelineTask {
             };
             match msg {
                 Some(Message::Batch(batch)) => {
+                    self.metrics.queued_batches.store(rx.len() as u64, Relaxed);
                     let out = self.chain.process_batch(batch)?;
                     self.metrics
                         .late_rows

@@ -80,6 +80,31 @@ pub fn render(jobs: &JobManager) -> String {
         "gauge",
         "Rows a pipeline's operators hold in state",
     );
+    let mut backpressure = Family::new(
+        "sluice_pipeline_backpressure_ratio",
+        "gauge",
+        "How full a pipeline's input queue is (near 1: it holds its source back)",
+    );
+    let mut op_in = Family::new(
+        "sluice_operator_rows_in_total",
+        "counter",
+        "Rows into an operator",
+    );
+    let mut op_out = Family::new(
+        "sluice_operator_rows_out_total",
+        "counter",
+        "Rows out of an operator",
+    );
+    let mut op_late = Family::new(
+        "sluice_operator_late_rows_total",
+        "counter",
+        "Rows an operator dropped as late",
+    );
+    let mut op_buffered = Family::new(
+        "sluice_operator_buffered_rows",
+        "gauge",
+        "Rows an operator holds in state",
+    );
     let mut ck_epoch = Family::new(
         "sluice_checkpoint_last_epoch",
         "gauge",
@@ -137,6 +162,24 @@ pub fn render(jobs: &JobManager) -> String {
             rows_out.add(&labels, p.rows_out.load(Relaxed) as f64);
             late.add(&labels, p.late_rows.load(Relaxed) as f64);
             buffered.add(&labels, p.buffered_rows.load(Relaxed) as f64);
+            backpressure.add(&labels, p.backpressure());
+            for (i, o) in p.operators.iter().enumerate() {
+                // Stateful operators by their checkpoint id, the others by position.
+                let id = o
+                    .state_id
+                    .clone()
+                    .unwrap_or_else(|| format!("{}/{i}", p.name));
+                let labels = [
+                    ("job", job),
+                    ("pipeline", p.name.as_str()),
+                    ("operator", id.as_str()),
+                    ("description", o.name.as_str()),
+                ];
+                op_in.add(&labels, o.rows_in.load(Relaxed) as f64);
+                op_out.add(&labels, o.rows_out.load(Relaxed) as f64);
+                op_late.add(&labels, o.late_rows.load(Relaxed) as f64);
+                op_buffered.add(&labels, o.buffered_rows.load(Relaxed) as f64);
+            }
         }
         if let Some(c) = m.checkpoints.last() {
             let labels = [("job", job)];
@@ -156,6 +199,11 @@ pub fn render(jobs: &JobManager) -> String {
         rows_out,
         late,
         buffered,
+        backpressure,
+        op_in,
+        op_out,
+        op_late,
+        op_buffered,
         ck_epoch,
         ck_age,
         ck_duration,

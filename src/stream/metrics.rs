@@ -26,13 +26,48 @@ impl SourceMetrics {
     }
 }
 
+/// One pipeline's counters (named after the tables it writes).
 #[derive(Debug, Default)]
 pub struct SinkMetrics {
     pub name: String,
+    /// Index of the source the pipeline reads, for drawing the dataflow.
+    pub source: usize,
+    /// Batches waiting in the pipeline's input queue, and its capacity: a full queue means the
+    /// pipeline holds its source back (backpressure).
+    pub queued_batches: AtomicU64,
+    pub queue_capacity: AtomicU64,
+    /// Its operators in order; empty when the job was not built from a graph (benchmarks).
+    pub operators: Vec<std::sync::Arc<OperatorMetrics>>,
     pub rows_out: AtomicU64,
     /// Rows the pipeline's window operators dropped as late.
     pub late_rows: AtomicU64,
     /// Rows the pipeline's operators hold (waiting for the watermark, or in pattern matches in
     /// progress): the state to watch for MATCH_RECOGNIZE without WITHIN.
     pub buffered_rows: AtomicU64,
+}
+
+/// One operator's counters: rows through it and what it holds, for the job page and `/metrics`.
+#[derive(Debug, Default)]
+pub struct OperatorMetrics {
+    /// What the operator does, as EXPLAIN says it.
+    pub name: String,
+    /// Its id in checkpoints, for operators that keep state.
+    pub state_id: Option<String>,
+    pub rows_in: AtomicU64,
+    pub rows_out: AtomicU64,
+    pub late_rows: AtomicU64,
+    pub buffered_rows: AtomicU64,
+}
+
+impl SinkMetrics {
+    /// How full the pipeline's input queue is, 0 to 1: near 1, the pipeline is the bottleneck
+    /// and its source waits (Flink's "backpressured").
+    pub fn backpressure(&self) -> f64 {
+        use std::sync::atomic::Ordering::Relaxed;
+        let capacity = self.queue_capacity.load(Relaxed);
+        if capacity == 0 {
+            return 0.0;
+        }
+        self.queued_batches.load(Relaxed) as f64 / capacity as f64
+    }
 }
