@@ -7,9 +7,9 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
+use common::job_server::{Server, free_port, status};
 use common::{read_sink_dir, recovery_job, recovery_outputs as outputs, sluice};
 use serde_json::Value;
 
@@ -39,89 +39,6 @@ fn reference(dir: &Path) -> BTreeMap<&'static str, Vec<String>> {
     std::fs::write(&sql, job_sql(&out, 0)).unwrap();
     sluice(&["run", "--quiet", sql.to_str().unwrap()], &[]);
     outputs(&out)
-}
-
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    fn start(state: &Path, port: u16, token: Option<&str>) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
-        cmd.args(["server", "--state-dir", state.to_str().unwrap()])
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .env_remove("SLUICE_TOKEN")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if let Some(t) = token {
-            cmd.args(["--token", t]);
-        }
-        let child = cmd.spawn().unwrap();
-        let url = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "the server did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Server { child, url }
-    }
-
-    /// `sluice <args> --server <url>`.
-    fn cli(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(args)
-            .args(["--server", &self.url])
-            .env_remove("SLUICE_TOKEN")
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.cli(args);
-        assert!(
-            out.status.success(),
-            "sluice {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn job(&self, id: &str) -> Value {
-        serde_json::from_str(&self.ok(&["status", id, "--json"])).unwrap()
-    }
-
-    /// Waits (up to two minutes) until `until` holds for the job.
-    fn wait(&self, id: &str, what: &str, until: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let job = self.job(id);
-            if until(&job) {
-                return job;
-            }
-            assert!(Instant::now() < deadline, "job never {what}: {job}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn status(job: &Value) -> &str {
-    job["status"].as_str().unwrap_or_default()
 }
 
 #[test]

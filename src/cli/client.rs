@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
+use sluice::runtime::metrics::{bytes, group};
 
 /// Where the server is and how to be let in.
 #[derive(Args, Clone)]
@@ -18,9 +19,31 @@ pub struct ServerArgs {
     /// The server's token, if it has one.
     #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Trust this CA certificate (PEM) for an HTTPS server, e.g. a self-signed one.
+    #[arg(long, env = "SLUICE_CA_CERT", value_name = "PEM")]
+    pub ca_cert: Option<PathBuf>,
     /// Print JSON (for scripts) instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+impl ServerArgs {
+    /// A request to `path` on the server, with the token if there is one.
+    fn request(&self, method: reqwest::Method, path: &str) -> Result<reqwest::RequestBuilder> {
+        let mut client = reqwest::Client::builder();
+        if let Some(ca) = &self.ca_cert {
+            let pem = std::fs::read(ca).with_context(|| format!("cannot read {}", ca.display()))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .with_context(|| format!("{}: not a PEM certificate", ca.display()))?;
+            client = client.add_root_certificate(cert);
+        }
+        let url = format!("{}{path}", self.server.trim_end_matches('/'));
+        let mut request = client.build()?.request(method, &url);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        Ok(request)
+    }
 }
 
 #[derive(Subcommand)]
@@ -130,6 +153,12 @@ pub async fn run(command: ClientCommand) -> Result<ExitCode> {
                 if let Some(e) = job["error"].as_str() {
                     println!("error: {e}");
                 }
+                print_dataflow(&job["dataflow"]);
+                let id = job["id"].as_str().unwrap_or_default();
+                let path = format!("/v1/jobs/{id}/checkpoints");
+                let list = call(&server, reqwest::Method::GET, &path, None).await?;
+                print_checkpoints(&list);
+                println!("log:");
                 for line in job["log"].as_array().into_iter().flatten() {
                     println!("  {}", line.as_str().unwrap_or_default());
                 }
@@ -221,11 +250,7 @@ async fn call(
     path: &str,
     body: Option<Value>,
 ) -> Result<Value> {
-    let url = format!("{}{path}", server.server.trim_end_matches('/'));
-    let mut request = reqwest::Client::new().request(method, &url);
-    if let Some(token) = &server.token {
-        request = request.bearer_auth(token);
-    }
+    let mut request = server.request(method, path)?;
     if let Some(body) = body {
         request = request.json(&body);
     }
@@ -252,12 +277,8 @@ async fn call(
 /// Prints the job's log from its server-sent events until the server says its run ended.
 async fn follow_logs(server: &ServerArgs, job: &str) -> Result<()> {
     use futures::StreamExt;
-    let url = format!("{}/v1/jobs/{job}/logs", server.server.trim_end_matches('/'));
-    let mut request = reqwest::Client::new().get(&url);
-    if let Some(token) = &server.token {
-        request = request.bearer_auth(token);
-    }
-    let response = request
+    let response = server
+        .request(reqwest::Method::GET, &format!("/v1/jobs/{job}/logs"))?
         .send()
         .await
         .with_context(|| format!("cannot reach the job server at {}", server.server))?;
@@ -301,18 +322,121 @@ fn print_one(server: &ServerArgs, job: &Value) {
 
 fn print_jobs(jobs: &Value) {
     println!(
-        "{:<14} {:<20} {:<11} {:>12} {:>12}  last checkpoint",
-        "id", "name", "status", "rows in", "rows out"
+        "{:<12}  {:<18} {:<10} {:>7} {:>10} {:>9} {:>9} {:>8}  {:<19} {:>9}",
+        "id",
+        "name",
+        "status",
+        "uptime",
+        "rows in",
+        "in/s",
+        "out/s",
+        "lag",
+        "watermark",
+        "last ckpt"
     );
     for j in jobs.as_array().into_iter().flatten() {
+        let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".to_string());
         println!(
-            "{:<14} {:<20} {:<11} {:>12} {:>12}  {}",
+            "{:<12}  {:<18} {:<10} {:>7} {:>10} {:>9} {:>9} {:>8}  {:<19} {:>9}",
             j["id"].as_str().unwrap_or_default(),
             j["name"].as_str().unwrap_or_default(),
             j["status"].as_str().unwrap_or_default(),
-            j["rows_in"].as_u64().unwrap_or(0),
-            j["rows_out"].as_u64().unwrap_or(0),
-            j["last_checkpoint"].as_str().unwrap_or("-")
+            or_dash(j["uptime_s"].as_u64().map(duration)),
+            group(j["rows_in"].as_u64().unwrap_or(0)),
+            or_dash(j["rows_in_per_s"].as_f64().map(|r| group(r.round() as u64))),
+            or_dash(
+                j["rows_out_per_s"]
+                    .as_f64()
+                    .map(|r| group(r.round() as u64))
+            ),
+            or_dash(j["lag"].as_u64().map(group)),
+            or_dash(j["watermark_ms"].as_i64().map(timestamp)),
+            or_dash(
+                j["checkpoint"]["age_s"]
+                    .as_u64()
+                    .map(|a| format!("{a} s ago"))
+            ),
         );
     }
+}
+
+/// Each source, and each pipeline with its operators' rows in and out and what they hold.
+fn print_dataflow(dataflow: &Value) {
+    if dataflow.is_null() {
+        return;
+    }
+    println!("dataflow:");
+    let sources = dataflow["sources"].as_array().cloned().unwrap_or_default();
+    for (i, s) in sources.iter().enumerate() {
+        println!(
+            "  source #{i} `{}`: {} rows in, {} bad, watermark {}, lag {}",
+            s["name"].as_str().unwrap_or_default(),
+            group(s["rows_in"].as_u64().unwrap_or(0)),
+            group(s["bad_records"].as_u64().unwrap_or(0)),
+            s["watermark_ms"]
+                .as_i64()
+                .map_or_else(|| "-".to_string(), timestamp),
+            s["lag"].as_u64().map_or_else(|| "-".to_string(), group),
+        );
+    }
+    for p in dataflow["pipelines"].as_array().into_iter().flatten() {
+        println!(
+            "  pipeline → {}  (from source #{}; {} rows out, {} late, backpressure {:.0} %)",
+            p["name"].as_str().unwrap_or_default(),
+            p["source"].as_u64().unwrap_or(0),
+            group(p["rows_out"].as_u64().unwrap_or(0)),
+            group(p["late_rows"].as_u64().unwrap_or(0)),
+            p["backpressure"].as_f64().unwrap_or(0.0) * 100.0,
+        );
+        for o in p["operators"].as_array().into_iter().flatten() {
+            let held = o["buffered_rows"].as_u64().unwrap_or(0);
+            println!(
+                "    {:>10} → {:>10}  {}{}",
+                group(o["rows_in"].as_u64().unwrap_or(0)),
+                group(o["rows_out"].as_u64().unwrap_or(0)),
+                o["name"].as_str().unwrap_or_default(),
+                if held > 0 {
+                    format!("  ({} rows held)", group(held))
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
+}
+
+fn print_checkpoints(list: &Value) {
+    let list = list.as_array().cloned().unwrap_or_default();
+    if list.is_empty() {
+        println!("checkpoints: none");
+        return;
+    }
+    println!("checkpoints:");
+    let now = chrono::Utc::now().timestamp_millis();
+    for c in list.iter().rev().take(5) {
+        println!(
+            "  {} {}  {} s ago, took {} ms, {}",
+            c["kind"].as_str().unwrap_or_default(),
+            c["id"].as_u64().unwrap_or(0),
+            (now - c["created_ms"].as_i64().unwrap_or(now)).max(0) / 1000,
+            c["duration_ms"].as_u64().unwrap_or(0),
+            bytes(c["bytes"].as_u64().unwrap_or(0)),
+        );
+    }
+}
+
+/// 3725 → "1h02m".
+fn duration(seconds: u64) -> String {
+    match seconds {
+        s if s >= 3600 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        s if s >= 60 => format!("{}m{:02}s", s / 60, s % 60),
+        s => format!("{s}s"),
+    }
+}
+
+fn timestamp(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map_or_else(
+        || ms.to_string(),
+        |t| t.format("%Y-%m-%d %H:%M:%S").to_string(),
+    )
 }

@@ -15,10 +15,14 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
+use super::access::LocalAccess;
+use super::figures::{CheckpointFigures, Dataflow, History, SAMPLE_EVERY, Sample};
 use super::secrets::{mask_sql, mask_variables};
 use super::supervisor::{JobLog, Launch, Script, supervise};
+use crate::checkpoint::CheckpointStore;
 use crate::config::SluiceConfig;
 use crate::runtime::metrics::JobMetrics;
+use crate::sql::PlannedScript;
 
 /// Flink's job statuses, plus `STOPPED`: stopped with a savepoint, resumable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +72,20 @@ pub struct JobRecord {
     pub updated_ms: i64,
     /// Why it failed, or the last restart's cause.
     pub error: Option<String>,
+    /// Where its checkpoints are, once it ran with checkpoints.
+    #[serde(default)]
+    pub checkpoints: Option<String>,
+}
+
+/// One completed checkpoint of a job, for its page.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckpointSummary {
+    pub id: u64,
+    pub kind: &'static str,
+    pub created_ms: i64,
+    pub duration_ms: u64,
+    pub bytes: u64,
+    pub staged_rows: u64,
 }
 
 /// A job with its live figures, for listings: secret option values and variables masked.
@@ -75,11 +93,27 @@ pub struct JobRecord {
 pub struct JobView {
     #[serde(flatten)]
     pub record: JobRecord,
+    /// Seconds since its current run started; `None` when it does not run.
+    pub uptime_s: Option<u64>,
     pub rows_in: u64,
     pub rows_out: u64,
+    /// Over the last ten seconds or so, while it runs.
+    pub rows_in_per_s: Option<f64>,
+    pub rows_out_per_s: Option<f64>,
+    /// The lowest source watermark, ms since the epoch.
+    pub watermark_ms: Option<i64>,
+    /// Records behind the end of its Kafka topics.
+    pub lag: Option<i64>,
     pub last_checkpoint: Option<String>,
+    pub checkpoint: Option<CheckpointFigures>,
     /// The job's latest log lines (restores, restarts, its end).
     pub log: Vec<String>,
+    /// Its dataflow with per-operator figures (one job's page only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dataflow: Option<Dataflow>,
+    /// The last minutes of samples (one job's page only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<Vec<Sample>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +151,9 @@ struct Entry {
     drain: Arc<AtomicBool>,
     task: Option<tokio::task::JoinHandle<()>>,
     metrics: Option<JobMetrics>,
+    /// When the current run started (ms since the epoch).
+    started_ms: Option<i64>,
+    history: History,
     log: VecDeque<String>,
 }
 
@@ -129,13 +166,18 @@ pub struct JobManager {
 struct Inner {
     state_dir: PathBuf,
     config: SluiceConfig,
+    access: LocalAccess,
     jobs: Mutex<BTreeMap<String, Entry>>,
 }
 
 impl JobManager {
     /// Opens the state directory and resumes every job that was running when the server last
     /// stopped (also after kill -9): from its latest checkpoint.
-    pub fn open(state_dir: &Path, config: SluiceConfig) -> Result<Self, JobsError> {
+    pub fn open(
+        state_dir: &Path,
+        config: SluiceConfig,
+        access: LocalAccess,
+    ) -> Result<Self, JobsError> {
         std::fs::create_dir_all(state_dir).map_err(|e| JobsError::Table {
             path: state_dir.display().to_string(),
             message: e.to_string(),
@@ -144,6 +186,7 @@ impl JobManager {
             inner: Arc::new(Inner {
                 state_dir: state_dir.to_path_buf(),
                 config,
+                access,
                 jobs: Mutex::new(BTreeMap::new()),
             }),
         };
@@ -161,6 +204,7 @@ impl JobManager {
         for id in resume {
             manager.start(&id, Launch::default());
         }
+        tokio::spawn(sample_jobs(Arc::downgrade(&manager.inner)));
         Ok(manager)
     }
 
@@ -202,7 +246,21 @@ impl JobManager {
         }
     }
 
-    /// Plans `sql` (reading no data) and starts it as a new job; errors carry file:line:col.
+    /// Plans a script (reading no data) as a job of this server would run: its local paths
+    /// checked against the server's allowed directories. Errors carry file:line:col.
+    pub async fn plan(&self, script: &Script) -> Result<PlannedScript, JobsError> {
+        let planned = script
+            .plan()
+            .await
+            .map_err(|e| JobsError::Invalid(e.to_string()))?;
+        self.inner
+            .access
+            .check(&planned)
+            .map_err(JobsError::Invalid)?;
+        Ok(planned)
+    }
+
+    /// Plans `sql` and starts it as a new job.
     pub async fn submit(
         &self,
         name: Option<String>,
@@ -214,10 +272,7 @@ impl JobManager {
             text: sql.clone(),
             variables: Some(variables.clone()),
         };
-        let planned = script
-            .plan()
-            .await
-            .map_err(|e| JobsError::Invalid(e.to_string()))?;
+        let planned = self.plan(&script).await?;
         let Some(job) = planned.job else {
             return Err(JobsError::Invalid(format!(
                 "{}: no INSERT INTO to run",
@@ -235,6 +290,7 @@ impl JobManager {
             created_ms: now,
             updated_ms: now,
             error: None,
+            checkpoints: None,
         };
         {
             let mut jobs = self.lock();
@@ -298,7 +354,7 @@ impl JobManager {
             manager: self.clone(),
             id: id.clone(),
         };
-        let planned = match script.plan().await {
+        let planned = match self.plan(&script).await {
             Ok(p) => p,
             Err(e) => return self.ended(&id, JobStatus::Failed, Some(e.to_string())),
         };
@@ -355,7 +411,7 @@ impl JobManager {
 
     /// Every job, oldest first.
     pub fn list(&self) -> Vec<JobView> {
-        self.lock().values().map(Entry::view).collect()
+        self.lock().values().map(|e| e.view(false)).collect()
     }
 
     /// Every job's record with the counters of its current run (if it ran in this server).
@@ -369,7 +425,7 @@ impl JobManager {
     pub fn get(&self, id: &str) -> Result<JobView, JobsError> {
         self.lock()
             .get(id)
-            .map(Entry::view)
+            .map(|e| e.view(true))
             .ok_or_else(|| JobsError::NotFound(id.to_string()))
     }
 
@@ -419,7 +475,7 @@ impl JobManager {
                 }
             }
         }
-        let view = entry.view();
+        let view = entry.view(false);
         self.save(&jobs);
         Ok(view)
     }
@@ -441,6 +497,50 @@ impl JobManager {
         }
         self.start(id, Launch::default());
         self.get(id)
+    }
+
+    /// The job's completed checkpoints and savepoints, oldest first.
+    pub async fn checkpoints(&self, id: &str) -> Result<Vec<CheckpointSummary>, JobsError> {
+        let location = self.record(id)?.checkpoints;
+        let Some(location) = location else {
+            return Ok(Vec::new());
+        };
+        let unreadable = |e: crate::checkpoint::StoreError| JobsError::Table {
+            path: location.clone(),
+            message: e.to_string(),
+        };
+        let store = CheckpointStore::at(&location).map_err(unreadable)?;
+        let list = store.list().await.map_err(unreadable)?;
+        Ok(list
+            .iter()
+            .map(|m| CheckpointSummary {
+                id: m.epoch,
+                kind: m.kind.as_str(),
+                created_ms: m.created_ms,
+                duration_ms: m.duration_ms,
+                bytes: m.state_bytes,
+                staged_rows: m.staged_rows(),
+            })
+            .collect())
+    }
+
+    /// The job's dataflow as `sluice explain` prints it (planned again from its SQL).
+    pub async fn explain(&self, id: &str) -> Result<String, JobsError> {
+        let record = self.record(id)?;
+        let script = Script {
+            name: format!("{}.sql", record.name),
+            text: record.sql,
+            variables: Some(record.variables),
+        };
+        let planned = self.plan(&script).await?;
+        Ok(planned.explain().unwrap_or_default())
+    }
+
+    fn record(&self, id: &str) -> Result<JobRecord, JobsError> {
+        self.lock()
+            .get(id)
+            .map(|e| e.record.clone())
+            .ok_or_else(|| JobsError::NotFound(id.to_string()))
     }
 
     /// Cancels the job if it runs, and forgets it and its checkpoints.
@@ -473,21 +573,61 @@ impl Entry {
             drain: Arc::default(),
             task: None,
             metrics: None,
+            started_ms: None,
+            history: History::default(),
             log: VecDeque::new(),
         }
     }
 
-    fn view(&self) -> JobView {
+    /// The job as the API shows it; `detail` adds its dataflow and history.
+    fn view(&self, detail: bool) -> JobView {
         let m = self.metrics.as_ref();
+        let now = chrono::Utc::now().timestamp_millis();
+        let sample = m.map(|m| Sample::of(m, now));
+        let active = self.record.status.is_active();
+        let rates = sample
+            .as_ref()
+            .filter(|_| active)
+            .and_then(|s| self.history.rates(s));
         let mut record = self.record.clone();
         record.sql = mask_sql(&record.sql);
         record.variables = mask_variables(&record.variables);
         JobView {
             record,
-            rows_in: m.map_or(0, JobMetrics::rows_in),
-            rows_out: m.map_or(0, JobMetrics::rows_out),
+            uptime_s: self
+                .started_ms
+                .filter(|_| active)
+                .map(|t| ((now - t).max(0) / 1000) as u64),
+            rows_in: sample.map_or(0, |s| s.rows_in),
+            rows_out: sample.map_or(0, |s| s.rows_out),
+            rows_in_per_s: rates.map(|r| r.0),
+            rows_out_per_s: rates.map(|r| r.1),
+            watermark_ms: sample.and_then(|s| s.watermark_ms),
+            lag: sample.and_then(|s| s.lag),
             last_checkpoint: m.and_then(|m| m.checkpoints.last()).map(|c| c.describe()),
+            checkpoint: m.and_then(CheckpointFigures::of),
             log: self.log.iter().cloned().collect(),
+            dataflow: m.filter(|_| detail).map(Dataflow::of),
+            history: detail.then(|| self.history.samples()),
+        }
+    }
+}
+
+/// Samples every running job's counters until the manager is dropped.
+async fn sample_jobs(inner: std::sync::Weak<Inner>) {
+    let mut tick = tokio::time::interval(SAMPLE_EVERY);
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let now = chrono::Utc::now().timestamp_millis();
+        let mut jobs = inner.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        for entry in jobs.values_mut() {
+            if let (true, Some(m)) = (entry.record.status.is_active(), &entry.metrics) {
+                let sample = Sample::of(m, now);
+                entry.history.push(sample);
+            }
         }
     }
 }
@@ -525,7 +665,10 @@ impl JobLog for EntryLog {
     fn running(&mut self, metrics: &JobMetrics) {
         let metrics = metrics.clone();
         self.manager.with_entry(&self.id, |e| {
+            e.record.checkpoints = metrics.checkpoints.location();
             e.metrics = Some(metrics);
+            e.started_ms = Some(chrono::Utc::now().timestamp_millis());
+            e.history = History::default();
             if e.record.status == JobStatus::Restarting {
                 e.record.status = JobStatus::Running;
             }

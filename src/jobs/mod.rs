@@ -1,9 +1,12 @@
 //! Jobs as the front ends run them: a script restored from its checkpoints, run, restarted when
 //! it fails ([`supervise`]); and the jobs of a server ([`JobManager`]).
 
+mod access;
+pub mod figures;
 mod manager;
 mod secrets;
 mod supervisor;
 
+pub use access::LocalAccess;
 pub use manager::{JobManager, JobRecord, JobStatus, JobView, JobsError, LogEvent, StopMode};
 pub use supervisor::{Finished, JobLog, Launch, RunError, Script, read_checkpoint, supervise};

@@ -1,14 +1,18 @@
 //! `sluice server`: the REST API over a [`JobManager`] (axum on tokio).
 //!
 //! ```text
+//! GET  /                           the web console (no token needed: it holds no data)
 //! GET  /healthz                     ok (no token needed)
 //! GET  /metrics                     every job's counters, Prometheus text format
 //! POST /v1/validate                 {sql, variables?, name?}  → 200 {ok} | 400 {error: file:line:col …}
+//! POST /v1/explain                  {sql, variables?, name?}  → 200 {explain: text} | 400 {error}
 //! GET  /v1/jobs                     [job, …]
 //! POST /v1/jobs                     {sql, variables?, name?}  → 201 job | 400 {error}
 //! GET  /v1/jobs/{id}                job (with rows in/out, last checkpoint, log lines)
 //! POST /v1/jobs/{id}/stop           {mode: savepoint|drain|cancel}
 //! POST /v1/jobs/{id}/resume         from its latest checkpoint
+//! GET  /v1/jobs/{id}/explain        {explain: text}: its dataflow
+//! GET  /v1/jobs/{id}/checkpoints    [{id, kind, created_ms, duration_ms, bytes, staged_rows}, …]
 //! GET  /v1/jobs/{id}/logs           server-sent events: the job's log, then new lines while it
 //!                                   runs; `event: end` when its run ends
 //! DELETE /v1/jobs/{id}
@@ -16,10 +20,12 @@
 //! With a token, every endpoint but `/healthz` needs `Authorization: Bearer <token>`. Request
 //! bodies are limited to 1 MiB.
 
+mod console;
 mod prometheus;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{StatusCode, header};
@@ -27,6 +33,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use axum_server::tls_rustls::RustlsConfig;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -61,29 +68,62 @@ pub fn router(jobs: JobManager, token: Option<String>) -> Router {
     let state = AppState { jobs, token };
     let api = Router::new()
         .route("/v1/validate", post(validate))
+        .route("/v1/explain", post(explain))
         .route("/v1/jobs", get(list).post(submit))
         .route("/v1/jobs/{id}", get(job).delete(delete))
         .route("/v1/jobs/{id}/stop", post(stop))
         .route("/v1/jobs/{id}/resume", post(resume))
         .route("/v1/jobs/{id}/logs", get(logs))
+        .route("/v1/jobs/{id}/explain", get(job_explain))
+        .route("/v1/jobs/{id}/checkpoints", get(checkpoints))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .merge(console::routes())
         .merge(api)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }
 
-/// Serves the API on `listen` until the process ends.
+/// A certificate chain and its private key, PEM files.
+pub struct Tls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Serves the API and the console on `listen` (HTTPS with `tls`) until the process ends.
 pub async fn serve(
     listen: SocketAddr,
     jobs: JobManager,
     token: Option<String>,
+    tls: Option<Tls>,
 ) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    tracing::info!(%listen, "sluice server listening");
-    axum::serve(listener, router(jobs, token)).await
+    let app = router(jobs, token);
+    tracing::info!(%listen, tls = tls.is_some(), "sluice server listening");
+    match tls {
+        Some(tls) => {
+            let config = RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+                .await
+                .map_err(|e| {
+                    std::io::Error::new(
+                        e.kind(),
+                        format!(
+                            "TLS certificate {} / key {}: {e}",
+                            tls.cert.display(),
+                            tls.key.display()
+                        ),
+                    )
+                })?;
+            axum_server::bind_rustls(listen, config)
+                .serve(app.into_make_service())
+                .await
+        }
+        None => {
+            let listener = tokio::net::TcpListener::bind(listen).await?;
+            axum::serve(listener, app).await
+        }
+    }
 }
 
 async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -117,15 +157,41 @@ fn jobs_error(e: JobsError) -> Response {
     error(status, e)
 }
 
-async fn validate(Json(request): Json<SubmitRequest>) -> Response {
-    let script = Script {
-        name: format!("{}.sql", request.name.as_deref().unwrap_or("job")),
-        text: request.sql,
-        variables: Some(request.variables),
-    };
-    match script.plan().await {
+impl SubmitRequest {
+    fn script(self) -> Script {
+        Script {
+            name: format!("{}.sql", self.name.as_deref().unwrap_or("job")),
+            text: self.sql,
+            variables: Some(self.variables),
+        }
+    }
+}
+
+async fn validate(State(state): State<AppState>, Json(request): Json<SubmitRequest>) -> Response {
+    match state.jobs.plan(&request.script()).await {
         Ok(_) => Json(json!({ "ok": true })).into_response(),
-        Err(e) => error(StatusCode::BAD_REQUEST, e),
+        Err(e) => jobs_error(e),
+    }
+}
+
+async fn explain(State(state): State<AppState>, Json(request): Json<SubmitRequest>) -> Response {
+    match state.jobs.plan(&request.script()).await {
+        Ok(planned) => Json(json!({ "explain": planned.explain() })).into_response(),
+        Err(e) => jobs_error(e),
+    }
+}
+
+async fn job_explain(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    match state.jobs.explain(&id).await {
+        Ok(text) => Json(json!({ "explain": text })).into_response(),
+        Err(e) => jobs_error(e),
+    }
+}
+
+async fn checkpoints(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    match state.jobs.checkpoints(&id).await {
+        Ok(list) => Json(list).into_response(),
+        Err(e) => jobs_error(e),
     }
 }
 

@@ -12,7 +12,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Column;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 
-use super::{Planner, df_error};
+use super::{LocalPath, Planner, df_error};
 use crate::connectors::{ConnectorConfig, MetadataColumn, TableDecl};
 use crate::options::{OptionError, OptionPlace};
 use crate::sql::ast::{ColumnKind, CreateTable, Located, ObjectKind, ShowKind, Statement};
@@ -274,6 +274,18 @@ impl Planner {
             primary_key: &def.primary_key,
         })
         .map_err(|e| option_error(src, def, e))?;
+        if let ConnectorConfig::Filesystem(fs) = &connector {
+            let pos = def
+                .options
+                .iter()
+                .find(|o| o.key == "path")
+                .map_or(def.name_pos, |o| o.pos);
+            self.local_paths.push(LocalPath {
+                table: def.name.clone(),
+                path: fs.path.clone(),
+                at: src.error(pos, ""),
+            });
+        }
         let table = Table {
             name: def.name.clone(),
             def: def.clone(),

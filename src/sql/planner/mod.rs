@@ -53,6 +53,7 @@ pub struct Planner {
     windows: BTreeMap<String, (WindowTvf, LogicalPlan)>,
     /// MATCH_RECOGNIZE relations registered so far: the plan, its input, where it is written.
     matches: BTreeMap<String, (Arc<MatchRecognizeDef>, LogicalPlan, Position)>,
+    local_paths: Vec<LocalPath>,
 }
 
 /// What a script asks to run: the job graph (if it has INSERTs or queries) and its settings.
@@ -61,6 +62,17 @@ pub struct PlannedScript {
     pub output: Vec<String>,
     pub job: Option<JobGraph>,
     pub settings: Settings,
+    /// The local paths its tables read or write, for a server that limits them.
+    pub local_paths: Vec<LocalPath>,
+}
+
+/// A local path a table declares (`'connector' = 'filesystem'`).
+#[derive(Debug, Clone)]
+pub struct LocalPath {
+    pub table: String,
+    pub path: String,
+    /// Where its `'path'` option is written (an error without its message yet).
+    pub at: SqlError,
 }
 
 impl PlannedScript {
@@ -109,6 +121,7 @@ impl Planner {
             settings: Settings::default(),
             windows: BTreeMap::new(),
             matches: BTreeMap::new(),
+            local_paths: Vec::new(),
         }
     }
 
@@ -176,6 +189,7 @@ impl Planner {
             output,
             job: job.build(name, self.settings.idle_timeout),
             settings: self.settings.clone(),
+            local_paths: std::mem::take(&mut self.local_paths),
         })
     }
 
