@@ -1,0 +1,301 @@
+//! The web console in a real browser: Debian's chromium, headless, driven over WebDriver by
+//! chromedriver. A person's path through it: type a job with a mistake and see the line
+//! marked, fix it, submit, watch the job run with rows increasing, look at its dataflow graph,
+//! stop it, and find it STOPPED in the jobs table. Screenshots of each page are kept under the
+//! test target directory (`console/*.png`) for a person to look at.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::job_server::{Server, free_port};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+/// chromedriver (Debian's `chromium-driver`, installed by scripts/test.sh); `None` (skip)
+/// outside CI when missing, a failure under `CI=true`.
+fn chromedriver() -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("chromedriver"))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "CI=true but chromedriver is not installed: run the suite with scripts/test.sh"
+        );
+        eprintln!("skipped: chromedriver not installed (apt-get install chromium-driver)");
+    }
+    found
+}
+
+/// chromedriver running on a free port; killed when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Driver {
+    fn start(binary: &Path) -> Driver {
+        let port = free_port();
+        let child = Command::new(binary)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Driver {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    async fn browser(&self) -> Client {
+        let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .unwrap_or("chromium");
+        let caps = json!({
+            "goog:chromeOptions": {
+                "binary": chromium,
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                         "--disable-dev-shm-usage", "--window-size=1400,1300"],
+            }
+        });
+        ClientBuilder::native()
+            .capabilities(caps.as_object().unwrap().clone())
+            .connect(&self.url)
+            .await
+            .expect("chromium starts under chromedriver")
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Where the screenshots go.
+fn screenshots() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("console");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn screenshot(browser: &Client, name: &str) {
+    let png = browser.screenshot().await.unwrap();
+    let path = screenshots().join(name);
+    std::fs::write(&path, png).unwrap();
+    eprintln!("screenshot: {}", path.display());
+}
+
+/// Polls `check` every 100 ms for up to a minute.
+async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn attr(browser: &Client, css: &str, name: &str) -> Option<String> {
+    let el = browser.find(Locator::Css(css)).await.ok()?;
+    el.attr(name).await.ok().flatten()
+}
+
+async fn text(browser: &Client, css: &str) -> Option<String> {
+    let el = browser.find(Locator::Css(css)).await.ok()?;
+    el.text().await.ok()
+}
+
+/// Types `sql` into the editor as a person would (the page validates as it changes).
+async fn type_sql(browser: &Client, sql: &str) {
+    let editor = browser
+        .wait()
+        .for_element(Locator::Css("#sql"))
+        .await
+        .unwrap();
+    editor.clear().await.unwrap();
+    editor.send_keys(sql).await.unwrap();
+}
+
+const JOB: &str = "CREATE TABLE telemetry (
+vehicle_id STRING,
+ts TIMESTAMP(3),
+speed_kmh DOUBLE,
+WATERMARK FOR ts AS ts - INTERVAL '2' SECOND
+) WITH ('connector' = 'fleet-sim', 'vehicles' = '20', 'rows-per-second' = '400');
+CREATE TABLE fast_readings (vehicle_id STRING, ts TIMESTAMP(3), speed_kmh DOUBLE)
+WITH ('connector' = 'blackhole');
+INSERT INTO fast_readings SELECT vehicle_id, ts, speed_kmh FROM telemetry WHERE speed_kmh > 30;
+";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_person_submits_watches_and_stops_a_job_in_the_console() {
+    let Some(chromedriver) = chromedriver() else {
+        return;
+    };
+    let state = tempfile::tempdir().unwrap();
+    let server = Server::start(state.path(), free_port(), None);
+    let driver = Driver::start(&chromedriver);
+    let browser = driver.browser().await;
+
+    // A mistake on line 3 is marked there while typing.
+    browser
+        .goto(&format!("{}/#/new", server.url))
+        .await
+        .unwrap();
+    type_sql(
+        &browser,
+        &JOB.replacen("ts TIMESTAMP(3),", "ts TIMESTAMPX(3),", 1),
+    )
+    .await;
+    let line = eventually("the error is marked", async || {
+        let state = attr(&browser, "#validation", "data-state").await?;
+        (state == "error").then_some(())?;
+        attr(&browser, "#validation", "data-line").await
+    })
+    .await;
+    assert_eq!(line, "3");
+    let message = text(&browser, "#validation").await.unwrap();
+    assert!(message.contains("job.sql:3:"), "{message}");
+    let marked = text(&browser, "#gutter .bad").await.unwrap();
+    assert_eq!(marked, "3");
+    screenshot(&browser, "1-editor-error.png").await;
+
+    // Fixed, named and submitted: the page becomes the job's page.
+    type_sql(&browser, JOB).await;
+    let name = browser.find(Locator::Css("#job-name-input")).await.unwrap();
+    name.send_keys("console-job").await.unwrap();
+    eventually("the SQL is valid", async || {
+        (attr(&browser, "#validation", "data-state").await? == "ok").then_some(())
+    })
+    .await;
+    browser
+        .find(Locator::Css("#submit"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let id = eventually("the job's page opens", async || {
+        let url = browser.current_url().await.ok()?;
+        url.fragment()?.strip_prefix("/jobs/").map(str::to_string)
+    })
+    .await;
+    eventually("the job runs", async || {
+        (attr(&browser, "#job-status", "data-status").await? == "RUNNING").then_some(())
+    })
+    .await;
+    assert_eq!(text(&browser, "#job-name").await.unwrap(), "console-job");
+
+    // Rows in keep increasing on the page.
+    let rows = async || -> Option<u64> {
+        let t = text(&browser, "#rows-in").await?;
+        t.replace(',', "").parse().ok()
+    };
+    let first = eventually("rows come in", async || rows().await.filter(|&n| n > 0)).await;
+    let later = eventually("rows keep coming", async || {
+        rows().await.filter(|&n| n > first)
+    })
+    .await;
+    assert!(later > first);
+
+    // The dataflow: the source, the filter and projection, the sink, rates on the edges.
+    let graph = eventually("the graph shows rates", async || {
+        let svg = text(&browser, "#dataflow").await?;
+        svg.contains("/s").then_some(svg)
+    })
+    .await;
+    assert!(
+        graph.contains("telemetry") && graph.contains("fast_readings"),
+        "{graph}"
+    );
+    let nodes = browser
+        .find_all(Locator::Css("#dataflow g.node"))
+        .await
+        .unwrap();
+    assert!(nodes.len() >= 3, "{} nodes: {graph}", nodes.len());
+    let sources = browser
+        .find_all(Locator::Css("#dataflow g.node.source"))
+        .await
+        .unwrap();
+    let sinks = browser
+        .find_all(Locator::Css("#dataflow g.node.sink"))
+        .await
+        .unwrap();
+    assert_eq!((sources.len(), sinks.len()), (1, 1));
+    screenshot(&browser, "2-job-running.png").await;
+
+    // Stop (with a savepoint): the page says STOPPED, so does the API.
+    browser
+        .find(Locator::Css("#stop"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    eventually("the job stops", async || {
+        (attr(&browser, "#job-status", "data-status").await? == "STOPPED").then_some(())
+    })
+    .await;
+    let job = server.job(&id);
+    assert_eq!(job["status"], "STOPPED", "{job}");
+    screenshot(&browser, "3-job-stopped.png").await;
+
+    // The jobs table lists it.
+    browser.goto(&format!("{}/#/", server.url)).await.unwrap();
+    let row = format!("tr.job[data-id=\"{id}\"]");
+    eventually("the jobs table lists the job", async || {
+        (attr(&browser, &row, "data-status").await? == "STOPPED").then_some(())
+    })
+    .await;
+    screenshot(&browser, "4-jobs.png").await;
+    browser.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_asks_for_the_token_of_a_server_that_has_one() {
+    let Some(chromedriver) = chromedriver() else {
+        return;
+    };
+    let state = tempfile::tempdir().unwrap();
+    let server = Server::start(state.path(), free_port(), Some("s3cret"));
+    let driver = Driver::start(&chromedriver);
+    let browser = driver.browser().await;
+    browser.goto(&format!("{}/#/", server.url)).await.unwrap();
+    eventually("the token bar shows", async || {
+        let bar = browser.find(Locator::Css("#token-bar")).await.ok()?;
+        bar.is_displayed().await.ok()?.then_some(())
+    })
+    .await;
+    let input = browser.find(Locator::Css("#token")).await.unwrap();
+    input.send_keys("s3cret").await.unwrap();
+    browser
+        .find(Locator::Css("#token-save"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let empty = eventually("the jobs table loads", async || {
+        let t = text(&browser, "#jobs tbody").await?;
+        t.contains("No jobs yet").then_some(t)
+    })
+    .await;
+    assert!(empty.contains("Submit one"), "{empty}");
+    browser.close().await.unwrap();
+}
