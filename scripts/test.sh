@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine or a warm one:
 #   1. installs what the tests need unless present: tansu (a Kafka-compatible broker, from
-#      crates.io), ClickHouse (the chdb-core wheel from PyPI, in a venv) and an S3-compatible
-#      server for checkpoint storage (moto, from PyPI, in a venv),
+#      crates.io), ClickHouse (the chdb-core wheel from PyPI, in a venv), an S3-compatible
+#      server for checkpoint storage (moto, from PyPI, in a venv) and, for the web console's
+#      test, chromium with chromedriver (Debian packages, when run as root),
 #   2. starts them on loopback unless something already listens on the test ports,
 #   3. runs every test (cargo nextest when installed, else cargo test),
 #   4. stops what it started.
@@ -99,6 +100,17 @@ else
   wait_for moto "$S3_ADDR" "$STATE_DIR/moto.log"
 fi
 export SLUICE_TEST_S3="http://$S3_ADDR"
+
+# --- chromium and chromedriver (the web console's browser test) -------------------------------
+if ! command -v chromedriver >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing chromium and chromium-driver (Debian packages)"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    log "chromedriver missing: install chromium and chromium-driver (the console test needs them)"
+  fi
+fi
 
 # --- tests -----------------------------------------------------------------------------------
 # Jobs checkpoint by default under $XDG_DATA_HOME; tests must never restore a previous run's.

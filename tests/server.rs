@@ -104,30 +104,40 @@ fn a_job_stopped_with_a_savepoint_and_resumed_loses_and_repeats_nothing() {
 }
 
 #[test]
-fn jobs_survive_the_server_being_killed() {
+fn two_jobs_survive_the_server_being_killed() {
     let dir = tempfile::tempdir().unwrap();
     let want = reference(dir.path());
     let state = dir.path().join("state");
     let port = free_port();
     let mut server = Server::start(&state, port, None);
-    let out = dir.path().join("out");
-    let sql = dir.path().join("fleet.sql");
-    std::fs::write(&sql, job_sql(&out, 3000)).unwrap();
-    let submitted = server.ok(&["submit", sql.to_str().unwrap()]);
-    let id = submitted.lines().last().unwrap().trim().to_string();
-    server.wait(&id, "checkpointed", |j| !j["last_checkpoint"].is_null());
+    let jobs: Vec<(String, std::path::PathBuf)> = ["a", "b"]
+        .iter()
+        .map(|name| {
+            let out = dir.path().join(format!("out-{name}"));
+            let sql = dir.path().join(format!("fleet-{name}.sql"));
+            std::fs::write(&sql, job_sql(&out, 3000)).unwrap();
+            let submitted = server.ok(&["submit", sql.to_str().unwrap()]);
+            let id = submitted.lines().last().unwrap().trim().to_string();
+            (id, out)
+        })
+        .collect();
+    for (id, _) in &jobs {
+        server.wait(id, "checkpointed", |j| !j["last_checkpoint"].is_null());
+    }
 
-    // SIGKILL: no savepoint; the job table says RUNNING.
+    // SIGKILL: no savepoint; the job table says RUNNING for both.
     server.child.kill().unwrap();
     server.child.wait().unwrap();
     drop(server);
     let server = Server::start(&state, port, None);
-    let done = server.wait(&id, "finished", |j| status(j) == "FINISHED");
-    assert!(
-        done["log"].to_string().contains("restoring checkpoint"),
-        "{done}"
-    );
-    assert_eq!(outputs(&out), want);
+    for (id, out) in &jobs {
+        let done = server.wait(id, "finished", |j| status(j) == "FINISHED");
+        assert!(
+            done["log"].to_string().contains("restoring checkpoint"),
+            "{done}"
+        );
+        assert_eq!(outputs(out), want, "job {id}");
+    }
 }
 
 #[test]
@@ -232,4 +242,174 @@ fn listings_never_show_a_credential() {
         assert!(shown.contains(&id), "{shown}");
     }
     assert!(server.ok(&["status", &id, "--json"]).contains("alice"));
+}
+
+/// `GET <url>` (with `token`), its status and JSON body.
+fn get(url: &str, token: Option<&str>) -> (u16, Value) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut request = reqwest::Client::new().get(url);
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    })
+}
+
+#[test]
+fn a_jobs_page_has_its_dataflow_with_each_operators_figures_and_its_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("state"), free_port(), None);
+    let sql = dir.path().join("fleet.sql");
+    std::fs::write(&sql, job_sql(&dir.path().join("out"), 2000)).unwrap();
+    let id = server.ok(&["submit", sql.to_str().unwrap()]);
+    let id = id.lines().last().unwrap().trim().to_string();
+    server.wait(&id, "wrote rows and checkpointed", |j| {
+        j["rows_out"].as_u64() > Some(0) && !j["checkpoint"].is_null()
+    });
+
+    let jobs = server.ok(&["jobs"]);
+    let header = jobs.lines().next().unwrap();
+    for column in ["uptime", "in/s", "out/s", "lag", "watermark", "last ckpt"] {
+        assert!(header.contains(column), "{jobs}");
+    }
+    assert!(jobs.contains(&id) && jobs.contains("RUNNING"), "{jobs}");
+    let page = server.ok(&["status", &id]);
+    for part in [
+        "dataflow:",
+        "source #0 `telemetry`",
+        "WindowAggregate",
+        "MatchRecognize",
+        "checkpoints:",
+    ] {
+        assert!(page.contains(part), "{part}: {page}");
+    }
+
+    let (code, explain) = get(&format!("{}/v1/jobs/{id}/explain", server.url), None);
+    assert_eq!(code, 200);
+    let explain = explain["explain"].as_str().unwrap();
+    assert!(explain.contains("Source #0 `telemetry`"), "{explain}");
+    let (code, checkpoints) = get(&format!("{}/v1/jobs/{id}/checkpoints", server.url), None);
+    assert_eq!(code, 200);
+    let newest = checkpoints.as_array().unwrap().last().unwrap().clone();
+    assert!(newest["bytes"].as_u64() > Some(0), "{checkpoints}");
+
+    // Once stopped, the figures add up: what leaves an operator enters the next, what leaves
+    // the last reaches the sink.
+    server.ok(&["stop", &id]);
+    let job = server.wait(&id, "stopped", |j| status(j) == "STOPPED");
+    let flow = &job["dataflow"];
+    let source_rows = flow["sources"][0]["rows_in"].as_u64().unwrap();
+    assert!(source_rows > 0, "{flow}");
+    for p in flow["pipelines"].as_array().unwrap() {
+        let ops = p["operators"].as_array().unwrap();
+        assert!(!ops.is_empty(), "{p}");
+        assert!(ops[0]["rows_in"].as_u64() <= Some(source_rows), "{p}");
+        for pair in ops.windows(2) {
+            assert_eq!(pair[0]["rows_out"], pair[1]["rows_in"], "{p}");
+        }
+        assert_eq!(ops.last().unwrap()["rows_out"], p["rows_out"], "{p}");
+    }
+    let (_, metrics) = get(&format!("{}/metrics", server.url), None);
+    let metrics = metrics.as_str().unwrap_or_default().to_string();
+    assert!(
+        metrics.contains(&format!("sluice_operator_rows_in_total{{job=\"{id}\""))
+            && metrics.contains("sluice_pipeline_backpressure_ratio"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn an_exposed_server_lets_jobs_use_only_the_directories_it_allows() {
+    let dir = tempfile::tempdir().unwrap();
+    let allowed = dir.path().join("data");
+    std::fs::create_dir_all(&allowed).unwrap();
+    let port = free_port();
+    let server = Server::start_with(
+        &dir.path().join("state"),
+        &format!("0.0.0.0:{port}"),
+        "http",
+        &["--token", "t0k", "--allow-dir", allowed.to_str().unwrap()],
+    );
+    let job = |path: &Path| {
+        format!(
+            "CREATE TABLE t (vehicle_id STRING) WITH ('connector' = 'fleet-sim', 'number-of-rows' = '10');
+CREATE TABLE o (vehicle_id STRING)
+  WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+INSERT INTO o SELECT * FROM t;",
+            path.display()
+        )
+    };
+    let submit = |name: &str, sql: String| {
+        let file = dir.path().join(format!("{name}.sql"));
+        std::fs::write(&file, sql).unwrap();
+        server.cli(&["submit", file.to_str().unwrap(), "--token", "t0k"])
+    };
+    let outside = submit("outside", job(&dir.path().join("elsewhere")));
+    let stderr = String::from_utf8_lossy(&outside.stderr);
+    assert!(
+        !outside.status.success()
+            && stderr.contains("outside.sql:3:")
+            && stderr.contains("outside the directories this server allows"),
+        "{stderr}"
+    );
+    let sneaky = submit("sneaky", job(&allowed.join("../elsewhere")));
+    assert!(!sneaky.status.success());
+    let inside = submit("inside", job(&allowed.join("out")));
+    assert!(
+        inside.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inside.stderr)
+    );
+}
+
+#[test]
+fn a_server_with_tls_serves_clients_that_trust_its_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        // A server certificate, not a CA's: rustls refuses a CA as the server's own.
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args([
+            "-keyout",
+            key.to_str().unwrap(),
+            "-out",
+            cert.to_str().unwrap(),
+        ])
+        .output()
+        .expect("openssl makes a self-signed certificate");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let port = free_port();
+    let server = Server::start_with(
+        &dir.path().join("state"),
+        &format!("127.0.0.1:{port}"),
+        "https",
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let trusted = server.ok(&["jobs", "--json", "--ca-cert", cert.to_str().unwrap()]);
+    assert_eq!(trusted.trim(), "[]");
+    let untrusted = server.cli(&["jobs"]);
+    assert!(!untrusted.status.success());
+    let stderr = String::from_utf8_lossy(&untrusted.stderr);
+    assert!(stderr.contains("cannot reach the job server"), "{stderr}");
 }

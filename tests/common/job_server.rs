@@ -12,18 +12,29 @@ pub struct Server {
 }
 
 impl Server {
+    /// A server on loopback, over HTTP.
     pub fn start(state: &Path, port: u16, token: Option<&str>) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
-        cmd.args(["server", "--state-dir", state.to_str().unwrap()])
-            .args(["--listen", &format!("127.0.0.1:{port}")])
+        let mut args = Vec::new();
+        if let Some(t) = token {
+            args.extend(["--token", t]);
+        }
+        Server::start_with(state, &format!("127.0.0.1:{port}"), "http", &args)
+    }
+
+    /// A server listening on `listen` (its port reached on loopback) with more arguments;
+    /// `scheme` is `https` when they include TLS.
+    pub fn start_with(state: &Path, listen: &str, scheme: &str, args: &[&str]) -> Server {
+        let port: u16 = listen.rsplit(':').next().unwrap().parse().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["server", "--state-dir", state.to_str().unwrap()])
+            .args(["--listen", listen])
+            .args(args)
             .env_remove("SLUICE_TOKEN")
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if let Some(t) = token {
-            cmd.args(["--token", t]);
-        }
-        let child = cmd.spawn().unwrap();
-        let url = format!("http://127.0.0.1:{port}");
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let url = format!("{scheme}://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "the server did not start");
