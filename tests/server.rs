@@ -413,3 +413,37 @@ fn a_server_with_tls_serves_clients_that_trust_its_certificate() {
     let stderr = String::from_utf8_lossy(&untrusted.stderr);
     assert!(stderr.contains("cannot reach the job server"), "{stderr}");
 }
+
+#[test]
+fn a_server_asked_to_stop_suspends_its_jobs_with_savepoints_and_resumes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let want = reference(dir.path());
+    let state = dir.path().join("state");
+    let port = free_port();
+    let mut server = Server::start(&state, port, None);
+    let out = dir.path().join("out");
+    let sql = dir.path().join("fleet.sql");
+    std::fs::write(&sql, job_sql(&out, 3000)).unwrap();
+    let id = server.ok(&["submit", sql.to_str().unwrap()]);
+    let id = id.lines().last().unwrap().trim().to_string();
+    server.wait(&id, "wrote rows", |j| j["rows_out"].as_u64() > Some(0));
+
+    // SIGTERM, as `docker stop` and Kubernetes send: the server exits by itself.
+    Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    let exit = server.child.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
+    drop(server);
+    let table = std::fs::read_to_string(state.join("jobs.json")).unwrap();
+    assert!(table.contains("\"RUNNING\""), "{table}");
+
+    let server = Server::start(&state, port, None);
+    let done = server.wait(&id, "finished", |j| status(j) == "FINISHED");
+    assert!(
+        done["log"].to_string().contains("restoring savepoint"),
+        "{done}"
+    );
+    assert_eq!(outputs(&out), want);
+}

@@ -34,9 +34,10 @@ pub struct ServerCommand {
     /// listening beyond loopback allows no local path without one.
     #[arg(long = "allow-dir", value_name = "DIR")]
     allow_dirs: Vec<PathBuf>,
-    /// Pipeline files to run at start unless a job of the same name exists (`${VAR}`s from
-    /// the server's environment): for docker-compose and Kubernetes.
-    #[arg(long, value_name = "FILE", num_args = 1..)]
+    /// Pipeline files (or directories of `*.sql` files) to run at start unless a job of the
+    /// same name exists, `${VAR}`s from the server's environment: for docker-compose and
+    /// Kubernetes.
+    #[arg(long, value_name = "FILE|DIR", num_args = 1..)]
     submit: Vec<PathBuf>,
 }
 
@@ -54,8 +55,8 @@ pub async fn serve(args: ServerCommand, config: SluiceConfig) -> Result<ExitCode
         LocalAccess::any()
     };
     let jobs = JobManager::open(&args.state_dir, config, access)?;
-    for file in &args.submit {
-        submit_at_start(&jobs, file).await?;
+    for file in pipeline_files(&args.submit)? {
+        submit_at_start(&jobs, &file).await?;
     }
     let tls = match (args.tls_cert, args.tls_key) {
         (Some(cert), Some(key)) => Some(Tls { cert, key }),
@@ -67,8 +68,38 @@ pub async fn serve(args: ServerCommand, config: SluiceConfig) -> Result<ExitCode
         args.listen,
         args.state_dir.display()
     );
-    sluice::server::serve(args.listen, jobs, args.token, tls).await?;
+    tokio::select! {
+        served = sluice::server::serve(args.listen, jobs.clone(), args.token, tls) => served?,
+        _ = crate::stop_requested() => {
+            eprintln!("stopping: every running job takes a savepoint and resumes at the next start");
+            let n = jobs.shutdown(SHUTDOWN_GRACE).await;
+            eprintln!("{n} jobs suspended");
+        }
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How long running jobs get to take their savepoints when the server is asked to stop
+/// (Docker and Kubernetes wait 10 and 30 s by default before they kill).
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The files given, with each directory replaced by its `*.sql` files in name order.
+fn pipeline_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for path in paths {
+        if !path.is_dir() {
+            files.push(path.clone());
+            continue;
+        }
+        let mut found: Vec<PathBuf> = std::fs::read_dir(path)
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "sql") && p.is_file())
+            .collect();
+        found.sort();
+        files.extend(found);
+    }
+    Ok(files)
 }
 
 /// Submits `file` as a job named after it, unless the server has a job of that name already

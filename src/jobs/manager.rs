@@ -167,6 +167,8 @@ struct Inner {
     state_dir: PathBuf,
     config: SluiceConfig,
     access: LocalAccess,
+    /// Set by [`JobManager::shutdown`]: jobs that stop now stay RUNNING in the table.
+    shutting_down: AtomicBool,
     jobs: Mutex<BTreeMap<String, Entry>>,
 }
 
@@ -187,6 +189,7 @@ impl JobManager {
                 state_dir: state_dir.to_path_buf(),
                 config,
                 access,
+                shutting_down: AtomicBool::new(false),
                 jobs: Mutex::new(BTreeMap::new()),
             }),
         };
@@ -404,9 +407,38 @@ impl JobManager {
             let _ = entry.followers.send(LogEvent::End);
             entry.stop = None;
             entry.task = None;
-            set_status(entry, status, error);
+            // Suspended by the server's shutdown: the table keeps it running, so the next
+            // server resumes it from the savepoint just taken.
+            let suspended = status == JobStatus::Stopped && self.inner.shutting_down.load(Relaxed);
+            if !suspended {
+                set_status(entry, status, error);
+            }
             self.save(&jobs);
         }
+    }
+
+    /// The server stops (SIGTERM: a container stopped, a pod rescheduled): every running job
+    /// takes a savepoint and stops, waited for up to `grace`, and stays RUNNING in the table so
+    /// the next start resumes it. Jobs still busy after `grace` resume from their last
+    /// checkpoint instead.
+    pub async fn shutdown(&self, grace: std::time::Duration) -> usize {
+        self.inner.shutting_down.store(true, Relaxed);
+        let tasks: Vec<_> = {
+            let mut jobs = self.lock();
+            jobs.values_mut()
+                .filter(|e| e.record.status.is_active())
+                .filter_map(|e| {
+                    if let Some(stop) = &e.stop {
+                        e.drain.store(false, Relaxed);
+                        let _ = stop.send(true);
+                    }
+                    e.task.take()
+                })
+                .collect()
+        };
+        let n = tasks.len();
+        let _ = tokio::time::timeout(grace, futures::future::join_all(tasks)).await;
+        n
     }
 
     /// Every job, oldest first.
