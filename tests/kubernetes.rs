@@ -1,0 +1,160 @@
+//! deploy/kubernetes/sluice.yaml cannot be applied here (no cluster); this keeps it honest: it
+//! parses, the Service and the StatefulSet select the same pods, the server's arguments are ones
+//! `sluice server` takes, its state directory is a persistent volume, it submits the pipelines
+//! ConfigMap the header tells you to create, its probes ask /healthz on the port it listens on,
+//! secrets come from a Secret, and every pipeline variable whose default points at loopback is
+//! set for the cluster.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_yaml_ng::Value;
+
+fn manifests() -> (String, Vec<Value>) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("deploy/kubernetes/sluice.yaml")).unwrap();
+    let docs = serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|d| Value::deserialize(d).expect("each document parses"))
+        .collect();
+    (text, docs)
+}
+
+fn of_kind<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"].as_str() == Some(kind))
+        .unwrap_or_else(|| panic!("no {kind}"))
+}
+
+fn labels_match(selector: &Value, labels: &Value) -> bool {
+    let selector = selector.as_mapping().expect("a selector");
+    !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+#[test]
+fn the_kubernetes_manifests_run_one_server_with_its_state_and_pipelines() {
+    let (text, docs) = manifests();
+    let service = of_kind(&docs, "Service");
+    let set = of_kind(&docs, "StatefulSet");
+    assert_eq!(set["apiVersion"].as_str(), Some("apps/v1"));
+    assert_eq!(set["spec"]["replicas"].as_u64(), Some(1));
+    let pod = &set["spec"]["template"];
+    let labels = &pod["metadata"]["labels"];
+    assert!(labels_match(
+        &set["spec"]["selector"]["matchLabels"],
+        labels
+    ));
+    assert!(labels_match(&service["spec"]["selector"], labels));
+    assert_eq!(set["spec"]["serviceName"], service["metadata"]["name"]);
+
+    let container = &pod["spec"]["containers"][0];
+    let args: Vec<&str> = container["args"]
+        .as_sequence()
+        .expect("args")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(args[0], "server");
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["server", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for flag in args.iter().filter(|a| a.starts_with("--")) {
+        assert!(help.contains(flag), "`sluice server` has no {flag}");
+    }
+    let arg = |name: &str| {
+        let i = args.iter().position(|a| *a == name);
+        i.map(|i| args[i + 1])
+            .unwrap_or_else(|| panic!("{name} missing: {args:?}"))
+    };
+
+    // The state directory is a volume claimed per pod; the pipelines are a ConfigMap.
+    let mounts = container["volumeMounts"].as_sequence().expect("mounts");
+    let mount_at = |path: &str| {
+        mounts
+            .iter()
+            .find(|m| m["mountPath"].as_str() == Some(path))
+            .and_then(|m| m["name"].as_str())
+            .unwrap_or_else(|| panic!("nothing mounted at {path}"))
+    };
+    let state = mount_at(arg("--state-dir"));
+    let claims: Vec<&str> = set["spec"]["volumeClaimTemplates"]
+        .as_sequence()
+        .expect("volume claims")
+        .iter()
+        .filter_map(|c| c["metadata"]["name"].as_str())
+        .collect();
+    assert!(
+        claims.contains(&state),
+        "{state} is not claimed: {claims:?}"
+    );
+    let pipelines = mount_at(arg("--submit"));
+    let volume = pod["spec"]["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"].as_str() == Some(pipelines))
+        .expect("the pipelines volume");
+    let config_map = volume["configMap"]["name"].as_str().expect("a ConfigMap");
+    assert!(
+        text.contains(&format!(
+            "kubectl create configmap {config_map} --from-file=pipelines/"
+        )),
+        "the header says how to create {config_map}"
+    );
+
+    // Probes on the port the server listens on; the Service reaches that port.
+    let port = container["ports"][0].clone();
+    let listen_port: u64 = arg("--listen").rsplit(':').next().unwrap().parse().unwrap();
+    assert_eq!(port["containerPort"].as_u64(), Some(listen_port));
+    assert!(arg("--listen").starts_with("0.0.0.0:"));
+    let same_port = |p: &Value| p == &port["name"] || p.as_u64() == Some(listen_port);
+    for probe in ["readinessProbe", "livenessProbe"] {
+        let get = &container[probe]["httpGet"];
+        assert_eq!(get["path"].as_str(), Some("/healthz"), "{probe}");
+        assert!(same_port(&get["port"]), "{probe}");
+    }
+    assert!(same_port(&service["spec"]["ports"][0]["targetPort"]));
+    // Time for the savepoints the server takes on SIGTERM (20 s).
+    assert!(pod["spec"]["terminationGracePeriodSeconds"].as_u64() >= Some(25));
+
+    // Secrets from a Secret, never written in the manifest.
+    let env = container["env"].as_sequence().expect("env");
+    let var = |name: &str| env.iter().find(|e| e["name"].as_str() == Some(name));
+    for secret in ["SLUICE_TOKEN", "CLICKHOUSE_PASSWORD"] {
+        let e = var(secret).unwrap_or_else(|| panic!("{secret} not set"));
+        assert!(e["value"].is_null(), "{secret} is written in the manifest");
+        assert!(
+            e["valueFrom"]["secretKeyRef"]["key"].is_string(),
+            "{secret}"
+        );
+    }
+    // Every variable whose default only works on a laptop is set; local paths are allowed.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut loopback = BTreeSet::new();
+    for entry in std::fs::read_dir(root.join("pipelines")).unwrap() {
+        let sql = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        for (i, _) in sql.match_indices("${") {
+            let rest = &sql[i + 2..];
+            let Some((name, default)) = rest[..rest.find('}').unwrap()].split_once(":-") else {
+                continue;
+            };
+            if default.contains("127.0.0.1") || default.starts_with("data/") {
+                loopback.insert(name.to_string());
+            }
+        }
+    }
+    assert!(loopback.contains("KAFKA_BROKERS"), "{loopback:?}");
+    for name in &loopback {
+        let e = var(name).unwrap_or_else(|| panic!("{name} is not set for the cluster"));
+        let value = e["value"].as_str().unwrap_or_default();
+        assert!(!value.contains("127.0.0.1"), "{name} = {value}");
+        if value.starts_with('/') {
+            assert!(
+                value.starts_with(&format!("{}/", arg("--allow-dir"))),
+                "{name}"
+            );
+        }
+    }
+}
