@@ -121,6 +121,11 @@ async fn text(browser: &Client, css: &str) -> Option<String> {
     el.text().await.ok()
 }
 
+async fn click(browser: &Client, css: &str) {
+    let el = browser.find(Locator::Css(css)).await.unwrap();
+    el.click().await.unwrap();
+}
+
 /// Types `sql` into the editor as a person would (the page validates as it changes).
 async fn type_sql(browser: &Client, sql: &str) {
     let editor = browser
@@ -184,13 +189,7 @@ async fn a_person_submits_watches_and_stops_a_job_in_the_console() {
         (attr(&browser, "#validation", "data-state").await? == "ok").then_some(())
     })
     .await;
-    browser
-        .find(Locator::Css("#submit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, "#submit").await;
     let id = eventually("the job's page opens", async || {
         let url = browser.current_url().await.ok()?;
         url.fragment()?.strip_prefix("/jobs/").map(str::to_string)
@@ -241,13 +240,7 @@ async fn a_person_submits_watches_and_stops_a_job_in_the_console() {
     screenshot(&browser, "2-job-running.png").await;
 
     // Stop (with a savepoint): the page says STOPPED, so does the API.
-    browser
-        .find(Locator::Css("#stop"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, "#stop").await;
     eventually("the job stops", async || {
         (attr(&browser, "#job-status", "data-status").await? == "STOPPED").then_some(())
     })
@@ -284,13 +277,7 @@ async fn the_console_asks_for_the_token_of_a_server_that_has_one() {
     .await;
     let input = browser.find(Locator::Css("#token")).await.unwrap();
     input.send_keys("s3cret").await.unwrap();
-    browser
-        .find(Locator::Css("#token-save"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, "#token-save").await;
     let empty = eventually("the jobs table loads", async || {
         let t = text(&browser, "#jobs tbody").await?;
         t.contains("No jobs yet").then_some(t)

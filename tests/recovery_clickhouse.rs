@@ -12,8 +12,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    RECOVERY_OUTPUTS, clickhouse_execute, clickhouse_query, recovery_job, sluice, spawn_run,
-    test_broker, test_clickhouse,
+    RECOVERY_OUTPUTS, clickhouse_count as count, clickhouse_execute, clickhouse_table as table,
+    recovery_job, sluice, spawn_run, test_broker, test_clickhouse,
 };
 use rand::Rng;
 use rdkafka::ClientConfig;
@@ -43,24 +43,6 @@ fn job(topic: &str, brokers: &str, url: &str, db: &str, bounded: bool) -> String
         &sink,
         "SET 'execution.checkpointing.interval' = '500 ms';",
     )
-}
-
-/// A table's rows in a stable order, duplicates kept: no FINAL, no DISTINCT.
-async fn table(url: &str, db: &str, name: &str) -> Vec<String> {
-    let text = clickhouse_query(
-        url,
-        &format!("SELECT * FROM {db}.{name} ORDER BY ALL SETTINGS session_timezone = 'UTC'"),
-    )
-    .await;
-    text.lines().map(str::to_string).collect()
-}
-
-async fn count(url: &str, db: &str, name: &str) -> usize {
-    clickhouse_query(url, &format!("SELECT count() FROM {db}.{name}"))
-        .await
-        .trim()
-        .parse()
-        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -242,6 +242,21 @@ fn listings_never_show_a_credential() {
         assert!(shown.contains(&id), "{shown}");
     }
     assert!(server.ok(&["status", &id, "--json"]).contains("alice"));
+
+    // An error on the line that holds a password shows the line, not the password.
+    let bad = dir.path().join("bad.sql");
+    std::fs::write(
+        &bad,
+        "CREATE TABLE o (vehicle_id STRING) WITH ('connector' = 'clickhouse', 'password' = 'hunter2' 'table' = 't');",
+    )
+    .unwrap();
+    let refused = server.cli(&["submit", bad.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("bad.sql:1:") && stderr.contains("******"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
 }
 
 /// `GET <url>` (with `token`), its status and JSON body.

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use common::job_server::{Server, free_port};
 use common::{
-    RECOVERY_OUTPUTS, clickhouse_execute, clickhouse_query, recovery_job, sluice, test_clickhouse,
+    RECOVERY_OUTPUTS, clickhouse_count as count, clickhouse_execute, clickhouse_query,
+    clickhouse_table as table, recovery_job, sluice, test_clickhouse,
 };
 use rand::Rng;
 use serde_json::{Value, json};
@@ -60,23 +61,6 @@ async fn wait_for(server: &Server, id: &str, what: &str, until: impl Fn(&Value) 
         assert!(Instant::now() < deadline, "job never {what}: {job}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-async fn table(url: &str, db: &str, name: &str) -> Vec<String> {
-    let text = clickhouse_query(
-        url,
-        &format!("SELECT * FROM {db}.{name} ORDER BY ALL SETTINGS session_timezone = 'UTC'"),
-    )
-    .await;
-    text.lines().map(str::to_string).collect()
-}
-
-async fn count(url: &str, db: &str, name: &str) -> u64 {
-    clickhouse_query(url, &format!("SELECT count() FROM {db}.{name}"))
-        .await
-        .trim()
-        .parse()
-        .unwrap_or(0)
 }
 
 fn status(job: &Value) -> &str {

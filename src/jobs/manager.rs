@@ -17,7 +17,7 @@ use tokio::sync::{broadcast, watch};
 
 use super::access::LocalAccess;
 use super::figures::{CheckpointFigures, Dataflow, History, SAMPLE_EVERY, Sample};
-use super::secrets::{mask_sql, mask_variables};
+use super::secrets::{Masker, mask_sql, mask_variables};
 use super::supervisor::{JobLog, Launch, Script, supervise};
 use crate::checkpoint::CheckpointStore;
 use crate::config::SluiceConfig;
@@ -180,10 +180,20 @@ impl JobManager {
         config: SluiceConfig,
         access: LocalAccess,
     ) -> Result<Self, JobsError> {
-        std::fs::create_dir_all(state_dir).map_err(|e| JobsError::Table {
-            path: state_dir.display().to_string(),
-            message: e.to_string(),
-        })?;
+        // The job table holds jobs' variables (credentials among them) in clear, to resume the
+        // jobs: a directory the server creates only its user may read. (One given to it, such as
+        // a mounted volume, keeps the permissions it has.)
+        if !state_dir.exists() {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(state_dir)
+                .map_err(|e| JobsError::Table {
+                    path: state_dir.display().to_string(),
+                    message: e.to_string(),
+                })?;
+        }
         let manager = JobManager {
             inner: Arc::new(Inner {
                 state_dir: state_dir.to_path_buf(),
@@ -252,15 +262,16 @@ impl JobManager {
     /// Plans a script (reading no data) as a job of this server would run: its local paths
     /// checked against the server's allowed directories. Errors carry file:line:col.
     pub async fn plan(&self, script: &Script) -> Result<PlannedScript, JobsError> {
-        let planned = script
-            .plan()
-            .await
-            .map_err(|e| JobsError::Invalid(e.to_string()))?;
-        self.inner
-            .access
-            .check(&planned)
-            .map_err(JobsError::Invalid)?;
+        let masked = |e: String| JobsError::Invalid(masker(script).text(&e));
+        let planned = script.plan().await.map_err(|e| masked(e.to_string()))?;
+        self.inner.access.check(&planned).map_err(masked)?;
         Ok(planned)
+    }
+
+    /// The dataflow of a script as `sluice explain` prints it, secrets masked.
+    pub async fn explain(&self, script: &Script) -> Result<String, JobsError> {
+        let planned = self.plan(script).await?;
+        Ok(masker(script).text(&planned.explain().unwrap_or_default()))
     }
 
     /// Plans `sql` and starts it as a new job.
@@ -557,15 +568,14 @@ impl JobManager {
     }
 
     /// The job's dataflow as `sluice explain` prints it (planned again from its SQL).
-    pub async fn explain(&self, id: &str) -> Result<String, JobsError> {
+    pub async fn explain_job(&self, id: &str) -> Result<String, JobsError> {
         let record = self.record(id)?;
         let script = Script {
             name: format!("{}.sql", record.name),
             text: record.sql,
             variables: Some(record.variables),
         };
-        let planned = self.plan(&script).await?;
-        Ok(planned.explain().unwrap_or_default())
+        self.explain(&script).await
     }
 
     fn record(&self, id: &str) -> Result<JobRecord, JobsError> {
@@ -622,8 +632,10 @@ impl Entry {
             .filter(|_| active)
             .and_then(|s| self.history.rates(s));
         let mut record = self.record.clone();
-        record.sql = mask_sql(&record.sql);
+        let masker = Masker::new(&record.sql, &record.variables);
+        record.sql = masker.text(&mask_sql(&record.sql));
         record.variables = mask_variables(&record.variables);
+        record.error = record.error.map(|e| masker.text(&e));
         JobView {
             record,
             uptime_s: self
@@ -638,7 +650,7 @@ impl Entry {
             lag: sample.and_then(|s| s.lag),
             last_checkpoint: m.and_then(|m| m.checkpoints.last()).map(|c| c.describe()),
             checkpoint: m.and_then(CheckpointFigures::of),
-            log: self.log.iter().cloned().collect(),
+            log: self.log.iter().map(|l| masker.text(l)).collect(),
             dataflow: m.filter(|_| detail).map(Dataflow::of),
             history: detail.then(|| self.history.samples()),
         }
@@ -680,18 +692,20 @@ struct EntryLog {
 
 impl JobLog for EntryLog {
     fn line(&mut self, text: &str) {
-        tracing::info!(job = %self.id, "{text}");
         let restarting = text.contains("restarting from the last checkpoint");
+        let mut shown = text.to_string();
         self.manager.with_entry(&self.id, |e| {
+            shown = Masker::new(&e.record.sql, &e.record.variables).text(text);
             if e.log.len() == LOG_LINES {
                 e.log.pop_front();
             }
-            e.log.push_back(text.to_string());
-            let _ = e.followers.send(LogEvent::Line(text.to_string()));
+            e.log.push_back(shown.clone());
+            let _ = e.followers.send(LogEvent::Line(shown.clone()));
             if restarting {
-                set_status(e, JobStatus::Restarting, Some(text.to_string()));
+                set_status(e, JobStatus::Restarting, Some(shown.clone()));
             }
         });
+        tracing::info!(job = %self.id, "{shown}");
     }
 
     fn running(&mut self, metrics: &JobMetrics) {
@@ -706,6 +720,13 @@ impl JobLog for EntryLog {
             }
         });
     }
+}
+
+fn masker(script: &Script) -> Masker {
+    Masker::new(
+        &script.text,
+        script.variables.as_ref().unwrap_or(&BTreeMap::new()),
+    )
 }
 
 /// A short random id: 12 hex digits.

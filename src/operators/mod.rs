@@ -19,6 +19,7 @@ pub use filter::Filter;
 pub use projection::Projection;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 
 use arrow::array::RecordBatch;
@@ -91,32 +92,29 @@ impl OperatorChain {
 
     /// Late rows dropped by all operators of the chain (each operator's own in its metrics).
     pub fn late_rows(&self) -> u64 {
-        self.operators
-            .iter()
-            .enumerate()
-            .map(|(i, op)| {
-                let n = op.late_rows();
-                if let Some(m) = self.metrics.get(i) {
-                    m.late_rows.store(n, Relaxed);
-                }
-                n
-            })
-            .sum()
+        self.sum_per_operator(|op| op.late_rows(), |m| &m.late_rows)
     }
 
     /// Rows held by all operators of the chain (each operator's own in its metrics).
     pub fn buffered_rows(&self) -> u64 {
-        self.operators
-            .iter()
-            .enumerate()
-            .map(|(i, op)| {
-                let n = op.buffered_rows();
-                if let Some(m) = self.metrics.get(i) {
-                    m.buffered_rows.store(n, Relaxed);
-                }
-                n
-            })
-            .sum()
+        self.sum_per_operator(|op| op.buffered_rows(), |m| &m.buffered_rows)
+    }
+
+    /// The sum of one figure over the operators, each operator's own stored in its metrics.
+    fn sum_per_operator(
+        &self,
+        figure: impl Fn(&dyn Operator) -> u64,
+        counter: impl Fn(&OperatorMetrics) -> &AtomicU64,
+    ) -> u64 {
+        let mut sum = 0;
+        for (i, op) in self.operators.iter().enumerate() {
+            let n = figure(op.as_ref());
+            if let Some(m) = self.metrics.get(i) {
+                counter(m).store(n, Relaxed);
+            }
+            sum += n;
+        }
+        sum
     }
 
     /// Snapshots every operator, in order (`None` for stateless ones).

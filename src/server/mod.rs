@@ -175,14 +175,14 @@ async fn validate(State(state): State<AppState>, Json(request): Json<SubmitReque
 }
 
 async fn explain(State(state): State<AppState>, Json(request): Json<SubmitRequest>) -> Response {
-    match state.jobs.plan(&request.script()).await {
-        Ok(planned) => Json(json!({ "explain": planned.explain() })).into_response(),
+    match state.jobs.explain(&request.script()).await {
+        Ok(text) => Json(json!({ "explain": text })).into_response(),
         Err(e) => jobs_error(e),
     }
 }
 
 async fn job_explain(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    match state.jobs.explain(&id).await {
+    match state.jobs.explain_job(&id).await {
         Ok(text) => Json(json!({ "explain": text })).into_response(),
         Err(e) => jobs_error(e),
     }

@@ -285,6 +285,25 @@ pub async fn clickhouse_query(url: &str, sql: &str) -> String {
 }
 
 /// Runs a ClickHouse statement that returns nothing.
+/// A table's rows in a stable order, duplicates kept: no FINAL, no DISTINCT.
+pub async fn clickhouse_table(url: &str, db: &str, name: &str) -> Vec<String> {
+    let text = clickhouse_query(
+        url,
+        &format!("SELECT * FROM {db}.{name} ORDER BY ALL SETTINGS session_timezone = 'UTC'"),
+    )
+    .await;
+    text.lines().map(str::to_string).collect()
+}
+
+/// A table's row count.
+pub async fn clickhouse_count(url: &str, db: &str, name: &str) -> u64 {
+    clickhouse_query(url, &format!("SELECT count() FROM {db}.{name}"))
+        .await
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
 pub async fn clickhouse_execute(url: &str, sql: &str) {
     clickhouse::Client::default()
         .with_url(url)
