@@ -45,6 +45,30 @@ fn job(topic: &str, brokers: &str, url: &str, db: &str, bounded: bool) -> String
     )
 }
 
+/// Each line of `stderr` as it comes, and the whole of it once it ends.
+fn read_lines(
+    stderr: std::process::ChildStderr,
+) -> (
+    std::sync::mpsc::Receiver<String>,
+    std::thread::JoinHandle<String>,
+) {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            all.push_str(&line);
+            all.push('\n');
+            let _ = tx.send(line);
+        }
+        all
+    });
+    (rx, reader)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_to_clickhouse_killed_and_restarted_equals_an_uninterrupted_run() {
     let (Some(brokers), Some(url)) = (test_broker(), test_clickhouse()) else {
@@ -111,8 +135,18 @@ async fn kafka_to_clickhouse_killed_and_restarted_equals_an_uninterrupted_run() 
     assert!(expected > 1000, "{expected} pass-through rows");
 
     // The last restart catches up, then is drained: every window emitted, then committed.
-    let child = spawn_run(&soak_sql, dir.path(), &["--drain"]);
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut child = spawn_run(&soak_sql, dir.path(), &["--drain"]);
+    let (lines, reader) = read_lines(child.stderr.take().unwrap());
+    // It restored the earlier runs' state (so it runs, Ctrl-C handled) before it is stopped.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if line.contains("restoring checkpoint") => break,
+            Ok(_) => {}
+            Err(e) => panic!("the last run never restored a checkpoint: {e}"),
+        }
+    }
     while count(&url, &soak_db, "passthrough").await < expected {
         assert!(
             Instant::now() < deadline,
@@ -124,9 +158,9 @@ async fn kafka_to_clickhouse_killed_and_restarted_equals_an_uninterrupted_run() 
         .args(["-INT", &child.id().to_string()])
         .status()
         .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let status = child.wait().unwrap();
+    let stderr = reader.join().unwrap();
+    assert!(status.success(), "{stderr}");
     restored += stderr.matches("restoring checkpoint").count();
     assert!(restored > 0, "some restart restored a checkpoint");
 

@@ -14,7 +14,7 @@ use sluice::runtime::JobReport;
 use sluice::runtime::metrics::{JobMetrics, StatusLine, group};
 use tokio::sync::watch;
 
-use crate::{print_output, stop_requested};
+use crate::{StopSignals, print_output};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -41,6 +41,27 @@ pub struct RunArgs {
 
 pub async fn run(args: &RunArgs, config: &SluiceConfig) -> Result<ExitCode> {
     let file = args.file.as_path();
+    // Listening from the start: a Ctrl-C or SIGTERM while the file is planned stops the job as
+    // soon as it starts (with its savepoint), never kills the process half-way.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let drain = args.drain;
+    let mut signals = StopSignals::listen();
+    tokio::spawn(async move {
+        if signals.next().await {
+            eprintln!(
+                "\nstopping: {} (Ctrl-C again to abort)",
+                if drain {
+                    "emitting every window, then a final checkpoint"
+                } else {
+                    "taking a savepoint"
+                }
+            );
+            let _ = stop_tx.send(true);
+            if signals.next().await {
+                std::process::exit(130);
+            }
+        }
+    });
     let script = Script::from_file(file)?;
     let planned = script.plan().await?;
     print_output(&planned.output);
@@ -51,24 +72,6 @@ pub async fn run(args: &RunArgs, config: &SluiceConfig) -> Result<ExitCode> {
         bail!("{}: no INSERT INTO or SELECT to run", file.display());
     };
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let drain = args.drain;
-    tokio::spawn(async move {
-        if stop_requested().await {
-            eprintln!(
-                "\nstopping: {} (Ctrl-C again to abort)",
-                if drain {
-                    "emitting every window, then a final checkpoint"
-                } else {
-                    "taking a savepoint"
-                }
-            );
-            let _ = stop_tx.send(true);
-            if stop_requested().await {
-                std::process::exit(130);
-            }
-        }
-    });
     let start = Launch {
         fresh: args.fresh,
         savepoint: args.from_savepoint.clone(),

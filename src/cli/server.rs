@@ -42,6 +42,7 @@ pub struct ServerCommand {
 }
 
 pub async fn serve(args: ServerCommand, config: SluiceConfig) -> Result<ExitCode> {
+    let mut signals = crate::StopSignals::listen();
     let exposed = !args.listen.ip().is_loopback();
     if exposed && args.token.is_none() {
         bail!(
@@ -70,7 +71,7 @@ pub async fn serve(args: ServerCommand, config: SluiceConfig) -> Result<ExitCode
     );
     tokio::select! {
         served = sluice::server::serve(args.listen, jobs.clone(), args.token, tls) => served?,
-        _ = crate::stop_requested() => {
+        _ = signals.next() => {
             eprintln!("stopping: every running job takes a savepoint and resumes at the next start");
             let n = jobs.shutdown(SHUTDOWN_GRACE).await;
             eprintln!("{n} jobs suspended");
