@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::runtime::metrics::JobMetrics;
+use crate::sql::user_facing;
 
 /// How often a running job's counters are sampled.
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(2);
@@ -109,7 +110,7 @@ impl Dataflow {
                     .operators
                     .iter()
                     .map(|o| OperatorFigures {
-                        name: o.name.clone(),
+                        name: user_facing(&o.name),
                         state_id: o.state_id.clone(),
                         rows_in: o.rows_in.load(Relaxed),
                         rows_out: o.rows_out.load(Relaxed),

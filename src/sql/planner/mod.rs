@@ -218,7 +218,7 @@ impl Planner {
 /// Plan text without the relations the parser invents for window TVFs and MATCH_RECOGNIZE
 /// (`max(__window_0.driver_id)` → `max(driver_id)`) and with COUNT(*) as written (DataFusion
 /// shows `count(Int64(1))`): EXPLAIN speaks the user's names.
-fn user_facing(text: &str) -> String {
+pub fn user_facing(text: &str) -> String {
     static INTERNAL: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
         regex::Regex::new(r"__(window|match)_\d+\.").expect("a valid pattern")
     });
