@@ -21,7 +21,7 @@ port=18391
 export SLUICE_SERVER="http://127.0.0.1:$port"
 "$bin" server --state-dir "$work/state" --listen "127.0.0.1:$port" 2>"$work/server.log" &
 server=$!
-trap 'kill $server 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 1 100); do curl -sf "$SLUICE_SERVER/healthz" >/dev/null && break; sleep 0.1; done
 rss() { awk '/VmRSS/ { print $2 / 1024 }' "/proc/$server/status"; }
 idle=$(rss)
