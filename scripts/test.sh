@@ -2,8 +2,8 @@
 # The whole test suite, on a fresh machine or a warm one:
 #   1. installs what the tests need unless present: tansu (a Kafka-compatible broker, from
 #      crates.io), ClickHouse (the chdb-core wheel from PyPI, in a venv), an S3-compatible
-#      server for checkpoint storage (moto, from PyPI, in a venv) and, for the web console's
-#      test, chromium with chromedriver (Debian packages, when run as root),
+#      server for checkpoint storage (moto, from PyPI, in a venv) and, for the web console's and
+#      the shell's tests, chromium with chromedriver and tmux (Debian packages, when root),
 #   2. starts them on loopback unless something already listens on the test ports,
 #   3. runs every test (cargo nextest when installed, else cargo test),
 #   4. stops what it started.
@@ -101,14 +101,17 @@ else
 fi
 export SLUICE_TEST_S3="http://$S3_ADDR"
 
-# --- chromium and chromedriver (the web console's browser test) -------------------------------
-if ! command -v chromedriver >/dev/null 2>&1; then
+# --- chromium, chromedriver and tmux (the console's browser test, the shell's terminal test) ---
+missing=()
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium chromium-driver)
+command -v tmux >/dev/null 2>&1 || missing+=(tmux)
+if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    log "installing chromium and chromium-driver (Debian packages)"
+    log "installing ${missing[*]} (Debian packages)"
     apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    log "chromedriver missing: install chromium and chromium-driver (the console test needs them)"
+    log "missing ${missing[*]}: the console and shell tests need them"
   fi
 fi
 

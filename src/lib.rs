@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! server     the job server's REST API over the jobs of a state directory
+//! shell      the interactive SQL shell: a session of statements, its line editor
 //! jobs       a job run to its end: restored, restarted by its strategy (used by every front end)
 //! sql        parses and plans a script (Flink's dialect, DataFusion) into a job graph
 //! plan       the job graph as data: sources, pipelines of operators, sinks; EXPLAIN
@@ -27,5 +28,6 @@ pub mod options;
 pub mod plan;
 pub mod runtime;
 pub mod server;
+pub mod shell;
 pub mod sql;
 pub mod stream;

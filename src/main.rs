@@ -53,6 +53,8 @@ enum Command {
     Checkpoints(cli::checkpoints::CheckpointsCommand),
     /// Run the job server: a REST API over jobs that outlive terminals and restarts.
     Server(cli::server::ServerCommand),
+    /// The interactive SQL shell (like Flink's SQL client); `-f FILE` runs a file through it.
+    Shell(cli::shell::ShellArgs),
     #[command(flatten)]
     Client(cli::client::ClientCommand),
 }
@@ -129,6 +131,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Run(args) => cli::run::run(&args, &config).await,
         Command::Checkpoints(c) => cli::checkpoints::checkpoints(c).await,
         Command::Server(args) => cli::server::serve(args, config).await,
+        Command::Shell(args) => cli::shell::shell(args, config).await,
         Command::Client(c) => cli::client::run(c).await,
         Command::Validate { files } => {
             let mut ok = true;

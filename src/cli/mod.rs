@@ -4,3 +4,4 @@ pub mod checkpoints;
 pub mod client;
 pub mod run;
 pub mod server;
+pub mod shell;

@@ -16,5 +16,5 @@ pub mod types;
 pub mod window;
 
 pub use error::SqlError;
-pub use parser::{parse_script, parse_script_with};
+pub use parser::{complete_statements, parse_script, parse_script_with};
 pub use planner::{LocalPath, PlannedScript, Planner, user_facing};

@@ -91,6 +91,58 @@ fn split_statements(tokens: &[TokenWithSpan]) -> Vec<&[TokenWithSpan]> {
     out
 }
 
+/// Typed text split into statements, for the shell: each complete statement's byte offset and
+/// its text through its `;`, or `None` while the text is not finished — a statement (or a statement set) without its
+/// `;` yet, or an open string or comment. Text that cannot be tokenized otherwise is complete:
+/// running it reports the error.
+pub fn complete_statements(text: &str) -> Option<Vec<(usize, String)>> {
+    let tokens = match tokenize(text) {
+        Ok(t) => t,
+        Err(e) if e.to_string().contains("Unterminated") => return None,
+        Err(_) => return Some(vec![(0, text.to_string())]),
+    };
+    let last = tokens.iter().rposition(|t| t.token != Token::EOF)?;
+    if tokens[last].token != Token::SemiColon {
+        return None;
+    }
+    let line_starts: Vec<usize> = std::iter::once(0)
+        .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+        .collect();
+    // A token's location (1-based line and column, in characters) as a byte offset.
+    let offset = |l: datafusion::sql::sqlparser::tokenizer::Location| {
+        let start = line_starts[(l.line as usize)
+            .saturating_sub(1)
+            .min(line_starts.len() - 1)];
+        text[start..]
+            .char_indices()
+            .nth((l.column as usize).saturating_sub(1))
+            .map_or(text.len(), |(i, _)| start + i)
+    };
+    let chunks = split_statements(&tokens[..=last]);
+    // The last chunk must have ended at a `;` that closes it (not inside an open statement set).
+    let closed = chunks.last().is_none_or(|c| {
+        let end = c.last().expect("chunks are not empty");
+        tokens[..=last]
+            .iter()
+            .skip_while(|t| !std::ptr::eq(*t, end))
+            .nth(1)
+            .is_some_and(|t| t.token == Token::SemiColon)
+    });
+    if !closed {
+        return None;
+    }
+    Some(
+        chunks
+            .iter()
+            .map(|c| {
+                let from = offset(c[0].span.start);
+                let to = offset(c[c.len() - 1].span.end);
+                (from, format!("{};", &text[from..to]))
+            })
+            .collect(),
+    )
+}
+
 fn starts_statement_set(tokens: &[TokenWithSpan]) -> bool {
     let words: Vec<&Token> = tokens.iter().take(4).map(|t| &t.token).collect();
     let w = |i: usize, s: &str| words.get(i).is_some_and(|t| is_word(t, s));
@@ -360,4 +412,35 @@ fn parse_statement_set(p: &mut Parser) -> Result<Statement, ParserError> {
         }
     }
     Ok(Statement::StatementSet(inserts))
+}
+
+#[cfg(test)]
+mod tests {
+    fn split(text: &str) -> Option<Vec<String>> {
+        super::complete_statements(text).map(|s| s.into_iter().map(|(_, t)| t).collect())
+    }
+
+    #[test]
+    fn typed_text_is_complete_at_a_top_level_semicolon() {
+        assert_eq!(split("SHOW TABLES"), None);
+        assert_eq!(split("SELECT ';' FROM t"), None);
+        assert_eq!(split("SELECT 'a;"), None);
+        assert_eq!(split("SELECT 1 /* ; */"), None);
+        assert_eq!(split("SELECT 1 -- ;\n"), None);
+        assert_eq!(
+            split("SHOW TABLES;"),
+            Some(vec!["SHOW TABLES;".to_string()])
+        );
+        assert_eq!(
+            split("CREATE TABLE t (\n  x INT\n) WITH ('a' = ';');  SHOW TABLES; -- done"),
+            Some(vec![
+                "CREATE TABLE t (\n  x INT\n) WITH ('a' = ';');".to_string(),
+                "SHOW TABLES;".to_string()
+            ])
+        );
+        let set = "EXECUTE STATEMENT SET BEGIN\nINSERT INTO a SELECT * FROM t;";
+        assert_eq!(split(set), None);
+        let ended = format!("{set}\nEND;");
+        assert_eq!(split(&ended), Some(vec![ended.clone()]));
+    }
 }

@@ -119,6 +119,22 @@ impl Planner {
         }
     }
 
+    /// The names a shell completes: tables, views, and every table's columns.
+    pub fn catalog_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .tables
+            .keys()
+            .chain(self.views.keys())
+            .cloned()
+            .collect();
+        for t in self.tables.values() {
+            names.extend(t.row_schema.fields().iter().map(|f| f.name().clone()));
+        }
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// `DESCRIBE name`: columns with Flink types, watermark and connector.
     pub fn describe(&self, name: &str) -> Option<String> {
         let t = self.tables.get(name)?;

@@ -1,0 +1,119 @@
+//! `sluice shell`: an interactive SQL shell like Flink's SQL client. Statements are typed (or read
+//! from `-i` / `-f` files) and run one at a time against a [`Session`]; jobs that `INSERT`s start
+//! run inside the shell and stop with savepoints when it ends.
+
+mod editor;
+mod session;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+pub use editor::is_command;
+pub use session::{HELP, Reply, Session};
+
+use crate::jobs::{JobManager, LocalAccess};
+use crate::sql::complete_statements;
+
+/// The per-user data directory: `$XDG_DATA_HOME/sluice`, else `~/.local/share/sluice`.
+fn data_dir() -> PathBuf {
+    std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("sluice")
+}
+
+/// A session whose jobs run inside this process, kept under the user's data directory.
+pub fn local_session(config: crate::config::SluiceConfig) -> Result<Session, String> {
+    let jobs = JobManager::open(&data_dir().join("shell"), config, LocalAccess::any())
+        .map_err(|e| e.to_string())?;
+    Ok(Session::new(jobs))
+}
+
+/// Runs every statement of `file`; the first error ends it (with file:line:col). `init_only`
+/// allows DDL and `SET` only (`-i`). Returns false on an error.
+pub async fn run_file(session: &mut Session, file: &Path, init_only: bool) -> bool {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("cannot read {}: {e}", file.display());
+            return false;
+        }
+    };
+    let name = file.display().to_string();
+    let Some(statements) = complete_statements(&text) else {
+        if text.trim().is_empty() {
+            return true;
+        }
+        eprintln!("{name}: the last statement has no `;`");
+        return false;
+    };
+    session.init_only = init_only;
+    let mut ok = true;
+    for (from, statement) in statements {
+        // Blank out what comes before, so positions in errors are the file's.
+        let padded: String = text[..from]
+            .chars()
+            .map(|c| if c == '\n' { '\n' } else { ' ' })
+            .collect::<String>()
+            + &statement;
+        match session.execute(&name, &padded).await {
+            Ok(Reply::Text(t)) if !t.is_empty() => println!("{t}"),
+            Ok(Reply::Quit) => break,
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("{e}");
+                ok = false;
+                break;
+            }
+        }
+    }
+    session.init_only = false;
+    ok
+}
+
+/// The interactive loop, until QUIT or Ctrl-D; running jobs then stop with savepoints.
+pub async fn interactive(session: &mut Session) -> std::io::Result<()> {
+    let names = Arc::new(Mutex::new(session.catalog_names()));
+    let mut editor = editor::Editor::new(data_dir().join("shell_history"), names.clone())?;
+    println!("Sluice SQL shell. Statements end with `;`. HELP; for help, Ctrl-D to quit.");
+    loop {
+        let input = tokio::task::block_in_place(|| editor.read())?;
+        let text = match input {
+            editor::Input::Text(t) => t,
+            editor::Input::Cancel => continue,
+            editor::Input::End => break,
+        };
+        let statements = if is_command(&text) {
+            vec![text]
+        } else {
+            complete_statements(&text)
+                .map(|s| s.into_iter().map(|(_, t)| t).collect())
+                .unwrap_or_else(|| vec![text])
+        };
+        let mut quit = false;
+        for statement in statements {
+            match session.execute("input", &statement).await {
+                Ok(Reply::Text(t)) if !t.is_empty() => println!("{t}\n"),
+                Ok(Reply::Text(_)) => {}
+                Ok(Reply::Clear) => editor.clear_screen(),
+                Ok(Reply::Quit) => quit = true,
+                Err(e) => println!("[ERROR] {e}\n"),
+            }
+        }
+        *names.lock().unwrap_or_else(|p| p.into_inner()) = session.catalog_names();
+        if quit {
+            break;
+        }
+    }
+    let stopped = session.stop_jobs().await;
+    if !stopped.is_empty() {
+        println!(
+            "stopped {} job(s) with savepoints: {}",
+            stopped.len(),
+            stopped.join(", ")
+        );
+    }
+    println!("Goodbye!");
+    Ok(())
+}

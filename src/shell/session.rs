@@ -1,0 +1,206 @@
+//! A shell session: statements run one at a time against one catalog, as in Flink's SQL client.
+//! DDL and `SET` change the session; `SHOW`, `DESCRIBE`, `EXPLAIN` answer from it; an `INSERT`
+//! becomes a job whose script is the session's DDL and settings so far plus the `INSERT`, run
+//! by the session's job manager (inside the shell).
+
+use std::collections::BTreeMap;
+
+use crate::jobs::{JobManager, StopMode};
+use crate::sql::ast::{ShowKind, Statement};
+use crate::sql::{Planner, parse_script};
+
+/// What a statement asks of the shell.
+#[derive(Debug, PartialEq)]
+pub enum Reply {
+    /// Text to print (maybe empty).
+    Text(String),
+    /// `QUIT` / `EXIT`.
+    Quit,
+    /// `CLEAR`: the screen.
+    Clear,
+}
+
+pub struct Session {
+    planner: Planner,
+    /// The statements that shaped the catalog and settings, in order (variables substituted):
+    /// a job's script starts with them.
+    preamble: Vec<String>,
+    jobs: JobManager,
+    /// Whether only DDL and `SET` are allowed (Flink's `-i` init files).
+    pub init_only: bool,
+}
+
+pub const HELP: &str = "\
+Statements end with `;` and may span lines.
+  CREATE TABLE / VIEW …;  DROP TABLE / VIEW …;   the session's catalog
+  SET 'key' = 'value';  SET;  RESET ['key'];      settings (SET; lists them)
+  SHOW TABLES | VIEWS | FUNCTIONS | JOBS;  DESCRIBE t;  EXPLAIN stmt;
+  INSERT INTO … ;  EXECUTE STATEMENT SET BEGIN … END;   run as a job
+  STOP JOB 'id' [WITH SAVEPOINT];                 stop a job (without: at once)
+  HELP;  CLEAR;  QUIT; (or Ctrl-D)
+Ctrl-C clears the line.";
+
+impl Session {
+    pub fn new(jobs: JobManager) -> Self {
+        Session {
+            planner: Planner::new(),
+            preamble: Vec::new(),
+            jobs,
+            init_only: false,
+        }
+    }
+
+    /// Names to complete: keywords are the editor's; these are tables, views and columns.
+    pub fn catalog_names(&self) -> Vec<String> {
+        self.planner.catalog_names()
+    }
+
+    /// Runs one statement. `name` names the input in errors (`input`, or a file); `text` may be
+    /// padded so that positions are the file's.
+    pub async fn execute(&mut self, name: &str, text: &str) -> Result<Reply, String> {
+        let word = text
+            .trim()
+            .trim_end_matches(';')
+            .trim()
+            .to_ascii_uppercase();
+        match word.as_str() {
+            "HELP" => return Ok(Reply::Text(HELP.to_string())),
+            "QUIT" | "EXIT" => return Ok(Reply::Quit),
+            "CLEAR" => return Ok(Reply::Clear),
+            _ => {}
+        }
+        let script = parse_script(name, text).map_err(|e| e.to_string())?;
+        let Some(statement) = script.statements.first() else {
+            return Ok(Reply::Text(String::new()));
+        };
+        let shapes_session = matches!(
+            statement.node,
+            Statement::Set { .. }
+                | Statement::Reset { .. }
+                | Statement::CreateTable(_)
+                | Statement::CreateView { .. }
+                | Statement::Drop { .. }
+        );
+        if self.init_only && !shapes_session {
+            return Err(format!(
+                "{name}: an init file holds DDL and SET only (queries, INSERTs and commands come after it)"
+            ));
+        }
+        match &statement.node {
+            Statement::Show(ShowKind::Jobs) => return Ok(Reply::Text(self.show_jobs())),
+            Statement::StopJob { id, with_savepoint } => {
+                let mode = if *with_savepoint {
+                    StopMode::Savepoint
+                } else {
+                    StopMode::Cancel
+                };
+                let job = self.jobs.stop(id, mode).map_err(|e| e.to_string())?;
+                let how = if *with_savepoint {
+                    "stopping with a savepoint"
+                } else {
+                    "canceled"
+                };
+                return Ok(Reply::Text(format!(
+                    "job {} `{}`: {how}",
+                    id, job.record.name
+                )));
+            }
+            Statement::Insert(_) | Statement::StatementSet(_) => {
+                return self.submit(name, &script.source.text).await;
+            }
+            _ => {}
+        }
+        let planned = self
+            .planner
+            .plan_script(&script)
+            .await
+            .map_err(|e| e.to_string())?;
+        if matches!(statement.node, Statement::Query(_)) {
+            return Err(format!(
+                "{name}: the query plans, but live SELECT results are not in the shell yet: INSERT INTO a table with 'connector' = 'print' to see its rows"
+            ));
+        }
+        if shapes_session {
+            self.preamble.push(script.source.text.trim().to_string());
+        }
+        Ok(Reply::Text(
+            if planned.output.is_empty() && shapes_session {
+                "[INFO] Execute statement succeeded.".to_string()
+            } else {
+                planned.output.join("\n")
+            },
+        ))
+    }
+
+    /// The session's DDL and settings plus the `INSERT` as one job.
+    async fn submit(&mut self, name: &str, insert: &str) -> Result<Reply, String> {
+        let mut sql = self.preamble.join("\n");
+        sql.push('\n');
+        sql.push_str(insert.trim());
+        let job_name = format!("shell-{}", self.jobs.list().len() + 1);
+        let job = self
+            .jobs
+            .submit(Some(job_name), sql, BTreeMap::new())
+            .await
+            .map_err(|e| format!("{name}: {e}"))?;
+        Ok(Reply::Text(format!(
+            "[INFO] Submitting SQL update statement to the cluster...\n[INFO] SQL update statement has been successfully submitted to the cluster:\nJob ID: {}",
+            job.record.id
+        )))
+    }
+
+    fn show_jobs(&self) -> String {
+        let mut out = format!(
+            "{:<14} {:<16} {:<10} {:>12} {:>12}",
+            "job id", "job name", "status", "rows in", "rows out"
+        );
+        for j in self.jobs.list() {
+            out.push_str(&format!(
+                "\n{:<14} {:<16} {:<10} {:>12} {:>12}",
+                j.record.id,
+                j.record.name,
+                serde_json::to_value(j.record.status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                j.rows_in,
+                j.rows_out
+            ));
+        }
+        out
+    }
+
+    /// Jobs still running (when the shell ends).
+    pub fn running_jobs(&self) -> Vec<String> {
+        self.jobs
+            .list()
+            .into_iter()
+            .filter(|j| j.record.status.is_active())
+            .map(|j| j.record.id)
+            .collect()
+    }
+
+    /// Stops every running job with a savepoint and waits until they have stopped; says which.
+    pub async fn stop_jobs(&self) -> Vec<String> {
+        let ids = self.running_jobs();
+        for id in &ids {
+            let _ = self.jobs.stop(id, StopMode::Savepoint);
+        }
+        while self
+            .jobs
+            .list()
+            .iter()
+            .any(|j| ids.contains(&j.record.id) && j.record.status.is_active())
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        ids
+    }
+
+    /// Waits until no job runs (a `-f` script's jobs, as `sluice run` would).
+    pub async fn wait_for_jobs(&self) {
+        while !self.running_jobs().is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}

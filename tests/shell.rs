@@ -1,0 +1,284 @@
+//! `sluice shell` as a person uses it: the real binary in a terminal (tmux: `send-keys`,
+//! `capture-pane`), and its `-i` / `-f` files without one.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// A shell running in a detached tmux session of its own; killed when dropped.
+struct Terminal {
+    session: String,
+}
+
+/// tmux (installed by scripts/test.sh); `None` (skip) outside CI when missing.
+fn tmux_installed() -> bool {
+    let found = Command::new("tmux").arg("-V").output().is_ok();
+    if !found {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "CI=true but tmux is not installed: run the suite with scripts/test.sh"
+        );
+        eprintln!("skipped: tmux not installed");
+    }
+    found
+}
+
+impl Terminal {
+    /// `sluice shell <args>` with its data (history, jobs) under `data`.
+    fn start(data: &Path, args: &str) -> Terminal {
+        let session = format!(
+            "sluice-shell-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        );
+        let command = format!(
+            "XDG_DATA_HOME={} {} shell {args}; echo \"[exit $?]\"; sleep 60",
+            data.display(),
+            env!("CARGO_BIN_EXE_sluice")
+        );
+        let started = Command::new("tmux")
+            .args(["new-session", "-d", "-s", &session, "-x", "200", "-y", "60"])
+            .arg(command)
+            .status()
+            .unwrap();
+        assert!(started.success());
+        let t = Terminal { session };
+        t.wait_for("the prompt", |screen| screen.contains("sluice> "));
+        t
+    }
+
+    /// Types `text` (literally) and presses Enter.
+    fn line(&self, text: &str) {
+        self.keys_literal(text);
+        self.key("Enter");
+    }
+
+    fn keys_literal(&self, text: &str) {
+        // tmux reads an argument ending in `;` as a command separator: escape it.
+        let text = match text.strip_suffix(';') {
+            Some(t) => format!("{t}\\;"),
+            None => text.to_string(),
+        };
+        let ok = Command::new("tmux")
+            .args(["send-keys", "-t", &self.session, "-l", &text])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    fn key(&self, key: &str) {
+        let ok = Command::new("tmux")
+            .args(["send-keys", "-t", &self.session, key])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    fn screen(&self) -> String {
+        let out = Command::new("tmux")
+            .args([
+                "capture-pane",
+                "-p",
+                "-J",
+                "-S",
+                "-1000",
+                "-t",
+                &self.session,
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits (up to 30 s) until the screen satisfies `until`; returns it.
+    fn wait_for(&self, what: &str, until: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let screen = self.screen();
+            if until(&screen) {
+                return screen;
+            }
+            assert!(Instant::now() < deadline, "never saw {what}:\n{screen}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.session])
+            .status();
+    }
+}
+
+#[test]
+fn a_session_defines_tables_completes_names_reports_errors_and_runs_a_job() {
+    if !tmux_installed() {
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let out = data.path().join("out");
+    let t = Terminal::start(data.path(), "");
+
+    // A CREATE TABLE over three lines: the shell waits for the `;`.
+    t.line("CREATE TABLE telemetry (");
+    t.line("  vehicle_id STRING, speed_kmh DOUBLE, ts TIMESTAMP(3)");
+    t.wait_for("a continuation prompt", |s| s.contains("     -> "));
+    t.line(") WITH ('connector' = 'fleet-sim', 'vehicles' = '5', 'rows-per-second' = '200');");
+    t.wait_for("the table created", |s| {
+        s.contains("[INFO] Execute statement succeeded.")
+    });
+
+    // Tab completes a column of a session table.
+    t.keys_literal("SELECT vehicle_id, speed_k");
+    t.key("Tab");
+    t.wait_for("speed_kmh completed", |s| {
+        s.contains("vehicle_id, speed_kmh")
+    });
+    t.key("C-c");
+
+    // A mistake shows its position with a caret; the shell goes on.
+    t.line("CREATE TABLE broken (a INTT) WITH ('connector' = 'blackhole');");
+    let error = t.wait_for("the caret", |s| s.contains("[ERROR] input:1:24:"));
+    let error = &error[error.rfind("[ERROR]").unwrap()..];
+    assert!(error.contains("                       ^"), "{error}");
+    t.line("SHOW TABLES;");
+    t.wait_for("the table listed", |s| {
+        s[s.rfind("SHOW TABLES;").unwrap()..].contains("telemetry")
+    });
+
+    // SET; lists what was set.
+    t.line("SET 'table.exec.source.idle-timeout' = '5 s';");
+    t.line("SET;");
+    t.wait_for("the settings", |s| {
+        s[s.rfind("SET;").unwrap()..].contains("'table.exec.source.idle-timeout' = '5 s'")
+    });
+
+    // An INSERT becomes a job; SHOW JOBS lists it; STOP JOB … WITH SAVEPOINT stops it.
+    t.line(&format!(
+        "CREATE TABLE fast (vehicle_id STRING, speed_kmh DOUBLE) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');",
+        out.display()
+    ));
+    t.line("INSERT INTO fast SELECT vehicle_id, speed_kmh FROM telemetry WHERE speed_kmh > 10;");
+    let submitted = t.wait_for("the job id", |s| s.contains("Job ID: "));
+    let id = submitted[submitted.rfind("Job ID: ").unwrap() + 8..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    t.line("SHOW JOBS;");
+    t.wait_for("the job running", |s| {
+        s[s.rfind("SHOW JOBS;").unwrap()..].contains(&id)
+            && s[s.rfind("SHOW JOBS;").unwrap()..].contains("RUNNING")
+    });
+    t.line(&format!("STOP JOB '{id}' WITH SAVEPOINT;"));
+    t.wait_for("the stop", |s| s.contains("stopping with a savepoint"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        t.line("SHOW JOBS;");
+        std::thread::sleep(Duration::from_millis(300));
+        let s = t.screen();
+        if s[s.rfind("SHOW JOBS;").unwrap()..].contains("STOPPED") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the job never stopped:\n{s}");
+    }
+    assert!(
+        !common::read_sink_dir(&out).is_empty(),
+        "the job wrote rows before it stopped"
+    );
+
+    // Ctrl-D ends the shell.
+    t.key("C-d");
+    t.wait_for("the goodbye", |s| {
+        s.contains("Goodbye!") && s.contains("[exit 0]")
+    });
+}
+
+#[test]
+fn history_survives_a_restart() {
+    if !tmux_installed() {
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let first = Terminal::start(data.path(), "");
+    first.line("SHOW FUNCTIONS;");
+    first.wait_for("the functions", |s| {
+        s.contains("tumble") || s.contains("abs")
+    });
+    first.key("C-d");
+    first.wait_for("the end", |s| s.contains("[exit 0]"));
+    drop(first);
+    let second = Terminal::start(data.path(), "");
+    second.key("Up");
+    second.wait_for("the last statement again", |s| {
+        s.lines().any(|l| l.starts_with("sluice> SHOW FUNCTIONS;"))
+    });
+}
+
+fn shell(data: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("shell")
+        .args(args)
+        .env("XDG_DATA_HOME", data)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn init_and_script_files_run_without_a_terminal_with_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let init = write(
+        "init.sql",
+        "CREATE TABLE t (vehicle_id STRING, ts TIMESTAMP(3))\n  WITH ('connector' = 'fleet-sim', 'vehicles' = '3', 'number-of-rows' = '300', 'rows-per-second' = '0');\nSET 'pipeline.name' = 'from-init';\n",
+    );
+    let out = dir.path().join("out");
+    let script = write(
+        "script.sql",
+        &format!(
+            "SHOW TABLES;\nCREATE TABLE o (vehicle_id STRING, ts TIMESTAMP(3))\n  WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');\nINSERT INTO o SELECT * FROM t;\n",
+            out.display()
+        ),
+    );
+
+    // -i then -f: the file's job runs to its end, as `sluice run` would.
+    let ran = shell(dir.path(), &["-i", &init, "-f", &script]);
+    let stdout = String::from_utf8_lossy(&ran.stdout);
+    assert!(
+        ran.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    assert!(
+        stdout.contains("t\n") && stdout.contains("Job ID: "),
+        "{stdout}"
+    );
+    assert_eq!(common::read_sink_dir(&out).len(), 300);
+
+    // The first error ends the run, with the file's line and column.
+    let bad = write(
+        "bad.sql",
+        "SHOW TABLES;\n\nCREATE TABLE x (a INTT) WITH ('connector' = 'blackhole');\nSHOW TABLES;\n",
+    );
+    let failed = shell(dir.path(), &["-f", &bad]);
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(!failed.status.success());
+    assert!(stderr.contains(&format!("{bad}:3:19:")), "{stderr}");
+
+    // An init file holds DDL and SET only.
+    let not_init = write("not_init.sql", "SHOW TABLES;\n");
+    let refused = shell(dir.path(), &["-i", &not_init, "-f", &bad]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("DDL and SET only"),
+        "{stderr}"
+    );
+}
