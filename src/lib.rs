@@ -5,6 +5,7 @@
 //! ```text
 //! server     the job server's REST API over the jobs of a state directory
 //! shell      the interactive SQL shell: a session of statements, its line editor
+//! signals    Ctrl-C and SIGTERM, listened for from the start
 //! jobs       a job run to its end: restored, restarted by its strategy (used by every front end)
 //! sql        parses and plans a script (Flink's dialect, DataFusion) into a job graph
 //! plan       the job graph as data: sources, pipelines of operators, sinks; EXPLAIN
@@ -29,5 +30,6 @@ pub mod plan;
 pub mod runtime;
 pub mod server;
 pub mod shell;
+pub mod signals;
 pub mod sql;
 pub mod stream;

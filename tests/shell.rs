@@ -140,6 +140,15 @@ fn a_session_defines_tables_completes_names_reports_errors_and_runs_a_job() {
     });
     t.key("C-c");
 
+    // A SELECT shows rows as they come; Ctrl-C stops it and returns to the prompt.
+    t.line("SELECT vehicle_id, speed_kmh FROM telemetry;");
+    t.wait_for("rows", |s| s.matches("| +I | V000").count() >= 3);
+    t.key("C-c");
+    let stopped = t.wait_for("the count", |s| s.contains("Query stopped (Ctrl-C)."));
+    let stopped = &stopped[stopped.rfind("| op | vehicle_id").unwrap()..];
+    assert!(stopped.contains("Received a total of "), "{stopped}");
+    t.wait_for("the prompt again", |s| s.trim_end().ends_with("sluice>"));
+
     // A mistake shows its position with a caret; the shell goes on.
     t.line("CREATE TABLE broken (a INTT) WITH ('connector' = 'blackhole');");
     let error = t.wait_for("the caret", |s| s.contains("[ERROR] input:1:24:"));
@@ -244,7 +253,7 @@ fn init_and_script_files_run_without_a_terminal_with_exit_codes() {
     let script = write(
         "script.sql",
         &format!(
-            "SHOW TABLES;\nCREATE TABLE o (vehicle_id STRING, ts TIMESTAMP(3))\n  WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');\nINSERT INTO o SELECT * FROM t;\n",
+            "SHOW TABLES;\nSELECT vehicle_id FROM t WHERE vehicle_id = 'V0002';\nCREATE TABLE o (vehicle_id STRING, ts TIMESTAMP(3))\n  WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');\nINSERT INTO o SELECT * FROM t;\n",
             out.display()
         ),
     );

@@ -14,7 +14,8 @@ use sluice::runtime::JobReport;
 use sluice::runtime::metrics::{JobMetrics, StatusLine, group};
 use tokio::sync::watch;
 
-use crate::{StopSignals, print_output};
+use crate::print_output;
+use sluice::signals::StopSignals;
 
 #[derive(Args)]
 pub struct RunArgs {

@@ -42,7 +42,7 @@ pub struct ServerCommand {
 }
 
 pub async fn serve(args: ServerCommand, config: SluiceConfig) -> Result<ExitCode> {
-    let mut signals = crate::StopSignals::listen();
+    let mut signals = sluice::signals::StopSignals::listen();
     let exposed = !args.listen.ip().is_loopback();
     if exposed && args.token.is_none() {
         bail!(

@@ -20,7 +20,7 @@ pub struct ShellArgs {
 }
 
 pub async fn shell(args: ShellArgs, config: SluiceConfig) -> Result<ExitCode> {
-    let mut signals = crate::StopSignals::listen();
+    let mut signals = sluice::signals::StopSignals::listen();
     let mut session = local_session(config).map_err(|e| anyhow!(e))?;
     if let Some(init) = &args.init
         && !run_file(&mut session, init, true).await

@@ -7,6 +7,7 @@
 
 pub mod blackhole;
 pub mod clickhouse;
+pub mod collect;
 pub mod datagen;
 pub mod filesystem;
 pub mod fleet_sim;
@@ -67,6 +68,8 @@ pub enum ConnectorConfig {
     Print(print::PrintConfig),
     Blackhole,
     ClickHouse(clickhouse::ClickHouseConfig),
+    /// A query's rows to the process running it (the shell); never named in SQL.
+    Collect(collect::CollectConfig),
 }
 
 const CONNECTORS: &str = "kafka, clickhouse, filesystem, datagen, fleet-sim, print, blackhole";
@@ -140,6 +143,7 @@ impl ConnectorConfig {
             ConnectorConfig::Print(_) => "print",
             ConnectorConfig::Blackhole => "blackhole",
             ConnectorConfig::ClickHouse(_) => "clickhouse",
+            ConnectorConfig::Collect(_) => "collect",
         }
     }
 
@@ -156,7 +160,8 @@ impl ConnectorConfig {
             ConnectorConfig::Kafka(k) => k.source_problem(),
             ConnectorConfig::Print(_)
             | ConnectorConfig::Blackhole
-            | ConnectorConfig::ClickHouse(_) => Some(format!(
+            | ConnectorConfig::ClickHouse(_)
+            | ConnectorConfig::Collect(_) => Some(format!(
                 "connector '{}' can only be written to",
                 self.name()
             )),
@@ -203,6 +208,7 @@ impl ConnectorConfig {
             ConnectorConfig::Print(c) => c.describe(),
             ConnectorConfig::Blackhole => "blackhole (discards rows)".to_string(),
             ConnectorConfig::ClickHouse(c) => c.describe(),
+            ConnectorConfig::Collect(_) => "the shell's result view".to_string(),
         }
     }
 
@@ -228,7 +234,8 @@ impl ConnectorConfig {
             ConnectorConfig::FleetSim(c) => Box::new(fleet_sim::FleetSimSource::new(c.clone())?),
             ConnectorConfig::Print(_)
             | ConnectorConfig::Blackhole
-            | ConnectorConfig::ClickHouse(_) => {
+            | ConnectorConfig::ClickHouse(_)
+            | ConnectorConfig::Collect(_) => {
                 return Err(JobError::source(
                     table,
                     format!("connector '{}' cannot be read", self.name()),
@@ -246,6 +253,7 @@ impl ConnectorConfig {
             ConnectorConfig::Kafka(c) => Box::new(kafka::KafkaSink::new(c.clone(), table, schema)?),
             ConnectorConfig::Print(c) => Box::new(print::PrintSink::new(c.clone())),
             ConnectorConfig::Blackhole => Box::new(blackhole::BlackholeSink),
+            ConnectorConfig::Collect(c) => Box::new(collect::CollectSink::new(c.clone())),
             ConnectorConfig::ClickHouse(c) => {
                 Box::new(clickhouse::ClickHouseSink::new(c.clone(), table, schema))
             }

@@ -3,6 +3,7 @@
 //! run inside the shell and stop with savepoints when it ends.
 
 mod editor;
+pub mod results;
 mod session;
 
 use std::path::{Path, PathBuf};
@@ -25,9 +26,10 @@ fn data_dir() -> PathBuf {
 
 /// A session whose jobs run inside this process, kept under the user's data directory.
 pub fn local_session(config: crate::config::SluiceConfig) -> Result<Session, String> {
+    let options = config.runtime_options();
     let jobs = JobManager::open(&data_dir().join("shell"), config, LocalAccess::any())
         .map_err(|e| e.to_string())?;
-    Ok(Session::new(jobs))
+    Ok(Session::new(jobs, options))
 }
 
 /// Runs every statement of `file`; the first error ends it (with file:line:col). `init_only`
@@ -57,7 +59,15 @@ pub async fn run_file(session: &mut Session, file: &Path, init_only: bool) -> bo
             .map(|c| if c == '\n' { '\n' } else { ' ' })
             .collect::<String>()
             + &statement;
-        match session.execute(&name, &padded).await {
+        let reply = match session.execute(&name, &padded).await {
+            Ok(Reply::Query(job)) => {
+                results::show(job, session.options.clone(), |l| println!("{l}"))
+                    .await
+                    .map(|_| Reply::Text(String::new()))
+            }
+            other => other,
+        };
+        match reply {
             Ok(Reply::Text(t)) if !t.is_empty() => println!("{t}"),
             Ok(Reply::Quit) => break,
             Ok(_) => {}
@@ -96,6 +106,13 @@ pub async fn interactive(session: &mut Session) -> std::io::Result<()> {
             match session.execute("input", &statement).await {
                 Ok(Reply::Text(t)) if !t.is_empty() => println!("{t}\n"),
                 Ok(Reply::Text(_)) => {}
+                Ok(Reply::Query(job)) => {
+                    let shown = results::show(job, session.options.clone(), |l| println!("{l}"));
+                    if let Err(e) = shown.await {
+                        println!("[ERROR] {e}");
+                    }
+                    println!();
+                }
                 Ok(Reply::Clear) => editor.clear_screen(),
                 Ok(Reply::Quit) => quit = true,
                 Err(e) => println!("[ERROR] {e}\n"),

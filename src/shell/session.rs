@@ -6,14 +6,17 @@
 use std::collections::BTreeMap;
 
 use crate::jobs::{JobManager, StopMode};
+use crate::plan::JobGraph;
+use crate::runtime::RuntimeOptions;
 use crate::sql::ast::{ShowKind, Statement};
 use crate::sql::{Planner, parse_script};
 
 /// What a statement asks of the shell.
-#[derive(Debug, PartialEq)]
 pub enum Reply {
     /// Text to print (maybe empty).
     Text(String),
+    /// A query to show live (see [`super::results`]).
+    Query(JobGraph),
     /// `QUIT` / `EXIT`.
     Quit,
     /// `CLEAR`: the screen.
@@ -26,6 +29,8 @@ pub struct Session {
     /// a job's script starts with them.
     preamble: Vec<String>,
     jobs: JobManager,
+    /// How queries shown in the shell run.
+    pub options: RuntimeOptions,
     /// Whether only DDL and `SET` are allowed (Flink's `-i` init files).
     pub init_only: bool,
 }
@@ -35,17 +40,19 @@ Statements end with `;` and may span lines.
   CREATE TABLE / VIEW …;  DROP TABLE / VIEW …;   the session's catalog
   SET 'key' = 'value';  SET;  RESET ['key'];      settings (SET; lists them)
   SHOW TABLES | VIEWS | FUNCTIONS | JOBS;  DESCRIBE t;  EXPLAIN stmt;
+  SELECT …;                                       rows as they come; Ctrl-C stops
   INSERT INTO … ;  EXECUTE STATEMENT SET BEGIN … END;   run as a job
   STOP JOB 'id' [WITH SAVEPOINT];                 stop a job (without: at once)
   HELP;  CLEAR;  QUIT; (or Ctrl-D)
 Ctrl-C clears the line.";
 
 impl Session {
-    pub fn new(jobs: JobManager) -> Self {
+    pub fn new(jobs: JobManager, options: RuntimeOptions) -> Self {
         Session {
             planner: Planner::new(),
             preamble: Vec::new(),
             jobs,
+            options,
             init_only: false,
         }
     }
@@ -115,10 +122,8 @@ impl Session {
             .plan_script(&script)
             .await
             .map_err(|e| e.to_string())?;
-        if matches!(statement.node, Statement::Query(_)) {
-            return Err(format!(
-                "{name}: the query plans, but live SELECT results are not in the shell yet: INSERT INTO a table with 'connector' = 'print' to see its rows"
-            ));
+        if let (Statement::Query(_), Some(job)) = (&statement.node, planned.job) {
+            return Ok(Reply::Query(job));
         }
         if shapes_session {
             self.preamble.push(script.source.text.trim().to_string());

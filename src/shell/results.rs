@@ -1,0 +1,221 @@
+//! A query's live results in the shell, as Flink's SQL client shows them in `tableau` mode: a
+//! header, then each row as it comes (with its row kind in an `op` column), then the count. The
+//! query runs inside the shell and writes nowhere else; Ctrl-C stops it.
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use tokio::sync::{mpsc, watch};
+
+use crate::connectors::ConnectorConfig;
+use crate::connectors::collect::CollectConfig;
+use crate::plan::JobGraph;
+use crate::runtime::metrics::JobMetrics;
+use crate::runtime::{RuntimeOptions, run_job};
+use crate::signals::StopSignals;
+
+/// Widest a column is shown; longer values end in `...` (Flink's
+/// `sql-client.display.max-column-width`).
+const MAX_WIDTH: usize = 30;
+
+/// Column layout and the rows shown so far.
+pub struct Tableau {
+    names: Vec<String>,
+    widths: Vec<usize>,
+    numeric: Vec<bool>,
+    pub rows: u64,
+}
+
+impl Tableau {
+    pub fn new(schema: &SchemaRef) -> Self {
+        let fields = schema.fields();
+        Tableau {
+            names: fields.iter().map(|f| f.name().clone()).collect(),
+            widths: fields
+                .iter()
+                .map(|f| type_width(f.data_type()).max(f.name().len()).min(MAX_WIDTH))
+                .collect(),
+            numeric: fields.iter().map(|f| f.data_type().is_numeric()).collect(),
+            rows: 0,
+        }
+    }
+
+    fn rule(&self) -> String {
+        let mut line = String::from("+----+");
+        for w in &self.widths {
+            line.push_str(&"-".repeat(w + 2));
+            line.push('+');
+        }
+        line
+    }
+
+    fn line(&self, op: &str, values: &[String]) -> String {
+        let mut line = format!("| {op:>2} |");
+        for ((v, w), numeric) in values.iter().zip(&self.widths).zip(&self.numeric) {
+            let v = fit(v, *w);
+            if *numeric {
+                line.push_str(&format!(" {v:>w$} |"));
+            } else {
+                line.push_str(&format!(" {v:<w$} |"));
+            }
+        }
+        line
+    }
+
+    pub fn header(&self) -> String {
+        let rule = self.rule();
+        format!("{rule}\n{}\n{rule}", self.line("op", &self.names))
+    }
+
+    /// The batch's rows, one line each, as inserts (`+I`).
+    pub fn batch(&mut self, batch: &RecordBatch) -> Result<String, arrow::error::ArrowError> {
+        let options = FormatOptions::new()
+            .with_null("<NULL>")
+            .with_timestamp_format(Some("%Y-%m-%d %H:%M:%S%.3f"));
+        let formatters = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut out = String::new();
+        for row in 0..batch.num_rows() {
+            let values: Vec<String> = formatters
+                .iter()
+                .map(|f| f.value(row).to_string())
+                .collect();
+            out.push_str(&self.line("+I", &values));
+            out.push('\n');
+            self.rows += 1;
+        }
+        Ok(out)
+    }
+
+    pub fn footer(&self) -> String {
+        format!("{}\nReceived a total of {} rows", self.rule(), self.rows)
+    }
+}
+
+/// How wide a value of `t` can be when shown.
+fn type_width(t: &DataType) -> usize {
+    match t {
+        DataType::Boolean => 5,
+        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::UInt32 => 11,
+        DataType::Int64 | DataType::UInt64 => 20,
+        DataType::Float32 | DataType::Float64 | DataType::Decimal128(..) => 12,
+        DataType::Date32 | DataType::Date64 => 10,
+        DataType::Timestamp(..) => 23,
+        _ => MAX_WIDTH,
+    }
+}
+
+fn fit(value: &str, width: usize) -> String {
+    if value.chars().count() <= width {
+        value.to_string()
+    } else {
+        let kept: String = value.chars().take(width.saturating_sub(3)).collect();
+        format!("{kept}...")
+    }
+}
+
+/// Runs the query `job` inside the shell and prints its rows as they come, until it ends or
+/// Ctrl-C; `print` writes a line.
+pub async fn show(
+    mut job: JobGraph,
+    options: RuntimeOptions,
+    mut print: impl FnMut(&str),
+) -> Result<u64, String> {
+    let Some(schema) = job
+        .pipelines
+        .first()
+        .and_then(|p| p.sinks.first())
+        .map(|s| s.schema.clone())
+    else {
+        return Ok(0);
+    };
+    // The rows come here instead of standard output.
+    let (tx, mut rx) = mpsc::channel(16);
+    for p in &mut job.pipelines {
+        for s in &mut p.sinks {
+            s.connector = ConnectorConfig::Collect(CollectConfig { rows: tx.clone() });
+        }
+    }
+    drop(tx);
+    let mut signals = StopSignals::listen();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let metrics = JobMetrics::of(&job);
+    let running = tokio::spawn(run_job(job, options, metrics, stop_rx, None));
+    let mut view = Tableau::new(&schema);
+    print(&view.header());
+    let mut stopped = false;
+    loop {
+        tokio::select! {
+            batch = rx.recv() => match batch {
+                Some(b) => {
+                    let text = view.batch(&b).map_err(|e| e.to_string())?;
+                    print(text.trim_end_matches('\n'));
+                }
+                None => break,
+            },
+            _ = signals.next(), if !stopped => {
+                stopped = true;
+                let _ = stop_tx.send(true);
+            }
+        }
+    }
+    let result = running.await.map_err(|e| e.to_string())?;
+    print(&view.footer());
+    if stopped {
+        print("Query stopped (Ctrl-C).");
+    }
+    result.map(|_| view.rows).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Float64Array, StringArray};
+    use arrow::datatypes::{Field, Schema};
+
+    use super::*;
+
+    #[test]
+    fn rows_line_up_under_their_header() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("vehicle_id", DataType::Utf8, false),
+            Field::new("speed", DataType::Float64, true),
+        ]));
+        let mut view = Tableau::new(&schema);
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(vec![
+                    "V0001",
+                    "a name much longer than thirty chars",
+                ])),
+                Arc::new(Float64Array::from(vec![Some(92.5), None])),
+            ],
+        )
+        .unwrap();
+        let header = view.header();
+        let rows = view.batch(&batch).unwrap();
+        let lines: Vec<&str> = header.lines().chain(rows.lines()).collect();
+        assert!(
+            lines.iter().all(|l| l.len() == lines[0].len()),
+            "{lines:#?}"
+        );
+        assert!(lines[1].starts_with("| op | vehicle_id"), "{}", lines[1]);
+        assert!(lines[3].starts_with("| +I | V0001 "), "{}", lines[3]);
+        assert!(lines[3].ends_with(" 92.5 |"), "{}", lines[3]);
+        assert!(
+            lines[4].contains("a name much longer than thi..."),
+            "{}",
+            lines[4]
+        );
+        assert!(lines[4].ends_with(" <NULL> |"), "{}", lines[4]);
+        assert_eq!(
+            view.footer().lines().last(),
+            Some("Received a total of 2 rows")
+        );
+    }
+}
