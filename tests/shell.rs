@@ -291,3 +291,49 @@ fn init_and_script_files_run_without_a_terminal_with_exit_codes() {
         "{stderr}"
     );
 }
+
+#[test]
+fn with_a_server_inserts_become_its_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::job_server::Server::start(
+        &dir.path().join("state"),
+        common::job_server::free_port(),
+        None,
+    );
+    let out = dir.path().join("out");
+    let script = dir.path().join("script.sql");
+    std::fs::write(
+        &script,
+        format!(
+            "CREATE TABLE t (vehicle_id STRING, ts TIMESTAMP(3))
+  WITH ('connector' = 'fleet-sim', 'vehicles' = '3', 'number-of-rows' = '300', 'rows-per-second' = '0');
+CREATE TABLE o (vehicle_id STRING, ts TIMESTAMP(3))
+  WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+INSERT INTO o SELECT * FROM t;
+SHOW JOBS;
+",
+            out.display()
+        ),
+    )
+    .unwrap();
+    let ran = shell(
+        dir.path(),
+        &["--server", &server.url, "-f", script.to_str().unwrap()],
+    );
+    let stdout = String::from_utf8_lossy(&ran.stdout);
+    assert!(
+        ran.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    let id = stdout[stdout.find("Job ID: ").expect("a job id") + 8..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    // SHOW JOBS asked the server.
+    assert!(stdout.matches(&id).count() >= 2, "{stdout}");
+    let done = server.wait(&id, "finished", |j| j["status"] == "FINISHED");
+    assert_eq!(done["rows_out"], 300, "{done}");
+    assert_eq!(common::read_sink_dir(&out).len(), 300);
+}

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Result, anyhow};
 use clap::Args;
 use sluice::config::SluiceConfig;
-use sluice::shell::{interactive, local_session, run_file};
+use sluice::shell::{interactive, local_session, run_file, server_session};
 
 #[derive(Args)]
 pub struct ShellArgs {
@@ -17,11 +17,20 @@ pub struct ShellArgs {
     /// its jobs run to their end, or until Ctrl-C stops them with savepoints.
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     file: Option<PathBuf>,
+    /// Run INSERTs as jobs of this job server (they outlive the shell) instead of inside it.
+    #[arg(long, env = "SLUICE_SERVER")]
+    server: Option<String>,
+    /// The server's token, if it has one.
+    #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 pub async fn shell(args: ShellArgs, config: SluiceConfig) -> Result<ExitCode> {
     let mut signals = sluice::signals::StopSignals::listen();
-    let mut session = local_session(config).map_err(|e| anyhow!(e))?;
+    let mut session = match &args.server {
+        Some(url) => server_session(&config, url, args.token.clone()),
+        None => local_session(config).map_err(|e| anyhow!(e))?,
+    };
     if let Some(init) = &args.init
         && !run_file(&mut session, init, true).await
     {

@@ -2,6 +2,7 @@
 //! from `-i` / `-f` files) and run one at a time against a [`Session`]; jobs that `INSERT`s start
 //! run inside the shell and stop with savepoints when it ends.
 
+mod backend;
 mod editor;
 pub mod results;
 mod session;
@@ -9,6 +10,7 @@ mod session;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+pub use backend::Jobs;
 pub use editor::is_command;
 pub use session::{HELP, Reply, Session};
 
@@ -29,7 +31,16 @@ pub fn local_session(config: crate::config::SluiceConfig) -> Result<Session, Str
     let options = config.runtime_options();
     let jobs = JobManager::open(&data_dir().join("shell"), config, LocalAccess::any())
         .map_err(|e| e.to_string())?;
-    Ok(Session::new(jobs, options))
+    Ok(Session::new(Jobs::Local(jobs), options))
+}
+
+/// A session whose `INSERT`s run as jobs of the server at `url` (queries still show here).
+pub fn server_session(
+    config: &crate::config::SluiceConfig,
+    url: &str,
+    token: Option<String>,
+) -> Session {
+    Session::new(Jobs::server(url, token), config.runtime_options())
 }
 
 /// Runs every statement of `file`; the first error ends it (with file:line:col). `init_only`

@@ -3,9 +3,8 @@
 //! becomes a job whose script is the session's DDL and settings so far plus the `INSERT`, run
 //! by the session's job manager (inside the shell).
 
-use std::collections::BTreeMap;
-
-use crate::jobs::{JobManager, StopMode};
+use super::backend::Jobs;
+use crate::jobs::StopMode;
 use crate::plan::JobGraph;
 use crate::runtime::RuntimeOptions;
 use crate::sql::ast::{ShowKind, Statement};
@@ -28,7 +27,7 @@ pub struct Session {
     /// The statements that shaped the catalog and settings, in order (variables substituted):
     /// a job's script starts with them.
     preamble: Vec<String>,
-    jobs: JobManager,
+    jobs: Jobs,
     /// How queries shown in the shell run.
     pub options: RuntimeOptions,
     /// Whether only DDL and `SET` are allowed (Flink's `-i` init files).
@@ -47,7 +46,7 @@ Statements end with `;` and may span lines.
 Ctrl-C clears the line.";
 
 impl Session {
-    pub fn new(jobs: JobManager, options: RuntimeOptions) -> Self {
+    pub fn new(jobs: Jobs, options: RuntimeOptions) -> Self {
         Session {
             planner: Planner::new(),
             preamble: Vec::new(),
@@ -94,23 +93,20 @@ impl Session {
             ));
         }
         match &statement.node {
-            Statement::Show(ShowKind::Jobs) => return Ok(Reply::Text(self.show_jobs())),
+            Statement::Show(ShowKind::Jobs) => return Ok(Reply::Text(self.show_jobs().await?)),
             Statement::StopJob { id, with_savepoint } => {
                 let mode = if *with_savepoint {
                     StopMode::Savepoint
                 } else {
                     StopMode::Cancel
                 };
-                let job = self.jobs.stop(id, mode).map_err(|e| e.to_string())?;
+                let job = self.jobs.stop(id, mode).await?;
                 let how = if *with_savepoint {
                     "stopping with a savepoint"
                 } else {
                     "canceled"
                 };
-                return Ok(Reply::Text(format!(
-                    "job {} `{}`: {how}",
-                    id, job.record.name
-                )));
+                return Ok(Reply::Text(format!("job {id} `{job}`: {how}")));
             }
             Statement::Insert(_) | Statement::StatementSet(_) => {
                 return self.submit(name, &script.source.text).await;
@@ -142,69 +138,63 @@ impl Session {
         let mut sql = self.preamble.join("\n");
         sql.push('\n');
         sql.push_str(insert.trim());
-        let job_name = format!("shell-{}", self.jobs.list().len() + 1);
-        let job = self
+        let job_name = format!("shell-{}", chrono::Utc::now().format("%Y%m%d-%H%M%S%.3f"));
+        let id = self
             .jobs
-            .submit(Some(job_name), sql, BTreeMap::new())
+            .submit(job_name, sql)
             .await
             .map_err(|e| format!("{name}: {e}"))?;
         Ok(Reply::Text(format!(
-            "[INFO] Submitting SQL update statement to the cluster...\n[INFO] SQL update statement has been successfully submitted to the cluster:\nJob ID: {}",
-            job.record.id
+            "[INFO] Submitting SQL update statement to the cluster...\n[INFO] SQL update statement has been successfully submitted to the cluster:\nJob ID: {id}"
         )))
     }
 
-    fn show_jobs(&self) -> String {
+    async fn show_jobs(&self) -> Result<String, String> {
         let mut out = format!(
-            "{:<14} {:<16} {:<10} {:>12} {:>12}",
+            "{:<14} {:<26} {:<10} {:>12} {:>12}",
             "job id", "job name", "status", "rows in", "rows out"
         );
-        for j in self.jobs.list() {
+        for j in self.jobs.list().await? {
             out.push_str(&format!(
-                "\n{:<14} {:<16} {:<10} {:>12} {:>12}",
-                j.record.id,
-                j.record.name,
-                serde_json::to_value(j.record.status)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default(),
-                j.rows_in,
-                j.rows_out
+                "\n{:<14} {:<26} {:<10} {:>12} {:>12}",
+                j.id, j.name, j.status, j.rows_in, j.rows_out
             ));
         }
-        out
+        Ok(out)
     }
 
-    /// Jobs still running (when the shell ends).
-    pub fn running_jobs(&self) -> Vec<String> {
+    /// Jobs of this shell still running (none when they run on a server: they outlive it).
+    pub async fn running_jobs(&self) -> Vec<String> {
+        if !self.jobs.is_local() {
+            return Vec::new();
+        }
+        let active = ["CREATED", "RUNNING", "RESTARTING"];
         self.jobs
             .list()
+            .await
+            .unwrap_or_default()
             .into_iter()
-            .filter(|j| j.record.status.is_active())
-            .map(|j| j.record.id)
+            .filter(|j| active.contains(&j.status.as_str()))
+            .map(|j| j.id)
             .collect()
     }
 
-    /// Stops every running job with a savepoint and waits until they have stopped; says which.
+    /// Stops every job running inside the shell with a savepoint and waits until they have
+    /// stopped; says which.
     pub async fn stop_jobs(&self) -> Vec<String> {
-        let ids = self.running_jobs();
+        let ids = self.running_jobs().await;
         for id in &ids {
-            let _ = self.jobs.stop(id, StopMode::Savepoint);
+            let _ = self.jobs.stop(id, StopMode::Savepoint).await;
         }
-        while self
-            .jobs
-            .list()
-            .iter()
-            .any(|j| ids.contains(&j.record.id) && j.record.status.is_active())
-        {
+        while self.running_jobs().await.iter().any(|id| ids.contains(id)) {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         ids
     }
 
-    /// Waits until no job runs (a `-f` script's jobs, as `sluice run` would).
+    /// Waits until no job of the shell runs (a `-f` script's jobs, as `sluice run` would).
     pub async fn wait_for_jobs(&self) {
-        while !self.running_jobs().is_empty() {
+        while !self.running_jobs().await.is_empty() {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
     }
