@@ -167,7 +167,7 @@ impl Planner {
                 Statement::Show(ShowKind::Jobs) | Statement::StopJob { .. } => {
                     return Err(src.error(
                         stmt.pos,
-                        "SHOW JOBS and STOP JOB belong in the shell (not yet there); in a file, use `sluice jobs` and `sluice stop JOB` against a job server, or Ctrl-C for `sluice run`",
+                        "SHOW JOBS and STOP JOB are shell commands: run the file with `sluice shell -f`, or use `sluice jobs` and `sluice stop JOB` against a job server, or Ctrl-C for `sluice run`",
                     ));
                 }
                 Statement::Show(kind) => output.push(self.show(*kind)),
