@@ -159,8 +159,13 @@ fn a_session_defines_tables_completes_names_reports_errors_and_runs_a_job() {
         s[s.rfind("SHOW TABLES;").unwrap()..].contains("telemetry")
     });
 
-    // SET; lists what was set.
-    t.line("SET 'table.exec.source.idle-timeout' = '5 s';");
+    // SET; lists what was set; Tab completes the key.
+    t.keys_literal("SET 'table.exec.source.idle-t");
+    t.key("Tab");
+    t.wait_for("the key completed", |s| {
+        s.contains("SET 'table.exec.source.idle-timeout")
+    });
+    t.line("' = '5 s';");
     t.line("SET;");
     t.wait_for("the settings", |s| {
         s[s.rfind("SET;").unwrap()..].contains("'table.exec.source.idle-timeout' = '5 s'")

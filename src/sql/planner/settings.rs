@@ -64,6 +64,15 @@ const KNOWN: &[&str] = &[
 ];
 
 impl Settings {
+    /// Every key `SET` accepts (for the shell's completion).
+    pub fn keys() -> Vec<&'static str> {
+        KNOWN
+            .iter()
+            .chain(crate::checkpoint::KEYS)
+            .copied()
+            .collect()
+    }
+
     /// Applies `SET key = value`; the error says why the value (or key) is not accepted.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
         let v = value.trim();
