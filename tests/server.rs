@@ -462,3 +462,34 @@ fn a_server_asked_to_stop_suspends_its_jobs_with_savepoints_and_resumes_them() {
     );
     assert_eq!(outputs(&out), want);
 }
+
+#[test]
+fn a_preview_shows_a_select_and_refuses_an_insert() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("state"), free_port(), None);
+    let table = "CREATE TABLE t (vehicle_id STRING) WITH ('connector' = 'fleet-sim', 'number-of-rows' = '50', 'rows-per-second' = '0');";
+    let post = |sql: String| {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let response = reqwest::Client::new()
+                .post(format!("{}/v1/preview", server.url))
+                .json(&serde_json::json!({ "sql": sql }))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (status, response.bytes().await.unwrap().to_vec())
+        })
+    };
+    let (code, body) = post(format!("{table} SELECT vehicle_id FROM t;"));
+    assert_eq!(code, 200);
+    let reader =
+        arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(body), None).unwrap();
+    let rows: usize = reader.map(|b| b.unwrap().num_rows()).sum();
+    assert_eq!(rows, 50);
+    let (code, body) = post(format!(
+        "{table} CREATE TABLE o (vehicle_id STRING) WITH ('connector' = 'blackhole'); INSERT INTO o SELECT * FROM t;"
+    ));
+    assert_eq!(code, 400);
+    assert!(String::from_utf8_lossy(&body).contains("a preview shows a SELECT"));
+}

@@ -298,7 +298,7 @@ fn init_and_script_files_run_without_a_terminal_with_exit_codes() {
 }
 
 #[test]
-fn with_a_server_inserts_become_its_jobs() {
+fn with_a_server_inserts_become_its_jobs_and_it_runs_the_selects() {
     let dir = tempfile::tempdir().unwrap();
     let server = common::job_server::Server::start(
         &dir.path().join("state"),
@@ -316,6 +316,7 @@ CREATE TABLE o (vehicle_id STRING, ts TIMESTAMP(3))
   WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
 INSERT INTO o SELECT * FROM t;
 SHOW JOBS;
+SELECT vehicle_id, ts FROM t WHERE vehicle_id = 'V0002';
 ",
             out.display()
         ),
@@ -338,6 +339,9 @@ SHOW JOBS;
         .to_string();
     // SHOW JOBS asked the server.
     assert!(stdout.matches(&id).count() >= 2, "{stdout}");
+    // The server ran the SELECT and streamed its rows back.
+    assert_eq!(stdout.matches("| +I | V0002").count(), 100, "{stdout}");
+    assert!(stdout.contains("Received a total of 100 rows"), "{stdout}");
     let done = server.wait(&id, "finished", |j| j["status"] == "FINISHED");
     assert_eq!(done["rows_out"], 300, "{done}");
     assert_eq!(common::read_sink_dir(&out).len(), 300);

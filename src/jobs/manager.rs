@@ -274,6 +274,11 @@ impl JobManager {
         Ok(masker(script).text(&planned.explain().unwrap_or_default()))
     }
 
+    /// How this server runs jobs (and query previews).
+    pub fn runtime_options(&self) -> crate::runtime::RuntimeOptions {
+        self.inner.config.runtime_options()
+    }
+
     /// Plans `sql` and starts it as a new job.
     pub async fn submit(
         &self,

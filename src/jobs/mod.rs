@@ -4,9 +4,11 @@
 mod access;
 pub mod figures;
 mod manager;
+mod preview;
 mod secrets;
 mod supervisor;
 
 pub use access::LocalAccess;
 pub use manager::{JobManager, JobRecord, JobStatus, JobView, JobsError, LogEvent, StopMode};
+pub use preview::{Preview, start_preview};
 pub use supervisor::{Finished, JobLog, Launch, RunError, Script, read_checkpoint, supervise};

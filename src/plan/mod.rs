@@ -108,6 +108,17 @@ impl JobGraph {
             .collect()
     }
 
+    /// True when the job only shows queries' results (bare `SELECT`s, whose rows the planner
+    /// sends to standard output): it writes no table.
+    pub fn only_queries(&self) -> bool {
+        self.pipelines.iter().all(|p| {
+            p.name.starts_with("SELECT (")
+                && p.sinks.iter().all(
+                    |s| matches!(&s.connector, ConnectorConfig::Print(c) if c.identifier.is_none()),
+                )
+        })
+    }
+
     /// True when some source never ends by itself (Kafka without a bounded mode, an endless
     /// generator): such a job is checkpointed by default.
     pub fn is_unbounded(&self) -> bool {

@@ -6,6 +6,8 @@
 //! GET  /metrics                     every job's counters, Prometheus text format
 //! POST /v1/validate                 {sql, variables?, name?}  → 200 {ok} | 400 {error: file:line:col …}
 //! POST /v1/explain                  {sql, variables?, name?}  → 200 {explain: text} | 400 {error}
+//! POST /v1/preview                  {sql, …} ending in a SELECT → its rows while it runs, as an
+//!                                   Arrow IPC stream (the shell's SELECT with --server)
 //! GET  /v1/jobs                     [job, …]
 //! POST /v1/jobs                     {sql, variables?, name?}  → 201 job | 400 {error}
 //! GET  /v1/jobs/{id}                job (with rows in/out, last checkpoint, log lines)
@@ -21,6 +23,7 @@
 //! bodies are limited to 1 MiB.
 
 mod console;
+mod preview;
 mod prometheus;
 
 use std::collections::BTreeMap;
@@ -69,6 +72,7 @@ pub fn router(jobs: JobManager, token: Option<String>) -> Router {
     let api = Router::new()
         .route("/v1/validate", post(validate))
         .route("/v1/explain", post(explain))
+        .route("/v1/preview", post(preview::preview))
         .route("/v1/jobs", get(list).post(submit))
         .route("/v1/jobs/{id}", get(job).delete(delete))
         .route("/v1/jobs/{id}/stop", post(stop))

@@ -71,6 +71,32 @@ impl Jobs {
         }
     }
 
+    /// Asks the server to run `sql` (the session's DDL and a `SELECT`) and stream its rows back
+    /// as Arrow IPC; dropping the response stops the query.
+    pub async fn preview(&self, sql: String) -> Result<reqwest::Response, String> {
+        let Jobs::Server { url, token, client } = self else {
+            return Err("not connected to a server".into());
+        };
+        let mut request = client
+            .post(format!("{url}/v1/preview"))
+            .json(&json!({ "sql": sql }));
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach the job server at {url}: {e}"))?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let value: Value = response.json().await.unwrap_or(Value::Null);
+        Err(value["error"]
+            .as_str()
+            .unwrap_or("the server refused")
+            .to_string())
+    }
+
     /// Starts `sql` as a job named `name`; its id.
     pub async fn submit(&self, name: String, sql: String) -> Result<String, String> {
         match self {

@@ -71,11 +71,9 @@ pub async fn run_file(session: &mut Session, file: &Path, init_only: bool) -> bo
             .collect::<String>()
             + &statement;
         let reply = match session.execute(&name, &padded).await {
-            Ok(Reply::Query(job)) => {
-                results::show(job, session.options.clone(), |l| println!("{l}"))
-                    .await
-                    .map(|_| Reply::Text(String::new()))
-            }
+            Ok(query @ (Reply::Query(_) | Reply::ServerQuery(_))) => show_query(session, query)
+                .await
+                .map(|_| Reply::Text(String::new())),
             other => other,
         };
         match reply {
@@ -91,6 +89,19 @@ pub async fn run_file(session: &mut Session, file: &Path, init_only: bool) -> bo
     }
     session.init_only = false;
     ok
+}
+
+/// Shows a query's rows: run here, or by the server and streamed back.
+async fn show_query(session: &Session, query: Reply) -> Result<u64, String> {
+    let print = |l: &str| println!("{l}");
+    match query {
+        Reply::Query(job) => results::show(job, session.options.clone(), print).await,
+        Reply::ServerQuery(sql) => {
+            let response = session.server_preview(sql).await?;
+            results::show_streamed(response, print).await
+        }
+        _ => Ok(0),
+    }
 }
 
 /// The interactive loop, until QUIT or Ctrl-D; running jobs then stop with savepoints.
@@ -117,9 +128,8 @@ pub async fn interactive(session: &mut Session) -> std::io::Result<()> {
             match session.execute("input", &statement).await {
                 Ok(Reply::Text(t)) if !t.is_empty() => println!("{t}\n"),
                 Ok(Reply::Text(_)) => {}
-                Ok(Reply::Query(job)) => {
-                    let shown = results::show(job, session.options.clone(), |l| println!("{l}"));
-                    if let Err(e) = shown.await {
+                Ok(query @ (Reply::Query(_) | Reply::ServerQuery(_))) => {
+                    if let Err(e) = show_query(session, query).await {
                         println!("[ERROR] {e}");
                     }
                     println!();

@@ -2,17 +2,15 @@
 //! header, then each row as it comes (with its row kind in an `op` column), then the count. The
 //! query runs inside the shell and writes nowhere else; Ctrl-C stops it.
 
-use arrow::array::RecordBatch;
-use arrow::datatypes::{DataType, SchemaRef};
-use arrow::util::display::{ArrayFormatter, FormatOptions};
-use tokio::sync::{mpsc, watch};
-
-use crate::connectors::ConnectorConfig;
-use crate::connectors::collect::CollectConfig;
+use crate::jobs::start_preview;
 use crate::plan::JobGraph;
-use crate::runtime::metrics::JobMetrics;
-use crate::runtime::{RuntimeOptions, run_job};
+use crate::runtime::RuntimeOptions;
 use crate::signals::StopSignals;
+use arrow::array::RecordBatch;
+use arrow::buffer::Buffer;
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::ipc::reader::StreamDecoder;
+use arrow::util::display::{ArrayFormatter, FormatOptions};
 
 /// Widest a column is shown; longer values end in `...` (Flink's
 /// `sql-client.display.max-column-width`).
@@ -120,36 +118,20 @@ fn fit(value: &str, width: usize) -> String {
 /// Runs the query `job` inside the shell and prints its rows as they come, until it ends or
 /// Ctrl-C; `print` writes a line.
 pub async fn show(
-    mut job: JobGraph,
+    job: JobGraph,
     options: RuntimeOptions,
     mut print: impl FnMut(&str),
 ) -> Result<u64, String> {
-    let Some(schema) = job
-        .pipelines
-        .first()
-        .and_then(|p| p.sinks.first())
-        .map(|s| s.schema.clone())
-    else {
+    let Some(mut preview) = start_preview(job, options) else {
         return Ok(0);
     };
-    // The rows come here instead of standard output.
-    let (tx, mut rx) = mpsc::channel(16);
-    for p in &mut job.pipelines {
-        for s in &mut p.sinks {
-            s.connector = ConnectorConfig::Collect(CollectConfig { rows: tx.clone() });
-        }
-    }
-    drop(tx);
     let mut signals = StopSignals::listen();
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let metrics = JobMetrics::of(&job);
-    let running = tokio::spawn(run_job(job, options, metrics, stop_rx, None));
-    let mut view = Tableau::new(&schema);
+    let mut view = Tableau::new(&preview.schema);
     print(&view.header());
     let mut stopped = false;
     loop {
         tokio::select! {
-            batch = rx.recv() => match batch {
+            batch = preview.rows.recv() => match batch {
                 Some(b) => {
                     let text = view.batch(&b).map_err(|e| e.to_string())?;
                     print(text.trim_end_matches('\n'));
@@ -158,16 +140,63 @@ pub async fn show(
             },
             _ = signals.next(), if !stopped => {
                 stopped = true;
-                let _ = stop_tx.send(true);
+                let _ = preview.stop.send(true);
             }
         }
     }
-    let result = running.await.map_err(|e| e.to_string())?;
+    let result = preview.ended.await.map_err(|e| e.to_string())?;
     print(&view.footer());
     if stopped {
         print("Query stopped (Ctrl-C).");
     }
     result.map(|_| view.rows).map_err(|e| e.to_string())
+}
+
+/// Shows the rows a server streams back for a query (an Arrow IPC stream), until it ends or
+/// Ctrl-C, which closes the connection and so stops the query on the server.
+pub async fn show_streamed(
+    response: reqwest::Response,
+    mut print: impl FnMut(&str),
+) -> Result<u64, String> {
+    use futures::StreamExt;
+    let mut body = response.bytes_stream();
+    let mut decoder = StreamDecoder::new();
+    let mut view: Option<Tableau> = None;
+    let mut signals = StopSignals::listen();
+    let mut stopped = false;
+    loop {
+        let chunk = tokio::select! {
+            chunk = body.next() => chunk,
+            _ = signals.next() => {
+                stopped = true;
+                break;
+            }
+        };
+        let Some(chunk) = chunk else { break };
+        let mut buffer = Buffer::from(chunk.map_err(|e| e.to_string())?.to_vec());
+        while !buffer.is_empty() {
+            let batch = decoder.decode(&mut buffer).map_err(|e| e.to_string())?;
+            if view.is_none()
+                && let Some(schema) = decoder.schema()
+            {
+                let v = Tableau::new(&schema);
+                print(&v.header());
+                view = Some(v);
+            }
+            if let (Some(batch), Some(v)) = (batch, view.as_mut()) {
+                let text = v.batch(&batch).map_err(|e| e.to_string())?;
+                print(text.trim_end_matches('\n'));
+            }
+        }
+    }
+    let rows = view.as_ref().map_or(0, |v| v.rows);
+    if let Some(v) = &view {
+        print(&v.footer());
+    }
+    if stopped {
+        print("Query stopped (Ctrl-C).");
+    }
+    Ok(rows)
 }
 
 #[cfg(test)]

@@ -16,6 +16,9 @@ pub enum Reply {
     Text(String),
     /// A query to show live (see [`super::results`]).
     Query(JobGraph),
+    /// A query for the server to run, its rows streamed back: the session's DDL and settings
+    /// plus the `SELECT`.
+    ServerQuery(String),
     /// `QUIT` / `EXIT`.
     Quit,
     /// `CLEAR`: the screen.
@@ -119,7 +122,10 @@ impl Session {
             .await
             .map_err(|e| e.to_string())?;
         if let (Statement::Query(_), Some(job)) = (&statement.node, planned.job) {
-            return Ok(Reply::Query(job));
+            if self.jobs.is_local() {
+                return Ok(Reply::Query(job));
+            }
+            return Ok(Reply::ServerQuery(self.script_with(&script.source.text)));
         }
         if shapes_session {
             self.preamble.push(script.source.text.trim().to_string());
@@ -135,9 +141,7 @@ impl Session {
 
     /// The session's DDL and settings plus the `INSERT` as one job.
     async fn submit(&mut self, name: &str, insert: &str) -> Result<Reply, String> {
-        let mut sql = self.preamble.join("\n");
-        sql.push('\n');
-        sql.push_str(insert.trim());
+        let sql = self.script_with(insert);
         let job_name = format!("shell-{}", chrono::Utc::now().format("%Y%m%d-%H%M%S%.3f"));
         let id = self
             .jobs
@@ -147,6 +151,19 @@ impl Session {
         Ok(Reply::Text(format!(
             "[INFO] Submitting SQL update statement to the cluster...\n[INFO] SQL update statement has been successfully submitted to the cluster:\nJob ID: {id}"
         )))
+    }
+
+    /// The session's DDL and settings so far, then `statement`.
+    fn script_with(&self, statement: &str) -> String {
+        let mut sql = self.preamble.join("\n");
+        sql.push('\n');
+        sql.push_str(statement.trim());
+        sql
+    }
+
+    /// The rows of a query the server runs (see [`Reply::ServerQuery`]).
+    pub async fn server_preview(&self, sql: String) -> Result<reqwest::Response, String> {
+        self.jobs.preview(sql).await
     }
 
     async fn show_jobs(&self) -> Result<String, String> {
