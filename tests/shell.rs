@@ -176,6 +176,12 @@ fn a_session_defines_tables_completes_names_reports_errors_and_runs_a_job() {
         "CREATE TABLE fast (vehicle_id STRING, speed_kmh DOUBLE) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');",
         out.display()
     ));
+    // A mistake in an INSERT is shown where it was typed, and starts no job.
+    t.line("INSERT INTO fast SELECT vehicle_id, speed_kph FROM telemetry;");
+    t.wait_for("the INSERT's error", |s| {
+        s.find("speed_kph FROM")
+            .is_some_and(|i| s[i..].contains("[ERROR] input:1:37: No field named speed_kph"))
+    });
     t.line("INSERT INTO fast SELECT vehicle_id, speed_kmh FROM telemetry WHERE speed_kmh > 10;");
     let submitted = t.wait_for("the job id", |s| s.contains("Job ID: "));
     let id = submitted[submitted.rfind("Job ID: ").unwrap() + 8..]

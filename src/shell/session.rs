@@ -111,16 +111,20 @@ impl Session {
                 };
                 return Ok(Reply::Text(format!("job {id} `{job}`: {how}")));
             }
-            Statement::Insert(_) | Statement::StatementSet(_) => {
-                return self.submit(name, &script.source.text).await;
-            }
             _ => {}
         }
+        // Planned here first, also an INSERT: its mistakes are shown where they were typed.
         let planned = self
             .planner
             .plan_script(&script)
             .await
             .map_err(|e| e.to_string())?;
+        if matches!(
+            statement.node,
+            Statement::Insert(_) | Statement::StatementSet(_)
+        ) {
+            return self.submit(name, &script.source.text).await;
+        }
         if let (Statement::Query(_), Some(job)) = (&statement.node, planned.job) {
             if self.jobs.is_local() {
                 return Ok(Reply::Query(job));
