@@ -106,6 +106,11 @@ impl Terminal {
     }
 }
 
+/// The screen from the last `marker` on (empty while it has not appeared yet).
+fn from_last<'a>(screen: &'a str, marker: &str) -> &'a str {
+    screen.rfind(marker).map_or("", |i| &screen[i..])
+}
+
 impl Drop for Terminal {
     fn drop(&mut self) {
         let _ = Command::new("tmux")
@@ -156,7 +161,7 @@ fn a_session_defines_tables_completes_names_reports_errors_and_runs_a_job() {
     assert!(error.contains("                       ^"), "{error}");
     t.line("SHOW TABLES;");
     t.wait_for("the table listed", |s| {
-        s[s.rfind("SHOW TABLES;").unwrap()..].contains("telemetry")
+        from_last(s, "SHOW TABLES;").contains("telemetry")
     });
 
     // SET; lists what was set; Tab completes the key.
@@ -168,7 +173,7 @@ fn a_session_defines_tables_completes_names_reports_errors_and_runs_a_job() {
     t.line("' = '5 s';");
     t.line("SET;");
     t.wait_for("the settings", |s| {
-        s[s.rfind("SET;").unwrap()..].contains("'table.exec.source.idle-timeout' = '5 s'")
+        from_last(s, "SET;").contains("'table.exec.source.idle-timeout' = '5 s'")
     });
 
     // An INSERT becomes a job; SHOW JOBS lists it; STOP JOB … WITH SAVEPOINT stops it.
@@ -191,8 +196,7 @@ fn a_session_defines_tables_completes_names_reports_errors_and_runs_a_job() {
         .to_string();
     t.line("SHOW JOBS;");
     t.wait_for("the job running", |s| {
-        s[s.rfind("SHOW JOBS;").unwrap()..].contains(&id)
-            && s[s.rfind("SHOW JOBS;").unwrap()..].contains("RUNNING")
+        from_last(s, "SHOW JOBS;").contains(&id) && from_last(s, "SHOW JOBS;").contains("RUNNING")
     });
     t.line(&format!("STOP JOB '{id}' WITH SAVEPOINT;"));
     t.wait_for("the stop", |s| s.contains("stopping with a savepoint"));
@@ -201,7 +205,7 @@ fn a_session_defines_tables_completes_names_reports_errors_and_runs_a_job() {
         t.line("SHOW JOBS;");
         std::thread::sleep(Duration::from_millis(300));
         let s = t.screen();
-        if s[s.rfind("SHOW JOBS;").unwrap()..].contains("STOPPED") {
+        if from_last(&s, "SHOW JOBS;").contains("STOPPED") {
             break;
         }
         assert!(Instant::now() < deadline, "the job never stopped:\n{s}");
