@@ -262,7 +262,7 @@ fn init_and_script_files_run_without_a_terminal_with_exit_codes() {
     };
     let init = write(
         "init.sql",
-        "CREATE TABLE t (vehicle_id STRING, ts TIMESTAMP(3))\n  WITH ('connector' = 'fleet-sim', 'vehicles' = '3', 'number-of-rows' = '300', 'rows-per-second' = '0');\nSET 'pipeline.name' = 'from-init';\n",
+        "CREATE TABLE t (vehicle_id STRING, ts TIMESTAMP(3))\n  WITH ('connector' = 'fleet-sim', 'vehicles' = '3', 'number-of-rows' = '300', 'rows-per-second' = '0');\nSET 'pipeline.name' = 'from-init';\nSET 'sql-client.execution.result-mode' = 'tableau';\nSET 'sql-client.display.max-column-width' = '8';\n",
     );
     let out = dir.path().join("out");
     let script = write(
@@ -286,6 +286,25 @@ fn init_and_script_files_run_without_a_terminal_with_exit_codes() {
         "{stdout}"
     );
     assert_eq!(common::read_sink_dir(&out).len(), 300);
+    // The bounded SELECT ran to its end: 100 rows of V0002, then their count, in columns no
+    // wider than the init file's 8 characters (the long name cut).
+    assert_eq!(stdout.matches("| +I | V0002    |").count(), 100, "{stdout}");
+    assert!(stdout.contains("Received a total of 100 rows"), "{stdout}");
+    assert!(stdout.contains("| op | vehic... |"), "{stdout}");
+
+    // A result mode the shell does not have is refused, not ignored.
+    let table_mode = write(
+        "table_mode.sql",
+        "SET 'sql-client.execution.result-mode' = 'table';\n",
+    );
+    let refused = shell(dir.path(), &["-f", &table_mode]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success()
+            && stderr
+                .contains("table_mode.sql:1:1: result mode 'table' is not in Sluice's shell yet"),
+        "{stderr}"
+    );
 
     // The first error ends the run, with the file's line and column.
     let bad = write(

@@ -95,10 +95,12 @@ pub async fn run_file(session: &mut Session, file: &Path, init_only: bool) -> bo
 async fn show_query(session: &Session, query: Reply) -> Result<u64, String> {
     let print = |l: &str| println!("{l}");
     match query {
-        Reply::Query(job) => results::show(job, session.options.clone(), print).await,
+        Reply::Query(job) => {
+            results::show(job, session.options.clone(), session.max_width, print).await
+        }
         Reply::ServerQuery(sql) => {
             let response = session.server_preview(sql).await?;
-            results::show_streamed(response, print).await
+            results::show_streamed(response, session.max_width, print).await
         }
         _ => Ok(0),
     }

@@ -12,9 +12,9 @@ use arrow::datatypes::{DataType, SchemaRef};
 use arrow::ipc::reader::StreamDecoder;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 
-/// Widest a column is shown; longer values end in `...` (Flink's
+/// Widest a column is shown by default; longer values end in `...` (Flink's
 /// `sql-client.display.max-column-width`).
-const MAX_WIDTH: usize = 30;
+pub const MAX_WIDTH: usize = 30;
 
 /// Column layout and the rows shown so far.
 pub struct Tableau {
@@ -25,13 +25,14 @@ pub struct Tableau {
 }
 
 impl Tableau {
-    pub fn new(schema: &SchemaRef) -> Self {
+    /// Columns no wider than `max_width` (long values are cut).
+    pub fn new(schema: &SchemaRef, max_width: usize) -> Self {
         let fields = schema.fields();
         Tableau {
             names: fields.iter().map(|f| f.name().clone()).collect(),
             widths: fields
                 .iter()
-                .map(|f| type_width(f.data_type()).max(f.name().len()).min(MAX_WIDTH))
+                .map(|f| type_width(f.data_type()).max(f.name().len()).min(max_width))
                 .collect(),
             numeric: fields.iter().map(|f| f.data_type().is_numeric()).collect(),
             rows: 0,
@@ -102,7 +103,7 @@ fn type_width(t: &DataType) -> usize {
         DataType::Float32 | DataType::Float64 | DataType::Decimal128(..) => 12,
         DataType::Date32 | DataType::Date64 => 10,
         DataType::Timestamp(..) => 23,
-        _ => MAX_WIDTH,
+        _ => usize::MAX,
     }
 }
 
@@ -120,13 +121,14 @@ fn fit(value: &str, width: usize) -> String {
 pub async fn show(
     job: JobGraph,
     options: RuntimeOptions,
+    max_width: usize,
     mut print: impl FnMut(&str),
 ) -> Result<u64, String> {
     let Some(mut preview) = start_preview(job, options) else {
         return Ok(0);
     };
     let mut signals = StopSignals::listen();
-    let mut view = Tableau::new(&preview.schema);
+    let mut view = Tableau::new(&preview.schema, max_width);
     print(&view.header());
     let mut stopped = false;
     loop {
@@ -156,6 +158,7 @@ pub async fn show(
 /// Ctrl-C, which closes the connection and so stops the query on the server.
 pub async fn show_streamed(
     response: reqwest::Response,
+    max_width: usize,
     mut print: impl FnMut(&str),
 ) -> Result<u64, String> {
     use futures::StreamExt;
@@ -179,7 +182,7 @@ pub async fn show_streamed(
             if view.is_none()
                 && let Some(schema) = decoder.schema()
             {
-                let v = Tableau::new(&schema);
+                let v = Tableau::new(&schema, max_width);
                 print(&v.header());
                 view = Some(v);
             }
@@ -214,7 +217,7 @@ mod tests {
             Field::new("vehicle_id", DataType::Utf8, false),
             Field::new("speed", DataType::Float64, true),
         ]));
-        let mut view = Tableau::new(&schema);
+        let mut view = Tableau::new(&schema, MAX_WIDTH);
         let batch = RecordBatch::try_new(
             schema.clone(),
             vec![

@@ -33,6 +33,10 @@ pub struct Session {
     jobs: Jobs,
     /// How queries shown in the shell run.
     pub options: RuntimeOptions,
+    /// `sql-client.display.max-column-width`.
+    pub max_width: usize,
+    /// The shell's own settings (`sql-client.*`), for `SET;`.
+    client_settings: Vec<(String, String)>,
     /// Whether only DDL and `SET` are allowed (Flink's `-i` init files).
     pub init_only: bool,
 }
@@ -55,6 +59,8 @@ impl Session {
             preamble: Vec::new(),
             jobs,
             options,
+            max_width: super::results::MAX_WIDTH,
+            client_settings: Vec::new(),
             init_only: false,
         }
     }
@@ -96,6 +102,35 @@ impl Session {
             ));
         }
         match &statement.node {
+            Statement::Set { key, value } if key.starts_with("sql-client.") => {
+                self.set_client(key, value).map_err(|e| {
+                    format!(
+                        "{name}:{}:{}: {e}",
+                        statement.pos.line, statement.pos.column
+                    )
+                })?;
+                return Ok(Reply::Text(
+                    "[INFO] Execute statement succeeded.".to_string(),
+                ));
+            }
+            Statement::Show(ShowKind::Settings) => {
+                let planned = self
+                    .planner
+                    .plan_script(&script)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let mut lines: Vec<String> = planned
+                    .output
+                    .into_iter()
+                    .filter(|l| !l.is_empty())
+                    .collect();
+                lines.extend(
+                    self.client_settings
+                        .iter()
+                        .map(|(k, v)| format!("'{k}' = '{v}'")),
+                );
+                return Ok(Reply::Text(lines.join("\n")));
+            }
             Statement::Show(ShowKind::Jobs) => return Ok(Reply::Text(self.show_jobs().await?)),
             Statement::StopJob { id, with_savepoint } => {
                 let mode = if *with_savepoint {
@@ -155,6 +190,35 @@ impl Session {
         Ok(Reply::Text(format!(
             "[INFO] Submitting SQL update statement to the cluster...\n[INFO] SQL update statement has been successfully submitted to the cluster:\nJob ID: {id}"
         )))
+    }
+
+    /// The shell's own settings, Flink's SQL client keys: they shape what the shell shows, so
+    /// they stay out of jobs' scripts.
+    fn set_client(&mut self, key: &str, value: &str) -> Result<(), String> {
+        let v = value.trim();
+        match key {
+            // Rows as they come, with their kind: what both of these modes show here.
+            "sql-client.execution.result-mode"
+                if matches!(v.to_ascii_lowercase().as_str(), "tableau" | "changelog") => {}
+            "sql-client.execution.result-mode" => {
+                return Err(format!(
+                    "result mode '{v}' is not in Sluice's shell yet: 'tableau' and 'changelog' are (rows as they come, with their kind)"
+                ));
+            }
+            "sql-client.display.max-column-width" => {
+                self.max_width = v.parse::<usize>().ok().filter(|w| *w >= 4).ok_or_else(|| {
+                    format!("'{key}' = '{v}' must be a number of characters, 4 or more")
+                })?;
+            }
+            other => {
+                return Err(format!(
+                    "unknown shell setting '{other}'; the shell takes 'sql-client.execution.result-mode' and 'sql-client.display.max-column-width'"
+                ));
+            }
+        }
+        self.client_settings.retain(|(k, _)| k != key);
+        self.client_settings.push((key.to_string(), v.to_string()));
+        Ok(())
     }
 
     /// The session's DDL and settings so far, then `statement`.
