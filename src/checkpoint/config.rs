@@ -297,9 +297,14 @@ fn duration_or_number(key: &str, v: &str) -> Result<(), String> {
     }
 }
 
-/// Where checkpoints go when no directory is set: `$XDG_DATA_HOME/sluice/checkpoints`, else
-/// `~/.local/share/sluice/checkpoints`, else `./.sluice/checkpoints`.
+/// Where checkpoints go when no directory is set: `<data dir>/checkpoints`.
 pub fn default_checkpoint_dir() -> PathBuf {
+    data_dir().join("checkpoints")
+}
+
+/// The user's Sluice data (checkpoints, the shell's history and jobs): `$XDG_DATA_HOME/sluice`,
+/// else `~/.local/share/sluice`, else `./.sluice`.
+pub fn data_dir() -> PathBuf {
     let data = std::env::var_os("XDG_DATA_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
@@ -309,8 +314,8 @@ pub fn default_checkpoint_dir() -> PathBuf {
                 .map(|h| PathBuf::from(h).join(".local/share"))
         });
     match data {
-        Some(d) => d.join("sluice/checkpoints"),
-        None => PathBuf::from(".sluice/checkpoints"),
+        Some(d) => d.join("sluice"),
+        None => PathBuf::from(".sluice"),
     }
 }
 

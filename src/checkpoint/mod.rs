@@ -9,6 +9,8 @@ mod config;
 pub mod manifest;
 mod store;
 
-pub use config::{CheckpointConfig, CheckpointMode, KEYS, RestartStrategy, default_checkpoint_dir};
+pub use config::{
+    CheckpointConfig, CheckpointMode, KEYS, RestartStrategy, data_dir, default_checkpoint_dir,
+};
 pub use manifest::{CheckpointKind, Manifest, Positions};
 pub use store::{Checkpoint, CheckpointStore, StateFile, StoreError};

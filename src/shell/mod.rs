@@ -7,24 +7,16 @@ mod editor;
 pub mod results;
 mod session;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 pub use backend::Jobs;
 pub use editor::is_command;
 pub use session::{HELP, Reply, Session};
 
+use crate::checkpoint::data_dir;
 use crate::jobs::{JobManager, LocalAccess};
 use crate::sql::complete_statements;
-
-/// The per-user data directory: `$XDG_DATA_HOME/sluice`, else `~/.local/share/sluice`.
-fn data_dir() -> PathBuf {
-    std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-        .unwrap_or_else(|| PathBuf::from("."))
-        .join("sluice")
-}
 
 /// A session whose jobs run inside this process, kept under the user's data directory.
 pub fn local_session(config: crate::config::SluiceConfig) -> Result<Session, String> {
@@ -34,7 +26,7 @@ pub fn local_session(config: crate::config::SluiceConfig) -> Result<Session, Str
     Ok(Session::new(Jobs::Local(jobs), options))
 }
 
-/// A session whose `INSERT`s run as jobs of the server at `url` (queries still show here).
+/// A session whose `INSERT`s run as jobs of the server at `url` and whose `SELECT`s it runs.
 pub fn server_session(
     config: &crate::config::SluiceConfig,
     url: &str,
