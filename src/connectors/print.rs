@@ -49,17 +49,25 @@ impl PrintSink {
     }
 }
 
+/// One display formatter per column of `batch` (`formatters[c].value(row)` shows a value).
+pub fn column_formatters<'a>(
+    batch: &'a RecordBatch,
+    options: &'a FormatOptions<'a>,
+) -> Result<Vec<ArrayFormatter<'a>>, arrow::error::ArrowError> {
+    batch
+        .columns()
+        .iter()
+        .map(|c| ArrayFormatter::try_new(c.as_ref(), options))
+        .collect()
+}
+
 /// Formats each row as Flink's `+I[a, b, c]`.
 pub fn format_rows(batch: &RecordBatch, prefix: &str) -> Result<String, JobError> {
     let options = FormatOptions::new()
         .with_null("null")
         .with_timestamp_format(Some("%Y-%m-%dT%H:%M:%S%.3f"))
         .with_timestamp_tz_format(Some("%Y-%m-%dT%H:%M:%S%.3fZ"));
-    let formatters = batch
-        .columns()
-        .iter()
-        .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
-        .collect::<Result<Vec<_>, _>>()?;
+    let formatters = column_formatters(batch, &options)?;
     let mut out = String::new();
     for row in 0..batch.num_rows() {
         out.push_str(prefix);

@@ -2,6 +2,7 @@
 //! header, then each row as it comes (with its row kind in an `op` column), then the count. The
 //! query runs inside the shell and writes nowhere else; Ctrl-C stops it.
 
+use crate::connectors::print::column_formatters;
 use crate::jobs::start_preview;
 use crate::plan::JobGraph;
 use crate::runtime::RuntimeOptions;
@@ -10,7 +11,7 @@ use arrow::array::RecordBatch;
 use arrow::buffer::Buffer;
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::ipc::reader::StreamDecoder;
-use arrow::util::display::{ArrayFormatter, FormatOptions};
+use arrow::util::display::FormatOptions;
 
 /// Widest a column is shown by default; longer values end in `...` (Flink's
 /// `sql-client.display.max-column-width`).
@@ -71,11 +72,7 @@ impl Tableau {
         let options = FormatOptions::new()
             .with_null("<NULL>")
             .with_timestamp_format(Some("%Y-%m-%d %H:%M:%S%.3f"));
-        let formatters = batch
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
-            .collect::<Result<Vec<_>, _>>()?;
+        let formatters = column_formatters(batch, &options)?;
         let mut out = String::new();
         for row in 0..batch.num_rows() {
             let values: Vec<String> = formatters
