@@ -49,6 +49,10 @@ pub enum FieldKind {
     },
 }
 
+/// The options `from_options` reads, with their choices (for the shell's completion); each
+/// column also takes `fields.<column>.kind|min|max|start|end|length|max-past|null-rate`.
+pub const OPTIONS: &[(&str, &[&str])] = &[("rows-per-second", &[]), ("number-of-rows", &[])];
+
 impl DatagenConfig {
     pub fn from_options(opts: &OptionReader, schema: &SchemaRef) -> Result<Self, OptionError> {
         let mut fields = Vec::new();

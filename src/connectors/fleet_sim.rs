@@ -61,6 +61,16 @@ pub struct FleetSimConfig {
     pub schema: SchemaRef,
 }
 
+/// The options `from_options` reads, with their choices (for the shell's completion).
+pub const OPTIONS: &[(&str, &[&str])] = &[
+    ("vehicles", &[]),
+    ("rows-per-second", &[]),
+    ("number-of-rows", &[]),
+    ("seed", &[]),
+    ("start-time", &[]),
+    ("jitter.max", &[]),
+];
+
 impl FleetSimConfig {
     pub fn from_options(opts: &OptionReader, schema: &SchemaRef) -> Result<Self, OptionError> {
         let all = telemetry_schema();

@@ -72,7 +72,37 @@ pub enum ConnectorConfig {
     Collect(collect::CollectConfig),
 }
 
-const CONNECTORS: &str = "kafka, clickhouse, filesystem, datagen, fleet-sim, print, blackhole";
+/// The connectors a table may name.
+pub const CONNECTORS: &[&str] = &[
+    "kafka",
+    "clickhouse",
+    "filesystem",
+    "datagen",
+    "fleet-sim",
+    "print",
+    "blackhole",
+];
+
+/// The `WITH` options `connector` takes, with their choices where there are few (for the
+/// shell's completion): its own, its formats', and `connector` itself.
+pub fn connector_options(connector: &str) -> Vec<(&'static str, &'static [&'static str])> {
+    let own: &[(&str, &[&str])] = match connector {
+        "kafka" => kafka::OPTIONS,
+        "clickhouse" => clickhouse::OPTIONS,
+        "filesystem" => filesystem::OPTIONS,
+        "datagen" => datagen::OPTIONS,
+        "fleet-sim" => fleet_sim::OPTIONS,
+        "print" => print::OPTIONS,
+        _ => &[],
+    };
+    let formats: &[(&str, &[&str])] = match connector {
+        "kafka" | "filesystem" => crate::formats::OPTIONS,
+        _ => &[],
+    };
+    let mut options = vec![("connector", CONNECTORS)];
+    options.extend(own.iter().chain(formats).copied());
+    options
+}
 
 impl ConnectorConfig {
     /// Reads and validates the `WITH` options of a declared table.
@@ -85,8 +115,9 @@ impl ConnectorConfig {
             .map(|(_, v)| v.clone())
         else {
             return Err(OptionError::at_table(format!(
-                "table `{}` has no 'connector' option; one of: {CONNECTORS}",
-                table.name
+                "table `{}` has no 'connector' option; one of: {}",
+                table.name,
+                CONNECTORS.join(", ")
             )));
         };
         let opts = OptionReader::new(table.name, table.options, &name);
@@ -111,7 +142,10 @@ impl ConnectorConfig {
             other => {
                 return Err(OptionError::at_option(
                     "connector",
-                    format!("unknown connector '{other}'; available: {CONNECTORS}"),
+                    format!(
+                        "unknown connector '{other}'; available: {}",
+                        CONNECTORS.join(", ")
+                    ),
                 ));
             }
         };
@@ -264,5 +298,69 @@ impl ConnectorConfig {
                 ));
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    /// Every option a connector's reader accepts is one the shell offers: an unknown option's
+    /// error lists the reader's options, which must all be in `connector_options`.
+    #[test]
+    fn the_shell_offers_every_option_a_connector_reads() {
+        let schema: SchemaRef = Arc::new(Schema::new(vec![Field::new(
+            "vehicle_id",
+            DataType::Utf8,
+            true,
+        )]));
+        let required: &[(&str, &[(&str, &str)])] = &[
+            (
+                "kafka",
+                &[
+                    ("topic", "t"),
+                    ("properties.bootstrap.servers", "b:9092"),
+                    ("format", "json"),
+                ],
+            ),
+            ("clickhouse", &[("url", "http://c:8123"), ("table", "t")]),
+            ("filesystem", &[("path", "/tmp/x"), ("format", "csv")]),
+            ("datagen", &[]),
+            ("fleet-sim", &[]),
+            ("print", &[]),
+        ];
+        for (connector, given) in required {
+            let mut options = vec![("connector".to_string(), connector.to_string())];
+            options.extend(given.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            options.push(("no-such-option".to_string(), "x".to_string()));
+            let err = ConnectorConfig::from_table(&TableDecl {
+                name: "t",
+                options: &options,
+                physical: &schema,
+                metadata: &[],
+                primary_key: &[],
+            })
+            .err()
+            .unwrap_or_else(|| panic!("{connector}: an unknown option was accepted"))
+            .to_string();
+            let listed = err
+                .split("valid options: ")
+                .nth(1)
+                .unwrap_or_else(|| panic!("{connector}: {err}"));
+            let offered: Vec<&str> = connector_options(connector).iter().map(|o| o.0).collect();
+            for key in listed.split(", ").map(str::trim) {
+                if key.ends_with('*') || key.starts_with("fields.") {
+                    continue;
+                }
+                assert!(
+                    offered.contains(&key),
+                    "{connector}: '{key}' is read but not offered"
+                );
+            }
+        }
     }
 }

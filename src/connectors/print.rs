@@ -17,6 +17,13 @@ pub struct PrintConfig {
     pub standard_error: bool,
 }
 
+/// The options `from_options` reads, with their choices (for the shell's completion).
+pub const OPTIONS: &[(&str, &[&str])] = &[
+    ("print-identifier", &[]),
+    ("standard-error", &["true", "false"]),
+    ("sink.parallelism", &["1"]),
+];
+
 impl PrintConfig {
     pub fn from_options(opts: &OptionReader) -> Result<Self, OptionError> {
         opts.sink_parallelism()?;

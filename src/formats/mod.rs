@@ -42,10 +42,24 @@ pub struct CsvOptions {
     pub null_literal: Option<String>,
 }
 
+/// The formats there are.
+pub const NAMES: &[&str] = &["json", "csv", "raw"];
+
+/// The options of the formats, with their choices (for the shell's completion).
+pub const OPTIONS: &[(&str, &[&str])] = &[
+    ("json.ignore-parse-errors", &["true", "false"]),
+    ("json.fail-on-missing-field", &["true", "false"]),
+    ("json.timestamp-format.standard", &["SQL", "ISO-8601"]),
+    ("csv.field-delimiter", &[]),
+    ("csv.quote-character", &[]),
+    ("csv.ignore-parse-errors", &["true", "false"]),
+    ("csv.null-literal", &[]),
+];
+
 impl Format {
     /// Reads the format named by `format_key` and its `<format>.*` options.
     pub fn from_options(opts: &OptionReader, format_key: &str) -> Result<Format, OptionError> {
-        let name = opts.choice_or(format_key, &["json", "csv", "raw"], "")?;
+        let name = opts.choice_or(format_key, NAMES, "")?;
         Ok(match name.as_str() {
             "json" => Format::Json(JsonOptions {
                 ignore_parse_errors: opts.bool_or("json.ignore-parse-errors", false)?,

@@ -1,7 +1,6 @@
 //! The shell's line editor (reedline): a statement ends at a top-level `;` (strings, comments and
 //! statement sets understood), SQL keywords and strings highlighted, history kept per user and
-//! offered as hints, Tab completing keywords, `SET` keys and the session's tables, views and
-//! columns.
+//! offered as hints, Tab completing what fits where the cursor is (see [`super::completion`]).
 
 use std::borrow::Cow;
 use std::path::PathBuf;
@@ -10,14 +9,14 @@ use std::sync::{Arc, Mutex};
 use datafusion::sql::sqlparser::keywords::ALL_KEYWORDS;
 use nu_ansi_term::{Color, Style};
 use reedline::{
-    ColumnarMenu, Completer, CompletionResult, DefaultHinter, Emacs, FileBackedHistory,
-    Highlighter, KeyCode, KeyModifiers, MenuBuilder, Prompt, PromptEditMode, PromptHistorySearch,
-    Reedline, ReedlineEvent, ReedlineMenu, Span, StyledText, Suggestion, ValidationResult,
-    Validator, default_emacs_keybindings,
+    ColumnarMenu, DefaultHinter, Emacs, FileBackedHistory, Highlighter, KeyCode, KeyModifiers,
+    MenuBuilder, Prompt, PromptEditMode, PromptHistorySearch, Reedline, ReedlineEvent,
+    ReedlineMenu, StyledText, ValidationResult, Validator, default_emacs_keybindings,
 };
 
+use super::completion::SessionCompleter;
 use crate::sql::complete_statements;
-use crate::sql::planner::Settings;
+use crate::sql::planner::Vocabulary;
 
 /// Words a statement alone on its line may be without a `;` (as Flink's client allows).
 const COMMANDS: [&str; 4] = ["HELP", "QUIT", "EXIT", "CLEAR"];
@@ -74,56 +73,6 @@ impl Highlighter for SqlHighlighter {
     }
 }
 
-/// Keywords, `SET` keys and the session's names: the word before the cursor (letters, digits,
-/// `_`, `.`, `-`) completed by prefix — keywords whatever their case, names as written.
-struct SessionCompleter {
-    names: Arc<Mutex<Vec<String>>>,
-}
-
-/// The start of the word that ends at `pos`.
-fn word_start(line: &str, pos: usize) -> usize {
-    line[..pos]
-        .char_indices()
-        .rev()
-        .find(|(_, c)| !(c.is_alphanumeric() || matches!(c, '_' | '.' | '-')))
-        .map_or(0, |(i, c)| i + c.len_utf8())
-}
-
-fn suggestions(line: &str, pos: usize, names: &[String]) -> Vec<Suggestion> {
-    let start = word_start(line, pos);
-    let word = &line[start..pos];
-    if word.is_empty() {
-        return Vec::new();
-    }
-    let upper = word.to_ascii_uppercase();
-    let keywords = ALL_KEYWORDS
-        .iter()
-        .filter(|k| k.starts_with(&upper))
-        .map(|k| k.to_string());
-    let others = names
-        .iter()
-        .cloned()
-        .chain(Settings::keys().into_iter().map(str::to_string))
-        .filter(|n| n.starts_with(word));
-    let mut values: Vec<String> = others.chain(keywords).filter(|v| v != word).collect();
-    values.dedup();
-    values
-        .into_iter()
-        .map(|value| Suggestion {
-            value,
-            span: Span::new(start, pos),
-            ..Default::default()
-        })
-        .collect()
-}
-
-impl Completer for SessionCompleter {
-    fn complete(&mut self, line: &str, pos: usize) -> CompletionResult {
-        let names = self.names.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        CompletionResult::fresh(suggestions(line, pos, &names))
-    }
-}
-
 /// `sluice> ` and `     -> ` on the lines that follow.
 struct SluicePrompt;
 
@@ -160,9 +109,9 @@ pub enum Input {
 }
 
 impl Editor {
-    /// An editor keeping its history in `history` (created if missing); `names` are the
-    /// session's names for completion.
-    pub fn new(history: PathBuf, names: Arc<Mutex<Vec<String>>>) -> std::io::Result<Self> {
+    /// An editor keeping its history in `history` (created if missing), completing from the
+    /// session's `vocabulary`.
+    pub fn new(history: PathBuf, vocabulary: Arc<Mutex<Vocabulary>>) -> std::io::Result<Self> {
         if let Some(dir) = history.parent() {
             std::fs::create_dir_all(dir)?;
         }
@@ -178,7 +127,7 @@ impl Editor {
             ]),
         );
         let menu = ColumnarMenu::default().with_name("completion_menu");
-        let completer = SessionCompleter { names };
+        let completer = SessionCompleter { vocabulary };
         let line_editor = Reedline::create()
             .with_history(Box::new(history))
             .with_validator(Box::new(StatementValidator))
@@ -207,30 +156,5 @@ impl Editor {
 
     pub fn clear_screen(&mut self) {
         let _ = self.line_editor.clear_screen();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn completes_the_word_before_the_cursor() {
-        let names = vec!["speed_kmh".to_string(), "telemetry".to_string()];
-        let values = |line: &str| -> Vec<String> {
-            suggestions(line, line.len(), &names)
-                .into_iter()
-                .map(|s| s.value)
-                .collect()
-        };
-        assert_eq!(values("SELECT vehicle_id,speed_k"), ["speed_kmh"]);
-        assert_eq!(values("SELECT * FROM tele"), ["telemetry"]);
-        assert!(values("sel").contains(&"SELECT".to_string()));
-        assert_eq!(
-            values("SET 'execution.checkpointing.inter"),
-            ["execution.checkpointing.interval"]
-        );
-        let s = &suggestions("SET 'pipeline.na", 16, &names)[0];
-        assert_eq!((s.span.start, s.span.end), (5, 16));
     }
 }

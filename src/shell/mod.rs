@@ -3,6 +3,7 @@
 //! run inside the shell and stop with savepoints when it ends.
 
 mod backend;
+mod completion;
 mod editor;
 pub mod results;
 mod session;
@@ -100,8 +101,8 @@ async fn show_query(session: &Session, query: Reply) -> Result<u64, String> {
 
 /// The interactive loop, until QUIT or Ctrl-D; running jobs then stop with savepoints.
 pub async fn interactive(session: &mut Session) -> std::io::Result<()> {
-    let names = Arc::new(Mutex::new(session.catalog_names()));
-    let mut editor = editor::Editor::new(data_dir().join("shell_history"), names.clone())?;
+    let vocabulary = Arc::new(Mutex::new(session.vocabulary()));
+    let mut editor = editor::Editor::new(data_dir().join("shell_history"), vocabulary.clone())?;
     println!("Sluice SQL shell. Statements end with `;`. HELP; for help, Ctrl-D to quit.");
     loop {
         let input = tokio::task::block_in_place(|| editor.read())?;
@@ -133,7 +134,7 @@ pub async fn interactive(session: &mut Session) -> std::io::Result<()> {
                 Err(e) => println!("[ERROR] {e}\n"),
             }
         }
-        *names.lock().unwrap_or_else(|p| p.into_inner()) = session.catalog_names();
+        *vocabulary.lock().unwrap_or_else(|p| p.into_inner()) = session.vocabulary();
         if quit {
             break;
         }

@@ -8,6 +8,7 @@ use crate::jobs::StopMode;
 use crate::plan::JobGraph;
 use crate::runtime::RuntimeOptions;
 use crate::sql::ast::{ShowKind, Statement};
+use crate::sql::planner::Vocabulary;
 use crate::sql::{Planner, parse_script};
 
 /// What a statement asks of the shell.
@@ -41,6 +42,17 @@ pub struct Session {
     pub init_only: bool,
 }
 
+/// The shell's own settings (Flink's SQL client keys): key, default, values.
+pub const CLIENT_SETTINGS: &[(&str, &str, &[&str])] = &[
+    (
+        "sql-client.execution.result-mode",
+        "tableau",
+        &["table", "tableau", "changelog"],
+    ),
+    ("sql-client.execution.max-table-result.rows", "1000000", &[]),
+    ("sql-client.display.max-column-width", "30", &[]),
+];
+
 pub const HELP: &str = "\
 Statements end with `;` and may span lines.
   CREATE TABLE / VIEW …;  DROP TABLE / VIEW …;   the session's catalog
@@ -65,9 +77,9 @@ impl Session {
         }
     }
 
-    /// Names to complete: keywords are the editor's; these are tables, views and columns.
-    pub fn catalog_names(&self) -> Vec<String> {
-        self.planner.catalog_names()
+    /// What the editor completes from the catalog.
+    pub fn vocabulary(&self) -> Vocabulary {
+        self.planner.vocabulary()
     }
 
     /// Runs one statement. `name` names the input in errors (`input`, or a file); `text` may be

@@ -32,6 +32,27 @@ pub struct ClickHouseConfig {
     pub exactly_once: bool,
 }
 
+/// The options `from_options` reads, with their choices (for the shell's completion).
+pub const OPTIONS: &[(&str, &[&str])] = &[
+    ("url", &[]),
+    ("database", &[]),
+    ("table", &[]),
+    ("username", &[]),
+    ("password", &[]),
+    ("sink.batch-size", &[]),
+    ("sink.flush-interval", &[]),
+    ("sink.max-retries", &[]),
+    ("sink.max-in-flight", &[]),
+    (
+        "sink.delivery-guarantee",
+        &["exactly-once", "at-least-once"],
+    ),
+    ("sink.create-table", &["true", "false"]),
+    ("sink.create-table.engine", &[]),
+    ("sink.create-table.order-by", &[]),
+    ("sink.parallelism", &["1"]),
+];
+
 impl ClickHouseConfig {
     pub fn from_options(opts: &OptionReader, primary_key: &[String]) -> Result<Self, OptionError> {
         opts.sink_parallelism()?;

@@ -5,5 +5,7 @@ pub mod config;
 pub mod sink;
 pub mod types;
 
+pub use config::OPTIONS;
+
 pub use config::ClickHouseConfig;
 pub use sink::ClickHouseSink;

@@ -27,6 +27,14 @@ pub struct FilesystemConfig {
     pub rollover_interval: Duration,
 }
 
+/// The options `from_options` reads, with their choices (for the shell's completion).
+pub const OPTIONS: &[(&str, &[&str])] = &[
+    ("path", &[]),
+    ("format", crate::formats::NAMES),
+    ("sink.rolling-policy.file-size", &[]),
+    ("sink.rolling-policy.rollover-interval", &[]),
+];
+
 impl FilesystemConfig {
     pub fn from_options(opts: &OptionReader, schema: &SchemaRef) -> Result<Self, OptionError> {
         let path = opts.required("path")?;

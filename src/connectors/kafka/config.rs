@@ -48,6 +48,34 @@ pub struct KafkaConfig {
 
 const METADATA_KEYS: &[&str] = &["topic", "partition", "offset", "timestamp", "key"];
 
+/// The options `from_options` reads, with their choices (for the shell's completion).
+pub const OPTIONS: &[(&str, &[&str])] = &[
+    ("topic", &[]),
+    ("topic-pattern", &[]),
+    ("properties.bootstrap.servers", &[]),
+    ("properties.group.id", &[]),
+    ("format", crate::formats::NAMES),
+    ("value.format", crate::formats::NAMES),
+    ("key.format", crate::formats::NAMES),
+    ("key.fields", &[]),
+    ("value.fields-include", &["ALL"]),
+    (
+        "scan.startup.mode",
+        &[
+            "group-offsets",
+            "earliest-offset",
+            "latest-offset",
+            "timestamp",
+            "specific-offsets",
+        ],
+    ),
+    ("scan.startup.specific-offsets", &[]),
+    ("scan.startup.timestamp-millis", &[]),
+    ("scan.bounded.mode", &["unbounded", "latest-offset"]),
+    ("scan.watermark.idle-timeout", &[]),
+    ("sink.delivery-guarantee", &["at-least-once", "none"]),
+];
+
 impl KafkaConfig {
     pub fn from_options(
         opts: &OptionReader,

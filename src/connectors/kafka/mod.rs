@@ -15,6 +15,6 @@ mod config;
 mod sink;
 mod source;
 
-pub use config::{BoundedMode, KafkaConfig, StartupMode};
+pub use config::{BoundedMode, KafkaConfig, OPTIONS, StartupMode};
 pub use sink::KafkaSink;
 pub use source::KafkaSource;

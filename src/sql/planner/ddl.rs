@@ -1,6 +1,7 @@
 //! Catalog statements: CREATE TABLE (schemas, computed columns, watermark, connector options
 //! read into a typed config), CREATE VIEW, DROP, SET and RESET; and SHOW / DESCRIBE of the catalog.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -17,6 +18,15 @@ use crate::connectors::{ConnectorConfig, MetadataColumn, TableDecl};
 use crate::options::{OptionError, OptionPlace};
 use crate::sql::ast::{ColumnKind, CreateTable, Located, ObjectKind, ShowKind, Statement};
 use crate::sql::catalog::{Table, WatermarkSpec};
+
+/// What a shell completes from a session's catalog.
+#[derive(Debug, Clone, Default)]
+pub struct Vocabulary {
+    /// Tables and views, each with its column names.
+    pub relations: BTreeMap<String, Vec<String>>,
+    /// Functions a query can call, sorted.
+    pub functions: Vec<String>,
+}
 use crate::sql::error::{SourceText, SqlError};
 use crate::sql::rewrite::rewrite_statement;
 use crate::sql::types::flink_type_name;
@@ -50,11 +60,17 @@ impl Planner {
                 let mut stmt_ast = SqlStatement::Query(query.clone());
                 rewrite_statement(&mut stmt_ast);
                 let plan = self.plan_statement(src, stmt_ast.clone(), stmt.pos).await?;
+                let columns: Vec<String> = plan
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone())
+                    .collect();
                 let view = ViewTable::new(plan, Some(query.to_string()));
                 self.ctx
                     .register_table(TableReference::bare(name.as_str()), Arc::new(view))
                     .map_err(|e| df_error(src, e, stmt.pos))?;
-                self.views.insert(name.clone(), query.to_string());
+                self.views.insert(name.clone(), columns);
             }
             Statement::Drop {
                 kind,
@@ -96,18 +112,7 @@ impl Planner {
         match kind {
             ShowKind::Tables => self.tables.keys().cloned().collect::<Vec<_>>().join("\n"),
             ShowKind::Views => self.views.keys().cloned().collect::<Vec<_>>().join("\n"),
-            ShowKind::Functions => {
-                let state = self.state();
-                let mut names: Vec<String> = state
-                    .scalar_functions()
-                    .keys()
-                    .chain(state.aggregate_functions().keys())
-                    .cloned()
-                    .collect();
-                names.sort();
-                names.dedup();
-                names.join("\n")
-            }
+            ShowKind::Functions => self.function_names().join("\n"),
             ShowKind::Settings => self
                 .settings
                 .values()
@@ -119,20 +124,31 @@ impl Planner {
         }
     }
 
-    /// The names a shell completes: tables, views, and every table's columns.
-    pub fn catalog_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .tables
+    /// Every function a query can call (DataFusion's and Sluice's), sorted.
+    pub fn function_names(&self) -> Vec<String> {
+        let state = self.state();
+        let mut names: Vec<String> = state
+            .scalar_functions()
             .keys()
-            .chain(self.views.keys())
+            .chain(state.aggregate_functions().keys())
             .cloned()
             .collect();
-        for t in self.tables.values() {
-            names.extend(t.row_schema.fields().iter().map(|f| f.name().clone()));
-        }
         names.sort();
         names.dedup();
         names
+    }
+
+    /// What a shell completes from the session: tables and views with their columns, and
+    /// functions.
+    pub fn vocabulary(&self) -> Vocabulary {
+        let tables = self.tables.iter().map(|(name, t)| {
+            let columns = t.row_schema.fields().iter().map(|f| f.name().clone());
+            (name.clone(), columns.collect())
+        });
+        Vocabulary {
+            relations: tables.chain(self.views.clone()).collect(),
+            functions: self.function_names(),
+        }
     }
 
     /// `DESCRIBE name`: columns with Flink types, watermark and connector.

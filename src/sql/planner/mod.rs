@@ -30,6 +30,7 @@ mod match_recognize;
 mod settings;
 mod window;
 
+pub use ddl::Vocabulary;
 pub use settings::{LateRows, Settings};
 
 use compile::{CompiledStream, ExprCompiler, column_selection};
@@ -47,7 +48,8 @@ use crate::plan::JobGraph;
 pub struct Planner {
     ctx: SessionContext,
     tables: BTreeMap<String, Arc<Table>>,
-    views: BTreeMap<String, String>,
+    /// Views with their column names.
+    views: BTreeMap<String, Vec<String>>,
     settings: Settings,
     /// Window TVF relations registered so far, with the plan of their input.
     windows: BTreeMap<String, (WindowTvf, LogicalPlan)>,

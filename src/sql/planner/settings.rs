@@ -73,6 +73,46 @@ impl Settings {
             .collect()
     }
 
+    /// A key's default and the values it takes (empty: free text), for `SET;` and the
+    /// shell's completion.
+    pub fn about(key: &str) -> (&'static str, &'static [&'static str]) {
+        const BOOL: &[&str] = &["true", "false"];
+        match key {
+            "pipeline.name" => ("the file's name", &[]),
+            "execution.runtime-mode" => ("streaming", &["streaming"]),
+            "parallelism.default" => ("1", &["1"]),
+            "table.exec.source.idle-timeout" => ("0 ms (never idle)", &[]),
+            "table.local-time-zone" => ("UTC", &["UTC"]),
+            "table.exec.late-rows" => ("drop", &["drop", "side-output:"]),
+            "table.exec.window.allowed-lateness" => ("0 ms", &[]),
+            "table.optimizer.reuse-sub-plan-enabled" => ("true", BOOL),
+            "execution.checkpointing.interval" => {
+                ("10 s when a source is unbounded, else off", &[])
+            }
+            "execution.checkpointing.dir" | "state.checkpoints.dir" => {
+                ("<data dir>/checkpoints/<job>", &[])
+            }
+            "execution.checkpointing.mode" => ("EXACTLY_ONCE", &["EXACTLY_ONCE", "AT_LEAST_ONCE"]),
+            "execution.checkpointing.num-retained" | "state.checkpoints.num-retained" => ("1", &[]),
+            "execution.checkpointing.timeout" => ("10 min", &[]),
+            "execution.savepoint.path" => ("none (the latest checkpoint)", &[]),
+            "execution.savepoint.ignore-unclaimed-state" => ("false", BOOL),
+            "pipeline.max-parallelism" => ("128", &[]),
+            "restart-strategy.type" => (
+                "exponential-delay with checkpoints, else none",
+                &["none", "fixed-delay", "exponential-delay"],
+            ),
+            "restart-strategy.exponential-delay.initial-backoff" => ("1 s", &[]),
+            "restart-strategy.exponential-delay.max-backoff" => ("1 min", &[]),
+            "restart-strategy.exponential-delay.backoff-multiplier" => ("1.5", &[]),
+            "restart-strategy.exponential-delay.attempts-before-reset-backoff" => ("no limit", &[]),
+            "restart-strategy.exponential-delay.reset-backoff-threshold" => ("1 h", &[]),
+            "restart-strategy.fixed-delay.attempts" => ("1", &[]),
+            "restart-strategy.fixed-delay.delay" => ("1 s", &[]),
+            _ => ("", &[]),
+        }
+    }
+
     /// Applies `SET key = value`; the error says why the value (or key) is not accepted.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
         let v = value.trim();
@@ -175,6 +215,19 @@ fn is_utc(zone: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_key_has_a_default_and_its_listed_values_are_accepted() {
+        for key in Settings::keys() {
+            let (default, values) = Settings::about(key);
+            assert!(!default.is_empty(), "no default described for '{key}'");
+            for v in values.iter().filter(|v| !v.ends_with(':')) {
+                let mut s = Settings::default();
+                s.set(key, v)
+                    .unwrap_or_else(|e| panic!("'{key}' = '{v}' refused: {e}"));
+            }
+        }
+    }
 
     #[test]
     fn typed_values() {
