@@ -110,13 +110,8 @@ impl SluiceConfig {
                 });
             }
         }
-        for (key, value) in &config.settings {
-            let text = match value {
-                serde_yaml_ng::Value::String(s) => s.clone(),
-                serde_yaml_ng::Value::Number(n) => n.to_string(),
-                serde_yaml_ng::Value::Bool(b) => b.to_string(),
-                other => format!("{other:?}"),
-            };
+        for (key, text) in config.settings() {
+            let key = &key;
             let unknown = !CheckpointConfig::handles(key);
             let result = if unknown {
                 Err(format!(
@@ -132,6 +127,18 @@ impl SluiceConfig {
             })?;
         }
         Ok(config)
+    }
+
+    /// The `settings:` section as text, as `SET` would give them.
+    pub fn settings(&self) -> Vec<(String, String)> {
+        let text = |value: &serde_yaml_ng::Value| match value {
+            serde_yaml_ng::Value::String(s) => s.clone(),
+            serde_yaml_ng::Value::Number(n) => n.to_string(),
+            serde_yaml_ng::Value::Bool(b) => b.to_string(),
+            other => format!("{other:?}"),
+        };
+        let settings = self.settings.iter();
+        settings.map(|(k, v)| (k.clone(), text(v))).collect()
     }
 
     pub fn runtime_options(&self) -> RuntimeOptions {

@@ -92,6 +92,28 @@ impl Terminal {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// What the terminal shows now (no scrollback): a full-screen view's screen while it is up.
+    fn visible(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &self.session])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits (up to 30 s) until what the terminal shows now satisfies `until`; returns it.
+    fn wait_for_visible(&self, what: &str, until: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let screen = self.visible();
+            if until(&screen) {
+                return screen;
+            }
+            assert!(Instant::now() < deadline, "never saw {what}:\n{screen}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Waits (up to 30 s) until the screen satisfies `until`; returns it.
     fn wait_for(&self, what: &str, until: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -104,6 +126,20 @@ impl Terminal {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// Whether a line of `text` holds exactly `cells`, separated by spaces.
+fn has_row(text: &str, cells: &[&str]) -> bool {
+    text.lines().any(|l| {
+        let mut rest = l.trim();
+        for cell in cells {
+            match rest.strip_prefix(cell) {
+                Some(r) => rest = r.trim_start(),
+                None => return false,
+            }
+        }
+        rest.is_empty()
+    })
 }
 
 /// The screen from the last `marker` on (empty while it has not appeared yet).
@@ -172,8 +208,15 @@ fn a_session_defines_tables_completes_names_reports_errors_and_runs_a_job() {
     });
     t.line("' = '5 s';");
     t.line("SET;");
-    t.wait_for("the settings", |s| {
-        from_last(s, "SET;").contains("'table.exec.source.idle-timeout' = '5 s'")
+    t.wait_for("the settings with their sources", |s| {
+        let listed = from_last(s, "SET;");
+        has_row(
+            listed,
+            &["table.exec.source.idle-timeout", "5 s", "session"],
+        ) && has_row(
+            listed,
+            &["execution.checkpointing.mode", "EXACTLY_ONCE", "default"],
+        )
     });
 
     // An INSERT becomes a job; SHOW JOBS lists it; STOP JOB … WITH SAVEPOINT stops it.
@@ -243,6 +286,68 @@ fn history_survives_a_restart() {
     });
 }
 
+#[test]
+fn the_table_result_mode_shows_the_result_on_a_screen_of_its_own() {
+    if !tmux_installed() {
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let t = Terminal::start(data.path(), "");
+    t.line("CREATE TABLE telemetry (vehicle_id STRING, speed_kmh DOUBLE, ts TIMESTAMP(3)) WITH ('connector' = 'fleet-sim', 'vehicles' = '3', 'rows-per-second' = '40');");
+    t.line("SET 'sql-client.execution.result-mode' = 'table';");
+    t.line("SET 'sql-client.execution.max-table-result.rows' = '100';");
+    t.line("SELECT vehicle_id, speed_kmh FROM telemetry;");
+
+    // The result on a screen of its own (60 lines: 54 rows), redrawn in place: one title, the
+    // newest rows followed, and once more than 100 have come, the oldest dropped.
+    let rows_on = |s: &str| s.lines().filter(|l| l.starts_with("| V000")).count();
+    let screen = t.wait_for_visible("100 rows kept of more received", |s| {
+        s.contains("rows 47-100 of 100 (") && s.contains("the oldest") && rows_on(s) == 54
+    });
+    assert_eq!(
+        screen
+            .matches("Sluice query result (table mode) · running")
+            .count(),
+        1,
+        "{screen}"
+    );
+    assert!(screen.contains("| vehicle_id "), "{screen}");
+    assert!(
+        !screen.contains("sluice>"),
+        "the prompt is not on the view's screen:\n{screen}"
+    );
+    let received = |s: &str| -> u64 {
+        let at = s
+            .find(" received;")
+            .unwrap_or_else(|| panic!("no count:\n{s}"));
+        s[..at].rsplit('(').next().unwrap().parse().unwrap()
+    };
+    let before = received(&screen);
+    t.wait_for_visible("more rows received", |s| {
+        s.contains(" received;") && received(s) > before
+    });
+
+    // Home goes to the first kept row and stops following; End follows again.
+    t.key("Home");
+    t.wait_for_visible("the first rows", |s| {
+        s.contains("rows 1-54 of 100 (") && !s.contains("following new rows")
+    });
+    t.key("End");
+    t.wait_for_visible("following again", |s| s.contains("following new rows"));
+
+    // Q leaves the view: the screen as it was, then one line of what was received.
+    t.key("q");
+    let back = t.wait_for_visible("the prompt", |s| {
+        s.contains("Query stopped: received a total of") && s.trim_end().ends_with("sluice>")
+    });
+    assert!(
+        back.contains("SET 'sql-client.execution.max-table-result.rows' = '100';"),
+        "{back}"
+    );
+    assert!(!back.contains("table mode"), "{back}");
+    assert!(back.contains("the view kept the last 100."), "{back}");
+}
+
 fn shell(data: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sluice"))
         .arg("shell")
@@ -292,17 +397,45 @@ fn init_and_script_files_run_without_a_terminal_with_exit_codes() {
     assert!(stdout.contains("Received a total of 100 rows"), "{stdout}");
     assert!(stdout.contains("| op | vehic... |"), "{stdout}");
 
-    // A result mode the shell does not have is refused, not ignored.
+    // `SET;` says where each value comes from: the init file's line, or the default.
+    let listing = write("listing.sql", "SET;\n");
+    let listed = shell(dir.path(), &["-i", &init, "-f", &listing]);
+    let stdout = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        has_row(
+            &stdout,
+            &["pipeline.name", "from-init", &format!("{init}:3")]
+        ) && has_row(
+            &stdout,
+            &[
+                "sql-client.display.max-column-width",
+                "8",
+                &format!("{init}:5")
+            ]
+        ) && has_row(
+            &stdout,
+            &["restart-strategy.fixed-delay.delay", "1 s", "default"]
+        ),
+        "{stdout}"
+    );
+
+    // The `table` result mode needs a terminal: without one, rows are printed as they come.
     let table_mode = write(
         "table_mode.sql",
-        "SET 'sql-client.execution.result-mode' = 'table';\n",
+        "SET 'sql-client.execution.result-mode' = 'table';\nSELECT vehicle_id FROM t WHERE vehicle_id = 'V0001';\n",
     );
-    let refused = shell(dir.path(), &["-f", &table_mode]);
+    let printed = shell(dir.path(), &["-i", &init, "-f", &table_mode]);
+    let stdout = String::from_utf8_lossy(&printed.stdout);
+    assert!(stdout.contains("Received a total of 100 rows"), "{stdout}");
+    // A result mode there is not is refused, not ignored.
+    let typo = write(
+        "typo.sql",
+        "SET 'sql-client.execution.result-mode' = 'tabel';\n",
+    );
+    let refused = shell(dir.path(), &["-f", &typo]);
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
-        !refused.status.success()
-            && stderr
-                .contains("table_mode.sql:1:1: result mode 'table' is not in Sluice's shell yet"),
+        !refused.status.success() && stderr.contains("typo.sql:1:1: 'sql-client.execution.result-mode' = 'tabel': expected 'table', 'tableau' or 'changelog'"),
         "{stderr}"
     );
 

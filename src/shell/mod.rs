@@ -7,13 +7,15 @@ mod completion;
 mod editor;
 pub mod results;
 mod session;
+mod table_view;
 
+use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 pub use backend::Jobs;
 pub use editor::is_command;
-pub use session::{HELP, Reply, Session};
+pub use session::{HELP, Reply, ResultMode, Session};
 
 use crate::checkpoint::data_dir;
 use crate::jobs::{JobManager, LocalAccess};
@@ -22,9 +24,10 @@ use crate::sql::complete_statements;
 /// A session whose jobs run inside this process, kept under the user's data directory.
 pub fn local_session(config: crate::config::SluiceConfig) -> Result<Session, String> {
     let options = config.runtime_options();
+    let settings = config.settings();
     let jobs = JobManager::open(&data_dir().join("shell"), config, LocalAccess::any())
         .map_err(|e| e.to_string())?;
-    Ok(Session::new(Jobs::Local(jobs), options))
+    Ok(Session::new(Jobs::Local(jobs), options, settings))
 }
 
 /// A session whose `INSERT`s run as jobs of the server at `url` and whose `SELECT`s it runs.
@@ -33,7 +36,12 @@ pub fn server_session(
     url: &str,
     token: Option<String>,
 ) -> Session {
-    Session::new(Jobs::server(url, token), config.runtime_options())
+    // The server's jobs take the server's sluice.yaml, not this one.
+    Session::new(
+        Jobs::server(url, token),
+        config.runtime_options(),
+        Vec::new(),
+    )
 }
 
 /// Runs every statement of `file`; the first error ends it (with file:line:col). `init_only`
@@ -84,19 +92,26 @@ pub async fn run_file(session: &mut Session, file: &Path, init_only: bool) -> bo
     ok
 }
 
-/// Shows a query's rows: run here, or by the server and streamed back.
-async fn show_query(session: &Session, query: Reply) -> Result<u64, String> {
-    let print = |l: &str| println!("{l}");
-    match query {
-        Reply::Query(job) => {
-            results::show(job, session.options.clone(), session.max_width, print).await
-        }
-        Reply::ServerQuery(sql) => {
-            let response = session.server_preview(sql).await?;
-            results::show_streamed(response, session.max_width, print).await
-        }
-        _ => Ok(0),
+/// Shows a query's rows — run here, or by the server and streamed back — as the session's
+/// result mode says (`table` needs a terminal: elsewhere rows are printed as in `tableau`).
+async fn show_query(session: &Session, query: Reply) -> Result<(), String> {
+    let rows = match query {
+        Reply::Query(job) => match results::Rows::local(job, session.options.clone()) {
+            Some(rows) => rows,
+            None => return Ok(()),
+        },
+        Reply::ServerQuery(sql) => results::Rows::streamed(session.server_preview(sql).await?),
+        _ => return Ok(()),
+    };
+    if session.result_mode == ResultMode::Table && std::io::stdout().is_terminal() {
+        let summary =
+            table_view::show_table(rows, session.max_table_rows, session.max_width).await?;
+        println!("{summary}");
+        return Ok(());
     }
+    results::show_tableau(rows, session.max_width, |l| println!("{l}"))
+        .await
+        .map(|_| ())
 }
 
 /// The interactive loop, until QUIT or Ctrl-D; running jobs then stop with savepoints.

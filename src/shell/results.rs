@@ -2,8 +2,12 @@
 //! header, then each row as it comes (with its row kind in an `op` column), then the count. The
 //! query runs inside the shell and writes nowhere else; Ctrl-C stops it.
 
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+
 use crate::connectors::print::column_formatters;
-use crate::jobs::start_preview;
+use crate::jobs::{Preview, start_preview};
 use crate::plan::JobGraph;
 use crate::runtime::RuntimeOptions;
 use crate::signals::StopSignals;
@@ -22,6 +26,8 @@ pub struct Tableau {
     names: Vec<String>,
     widths: Vec<usize>,
     numeric: Vec<bool>,
+    /// Whether rows carry their kind in an `op` column (a changelog; not a materialized table).
+    op: bool,
     pub rows: u64,
 }
 
@@ -36,12 +42,19 @@ impl Tableau {
                 .map(|f| type_width(f.data_type()).max(f.name().len()).min(max_width))
                 .collect(),
             numeric: fields.iter().map(|f| f.data_type().is_numeric()).collect(),
+            op: true,
             rows: 0,
         }
     }
 
+    /// The same columns without the `op` column: the rows of a table, not changes.
+    pub fn without_op(mut self) -> Self {
+        self.op = false;
+        self
+    }
+
     fn rule(&self) -> String {
-        let mut line = String::from("+----+");
+        let mut line = String::from(if self.op { "+----+" } else { "+" });
         for w in &self.widths {
             line.push_str(&"-".repeat(w + 2));
             line.push('+');
@@ -50,7 +63,11 @@ impl Tableau {
     }
 
     fn line(&self, op: &str, values: &[String]) -> String {
-        let mut line = format!("| {op:>2} |");
+        let mut line = if self.op {
+            format!("| {op:>2} |")
+        } else {
+            "|".to_string()
+        };
         for ((v, w), numeric) in values.iter().zip(&self.widths).zip(&self.numeric) {
             let v = fit(v, *w);
             if *numeric {
@@ -68,22 +85,21 @@ impl Tableau {
     }
 
     /// The batch's rows, one line each, as inserts (`+I`).
-    pub fn batch(&mut self, batch: &RecordBatch) -> Result<String, arrow::error::ArrowError> {
+    pub fn lines(&mut self, batch: &RecordBatch) -> Result<Vec<String>, arrow::error::ArrowError> {
         let options = FormatOptions::new()
             .with_null("<NULL>")
             .with_timestamp_format(Some("%Y-%m-%d %H:%M:%S%.3f"));
         let formatters = column_formatters(batch, &options)?;
-        let mut out = String::new();
-        for row in 0..batch.num_rows() {
+        let lines = (0..batch.num_rows()).map(|row| {
             let values: Vec<String> = formatters
                 .iter()
                 .map(|f| f.value(row).to_string())
                 .collect();
-            out.push_str(&self.line("+I", &values));
-            out.push('\n');
-            self.rows += 1;
-        }
-        Ok(out)
+            self.line("+I", &values)
+        });
+        let lines: Vec<String> = lines.collect();
+        self.rows += lines.len() as u64;
+        Ok(lines)
     }
 
     pub fn footer(&self) -> String {
@@ -113,90 +129,135 @@ fn fit(value: &str, width: usize) -> String {
     }
 }
 
-/// Runs the query `job` inside the shell and prints its rows as they come, until it ends or
-/// Ctrl-C; `print` writes a line.
-pub async fn show(
-    job: JobGraph,
-    options: RuntimeOptions,
-    max_width: usize,
-    mut print: impl FnMut(&str),
-) -> Result<u64, String> {
-    let Some(mut preview) = start_preview(job, options) else {
-        return Ok(0);
-    };
-    let mut signals = StopSignals::listen();
-    let mut view = Tableau::new(&preview.schema, max_width);
-    print(&view.header());
-    let mut stopped = false;
-    loop {
-        tokio::select! {
-            batch = preview.rows.recv() => match batch {
-                Some(b) => {
-                    let text = view.batch(&b).map_err(|e| e.to_string())?;
-                    print(text.trim_end_matches('\n'));
-                }
-                None => break,
-            },
-            _ = signals.next(), if !stopped => {
-                stopped = true;
-                let _ = preview.stop.send(true);
-            }
-        }
-    }
-    let result = preview.ended.await.map_err(|e| e.to_string())?;
-    print(&view.footer());
-    if stopped {
-        print("Query stopped (Ctrl-C).");
-    }
-    result.map(|_| view.rows).map_err(|e| e.to_string())
+/// Where a query's rows come from: the query runs inside the shell, or a server runs it and
+/// streams its rows back (Arrow IPC).
+pub enum Rows {
+    Local(Preview),
+    Streamed {
+        body: BoxStream<'static, reqwest::Result<Bytes>>,
+        decoder: StreamDecoder,
+        buffer: Buffer,
+    },
 }
 
-/// Shows the rows a server streams back for a query (an Arrow IPC stream), until it ends or
-/// Ctrl-C, which closes the connection and so stops the query on the server.
-pub async fn show_streamed(
-    response: reqwest::Response,
+impl Rows {
+    /// Starts `job` (a planned `SELECT`) here; `None` when it has no result to show.
+    pub fn local(job: JobGraph, options: RuntimeOptions) -> Option<Rows> {
+        start_preview(job, options).map(Rows::Local)
+    }
+
+    /// The rows of a server's `/v1/preview` response.
+    pub fn streamed(response: reqwest::Response) -> Rows {
+        Rows::Streamed {
+            body: response.bytes_stream().boxed(),
+            decoder: StreamDecoder::new(),
+            buffer: Buffer::from(Vec::<u8>::new()),
+        }
+    }
+
+    /// The result's columns, once known (a stream's come with its first message).
+    pub fn schema(&self) -> Option<SchemaRef> {
+        match self {
+            Rows::Local(p) => Some(p.schema.clone()),
+            Rows::Streamed { decoder, .. } => decoder.schema(),
+        }
+    }
+
+    /// The next batch of rows; `None` when the query has ended (or was stopped).
+    pub async fn next(&mut self) -> Result<Option<RecordBatch>, String> {
+        match self {
+            Rows::Local(p) => Ok(p.rows.recv().await),
+            Rows::Streamed {
+                body,
+                decoder,
+                buffer,
+            } => loop {
+                if !buffer.is_empty() {
+                    if let Some(batch) = decoder.decode(buffer).map_err(|e| e.to_string())? {
+                        return Ok(Some(batch));
+                    }
+                    continue;
+                }
+                match body.next().await {
+                    Some(chunk) => {
+                        *buffer = Buffer::from(chunk.map_err(|e| e.to_string())?.to_vec())
+                    }
+                    None => return Ok(None),
+                }
+            },
+        }
+    }
+
+    /// Stops the query: here by its stop signal (rows on their way still come), on a server by
+    /// closing the connection.
+    pub fn stop(&mut self) {
+        match self {
+            Rows::Local(p) => {
+                let _ = p.stop.send(true);
+            }
+            Rows::Streamed { body, .. } => *body = futures::stream::empty().boxed(),
+        }
+    }
+
+    /// Waits for the query's end; its error if it failed.
+    pub async fn finish(self) -> Result<(), String> {
+        match self {
+            Rows::Local(p) => p
+                .ended
+                .await
+                .map_err(|e| e.to_string())?
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Rows::Streamed { .. } => Ok(()),
+        }
+    }
+}
+
+/// Prints the rows as they come (Flink's `tableau` and `changelog` modes), until the query
+/// ends or Ctrl-C stops it; `print` writes a line. The number of rows.
+pub async fn show_tableau(
+    mut rows: Rows,
     max_width: usize,
     mut print: impl FnMut(&str),
 ) -> Result<u64, String> {
-    use futures::StreamExt;
-    let mut body = response.bytes_stream();
-    let mut decoder = StreamDecoder::new();
-    let mut view: Option<Tableau> = None;
     let mut signals = StopSignals::listen();
+    let mut view: Option<Tableau> = None;
     let mut stopped = false;
     loop {
-        let chunk = tokio::select! {
-            chunk = body.next() => chunk,
-            _ = signals.next() => {
+        // A stream's columns are known with its first message: maybe only with the first rows.
+        if view.is_none()
+            && let Some(schema) = rows.schema()
+        {
+            let v = Tableau::new(&schema, max_width);
+            print(&v.header());
+            view = Some(v);
+        }
+        let batch = tokio::select! {
+            batch = rows.next() => batch?,
+            _ = signals.next(), if !stopped => {
                 stopped = true;
-                break;
+                rows.stop();
+                continue;
             }
         };
-        let Some(chunk) = chunk else { break };
-        let mut buffer = Buffer::from(chunk.map_err(|e| e.to_string())?.to_vec());
-        while !buffer.is_empty() {
-            let batch = decoder.decode(&mut buffer).map_err(|e| e.to_string())?;
-            if view.is_none()
-                && let Some(schema) = decoder.schema()
-            {
-                let v = Tableau::new(&schema, max_width);
-                print(&v.header());
-                view = Some(v);
-            }
-            if let (Some(batch), Some(v)) = (batch, view.as_mut()) {
-                let text = v.batch(&batch).map_err(|e| e.to_string())?;
-                print(text.trim_end_matches('\n'));
-            }
-        }
+        let Some(batch) = batch else { break };
+        let v = view.get_or_insert_with(|| {
+            let v = Tableau::new(&batch.schema(), max_width);
+            print(&v.header());
+            v
+        });
+        let lines = v.lines(&batch).map_err(|e| e.to_string())?;
+        print(&lines.join("\n"));
     }
-    let rows = view.as_ref().map_or(0, |v| v.rows);
+    let result = rows.finish().await;
+    let count = view.as_ref().map_or(0, |v| v.rows);
     if let Some(v) = &view {
         print(&v.footer());
     }
     if stopped {
         print("Query stopped (Ctrl-C).");
     }
-    Ok(rows)
+    result.map(|()| count)
 }
 
 #[cfg(test)]
@@ -227,8 +288,11 @@ mod tests {
         )
         .unwrap();
         let header = view.header();
-        let rows = view.batch(&batch).unwrap();
-        let lines: Vec<&str> = header.lines().chain(rows.lines()).collect();
+        let rows = view.lines(&batch).unwrap();
+        let lines: Vec<&str> = header
+            .lines()
+            .chain(rows.iter().map(String::as_str))
+            .collect();
         assert!(
             lines.iter().all(|l| l.len() == lines[0].len()),
             "{lines:#?}"

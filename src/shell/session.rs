@@ -8,7 +8,9 @@ use crate::jobs::StopMode;
 use crate::plan::JobGraph;
 use crate::runtime::RuntimeOptions;
 use crate::sql::ast::{ShowKind, Statement};
-use crate::sql::planner::Vocabulary;
+use std::collections::BTreeMap;
+
+use crate::sql::planner::{Settings, Vocabulary};
 use crate::sql::{Planner, parse_script};
 
 /// What a statement asks of the shell.
@@ -26,6 +28,20 @@ pub enum Reply {
     Clear,
 }
 
+/// How a query's rows are shown (Flink's `sql-client.execution.result-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResultMode {
+    /// Rows as they come, with their kind, in the terminal's scrollback.
+    Tableau,
+    /// The same, as Flink's `changelog` mode shows the changes.
+    Changelog,
+    /// The current result on a full screen of its own, refreshed in place.
+    Table,
+}
+
+/// Rows the `table` view keeps by default (Flink's `max-table-result.rows`).
+const MAX_TABLE_ROWS: usize = 1_000_000;
+
 pub struct Session {
     planner: Planner,
     /// The statements that shaped the catalog and settings, in order (variables substituted):
@@ -36,10 +52,18 @@ pub struct Session {
     pub options: RuntimeOptions,
     /// `sql-client.display.max-column-width`.
     pub max_width: usize,
+    /// `sql-client.execution.result-mode`.
+    pub result_mode: ResultMode,
+    /// `sql-client.execution.max-table-result.rows`.
+    pub max_table_rows: usize,
     /// The shell's own settings (`sql-client.*`), for `SET;`.
     client_settings: Vec<(String, String)>,
     /// Whether only DDL and `SET` are allowed (Flink's `-i` init files).
     pub init_only: bool,
+    /// Where each key set in the session was set: `session` (typed) or `file:line`.
+    origins: BTreeMap<String, String>,
+    /// `sluice.yaml`'s settings (jobs inside the shell take them; a `SET` wins).
+    config_settings: Vec<(String, String)>,
 }
 
 /// The shell's own settings (Flink's SQL client keys): key, default, values.
@@ -64,16 +88,34 @@ Statements end with `;` and may span lines.
   HELP;  CLEAR;  QUIT; (or Ctrl-D)
 Ctrl-C clears the line.";
 
+/// Where a statement was given: `session` when typed, else `file:line`.
+fn origin(input: &str, line: u64) -> String {
+    if input == "input" {
+        "session".to_string()
+    } else {
+        format!("{input}:{line}")
+    }
+}
+
 impl Session {
-    pub fn new(jobs: Jobs, options: RuntimeOptions) -> Self {
+    /// A session whose jobs `jobs` run; `config_settings` are `sluice.yaml`'s for them.
+    pub fn new(
+        jobs: Jobs,
+        options: RuntimeOptions,
+        config_settings: Vec<(String, String)>,
+    ) -> Self {
         Session {
             planner: Planner::new(),
             preamble: Vec::new(),
             jobs,
             options,
             max_width: super::results::MAX_WIDTH,
+            result_mode: ResultMode::Tableau,
+            max_table_rows: MAX_TABLE_ROWS,
             client_settings: Vec::new(),
             init_only: false,
+            origins: BTreeMap::new(),
+            config_settings,
         }
     }
 
@@ -121,28 +163,12 @@ impl Session {
                         statement.pos.line, statement.pos.column
                     )
                 })?;
+                self.note_origin(&statement.node, origin(name, statement.pos.line));
                 return Ok(Reply::Text(
                     "[INFO] Execute statement succeeded.".to_string(),
                 ));
             }
-            Statement::Show(ShowKind::Settings) => {
-                let planned = self
-                    .planner
-                    .plan_script(&script)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let mut lines: Vec<String> = planned
-                    .output
-                    .into_iter()
-                    .filter(|l| !l.is_empty())
-                    .collect();
-                lines.extend(
-                    self.client_settings
-                        .iter()
-                        .map(|(k, v)| format!("'{k}' = '{v}'")),
-                );
-                return Ok(Reply::Text(lines.join("\n")));
-            }
+            Statement::Show(ShowKind::Settings) => return Ok(Reply::Text(self.list_settings())),
             Statement::Show(ShowKind::Jobs) => return Ok(Reply::Text(self.show_jobs().await?)),
             Statement::StopJob { id, with_savepoint } => {
                 let mode = if *with_savepoint {
@@ -180,6 +206,7 @@ impl Session {
         }
         if shapes_session {
             self.preamble.push(script.source.text.trim().to_string());
+            self.note_origin(&statement.node, origin(name, statement.pos.line));
         }
         Ok(Reply::Text(
             if planned.output.is_empty() && shapes_session {
@@ -204,18 +231,97 @@ impl Session {
         )))
     }
 
+    /// Remembers where a `SET` came from; a `RESET` forgets.
+    fn note_origin(&mut self, statement: &Statement, origin: String) {
+        match statement {
+            Statement::Set { key, .. } => {
+                self.origins.insert(key.clone(), origin);
+            }
+            Statement::Reset { key: Some(key) } => {
+                self.origins.remove(key);
+                self.client_settings.retain(|(k, _)| k != key);
+                match key.as_str() {
+                    "sql-client.display.max-column-width" => {
+                        self.max_width = super::results::MAX_WIDTH;
+                    }
+                    "sql-client.execution.result-mode" => self.result_mode = ResultMode::Tableau,
+                    "sql-client.execution.max-table-result.rows" => {
+                        self.max_table_rows = MAX_TABLE_ROWS;
+                    }
+                    _ => {}
+                }
+            }
+            Statement::Reset { key: None } => {
+                self.origins.clear();
+                self.client_settings.clear();
+                self.max_width = super::results::MAX_WIDTH;
+                self.result_mode = ResultMode::Tableau;
+                self.max_table_rows = MAX_TABLE_ROWS;
+            }
+            _ => {}
+        }
+    }
+
+    /// `SET;`: every key with its value in force and where that comes from — a `SET` (typed,
+    /// or a file's line), `sluice.yaml`, or the default.
+    fn list_settings(&self) -> String {
+        let given = self.planner.settings().values();
+        let mut rows: Vec<[String; 3]> = Vec::new();
+        for key in Settings::keys() {
+            let configured = self.config_settings.iter().find(|(k, _)| k == key);
+            let (value, source) = match (given.get(key), configured) {
+                (Some(v), _) => (
+                    v.clone(),
+                    self.origins.get(key).cloned().unwrap_or_default(),
+                ),
+                (None, Some((_, v))) => (v.clone(), "sluice.yaml".to_string()),
+                (None, None) => (Settings::about(key).0.to_string(), "default".to_string()),
+            };
+            rows.push([key.to_string(), value, source]);
+        }
+        for (key, default, _) in CLIENT_SETTINGS {
+            let row = match self.client_settings.iter().find(|(k, _)| k == key) {
+                Some((_, v)) => {
+                    let origin = self.origins.get(*key).cloned().unwrap_or_default();
+                    [key.to_string(), v.clone(), origin]
+                }
+                None => [key.to_string(), default.to_string(), "default".to_string()],
+            };
+            rows.push(row);
+        }
+        let width = |i: usize| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0);
+        let (key_width, value_width) = (width(0), width(1).max(5));
+        let mut out = format!("{:<key_width$}  {:<value_width$}  source", "key", "value");
+        for [key, value, source] in &rows {
+            out.push_str(&format!(
+                "\n{key:<key_width$}  {value:<value_width$}  {source}"
+            ));
+        }
+        out
+    }
+
     /// The shell's own settings, Flink's SQL client keys: they shape what the shell shows, so
     /// they stay out of jobs' scripts.
     fn set_client(&mut self, key: &str, value: &str) -> Result<(), String> {
         let v = value.trim();
         match key {
-            // Rows as they come, with their kind: what both of these modes show here.
-            "sql-client.execution.result-mode"
-                if matches!(v.to_ascii_lowercase().as_str(), "tableau" | "changelog") => {}
             "sql-client.execution.result-mode" => {
-                return Err(format!(
-                    "result mode '{v}' is not in Sluice's shell yet: 'tableau' and 'changelog' are (rows as they come, with their kind)"
-                ));
+                self.result_mode = match v.to_ascii_lowercase().as_str() {
+                    "tableau" => ResultMode::Tableau,
+                    "changelog" => ResultMode::Changelog,
+                    "table" => ResultMode::Table,
+                    _ => {
+                        return Err(format!(
+                            "'{key}' = '{v}': expected 'table', 'tableau' or 'changelog'"
+                        ));
+                    }
+                }
+            }
+            "sql-client.execution.max-table-result.rows" => {
+                self.max_table_rows =
+                    v.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                        format!("'{key}' = '{v}' must be a number of rows, 1 or more")
+                    })?;
             }
             "sql-client.display.max-column-width" => {
                 self.max_width = v.parse::<usize>().ok().filter(|w| *w >= 4).ok_or_else(|| {
@@ -223,8 +329,10 @@ impl Session {
                 })?;
             }
             other => {
+                let keys: Vec<&str> = CLIENT_SETTINGS.iter().map(|s| s.0).collect();
                 return Err(format!(
-                    "unknown shell setting '{other}'; the shell takes 'sql-client.execution.result-mode' and 'sql-client.display.max-column-width'"
+                    "unknown shell setting '{other}'; the shell takes {}",
+                    keys.join(", ")
                 ));
             }
         }
