@@ -76,49 +76,35 @@ impl Terminal {
         assert!(ok.success());
     }
 
-    fn screen(&self) -> String {
-        let out = Command::new("tmux")
-            .args([
-                "capture-pane",
-                "-p",
-                "-J",
-                "-S",
-                "-1000",
-                "-t",
-                &self.session,
-            ])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// What the terminal shows now (no scrollback): a full-screen view's screen while it is up.
-    fn visible(&self) -> String {
-        let out = Command::new("tmux")
-            .args(["capture-pane", "-p", "-t", &self.session])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Waits (up to 30 s) until what the terminal shows now satisfies `until`; returns it.
-    fn wait_for_visible(&self, what: &str, until: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let screen = self.visible();
-            if until(&screen) {
-                return screen;
-            }
-            assert!(Instant::now() < deadline, "never saw {what}:\n{screen}");
-            std::thread::sleep(Duration::from_millis(100));
+    /// The screen with its scrollback, or (`visible`) only what the terminal shows now — a
+    /// full-screen view's screen while it is up.
+    fn capture(&self, visible: bool) -> String {
+        let mut args = vec!["capture-pane", "-p", "-t", &self.session];
+        if !visible {
+            args.extend(["-J", "-S", "-1000"]);
         }
+        let out = Command::new("tmux").args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn screen(&self) -> String {
+        self.capture(false)
     }
 
     /// Waits (up to 30 s) until the screen satisfies `until`; returns it.
     fn wait_for(&self, what: &str, until: impl Fn(&str) -> bool) -> String {
+        self.wait(false, what, until)
+    }
+
+    /// Waits (up to 30 s) until what the terminal shows now satisfies `until`; returns it.
+    fn wait_for_visible(&self, what: &str, until: impl Fn(&str) -> bool) -> String {
+        self.wait(true, what, until)
+    }
+
+    fn wait(&self, visible: bool, what: &str, until: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let screen = self.screen();
+            let screen = self.capture(visible);
             if until(&screen) {
                 return screen;
             }

@@ -45,11 +45,13 @@ pub struct CsvOptions {
 /// The formats there are.
 pub const NAMES: &[&str] = &["json", "csv", "raw"];
 
+const TIMESTAMP_STANDARDS: &[&str] = &["SQL", "ISO-8601"];
+
 /// The options of the formats, with their choices (for the shell's completion).
 pub const OPTIONS: &[(&str, &[&str])] = &[
     ("json.ignore-parse-errors", &["true", "false"]),
     ("json.fail-on-missing-field", &["true", "false"]),
-    ("json.timestamp-format.standard", &["SQL", "ISO-8601"]),
+    ("json.timestamp-format.standard", TIMESTAMP_STANDARDS),
     ("csv.field-delimiter", &[]),
     ("csv.quote-character", &[]),
     ("csv.ignore-parse-errors", &["true", "false"]),
@@ -66,7 +68,7 @@ impl Format {
                 fail_on_missing_field: opts.bool_or("json.fail-on-missing-field", false)?,
                 iso_timestamps: opts.choice_or(
                     "json.timestamp-format.standard",
-                    &["SQL", "ISO-8601"],
+                    TIMESTAMP_STANDARDS,
                     "SQL",
                 )? == "ISO-8601",
             }),

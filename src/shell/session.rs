@@ -80,13 +80,14 @@ pub const CLIENT_SETTINGS: &[(&str, &str, &[&str])] = &[
 pub const HELP: &str = "\
 Statements end with `;` and may span lines.
   CREATE TABLE / VIEW …;  DROP TABLE / VIEW …;   the session's catalog
-  SET 'key' = 'value';  SET;  RESET ['key'];      settings (SET; lists them)
+  SET 'key' = 'value';  SET;  RESET ['key'];      settings (SET; lists them, with sources)
   SHOW TABLES | VIEWS | FUNCTIONS | JOBS;  DESCRIBE t;  EXPLAIN stmt;
   SELECT …;                                       rows as they come; Ctrl-C stops
+  SET 'sql-client.execution.result-mode' = 'table';   results on a screen of their own (Q quits)
   INSERT INTO … ;  EXECUTE STATEMENT SET BEGIN … END;   run as a job
   STOP JOB 'id' [WITH SAVEPOINT];                 stop a job (without: at once)
   HELP;  CLEAR;  QUIT; (or Ctrl-D)
-Ctrl-C clears the line.";
+Tab completes; Ctrl-C clears the line.";
 
 /// Where a statement was given: `session` when typed, else `file:line`.
 fn origin(input: &str, line: u64) -> String {

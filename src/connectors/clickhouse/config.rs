@@ -43,15 +43,14 @@ pub const OPTIONS: &[(&str, &[&str])] = &[
     ("sink.flush-interval", &[]),
     ("sink.max-retries", &[]),
     ("sink.max-in-flight", &[]),
-    (
-        "sink.delivery-guarantee",
-        &["exactly-once", "at-least-once"],
-    ),
+    ("sink.delivery-guarantee", GUARANTEES),
     ("sink.create-table", &["true", "false"]),
     ("sink.create-table.engine", &[]),
     ("sink.create-table.order-by", &[]),
     ("sink.parallelism", &["1"]),
 ];
+
+const GUARANTEES: &[&str] = &["exactly-once", "at-least-once"];
 
 impl ClickHouseConfig {
     pub fn from_options(opts: &OptionReader, primary_key: &[String]) -> Result<Self, OptionError> {
@@ -74,11 +73,7 @@ impl ClickHouseConfig {
                 "'sink.max-in-flight' must be at least 1",
             ));
         }
-        let guarantee = opts.choice_or(
-            "sink.delivery-guarantee",
-            &["exactly-once", "at-least-once"],
-            "exactly-once",
-        )?;
+        let guarantee = opts.choice_or("sink.delivery-guarantee", GUARANTEES, "exactly-once")?;
         Ok(ClickHouseConfig {
             url,
             database: opts

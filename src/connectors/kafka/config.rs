@@ -59,22 +59,23 @@ pub const OPTIONS: &[(&str, &[&str])] = &[
     ("key.format", crate::formats::NAMES),
     ("key.fields", &[]),
     ("value.fields-include", &["ALL"]),
-    (
-        "scan.startup.mode",
-        &[
-            "group-offsets",
-            "earliest-offset",
-            "latest-offset",
-            "timestamp",
-            "specific-offsets",
-        ],
-    ),
+    ("scan.startup.mode", STARTUP_MODES),
     ("scan.startup.specific-offsets", &[]),
     ("scan.startup.timestamp-millis", &[]),
-    ("scan.bounded.mode", &["unbounded", "latest-offset"]),
+    ("scan.bounded.mode", BOUNDED_MODES),
     ("scan.watermark.idle-timeout", &[]),
-    ("sink.delivery-guarantee", &["at-least-once", "none"]),
+    ("sink.delivery-guarantee", GUARANTEES),
 ];
+
+const STARTUP_MODES: &[&str] = &[
+    "group-offsets",
+    "earliest-offset",
+    "latest-offset",
+    "timestamp",
+    "specific-offsets",
+];
+const BOUNDED_MODES: &[&str] = &["unbounded", "latest-offset"];
+const GUARANTEES: &[&str] = &["at-least-once", "none"];
 
 impl KafkaConfig {
     pub fn from_options(
@@ -109,17 +110,7 @@ impl KafkaConfig {
         opts.required("properties.bootstrap.servers")?;
         let properties = opts.prefixed("properties.");
 
-        let mode = opts.choice_or(
-            "scan.startup.mode",
-            &[
-                "group-offsets",
-                "earliest-offset",
-                "latest-offset",
-                "timestamp",
-                "specific-offsets",
-            ],
-            "group-offsets",
-        )?;
+        let mode = opts.choice_or("scan.startup.mode", STARTUP_MODES, "group-offsets")?;
         let startup = match mode.as_str() {
             "earliest-offset" => StartupMode::Earliest,
             "latest-offset" => StartupMode::Latest,
@@ -143,11 +134,7 @@ impl KafkaConfig {
             _ => StartupMode::GroupOffsets,
         };
         let bounded = match opts
-            .choice_or(
-                "scan.bounded.mode",
-                &["unbounded", "latest-offset"],
-                "unbounded",
-            )?
+            .choice_or("scan.bounded.mode", BOUNDED_MODES, "unbounded")?
             .as_str()
         {
             "latest-offset" => BoundedMode::LatestOffset,
@@ -206,11 +193,7 @@ impl KafkaConfig {
                 "'sink.delivery-guarantee' = 'exactly-once' (Kafka transactions) is not supported yet: the Kafka sink is at-least-once, flushed at every checkpoint; use 'at-least-once'",
             ));
         }
-        let guarantee = opts.choice_or(
-            "sink.delivery-guarantee",
-            &["at-least-once", "none"],
-            "at-least-once",
-        )?;
+        let guarantee = opts.choice_or("sink.delivery-guarantee", GUARANTEES, "at-least-once")?;
 
         for m in metadata {
             if !METADATA_KEYS.contains(&m.key.as_str()) {
