@@ -253,6 +253,26 @@ impl<'a> OptionReader<'a> {
     }
 }
 
+/// What a secret value is shown as.
+pub const MASK: &str = "******";
+
+/// Whether an option's or variable's name says it holds a secret (`password`,
+/// `CLICKHOUSE_PASSWORD`, `AWS_SECRET_ACCESS_KEY`).
+pub fn is_secret_name(name: &str) -> bool {
+    let n = name.to_ascii_uppercase();
+    [
+        "PASSWORD",
+        "SECRET",
+        "TOKEN",
+        "CREDENTIAL",
+        "PRIVATE",
+        "JAAS",
+    ]
+    .iter()
+    .any(|s| n.contains(s))
+        || n.ends_with("_KEY")
+}
+
 /// Parses Flink-style durations: `500ms`, `5 s`, `10 sec`, `1 min`, `2 h`, `1 d`, or a bare number
 /// of milliseconds. `None` for anything else, also for a duration too long to represent.
 pub fn parse_duration(text: &str) -> Option<Duration> {

@@ -76,6 +76,36 @@ impl Terminal {
         assert!(ok.success());
     }
 
+    /// Types an `INSERT` and returns the id of the job it started.
+    fn insert(&self, statement: &str) -> String {
+        let before = self.screen().matches("Job ID: ").count();
+        self.line(statement);
+        let submitted = self.wait_for("the job id", |s| s.matches("Job ID: ").count() > before);
+        submitted[submitted.rfind("Job ID: ").unwrap() + 8..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Repeats `SHOW JOBS;` (up to 30 s) until it lists job `id` as `status`.
+    fn wait_for_job(&self, id: &str, status: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            self.line("SHOW JOBS;");
+            std::thread::sleep(Duration::from_millis(300));
+            let s = self.screen();
+            let listed = from_last(&s, "SHOW JOBS;");
+            if listed
+                .lines()
+                .any(|l| l.starts_with(id) && l.contains(status))
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "job {id} never {status}:\n{s}");
+        }
+    }
+
     /// The screen with its scrollback, or (`visible`) only what the terminal shows now — a
     /// full-screen view's screen while it is up.
     fn capture(&self, visible: bool) -> String {
@@ -216,33 +246,27 @@ fn a_session_defines_tables_completes_names_reports_errors_and_runs_a_job() {
         s.find("speed_kph FROM")
             .is_some_and(|i| s[i..].contains("[ERROR] input:1:37: No field named speed_kph"))
     });
-    t.line("INSERT INTO fast SELECT vehicle_id, speed_kmh FROM telemetry WHERE speed_kmh > 10;");
-    let submitted = t.wait_for("the job id", |s| s.contains("Job ID: "));
-    let id = submitted[submitted.rfind("Job ID: ").unwrap() + 8..]
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
+    let id = t.insert(
+        "INSERT INTO fast SELECT vehicle_id, speed_kmh FROM telemetry WHERE speed_kmh > 10;",
+    );
     t.line("SHOW JOBS;");
     t.wait_for("the job running", |s| {
         from_last(s, "SHOW JOBS;").contains(&id) && from_last(s, "SHOW JOBS;").contains("RUNNING")
     });
     t.line(&format!("STOP JOB '{id}' WITH SAVEPOINT;"));
     t.wait_for("the stop", |s| s.contains("stopping with a savepoint"));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        t.line("SHOW JOBS;");
-        std::thread::sleep(Duration::from_millis(300));
-        let s = t.screen();
-        if from_last(&s, "SHOW JOBS;").contains("STOPPED") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the job never stopped:\n{s}");
-    }
+    t.wait_for_job(&id, "STOPPED");
     assert!(
         !common::read_sink_dir(&out).is_empty(),
         "the job wrote rows before it stopped"
     );
+    // WITH DRAIN ends event time first: the job finishes rather than stopping resumably.
+    let id = t.insert("INSERT INTO fast SELECT vehicle_id, speed_kmh FROM telemetry;");
+    t.line(&format!("STOP JOB '{id}' WITH SAVEPOINT WITH DRAIN;"));
+    t.wait_for("the drain", |s| {
+        s.contains(&format!("job {id} `shell-")) && s.contains("draining")
+    });
+    t.wait_for_job(&id, "FINISHED");
 
     // Ctrl-D ends the shell.
     t.key("C-d");
@@ -384,7 +408,10 @@ fn init_and_script_files_run_without_a_terminal_with_exit_codes() {
     assert!(stdout.contains("| op | vehic... |"), "{stdout}");
 
     // `SET;` says where each value comes from: the init file's line, or the default.
-    let listing = write("listing.sql", "SET;\n");
+    let listing = write(
+        "listing.sql",
+        "SET;\nCREATE TABLE ch (vehicle_id STRING) WITH ('connector' = 'clickhouse', 'url' = 'http://ch:8123',\n  'table' = 'alerts', 'password' = 'hunter2');\nDESCRIBE ch;\n",
+    );
     let listed = shell(dir.path(), &["-i", &init, "-f", &listing]);
     let stdout = String::from_utf8_lossy(&listed.stdout);
     assert!(
@@ -402,6 +429,12 @@ fn init_and_script_files_run_without_a_terminal_with_exit_codes() {
             &stdout,
             &["restart-strategy.fixed-delay.delay", "1 s", "default"]
         ),
+        "{stdout}"
+    );
+    // DESCRIBE shows a table's options, a secret's value masked.
+    assert!(
+        stdout.contains("  'table' = 'alerts'\n  'password' = '******'")
+            && !stdout.contains("hunter2"),
         "{stdout}"
     );
 

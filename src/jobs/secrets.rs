@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-const MASK: &str = "******";
+use crate::options::{MASK, is_secret_name};
 
 /// `'<key>' = '<value>'` where the key names a secret.
 static SECRET_OPTION: LazyLock<Regex> = LazyLock::new(|| {
@@ -15,22 +15,6 @@ static SECRET_OPTION: LazyLock<Regex> = LazyLock::new(|| {
     )
     .expect("a valid pattern")
 });
-
-/// Whether a variable's name says it holds a secret (`CLICKHOUSE_PASSWORD`, `AWS_SECRET_ACCESS_KEY`).
-pub fn is_secret_name(name: &str) -> bool {
-    let n = name.to_ascii_uppercase();
-    [
-        "PASSWORD",
-        "SECRET",
-        "TOKEN",
-        "CREDENTIAL",
-        "PRIVATE",
-        "JAAS",
-    ]
-    .iter()
-    .any(|s| n.contains(s))
-        || n.ends_with("_KEY")
-}
 
 /// The SQL text with the values of secret options masked.
 pub fn mask_sql(sql: &str) -> String {

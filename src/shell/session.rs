@@ -85,7 +85,7 @@ Statements end with `;` and may span lines.
   SELECT …;                                       rows as they come; Ctrl-C stops
   SET 'sql-client.execution.result-mode' = 'table';   results on a screen of their own (Q quits)
   INSERT INTO … ;  EXECUTE STATEMENT SET BEGIN … END;   run as a job
-  STOP JOB 'id' [WITH SAVEPOINT];                 stop a job (without: at once)
+  STOP JOB 'id' [WITH SAVEPOINT] [WITH DRAIN];    stop a job (without: at once)
   HELP;  CLEAR;  QUIT; (or Ctrl-D)
 Tab completes; Ctrl-C clears the line.";
 
@@ -171,18 +171,21 @@ impl Session {
             }
             Statement::Show(ShowKind::Settings) => return Ok(Reply::Text(self.list_settings())),
             Statement::Show(ShowKind::Jobs) => return Ok(Reply::Text(self.show_jobs().await?)),
-            Statement::StopJob { id, with_savepoint } => {
-                let mode = if *with_savepoint {
-                    StopMode::Savepoint
-                } else {
-                    StopMode::Cancel
+            Statement::StopJob {
+                id,
+                with_savepoint,
+                with_drain,
+            } => {
+                // Flink's WITH DRAIN ends event time first, so every window is emitted.
+                let (mode, how) = match (with_savepoint, with_drain) {
+                    (_, true) => (
+                        StopMode::Drain,
+                        "draining (every window emitted), then a final checkpoint",
+                    ),
+                    (true, false) => (StopMode::Savepoint, "stopping with a savepoint"),
+                    (false, false) => (StopMode::Cancel, "canceled"),
                 };
                 let job = self.jobs.stop(id, mode).await?;
-                let how = if *with_savepoint {
-                    "stopping with a savepoint"
-                } else {
-                    "canceled"
-                };
                 return Ok(Reply::Text(format!("job {id} `{job}`: {how}")));
             }
             _ => {}

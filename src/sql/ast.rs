@@ -57,9 +57,11 @@ pub enum Statement {
     Show(ShowKind),
     Describe(String),
     Explain(Box<Located<Statement>>),
+    /// `STOP JOB 'id' [WITH SAVEPOINT] [WITH DRAIN]`.
     StopJob {
         id: String,
         with_savepoint: bool,
+        with_drain: bool,
     },
 }
 

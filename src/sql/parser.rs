@@ -312,7 +312,12 @@ fn parse_statement_body(p: &mut Parser) -> Result<Statement, ParserError> {
             }
             let id = p.parse_literal_string()?;
             let with_savepoint = consume_words(p, &["WITH", "SAVEPOINT"]);
-            Ok(Statement::StopJob { id, with_savepoint })
+            let with_drain = consume_words(p, &["WITH", "DRAIN"]);
+            Ok(Statement::StopJob {
+                id,
+                with_savepoint,
+                with_drain,
+            })
         }
         _ => p.expected(
             "a statement (SET, RESET, CREATE TABLE, CREATE VIEW, DROP, INSERT INTO, SELECT, \

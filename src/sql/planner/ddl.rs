@@ -15,7 +15,7 @@ use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 
 use super::{LocalPath, Planner, df_error};
 use crate::connectors::{ConnectorConfig, MetadataColumn, TableDecl};
-use crate::options::{OptionError, OptionPlace};
+use crate::options::{MASK, OptionError, OptionPlace, is_secret_name};
 use crate::sql::ast::{ColumnKind, CreateTable, Located, ObjectKind, ShowKind, Statement};
 use crate::sql::catalog::{Table, WatermarkSpec};
 
@@ -151,7 +151,8 @@ impl Planner {
         }
     }
 
-    /// `DESCRIBE name`: columns with Flink types, watermark and connector.
+    /// `DESCRIBE name`: columns with Flink types, watermark, connector and its options (secret
+    /// values masked).
     pub fn describe(&self, name: &str) -> Option<String> {
         let t = self.tables.get(name)?;
         let mut out = String::new();
@@ -174,6 +175,14 @@ impl Planner {
             out.push_str(&format!("WATERMARK FOR {} AS {}\n", w.column, w.text));
         }
         out.push_str(&format!("connector: {}", t.connector.describe()));
+        for option in &t.def.options {
+            let value = if is_secret_name(&option.key) {
+                MASK
+            } else {
+                &option.value
+            };
+            out.push_str(&format!("\n  '{}' = '{value}'", option.key));
+        }
         Some(out)
     }
 
