@@ -446,6 +446,21 @@ fn init_and_script_files_run_without_a_terminal_with_exit_codes() {
     let printed = shell(dir.path(), &["-i", &init, "-f", &table_mode]);
     let stdout = String::from_utf8_lossy(&printed.stdout);
     assert!(stdout.contains("Received a total of 100 rows"), "{stdout}");
+    // One grammar: `sluice run` takes the same file (the display key is the shell's business).
+    let pipeline = write(
+        "pipeline.sql",
+        &format!(
+            "{}\nSET 'sql-client.execution.result-mode' = 'table';\nSELECT vehicle_id FROM t WHERE vehicle_id = 'V0001';\n",
+            std::fs::read_to_string(&init).unwrap()
+        ),
+    );
+    let run = common::sluice_any(&["run", "--quiet", &pipeline], &[]);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success() && stdout.matches("V0001").count() == 100,
+        "{stdout}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     // A result mode there is not is refused, not ignored.
     let typo = write(
         "typo.sql",

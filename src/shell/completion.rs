@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use datafusion::sql::sqlparser::keywords::ALL_KEYWORDS;
 use reedline::{Completer, CompletionResult, Span, Suggestion};
 
-use super::session::CLIENT_SETTINGS;
 use crate::connectors::connector_options;
 use crate::sql::planner::{Settings, Vocabulary};
 
@@ -209,13 +208,6 @@ fn sql_words(word: &str, tokens: &[Token], vocabulary: &Vocabulary) -> Vec<Strin
     words
 }
 
-fn set_values(key: &str) -> Vec<&'static str> {
-    match CLIENT_SETTINGS.iter().find(|s| s.0 == key) {
-        Some((_, _, values)) => values.to_vec(),
-        None => Settings::about(key).1.to_vec(),
-    }
-}
-
 fn suggestions(line: &str, pos: usize, vocabulary: &Vocabulary) -> Vec<Suggestion> {
     let (tokens, string_start) = scan(&line[..pos]);
     let (start, words): (usize, Vec<String>) = match string_start {
@@ -233,11 +225,8 @@ fn suggestions(line: &str, pos: usize, vocabulary: &Vocabulary) -> Vec<Suggestio
         Some(start) => {
             let typed = &line[start..pos];
             let candidates: Vec<&str> = match place(&tokens, true) {
-                Place::SetKey => Settings::keys()
-                    .into_iter()
-                    .chain(CLIENT_SETTINGS.iter().map(|s| s.0))
-                    .collect(),
-                Place::SetValue(key) => set_values(&key),
+                Place::SetKey => Settings::keys(),
+                Place::SetValue(key) => Settings::about(&key).1.to_vec(),
                 Place::OptionKey { connector } => match connector {
                     Some(c) => connector_options(&c).into_iter().map(|o| o.0).collect(),
                     None => vec!["connector"],

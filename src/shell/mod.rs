@@ -15,7 +15,9 @@ use std::sync::{Arc, Mutex};
 
 pub use backend::Jobs;
 pub use editor::is_command;
-pub use session::{HELP, Reply, ResultMode, Session};
+pub use session::{HELP, Reply, Session};
+
+use crate::sql::planner::ResultMode;
 
 use crate::checkpoint::data_dir;
 use crate::jobs::{JobManager, LocalAccess};
@@ -103,13 +105,14 @@ async fn show_query(session: &Session, query: Reply) -> Result<(), String> {
         Reply::ServerQuery(sql) => results::Rows::streamed(session.server_preview(sql).await?),
         _ => return Ok(()),
     };
-    if session.result_mode == ResultMode::Table && std::io::stdout().is_terminal() {
+    let display = session.display().clone();
+    if display.result_mode == ResultMode::Table && std::io::stdout().is_terminal() {
         let summary =
-            table_view::show_table(rows, session.max_table_rows, session.max_width).await?;
+            table_view::show_table(rows, display.max_table_rows, display.max_column_width).await?;
         println!("{summary}");
         return Ok(());
     }
-    results::show_tableau(rows, session.max_width, |l| println!("{l}"))
+    results::show_tableau(rows, display.max_column_width, |l| println!("{l}"))
         .await
         .map(|_| ())
 }

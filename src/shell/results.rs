@@ -17,10 +17,6 @@ use arrow::datatypes::{DataType, SchemaRef};
 use arrow::ipc::reader::StreamDecoder;
 use arrow::util::display::FormatOptions;
 
-/// Widest a column is shown by default; longer values end in `...` (Flink's
-/// `sql-client.display.max-column-width`).
-pub const MAX_WIDTH: usize = 30;
-
 /// Column layout and the rows shown so far.
 pub struct Tableau {
     names: Vec<String>,
@@ -275,7 +271,7 @@ mod tests {
             Field::new("vehicle_id", DataType::Utf8, false),
             Field::new("speed", DataType::Float64, true),
         ]));
-        let mut view = Tableau::new(&schema, MAX_WIDTH);
+        let mut view = Tableau::new(&schema, 30);
         let batch = RecordBatch::try_new(
             schema.clone(),
             vec![

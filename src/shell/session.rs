@@ -10,7 +10,7 @@ use crate::runtime::RuntimeOptions;
 use crate::sql::ast::{ShowKind, Statement};
 use std::collections::BTreeMap;
 
-use crate::sql::planner::{Settings, Vocabulary};
+use crate::sql::planner::{ClientSettings, Settings, Vocabulary};
 use crate::sql::{Planner, parse_script};
 
 /// What a statement asks of the shell.
@@ -28,20 +28,6 @@ pub enum Reply {
     Clear,
 }
 
-/// How a query's rows are shown (Flink's `sql-client.execution.result-mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResultMode {
-    /// Rows as they come, with their kind, in the terminal's scrollback.
-    Tableau,
-    /// The same, as Flink's `changelog` mode shows the changes.
-    Changelog,
-    /// The current result on a full screen of its own, refreshed in place.
-    Table,
-}
-
-/// Rows the `table` view keeps by default (Flink's `max-table-result.rows`).
-const MAX_TABLE_ROWS: usize = 1_000_000;
-
 pub struct Session {
     planner: Planner,
     /// The statements that shaped the catalog and settings, in order (variables substituted):
@@ -50,14 +36,6 @@ pub struct Session {
     jobs: Jobs,
     /// How queries shown in the shell run.
     pub options: RuntimeOptions,
-    /// `sql-client.display.max-column-width`.
-    pub max_width: usize,
-    /// `sql-client.execution.result-mode`.
-    pub result_mode: ResultMode,
-    /// `sql-client.execution.max-table-result.rows`.
-    pub max_table_rows: usize,
-    /// The shell's own settings (`sql-client.*`), for `SET;`.
-    client_settings: Vec<(String, String)>,
     /// Whether only DDL and `SET` are allowed (Flink's `-i` init files).
     pub init_only: bool,
     /// Where each key set in the session was set: `session` (typed) or `file:line`.
@@ -65,17 +43,6 @@ pub struct Session {
     /// `sluice.yaml`'s settings (jobs inside the shell take them; a `SET` wins).
     config_settings: Vec<(String, String)>,
 }
-
-/// The shell's own settings (Flink's SQL client keys): key, default, values.
-pub const CLIENT_SETTINGS: &[(&str, &str, &[&str])] = &[
-    (
-        "sql-client.execution.result-mode",
-        "tableau",
-        &["table", "tableau", "changelog"],
-    ),
-    ("sql-client.execution.max-table-result.rows", "1000000", &[]),
-    ("sql-client.display.max-column-width", "30", &[]),
-];
 
 pub const HELP: &str = "\
 Statements end with `;` and may span lines.
@@ -110,14 +77,15 @@ impl Session {
             preamble: Vec::new(),
             jobs,
             options,
-            max_width: super::results::MAX_WIDTH,
-            result_mode: ResultMode::Tableau,
-            max_table_rows: MAX_TABLE_ROWS,
-            client_settings: Vec::new(),
             init_only: false,
             origins: BTreeMap::new(),
             config_settings,
         }
+    }
+
+    /// How results are shown: the `sql-client.*` settings in force.
+    pub fn display(&self) -> &ClientSettings {
+        &self.planner.settings().client
     }
 
     /// What the editor completes from the catalog.
@@ -157,18 +125,6 @@ impl Session {
             ));
         }
         match &statement.node {
-            Statement::Set { key, value } if key.starts_with("sql-client.") => {
-                self.set_client(key, value).map_err(|e| {
-                    format!(
-                        "{name}:{}:{}: {e}",
-                        statement.pos.line, statement.pos.column
-                    )
-                })?;
-                self.note_origin(&statement.node, origin(name, statement.pos.line));
-                return Ok(Reply::Text(
-                    "[INFO] Execute statement succeeded.".to_string(),
-                ));
-            }
             Statement::Show(ShowKind::Settings) => return Ok(Reply::Text(self.list_settings())),
             Statement::Show(ShowKind::Jobs) => return Ok(Reply::Text(self.show_jobs().await?)),
             Statement::StopJob {
@@ -243,25 +199,8 @@ impl Session {
             }
             Statement::Reset { key: Some(key) } => {
                 self.origins.remove(key);
-                self.client_settings.retain(|(k, _)| k != key);
-                match key.as_str() {
-                    "sql-client.display.max-column-width" => {
-                        self.max_width = super::results::MAX_WIDTH;
-                    }
-                    "sql-client.execution.result-mode" => self.result_mode = ResultMode::Tableau,
-                    "sql-client.execution.max-table-result.rows" => {
-                        self.max_table_rows = MAX_TABLE_ROWS;
-                    }
-                    _ => {}
-                }
             }
-            Statement::Reset { key: None } => {
-                self.origins.clear();
-                self.client_settings.clear();
-                self.max_width = super::results::MAX_WIDTH;
-                self.result_mode = ResultMode::Tableau;
-                self.max_table_rows = MAX_TABLE_ROWS;
-            }
+            Statement::Reset { key: None } => self.origins.clear(),
             _ => {}
         }
     }
@@ -283,16 +222,6 @@ impl Session {
             };
             rows.push([key.to_string(), value, source]);
         }
-        for (key, default, _) in CLIENT_SETTINGS {
-            let row = match self.client_settings.iter().find(|(k, _)| k == key) {
-                Some((_, v)) => {
-                    let origin = self.origins.get(*key).cloned().unwrap_or_default();
-                    [key.to_string(), v.clone(), origin]
-                }
-                None => [key.to_string(), default.to_string(), "default".to_string()],
-            };
-            rows.push(row);
-        }
         let width = |i: usize| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0);
         let (key_width, value_width) = (width(0), width(1).max(5));
         let mut out = format!("{:<key_width$}  {:<value_width$}  source", "key", "value");
@@ -302,47 +231,6 @@ impl Session {
             ));
         }
         out
-    }
-
-    /// The shell's own settings, Flink's SQL client keys: they shape what the shell shows, so
-    /// they stay out of jobs' scripts.
-    fn set_client(&mut self, key: &str, value: &str) -> Result<(), String> {
-        let v = value.trim();
-        match key {
-            "sql-client.execution.result-mode" => {
-                self.result_mode = match v.to_ascii_lowercase().as_str() {
-                    "tableau" => ResultMode::Tableau,
-                    "changelog" => ResultMode::Changelog,
-                    "table" => ResultMode::Table,
-                    _ => {
-                        return Err(format!(
-                            "'{key}' = '{v}': expected 'table', 'tableau' or 'changelog'"
-                        ));
-                    }
-                }
-            }
-            "sql-client.execution.max-table-result.rows" => {
-                self.max_table_rows =
-                    v.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                        format!("'{key}' = '{v}' must be a number of rows, 1 or more")
-                    })?;
-            }
-            "sql-client.display.max-column-width" => {
-                self.max_width = v.parse::<usize>().ok().filter(|w| *w >= 4).ok_or_else(|| {
-                    format!("'{key}' = '{v}' must be a number of characters, 4 or more")
-                })?;
-            }
-            other => {
-                let keys: Vec<&str> = CLIENT_SETTINGS.iter().map(|s| s.0).collect();
-                return Err(format!(
-                    "unknown shell setting '{other}'; the shell takes {}",
-                    keys.join(", ")
-                ));
-            }
-        }
-        self.client_settings.retain(|(k, _)| k != key);
-        self.client_settings.push((key.to_string(), v.to_string()));
-        Ok(())
     }
 
     /// The session's DDL and settings so far, then `statement`.

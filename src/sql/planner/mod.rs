@@ -31,7 +31,7 @@ mod settings;
 mod window;
 
 pub use ddl::Vocabulary;
-pub use settings::{LateRows, Settings};
+pub use settings::{ClientSettings, LateRows, ResultMode, Settings};
 
 use compile::{CompiledStream, ExprCompiler, column_selection};
 use job_builder::{JobBuilder, job_name};

@@ -20,6 +20,38 @@ pub enum LateRows {
     SideOutput(String),
 }
 
+/// How the shell shows a query's rows (Flink's `sql-client.execution.result-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResultMode {
+    /// Rows as they come, with their kind, in the terminal's scrollback.
+    Tableau,
+    /// The same, as Flink's `changelog` mode shows the changes.
+    Changelog,
+    /// The current result on a screen of its own, refreshed in place.
+    Table,
+}
+
+/// The SQL client's `sql-client.*` keys: how the shell shows results. A file takes them too
+/// (one grammar for files and the shell); only the shell shows results with them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientSettings {
+    pub result_mode: ResultMode,
+    /// `sql-client.execution.max-table-result.rows`: rows the `table` view keeps.
+    pub max_table_rows: usize,
+    /// `sql-client.display.max-column-width`: longer values are cut.
+    pub max_column_width: usize,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        ClientSettings {
+            result_mode: ResultMode::Tableau,
+            max_table_rows: 1_000_000,
+            max_column_width: 30,
+        }
+    }
+}
+
 /// The settings in force, typed. `values` keeps the text as given, for `SET;` listings.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -34,6 +66,7 @@ pub struct Settings {
     pub reuse_sub_plan: bool,
     /// `execution.checkpointing.*`, `execution.savepoint.*`, `restart-strategy.*`.
     pub checkpoint: CheckpointConfig,
+    pub client: ClientSettings,
     values: BTreeMap<String, String>,
 }
 
@@ -46,6 +79,7 @@ impl Default for Settings {
             allowed_lateness_ms: 0,
             reuse_sub_plan: true,
             checkpoint: CheckpointConfig::default(),
+            client: ClientSettings::default(),
             values: BTreeMap::new(),
         }
     }
@@ -61,6 +95,9 @@ const KNOWN: &[&str] = &[
     "table.exec.late-rows",
     "table.exec.window.allowed-lateness",
     "table.optimizer.reuse-sub-plan-enabled",
+    "sql-client.execution.result-mode",
+    "sql-client.execution.max-table-result.rows",
+    "sql-client.display.max-column-width",
 ];
 
 impl Settings {
@@ -109,6 +146,9 @@ impl Settings {
             "restart-strategy.exponential-delay.reset-backoff-threshold" => ("1 h", &[]),
             "restart-strategy.fixed-delay.attempts" => ("1", &[]),
             "restart-strategy.fixed-delay.delay" => ("1 s", &[]),
+            "sql-client.execution.result-mode" => ("tableau", &["table", "tableau", "changelog"]),
+            "sql-client.execution.max-table-result.rows" => ("1000000", &[]),
+            "sql-client.display.max-column-width" => ("30", &[]),
             _ => ("", &[]),
         }
     }
@@ -166,6 +206,24 @@ impl Settings {
                     _ => return Err(format!("'{key}' = '{value}' must be 'true' or 'false'")),
                 }
             }
+            "sql-client.execution.result-mode" => {
+                self.client.result_mode = match v.to_ascii_lowercase().as_str() {
+                    "tableau" => ResultMode::Tableau,
+                    "changelog" => ResultMode::Changelog,
+                    "table" => ResultMode::Table,
+                    _ => {
+                        return Err(format!(
+                            "'{key}' = '{value}': expected 'table', 'tableau' or 'changelog'"
+                        ));
+                    }
+                }
+            }
+            "sql-client.execution.max-table-result.rows" => {
+                self.client.max_table_rows = positive(key, v, 1, "a number of rows")?;
+            }
+            "sql-client.display.max-column-width" => {
+                self.client.max_column_width = positive(key, v, 4, "a number of characters")?;
+            }
             k if CheckpointConfig::handles(k) => self.checkpoint.set(k, v)?,
             other => {
                 return Err(format!(
@@ -199,6 +257,15 @@ impl Settings {
     pub fn values(&self) -> &BTreeMap<String, String> {
         &self.values
     }
+}
+
+/// `value` as a number of at least `min`.
+fn positive(key: &str, value: &str, min: usize, what: &str) -> Result<usize, String> {
+    value
+        .parse::<usize>()
+        .ok()
+        .filter(|n| *n >= min)
+        .ok_or_else(|| format!("'{key}' = '{value}' must be {what}, {min} or more"))
 }
 
 fn duration(key: &str, value: &str) -> Result<Duration, String> {
@@ -254,7 +321,8 @@ mod tests {
             ("table.local-time-zone", "Europe/Berlin"),
             ("execution.checkpointing.interval", "often"),
             ("state.backend.type", "rocksdb"),
-            ("sql-client.execution.result-mode", "tableau"),
+            ("sql-client.execution.result-mode", "tabel"),
+            ("sql-client.display.max-column-width", "2"),
             ("table.exec.mini-batch.enabled", "true"),
             ("execution.runtime-mode", "batch"),
             ("table.exec.source.idle-timeout", "soon"),
@@ -265,6 +333,21 @@ mod tests {
         assert!(s.values().is_empty());
         s.set("parallelism.default", "1").unwrap();
         s.set("table.local-time-zone", "UTC").unwrap();
+    }
+
+    #[test]
+    fn the_sql_clients_display_keys_are_taken_as_in_the_shell() {
+        let mut s = Settings::default();
+        s.set("sql-client.execution.result-mode", "TABLE").unwrap();
+        s.set("sql-client.execution.max-table-result.rows", "500")
+            .unwrap();
+        s.set("sql-client.display.max-column-width", "12").unwrap();
+        let expected = ClientSettings {
+            result_mode: ResultMode::Table,
+            max_table_rows: 500,
+            max_column_width: 12,
+        };
+        assert_eq!(s.client, expected);
     }
 
     #[test]
