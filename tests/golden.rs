@@ -63,3 +63,9 @@ fn q4_match_recognize_matches_flink() {
     check("q4_match", "100k");
     check("q4_match", "100k_v50");
 }
+
+#[test]
+fn q15_union_all_matches_flink() {
+    check("q15_union_all", "100k");
+    check("q15_union_all", "100k_v50");
+}

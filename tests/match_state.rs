@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use arrow::array::{Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use sluice::operators::OperatorChain;
+use sluice::operators::FusedOperators;
 use sluice::sql::{Planner, parse_script_with};
 
-async fn chain(pattern_tail: &str) -> OperatorChain {
+async fn chain(pattern_tail: &str) -> FusedOperators {
     let sql = format!(
         "CREATE TABLE t (k STRING, ts TIMESTAMP(3), v BIGINT, WATERMARK FOR ts AS ts)
            WITH ('connector' = 'filesystem', 'path' = '/unused', 'format' = 'json');
@@ -27,13 +27,13 @@ async fn chain(pattern_tail: &str) -> OperatorChain {
         .job
         .unwrap();
     let p = job.pipelines.into_iter().next().unwrap();
-    OperatorChain::new(p.operators)
+    FusedOperators::new(p.operators)
 }
 
 /// 100 batches of 100 rows, one per 10 ms, over 10 keys: with `starts`, each key starts an A and
 /// then only sees Bs, so its match never completes; without, no row can start a match. Returns
 /// the buffered rows after each batch.
-fn run(chain: &mut OperatorChain, starts: bool) -> Vec<u64> {
+fn run(chain: &mut FusedOperators, starts: bool) -> Vec<u64> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("k", DataType::Utf8, true),
         Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), true),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use arrow::array::{Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use sluice::connectors::print::format_rows;
-use sluice::operators::OperatorChain;
+use sluice::operators::FusedOperators;
 use sluice::sql::{Planner, parse_script_with};
 
 const SQL: &str = "
@@ -39,7 +39,7 @@ INSERT INTO o6 SELECT k, ts, v, cls, run_n FROM t MATCH_RECOGNIZE (PARTITION BY 
   DEFINE U AS U.v > PREV(U.v, 1), D AS D.v < 10);
 ";
 
-async fn chains() -> Vec<OperatorChain> {
+async fn chains() -> Vec<FusedOperators> {
     let script = parse_script_with("snap.sql", SQL, |_| None).unwrap();
     let job = Planner::new()
         .plan_script(&script)
@@ -49,7 +49,7 @@ async fn chains() -> Vec<OperatorChain> {
         .unwrap();
     job.pipelines
         .into_iter()
-        .map(|p| OperatorChain::new(p.operators))
+        .map(|p| FusedOperators::new(p.operators))
         .collect()
 }
 
@@ -100,7 +100,7 @@ fn batches() -> Vec<(RecordBatch, i64)> {
 }
 
 fn feed(
-    chain: &mut OperatorChain,
+    chain: &mut FusedOperators,
     input: &[(RecordBatch, i64)],
     out: &mut Vec<String>,
     last: bool,

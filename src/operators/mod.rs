@@ -7,16 +7,20 @@ pub mod aggregate;
 pub mod evaluate;
 pub mod event_time;
 mod filter;
+mod graph;
 pub mod join;
 pub mod match_recognize;
 mod projection;
 mod snapshot;
 #[cfg(test)]
 pub(crate) mod testing;
+mod union;
 pub mod window;
 
 pub use filter::Filter;
+pub use graph::{Feed, Operators};
 pub use projection::Projection;
+pub use union::UnionAll;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -27,18 +31,21 @@ use arrow::array::RecordBatch;
 use crate::stream::metrics::OperatorMetrics;
 use crate::stream::{JobError, Operator};
 
-/// Operators applied one after another in the same task (operator fusion: no channel between
-/// stateless steps).
-pub struct OperatorChain {
+/// A pipeline's operators run in its task (operator fusion: no channel between them), each
+/// fed what it reads (see [`Operators`]).
+pub struct FusedOperators {
     operators: Vec<Box<dyn Operator>>,
+    feeds: Vec<Vec<Feed>>,
     /// One per operator, or none: rows in and out of each, for the job page.
     metrics: Vec<Arc<OperatorMetrics>>,
 }
 
-impl OperatorChain {
-    pub fn new(operators: Vec<Box<dyn Operator>>) -> Self {
-        OperatorChain {
+impl FusedOperators {
+    pub fn new(operators: impl Into<Operators>) -> Self {
+        let (operators, feeds) = operators.into().into_parts();
+        FusedOperators {
             operators,
+            feeds,
             metrics: Vec::new(),
         }
     }
@@ -51,11 +58,11 @@ impl OperatorChain {
         self
     }
 
-    fn count(&self, operator: usize, input: &[RecordBatch], output: &[RecordBatch]) {
+    fn count(&self, operator: usize, rows_in: u64, output: &[RecordBatch]) {
         if let Some(m) = self.metrics.get(operator) {
-            let rows = |batches: &[RecordBatch]| batches.iter().map(|b| b.num_rows() as u64).sum();
-            m.rows_in.fetch_add(rows(input), Relaxed);
-            m.rows_out.fetch_add(rows(output), Relaxed);
+            m.rows_in.fetch_add(rows_in, Relaxed);
+            let rows_out: u64 = output.iter().map(|b| b.num_rows() as u64).sum();
+            m.rows_out.fetch_add(rows_out, Relaxed);
         }
     }
 
@@ -68,18 +75,49 @@ impl OperatorChain {
         self.operators.iter_mut().try_for_each(|op| op.open())
     }
 
-    /// Runs a batch through every operator; returns the batches that come out of the last.
+    /// Runs a batch through the operators; returns the batches that come out of the last.
     pub fn process_batch(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>, JobError> {
-        let mut current = vec![batch];
-        for i in 0..self.operators.len() {
-            let mut next = Vec::with_capacity(current.len());
-            for b in &current {
-                self.operators[i].process_batch(b.clone(), &mut next)?;
-            }
-            self.count(i, &current, &next);
-            current = next;
+        self.pass(Some(batch), None)
+    }
+
+    /// Delivers a watermark to each operator in turn; batches an operator emits flow through the
+    /// operators after it before the watermark does, so downstream sees them first.
+    pub fn process_watermark(&mut self, watermark_ms: i64) -> Result<Vec<RecordBatch>, JobError> {
+        self.pass(None, Some(watermark_ms))
+    }
+
+    /// One pass over the operators in order: each takes what its feeds produced in this pass
+    /// (the input batch for those reading the input), then the watermark.
+    fn pass(
+        &mut self,
+        input: Option<RecordBatch>,
+        watermark_ms: Option<i64>,
+    ) -> Result<Vec<RecordBatch>, JobError> {
+        let n = self.operators.len();
+        if n == 0 {
+            return Ok(input.into_iter().collect());
         }
-        Ok(current)
+        let mut outputs: Vec<Vec<RecordBatch>> = vec![Vec::new(); n];
+        for i in 0..n {
+            let mut out = Vec::new();
+            let mut rows_in = 0;
+            for (k, feed) in self.feeds[i].iter().enumerate() {
+                let batches = match *feed {
+                    Feed::Input => input.iter().cloned().collect(),
+                    Feed::Operator(j) => std::mem::take(&mut outputs[j]),
+                };
+                for b in batches {
+                    rows_in += b.num_rows() as u64;
+                    self.operators[i].process_input(k, b, &mut out)?;
+                }
+            }
+            if let Some(w) = watermark_ms {
+                self.operators[i].process_watermark(w, &mut out)?;
+            }
+            self.count(i, rows_in, &out);
+            outputs[i] = out;
+        }
+        Ok(std::mem::take(&mut outputs[n - 1]))
     }
 
     /// Side-output rows of all operators since the last call.
@@ -90,12 +128,12 @@ impl OperatorChain {
             .collect()
     }
 
-    /// Late rows dropped by all operators of the chain (each operator's own in its metrics).
+    /// Late rows dropped by all operators (each operator's own in its metrics).
     pub fn late_rows(&self) -> u64 {
         self.sum_per_operator(|op| op.late_rows(), |m| &m.late_rows)
     }
 
-    /// Rows held by all operators of the chain (each operator's own in its metrics).
+    /// Rows held by all operators (each operator's own in its metrics).
     pub fn buffered_rows(&self) -> u64 {
         self.sum_per_operator(|op| op.buffered_rows(), |m| &m.buffered_rows)
     }
@@ -122,7 +160,7 @@ impl OperatorChain {
         self.operators.iter_mut().map(|op| op.snapshot()).collect()
     }
 
-    /// Restores every operator from a [`OperatorChain::snapshot`] of the same plan.
+    /// Restores every operator from a [`FusedOperators::snapshot`] of the same plan.
     pub fn restore(&mut self, snapshots: &[Option<Vec<u8>>]) -> Result<(), JobError> {
         if snapshots.len() != self.operators.len() {
             return Err(JobError::internal("snapshot taken from a different plan"));
@@ -133,21 +171,5 @@ impl OperatorChain {
             }
         }
         Ok(())
-    }
-
-    /// Delivers a watermark to each operator in turn; batches an operator emits flow through the
-    /// operators after it before the watermark does, so downstream sees them first.
-    pub fn process_watermark(&mut self, watermark_ms: i64) -> Result<Vec<RecordBatch>, JobError> {
-        let mut carried: Vec<RecordBatch> = Vec::new();
-        for i in 0..self.operators.len() {
-            let mut next = Vec::new();
-            for b in &carried {
-                self.operators[i].process_batch(b.clone(), &mut next)?;
-            }
-            self.operators[i].process_watermark(watermark_ms, &mut next)?;
-            self.count(i, &carried, &next);
-            carried = next;
-        }
-        Ok(carried)
     }
 }

@@ -14,7 +14,8 @@ use arrow::datatypes::SchemaRef;
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::connectors::{ConnectorConfig, ScanColumns};
-use crate::stream::{Operator, WatermarkCell, flink_type_name};
+use crate::operators::{Feed, Operators};
+use crate::stream::{WatermarkCell, flink_type_name};
 
 pub struct JobGraph {
     pub name: String,
@@ -54,7 +55,7 @@ pub struct PipelineNode {
     pub name: String,
     /// Index into [`JobGraph::sources`].
     pub source: usize,
-    pub operators: Vec<Box<dyn Operator>>,
+    pub operators: Operators,
     pub sinks: Vec<SinkNode>,
     /// The pipeline's current watermark, read by CURRENT_WATERMARK in its expressions.
     pub watermark: WatermarkCell,
@@ -166,15 +167,34 @@ impl JobGraph {
                 "  ← source #{} `{}`",
                 p.source, self.sources[p.source].table
             );
-            for (op, state) in p.operators.iter().zip(p.operator_ids(&id)) {
-                match state {
-                    Some(state) => {
-                        let _ = writeln!(out, "  {}  [state: {state}]", op.describe());
-                    }
-                    None => {
-                        let _ = writeln!(out, "  {}", op.describe());
+            // Branches (unions, joins) numbered, each operator saying what it reads when that
+            // is not the line above.
+            let branched = !p.operators.is_chain();
+            for (i, (op, state)) in p.operators.iter().zip(p.operator_ids(&id)).enumerate() {
+                let mut line = format!("  {}", op.describe());
+                if branched {
+                    line = format!("  #{} {}", i + 1, op.describe());
+                    let feeds = p.operators.feeds(i);
+                    let previous = [if i == 0 {
+                        Feed::Input
+                    } else {
+                        Feed::Operator(i - 1)
+                    }];
+                    if feeds != previous {
+                        let names: Vec<String> = feeds
+                            .iter()
+                            .map(|f| match f {
+                                Feed::Input => "the source".to_string(),
+                                Feed::Operator(j) => format!("#{}", j + 1),
+                            })
+                            .collect();
+                        line.push_str(&format!("  ← {}", names.join(", ")));
                     }
                 }
+                if let Some(state) = state {
+                    line.push_str(&format!("  [state: {state}]"));
+                }
+                let _ = writeln!(out, "{line}");
             }
             for sink in &p.sinks {
                 let _ = writeln!(

@@ -15,7 +15,7 @@ use super::metrics::{JobMetrics, LastCheckpoint};
 use super::pipeline::{PipelineCheckpoints, PipelineTask, SinkOutput};
 use super::restore::{RestorePlan, sink_id};
 use crate::checkpoint::{CheckpointMode, CheckpointStore};
-use crate::operators::OperatorChain;
+use crate::operators::FusedOperators;
 use crate::plan::JobGraph;
 use crate::stream::{JobError, Message};
 
@@ -160,8 +160,8 @@ pub async fn run_job(
         }
         let operator_ids = pipeline.operator_ids(id);
         // Opening reads files (lookup tables): off the async workers.
-        let mut chain =
-            OperatorChain::new(pipeline.operators).with_metrics(metrics.sinks[i].operators.clone());
+        let mut chain = FusedOperators::new(pipeline.operators)
+            .with_metrics(metrics.sinks[i].operators.clone());
         let states = restored.operators;
         let chain = tokio::task::spawn_blocking(move || {
             chain.open()?;
@@ -173,7 +173,7 @@ pub async fn run_job(
         .await
         .map_err(|e| JobError::internal(format!("opening operators: {e}")))??;
         let task = PipelineTask {
-            chain,
+            operators: chain,
             sinks,
             metrics: metrics.sinks[i].clone(),
             flush_interval: opts.flush_interval,

@@ -13,13 +13,13 @@ use tokio::sync::mpsc;
 use super::coordinator::{CheckpointLink, PipelineSnapshot, Report, StagedSink, encode_batches};
 use super::metrics::SinkMetrics;
 use crate::checkpoint::CheckpointMode;
-use crate::operators::OperatorChain;
+use crate::operators::FusedOperators;
 use crate::plan::SinkNode;
 use crate::stream::{JobError, Message, Sink, WatermarkCell};
 
 /// The operators of one INSERT (or of several INSERTs of one query) and its sinks, in one task.
 pub(super) struct PipelineTask {
-    pub chain: OperatorChain,
+    pub operators: FusedOperators,
     pub sinks: Vec<SinkOutput>,
     pub metrics: Arc<SinkMetrics>,
     pub flush_interval: Duration,
@@ -182,10 +182,10 @@ impl PipelineTask {
             match msg {
                 Some(Message::Batch(batch)) => {
                     self.metrics.queued_batches.store(rx.len() as u64, Relaxed);
-                    let out = self.chain.process_batch(batch)?;
+                    let out = self.operators.process_batch(batch)?;
                     self.metrics
                         .late_rows
-                        .store(self.chain.late_rows(), Relaxed);
+                        .store(self.operators.late_rows(), Relaxed);
                     self.write(out).await?;
                     self.write_side_output().await?;
                 }
@@ -194,10 +194,10 @@ impl PipelineTask {
                 Some(Message::Watermark(w)) if w <= self.watermark.load(Relaxed) => {}
                 Some(Message::Watermark(w)) => {
                     self.watermark.store(w, Relaxed);
-                    let out = self.chain.process_watermark(w)?;
+                    let out = self.operators.process_watermark(w)?;
                     self.metrics
                         .buffered_rows
-                        .store(self.chain.buffered_rows(), Relaxed);
+                        .store(self.operators.buffered_rows(), Relaxed);
                     self.write(out).await?;
                 }
                 Some(Message::Barrier(b)) => self.barrier(b.epoch).await?,
@@ -220,10 +220,10 @@ impl PipelineTask {
             return Ok(());
         };
         c.last_barrier = epoch;
-        let snapshots = self.chain.snapshot()?;
+        let snapshots = self.operators.snapshot()?;
         let mut operators = Vec::new();
         for ((op, id), bytes) in self
-            .chain
+            .operators
             .operators()
             .iter()
             .zip(&c.operator_ids)
@@ -285,7 +285,7 @@ impl PipelineTask {
         let Some(side) = &mut self.side_output else {
             return Ok(());
         };
-        for b in self.chain.take_side_output() {
+        for b in self.operators.take_side_output() {
             side.write(&b).await?;
         }
         Ok(())

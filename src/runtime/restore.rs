@@ -76,7 +76,7 @@ pub fn match_checkpoint(
     for (i, (p, id)) in job.pipelines.iter().zip(&ids).enumerate() {
         for (j, op_id) in p.operator_ids(id).into_iter().enumerate() {
             if let Some(op_id) = op_id {
-                operators.insert(op_id, (i, j, p.operators[j].describe()));
+                operators.insert(op_id, (i, j, p.operators.get(j).describe()));
             }
         }
         for s in &p.sinks {

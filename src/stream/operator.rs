@@ -27,6 +27,18 @@ pub trait Operator: Send {
         out: &mut Vec<RecordBatch>,
     ) -> Result<(), JobError>;
 
+    /// Processes a batch from the operator's `input`-th feed: a join's left side is 0 and its
+    /// right 1, a union's branches come in order. One-input operators take everything in
+    /// `process_batch`.
+    fn process_input(
+        &mut self,
+        _input: usize,
+        batch: RecordBatch,
+        out: &mut Vec<RecordBatch>,
+    ) -> Result<(), JobError> {
+        self.process_batch(batch, out)
+    }
+
     /// The event-time watermark advanced to `watermark_ms`: stateful operators emit what it
     /// completes. Stateless operators have nothing to do.
     fn process_watermark(

@@ -20,7 +20,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::row::{RowConverter, Rows, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
-use crate::operators::OperatorChain;
+use crate::operators::FusedOperators;
 use crate::operators::evaluate::{evaluate_all, evaluate_predicate};
 use crate::stream::{JobError, Operator};
 
@@ -88,7 +88,7 @@ impl LookupJoin {
 
     /// Reads the table, runs its rows through the side's operators and indexes them by key.
     fn load(&mut self, side: LookupTable) -> Result<(), JobError> {
-        let mut operators = OperatorChain::new(side.operators);
+        let mut operators = FusedOperators::new(side.operators);
         let mut rows = Vec::new();
         for batch in (side.load)()? {
             rows.extend(operators.process_batch(batch)?);

@@ -9,7 +9,7 @@ use datafusion::common::{DFSchema, DFSchemaRef};
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SessionState;
 use datafusion::logical_expr::simplify::SimplifyContext;
-use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::logical_expr::{Expr, LogicalPlan, Union};
 use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Column;
@@ -18,7 +18,7 @@ use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, ExprWithAlias};
 use super::job_builder::JobBuilder;
 use super::window::uses_window_columns;
 use super::{Planner, df_error};
-use crate::operators::{Filter, Projection};
+use crate::operators::{Filter, Operators, Projection, UnionAll};
 use crate::plan::SinkNode;
 use crate::sql::error::{Position, SourceText, SqlError};
 use crate::sql::functions::CurrentWatermark;
@@ -107,7 +107,7 @@ impl Planner {
                     let pred = exprs.compile(f, &scan.projected_schema)?;
                     operators.push(Box::new(Filter::new(pred, Arc::new(scan.projected_schema.as_arrow().clone()))));
                 }
-Ok(CompiledStream { source, operators, schema: scan.projected_schema.clone(), window: None, reads, side_output: None })
+Ok(CompiledStream { source, operators: operators.into(), schema: scan.projected_schema.clone(), window: None, reads, side_output: None })
             }
             LogicalPlan::Filter(f) => {
                 let mut s = self.compile(src, &f.input, pos, job)?;
@@ -135,6 +135,7 @@ Ok(CompiledStream { source, operators, schema: scan.projected_schema.clone(), wi
                 s.schema = p.schema.clone();
                 Ok(s)
             }
+            LogicalPlan::Union(u) => self.compile_union(src, u, pos, job),
             LogicalPlan::Aggregate(agg) => self.compile_window_aggregate(src, agg, pos, job),
             LogicalPlan::Join(j) => self.compile_join(src, j, pos, job),
             LogicalPlan::SubqueryAlias(a) => {
@@ -150,6 +151,54 @@ Ok(CompiledStream { source, operators, schema: scan.projected_schema.clone(), wi
                 ),
             )),
         }
+    }
+}
+
+impl Planner {
+    /// `UNION ALL`: each branch compiled from the shared input, then a union of their rows.
+    fn compile_union(
+        &self,
+        src: &SourceText,
+        union: &Union,
+        pos: Position,
+        job: &mut JobBuilder,
+    ) -> Result<CompiledStream, SqlError> {
+        let mut branches = Vec::with_capacity(union.inputs.len());
+        for input in &union.inputs {
+            let branch = self.compile(src, input, pos, job)?;
+            branch.check_complete(src, pos)?;
+            branches.push(branch);
+        }
+        let source = branches[0].source;
+        if branches.iter().any(|b| b.source != source) {
+            return Err(src.error(
+                pos,
+                "UNION ALL of queries over different tables is not supported yet: its branches must read the same table",
+            ));
+        }
+        let mut side_outputs = branches.iter().filter_map(|b| b.side_output.as_ref());
+        if side_outputs.nth(1).is_some() {
+            return Err(src.error(
+                pos,
+                "only one branch of a UNION ALL may send late rows to a side output",
+            ));
+        }
+        let schema = Arc::new(union.schema.as_arrow().clone());
+        let reads = branches
+            .iter()
+            .flat_map(|b| b.reads.iter().copied())
+            .collect();
+        let side_output = branches.iter_mut().find_map(|b| b.side_output.take());
+        let parts: Vec<Operators> = branches.into_iter().map(|b| b.operators).collect();
+        let n = parts.len();
+        Ok(CompiledStream {
+            source,
+            operators: Operators::merge(parts, Box::new(UnionAll::new(schema, n))),
+            schema: union.schema.clone(),
+            window: None,
+            reads,
+            side_output,
+        })
     }
 }
 
@@ -175,7 +224,7 @@ pub(super) fn column_selection(
 
 pub(super) struct CompiledStream {
     pub(super) source: usize,
-    pub(super) operators: Vec<Box<dyn Operator>>,
+    pub(super) operators: Operators,
     pub(super) schema: DFSchemaRef,
     /// Set while the stream is a window relation not yet aggregated.
     pub(super) window: Option<WindowTvf>,

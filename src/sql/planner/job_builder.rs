@@ -6,14 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::connectors::ScanColumns;
+use crate::operators::Operators;
 use crate::plan::{JobGraph, PipelineNode, SinkNode, SourceNode, WatermarkNode};
 use crate::sql::catalog::Table;
-use crate::stream::{Operator, WatermarkCell};
+use crate::stream::WatermarkCell;
 
 pub(super) struct PendingPipeline {
     pub(super) name: String,
     pub(super) source: usize,
-    pub(super) operators: Vec<Box<dyn Operator>>,
+    pub(super) operators: Operators,
     pub(super) sinks: Vec<SinkNode>,
     pub(super) watermark: WatermarkCell,
     pub(super) side_output: Option<SinkNode>,

@@ -1,0 +1,115 @@
+//! The shape of a pipeline's operators: usually a chain, each operator reading the one before;
+//! a union or a join reads several branches, each a chain from the pipeline's input (both sides
+//! of a self-join read the same rows). Kept as a list in an order where every operator comes
+//! after those it reads, so one pass in order runs them all, and each operator has one place —
+//! for its id in checkpoints, its metrics, its line in EXPLAIN.
+
+use crate::stream::Operator;
+
+/// Where an operator's rows come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feed {
+    /// The pipeline's input: its source's rows.
+    Input,
+    /// The output of the operator at this index.
+    Operator(usize),
+}
+
+/// Operators and what each reads (see the module doc).
+#[derive(Default)]
+pub struct Operators {
+    list: Vec<Box<dyn Operator>>,
+    /// Per operator, the feeds it reads, in order (a join's left side first).
+    feeds: Vec<Vec<Feed>>,
+}
+
+impl Operators {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Where the rows of the whole come out: the last operator, or the input when there is none.
+    pub fn output(&self) -> Feed {
+        match self.list.len() {
+            0 => Feed::Input,
+            n => Feed::Operator(n - 1),
+        }
+    }
+
+    /// Appends `op` reading what comes out so far.
+    pub fn push(&mut self, op: Box<dyn Operator>) {
+        let feed = self.output();
+        self.list.push(op);
+        self.feeds.push(vec![feed]);
+    }
+
+    /// `op` reading the outputs of `branches`, in order (each branch starts at the input).
+    pub fn merge(branches: Vec<Operators>, op: Box<dyn Operator>) -> Operators {
+        let mut merged = Operators::new();
+        let mut outputs = Vec::with_capacity(branches.len());
+        for branch in branches {
+            let offset = merged.list.len();
+            let shift = |f: Feed| match f {
+                Feed::Input => Feed::Input,
+                Feed::Operator(i) => Feed::Operator(i + offset),
+            };
+            outputs.push(shift(branch.output()));
+            merged.list.extend(branch.list);
+            merged.feeds.extend(
+                branch
+                    .feeds
+                    .into_iter()
+                    .map(|f| f.into_iter().map(shift).collect()),
+            );
+        }
+        merged.list.push(op);
+        merged.feeds.push(outputs);
+        merged
+    }
+
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Box<dyn Operator>> {
+        self.list.iter()
+    }
+
+    pub fn get(&self, operator: usize) -> &dyn Operator {
+        self.list[operator].as_ref()
+    }
+
+    pub fn feeds(&self, operator: usize) -> &[Feed] {
+        &self.feeds[operator]
+    }
+
+    /// True when every operator reads the one before it.
+    pub fn is_chain(&self) -> bool {
+        self.feeds.iter().enumerate().all(|(i, f)| {
+            *f == [if i == 0 {
+                Feed::Input
+            } else {
+                Feed::Operator(i - 1)
+            }]
+        })
+    }
+
+    pub(crate) fn into_parts(self) -> (Vec<Box<dyn Operator>>, Vec<Vec<Feed>>) {
+        (self.list, self.feeds)
+    }
+}
+
+impl From<Vec<Box<dyn Operator>>> for Operators {
+    /// A chain.
+    fn from(list: Vec<Box<dyn Operator>>) -> Self {
+        let mut ops = Operators::new();
+        for op in list {
+            ops.push(op);
+        }
+        ops
+    }
+}
