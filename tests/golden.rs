@@ -69,3 +69,9 @@ fn q15_union_all_matches_flink() {
     check("q15_union_all", "100k");
     check("q15_union_all", "100k_v50");
 }
+
+#[test]
+fn q11_over_rows_matches_flink() {
+    check("q11_over_rows", "100k");
+    check("q11_over_rows", "100k_v50");
+}

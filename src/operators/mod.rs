@@ -10,6 +10,7 @@ mod filter;
 mod graph;
 pub mod join;
 pub mod match_recognize;
+pub mod over;
 mod projection;
 mod snapshot;
 #[cfg(test)]

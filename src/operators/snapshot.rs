@@ -49,3 +49,30 @@ pub fn meta<T: std::str::FromStr>(
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| JobError::internal(format!("snapshot lacks a valid '{key}'")))
 }
+
+/// Several encoded streams as one snapshot: each preceded by its length (u64, little endian).
+pub fn join_parts(parts: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for p in parts {
+        out.extend_from_slice(&(p.len() as u64).to_le_bytes());
+        out.extend_from_slice(p);
+    }
+    out
+}
+
+/// The streams [`join_parts`] put together.
+pub fn split_parts(mut bytes: &[u8]) -> Result<Vec<&[u8]>, JobError> {
+    let mut parts = Vec::new();
+    while !bytes.is_empty() {
+        let (len, rest) = bytes
+            .split_first_chunk::<8>()
+            .ok_or_else(|| JobError::internal("a snapshot part without its length"))?;
+        let len = usize::try_from(u64::from_le_bytes(*len))
+            .ok()
+            .filter(|&n| n <= rest.len())
+            .ok_or_else(|| JobError::internal("a snapshot part longer than the snapshot"))?;
+        parts.push(&rest[..len]);
+        bytes = &rest[len..];
+    }
+    Ok(parts)
+}

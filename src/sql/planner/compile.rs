@@ -136,6 +136,7 @@ Ok(CompiledStream { source, operators: operators.into(), schema: scan.projected_
                 Ok(s)
             }
             LogicalPlan::Union(u) => self.compile_union(src, u, pos, job),
+            LogicalPlan::Window(w) => self.compile_over(src, w, pos, job),
             LogicalPlan::Aggregate(agg) => self.compile_window_aggregate(src, agg, pos, job),
             LogicalPlan::Join(j) => self.compile_join(src, j, pos, job),
             LogicalPlan::SubqueryAlias(a) => {

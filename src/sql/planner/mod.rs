@@ -27,6 +27,7 @@ mod insert;
 mod job_builder;
 mod join;
 mod match_recognize;
+mod over;
 mod settings;
 mod window;
 

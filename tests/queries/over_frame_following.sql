@@ -1,0 +1,5 @@
+-- fail: 5:1 an OVER frame must end at CURRENT ROW
+CREATE TABLE t (k STRING, v DOUBLE, ts TIMESTAMP(3), other TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+  WITH ('connector' = 'datagen');
+CREATE TABLE o (k STRING, s DOUBLE) WITH ('connector' = 'blackhole');
+INSERT INTO o SELECT k, SUM(v) OVER (PARTITION BY k ORDER BY ts ROWS BETWEEN 2 PRECEDING AND 1 FOLLOWING) FROM t;

@@ -1,0 +1,6 @@
+-- fail: 5:1 all OVER aggregates of one SELECT must use the same window
+CREATE TABLE t (k STRING, v DOUBLE, ts TIMESTAMP(3), other TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+  WITH ('connector' = 'datagen');
+CREATE TABLE o (k STRING, s DOUBLE) WITH ('connector' = 'blackhole');
+INSERT INTO o SELECT k, SUM(v) OVER (PARTITION BY k ORDER BY ts ROWS BETWEEN 2 PRECEDING AND CURRENT ROW)
+  + MAX(v) OVER (PARTITION BY k ORDER BY ts ROWS BETWEEN 5 PRECEDING AND CURRENT ROW) FROM t;
