@@ -75,3 +75,9 @@ fn q11_over_rows_matches_flink() {
     check("q11_over_rows", "100k");
     check("q11_over_rows", "100k_v50");
 }
+
+#[test]
+fn q13_window_top_n_matches_flink() {
+    check("q13_window_topn", "100k");
+    check("q13_window_topn", "100k_v50");
+}

@@ -1,15 +1,17 @@
 //! Window operators: TUMBLE, HOP and CUMULATE aggregated by slices ([`WindowAggregate`]),
-//! SESSION ([`SessionAggregate`]), and the routing of late rows to a side output
-//! ([`LateRowSplitter`]). What a window *is* (its slices, which windows a slice belongs to)
+//! SESSION ([`SessionAggregate`]), the Top-N of closed windows ([`WindowTopN`]), and the
+//! routing of late rows to a side output ([`LateRowSplitter`]). What a window *is* (its slices, which windows a slice belongs to)
 //! lives here too, in [`WindowKind`]; the SQL layer only parses it.
 
 mod late_rows;
 mod session;
 mod sliced;
+mod top_n;
 
 pub use late_rows::LateRowSplitter;
 pub use session::SessionAggregate;
 pub use sliced::WindowAggregate;
+pub use top_n::WindowTopN;
 
 /// Window assignment, all durations in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

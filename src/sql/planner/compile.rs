@@ -110,6 +110,9 @@ impl Planner {
 Ok(CompiledStream { source, operators: operators.into(), schema: scan.projected_schema.clone(), window: None, reads, side_output: None })
             }
             LogicalPlan::Filter(f) => {
+                if let Some(ranked) = self.compile_rank_filter(src, f, pos, job)? {
+                    return Ok(ranked);
+                }
                 let mut s = self.compile(src, &f.input, pos, job)?;
                 if s.window.is_some() && uses_window_columns(&f.predicate) {
                     return Err(src.error(pos, "a WHERE on window_start/window_end before the GROUP BY is not supported; filter in HAVING or after the aggregation"));

@@ -29,7 +29,10 @@ impl Planner {
             .statement_to_plan(DfStatement::Statement(Box::new(stmt)))
             .await
             .map_err(|e| df_error(src, e, pos))?;
-        state.optimize(&plan).map_err(|e| df_error(src, e, pos))
+        let optimized = state.optimize(&plan).map_err(|e| df_error(src, e, pos))?;
+        // RUST_LOG=sluice=debug shows what the streaming plan is compiled from.
+        tracing::debug!("optimized logical plan:\n{}", optimized.display_indent());
+        Ok(optimized)
     }
 
     pub(super) async fn plan_insert(

@@ -28,6 +28,7 @@ mod job_builder;
 mod join;
 mod match_recognize;
 mod over;
+mod rank;
 mod settings;
 mod window;
 
