@@ -81,3 +81,9 @@ fn q13_window_top_n_matches_flink() {
     check("q13_window_topn", "100k");
     check("q13_window_topn", "100k_v50");
 }
+
+#[test]
+fn q10_interval_join_matches_flink() {
+    check("q10_interval_join", "100k");
+    check("q10_interval_join", "100k_v50");
+}

@@ -129,3 +129,25 @@ fn updating_forms_are_named_not_run() {
         top_n.error()
     );
 }
+
+#[test]
+fn a_left_interval_join_pads_rows_whose_interval_passed_without_a_partner() {
+    let run = pipeline(ROWS, "k STRING, l_ts TIMESTAMP(3), r_ts TIMESTAMP(3)").run(
+        "INSERT INTO out SELECT l.k, l.ts, r.ts FROM t l LEFT JOIN t r
+           ON l.k = r.k AND r.ts > l.ts AND r.ts <= l.ts + INTERVAL '3' SECOND;",
+    );
+    // a at 2 s came after a at 3 s and 5 s, still on time: it finds both.
+    assert_eq!(
+        run.rows("out"),
+        [
+            "a,2024-01-01 00:00:02.000,2024-01-01 00:00:03.000",
+            "a,2024-01-01 00:00:02.000,2024-01-01 00:00:05.000",
+            "a,2024-01-01 00:00:03.000,2024-01-01 00:00:05.000",
+            "a,2024-01-01 00:00:05.000,",
+            "a,2024-01-01 00:00:31.000,",
+            "b,2024-01-01 00:00:04.000,",
+            "b,2024-01-01 00:00:10.000,",
+            "c,2024-01-01 00:00:30.000,",
+        ]
+    );
+}

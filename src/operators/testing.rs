@@ -150,6 +150,15 @@ impl<O: Operator> Harness<O> {
         self
     }
 
+    /// Feeds a batch to the operator's `input`-th feed (a join's side).
+    pub fn push_to(&mut self, input: usize, table: &str) -> &mut Self {
+        let batch = rows(table);
+        self.op
+            .process_input(input, batch, &mut self.out)
+            .expect("the batch is processed");
+        self
+    }
+
     /// Advances event time to `HH:MM:SS` (or `+inf`).
     pub fn watermark(&mut self, at: &str) -> &mut Self {
         let w = if at == "+inf" { i64::MAX } else { ms(at) };

@@ -3,7 +3,7 @@
 //! reader and ordinary filter and projection operators, run when the job starts (planning
 //! reads no data: `sluice validate` and `explain` work without the file); the stream side
 //! compiles as usual.
-//! Joins of two streams (interval and temporal joins) are not planned yet and say so.
+//! Joins of two streams go to [`super::stream_join`].
 
 use std::sync::Arc;
 
@@ -32,10 +32,7 @@ impl Planner {
         } else if let Some(t) = self.lookup_table(&join.left) {
             (&join.right, &join.left, t, false)
         } else {
-            return Err(src.error(
-                pos,
-                "a JOIN needs one side to be a bounded table (a filesystem table without WATERMARK) to look rows up in; joins of two streams (interval and temporal joins) are not supported yet",
-            ));
+            return self.compile_stream_join(src, join, pos, job);
         };
         let keep_unmatched = match (join.join_type, stream_first) {
             (JoinType::Inner, _) => false,

@@ -30,6 +30,7 @@ mod match_recognize;
 mod over;
 mod rank;
 mod settings;
+mod stream_join;
 mod window;
 
 pub use ddl::Vocabulary;
@@ -229,6 +230,21 @@ pub fn user_facing(text: &str) -> String {
     INTERNAL
         .replace_all(text, "")
         .replace("count(Int64(1))", "count(*)")
+}
+
+/// A constant interval without months (`INTERVAL '20' SECOND` as DataFusion holds it), in
+/// milliseconds.
+fn interval_millis(v: &datafusion::common::ScalarValue) -> Option<i64> {
+    use datafusion::common::ScalarValue;
+    match v {
+        ScalarValue::IntervalDayTime(Some(d)) => {
+            Some(i64::from(d.days) * 86_400_000 + i64::from(d.milliseconds))
+        }
+        ScalarValue::IntervalMonthDayNano(Some(i)) if i.months == 0 => {
+            Some(i64::from(i.days) * 86_400_000 + i.nanoseconds / 1_000_000)
+        }
+        _ => None,
+    }
 }
 
 /// A DataFusion planning error, positioned at its span when DataFusion knows it.

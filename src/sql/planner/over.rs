@@ -13,7 +13,7 @@ use datafusion::physical_expr::aggregate::AggregateExprBuilder;
 
 use super::compile::CompiledStream;
 use super::job_builder::JobBuilder;
-use super::{Planner, df_error, user_facing};
+use super::{Planner, df_error, interval_millis, user_facing};
 use crate::operators::aggregate::AggregateCall;
 use crate::operators::over::{Frame, OverAggregate};
 use crate::sql::error::{Position, SourceText, SqlError};
@@ -163,22 +163,9 @@ fn frame(f: &WindowFrame) -> Result<Frame, String> {
             ScalarValue::UInt64(Some(n)) => Frame::Rows(*n),
             other => return Err(format!("ROWS {other} PRECEDING: expected a number of rows")),
         },
-        WindowFrameUnits::Range => Frame::Range(interval_ms(start).ok_or_else(|| {
+        WindowFrameUnits::Range => Frame::Range(interval_millis(start).ok_or_else(|| {
             format!("RANGE {start} PRECEDING: expected an INTERVAL in days, hours, minutes, seconds or milliseconds")
         })?),
         WindowFrameUnits::Groups => return Err("GROUPS frames are not supported (Flink has none)".into()),
     })
-}
-
-/// An interval without months, in milliseconds.
-fn interval_ms(v: &ScalarValue) -> Option<i64> {
-    match v {
-        ScalarValue::IntervalDayTime(Some(d)) => {
-            Some(i64::from(d.days) * 86_400_000 + i64::from(d.milliseconds))
-        }
-        ScalarValue::IntervalMonthDayNano(Some(i)) if i.months == 0 => {
-            Some(i64::from(i.days) * 86_400_000 + i.nanoseconds / 1_000_000)
-        }
-        _ => None,
-    }
 }

@@ -1,0 +1,225 @@
+//! Joins of two streams, both read in one pipeline from the same table: an interval join when the
+//! ON condition bounds one side's event time by the other's (`r.ts BETWEEN l.ts - INTERVAL … AND
+//! l.ts + INTERVAL …`, or with `>=`/`<=`/`>`/`<`). Each side compiles as its own branch; the
+//! join reads both.
+
+use std::sync::Arc;
+
+use datafusion::common::Column;
+use datafusion::logical_expr::utils::{conjunction, split_conjunction};
+use datafusion::logical_expr::{BinaryExpr, Expr, Join, JoinType, Operator as Op};
+
+use super::compile::CompiledStream;
+use super::job_builder::JobBuilder;
+use super::{Planner, df_error, interval_millis};
+use crate::operators::Operators;
+use crate::operators::join::{IntervalJoin, JoinKind, JoinSide};
+use crate::sql::error::{Position, SourceText, SqlError};
+
+impl Planner {
+    pub(super) fn compile_stream_join(
+        &self,
+        src: &SourceText,
+        join: &Join,
+        pos: Position,
+        job: &mut JobBuilder,
+    ) -> Result<CompiledStream, SqlError> {
+        let left = self.compile(src, &join.left, pos, job)?;
+        left.check_complete(src, pos)?;
+        let right = self.compile(src, &join.right, pos, job)?;
+        right.check_complete(src, pos)?;
+        if left.source != right.source {
+            return Err(src.error(
+                pos,
+                "a join of two streams over different tables is not supported yet: both sides must read the same table (a self-join), or one side must be a bounded table",
+            ));
+        }
+        if left.side_output.is_some() || right.side_output.is_some() {
+            return Err(src.error(
+                pos,
+                "late rows of a joined side cannot go to a side output yet",
+            ));
+        }
+        let kind = match join.join_type {
+            JoinType::Inner => JoinKind::Inner,
+            JoinType::Left => JoinKind::Left,
+            JoinType::Right => JoinKind::Right,
+            JoinType::Full => JoinKind::Full,
+            other => {
+                return Err(src.error(
+                    pos,
+                    format!("{other} JOIN of two streams is not supported (INNER, LEFT, RIGHT and FULL interval joins are)"),
+                ));
+            }
+        };
+        let exprs = self.expr_compiler(src, pos, job);
+        let (lschema, rschema) = (join.left.schema(), join.right.schema());
+        let mut bounds = TimeBounds::default();
+        let mut rest = Vec::new();
+        for term in join.filter.iter().flat_map(split_conjunction) {
+            if !bounds.take(term, &|c| lschema.has_column(c), &|c| rschema.has_column(c)) {
+                rest.push(term.clone());
+            }
+        }
+        let (Some(lower), Some(upper), Some(ltime), Some(rtime)) = (
+            bounds.lower,
+            bounds.upper,
+            bounds.left.clone(),
+            bounds.right.clone(),
+        ) else {
+            return Err(src.error(
+                pos,
+                "a join of two streams needs both time bounds, as an interval join: r.ts BETWEEN l.ts - INTERVAL … AND l.ts + INTERVAL … (a regular join of streams updates its results: changelogs are not supported yet)",
+            ));
+        };
+        if lower > upper {
+            return Err(src.error(pos, format!("the join's time bounds are empty: right − left time in [{lower} ms, {upper} ms]")));
+        }
+        let rowtime = job.sources[left.source]
+            .watermark
+            .as_ref()
+            .map(|w| w.column.clone());
+        for c in [&ltime, &rtime] {
+            if Some(&c.name) != rowtime.as_ref() {
+                return Err(src.error(
+                    pos,
+                    format!(
+                        "an interval join bounds the event-time attributes of both sides; `{}` is not one{}",
+                        c.flat_name(),
+                        rowtime.as_ref().map(|r| format!(" (the table's is `{r}`)")).unwrap_or_default()
+                    ),
+                ));
+            }
+        }
+        let side = |schema: &datafusion::common::DFSchemaRef, time: &Column, keys: Vec<&Expr>| {
+            Ok::<_, SqlError>(JoinSide {
+                keys: keys
+                    .into_iter()
+                    .map(|k| exprs.compile(k, schema))
+                    .collect::<Result<_, _>>()?,
+                time_column: schema
+                    .index_of_column(time)
+                    .map_err(|e| df_error(src, e, pos))?,
+                schema: Arc::new(schema.as_arrow().clone()),
+            })
+        };
+        let lside = side(lschema, &ltime, join.on.iter().map(|(l, _)| l).collect())?;
+        let rside = side(rschema, &rtime, join.on.iter().map(|(_, r)| r).collect())?;
+        let residual = conjunction(rest)
+            .map(|e| exprs.compile(&e, &join.schema))
+            .transpose()?;
+        let op = IntervalJoin::new(
+            kind,
+            lside,
+            rside,
+            (lower, upper),
+            residual,
+            Arc::new(join.schema.as_arrow().clone()),
+        )
+        .map_err(|e| src.error(pos, e.to_string()))?;
+        let reads = left.reads.iter().chain(&right.reads).copied().collect();
+        Ok(CompiledStream {
+            source: left.source,
+            operators: Operators::merge(vec![left.operators, right.operators], Box::new(op)),
+            schema: join.schema.clone(),
+            window: None,
+            reads,
+            side_output: None,
+        })
+    }
+}
+
+/// Bounds on `right.time − left.time` gathered from the ON condition's terms.
+#[derive(Default, Clone)]
+struct TimeBounds {
+    lower: Option<i64>,
+    upper: Option<i64>,
+    left: Option<Column>,
+    right: Option<Column>,
+}
+
+impl TimeBounds {
+    /// Takes `term` when it bounds one side's time by the other's; false when it does not.
+    fn take(
+        &mut self,
+        term: &Expr,
+        is_left: &dyn Fn(&Column) -> bool,
+        is_right: &dyn Fn(&Column) -> bool,
+    ) -> bool {
+        if let Expr::Between(b) = term {
+            if b.negated {
+                return false;
+            }
+            let low = Expr::BinaryExpr(BinaryExpr::new(b.expr.clone(), Op::GtEq, b.low.clone()));
+            let high = Expr::BinaryExpr(BinaryExpr::new(b.expr.clone(), Op::LtEq, b.high.clone()));
+            // Both ends, or neither.
+            let mut trial = self.clone();
+            if trial.take(&low, is_left, is_right) && trial.take(&high, is_left, is_right) {
+                *self = trial;
+                return true;
+            }
+            return false;
+        }
+        let Expr::BinaryExpr(BinaryExpr { left, op, right }) = term else {
+            return false;
+        };
+        let (Some((a, x)), Some((b, y))) = (shifted_column(left), shifted_column(right)) else {
+            return false;
+        };
+        // a + x op b + y, one column per side: as right − left op constant.
+        let (r, l, op, c) = if is_right(&a) && is_left(&b) {
+            (a, b, *op, y - x)
+        } else if is_left(&a) && is_right(&b) {
+            let Some(swapped) = op.swap() else {
+                return false;
+            };
+            (b, a, swapped, x - y)
+        } else {
+            return false;
+        };
+        if self.left.as_ref().is_some_and(|t| *t != l)
+            || self.right.as_ref().is_some_and(|t| *t != r)
+        {
+            return false;
+        }
+        match op {
+            Op::GtEq => self.lower = Some(self.lower.map_or(c, |v| v.max(c))),
+            Op::Gt => self.lower = Some(self.lower.map_or(c + 1, |v| v.max(c + 1))),
+            Op::LtEq => self.upper = Some(self.upper.map_or(c, |v| v.min(c))),
+            Op::Lt => self.upper = Some(self.upper.map_or(c - 1, |v| v.min(c - 1))),
+            _ => return false,
+        }
+        self.left = Some(l);
+        self.right = Some(r);
+        true
+    }
+}
+
+/// `column`, `column + INTERVAL`, `column - INTERVAL` (or the interval first) as the column and
+/// a shift in milliseconds.
+fn shifted_column(e: &Expr) -> Option<(Column, i64)> {
+    match e {
+        Expr::Column(c) => Some((c.clone(), 0)),
+        Expr::Cast(c) => shifted_column(&c.expr),
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            let (column, shift, sign) = match (shifted_column(left), interval_ms(right), op) {
+                (Some((c, s)), Some(ms), Op::Plus) => (c, s, ms),
+                (Some((c, s)), Some(ms), Op::Minus) => (c, s, -ms),
+                _ => match (interval_ms(left), shifted_column(right), op) {
+                    (Some(ms), Some((c, s)), Op::Plus) => (c, s, ms),
+                    _ => return None,
+                },
+            };
+            Some((column, shift + sign))
+        }
+        _ => None,
+    }
+}
+
+/// A constant interval without months, in milliseconds.
+fn interval_ms(e: &Expr) -> Option<i64> {
+    match e {
+        Expr::Literal(v, _) => interval_millis(v),
+        _ => None,
+    }
+}
