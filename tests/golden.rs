@@ -87,3 +87,9 @@ fn q10_interval_join_matches_flink() {
     check("q10_interval_join", "100k");
     check("q10_interval_join", "100k_v50");
 }
+
+#[test]
+fn q16_window_left_join_matches_flink() {
+    check("q16_window_left_join", "100k");
+    check("q16_window_left_join", "100k_v50");
+}

@@ -151,3 +151,52 @@ fn a_left_interval_join_pads_rows_whose_interval_passed_without_a_partner() {
         ]
     );
 }
+
+/// Windows per key with their row count, and the same windows of rows with v > 30.
+const COUNTS: &str = "(SELECT k, window_start, window_end, COUNT(*) AS c
+   FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '10' SECOND)) GROUP BY k, window_start, window_end)";
+const FAST: &str = "(SELECT k, window_start, window_end, COUNT(*) AS n
+   FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '10' SECOND)) WHERE v > 30
+   GROUP BY k, window_start, window_end)";
+
+#[test]
+fn window_semi_and_anti_joins_keep_the_windows_with_or_without_a_partner() {
+    let query = |negated: &str| {
+        format!(
+            "INSERT INTO out SELECT a.k, a.window_start, a.c FROM {COUNTS} a
+             WHERE {negated} EXISTS (SELECT * FROM {FAST} b
+               WHERE a.k = b.k AND a.window_start = b.window_start AND a.window_end = b.window_end);"
+        )
+    };
+    let out = "k STRING, window_start TIMESTAMP(3), c BIGINT";
+    let semi = pipeline(ROWS, out).run(&query(""));
+    assert_eq!(
+        semi.rows("out"),
+        [
+            "a,2024-01-01 00:00:00.000,3",
+            "b,2024-01-01 00:00:00.000,1",
+            "b,2024-01-01 00:00:10.000,1",
+        ]
+    );
+    let anti = pipeline(ROWS, out).run(&query("NOT"));
+    assert_eq!(
+        anti.rows("out"),
+        ["a,2024-01-01 00:00:30.000,1", "c,2024-01-01 00:00:30.000,1"]
+    );
+    let inner = pipeline(
+        ROWS,
+        "k STRING, window_start TIMESTAMP(3), c BIGINT, n BIGINT",
+    )
+    .run(&format!(
+        "INSERT INTO out SELECT a.k, a.window_start, a.c, b.n FROM {COUNTS} a JOIN {FAST} b
+           ON a.k = b.k AND a.window_start = b.window_start AND a.window_end = b.window_end;"
+    ));
+    assert_eq!(
+        inner.rows("out"),
+        [
+            "a,2024-01-01 00:00:00.000,3,1",
+            "b,2024-01-01 00:00:00.000,1,1",
+            "b,2024-01-01 00:00:10.000,1,1",
+        ]
+    );
+}

@@ -5,6 +5,8 @@
 mod interval;
 mod lookup;
 mod padded;
+mod window;
 
 pub use interval::{IntervalJoin, JoinKind, JoinSide};
 pub use lookup::{LoadTable, LookupJoin, LookupJoinSpec, LookupTable};
+pub use window::{WindowJoin, WindowJoinKind, WindowSide};

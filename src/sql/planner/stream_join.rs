@@ -1,5 +1,6 @@
-//! Joins of two streams, both read in one pipeline from the same table: an interval join when the
-//! ON condition bounds one side's event time by the other's (`r.ts BETWEEN l.ts - INTERVAL … AND
+//! Joins of two streams, both read in one pipeline from the same table: a window join when both
+//! sides are windowed and joined on window_start and window_end; an interval join when the ON
+//! condition bounds one side's event time by the other's (`r.ts BETWEEN l.ts - INTERVAL … AND
 //! l.ts + INTERVAL …`, or with `>=`/`<=`/`>`/`<`). Each side compiles as its own branch; the
 //! join reads both.
 
@@ -13,7 +14,9 @@ use super::compile::CompiledStream;
 use super::job_builder::JobBuilder;
 use super::{Planner, df_error, interval_millis};
 use crate::operators::Operators;
-use crate::operators::join::{IntervalJoin, JoinKind, JoinSide};
+use crate::operators::join::{
+    IntervalJoin, JoinKind, JoinSide, WindowJoin, WindowJoinKind, WindowSide,
+};
 use crate::sql::error::{Position, SourceText, SqlError};
 
 impl Planner {
@@ -39,6 +42,14 @@ impl Planner {
                 pos,
                 "late rows of a joined side cannot go to a side output yet",
             ));
+        }
+        let same_window = |name: &str| {
+            join.on.iter().any(|(l, r)| {
+                matches!((l, r), (Expr::Column(a), Expr::Column(b)) if a.name == name && b.name == name)
+            })
+        };
+        if same_window("window_start") && same_window("window_end") {
+            return self.compile_window_join(src, join, pos, job, left, right);
         }
         let kind = match join.join_type {
             JoinType::Inner => JoinKind::Inner,
@@ -113,6 +124,87 @@ impl Planner {
             lside,
             rside,
             (lower, upper),
+            residual,
+            Arc::new(join.schema.as_arrow().clone()),
+        )
+        .map_err(|e| src.error(pos, e.to_string()))?;
+        let reads = left.reads.iter().chain(&right.reads).copied().collect();
+        Ok(CompiledStream {
+            source: left.source,
+            operators: Operators::merge(vec![left.operators, right.operators], Box::new(op)),
+            schema: join.schema.clone(),
+            window: None,
+            reads,
+            side_output: None,
+        })
+    }
+}
+
+impl Planner {
+    /// Both sides' windows are the same (window_start and window_end among the ON keys): a
+    /// window join.
+    fn compile_window_join(
+        &self,
+        src: &SourceText,
+        join: &Join,
+        pos: Position,
+        job: &mut JobBuilder,
+        left: CompiledStream,
+        right: CompiledStream,
+    ) -> Result<CompiledStream, SqlError> {
+        let kind = match join.join_type {
+            JoinType::Inner => WindowJoinKind::Inner,
+            JoinType::Left => WindowJoinKind::Left,
+            JoinType::Right => WindowJoinKind::Right,
+            JoinType::Full => WindowJoinKind::Full,
+            JoinType::LeftSemi => WindowJoinKind::Semi(0),
+            JoinType::RightSemi => WindowJoinKind::Semi(1),
+            JoinType::LeftAnti => WindowJoinKind::Anti {
+                side: 0,
+                null_aware: join.null_aware,
+            },
+            JoinType::RightAnti => WindowJoinKind::Anti {
+                side: 1,
+                null_aware: join.null_aware,
+            },
+            other => {
+                return Err(src.error(pos, format!("{other} window joins are not supported")));
+            }
+        };
+        let exprs = self.expr_compiler(src, pos, job);
+        let side = |schema: &datafusion::common::DFSchemaRef, keys: Vec<&Expr>| {
+            let window_end = schema
+                .index_of_column_by_name(None, "window_end")
+                .ok_or_else(|| src.error(pos, "a window join's sides need their window_end"))?;
+            Ok::<_, SqlError>(WindowSide {
+                keys: keys
+                    .into_iter()
+                    .map(|k| exprs.compile(k, schema))
+                    .collect::<Result<_, _>>()?,
+                window_end,
+                schema: Arc::new(schema.as_arrow().clone()),
+            })
+        };
+        let lside = side(join.left.schema(), join.on.iter().map(|(l, _)| l).collect())?;
+        let rside = side(
+            join.right.schema(),
+            join.on.iter().map(|(_, r)| r).collect(),
+        )?;
+        // The rest of the ON condition sees both sides' columns, whatever the join emits.
+        let both = join
+            .left
+            .schema()
+            .join(join.right.schema())
+            .map_err(|e| df_error(src, e, pos))?;
+        let residual = join
+            .filter
+            .as_ref()
+            .map(|f| exprs.compile(f, &Arc::new(both)))
+            .transpose()?;
+        let op = WindowJoin::new(
+            kind,
+            lside,
+            rside,
             residual,
             Arc::new(join.schema.as_arrow().clone()),
         )
