@@ -206,6 +206,20 @@ fn a_session_defines_tables_completes_names_reports_errors_and_runs_a_job() {
     assert!(stopped.contains("Received a total of "), "{stopped}");
     t.wait_for("the prompt again", |s| s.trim_end().ends_with("sluice>"));
 
+    // An updating result shows each change with its kind.
+    t.line("SELECT vehicle_id, COUNT(*) AS n FROM telemetry GROUP BY vehicle_id;");
+    t.wait_for("updates", |s| {
+        let shown = from_last(s, "GROUP BY vehicle_id;");
+        shown.contains("| +I | V000")
+            && shown.contains("| -U | V000")
+            && shown.contains("| +U | V000")
+    });
+    t.key("C-c");
+    t.wait_for("the prompt again", |s| {
+        from_last(s, "GROUP BY vehicle_id;").contains("Query stopped (Ctrl-C).")
+            && s.trim_end().ends_with("sluice>")
+    });
+
     // A mistake shows its position with a caret; the shell goes on.
     t.line("CREATE TABLE broken (a INTT) WITH ('connector' = 'blackhole');");
     let error = t.wait_for("the caret", |s| s.contains("[ERROR] input:1:24:"));

@@ -103,7 +103,51 @@ fn union_all_of_window_aggregations_keeps_each_branchs_state() {
 }
 
 #[test]
-fn updating_forms_are_named_not_run() {
+fn an_updating_aggregate_prints_its_changelog_and_files_refuse_it() {
+    let run = pipeline(ROWS, "k STRING, n BIGINT").run(
+        "CREATE TABLE shown (k STRING, n BIGINT, s BIGINT) WITH ('connector' = 'print');
+         INSERT INTO shown SELECT k, COUNT(*), SUM(v) FROM t WHERE v > 10 GROUP BY k;",
+    );
+    assert!(run.ok, "{}", run.stderr);
+    // One row per batch: each change as it happens, as Flink prints it.
+    let changes: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(
+        changes,
+        [
+            "+I[a, 1, 50]",
+            "-U[a, 1, 50]",
+            "+U[a, 2, 80]",
+            "+I[b, 1, 40]",
+            "-U[a, 2, 80]",
+            "+U[a, 3, 100]",
+            "-U[b, 1, 40]",
+            "+U[b, 2, 139]",
+        ]
+    );
+    let refused = pipeline(ROWS, "k STRING, n BIGINT")
+        .run("INSERT INTO out SELECT k, COUNT(*) FROM t GROUP BY k;");
+    assert!(
+        refused.error().contains(
+            "table sink `out` (connector 'filesystem') doesn't support consuming update and delete changes, which are produced by GROUP BY t.k without a window (an updating aggregate)"
+        ),
+        "{}",
+        refused.error()
+    );
+    let over_changes = pipeline(ROWS, "k STRING, n BIGINT").run(
+        "CREATE VIEW totals AS SELECT k, COUNT(*) AS n, MAX(ts) AS ts FROM t GROUP BY k;
+         INSERT INTO out SELECT k, SUM(n) OVER (PARTITION BY k ORDER BY ts) FROM totals;",
+    );
+    assert!(
+        over_changes
+            .error()
+            .contains("an OVER aggregation doesn't support consuming update and delete changes"),
+        "{}",
+        over_changes.error()
+    );
+}
+
+#[test]
+fn keep_last_deduplication_is_a_changelog_and_top_n_outside_windows_is_named() {
     let keep_last = pipeline(ROWS, "k STRING, ts TIMESTAMP(3), v BIGINT").run(
         "INSERT INTO out SELECT k, ts, v FROM (
            SELECT *, ROW_NUMBER() OVER (PARTITION BY k ORDER BY ts DESC) AS rn FROM t
@@ -111,7 +155,7 @@ fn updating_forms_are_named_not_run() {
     );
     assert!(
         keep_last.error().contains(
-            "deduplication keeping the last row (ORDER BY the time DESC) updates its results"
+            "table sink `out` (connector 'filesystem') doesn't support consuming update and delete changes, which are produced by ROW_NUMBER() OVER (… ORDER BY ts DESC) = 1"
         ),
         "{}",
         keep_last.error()
@@ -124,7 +168,7 @@ fn updating_forms_are_named_not_run() {
     assert!(
         top_n
             .error()
-            .contains("Top-N outside a window updates its results"),
+            .contains("Top-N outside a window is not supported yet"),
         "{}",
         top_n.error()
     );

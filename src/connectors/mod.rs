@@ -181,6 +181,15 @@ impl ConnectorConfig {
         }
     }
 
+    /// Whether the sink takes a changelog (rows updated and deleted later): it shows the row
+    /// kinds, or has nothing to keep consistent.
+    pub fn takes_changes(&self) -> bool {
+        matches!(
+            self,
+            ConnectorConfig::Print(_) | ConnectorConfig::Blackhole | ConnectorConfig::Collect(_)
+        )
+    }
+
     pub fn can_write(&self) -> bool {
         !matches!(
             self,

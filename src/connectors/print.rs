@@ -9,6 +9,7 @@ use async_trait::async_trait;
 
 use crate::options::OptionError;
 use crate::options::OptionReader;
+use crate::stream::changelog::{row_kinds, without_kinds};
 use crate::stream::{JobError, Sink};
 
 #[derive(Debug, Clone, Default)]
@@ -68,17 +69,20 @@ pub fn column_formatters<'a>(
         .collect()
 }
 
-/// Formats each row as Flink's `+I[a, b, c]`.
+/// Formats each row as Flink does: its kind, then its values (`+I[a, b, c]`, `-U[…]`).
 pub fn format_rows(batch: &RecordBatch, prefix: &str) -> Result<String, JobError> {
     let options = FormatOptions::new()
         .with_null("null")
         .with_timestamp_format(Some("%Y-%m-%dT%H:%M:%S%.3f"))
         .with_timestamp_tz_format(Some("%Y-%m-%dT%H:%M:%S%.3fZ"));
-    let formatters = column_formatters(batch, &options)?;
+    let kinds = row_kinds(batch);
+    let values = without_kinds(batch);
+    let formatters = column_formatters(&values, &options)?;
     let mut out = String::new();
-    for row in 0..batch.num_rows() {
+    for (row, kind) in kinds.iter().enumerate() {
         out.push_str(prefix);
-        out.push_str("+I[");
+        out.push_str(kind.symbol());
+        out.push('[');
         for (i, f) in formatters.iter().enumerate() {
             if i > 0 {
                 out.push_str(", ");

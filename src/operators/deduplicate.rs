@@ -3,7 +3,8 @@
 //! a key may still come until then); then each key not seen before emits its earliest row —
 //! arrival order among equal times — and is remembered, so the output is append-only. Later rows
 //! of a remembered key are dropped as they come; rows at or behind the watermark are late.
-//! The remembered keys are the state: one entry per distinct key.
+//! The remembered keys are the state: one entry per distinct key. Keep-last ([`KeepLast`]) is
+//! below.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use crate::operators::evaluate::evaluate_all;
 use crate::operators::event_time::event_times;
 use crate::operators::snapshot;
+use crate::stream::changelog::{RowKind, kinds_column};
 use crate::stream::{JobError, Operator};
 
 pub struct KeepFirst {
@@ -214,6 +216,145 @@ impl Operator for KeepFirst {
     }
 }
 
+/// Deduplication keeping the last row per key in event time: `ROW_NUMBER() OVER (PARTITION BY
+/// keys ORDER BY rowtime DESC) = 1`, as Flink's: a row at least as recent as its key's current
+/// one replaces it at once — `+I` the first time, then `-U` the old row and `+U` the new — so
+/// the output is a changelog. Within a batch a key changes once (to its last row). The state is
+/// one row per key.
+pub struct KeepLast {
+    keys: Vec<Arc<dyn PhysicalExpr>>,
+    converter: RowConverter,
+    time_column: usize,
+    input: SchemaRef,
+    /// The input's columns, the row number (always 1) and the row kind.
+    schema: SchemaRef,
+    /// Each key's current row (a one-row batch) and its time.
+    current: HashMap<OwnedRow, (i64, RecordBatch)>,
+}
+
+impl KeepLast {
+    pub fn new(
+        keys: Vec<Arc<dyn PhysicalExpr>>,
+        time_column: usize,
+        input: SchemaRef,
+        output: SchemaRef,
+    ) -> Result<Self, JobError> {
+        let fields = keys
+            .iter()
+            .map(|e| Ok(SortField::new(e.data_type(&input)?)))
+            .collect::<Result<Vec<_>, JobError>>()?;
+        Ok(KeepLast {
+            keys,
+            converter: RowConverter::new(fields)?,
+            time_column,
+            input,
+            schema: output,
+            current: HashMap::new(),
+        })
+    }
+}
+
+impl Operator for KeepLast {
+    fn describe(&self) -> String {
+        format!(
+            "deduplicate: last row per {} key(s) in event time (updating)",
+            self.keys.len()
+        )
+    }
+
+    fn output_schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn process_batch(
+        &mut self,
+        batch: RecordBatch,
+        out: &mut Vec<RecordBatch>,
+    ) -> Result<(), JobError> {
+        let times = event_times(batch.column(self.time_column))?;
+        let keys = self
+            .converter
+            .convert_columns(&evaluate_all(&self.keys, &batch)?)?;
+        // Each key's last row of the batch at least as recent as what it had.
+        let mut latest: HashMap<OwnedRow, (i64, usize)> = HashMap::new();
+        let mut order = Vec::new();
+        for (i, t) in times.iter().enumerate() {
+            let Some(t) = *t else { continue };
+            let key = keys.row(i).owned();
+            let floor = latest
+                .get(&key)
+                .map(|(t, _)| *t)
+                .or_else(|| self.current.get(&key).map(|(t, _)| *t));
+            if floor.is_none_or(|f| t >= f) {
+                if !latest.contains_key(&key) {
+                    order.push(key.clone());
+                }
+                latest.insert(key, (t, i));
+            }
+        }
+        let mut rows: Vec<RecordBatch> = Vec::new();
+        let mut kinds = Vec::new();
+        for key in order {
+            let (t, i) = latest[&key];
+            let row = batch.slice(i, 1);
+            match self.current.insert(key, (t, row.clone())) {
+                Some((_, old)) => {
+                    rows.push(old);
+                    kinds.push(RowKind::UpdateBefore);
+                    kinds.push(RowKind::UpdateAfter);
+                }
+                None => kinds.push(RowKind::Insert),
+            }
+            rows.push(row);
+        }
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let rows = concat_batches(&self.input, &rows)?;
+        let mut columns = rows.columns().to_vec();
+        columns.push(Arc::new(UInt64Array::from(vec![1; rows.num_rows()])));
+        columns.push(kinds_column(kinds));
+        out.push(RecordBatch::try_new(self.schema.clone(), columns)?);
+        Ok(())
+    }
+
+    fn buffered_rows(&self) -> u64 {
+        self.current.len() as u64
+    }
+
+    fn state_kind(&self) -> Option<&'static str> {
+        Some("deduplicate-last")
+    }
+
+    fn snapshot(&mut self) -> Result<Option<Vec<u8>>, JobError> {
+        let rows: Vec<RecordBatch> = self.current.values().map(|(_, r)| r.clone()).collect();
+        let rows = concat_batches(&self.input, &rows)?;
+        Ok(Some(snapshot::encode(
+            &self.input,
+            HashMap::new(),
+            &[rows],
+        )?))
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), JobError> {
+        self.current.clear();
+        for b in snapshot::decode(bytes)?.1 {
+            let b = RecordBatch::try_new(self.input.clone(), b.columns().to_vec())?;
+            let times = event_times(b.column(self.time_column))?;
+            let keys = self
+                .converter
+                .convert_columns(&evaluate_all(&self.keys, &b)?)?;
+            for (i, t) in times.iter().enumerate() {
+                if let Some(t) = t {
+                    self.current
+                        .insert(keys.row(i).owned(), (*t, b.slice(i, 1)));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,6 +400,37 @@ mod tests {
                  c     00:00:01  6",
             );
             assert_eq!(h.op.late_rows(), 1);
+        }
+    }
+
+    #[test]
+    fn keep_last_replaces_a_keys_row_with_a_more_recent_one() {
+        let input = schema("k:str ts:ts v:i64");
+        let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.push(Field::new("rn", arrow::datatypes::DataType::UInt64, false));
+        let output = crate::stream::changelog::with_kinds(&Schema::new(fields));
+        let new = || KeepLast::new(vec![col("k", &input)], 1, input.clone(), output.clone());
+        let mut h = Harness::new(new().unwrap());
+        h.push(
+            "k:str ts:ts     v:i64
+             a     00:00:05  1
+             a     00:00:03  2
+             b     00:00:01  3
+             a     00:00:05  4",
+        );
+        // Equal times: the later row wins. One change per key per batch.
+        assert_eq!(h.take(), lines("a 00:00:05 4 1 0\nb 00:00:01 3 1 0"));
+        let bytes = h.op.snapshot().unwrap().unwrap();
+        let mut restored = Harness::new(new().unwrap());
+        restored.op.restore(&bytes).unwrap();
+        for h in [&mut h, &mut restored] {
+            h.push(
+                "k:str ts:ts     v:i64
+                 a     00:00:04  5
+                 b     00:00:02  6",
+            );
+            // a's older row changes nothing; b's newer one replaces (-U 1, +U 2).
+            assert_eq!(h.take(), lines("b 00:00:01 3 1 1\nb 00:00:02 6 1 2"));
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod evaluate;
 pub mod event_time;
 mod filter;
 mod graph;
+pub mod group_aggregate;
 pub mod join;
 pub mod match_recognize;
 pub mod over;

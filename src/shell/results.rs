@@ -11,6 +11,7 @@ use crate::jobs::{Preview, start_preview};
 use crate::plan::JobGraph;
 use crate::runtime::RuntimeOptions;
 use crate::signals::StopSignals;
+use crate::stream::changelog::{RowKind, is_changelog, row_kinds, without_kinds};
 use arrow::array::RecordBatch;
 use arrow::buffer::Buffer;
 use arrow::datatypes::{DataType, SchemaRef};
@@ -30,7 +31,12 @@ pub struct Tableau {
 impl Tableau {
     /// Columns no wider than `max_width` (long values are cut).
     pub fn new(schema: &SchemaRef, max_width: usize) -> Self {
+        // A changelog's row kind is the `op` column, not a column of its own.
         let fields = schema.fields();
+        let fields = match is_changelog(schema) {
+            true => &fields[..fields.len() - 1],
+            false => &fields[..],
+        };
         Tableau {
             names: fields.iter().map(|f| f.name().clone()).collect(),
             widths: fields
@@ -80,20 +86,26 @@ impl Tableau {
         format!("{rule}\n{}\n{rule}", self.line("op", &self.names))
     }
 
-    /// The batch's rows, one line each, as inserts (`+I`).
-    pub fn lines(&mut self, batch: &RecordBatch) -> Result<Vec<String>, arrow::error::ArrowError> {
+    /// The batch's rows, one line each, with their kinds (`+I` for every row of an append-only
+    /// result).
+    pub fn lines(
+        &mut self,
+        batch: &RecordBatch,
+    ) -> Result<Vec<(RowKind, String)>, arrow::error::ArrowError> {
         let options = FormatOptions::new()
             .with_null("<NULL>")
             .with_timestamp_format(Some("%Y-%m-%d %H:%M:%S%.3f"));
-        let formatters = column_formatters(batch, &options)?;
-        let lines = (0..batch.num_rows()).map(|row| {
+        let kinds = row_kinds(batch);
+        let values = without_kinds(batch);
+        let formatters = column_formatters(&values, &options)?;
+        let lines = kinds.into_iter().enumerate().map(|(row, kind)| {
             let values: Vec<String> = formatters
                 .iter()
                 .map(|f| f.value(row).to_string())
                 .collect();
-            self.line("+I", &values)
+            (kind, self.line(kind.symbol(), &values))
         });
-        let lines: Vec<String> = lines.collect();
+        let lines: Vec<(RowKind, String)> = lines.collect();
         self.rows += lines.len() as u64;
         Ok(lines)
     }
@@ -243,7 +255,8 @@ pub async fn show_tableau(
             v
         });
         let lines = v.lines(&batch).map_err(|e| e.to_string())?;
-        print(&lines.join("\n"));
+        let text: Vec<String> = lines.into_iter().map(|(_, l)| l).collect();
+        print(&text.join("\n"));
     }
     let result = rows.finish().await;
     let count = view.as_ref().map_or(0, |v| v.rows);
@@ -287,7 +300,7 @@ mod tests {
         let rows = view.lines(&batch).unwrap();
         let lines: Vec<&str> = header
             .lines()
-            .chain(rows.iter().map(String::as_str))
+            .chain(rows.iter().map(|(_, l)| l.as_str()))
             .collect();
         assert!(
             lines.iter().all(|l| l.len() == lines[0].len()),

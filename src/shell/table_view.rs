@@ -16,6 +16,7 @@ use crossterm::{cursor, queue};
 use tokio::sync::mpsc;
 
 use super::results::{Rows, Tableau};
+use crate::stream::changelog::RowKind;
 
 /// How often the screen is redrawn at most while rows come.
 const REFRESH: Duration = Duration::from_millis(200);
@@ -96,9 +97,17 @@ impl TableView {
         self.layout = Some(layout);
     }
 
-    fn push(&mut self, lines: Vec<String>) {
-        for line in lines {
+    /// Applies rows as they come: an insert or the new row of an update is added, the old row
+    /// of an update or a deleted row taken out (the result as it stands, as Flink's table mode).
+    fn push(&mut self, lines: Vec<(RowKind, String)>) {
+        for (kind, line) in lines {
             self.received += 1;
+            if kind.is_retraction() {
+                if let Some(at) = self.rows.iter().rposition(|r| *r == line) {
+                    self.rows.remove(at);
+                }
+                continue;
+            }
             self.rows.push_back(line);
             if self.rows.len() > self.max_rows {
                 self.rows.pop_front();
@@ -106,6 +115,7 @@ impl TableView {
                 self.top = self.top.saturating_sub(1);
             }
         }
+        self.top = self.top.min(self.rows.len());
     }
 
     /// Applies a key, for a screen showing `page` rows.
@@ -333,7 +343,11 @@ mod tests {
     fn view_with(rows: usize, max_rows: usize) -> TableView {
         let mut v = TableView::new(max_rows);
         v.header = vec!["+---+".into(), "| a |".into(), "+---+".into()];
-        v.push((1..=rows).map(|i| format!("| {i} |")).collect());
+        v.push(
+            (1..=rows)
+                .map(|i| (RowKind::Insert, format!("| {i} |")))
+                .collect(),
+        );
         v
     }
 
@@ -351,7 +365,7 @@ mod tests {
             screen[8]
         );
         v.apply(&Action::First, 4);
-        v.push(vec!["| 11 |".into()]);
+        v.push(vec![(RowKind::Insert, "| 11 |".into())]);
         let screen = v.screen(40, 10);
         assert_eq!(screen[4], "| 1 |", "scrolled up: stays put");
         assert_eq!(screen[8], "rows 1-4 of 11");
@@ -373,6 +387,23 @@ mod tests {
         assert_eq!(small.screen(3, 10)[4], "| 8");
         small.apply(&Action::Right, 4);
         assert_eq!(small.screen(40, 10)[4], "");
+    }
+
+    #[test]
+    fn an_updating_result_shows_as_it_stands() {
+        let mut v = view_with(0, 100);
+        let row = |kind, text: &str| (kind, text.to_string());
+        v.push(vec![
+            row(RowKind::Insert, "| a 1 |"),
+            row(RowKind::Insert, "| b 1 |"),
+            row(RowKind::UpdateBefore, "| a 1 |"),
+            row(RowKind::UpdateAfter, "| a 2 |"),
+            row(RowKind::Delete, "| b 1 |"),
+        ]);
+        let screen = v.screen(40, 10);
+        assert_eq!(screen[4], "| a 2 |");
+        assert_eq!(screen[5], "");
+        assert!(screen[8].starts_with("rows 1-1 of 1"), "{}", screen[8]);
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! The ground floor: the types every layer above speaks and that import nothing else of ours.
 //!
-//! What flows along a dataflow edge ([`Message`]), the watermark a pipeline has reached
+//! What flows along a dataflow edge ([`Message`]; a changelog's row kinds: [`changelog`]), the watermark a pipeline has reached
 //! ([`WatermarkCell`]), how a job fails ([`JobError`]), the counters a running job bumps, and the
 //! three traits a dataflow is made of: [`Source`] (with the [`SourceOutput`] it writes to),
 //! [`Operator`] and [`Sink`]. The runtime wires implementations of them together; connectors
 //! and operators implement them without knowing the runtime, the plan or SQL.
 
+pub mod changelog;
 mod error;
 mod message;
 pub mod metrics;

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use arrow::datatypes::Schema;
+use arrow::datatypes::{Schema, SchemaRef};
 use datafusion::common::{DFSchema, DFSchemaRef};
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SessionState;
@@ -12,7 +12,7 @@ use datafusion::logical_expr::simplify::SimplifyContext;
 use datafusion::logical_expr::{Expr, LogicalPlan, Union};
 use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::physical_expr::PhysicalExpr;
-use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::expressions::{Column, lit};
 use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, ExprWithAlias};
 
 use super::job_builder::JobBuilder;
@@ -24,6 +24,7 @@ use crate::sql::error::{Position, SourceText, SqlError};
 use crate::sql::functions::CurrentWatermark;
 use crate::sql::rewrite::rewrite_expr;
 use crate::sql::window::WindowTvf;
+use crate::stream::changelog::{OP_COLUMN, RowKind, with_kinds};
 use crate::stream::{Operator, WatermarkCell};
 
 impl Planner {
@@ -107,7 +108,7 @@ impl Planner {
                     let pred = exprs.compile(f, &scan.projected_schema)?;
                     operators.push(Box::new(Filter::new(pred, Arc::new(scan.projected_schema.as_arrow().clone()))));
                 }
-Ok(CompiledStream { source, operators: operators.into(), schema: scan.projected_schema.clone(), window: None, reads, side_output: None })
+Ok(CompiledStream { source, operators: operators.into(), schema: scan.projected_schema.clone(), window: None, reads, side_output: None, updating: None })
             }
             LogicalPlan::Filter(f) => {
                 if let Some(ranked) = self.compile_rank_filter(src, f, pos, job)? {
@@ -118,7 +119,7 @@ Ok(CompiledStream { source, operators: operators.into(), schema: scan.projected_
                     return Err(src.error(pos, "a WHERE on window_start/window_end before the GROUP BY is not supported; filter in HAVING or after the aggregation"));
                 }
                 let pred = exprs.compile(&f.predicate, f.input.schema())?;
-                s.operators.push(Box::new(Filter::new(pred, Arc::new(f.input.schema().as_arrow().clone()))));
+                s.operators.push(Box::new(Filter::new(pred, s.arrow_schema())));
                 Ok(s)
             }
             LogicalPlan::Projection(p) => {
@@ -132,8 +133,15 @@ Ok(CompiledStream { source, operators: operators.into(), schema: scan.projected_
                     && p.expr.iter().enumerate().all(|(i, e)| matches!(e, Expr::Column(c) if input.index_of_column(c).ok() == Some(i)))
                     && p.schema.fields().iter().zip(input.fields()).all(|(a, b)| a.name() == b.name());
                 if !identity {
-                    let columns = p.expr.iter().map(|e| exprs.compile(e, input)).collect::<Result<Vec<_>, _>>()?;
-                    s.operators.push(Box::new(Projection::new(columns, Arc::new(p.schema.as_arrow().clone()))));
+                    let mut columns = p.expr.iter().map(|e| exprs.compile(e, input)).collect::<Result<Vec<_>, _>>()?;
+                    let mut output = Arc::new(p.schema.as_arrow().clone());
+                    if s.updating.is_some() {
+                        // The row kind passes through.
+                        let at = input.fields().len();
+                        columns.push(Arc::new(Column::new(OP_COLUMN, at)));
+                        output = with_kinds(&output);
+                    }
+                    s.operators.push(Box::new(Projection::new(columns, output)));
                 }
                 s.schema = p.schema.clone();
                 Ok(s)
@@ -187,7 +195,21 @@ impl Planner {
                 "only one branch of a UNION ALL may send late rows to a side output",
             ));
         }
-        let schema = Arc::new(union.schema.as_arrow().clone());
+        // A union with an updating branch is a changelog: the other branches' rows are inserts.
+        let updating = branches.iter().find_map(|b| b.updating.clone());
+        let mut schema = Arc::new(union.schema.as_arrow().clone());
+        if updating.is_some() {
+            schema = with_kinds(&schema);
+            for b in branches.iter_mut().filter(|b| b.updating.is_none()) {
+                let input = b.arrow_schema();
+                let mut columns: Vec<Arc<dyn PhysicalExpr>> = (0..input.fields().len())
+                    .map(|i| Arc::new(Column::new(input.field(i).name(), i)) as _)
+                    .collect();
+                columns.push(lit(RowKind::Insert.code()));
+                b.operators
+                    .push(Box::new(Projection::new(columns, with_kinds(&input))));
+            }
+        }
         let reads = branches
             .iter()
             .flat_map(|b| b.reads.iter().copied())
@@ -202,6 +224,7 @@ impl Planner {
             window: None,
             reads,
             side_output,
+            updating,
         })
     }
 }
@@ -236,9 +259,40 @@ pub(super) struct CompiledStream {
     pub(super) reads: std::collections::BTreeSet<usize>,
     /// Where the stream's late rows go, when a window or MATCH_RECOGNIZE in it sends them away.
     pub(super) side_output: Option<SinkNode>,
+    /// Set when rows may be updated or deleted later (a changelog, see
+    /// [`crate::stream::changelog`]): what makes them so, for error messages.
+    pub(super) updating: Option<String>,
 }
 
 impl CompiledStream {
+    /// The schema of the stream's batches: its columns, and the row kind when it updates.
+    pub(super) fn arrow_schema(&self) -> SchemaRef {
+        let columns = self.schema.as_arrow();
+        match self.updating {
+            Some(_) => with_kinds(columns),
+            None => Arc::new(columns.clone()),
+        }
+    }
+
+    /// Refuses a changelog where only inserted rows make sense (`consumer` says where), in
+    /// Flink's terms.
+    pub(super) fn require_append_only(
+        &self,
+        src: &SourceText,
+        pos: Position,
+        consumer: &str,
+    ) -> Result<(), SqlError> {
+        match &self.updating {
+            Some(producer) => Err(src.error(
+                pos,
+                format!(
+                    "{consumer} doesn't support consuming update and delete changes, which are produced by {producer}"
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// A window relation must end in its aggregation: its window columns are placeholders.
     pub(super) fn check_complete(&self, src: &SourceText, pos: Position) -> Result<(), SqlError> {
         match &self.window {

@@ -1,8 +1,6 @@
 //! INSERT INTO and bare queries: each planned by DataFusion and compiled into a pipeline of the
 //! job; an INSERT of a query already planned joins that pipeline (Flink's sub-plan reuse).
 
-use std::sync::Arc;
-
 use datafusion::logical_expr::{LogicalPlan, WriteOp};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
@@ -13,8 +11,10 @@ use super::{Planner, df_error};
 use crate::connectors::ConnectorConfig;
 use crate::plan::SinkNode;
 use crate::sql::ast::ColumnKind;
+use crate::sql::catalog::Table;
 use crate::sql::error::{Position, SourceText, SqlError};
 use crate::sql::rewrite::rewrite_statement;
+use crate::stream::changelog::with_kinds;
 use crate::stream::{WatermarkCell, new_watermark_cell};
 
 impl Planner {
@@ -78,11 +78,6 @@ impl Planner {
                 ),
             ));
         }
-        let sink = SinkNode {
-            table: sink_name.clone(),
-            schema: table.physical_schema.clone(),
-            connector: table.connector.clone(),
-        };
         // Flink's sub-plan reuse: the same query into another table is computed once.
         let query = self
             .settings
@@ -93,11 +88,13 @@ impl Planner {
             .iter_mut()
             .find(|p| query.is_some() && p.query == query)
         {
+            let sink = sink_node(src, pos, table, &shared.updating)?;
             shared.name = format!("{}, {sink_name}", shared.name);
             shared.sinks.push(sink);
             return Ok(());
         }
         let stream = self.compile_pipeline(src, &dml.input, pos, job)?;
+        let sink = sink_node(src, pos, table, &stream.updating)?;
         let name = format!("INSERT INTO {sink_name}");
         let pipeline = pending_pipeline(name, stream, sink, job.watermark.clone(), query);
         job.pipelines.push(pipeline);
@@ -117,7 +114,7 @@ impl Planner {
         let stream = self.compile_pipeline(src, &plan, pos, job)?;
         let print = SinkNode {
             table: format!("query_{}", job.pipelines.len()),
-            schema: Arc::new(stream.schema.as_arrow().clone()),
+            schema: stream.arrow_schema(),
             connector: ConnectorConfig::stdout(),
         };
         let name = format!("SELECT (line {})", pos.line);
@@ -142,6 +139,35 @@ impl Planner {
     }
 }
 
+/// The sink writing `table`: its declared columns, and the row kinds when `updating` — which
+/// only a connector taking changes accepts (Flink's message otherwise).
+fn sink_node(
+    src: &SourceText,
+    pos: Position,
+    table: &Table,
+    updating: &Option<String>,
+) -> Result<SinkNode, SqlError> {
+    let mut schema = table.physical_schema.clone();
+    if let Some(producer) = updating {
+        if !table.connector.takes_changes() {
+            return Err(src.error(
+                pos,
+                format!(
+                    "table sink `{}` (connector '{}') doesn't support consuming update and delete changes, which are produced by {producer}; write it to a sink that takes changes (print, blackhole), or make the query append-only (a window aggregation)",
+                    table.name,
+                    table.connector.name()
+                ),
+            ));
+        }
+        schema = with_kinds(&schema);
+    }
+    Ok(SinkNode {
+        table: table.name.clone(),
+        schema,
+        connector: table.connector.clone(),
+    })
+}
+
 /// The job's entry for a compiled pipeline writing to `sink`.
 fn pending_pipeline(
     name: String,
@@ -157,6 +183,7 @@ fn pending_pipeline(
         sinks: vec![sink],
         watermark,
         side_output: stream.side_output,
+        updating: stream.updating,
         query,
     }
 }

@@ -20,6 +20,8 @@ pub(super) struct PendingPipeline {
     pub(super) side_output: Option<SinkNode>,
     /// The optimized query, as text: an INSERT of the same query joins this pipeline.
     pub(super) query: Option<String>,
+    /// What makes its rows a changelog, if something does.
+    pub(super) updating: Option<String>,
 }
 
 /// Collects the sources and pipelines of one job; a table scanned by several INSERTs is read once.

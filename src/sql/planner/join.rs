@@ -51,6 +51,7 @@ impl Planner {
         self.lookup_operators(src, lookup, table, &exprs, pos, &mut side)?;
         let mut s = self.compile(src, stream, pos, job)?;
         s.check_complete(src, pos)?;
+        s.require_append_only(src, pos, "a lookup join")?;
         let keys = join
             .on
             .iter()

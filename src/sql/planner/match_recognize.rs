@@ -453,6 +453,7 @@ impl Planner {
     ) -> Result<CompiledStream, SqlError> {
         let (def, input, at) = &self.matches[scan.table_name.table()];
         let mut s = self.compile(src, input, pos, job)?;
+        s.require_append_only(src, pos, "MATCH_RECOGNIZE")?;
         s.check_complete(src, pos)?;
         if let LateRows::SideOutput(side) = &self.settings.late_rows {
             let sink = self.side_output_sink(src, side, input.schema(), *at)?;

@@ -23,6 +23,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 
 mod compile;
 mod ddl;
+mod group;
 mod insert;
 mod job_builder;
 mod join;

@@ -28,6 +28,7 @@ impl Planner {
     ) -> Result<CompiledStream, SqlError> {
         let mut s = self.compile(src, &window.input, pos, job)?;
         s.check_complete(src, pos)?;
+        s.require_append_only(src, pos, "an OVER aggregation")?;
         let input = window.input.schema();
         let exprs = self.expr_compiler(src, pos, job);
         let mut shape: Option<&WindowFunctionParams> = None;

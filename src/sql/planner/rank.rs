@@ -1,7 +1,7 @@
 //! `ROW_NUMBER() OVER (…)` filtered to the first rows (`rn <= N`, `rn < N`, `rn = 1`), Flink's
 //! two patterns: window Top-N (partitioned by window_start and window_end of a window
 //! aggregation: append-only) and deduplication (ordered by the event-time attribute, `rn = 1`:
-//! keep-first is append-only). The other forms update earlier results and come with changelogs.
+//! keep-first is append-only, keep-last a changelog). Top-N outside windows is not there yet.
 
 use std::sync::Arc;
 
@@ -14,9 +14,11 @@ use datafusion::logical_expr::{BinaryExpr, Expr, Filter, LogicalPlan, Operator a
 use super::Planner;
 use super::compile::CompiledStream;
 use super::job_builder::JobBuilder;
-use crate::operators::deduplicate::KeepFirst;
+use crate::operators::deduplicate::{KeepFirst, KeepLast};
 use crate::operators::window::WindowTopN;
 use crate::sql::error::{Position, SourceText, SqlError};
+use crate::stream::Operator;
+use crate::stream::changelog::with_kinds;
 
 impl Planner {
     /// The filter over a ROW_NUMBER, compiled as Top-N or deduplication; `None` when `filter` is
@@ -50,6 +52,7 @@ impl Planner {
         };
         let mut s = self.compile(src, &window.input, pos, job)?;
         s.check_complete(src, pos)?;
+        s.require_append_only(src, pos, "ROW_NUMBER (Top-N and deduplication)")?;
         let input = window.input.schema();
         let exprs = self.expr_compiler(src, pos, job);
         let partition = params
@@ -96,24 +99,32 @@ impl Planner {
             _ => None,
         };
         match (by_rowtime, limit) {
-            (Some(true), 1) => {
+            (Some(ascending), 1) => {
                 let column = rowtime.expect("ordered by it");
                 let time_column = input
                     .index_of_column_by_name(None, &column)
                     .ok_or_else(|| src.error(pos, format!("no `{column}` under the deduplication")))?;
-                let op = KeepFirst::new(partition, time_column, input_arrow, output)
-                    .map_err(|e| src.error(pos, e.to_string()))?;
-                s.operators.push(Box::new(op));
+                let op: Box<dyn Operator> = if ascending {
+                    Box::new(
+                        KeepFirst::new(partition, time_column, input_arrow, output)
+                            .map_err(|e| src.error(pos, e.to_string()))?,
+                    )
+                } else {
+                    s.updating = Some(format!(
+                        "ROW_NUMBER() OVER (… ORDER BY {column} DESC) = 1 (deduplication keeping the last row)"
+                    ));
+                    Box::new(
+                        KeepLast::new(partition, time_column, input_arrow, with_kinds(&output))
+                            .map_err(|e| src.error(pos, e.to_string()))?,
+                    )
+                };
+                s.operators.push(op);
                 s.schema = window.schema.clone();
                 Ok(Some(s))
             }
-            (Some(false), 1) => Err(src.error(
-                pos,
-                "deduplication keeping the last row (ORDER BY the time DESC) updates its results: changelogs are not supported yet; keep the first row (ASC), or use a window",
-            )),
             _ => Err(src.error(
                 pos,
-                "Top-N outside a window updates its results: changelogs are not supported yet; rank within windows (PARTITION BY window_start, window_end of a window aggregation) or deduplicate by the event-time attribute",
+                "Top-N outside a window is not supported yet (its ranks update); rank within windows (PARTITION BY window_start, window_end of a window aggregation) or deduplicate by the event-time attribute",
             )),
         }
     }

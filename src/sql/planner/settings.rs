@@ -64,6 +64,9 @@ pub struct Settings {
     pub allowed_lateness_ms: i64,
     /// `table.optimizer.reuse-sub-plan-enabled`.
     pub reuse_sub_plan: bool,
+    /// `table.exec.state.ttl`: how long an updating aggregate keeps a key after its last change
+    /// (`None`, or 0 as in Flink: forever).
+    pub state_ttl: Option<Duration>,
     /// `execution.checkpointing.*`, `execution.savepoint.*`, `restart-strategy.*`.
     pub checkpoint: CheckpointConfig,
     pub client: ClientSettings,
@@ -78,6 +81,7 @@ impl Default for Settings {
             late_rows: LateRows::Drop,
             allowed_lateness_ms: 0,
             reuse_sub_plan: true,
+            state_ttl: None,
             checkpoint: CheckpointConfig::default(),
             client: ClientSettings::default(),
             values: BTreeMap::new(),
@@ -95,6 +99,7 @@ const KNOWN: &[&str] = &[
     "table.exec.late-rows",
     "table.exec.window.allowed-lateness",
     "table.optimizer.reuse-sub-plan-enabled",
+    "table.exec.state.ttl",
     "sql-client.execution.result-mode",
     "sql-client.execution.max-table-result.rows",
     "sql-client.display.max-column-width",
@@ -123,6 +128,7 @@ impl Settings {
             "table.exec.late-rows" => ("drop", &["drop", "side-output:"]),
             "table.exec.window.allowed-lateness" => ("0 ms", &[]),
             "table.optimizer.reuse-sub-plan-enabled" => ("true", BOOL),
+            "table.exec.state.ttl" => ("0 ms (state kept forever)", &[]),
             "execution.checkpointing.interval" => {
                 ("10 s when a source is unbounded, else off", &[])
             }
@@ -194,6 +200,10 @@ impl Settings {
                         }
                     }
                 }
+            }
+            "table.exec.state.ttl" => {
+                let d = duration(key, v)?;
+                self.state_ttl = (!d.is_zero()).then_some(d);
             }
             "table.exec.window.allowed-lateness" => {
                 let d = duration(key, v)?;

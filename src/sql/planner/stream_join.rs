@@ -31,6 +31,9 @@ impl Planner {
         left.check_complete(src, pos)?;
         let right = self.compile(src, &join.right, pos, job)?;
         right.check_complete(src, pos)?;
+        for side in [&left, &right] {
+            side.require_append_only(src, pos, "a join of two streams")?;
+        }
         if left.source != right.source {
             return Err(src.error(
                 pos,
@@ -136,6 +139,7 @@ impl Planner {
             window: None,
             reads,
             side_output: None,
+            updating: None,
         })
     }
 }
@@ -217,6 +221,7 @@ impl Planner {
             window: None,
             reads,
             side_output: None,
+            updating: None,
         })
     }
 }

@@ -158,6 +158,7 @@ impl Planner {
         let (window, input) = &self.windows[scan.table_name.table()];
         let mut s = self.compile(src, input, pos, job)?;
         s.check_complete(src, pos)?;
+        s.require_append_only(src, window.pos, "a window TVF")?;
         // The window columns are placeholders holding the event time: the window
         // operator assigns rows to windows itself, from this column.
         let input_schema = input.schema();
@@ -237,7 +238,7 @@ impl Planner {
         let exprs = self.expr_compiler(src, pos, job);
         let mut s = self.compile(src, &agg.input, pos, job)?;
         let Some(window) = s.window.take() else {
-            return Err(src.error(pos, "GROUP BY aggregation without a window is not supported in a streaming query yet; aggregate over TABLE(TUMBLE(...)), HOP, CUMULATE or SESSION and GROUP BY window_start, window_end"));
+            return self.compile_group_aggregate(src, agg, pos, job, s);
         };
         let input_schema = agg.input.schema();
         let mut layout = Vec::new();
@@ -271,30 +272,7 @@ impl Planner {
                 "a window aggregation must GROUP BY window_start, window_end (and any keys)",
             ));
         }
-        let physical_input = Arc::new(input_schema.as_arrow().clone());
-        let mut calls = Vec::new();
-        for e in &agg.aggr_expr {
-            let planning = datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext::default();
-            let lowered = datafusion::physical_expr::aggregate::LoweredAggregateBuilder::new(
-                e,
-                input_schema,
-                &physical_input,
-                exprs.state.execution_props(),
-                &planning,
-            )
-            .build()
-            .map_err(|e| df_error(src, e, pos))?;
-            let (function, filter, order_by) =
-                (lowered.aggregate, lowered.filter, lowered.order_bys);
-            if !order_by.is_empty() {
-                return Err(src.error(pos, "ordered aggregates (WITHIN GROUP / ORDER BY in an aggregate) are not supported in window aggregations"));
-            }
-            calls.push(AggregateCall {
-                function,
-                filter,
-                label: user_facing(&e.to_string()),
-            });
-        }
+        let calls = self.aggregate_calls(src, agg, pos, &exprs, "window aggregations")?;
         let output = Arc::new(agg.schema.as_arrow().clone());
         let time_column = time_column.expect("window_start is grouped by");
         let op: Box<dyn Operator> = match window.kind {
@@ -332,9 +310,47 @@ impl Planner {
         s.schema = agg.schema.clone();
         Ok(s)
     }
+
+    /// An aggregation's calls, lowered to DataFusion's physical aggregates (`what` names the
+    /// aggregation in errors).
+    pub(super) fn aggregate_calls(
+        &self,
+        src: &SourceText,
+        agg: &Aggregate,
+        pos: Position,
+        exprs: &super::ExprCompiler<'_>,
+        what: &str,
+    ) -> Result<Vec<AggregateCall>, SqlError> {
+        let input_schema = agg.input.schema();
+        let physical_input = Arc::new(input_schema.as_arrow().clone());
+        let mut calls = Vec::new();
+        for e in &agg.aggr_expr {
+            let planning = datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext::default();
+            let lowered = datafusion::physical_expr::aggregate::LoweredAggregateBuilder::new(
+                e,
+                input_schema,
+                &physical_input,
+                exprs.state.execution_props(),
+                &planning,
+            )
+            .build()
+            .map_err(|e| df_error(src, e, pos))?;
+            let (function, filter, order_by) =
+                (lowered.aggregate, lowered.filter, lowered.order_bys);
+            if !order_by.is_empty() {
+                return Err(src.error(pos, format!("ordered aggregates (WITHIN GROUP / ORDER BY in an aggregate) are not supported in {what}")));
+            }
+            calls.push(AggregateCall {
+                function,
+                filter,
+                label: user_facing(&e.to_string()),
+            });
+        }
+        Ok(calls)
+    }
 }
 
-/// The table of `'table.exec.late-rows' = 'side-output:<table>'`.
+/// Whether `e` reads a window column (window_start, window_end, window_time).
 pub(super) fn uses_window_columns(e: &Expr) -> bool {
     e.column_refs()
         .iter()

@@ -1,0 +1,459 @@
+//! `GROUP BY` without a window: an updating aggregate, as Flink's. Each key keeps DataFusion
+//! accumulators and what it last emitted; a batch's rows update their keys (rows of an updating
+//! input — `-U`, `-D` — are retracted), and each key touched then emits its change once: `+I` the
+//! first time, `-U` old and `+U` new when its result changed, `-D` when its last row was taken
+//! back. So a batch is a mini-batch: a key busy within it changes once, not once per row.
+//! A key's state lives until its rows are all retracted, or `table.exec.state.ttl` after its
+//! last change (then it is forgotten without a message, as in Flink).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, UInt32Array};
+use arrow::compute::take;
+use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
+use arrow::row::{OwnedRow, RowConverter, SortField};
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::Accumulator;
+use datafusion::physical_expr::PhysicalExpr;
+
+use crate::operators::aggregate::{AggregateCall, evaluate_calls};
+use crate::operators::evaluate::evaluate_all;
+use crate::operators::snapshot;
+use crate::stream::changelog::{RowKind, kinds_column, row_kinds};
+use crate::stream::{JobError, Operator};
+
+pub struct GroupAggregate {
+    keys: Vec<Arc<dyn PhysicalExpr>>,
+    converter: RowConverter,
+    calls: Vec<AggregateCall>,
+    /// Whether rows may be retracted (the input is a changelog): accumulators that can take
+    /// rows back are used.
+    retracting: bool,
+    /// Key columns, then one per call, then the row kind.
+    schema: SchemaRef,
+    groups: HashMap<OwnedRow, Group>,
+    ttl: Option<Duration>,
+    /// Batches since keys past their TTL were last looked for.
+    since_sweep: u32,
+}
+
+struct Group {
+    accumulators: Vec<Box<dyn Accumulator>>,
+    /// Rows added minus rows taken back.
+    rows: i64,
+    /// The results last emitted, if any.
+    emitted: Option<Vec<ScalarValue>>,
+    touched: Instant,
+}
+
+impl GroupAggregate {
+    pub fn new(
+        keys: Vec<Arc<dyn PhysicalExpr>>,
+        input: &SchemaRef,
+        calls: Vec<AggregateCall>,
+        retracting: bool,
+        output: SchemaRef,
+        ttl: Option<Duration>,
+    ) -> Result<Self, JobError> {
+        let fields = keys
+            .iter()
+            .map(|e| Ok(SortField::new(e.data_type(input)?)))
+            .collect::<Result<Vec<_>, JobError>>()?;
+        let op = GroupAggregate {
+            keys,
+            converter: RowConverter::new(fields)?,
+            calls,
+            retracting,
+            schema: output,
+            groups: HashMap::new(),
+            ttl,
+            since_sweep: 0,
+        };
+        if retracting {
+            for (call, acc) in op.calls.iter().zip(op.new_accumulators()?) {
+                if !acc.supports_retract_batch() {
+                    return Err(JobError::internal(format!(
+                        "{} cannot take back rows of an updating input",
+                        call.label
+                    )));
+                }
+            }
+        }
+        Ok(op)
+    }
+
+    fn new_accumulators(&self) -> Result<Vec<Box<dyn Accumulator>>, JobError> {
+        self.calls
+            .iter()
+            .map(|c| {
+                Ok(if self.retracting {
+                    c.function.create_sliding_accumulator()?
+                } else {
+                    c.function.create_accumulator()?
+                })
+            })
+            .collect()
+    }
+
+    fn forget_idle(&mut self) {
+        let Some(ttl) = self.ttl else { return };
+        self.since_sweep += 1;
+        if self.since_sweep < 64 {
+            return;
+        }
+        self.since_sweep = 0;
+        let now = Instant::now();
+        self.groups
+            .retain(|_, g| now.duration_since(g.touched) < ttl);
+    }
+}
+
+impl Operator for GroupAggregate {
+    fn describe(&self) -> String {
+        let calls: Vec<&str> = self.calls.iter().map(|c| c.label.as_str()).collect();
+        format!(
+            "updating aggregate {} per {} key(s){}",
+            calls.join(", "),
+            self.keys.len(),
+            match self.ttl {
+                Some(ttl) => format!(", state kept {ttl:?} after a key's last change"),
+                None => String::new(),
+            }
+        )
+    }
+
+    fn output_schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn process_batch(
+        &mut self,
+        batch: RecordBatch,
+        out: &mut Vec<RecordBatch>,
+    ) -> Result<(), JobError> {
+        let n = batch.num_rows();
+        if n == 0 {
+            return Ok(());
+        }
+        let kinds = row_kinds(&batch);
+        let keys = self
+            .converter
+            .convert_columns(&evaluate_all(&self.keys, &batch)?)?;
+        let inputs = evaluate_calls(&self.calls, &batch)?;
+        // Rows per key, keys in order of first appearance.
+        let mut order: Vec<OwnedRow> = Vec::new();
+        let mut rows: HashMap<OwnedRow, (Vec<u32>, Vec<u32>)> = HashMap::new();
+        for (i, kind) in kinds.iter().enumerate() {
+            let key = keys.row(i).owned();
+            let entry = rows.entry(key.clone()).or_insert_with(|| {
+                order.push(key);
+                (Vec::new(), Vec::new())
+            });
+            if kind.is_retraction() {
+                entry.1.push(i as u32);
+            } else {
+                entry.0.push(i as u32);
+            }
+        }
+        let now = Instant::now();
+        let mut changes: Vec<(RowKind, OwnedRow, Vec<ScalarValue>)> = Vec::new();
+        for key in order {
+            let (added, taken) = &rows[&key];
+            if !self.groups.contains_key(&key) {
+                if added.is_empty() {
+                    continue; // Retractions of a key already forgotten (TTL).
+                }
+                let fresh = Group {
+                    accumulators: self.new_accumulators()?,
+                    rows: 0,
+                    emitted: None,
+                    touched: now,
+                };
+                self.groups.insert(key.clone(), fresh);
+            }
+            let group = self.groups.get_mut(&key).expect("inserted above");
+            group.touched = now;
+            for (indices, retract) in [(added, false), (taken, true)] {
+                if indices.is_empty() {
+                    continue;
+                }
+                let indices = UInt32Array::from(indices.clone());
+                for (acc, (args, filter)) in group.accumulators.iter_mut().zip(&inputs) {
+                    let mut args: Vec<ArrayRef> = args
+                        .iter()
+                        .map(|a| take(a.as_ref(), &indices, None))
+                        .collect::<Result<_, _>>()?;
+                    if let Some(filter) = filter {
+                        let mask = take(filter.as_ref(), &indices, None)?;
+                        let mask: BooleanArray = mask.as_boolean().clone();
+                        args = args
+                            .iter()
+                            .map(|a| arrow::compute::filter(a.as_ref(), &mask))
+                            .collect::<Result<_, _>>()?;
+                    }
+                    if retract {
+                        acc.retract_batch(&args)?;
+                    } else {
+                        acc.update_batch(&args)?;
+                    }
+                }
+                let count = indices.len() as i64;
+                group.rows += if retract { -count } else { count };
+            }
+            if group.rows <= 0 {
+                let group = self.groups.remove(&key).expect("present");
+                if let Some(old) = group.emitted {
+                    changes.push((RowKind::Delete, key, old));
+                }
+                continue;
+            }
+            let values = group
+                .accumulators
+                .iter_mut()
+                .map(|a| a.evaluate())
+                .collect::<Result<Vec<_>, _>>()?;
+            match group.emitted.replace(values.clone()) {
+                None => changes.push((RowKind::Insert, key, values)),
+                Some(old) if old == values => {}
+                Some(old) => {
+                    changes.push((RowKind::UpdateBefore, key.clone(), old));
+                    changes.push((RowKind::UpdateAfter, key, values));
+                }
+            }
+        }
+        self.forget_idle();
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut columns = self
+            .converter
+            .convert_rows(changes.iter().map(|(_, k, _)| k.row()))?;
+        for (c, field) in self
+            .schema
+            .fields()
+            .iter()
+            .skip(self.keys.len())
+            .take(self.calls.len())
+            .enumerate()
+        {
+            let values = ScalarValue::iter_to_array(changes.iter().map(|(_, _, v)| v[c].clone()))?;
+            columns.push(if values.data_type() == field.data_type() {
+                values
+            } else {
+                arrow::compute::cast(&values, field.data_type())?
+            });
+        }
+        columns.push(kinds_column(changes.iter().map(|(k, _, _)| *k)));
+        out.push(RecordBatch::try_new(self.schema.clone(), columns)?);
+        Ok(())
+    }
+
+    fn buffered_rows(&self) -> u64 {
+        self.groups.len() as u64
+    }
+
+    fn state_kind(&self) -> Option<&'static str> {
+        Some("group-aggregate")
+    }
+
+    /// One row per key: its columns, its row count, what it emitted (`__emitted` and one column
+    /// per call), and each accumulator's state.
+    fn snapshot(&mut self) -> Result<Option<Vec<u8>>, JobError> {
+        let mut keys = Vec::new();
+        let mut counts = Vec::new();
+        let mut emitted = Vec::new();
+        let mut values: Vec<Vec<ScalarValue>> = self.calls.iter().map(|_| Vec::new()).collect();
+        let mut states: Vec<Vec<Vec<ScalarValue>>> =
+            self.calls.iter().map(|_| Vec::new()).collect();
+        for (key, g) in self.groups.iter_mut() {
+            keys.push(key.row());
+            counts.push(g.rows);
+            emitted.push(g.emitted.is_some());
+            for (c, acc) in g.accumulators.iter_mut().enumerate() {
+                let shown = match &g.emitted {
+                    Some(v) => v[c].clone(),
+                    None => acc.evaluate()?,
+                };
+                values[c].push(shown);
+                states[c].push(acc.state()?);
+            }
+        }
+        let mut fields: Vec<Field> = Vec::new();
+        let mut columns: Vec<ArrayRef> = Vec::new();
+        for (i, c) in self.converter.convert_rows(keys)?.into_iter().enumerate() {
+            fields.push(Field::new(format!("k{i}"), c.data_type().clone(), true));
+            columns.push(c);
+        }
+        fields.push(Field::new("__rows", DataType::Int64, false));
+        columns.push(Arc::new(arrow::array::Int64Array::from(counts)));
+        fields.push(Field::new("__emitted", DataType::Boolean, false));
+        columns.push(Arc::new(BooleanArray::from(emitted)));
+        for (c, call) in self.calls.iter().enumerate() {
+            let ty = self.schema.field(self.keys.len() + c).data_type().clone();
+            let shown = if values[c].is_empty() {
+                arrow::array::new_empty_array(&ty)
+            } else {
+                ScalarValue::iter_to_array(values[c].clone())?
+            };
+            fields.push(Field::new(format!("v{c}"), shown.data_type().clone(), true));
+            columns.push(shown);
+            for (s, f) in call.function.state_fields()?.iter().enumerate() {
+                let array = if states[c].is_empty() {
+                    arrow::array::new_empty_array(f.data_type())
+                } else {
+                    ScalarValue::iter_to_array(states[c].iter().map(|st| st[s].clone()))?
+                };
+                fields.push(Field::new(
+                    format!("s{c}_{s}"),
+                    array.data_type().clone(),
+                    true,
+                ));
+                columns.push(array);
+            }
+        }
+        let schema = Arc::new(Schema::new(fields));
+        let options =
+            arrow::array::RecordBatchOptions::new().with_row_count(Some(self.groups.len()));
+        let batch = RecordBatch::try_new_with_options(schema.clone(), columns, &options)?;
+        Ok(Some(snapshot::encode(&schema, HashMap::new(), &[batch])?))
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), JobError> {
+        let (_, batches) = snapshot::decode(bytes)?;
+        self.groups.clear();
+        let nkeys = self.keys.len();
+        let now = Instant::now();
+        for b in batches {
+            let keys = self.converter.convert_columns(&b.columns()[..nkeys])?;
+            let counts = b.column(nkeys).as_primitive::<Int64Type>().clone();
+            let emitted = b.column(nkeys + 1).as_boolean().clone();
+            for r in 0..b.num_rows() {
+                let mut accumulators = self.new_accumulators()?;
+                let mut at = nkeys + 2;
+                let mut shown = Vec::new();
+                for (acc, call) in accumulators.iter_mut().zip(&self.calls) {
+                    shown.push(ScalarValue::try_from_array(b.column(at), r)?);
+                    at += 1;
+                    let n = call.function.state_fields()?.len();
+                    let state: Vec<ArrayRef> = b.columns()[at..at + n]
+                        .iter()
+                        .map(|c| c.slice(r, 1))
+                        .collect();
+                    acc.merge_batch(&state)?;
+                    at += n;
+                }
+                self.groups.insert(
+                    keys.row(r).owned(),
+                    Group {
+                        accumulators,
+                        rows: counts.value(r),
+                        emitted: emitted.value(r).then_some(shown),
+                        touched: now,
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::functions_aggregate::count::count_udaf;
+    use datafusion::functions_aggregate::sum::sum_udaf;
+
+    use super::*;
+    use crate::operators::testing::{Harness, call, col, lines, schema};
+    use crate::stream::changelog::with_kinds;
+
+    fn sums(input: &SchemaRef, retracting: bool) -> Harness<GroupAggregate> {
+        let output = with_kinds(&schema("k:str s:i64 c:i64"));
+        let v = vec![col("v", input)];
+        let op = GroupAggregate::new(
+            vec![col("k", input)],
+            input,
+            vec![
+                call(sum_udaf(), v.clone(), input, "s"),
+                call(count_udaf(), v, input, "c"),
+            ],
+            retracting,
+            output,
+            None,
+        )
+        .expect("an aggregate");
+        Harness::new(op)
+    }
+
+    #[test]
+    fn each_key_emits_its_change_once_per_batch() {
+        let input = schema("k:str v:i64");
+        let mut h = sums(&input, false);
+        h.push(
+            "k:str v:i64
+             a     1
+             b     2
+             a     3",
+        );
+        assert_eq!(h.take(), lines("a 4 2 0\nb 2 1 0"));
+        h.push(
+            "k:str v:i64
+             a     5
+             a     0",
+        );
+        // -U (1) the old result, +U (2) the new.
+        assert_eq!(h.take(), lines("a 4 2 1\na 9 4 2"));
+        let bytes = h.op.snapshot().unwrap().unwrap();
+        let mut restored = sums(&input, false);
+        restored.op.restore(&bytes).unwrap();
+        restored.push("k:str v:i64\nb 1");
+        assert_eq!(restored.take(), lines("b 2 1 1\nb 3 2 2"));
+    }
+
+    #[test]
+    fn retractions_of_an_updating_input_take_rows_back() {
+        let input = with_kinds(&schema("k:str v:i64"));
+        let mut h = sums(&input, true);
+        let batch = |rows: &[(&str, i64, RowKind)]| {
+            RecordBatch::try_new(
+                input.clone(),
+                vec![
+                    Arc::new(arrow::array::StringArray::from_iter_values(
+                        rows.iter().map(|r| r.0),
+                    )),
+                    Arc::new(arrow::array::Int64Array::from_iter_values(
+                        rows.iter().map(|r| r.1),
+                    )),
+                    kinds_column(rows.iter().map(|r| r.2)),
+                ],
+            )
+            .unwrap()
+        };
+        let mut out = Vec::new();
+        h.op.process_batch(
+            batch(&[("a", 5, RowKind::Insert), ("b", 1, RowKind::Insert)]),
+            &mut out,
+        )
+        .unwrap();
+        h.op.process_batch(
+            batch(&[
+                ("a", 5, RowKind::UpdateBefore),
+                ("a", 7, RowKind::UpdateAfter),
+                ("b", 1, RowKind::Delete),
+            ]),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(
+            crate::operators::testing::format(&out),
+            lines(
+                "a 5 1 0
+                 b 1 1 0
+                 a 5 1 1
+                 a 7 1 2
+                 b 1 1 3"
+            )
+        );
+    }
+}
