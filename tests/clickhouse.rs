@@ -309,3 +309,71 @@ async fn clickhouse_down_for_a_while(port: u16, settings: &str, max_retries: u32
     assert_eq!(counts, format!("{rows}\t{rows}\t1\t{rows}\n"), "{stderr}");
     stderr.into_owned()
 }
+
+/// An updating result into tables with a PRIMARY KEY: upserts (`_version`, `is_deleted`) into the
+/// ReplacingMergeTree `sink.create-table` makes; `FINAL` reads the current result, deleted keys
+/// gone.
+#[tokio::test]
+async fn an_updating_result_is_upserted_by_its_primary_key() {
+    let Some(url) = test_clickhouse() else { return };
+    let db = database(&url, "upserts").await;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    let rows = [("a", 1), ("b", 2), ("a", 3), ("c", 4), ("a", 5)];
+    let lines: String = rows
+        .iter()
+        .map(|(k, v)| format!("{{\"k\":\"{k}\",\"v\":{v}}}\n"))
+        .collect();
+    std::fs::write(&input, lines).unwrap();
+    let ch = |table: &str, columns: &str| {
+        format!(
+            "CREATE TABLE {table} ({columns}) WITH ('connector' = 'clickhouse', 'url' = '{url}',
+               'database' = '{db}', 'table' = '{table}', 'sink.create-table' = 'true');"
+        )
+    };
+    let sql = format!(
+        "CREATE TABLE t (k STRING, v BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         {}
+         {}
+         INSERT INTO totals SELECT k, COUNT(*), SUM(v) FROM t GROUP BY k;
+         INSERT INTO spread SELECT n, COUNT(*) FROM (SELECT k, COUNT(*) AS n FROM t GROUP BY k) GROUP BY n;",
+        input.display(),
+        ch("totals", "k STRING, n BIGINT, s BIGINT, PRIMARY KEY (k) NOT ENFORCED"),
+        ch("spread", "n BIGINT, keys BIGINT, PRIMARY KEY (n) NOT ENFORCED"),
+    );
+    // One row per batch: every change is written.
+    let out = run_script(dir.path(), &sql, 1);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let totals = clickhouse_query(
+        &url,
+        &format!("SELECT k, n, s FROM {db}.totals FINAL ORDER BY k FORMAT CSV"),
+    )
+    .await;
+    assert_eq!(totals, "\"a\",3,9\n\"b\",1,2\n\"c\",1,4\n");
+    // a went from 1 to 2 to 3 rows: n = 2 held a key once, then none (deleted).
+    let spread = clickhouse_query(
+        &url,
+        &format!("SELECT n, keys FROM {db}.spread FINAL ORDER BY n FORMAT CSV"),
+    )
+    .await;
+    assert_eq!(spread, "1,2\n3,1\n");
+    let engine = clickhouse_query(
+        &url,
+        &format!("SELECT engine_full FROM system.tables WHERE database = '{db}' AND name = 'spread' FORMAT TSV"),
+    )
+    .await;
+    assert!(
+        engine.starts_with("ReplacingMergeTree(_version, is_deleted)"),
+        "{engine}"
+    );
+    let deleted = clickhouse_query(
+        &url,
+        &format!("SELECT count() FROM {db}.spread WHERE n = 2 AND is_deleted = 1 FORMAT TSV"),
+    )
+    .await;
+    assert_eq!(deleted.trim(), "1", "the delete of n = 2 is stored");
+}

@@ -184,10 +184,14 @@ impl ConnectorConfig {
     /// Whether the sink takes a changelog (rows updated and deleted later): it shows the row
     /// kinds, or has nothing to keep consistent.
     pub fn takes_changes(&self) -> bool {
-        matches!(
-            self,
-            ConnectorConfig::Print(_) | ConnectorConfig::Blackhole | ConnectorConfig::Collect(_)
-        )
+        match self {
+            ConnectorConfig::Print(_)
+            | ConnectorConfig::Blackhole
+            | ConnectorConfig::Collect(_) => true,
+            // Upserts by the declared key.
+            ConnectorConfig::ClickHouse(c) => !c.primary_key.is_empty(),
+            _ => false,
+        }
     }
 
     pub fn can_write(&self) -> bool {

@@ -14,6 +14,13 @@
 //! MergeTree tables need `non_replicated_deduplication_window` for that; the sink sets it when
 //! it is missing and warns when it cannot.
 //!
+//! **Changelogs.** A table declared with `PRIMARY KEY (…) NOT ENFORCED` takes an updating
+//! result as upserts: each row goes in with a `_version` (later changes of a key higher: the
+//! epoch and the row's place in it, or a clock-based counter without checkpoints) and
+//! `is_deleted` (1 for `-D`); `-U` rows are left out, the `+U` after them replacing the row. A
+//! `ReplacingMergeTree(_version, is_deleted)` ordered by the key — what `sink.create-table`
+//! creates — then holds one row per key, and `SELECT … FINAL` reads the current result.
+//!
 //! **Backpressure and failure.** Blocks are encoded and sent by tasks of their own, at most
 //! `sink.max-in-flight` (default 2) at a time, so the pipeline decodes and computes the next rows
 //! while ClickHouse ingests the last ones. When that many are in flight the sink waits for the
@@ -26,15 +33,16 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::RecordBatch;
+use arrow::array::{BooleanArray, RecordBatch, UInt8Array, UInt64Array};
 use arrow::compute::concat_batches;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::ipc::writer::StreamWriter;
 use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::config::ClickHouseConfig;
 use super::types::{clickhouse_type, quote, writable};
+use crate::stream::changelog::{RowKind, is_changelog, row_kinds, without_kinds};
 use crate::stream::{JobError, Sink};
 
 /// `non_replicated_deduplication_window` the sink sets on tables that lack one.
@@ -59,10 +67,33 @@ pub struct ClickHouseSink {
     live_prefix: String,
     /// Inserts of rows as they come so far.
     epoch: u64,
+    /// Writing a changelog as upserts: the next `_version` of rows written as they come.
+    upserts: Option<u64>,
 }
+
+/// The columns an upserted row carries besides its own.
+const VERSION_COLUMN: &str = "_version";
+const DELETED_COLUMN: &str = "is_deleted";
 
 impl ClickHouseSink {
     pub fn new(config: ClickHouseConfig, table: &str, schema: &SchemaRef) -> Self {
+        // A changelog is written as upserts: its row kind becomes a version and a delete flag.
+        let upserts = is_changelog(schema).then(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as u64)
+        });
+        let schema = &if upserts.is_some() {
+            let mut fields: Vec<Field> = schema.fields()[..schema.fields().len() - 1]
+                .iter()
+                .map(|f| f.as_ref().clone())
+                .collect();
+            fields.push(Field::new(VERSION_COLUMN, DataType::UInt64, false));
+            fields.push(Field::new(DELETED_COLUMN, DataType::UInt8, false));
+            Arc::new(Schema::new(fields))
+        } else {
+            schema.clone()
+        };
         let client = clickhouse::Client::default()
             .with_url(&config.url)
             .with_user(&config.username)
@@ -93,8 +124,35 @@ impl ClickHouseSink {
             token_prefix: String::new(),
             live_prefix: String::new(),
             epoch: 0,
+            upserts,
             config,
         }
+    }
+
+    /// A changelog batch as upserted rows (see the module doc), versions from `next` on;
+    /// another batch as it is.
+    fn upserted(&self, batch: &RecordBatch, next: &mut u64) -> Result<RecordBatch, JobError> {
+        if self.upserts.is_none() {
+            return Ok(batch.clone());
+        }
+        let kinds = row_kinds(batch);
+        let keep: BooleanArray = kinds
+            .iter()
+            .map(|k| Some(*k != RowKind::UpdateBefore))
+            .collect();
+        let rows = arrow::compute::filter_record_batch(&without_kinds(batch), &keep)?;
+        let kept: Vec<RowKind> = kinds
+            .into_iter()
+            .filter(|k| *k != RowKind::UpdateBefore)
+            .collect();
+        let versions = UInt64Array::from_iter_values((0..kept.len() as u64).map(|i| *next + i));
+        *next += kept.len() as u64;
+        let deleted =
+            UInt8Array::from_iter_values(kept.iter().map(|k| u8::from(*k == RowKind::Delete)));
+        let mut columns = rows.columns().to_vec();
+        columns.push(Arc::new(versions));
+        columns.push(Arc::new(deleted));
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
 
     fn error(&self, message: impl Into<String>) -> JobError {
@@ -151,7 +209,13 @@ impl ClickHouseSink {
         }
         let pk = &self.config.primary_key;
         let engine = self.config.engine.clone().unwrap_or_else(|| {
-            if pk.is_empty() {
+            if self.upserts.is_some() {
+                format!(
+                    "ReplacingMergeTree({}, {})",
+                    quote(VERSION_COLUMN),
+                    quote(DELETED_COLUMN)
+                )
+            } else if pk.is_empty() {
                 "MergeTree".into()
             } else {
                 "ReplacingMergeTree".into()
@@ -441,7 +505,13 @@ impl Sink for ClickHouseSink {
 
     async fn write_epoch(&mut self, epoch: u64, batches: &[RecordBatch]) -> Result<(), JobError> {
         self.insert_all().await?;
-        let all = concat_batches(&self.schema, batches)?;
+        // An epoch's rows get the same versions every time it is sent, above earlier epochs'.
+        let mut next = epoch << 32;
+        let batches = batches
+            .iter()
+            .map(|b| self.upserted(b, &mut next))
+            .collect::<Result<Vec<_>, _>>()?;
+        let all = concat_batches(&self.schema, &batches)?;
         let size = self.config.batch_size;
         for (block, offset) in (0..all.num_rows()).step_by(size).enumerate() {
             let rows = all.slice(offset, size.min(all.num_rows() - offset));
@@ -455,6 +525,11 @@ impl Sink for ClickHouseSink {
     }
 
     async fn write(&mut self, batch: RecordBatch) -> Result<(), JobError> {
+        let mut next = self.upserts.unwrap_or_default();
+        let batch = self.upserted(&batch, &mut next)?;
+        if let Some(version) = self.upserts.as_mut() {
+            *version = next;
+        }
         self.buffered_rows += batch.num_rows();
         self.buffered.push(batch);
         if self.buffered_rows >= self.config.batch_size
@@ -518,6 +593,39 @@ mod tests {
              ENGINE = ReplacingMergeTree() ORDER BY (`id`) \
              SETTINGS non_replicated_deduplication_window = 1000"
         );
+    }
+
+    /// A changelog into a keyed table: versioned upserts, `-U` left out, `-D` flagged.
+    #[test]
+    fn a_changelog_is_written_as_versioned_upserts() {
+        let keyed = sink(&[], &["id".to_string()]);
+        let schema = crate::stream::changelog::with_kinds(&keyed.schema);
+        let upserts = ClickHouseSink::new(keyed.config.clone(), "t", &schema);
+        let sql = upserts.create_table_sql().unwrap();
+        assert!(
+            sql.contains("`_version` UInt64, `is_deleted` UInt8) ENGINE = ReplacingMergeTree(`_version`, `is_deleted`) ORDER BY (`id`)"),
+            "{sql}"
+        );
+        let changes = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(arrow::array::StringArray::from(vec!["a", "a", "b"])),
+                Arc::new(arrow::array::Float64Array::from(vec![1.0, 2.0, 3.0])),
+                crate::stream::changelog::kinds_column([
+                    RowKind::UpdateBefore,
+                    RowKind::UpdateAfter,
+                    RowKind::Delete,
+                ]),
+            ],
+        )
+        .unwrap();
+        let mut next = 7;
+        let rows = upserts.upserted(&changes, &mut next).unwrap();
+        assert_eq!(
+            crate::operators::testing::format(&[rows]),
+            ["a 2.0 7 0", "b 3.0 8 1"]
+        );
+        assert_eq!(next, 9);
     }
 
     #[test]

@@ -153,7 +153,7 @@ fn sink_node(
             return Err(src.error(
                 pos,
                 format!(
-                    "table sink `{}` (connector '{}') doesn't support consuming update and delete changes, which are produced by {producer}; write it to a sink that takes changes (print, blackhole), or make the query append-only (a window aggregation)",
+                    "table sink `{}` (connector '{}') doesn't support consuming update and delete changes, which are produced by {producer}; write it to a sink that takes changes (print, blackhole, a ClickHouse table with a PRIMARY KEY), or make the query append-only (a window aggregation)",
                     table.name,
                     table.connector.name()
                 ),
