@@ -162,7 +162,8 @@ fn right_join_with_the_stream_on_the_right_keeps_the_stream() {
 #[test]
 fn joins_that_cannot_run_say_why() {
     let mut files = Files::new(&reading("V1", 1, 0.0, 0.0), "{\"v\":\"V1\"}\n");
-    // Two streams: both sides have a WATERMARK.
+    // Two streams (both sides have a WATERMARK) without time bounds: a regular join of
+    // streams, whose results would update.
     let err = files
         .run(
             "v STRING",
@@ -173,7 +174,7 @@ fn joins_that_cannot_run_say_why() {
         )
         .unwrap_err();
     assert!(
-        err.contains("a JOIN needs one side to be a bounded table"),
+        err.contains("a join of two streams needs both time bounds"),
         "{err}"
     );
     // FULL JOIN would emit table rows no stream row matched: never final on a stream.

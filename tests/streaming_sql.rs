@@ -244,3 +244,112 @@ fn window_semi_and_anti_joins_keep_the_windows_with_or_without_a_partner() {
         ]
     );
 }
+
+/// Two tables: brakes and speeds, each with its own watermark.
+fn two_tables(out_cols: &str) -> Pipeline {
+    let columns =
+        "k STRING, ts TIMESTAMP(3), v BIGINT, WATERMARK FOR ts AS ts - INTERVAL '5' SECOND";
+    Pipeline::new()
+        .input(
+            "brakes",
+            columns,
+            &json_rows(&[
+                ("a", "00:00:10", 1),
+                ("b", "00:00:20", 2),
+                ("a", "00:00:40", 3),
+            ]),
+        )
+        .input(
+            "speeds",
+            columns,
+            &json_rows(&[
+                ("a", "00:00:11", 90),
+                ("a", "00:00:15", 95),
+                ("b", "00:00:30", 99),
+                ("a", "00:00:41", 80),
+            ]),
+        )
+        .output("out", out_cols)
+        .batch_size(1)
+}
+
+#[test]
+fn streams_of_two_tables_join_and_union_in_one_pipeline() {
+    let joined = two_tables("k STRING, brake_ts TIMESTAMP(3), speed BIGINT").run(
+        "INSERT INTO out SELECT b.k, b.ts, s.v FROM brakes b LEFT JOIN speeds s
+           ON b.k = s.k AND s.ts BETWEEN b.ts AND b.ts + INTERVAL '5' SECOND;",
+    );
+    assert_eq!(
+        joined.rows("out"),
+        [
+            "a,2024-01-01 00:00:10.000,90",
+            "a,2024-01-01 00:00:10.000,95",
+            "a,2024-01-01 00:00:40.000,80",
+            "b,2024-01-01 00:00:20.000,",
+        ]
+    );
+    let union = two_tables("kind STRING, k STRING, v BIGINT").run(
+        "INSERT INTO out SELECT 'brake', k, v FROM brakes UNION ALL SELECT 'speed', k, v FROM speeds;",
+    );
+    assert_eq!(union.rows("out").len(), 7);
+    // Windows of both tables joined when both have passed them.
+    let windows = two_tables("k STRING, window_start TIMESTAMP(3), brakes BIGINT, top BIGINT").run(
+        "INSERT INTO out SELECT b.k, b.window_start, b.n, s.top FROM
+           (SELECT k, window_start, window_end, COUNT(*) AS n
+              FROM TABLE(TUMBLE(TABLE brakes, DESCRIPTOR(ts), INTERVAL '30' SECOND)) GROUP BY k, window_start, window_end) b
+         JOIN
+           (SELECT k, window_start, window_end, MAX(v) AS top
+              FROM TABLE(TUMBLE(TABLE speeds, DESCRIPTOR(ts), INTERVAL '30' SECOND)) GROUP BY k, window_start, window_end) s
+         ON b.k = s.k AND b.window_start = s.window_start AND b.window_end = s.window_end;",
+    );
+    assert_eq!(
+        windows.rows("out"),
+        [
+            "a,2024-01-01 00:00:00.000,1,95",
+            "a,2024-01-01 00:00:30.000,1,80",
+        ]
+    );
+    let plan = two_tables("k STRING")
+        .run("EXPLAIN INSERT INTO out SELECT k FROM brakes UNION ALL SELECT k FROM speeds;");
+    assert!(
+        plan.stdout
+            .contains("← source #0 `brakes`\n  ← source #1 `speeds`"),
+        "{}",
+        plan.stdout
+    );
+}
+
+/// Checkpoint barriers of two sources are aligned in the pipeline that reads both: a job taking
+/// checkpoints every 20 ms while it unions two tables ends, every row written once.
+#[test]
+fn barriers_of_two_sources_align_in_the_pipeline_reading_both() {
+    let rows = |prefix: &str, n: usize| -> String {
+        (0..n)
+            .map(|i| {
+                format!(
+                    "{{\"k\":\"{prefix}{}\",\"ts\":\"2024-01-01 00:{:02}:{:02}\",\"v\":{i}}}\n",
+                    i % 7,
+                    i / 60 % 60,
+                    i % 60
+                )
+            })
+            .collect()
+    };
+    let columns =
+        "k STRING, ts TIMESTAMP(3), v BIGINT, WATERMARK FOR ts AS ts - INTERVAL '5' SECOND";
+    let run = Pipeline::new()
+        .input("a", columns, &rows("a", 3000))
+        .input("b", columns, &rows("b", 2000))
+        .output("out", "k STRING, v BIGINT")
+        .batch_size(50)
+        .run(
+            "SET 'execution.checkpointing.interval' = '20 ms';
+             INSERT INTO out SELECT k, v FROM a UNION ALL SELECT k, v FROM b;",
+        );
+    let out = run.rows("out");
+    assert_eq!(out.len(), 5000, "{}", run.stderr);
+    // The final checkpoint completed: both sources' last barriers met in the pipeline.
+    assert!(run.stderr.contains("last final"), "{}", run.stderr);
+    let distinct: std::collections::HashSet<&String> = out.iter().collect();
+    assert_eq!(distinct.len(), 5000);
+}

@@ -40,8 +40,10 @@ pub struct SourceFigures {
 pub struct PipelineFigures {
     /// The tables it writes.
     pub name: String,
-    /// Index into [`Dataflow::sources`].
+    /// Index into [`Dataflow::sources`] of the (first) source it reads.
     pub source: usize,
+    /// Every source it reads (two for a join of two tables).
+    pub sources: Vec<usize>,
     pub rows_out: u64,
     pub late_rows: u64,
     pub buffered_rows: u64,
@@ -101,7 +103,8 @@ impl Dataflow {
             .iter()
             .map(|p| PipelineFigures {
                 name: p.name.clone(),
-                source: p.source,
+                source: p.sources.first().copied().unwrap_or_default(),
+                sources: p.sources.clone(),
                 rows_out: p.rows_out.load(Relaxed),
                 late_rows: p.late_rows.load(Relaxed),
                 buffered_rows: p.buffered_rows.load(Relaxed),

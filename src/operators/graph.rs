@@ -1,6 +1,7 @@
 //! The shape of a pipeline's operators: usually a chain, each operator reading the one before;
-//! a union or a join reads several branches, each a chain from the pipeline's input (both sides
-//! of a self-join read the same rows). Kept as a list in an order where every operator comes
+//! a union or a join reads several branches, each a chain from one of the pipeline's inputs —
+//! a source (both sides of a self-join read the same source's rows; a join of two tables reads
+//! two). Kept as a list in an order where every operator comes
 //! after those it reads, so one pass in order runs them all, and each operator has one place —
 //! for its id in checkpoints, its metrics, its line in EXPLAIN.
 
@@ -9,31 +10,53 @@ use crate::stream::Operator;
 /// Where an operator's rows come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Feed {
-    /// The pipeline's input: its source's rows.
-    Input,
+    /// The rows of this source (its index in the job).
+    Input(usize),
     /// The output of the operator at this index.
     Operator(usize),
 }
 
 /// Operators and what each reads (see the module doc).
-#[derive(Default)]
 pub struct Operators {
     list: Vec<Box<dyn Operator>>,
     /// Per operator, the feeds it reads, in order (a join's left side first).
     feeds: Vec<Vec<Feed>>,
+    /// The source a chain starts from.
+    source: usize,
 }
 
 impl Operators {
-    pub fn new() -> Self {
-        Self::default()
+    /// None yet, reading `source`.
+    pub fn reading(source: usize) -> Self {
+        Operators {
+            list: Vec::new(),
+            feeds: Vec::new(),
+            source,
+        }
     }
 
-    /// Where the rows of the whole come out: the last operator, or the input when there is none.
+    /// Where the rows of the whole come out: the last operator, or the source when there is
+    /// none.
     pub fn output(&self) -> Feed {
         match self.list.len() {
-            0 => Feed::Input,
+            0 => Feed::Input(self.source),
             n => Feed::Operator(n - 1),
         }
+    }
+
+    /// The sources the operators read, each once, in order of first use.
+    pub fn inputs(&self) -> Vec<usize> {
+        let mut sources = Vec::new();
+        let read = self.feeds.iter().flatten().filter_map(|f| match f {
+            Feed::Input(s) => Some(*s),
+            Feed::Operator(_) => None,
+        });
+        for s in read.chain(self.list.is_empty().then_some(self.source)) {
+            if !sources.contains(&s) {
+                sources.push(s);
+            }
+        }
+        sources
     }
 
     /// Appends `op` reading what comes out so far.
@@ -43,14 +66,14 @@ impl Operators {
         self.feeds.push(vec![feed]);
     }
 
-    /// `op` reading the outputs of `branches`, in order (each branch starts at the input).
+    /// `op` reading the outputs of `branches`, in order (each branch starts at its source).
     pub fn merge(branches: Vec<Operators>, op: Box<dyn Operator>) -> Operators {
-        let mut merged = Operators::new();
+        let mut merged = Operators::reading(branches.first().map_or(0, |b| b.source));
         let mut outputs = Vec::with_capacity(branches.len());
         for branch in branches {
             let offset = merged.list.len();
             let shift = |f: Feed| match f {
-                Feed::Input => Feed::Input,
+                Feed::Input(s) => Feed::Input(s),
                 Feed::Operator(i) => Feed::Operator(i + offset),
             };
             outputs.push(shift(branch.output()));
@@ -87,11 +110,11 @@ impl Operators {
         &self.feeds[operator]
     }
 
-    /// True when every operator reads the one before it.
+    /// True when every operator reads the one before it (the first, the source).
     pub fn is_chain(&self) -> bool {
         self.feeds.iter().enumerate().all(|(i, f)| {
             *f == [if i == 0 {
-                Feed::Input
+                Feed::Input(self.source)
             } else {
                 Feed::Operator(i - 1)
             }]
@@ -104,9 +127,9 @@ impl Operators {
 }
 
 impl From<Vec<Box<dyn Operator>>> for Operators {
-    /// A chain.
+    /// A chain from source 0 (a pipeline of one input).
     fn from(list: Vec<Box<dyn Operator>>) -> Self {
-        let mut ops = Operators::new();
+        let mut ops = Operators::reading(0);
         for op in list {
             ops.push(op);
         }

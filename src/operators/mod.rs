@@ -78,9 +78,19 @@ impl FusedOperators {
         self.operators.iter_mut().try_for_each(|op| op.open())
     }
 
-    /// Runs a batch through the operators; returns the batches that come out of the last.
+    /// Runs a batch through the operators; returns the batches that come out of the last. The
+    /// batch is the rows of every source they read (a pipeline of one input).
     pub fn process_batch(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>, JobError> {
-        self.pass(Some(batch), None)
+        self.pass(Some((None, batch)), None)
+    }
+
+    /// Runs a batch of `source`'s rows through the operators that read it, and on.
+    pub fn process_input(
+        &mut self,
+        source: usize,
+        batch: RecordBatch,
+    ) -> Result<Vec<RecordBatch>, JobError> {
+        self.pass(Some((Some(source), batch)), None)
     }
 
     /// Delivers a watermark to each operator in turn; batches an operator emits flow through the
@@ -90,24 +100,28 @@ impl FusedOperators {
     }
 
     /// One pass over the operators in order: each takes what its feeds produced in this pass
-    /// (the input batch for those reading the input), then the watermark.
+    /// (the input batch for those reading its source; any source when it is `None`), then the
+    /// watermark.
     fn pass(
         &mut self,
-        input: Option<RecordBatch>,
+        input: Option<(Option<usize>, RecordBatch)>,
         watermark_ms: Option<i64>,
     ) -> Result<Vec<RecordBatch>, JobError> {
         let n = self.operators.len();
         if n == 0 {
-            return Ok(input.into_iter().collect());
+            return Ok(input.into_iter().map(|(_, b)| b).collect());
         }
         let mut outputs: Vec<Vec<RecordBatch>> = vec![Vec::new(); n];
         for i in 0..n {
             let mut out = Vec::new();
             let mut rows_in = 0;
             for (k, feed) in self.feeds[i].iter().enumerate() {
-                let batches = match *feed {
-                    Feed::Input => input.iter().cloned().collect(),
-                    Feed::Operator(j) => std::mem::take(&mut outputs[j]),
+                let batches = match (*feed, &input) {
+                    (Feed::Input(s), Some((from, batch))) if from.is_none_or(|f| f == s) => {
+                        vec![batch.clone()]
+                    }
+                    (Feed::Input(_), _) => Vec::new(),
+                    (Feed::Operator(j), _) => std::mem::take(&mut outputs[j]),
                 };
                 for b in batches {
                     rows_in += b.num_rows() as u64;

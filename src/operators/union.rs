@@ -82,7 +82,7 @@ mod tests {
         let filtered: Operators =
             vec![Box::new(Filter::new(above_one, source.clone())) as Box<dyn Operator>].into();
         let union = UnionAll::new(schema("key:str n:f64"), 2);
-        let ops = Operators::merge(vec![Operators::new(), filtered], Box::new(union));
+        let ops = Operators::merge(vec![Operators::reading(0), filtered], Box::new(union));
         assert!(!ops.is_chain());
         let mut fused = FusedOperators::new(ops);
         let got = format(&fused.process_batch(input).unwrap());

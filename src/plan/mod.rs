@@ -53,8 +53,9 @@ pub struct WatermarkNode {
 /// the same query into several tables share one pipeline that writes each of them.
 pub struct PipelineNode {
     pub name: String,
-    /// Index into [`JobGraph::sources`].
-    pub source: usize,
+    /// The sources it reads (indices into [`JobGraph::sources`]): one, or two for a join of
+    /// two tables.
+    pub inputs: Vec<usize>,
     pub operators: Operators,
     pub sinks: Vec<SinkNode>,
     /// The pipeline's current watermark, read by CURRENT_WATERMARK in its expressions.
@@ -162,11 +163,9 @@ impl JobGraph {
         }
         for (p, id) in self.pipelines.iter().zip(self.pipeline_ids()) {
             let _ = writeln!(out, "\nPipeline `{}`  parallelism 1", p.name);
-            let _ = writeln!(
-                out,
-                "  ← source #{} `{}`",
-                p.source, self.sources[p.source].table
-            );
+            for &s in &p.inputs {
+                let _ = writeln!(out, "  ← source #{s} `{}`", self.sources[s].table);
+            }
             // Branches (unions, joins) numbered, each operator saying what it reads when that
             // is not the line above.
             let branched = !p.operators.is_chain();
@@ -175,16 +174,12 @@ impl JobGraph {
                 if branched {
                     line = format!("  #{} {}", i + 1, op.describe());
                     let feeds = p.operators.feeds(i);
-                    let previous = [if i == 0 {
-                        Feed::Input
-                    } else {
-                        Feed::Operator(i - 1)
-                    }];
-                    if feeds != previous {
+                    let previous = (i > 0).then(|| [Feed::Operator(i - 1)]);
+                    if previous.as_ref().is_none_or(|p| feeds != p) {
                         let names: Vec<String> = feeds
                             .iter()
                             .map(|f| match f {
-                                Feed::Input => "the source".to_string(),
+                                Feed::Input(s) => format!("source #{s}"),
                                 Feed::Operator(j) => format!("#{}", j + 1),
                             })
                             .collect();

@@ -130,8 +130,12 @@ pub async fn run_job(
     let mut senders: Vec<Vec<mpsc::Sender<Message>>> =
         job.sources.iter().map(|_| Vec::new()).collect();
     for (i, (pipeline, id)) in job.pipelines.into_iter().zip(&pipeline_ids).enumerate() {
-        let (tx, rx) = mpsc::channel(opts.channel_capacity);
-        senders[pipeline.source].push(tx);
+        let mut inputs = Vec::with_capacity(pipeline.inputs.len());
+        for &source in &pipeline.inputs {
+            let (tx, rx) = mpsc::channel(opts.channel_capacity);
+            senders[source].push(tx);
+            inputs.push((source, rx));
+        }
         let mut restored = restore
             .as_mut()
             .map(|r| std::mem::take(&mut r.pipelines[i]))
@@ -186,7 +190,7 @@ pub async fn run_job(
                 last_barrier: 0,
             }),
         };
-        tasks.spawn(task.run(rx));
+        tasks.spawn(task.run(inputs));
     }
     for (index, ((node, outputs), m)) in job
         .sources

@@ -138,7 +138,7 @@ impl JobMetrics {
                 let tables: Vec<&str> = p.sinks.iter().map(|s| s.table.as_str()).collect();
                 Arc::new(SinkMetrics {
                     name: tables.join(", "),
-                    source: p.source,
+                    sources: p.inputs.clone(),
                     operators,
                     ..Default::default()
                 })

@@ -29,6 +29,36 @@ pub(super) struct PipelineTask {
     pub checkpoints: Option<PipelineCheckpoints>,
 }
 
+/// One input channel of a pipeline: the source it carries and where that source stands.
+pub(super) struct Input {
+    source: usize,
+    rx: mpsc::Receiver<Message>,
+    watermark: i64,
+    /// The epoch of a barrier delivered and not yet aligned: the input waits.
+    barrier: Option<u64>,
+    ended: bool,
+}
+
+/// The next message of an input that is neither waiting at a barrier nor ended, with the
+/// input's index.
+async fn next_message(inputs: &mut [Input]) -> (usize, Option<Message>) {
+    if let [only] = inputs {
+        return (0, only.rx.recv().await);
+    }
+    let pending = inputs
+        .iter_mut()
+        .enumerate()
+        .filter(|(_, i)| !i.ended && i.barrier.is_none())
+        .map(|(k, i)| Box::pin(async move { (k, i.rx.recv().await) }));
+    let pending: Vec<_> = pending.collect();
+    if pending.is_empty() {
+        // Every running input waits at a barrier: alignment happens as their barriers come in,
+        // so this is not reached; wait forever rather than spin.
+        return std::future::pending().await;
+    }
+    futures::future::select_all(pending).await.0
+}
+
 /// A pipeline's part in checkpoints.
 pub(super) struct PipelineCheckpoints {
     pub index: usize,
@@ -154,16 +184,35 @@ impl SinkOutput {
 }
 
 impl PipelineTask {
-    pub async fn run(mut self, mut rx: mpsc::Receiver<Message>) -> Result<(), JobError> {
+    /// Runs until every input has ended. `inputs` are the sources it reads with their channels:
+    /// one, or two for a join of two tables. With several, a batch goes to the operators reading
+    /// its source, the watermark is the lowest of the inputs' (an ended input no longer holds
+    /// it back), and barriers are aligned: an input that delivered a barrier is not read again
+    /// until every input still running has delivered one too — then the pipeline takes the
+    /// newest of those epochs (an older one is superseded) and reads on.
+    pub async fn run(
+        mut self,
+        inputs: Vec<(usize, mpsc::Receiver<Message>)>,
+    ) -> Result<(), JobError> {
         let mut flush = tokio::time::interval(self.flush_interval);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut completed = self.checkpoints.as_ref().map(|c| c.link.completed.clone());
-        self.metrics
-            .queue_capacity
-            .store(rx.max_capacity() as u64, Relaxed);
+        let single = inputs.len() == 1;
+        let mut inputs: Vec<Input> = inputs
+            .into_iter()
+            .map(|(source, rx)| Input {
+                source,
+                rx,
+                watermark: i64::MIN,
+                barrier: None,
+                ended: false,
+            })
+            .collect();
+        let capacity: usize = inputs.iter().map(|i| i.rx.max_capacity()).sum();
+        self.metrics.queue_capacity.store(capacity as u64, Relaxed);
         loop {
-            let msg = tokio::select! {
-                msg = rx.recv() => msg,
+            let (k, msg) = tokio::select! {
+                next = next_message(&mut inputs) => next,
                 _ = flush.tick() => {
                     self.flush_all().await?;
                     continue;
@@ -181,31 +230,77 @@ impl PipelineTask {
             };
             match msg {
                 Some(Message::Batch(batch)) => {
-                    self.metrics.queued_batches.store(rx.len() as u64, Relaxed);
-                    let out = self.operators.process_batch(batch)?;
+                    let queued: usize = inputs.iter().map(|i| i.rx.len()).sum();
+                    self.metrics.queued_batches.store(queued as u64, Relaxed);
+                    let out = if single {
+                        self.operators.process_batch(batch)?
+                    } else {
+                        self.operators.process_input(inputs[k].source, batch)?
+                    };
                     self.metrics
                         .late_rows
                         .store(self.operators.late_rows(), Relaxed);
                     self.write(out).await?;
                     self.write_side_output().await?;
                 }
-                // A restored pipeline may be sent watermarks below the one it restored while
-                // its source catches up: event time never goes back.
-                Some(Message::Watermark(w)) if w <= self.watermark.load(Relaxed) => {}
                 Some(Message::Watermark(w)) => {
-                    self.watermark.store(w, Relaxed);
-                    let out = self.operators.process_watermark(w)?;
-                    self.metrics
-                        .buffered_rows
-                        .store(self.operators.buffered_rows(), Relaxed);
-                    self.write(out).await?;
+                    inputs[k].watermark = inputs[k].watermark.max(w);
+                    self.advance_watermark(&inputs).await?;
                 }
-                Some(Message::Barrier(b)) => self.barrier(b.epoch).await?,
-                Some(Message::EndOfInput) => return self.finish().await,
+                Some(Message::Barrier(b)) => {
+                    inputs[k].barrier = Some(b.epoch);
+                    self.align(&mut inputs).await?;
+                }
+                Some(Message::EndOfInput) => {
+                    inputs[k].ended = true;
+                    if inputs.iter().all(|i| i.ended) {
+                        return self.finish().await;
+                    }
+                    self.advance_watermark(&inputs).await?;
+                    self.align(&mut inputs).await?;
+                }
                 // The source failed or was torn down; its task reports why.
                 None => return Err(JobError::ChannelClosed),
             }
         }
+    }
+
+    /// Processes the lowest watermark of the running inputs when it advances. A restored
+    /// pipeline may be sent watermarks below the one it restored while its source catches up:
+    /// event time never goes back.
+    async fn advance_watermark(&mut self, inputs: &[Input]) -> Result<(), JobError> {
+        let Some(w) = inputs
+            .iter()
+            .filter(|i| !i.ended)
+            .map(|i| i.watermark)
+            .min()
+        else {
+            return Ok(());
+        };
+        if w <= self.watermark.load(Relaxed) {
+            return Ok(());
+        }
+        self.watermark.store(w, Relaxed);
+        let out = self.operators.process_watermark(w)?;
+        self.metrics
+            .buffered_rows
+            .store(self.operators.buffered_rows(), Relaxed);
+        self.write(out).await
+    }
+
+    /// Takes the checkpoint once every running input has delivered its barrier.
+    async fn align(&mut self, inputs: &mut [Input]) -> Result<(), JobError> {
+        let running = || inputs.iter().filter(|i| !i.ended);
+        if running().any(|i| i.barrier.is_none()) {
+            return Ok(());
+        }
+        let Some(epoch) = running().filter_map(|i| i.barrier).max() else {
+            return Ok(());
+        };
+        for i in inputs.iter_mut() {
+            i.barrier = None;
+        }
+        self.barrier(epoch).await
     }
 
     fn outputs(&mut self) -> impl Iterator<Item = &mut SinkOutput> {

@@ -30,8 +30,9 @@ impl SourceMetrics {
 #[derive(Debug, Default)]
 pub struct SinkMetrics {
     pub name: String,
-    /// Index of the source the pipeline reads, for drawing the dataflow.
-    pub source: usize,
+    /// Indices of the sources the pipeline reads (two for a join of two tables), for drawing
+    /// the dataflow.
+    pub sources: Vec<usize>,
     /// Batches waiting in the pipeline's input queue, and its capacity: a full queue means the
     /// pipeline holds its source back (backpressure).
     pub queued_batches: AtomicU64,

@@ -268,7 +268,7 @@ function graph(flow, before) {
   const columns = 2 + Math.max(0, ...flow.pipelines.map((p) => p.operators.length));
   const x = (col) => 10 + col * (NODE_W + GAP_X);
   flow.sources.forEach((s, i) => {
-    const mine = flow.pipelines.map((p, k) => [p, k]).filter(([p]) => p.source === i);
+    const mine = flow.pipelines.map((p, k) => [p, k]).filter(([p]) => (p.sources || [p.source]).includes(i));
     const ys = mine.map(([, k]) => pipelineY[k]);
     const top = ys.length ? (Math.min(...ys) + Math.max(...ys)) / 2 : i * (NODE_H + GAP_Y);
     const was = before && before.flow.sources[i];
@@ -289,6 +289,10 @@ function graph(flow, before) {
       edges.push({ from, to: id, rate: fromRate });
       from = id;
       fromRate = perSecond(o.rows_out, prev && prev.rows_out);
+    });
+    // A join of two tables reads a second source too.
+    (p.sources || []).filter((s) => s !== p.source && p.operators.length).forEach((s) => {
+      edges.push({ from: `s${s}`, to: `p${k}o0`, rate: nodes.find((n) => n.id === `s${s}`).rate });
     });
     const tables = p.name.split(", ");
     const outRate = perSecond(p.rows_out, was && was.rows_out);

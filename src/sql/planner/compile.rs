@@ -2,6 +2,7 @@
 //! projections compiled physical expressions; window, MATCH_RECOGNIZE and join nodes go to their
 //! own modules. Expressions are compiled once, here, never per batch.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use arrow::datatypes::{Schema, SchemaRef};
@@ -99,7 +100,8 @@ impl Planner {
                     return Err(src.error(pos, "LIMIT is not supported on an unbounded stream"));
                 }
                 let source = job.source_for(table);
-                let reads = scan.projection.clone().unwrap_or_else(|| (0..table.row_schema.fields().len()).collect()).into_iter().collect();
+                let columns = scan.projection.clone().unwrap_or_else(|| (0..table.row_schema.fields().len()).collect()).into_iter().collect();
+                let reads = BTreeMap::from([(source, columns)]);
                 let mut operators: Vec<Box<dyn Operator>> = Vec::new();
                 if let Some(select) = scan.projection.as_ref().and_then(|i| column_selection(i, &table.row_schema, &scan.projected_schema)) {
                     operators.push(select);
@@ -108,7 +110,11 @@ impl Planner {
                     let pred = exprs.compile(f, &scan.projected_schema)?;
                     operators.push(Box::new(Filter::new(pred, Arc::new(scan.projected_schema.as_arrow().clone()))));
                 }
-Ok(CompiledStream { source, operators: operators.into(), schema: scan.projected_schema.clone(), window: None, reads, side_output: None, updating: None })
+                let mut chain = Operators::reading(source);
+                for op in operators {
+                    chain.push(op);
+                }
+Ok(CompiledStream { source, operators: chain, schema: scan.projected_schema.clone(), window: None, reads, side_output: None, updating: None })
             }
             LogicalPlan::Filter(f) => {
                 if let Some(ranked) = self.compile_rank_filter(src, f, pos, job)? {
@@ -182,12 +188,6 @@ impl Planner {
             branches.push(branch);
         }
         let source = branches[0].source;
-        if branches.iter().any(|b| b.source != source) {
-            return Err(src.error(
-                pos,
-                "UNION ALL of queries over different tables is not supported yet: its branches must read the same table",
-            ));
-        }
         let mut side_outputs = branches.iter().filter_map(|b| b.side_output.as_ref());
         if side_outputs.nth(1).is_some() {
             return Err(src.error(
@@ -210,10 +210,7 @@ impl Planner {
                     .push(Box::new(Projection::new(columns, with_kinds(&input))));
             }
         }
-        let reads = branches
-            .iter()
-            .flat_map(|b| b.reads.iter().copied())
-            .collect();
+        let reads = reads_of(branches.iter());
         let side_output = branches.iter_mut().find_map(|b| b.side_output.take());
         let parts: Vec<Operators> = branches.into_iter().map(|b| b.operators).collect();
         let n = parts.len();
@@ -255,13 +252,26 @@ pub(super) struct CompiledStream {
     pub(super) schema: DFSchemaRef,
     /// Set while the stream is a window relation not yet aggregated.
     pub(super) window: Option<WindowTvf>,
-    /// Row columns of the source that this stream reads.
-    pub(super) reads: std::collections::BTreeSet<usize>,
+    /// Row columns of each source that this stream reads.
+    pub(super) reads: BTreeMap<usize, BTreeSet<usize>>,
     /// Where the stream's late rows go, when a window or MATCH_RECOGNIZE in it sends them away.
     pub(super) side_output: Option<SinkNode>,
     /// Set when rows may be updated or deleted later (a changelog, see
     /// [`crate::stream::changelog`]): what makes them so, for error messages.
     pub(super) updating: Option<String>,
+}
+
+/// The columns the streams read, together.
+pub(super) fn reads_of<'a>(
+    streams: impl Iterator<Item = &'a CompiledStream>,
+) -> BTreeMap<usize, BTreeSet<usize>> {
+    let mut reads: BTreeMap<usize, BTreeSet<usize>> = BTreeMap::new();
+    for s in streams {
+        for (source, columns) in &s.reads {
+            reads.entry(*source).or_default().extend(columns);
+        }
+    }
+    reads
 }
 
 impl CompiledStream {

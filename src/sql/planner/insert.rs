@@ -134,7 +134,9 @@ impl Planner {
         job.watermark = new_watermark_cell();
         let stream = self.compile(src, plan, pos, job)?;
         stream.check_complete(src, pos)?;
-        job.used_columns[stream.source].extend(stream.reads.iter().copied());
+        for (source, columns) in &stream.reads {
+            job.used_columns[*source].extend(columns.iter().copied());
+        }
         Ok(stream)
     }
 }
@@ -178,7 +180,6 @@ fn pending_pipeline(
 ) -> PendingPipeline {
     PendingPipeline {
         name,
-        source: stream.source,
         operators: stream.operators,
         sinks: vec![sink],
         watermark,

@@ -13,7 +13,6 @@ use crate::stream::WatermarkCell;
 
 pub(super) struct PendingPipeline {
     pub(super) name: String,
-    pub(super) source: usize,
     pub(super) operators: Operators,
     pub(super) sinks: Vec<SinkNode>,
     pub(super) watermark: WatermarkCell,
@@ -139,7 +138,7 @@ impl JobBuilder {
                 .into_iter()
                 .map(|p| PipelineNode {
                     name: p.name,
-                    source: p.source,
+                    inputs: p.operators.inputs(),
                     operators: p.operators,
                     sinks: p.sinks,
                     watermark: p.watermark,

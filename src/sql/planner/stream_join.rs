@@ -1,4 +1,4 @@
-//! Joins of two streams, both read in one pipeline from the same table: a window join when both
+//! Joins of two streams, read in one pipeline (from one table, or two): a window join when both
 //! sides are windowed and joined on window_start and window_end; an interval join when the ON
 //! condition bounds one side's event time by the other's (`r.ts BETWEEN l.ts - INTERVAL … AND
 //! l.ts + INTERVAL …`, or with `>=`/`<=`/`>`/`<`). Each side compiles as its own branch; the
@@ -10,7 +10,7 @@ use datafusion::common::Column;
 use datafusion::logical_expr::utils::{conjunction, split_conjunction};
 use datafusion::logical_expr::{BinaryExpr, Expr, Join, JoinType, Operator as Op};
 
-use super::compile::CompiledStream;
+use super::compile::{CompiledStream, reads_of};
 use super::job_builder::JobBuilder;
 use super::{Planner, df_error, interval_millis};
 use crate::operators::Operators;
@@ -33,12 +33,6 @@ impl Planner {
         right.check_complete(src, pos)?;
         for side in [&left, &right] {
             side.require_append_only(src, pos, "a join of two streams")?;
-        }
-        if left.source != right.source {
-            return Err(src.error(
-                pos,
-                "a join of two streams over different tables is not supported yet: both sides must read the same table (a self-join), or one side must be a bounded table",
-            ));
         }
         if left.side_output.is_some() || right.side_output.is_some() {
             return Err(src.error(
@@ -89,18 +83,18 @@ impl Planner {
         if lower > upper {
             return Err(src.error(pos, format!("the join's time bounds are empty: right − left time in [{lower} ms, {upper} ms]")));
         }
-        let rowtime = job.sources[left.source]
-            .watermark
-            .as_ref()
-            .map(|w| w.column.clone());
-        for c in [&ltime, &rtime] {
-            if Some(&c.name) != rowtime.as_ref() {
+        for (c, side) in [(&ltime, &left), (&rtime, &right)] {
+            let rowtime = job.sources[side.source]
+                .watermark
+                .as_ref()
+                .map(|w| &w.column);
+            if Some(&c.name) != rowtime {
                 return Err(src.error(
                     pos,
                     format!(
                         "an interval join bounds the event-time attributes of both sides; `{}` is not one{}",
                         c.flat_name(),
-                        rowtime.as_ref().map(|r| format!(" (the table's is `{r}`)")).unwrap_or_default()
+                        rowtime.map(|r| format!(" (its table's is `{r}`)")).unwrap_or_default()
                     ),
                 ));
             }
@@ -131,7 +125,7 @@ impl Planner {
             Arc::new(join.schema.as_arrow().clone()),
         )
         .map_err(|e| src.error(pos, e.to_string()))?;
-        let reads = left.reads.iter().chain(&right.reads).copied().collect();
+        let reads = reads_of([&left, &right].into_iter());
         Ok(CompiledStream {
             source: left.source,
             operators: Operators::merge(vec![left.operators, right.operators], Box::new(op)),
@@ -213,7 +207,7 @@ impl Planner {
             Arc::new(join.schema.as_arrow().clone()),
         )
         .map_err(|e| src.error(pos, e.to_string()))?;
-        let reads = left.reads.iter().chain(&right.reads).copied().collect();
+        let reads = reads_of([&left, &right].into_iter());
         Ok(CompiledStream {
             source: left.source,
             operators: Operators::merge(vec![left.operators, right.operators], Box::new(op)),

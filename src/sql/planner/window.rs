@@ -215,12 +215,13 @@ impl Planner {
                 .zip(table.row_schema.fields())
                 .all(|(a, b)| a.name() == b.name());
         if let (true, Some(indices)) = (whole_table, &scan.projection) {
-            s.reads = indices
+            let columns = indices
                 .iter()
                 .copied()
                 .filter(|&i| i < input_schema.fields().len())
                 .chain([time_idx])
                 .collect();
+            s.reads.insert(s.source, columns);
         }
         s.schema = scan.projected_schema.clone();
         s.window = Some(window.clone());
