@@ -52,6 +52,13 @@ fn keep_first_deduplication_emits_each_keys_earliest_row_once() {
             "c,2024-01-01 00:00:30.000,7",
         ]
     );
+    // Selecting fewer columns puts a projection between the filter and the ROW_NUMBER.
+    let narrow = pipeline(ROWS, "k STRING, v BIGINT").run(
+        "INSERT INTO out SELECT k, v FROM (
+           SELECT *, ROW_NUMBER() OVER (PARTITION BY k ORDER BY ts) AS rn FROM t
+         ) WHERE rn = 1;",
+    );
+    assert_eq!(narrow.rows("out"), ["a,20", "b,40", "c,7"]);
 }
 
 #[test]

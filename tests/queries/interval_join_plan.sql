@@ -1,5 +1,5 @@
 -- plan: interval join Inner on 1 key(s), right time − left time in [-5000 ms, 10000 ms] and a condition
--- plan: ← the source, the source  [state: o/interval-join]
+-- plan: ← source #0, source #0  [state: o/interval-join]
 CREATE TABLE t (k STRING, v DOUBLE, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
   WITH ('connector' = 'datagen');
 CREATE TABLE o (k STRING, v DOUBLE) WITH ('connector' = 'blackhole');

@@ -129,28 +129,8 @@ Ok(CompiledStream { source, operators: chain, schema: scan.projected_schema.clon
                 Ok(s)
             }
             LogicalPlan::Projection(p) => {
-                let mut s = self.compile(src, &p.input, pos, job)?;
-                if s.window.is_some() && p.expr.iter().any(|e| !matches!(e, Expr::Column(_)) && uses_window_columns(e)) {
-                    return Err(src.error(pos, "window columns can only be grouped by in a window aggregation, not computed on before it"));
-                }
-                // `SELECT *` of a view or window input: the batch already is the projection.
-                let input = p.input.schema();
-                let identity = p.expr.len() == input.fields().len()
-                    && p.expr.iter().enumerate().all(|(i, e)| matches!(e, Expr::Column(c) if input.index_of_column(c).ok() == Some(i)))
-                    && p.schema.fields().iter().zip(input.fields()).all(|(a, b)| a.name() == b.name());
-                if !identity {
-                    let mut columns = p.expr.iter().map(|e| exprs.compile(e, input)).collect::<Result<Vec<_>, _>>()?;
-                    let mut output = Arc::new(p.schema.as_arrow().clone());
-                    if s.updating.is_some() {
-                        // The row kind passes through.
-                        let at = input.fields().len();
-                        columns.push(Arc::new(Column::new(OP_COLUMN, at)));
-                        output = with_kinds(&output);
-                    }
-                    s.operators.push(Box::new(Projection::new(columns, output)));
-                }
-                s.schema = p.schema.clone();
-                Ok(s)
+                let s = self.compile(src, &p.input, pos, job)?;
+                self.project(src, s, p, pos, job)
             }
             LogicalPlan::Union(u) => self.compile_union(src, u, pos, job),
             LogicalPlan::Window(w) => self.compile_over(src, w, pos, job),
@@ -169,6 +149,55 @@ Ok(CompiledStream { source, operators: chain, schema: scan.projected_schema.clon
                 ),
             )),
         }
+    }
+}
+
+impl Planner {
+    /// `p` over the compiled stream of its input.
+    pub(super) fn project(
+        &self,
+        src: &SourceText,
+        mut s: CompiledStream,
+        p: &datafusion::logical_expr::Projection,
+        pos: Position,
+        job: &mut JobBuilder,
+    ) -> Result<CompiledStream, SqlError> {
+        let exprs = self.expr_compiler(src, pos, job);
+        if s.window.is_some()
+            && p.expr
+                .iter()
+                .any(|e| !matches!(e, Expr::Column(_)) && uses_window_columns(e))
+        {
+            return Err(src.error(pos, "window columns can only be grouped by in a window aggregation, not computed on before it"));
+        }
+        // `SELECT *` of a view or window input: the batch already is the projection.
+        let input = p.input.schema();
+        let identity = p.expr.len() == input.fields().len()
+            && p.expr.iter().enumerate().all(
+                |(i, e)| matches!(e, Expr::Column(c) if input.index_of_column(c).ok() == Some(i)),
+            )
+            && p.schema
+                .fields()
+                .iter()
+                .zip(input.fields())
+                .all(|(a, b)| a.name() == b.name());
+        if !identity {
+            let mut columns = p
+                .expr
+                .iter()
+                .map(|e| exprs.compile(e, input))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut output = Arc::new(p.schema.as_arrow().clone());
+            if s.updating.is_some() {
+                // The row kind passes through.
+                let at = input.fields().len();
+                columns.push(Arc::new(Column::new(OP_COLUMN, at)));
+                output = with_kinds(&output);
+            }
+            s.operators.push(Box::new(Projection::new(columns, output)));
+        }
+        s.schema = p.schema.clone();
+        Ok(s)
     }
 }
 

@@ -30,7 +30,14 @@ impl Planner {
         pos: Position,
         job: &mut JobBuilder,
     ) -> Result<Option<CompiledStream>, SqlError> {
-        let LogicalPlan::Window(window) = filter.input.as_ref() else {
+        // The window, maybe under projections that keep its rank column.
+        let mut projections = Vec::new();
+        let mut below = filter.input.as_ref();
+        while let LogicalPlan::Projection(p) = below {
+            projections.push(p);
+            below = p.input.as_ref();
+        }
+        let LogicalPlan::Window(window) = below else {
             return Ok(None);
         };
         let [Expr::WindowFunction(f)] = window.window_expr.as_slice() else {
@@ -87,7 +94,7 @@ impl Planner {
                 .map_err(|e| src.error(pos, e.to_string()))?;
             s.operators.push(Box::new(op));
             s.schema = window.schema.clone();
-            return Ok(Some(s));
+            return self.reproject(src, s, projections, pos, job).map(Some);
         }
         let rowtime = job.sources[s.source]
             .watermark
@@ -120,13 +127,30 @@ impl Planner {
                 };
                 s.operators.push(op);
                 s.schema = window.schema.clone();
-                Ok(Some(s))
+                self.reproject(src, s, projections, pos, job).map(Some)
             }
             _ => Err(src.error(
                 pos,
                 "Top-N outside a window is not supported yet (its ranks update); rank within windows (PARTITION BY window_start, window_end of a window aggregation) or deduplicate by the event-time attribute",
             )),
         }
+    }
+}
+
+impl Planner {
+    /// The projections between the rank filter and its window, innermost first, over `s`.
+    fn reproject(
+        &self,
+        src: &SourceText,
+        mut s: CompiledStream,
+        projections: Vec<&datafusion::logical_expr::Projection>,
+        pos: Position,
+        job: &mut JobBuilder,
+    ) -> Result<CompiledStream, SqlError> {
+        for p in projections.into_iter().rev() {
+            s = self.project(src, s, p, pos, job)?;
+        }
+        Ok(s)
     }
 }
 
