@@ -360,3 +360,45 @@ fn barriers_of_two_sources_align_in_the_pipeline_reading_both() {
     let distinct: std::collections::HashSet<&String> = out.iter().collect();
     assert_eq!(distinct.len(), 5000);
 }
+
+/// A versioned table (PRIMARY KEY and WATERMARK): each brake joins the speed limit in force at
+/// its time.
+#[test]
+fn a_temporal_join_takes_the_version_valid_at_each_rows_time() {
+    let columns =
+        "k STRING, ts TIMESTAMP(3), v BIGINT, WATERMARK FOR ts AS ts - INTERVAL '5' SECOND";
+    let run = Pipeline::new()
+        .input(
+            "brakes",
+            columns,
+            &json_rows(&[
+                ("a", "00:00:10", 1),
+                ("b", "00:00:20", 2),
+                ("a", "00:00:40", 3),
+            ]),
+        )
+        .input(
+            "limits",
+            &format!("{columns}, PRIMARY KEY (k) NOT ENFORCED"),
+            &json_rows(&[
+                ("a", "00:00:05", 50),
+                ("a", "00:00:30", 30),
+                ("b", "00:00:25", 80),
+            ]),
+        )
+        .output("out", "k STRING, ts TIMESTAMP(3), lim BIGINT")
+        .batch_size(1)
+        .run(
+            "INSERT INTO out SELECT b.k, b.ts, l.v FROM brakes AS b
+               LEFT JOIN limits FOR SYSTEM_TIME AS OF b.ts AS l ON b.k = l.k;",
+        );
+    // b at 20 s comes before b's first limit (25 s): padded.
+    assert_eq!(
+        run.rows("out"),
+        [
+            "a,2024-01-01 00:00:10.000,50",
+            "a,2024-01-01 00:00:40.000,30",
+            "b,2024-01-01 00:00:20.000,",
+        ]
+    );
+}

@@ -18,6 +18,22 @@ pub struct Script {
     pub windows: Vec<super::window::WindowTvf>,
     /// MATCH_RECOGNIZE clauses, each replaced in its statement by a synthetic relation name.
     pub matches: Vec<super::match_recognize::MatchRecognizeSpec>,
+    /// `FOR SYSTEM_TIME AS OF` clauses, each removed from its statement.
+    pub temporal: Vec<TemporalRef>,
+}
+
+/// `JOIN t FOR SYSTEM_TIME AS OF o.ts [AS r]`: a join of the table `t` as it was at each row's
+/// time.
+#[derive(Debug, Clone)]
+pub struct TemporalRef {
+    /// The statement it is in.
+    pub statement: usize,
+    pub table: String,
+    /// The name the query gives the table: its alias, or its name.
+    pub relation: String,
+    /// The time expression as written (`o.ts`).
+    pub time: String,
+    pub pos: Position,
 }
 
 /// A node with the position of its first token.

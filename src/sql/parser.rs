@@ -9,7 +9,7 @@ use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan};
 
-use super::ast::{Located, ObjectKind, Script, ShowKind, Statement};
+use super::ast::{Located, ObjectKind, Script, ShowKind, Statement, TemporalRef};
 use super::ddl::parse_create_table;
 use super::dialect::{consume_word, consume_words, is_word, parser_error, sql_parser, tokenize};
 use super::error::{Position, SourceText, SqlError};
@@ -36,9 +36,11 @@ pub fn parse_script_with(
     let mut statements = Vec::new();
     let mut windows = Vec::new();
     let mut matches = Vec::new();
+    let mut temporal = Vec::new();
     for chunk in split_statements(&tokens) {
-        reject_unsupported_syntax(&source, chunk)?;
-        let (chunk, found) = extract_window_tvfs(&source, chunk, windows.len())?;
+        let (chunk, found) = extract_temporal(&source, chunk, statements.len())?;
+        temporal.extend(found);
+        let (chunk, found) = extract_window_tvfs(&source, &chunk, windows.len())?;
         windows.extend(found);
         let (chunk, match_keywords) = match_recognize::move_within_clauses(&source, &chunk)?;
         let mut stmt = parse_statement(&source, &chunk)?;
@@ -55,6 +57,7 @@ pub fn parse_script_with(
         statements,
         windows,
         matches,
+        temporal,
     })
 }
 
@@ -194,19 +197,100 @@ fn extract_match_recognize(
     }
 }
 
-/// Flink syntax Sluice does not run yet, named at its position (sqlparser would only report a
-/// generic parse error there).
-fn reject_unsupported_syntax(src: &SourceText, tokens: &[TokenWithSpan]) -> Result<(), SqlError> {
-    for (i, t) in tokens.iter().enumerate() {
+/// Takes `FOR SYSTEM_TIME AS OF <time>` out of a statement, noting which table it follows,
+/// the name the query gives it and the time expression (a column, `o.ts`).
+fn extract_temporal(
+    src: &SourceText,
+    tokens: &[TokenWithSpan],
+    statement: usize,
+) -> Result<(Vec<TokenWithSpan>, Vec<TemporalRef>), SqlError> {
+    let mut out: Vec<TokenWithSpan> = Vec::with_capacity(tokens.len());
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < tokens.len() {
         let word = |k: usize, w: &str| tokens.get(i + k).is_some_and(|t| is_word(&t.token, w));
-        if word(0, "FOR") && word(1, "SYSTEM_TIME") && word(2, "AS") && word(3, "OF") {
+        if !(word(0, "FOR") && word(1, "SYSTEM_TIME") && word(2, "AS") && word(3, "OF")) {
+            out.push(tokens[i].clone());
+            i += 1;
+            continue;
+        }
+        let pos: Position = tokens[i].span.start.into();
+        // The table: the words (and dots) just before, skipping whitespace.
+        let table: String = {
+            let mut parts = Vec::new();
+            for t in out
+                .iter()
+                .rev()
+                .filter(|t| !matches!(t.token, Token::Whitespace(_)))
+            {
+                match &t.token {
+                    Token::Word(w)
+                        if parts.is_empty() || parts.last() == Some(&".".to_string()) =>
+                    {
+                        parts.push(w.value.clone())
+                    }
+                    Token::Period if !parts.is_empty() => parts.push(".".into()),
+                    _ => break,
+                }
+            }
+            parts.reverse();
+            parts.concat()
+        };
+        if table.is_empty() {
             return Err(src.error(
-                t.span.start.into(),
-                "temporal joins (`FOR SYSTEM_TIME AS OF`) are not supported yet; a bounded filesystem table is joined as a lookup table with a plain JOIN ... ON",
+                pos,
+                "`FOR SYSTEM_TIME AS OF` follows the table joined as of a time",
             ));
         }
+        // The time: a column, maybe qualified.
+        i += 4;
+        let mut time = String::new();
+        while let Some(t) = tokens.get(i) {
+            match &t.token {
+                Token::Whitespace(_) if time.is_empty() => {}
+                Token::Word(w) if time.is_empty() || time.ends_with('.') => time.push_str(&w.value),
+                Token::Period if !time.is_empty() && !time.ends_with('.') => time.push('.'),
+                _ => break,
+            }
+            i += 1;
+        }
+        if time.is_empty() || time.ends_with('.') {
+            return Err(src.error(pos, "`FOR SYSTEM_TIME AS OF` takes a time column (o.ts)"));
+        }
+        // The alias after the clause, if any: `AS r` or a bare name before ON.
+        let mut j = i;
+        let skip_space = |mut j: usize| {
+            while tokens
+                .get(j)
+                .is_some_and(|t| matches!(t.token, Token::Whitespace(_)))
+            {
+                j += 1;
+            }
+            j
+        };
+        j = skip_space(j);
+        if tokens.get(j).is_some_and(|t| is_word(&t.token, "AS")) {
+            j = skip_space(j + 1);
+        }
+        let relation = match tokens.get(j).map(|t| &t.token) {
+            Some(Token::Word(w))
+                if !["ON", "WHERE", "JOIN", "LEFT", "INNER", "GROUP", "USING"]
+                    .iter()
+                    .any(|k| w.value.eq_ignore_ascii_case(k)) =>
+            {
+                w.value.clone()
+            }
+            _ => table.rsplit('.').next().unwrap_or(&table).to_string(),
+        };
+        found.push(TemporalRef {
+            statement,
+            table,
+            relation,
+            time,
+            pos,
+        });
     }
-    Ok(())
+    Ok((out, found))
 }
 
 fn parse_statement(

@@ -1,4 +1,5 @@
--- fail: 6:44 temporal joins (`FOR SYSTEM_TIME AS OF`) are not supported yet
+-- plan: LookupJoin[inner, `v` read at start, 1 equality key(s)]
+-- (Flink's lookup-join syntax: FOR SYSTEM_TIME AS OF a bounded table is a lookup join)
 CREATE TABLE t (vehicle_id STRING, ts TIMESTAMP(3), WATERMARK FOR ts AS ts)
   WITH ('connector' = 'filesystem', 'path' = '${TMP}/in.jsonl', 'format' = 'json');
 CREATE TABLE v (vehicle_id STRING, model STRING)

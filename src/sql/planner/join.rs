@@ -14,6 +14,7 @@ use crate::connectors::ConnectorConfig;
 use crate::connectors::filesystem::read_all;
 use crate::operators::join::{LoadTable, LookupJoin, LookupJoinSpec, LookupTable};
 use crate::operators::{Filter, Projection};
+use crate::sql::ast::TemporalRef;
 use crate::sql::catalog::Table;
 use crate::sql::error::{Position, SourceText, SqlError};
 use crate::stream::Operator;
@@ -26,6 +27,13 @@ impl Planner {
         pos: Position,
         job: &mut JobBuilder,
     ) -> Result<CompiledStream, SqlError> {
+        // `FOR SYSTEM_TIME AS OF` a versioned table; of a bounded table it is a lookup join
+        // (Flink's lookup syntax), handled below.
+        if let Some(temporal) = self.temporal_ref(&join.right)
+            && self.lookup_table(&join.right).is_none()
+        {
+            return self.compile_temporal_join(src, join, temporal, pos, job);
+        }
         let (stream, lookup, table, stream_first) = if let Some(t) = self.lookup_table(&join.right)
         {
             (&join.left, &join.right, t, true)
@@ -88,6 +96,16 @@ impl Planner {
         s.operators.push(Box::new(operator));
         s.schema = join.schema.clone();
         Ok(s)
+    }
+
+    /// The `FOR SYSTEM_TIME AS OF` clause of the relation `plan` reads, if it has one.
+    fn temporal_ref(&self, plan: &LogicalPlan) -> Option<&TemporalRef> {
+        let name = match plan {
+            LogicalPlan::SubqueryAlias(a) => a.alias.table().to_string(),
+            LogicalPlan::TableScan(scan) => scan.table_name.table().to_string(),
+            _ => return None,
+        };
+        self.temporal.iter().find(|t| t.relation == name)
     }
 
     /// The bounded table a lookup side reads, when `plan` only filters and projects one.

@@ -40,7 +40,7 @@ pub use settings::{ClientSettings, LateRows, ResultMode, Settings};
 use compile::{CompiledStream, ExprCompiler, column_selection};
 use job_builder::{JobBuilder, job_name};
 
-use super::ast::{Located, Script, ShowKind, Statement};
+use super::ast::{Located, Script, ShowKind, Statement, TemporalRef};
 use super::catalog::Table;
 use super::error::{Position, SourceText, SqlError};
 use super::functions::{self};
@@ -59,6 +59,8 @@ pub struct Planner {
     windows: BTreeMap<String, (WindowTvf, LogicalPlan)>,
     /// MATCH_RECOGNIZE relations registered so far: the plan, its input, where it is written.
     matches: BTreeMap<String, (Arc<MatchRecognizeDef>, LogicalPlan, Position)>,
+    /// The `FOR SYSTEM_TIME AS OF` clauses of the statement being planned.
+    temporal: Vec<TemporalRef>,
     local_paths: Vec<LocalPath>,
 }
 
@@ -127,6 +129,7 @@ impl Planner {
             settings: Settings::default(),
             windows: BTreeMap::new(),
             matches: BTreeMap::new(),
+            temporal: Vec::new(),
             local_paths: Vec::new(),
         }
     }
@@ -152,6 +155,12 @@ impl Planner {
         for (i, stmt) in script.statements.iter().enumerate() {
             self.register_matches(src, &script.matches, i).await?;
             self.register_windows(src, &script.windows).await?;
+            self.temporal = script
+                .temporal
+                .iter()
+                .filter(|t| t.statement == i)
+                .cloned()
+                .collect();
             match &stmt.node {
                 Statement::Explain(inner) => {
                     if !matches!(

@@ -8,15 +8,19 @@ use std::sync::Arc;
 
 use datafusion::common::Column;
 use datafusion::logical_expr::utils::{conjunction, split_conjunction};
-use datafusion::logical_expr::{BinaryExpr, Expr, Join, JoinType, Operator as Op};
+use datafusion::logical_expr::{
+    BinaryExpr, Expr, Join, JoinType, LogicalPlan, LogicalPlanBuilder, Operator as Op,
+    TableScanBuilder,
+};
 
 use super::compile::{CompiledStream, reads_of};
 use super::job_builder::JobBuilder;
 use super::{Planner, df_error, interval_millis};
 use crate::operators::Operators;
 use crate::operators::join::{
-    IntervalJoin, JoinKind, JoinSide, WindowJoin, WindowJoinKind, WindowSide,
+    IntervalJoin, JoinKind, JoinSide, TemporalJoin, WindowJoin, WindowJoinKind, WindowSide,
 };
+use crate::sql::ast::TemporalRef;
 use crate::sql::error::{Position, SourceText, SqlError};
 
 impl Planner {
@@ -218,6 +222,184 @@ impl Planner {
             updating: None,
         })
     }
+}
+
+impl Planner {
+    /// `JOIN versioned FOR SYSTEM_TIME AS OF l.ts`: an event-time temporal join. The versioned
+    /// side is keyed by the ON equalities (its PRIMARY KEY when it has one) and timed by its
+    /// event-time attribute.
+    pub(super) fn compile_temporal_join(
+        &self,
+        src: &SourceText,
+        join: &Join,
+        temporal: &TemporalRef,
+        pos: Position,
+        job: &mut JobBuilder,
+    ) -> Result<CompiledStream, SqlError> {
+        let at = temporal.pos;
+        let left = self.compile(src, &join.left, pos, job)?;
+        left.check_complete(src, pos)?;
+        left.require_append_only(src, pos, "the probe side of a temporal join")?;
+        // The versioned side's event time orders its versions even when the query reads no
+        // more of it: its plan is widened to carry that column last.
+        let rowtime = self
+            .tables
+            .get(&temporal.table)
+            .and_then(|t| t.watermark.as_ref())
+            .map(|w| w.column.clone())
+            .ok_or_else(|| {
+                src.error(at, format!("`{}` is not a versioned table: it needs a WATERMARK (its event time) and a PRIMARY KEY", temporal.table))
+            })?;
+        let visible = join.right.schema().fields().len();
+        let widened = with_column_last(&join.right, &rowtime).ok_or_else(|| {
+            src.error(
+                at,
+                format!(
+                    "a temporal join reads `{}` itself, filtered and projected at most",
+                    temporal.table
+                ),
+            )
+        })?;
+        let right = self.compile(src, &widened, pos, job)?;
+        right.check_complete(src, pos)?;
+        let keep_unmatched = match join.join_type {
+            JoinType::Inner => false,
+            JoinType::Left => true,
+            other => {
+                return Err(src.error(
+                    at,
+                    format!(
+                        "{other} temporal joins are not supported (INNER and LEFT are, as in Flink)"
+                    ),
+                ));
+            }
+        };
+        if join.on.is_empty() {
+            return Err(src.error(
+                at,
+                "a temporal join needs an equality on the versioned table's key in its ON",
+            ));
+        }
+        if let Some(table) = self.tables.get(&temporal.table)
+            && !table.def.primary_key.is_empty()
+        {
+            let on: Vec<String> = join
+                .on
+                .iter()
+                .filter_map(|(_, r)| match r {
+                    Expr::Column(c) => Some(c.name.clone()),
+                    _ => None,
+                })
+                .collect();
+            if let Some(k) = table.def.primary_key.iter().find(|k| !on.contains(k)) {
+                return Err(src.error(at, format!("a temporal join must join on the versioned table's PRIMARY KEY; `{k}` is not in the ON equalities")));
+            }
+        }
+        let lschema = join.left.schema();
+        // The probe side's time: the column the clause names.
+        let (qualifier, name) = match temporal.time.rsplit_once('.') {
+            Some((q, n)) => (Some(q), n),
+            None => (None, temporal.time.as_str()),
+        };
+        let qualifier = qualifier.map(datafusion::common::TableReference::bare);
+        let ltime = lschema
+            .index_of_column_by_name(qualifier.as_ref(), name)
+            .ok_or_else(|| {
+                src.error(
+                    at,
+                    format!("`{}` is not a column of the joined rows", temporal.time),
+                )
+            })?;
+        let rtime = widened.schema().fields().len() - 1;
+        let exprs = self.expr_compiler(src, pos, job);
+        let keys = |schema: &datafusion::common::DFSchemaRef, side: Vec<&Expr>| {
+            side.into_iter()
+                .map(|k| exprs.compile(k, schema))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let lside = JoinSide {
+            keys: keys(lschema, join.on.iter().map(|(l, _)| l).collect())?,
+            time_column: ltime,
+            schema: left.arrow_schema(),
+        };
+        let rside = JoinSide {
+            keys: keys(widened.schema(), join.on.iter().map(|(_, r)| r).collect())?,
+            time_column: rtime,
+            schema: right.arrow_schema(),
+        };
+        let residual = join
+            .filter
+            .as_ref()
+            .map(|f| exprs.compile(f, &join.schema))
+            .transpose()?;
+        let op = TemporalJoin::new(
+            lside,
+            rside,
+            visible,
+            keep_unmatched,
+            residual,
+            Arc::new(join.schema.as_arrow().clone()),
+        )
+        .map_err(|e| src.error(pos, e.to_string()))?;
+        let reads = reads_of([&left, &right].into_iter());
+        Ok(CompiledStream {
+            source: left.source,
+            operators: Operators::merge(vec![left.operators, right.operators], Box::new(op)),
+            schema: join.schema.clone(),
+            window: None,
+            reads,
+            side_output: None,
+            updating: None,
+        })
+    }
+}
+
+/// `plan` (a table, filtered, projected and aliased) with the table's column `column` added last
+/// as `column`; `None` for any other plan.
+fn with_column_last(plan: &LogicalPlan, column: &str) -> Option<LogicalPlan> {
+    // The same relation read whole, with the same filters and alias.
+    fn whole(plan: &LogicalPlan) -> Option<LogicalPlan> {
+        Some(match plan {
+            LogicalPlan::TableScan(scan) => LogicalPlan::TableScan(
+                TableScanBuilder::new(scan.table_name.clone(), scan.source.clone())
+                    .with_filters(scan.filters.clone())
+                    .with_fetch(scan.fetch)
+                    .build()
+                    .ok()?,
+            ),
+            LogicalPlan::Filter(f) => LogicalPlanBuilder::from(whole(&f.input)?)
+                .filter(f.predicate.clone())
+                .ok()?
+                .build()
+                .ok()?,
+            LogicalPlan::Projection(p) => whole(&p.input)?,
+            LogicalPlan::SubqueryAlias(a) => LogicalPlanBuilder::from(whole(&a.input)?)
+                .alias(a.alias.clone())
+                .ok()?
+                .build()
+                .ok()?,
+            _ => return None,
+        })
+    }
+    let read = whole(plan)?;
+    // The plan's columns (they read the same relation), then the time column.
+    let mut columns: Vec<Expr> = plan
+        .schema()
+        .columns()
+        .into_iter()
+        .map(Expr::Column)
+        .collect();
+    let time = read
+        .schema()
+        .columns()
+        .into_iter()
+        .find(|c| c.name == column)?;
+    columns.push(Expr::Column(time).alias(column));
+    LogicalPlanBuilder::from(read)
+        .project(columns)
+        .ok()?
+        .build()
+        .ok()
 }
 
 /// Bounds on `right.time − left.time` gathered from the ON condition's terms.
