@@ -142,3 +142,93 @@ fn generator_to_kafka_to_sluice_to_file_matches_the_file_path() {
         "Kafka path and file path give the same rows"
     );
 }
+
+/// An updating result into `upsert-kafka`: messages keyed by the PRIMARY KEY, each key's last
+/// message its current row, a deleted key's last message a tombstone.
+#[test]
+fn a_changelog_into_upsert_kafka_is_keyed_with_tombstones_for_deletes() {
+    use rdkafka::Message;
+    let Some(brokers) = test_broker() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let topic = format!("upserts-{}-{}", std::process::id(), rand::random::<u32>());
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let created = rt
+        .block_on(admin.create_topics(
+            &[NewTopic::new(&topic, 1, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        ))
+        .unwrap();
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    let input = dir.path().join("in.jsonl");
+    let rows: String = [("a", 1), ("b", 2), ("a", 3), ("c", 4), ("a", 5)]
+        .iter()
+        .map(|(k, v)| format!("{{\"k\":\"{k}\",\"v\":{v}}}\n"))
+        .collect();
+    std::fs::write(&input, rows).unwrap();
+    let sql = dir.path().join("q.sql");
+    std::fs::write(
+        &sql,
+        format!(
+            "CREATE TABLE t (k STRING, v BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+             CREATE TABLE spread (n BIGINT, keys BIGINT, PRIMARY KEY (n) NOT ENFORCED) WITH (
+               'connector' = 'upsert-kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{brokers}',
+               'key.format' = 'json', 'value.format' = 'json');
+             INSERT INTO spread SELECT n, COUNT(*) FROM (SELECT k, COUNT(*) AS n FROM t GROUP BY k) GROUP BY n;",
+            input.display()
+        ),
+    )
+    .unwrap();
+    let config = dir.path().join("sluice.yaml");
+    std::fs::write(&config, "runtime:\n  batch_size: 1\n").unwrap();
+    sluice(
+        &[
+            "run",
+            "--quiet",
+            "--config",
+            config.to_str().unwrap(),
+            sql.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", format!("check-{topic}"))
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "50")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[&topic]).unwrap();
+    let mut last: std::collections::BTreeMap<String, Option<String>> = Default::default();
+    let mut messages = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline
+        && !(messages > 0 && last.len() == 3 && last.get(r#"{"n":2}"#) == Some(&None))
+    {
+        let Some(m) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let m = m.unwrap();
+        let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+        let value = m.payload().map(|p| String::from_utf8_lossy(p).into_owned());
+        last.insert(key, value);
+        messages += 1;
+    }
+    assert_eq!(
+        last.into_iter().collect::<Vec<_>>(),
+        [
+            (
+                r#"{"n":1}"#.to_string(),
+                Some(r#"{"n":1,"keys":2}"#.to_string())
+            ),
+            (r#"{"n":2}"#.to_string(), None),
+            (
+                r#"{"n":3}"#.to_string(),
+                Some(r#"{"n":3,"keys":1}"#.to_string())
+            ),
+        ]
+    );
+}

@@ -75,6 +75,7 @@ pub enum ConnectorConfig {
 /// The connectors a table may name.
 pub const CONNECTORS: &[&str] = &[
     "kafka",
+    "upsert-kafka",
     "clickhouse",
     "filesystem",
     "datagen",
@@ -87,7 +88,7 @@ pub const CONNECTORS: &[&str] = &[
 /// shell's completion): its own, its formats', and `connector` itself.
 pub fn connector_options(connector: &str) -> Vec<(&'static str, &'static [&'static str])> {
     let own: &[(&str, &[&str])] = match connector {
-        "kafka" => kafka::OPTIONS,
+        "kafka" | "upsert-kafka" => kafka::OPTIONS,
         "clickhouse" => clickhouse::OPTIONS,
         "filesystem" => filesystem::OPTIONS,
         "datagen" => datagen::OPTIONS,
@@ -96,7 +97,7 @@ pub fn connector_options(connector: &str) -> Vec<(&'static str, &'static [&'stat
         _ => &[],
     };
     let formats: &[(&str, &[&str])] = match connector {
-        "kafka" | "filesystem" => crate::formats::OPTIONS,
+        "kafka" | "upsert-kafka" | "filesystem" => crate::formats::OPTIONS,
         _ => &[],
     };
     let mut options = vec![("connector", CONNECTORS)];
@@ -125,9 +126,15 @@ impl ConnectorConfig {
             "filesystem" => ConnectorConfig::Filesystem(
                 filesystem::FilesystemConfig::from_options(&opts, physical)?,
             ),
-            "kafka" => {
-                ConnectorConfig::Kafka(kafka::KafkaConfig::from_options(&opts, physical, metadata)?)
-            }
+            "kafka" => ConnectorConfig::Kafka(kafka::KafkaConfig::from_options(
+                &opts, physical, metadata, None,
+            )?),
+            "upsert-kafka" => ConnectorConfig::Kafka(kafka::KafkaConfig::from_options(
+                &opts,
+                physical,
+                metadata,
+                Some(table.primary_key),
+            )?),
             "datagen" => {
                 ConnectorConfig::Datagen(datagen::DatagenConfig::from_options(&opts, physical)?)
             }
@@ -190,6 +197,7 @@ impl ConnectorConfig {
             | ConnectorConfig::Collect(_) => true,
             // Upserts by the declared key.
             ConnectorConfig::ClickHouse(c) => !c.primary_key.is_empty(),
+            ConnectorConfig::Kafka(c) => c.upsert,
             _ => false,
         }
     }

@@ -44,6 +44,8 @@ pub struct KafkaConfig {
     pub physical_schema: SchemaRef,
     pub metadata: Vec<MetadataColumn>,
     pub at_least_once: bool,
+    /// `upsert-kafka`: a changelog written by key (the PRIMARY KEY), a delete as a tombstone.
+    pub upsert: bool,
 }
 
 const METADATA_KEYS: &[&str] = &["topic", "partition", "offset", "timestamp", "key"];
@@ -78,10 +80,12 @@ const BOUNDED_MODES: &[&str] = &["unbounded", "latest-offset"];
 const GUARANTEES: &[&str] = &["at-least-once", "none"];
 
 impl KafkaConfig {
+    /// `kafka`, or `upsert-kafka` when `upsert_key` is given (its PRIMARY KEY).
     pub fn from_options(
         opts: &OptionReader,
         physical: &SchemaRef,
         metadata: &[MetadataColumn],
+        upsert_key: Option<&[String]>,
     ) -> Result<Self, OptionError> {
         let topics: Vec<String> = opts
             .optional("topic")
@@ -151,15 +155,29 @@ impl KafkaConfig {
             opts.required("format")?;
         }
         let value_format = Format::from_options(opts, format_key)?;
-        let key_fields: Vec<String> = opts
-            .optional("key.fields")
-            .map(|f| {
-                f.split(';')
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let key_fields: Vec<String> = match upsert_key {
+            Some([]) => {
+                return Err(OptionError::at_table(
+                    "upsert-kafka needs a PRIMARY KEY (...) NOT ENFORCED: its messages are keyed by it",
+                ));
+            }
+            Some(_) if opts.optional("key.fields").is_some() => {
+                return Err(opts.error(
+                    "key.fields",
+                    "upsert-kafka takes its key from the PRIMARY KEY, not 'key.fields'",
+                ));
+            }
+            Some(pk) => pk.to_vec(),
+            None => opts
+                .optional("key.fields")
+                .map(|f| {
+                    f.split(';')
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
         for k in &key_fields {
             if physical.field_with_name(k).is_err() {
                 return Err(opts.error(
@@ -237,6 +255,7 @@ impl KafkaConfig {
             physical_schema: physical.clone(),
             metadata: metadata.to_vec(),
             at_least_once: guarantee == "at-least-once",
+            upsert: upsert_key.is_some(),
         })
     }
 
@@ -247,13 +266,17 @@ impl KafkaConfig {
             .map_or_else(|| self.topics.join(";"), |p| format!("/{p}/"));
         let servers = self.property("bootstrap.servers").unwrap_or_default();
         format!(
-            "kafka topic={topic} brokers={servers} format={} partitions=all",
+            "{} topic={topic} brokers={servers} format={} partitions=all",
+            if self.upsert { "upsert-kafka" } else { "kafka" },
             self.value_format.name()
         )
     }
 
     /// What keeps this table from being read, checked when a query scans it.
     pub fn source_problem(&self) -> Option<String> {
+        if self.upsert {
+            return Some("upsert-kafka can be written, not read yet".into());
+        }
         if matches!(self.startup, StartupMode::GroupOffsets) && self.property("group.id").is_none()
         {
             return Some(

@@ -13,6 +13,7 @@ use arrow::datatypes::SchemaRef;
 
 use super::broker_log::{BrokerLog, QuietProducer};
 use super::config::KafkaConfig;
+use crate::stream::changelog::{RowKind, row_kinds, without_kinds};
 use crate::stream::{JobError, Sink};
 
 pub struct KafkaSink {
@@ -93,6 +94,10 @@ fn lines(buf: &[u8]) -> impl Iterator<Item = &[u8]> {
 #[async_trait]
 impl Sink for KafkaSink {
     async fn write(&mut self, batch: RecordBatch) -> Result<(), JobError> {
+        // A changelog (upsert-kafka): each row by its key, a delete as a tombstone (a key
+        // without a value); the old row of an update is not sent, the new one replaces it.
+        let kinds = row_kinds(&batch);
+        let batch = without_kinds(&batch);
         let values = self.config.value_format.encode(&batch)?;
         let keys = match &self.config.key_format {
             Some(format) => Some(format.encode(&batch.project(&self.key_columns)?)?),
@@ -100,9 +105,15 @@ impl Sink for KafkaSink {
         };
         let mut key_iter = keys.as_deref().map(lines);
         let topic = self.topic.clone();
-        for value in lines(&values).take(batch.num_rows()) {
+        for (value, kind) in lines(&values).take(batch.num_rows()).zip(kinds) {
             let key = key_iter.as_mut().and_then(Iterator::next);
-            let mut record = FutureRecord::to(&topic).payload(value);
+            if kind == RowKind::UpdateBefore {
+                continue;
+            }
+            let mut record = FutureRecord::to(&topic);
+            if kind != RowKind::Delete {
+                record = record.payload(value);
+            }
             if let Some(k) = key {
                 record = record.key(k);
             }
