@@ -12,10 +12,10 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, BooleanArray, RecordBatch, UInt32Array, UInt64Array};
 use arrow::compute::{concat_batches, filter_record_batch, take};
 use arrow::datatypes::{Field, Schema, SchemaRef};
-use arrow::row::{OwnedRow, RowConverter, SortField};
+use arrow::row::{OwnedRow, RowConverter};
 use datafusion::physical_expr::PhysicalExpr;
 
-use crate::operators::evaluate::evaluate_all;
+use crate::operators::evaluate::{evaluate_all, key_converter};
 use crate::operators::event_time::event_times;
 use crate::operators::snapshot;
 use crate::stream::changelog::{RowKind, kinds_column};
@@ -41,13 +41,10 @@ impl KeepFirst {
         input: SchemaRef,
         output: SchemaRef,
     ) -> Result<Self, JobError> {
-        let fields = keys
-            .iter()
-            .map(|e| Ok(SortField::new(e.data_type(&input)?)))
-            .collect::<Result<Vec<_>, JobError>>()?;
+        let converter = key_converter(&keys, &input)?;
         Ok(KeepFirst {
             keys,
-            converter: RowConverter::new(fields)?,
+            converter,
             time_column,
             input,
             schema: output,
@@ -177,9 +174,7 @@ impl Operator for KeepFirst {
 
     /// Two parts: the rows waiting, and the keys seen (as the key columns).
     fn snapshot(&mut self) -> Result<Option<Vec<u8>>, JobError> {
-        let mut metadata = HashMap::new();
-        metadata.insert("watermark".to_string(), self.watermark.to_string());
-        metadata.insert("late_rows".to_string(), self.late_rows.to_string());
+        let metadata = snapshot::clock(self.watermark, self.late_rows);
         let pending = snapshot::encode(&self.input, metadata, &self.pending)?;
         let columns = self
             .converter
@@ -204,8 +199,7 @@ impl Operator for KeepFirst {
             ));
         };
         let (metadata, pending) = snapshot::decode(pending)?;
-        self.watermark = snapshot::meta(&metadata, "watermark")?;
-        self.late_rows = snapshot::meta(&metadata, "late_rows")?;
+        (self.watermark, self.late_rows) = snapshot::read_clock(&metadata)?;
         self.pending = pending.into_iter().filter(|b| b.num_rows() > 0).collect();
         self.seen.clear();
         for b in snapshot::decode(seen)?.1 {
@@ -239,13 +233,10 @@ impl KeepLast {
         input: SchemaRef,
         output: SchemaRef,
     ) -> Result<Self, JobError> {
-        let fields = keys
-            .iter()
-            .map(|e| Ok(SortField::new(e.data_type(&input)?)))
-            .collect::<Result<Vec<_>, JobError>>()?;
+        let converter = key_converter(&keys, &input)?;
         Ok(KeepLast {
             keys,
-            converter: RowConverter::new(fields)?,
+            converter,
             time_column,
             input,
             schema: output,

@@ -4,6 +4,8 @@
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, AsArray, BooleanArray, RecordBatch};
+use arrow::datatypes::Schema;
+use arrow::row::{RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::stream::JobError;
@@ -20,6 +22,19 @@ pub fn evaluate_all(
                 .and_then(|v| v.into_array(batch.num_rows()))
         })
         .collect::<Result<Vec<_>, _>>()?)
+}
+
+/// A converter of `keys` (expressions over `input`) to comparable, hashable rows: how keyed
+/// operators group rows.
+pub fn key_converter(
+    keys: &[Arc<dyn PhysicalExpr>],
+    input: &Schema,
+) -> Result<RowConverter, JobError> {
+    let fields = keys
+        .iter()
+        .map(|e| Ok(SortField::new(e.data_type(input)?)))
+        .collect::<Result<Vec<_>, JobError>>()?;
+    Ok(RowConverter::new(fields)?)
 }
 
 /// A boolean expression evaluated on a batch, as a mask for arrow's filter kernels (which drop

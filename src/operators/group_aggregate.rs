@@ -13,13 +13,13 @@ use std::time::{Duration, Instant};
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, UInt32Array};
 use arrow::compute::take;
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
-use arrow::row::{OwnedRow, RowConverter, SortField};
+use arrow::row::{OwnedRow, RowConverter};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::operators::aggregate::{AggregateCall, evaluate_calls};
-use crate::operators::evaluate::evaluate_all;
+use crate::operators::evaluate::{evaluate_all, key_converter};
 use crate::operators::snapshot;
 use crate::stream::changelog::{RowKind, kinds_column, row_kinds};
 use crate::stream::{JobError, Operator};
@@ -57,13 +57,10 @@ impl GroupAggregate {
         output: SchemaRef,
         ttl: Option<Duration>,
     ) -> Result<Self, JobError> {
-        let fields = keys
-            .iter()
-            .map(|e| Ok(SortField::new(e.data_type(input)?)))
-            .collect::<Result<Vec<_>, JobError>>()?;
+        let converter = key_converter(&keys, input)?;
         let op = GroupAggregate {
             keys,
-            converter: RowConverter::new(fields)?,
+            converter,
             calls,
             retracting,
             schema: output,

@@ -14,17 +14,17 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, UInt32Array};
-use arrow::compute::{concat_batches, filter_record_batch, take};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt32Array};
+use arrow::compute::take;
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
-use arrow::row::{OwnedRow, RowConverter, SortField};
+use arrow::row::{OwnedRow, RowConverter};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::operators::aggregate::AggregateCall;
-use crate::operators::evaluate::evaluate_all;
-use crate::operators::event_time::event_times;
+use crate::operators::evaluate::{evaluate_all, key_converter};
+use crate::operators::event_time::{HeldRows, event_times};
 use crate::operators::snapshot;
 use crate::stream::{JobError, Operator};
 
@@ -72,7 +72,7 @@ pub struct OverAggregate {
     input: SchemaRef,
     schema: SchemaRef,
     /// Rows not yet emitted (their time is after the watermark).
-    pending: Vec<RecordBatch>,
+    pending: HeldRows,
     partitions: HashMap<OwnedRow, Partition>,
     watermark: i64,
     late_rows: u64,
@@ -97,19 +97,16 @@ impl OverAggregate {
         calls: Vec<AggregateCall>,
         output: SchemaRef,
     ) -> Result<Self, JobError> {
-        let fields = partition
-            .iter()
-            .map(|e| Ok(SortField::new(e.data_type(input)?)))
-            .collect::<Result<Vec<_>, JobError>>()?;
+        let converter = key_converter(&partition, input)?;
         let op = OverAggregate {
             partition,
-            converter: RowConverter::new(fields)?,
+            converter,
             time_column,
             frame,
             calls,
             input: input.clone(),
             schema: output,
-            pending: Vec::new(),
+            pending: HeldRows::new(time_column),
             partitions: HashMap::new(),
             watermark: i64::MIN,
             late_rows: 0,
@@ -143,26 +140,9 @@ impl OverAggregate {
 
     /// Emits the held rows whose time the watermark has passed.
     fn emit(&mut self, out: &mut Vec<RecordBatch>) -> Result<(), JobError> {
-        if self.pending.is_empty() {
+        let Some(ready) = self.pending.take_due(&self.input, self.watermark)? else {
             return Ok(());
-        }
-        let input = self.pending[0].schema();
-        let all = concat_batches(&input, &self.pending)?;
-        self.pending.clear();
-        let times = event_times(all.column(self.time_column))?;
-        let ready: BooleanArray = times
-            .iter()
-            .map(|t| Some(t.is_some_and(|t| t <= self.watermark)))
-            .collect();
-        let keep = arrow::compute::not(&ready)?;
-        let kept = filter_record_batch(&all, &keep)?;
-        if kept.num_rows() > 0 {
-            self.pending.push(kept);
-        }
-        let ready = filter_record_batch(&all, &ready)?;
-        if ready.num_rows() == 0 {
-            return Ok(());
-        }
+        };
         let times: Vec<i64> = event_times(ready.column(self.time_column))?
             .into_iter()
             .map(|t| t.unwrap_or(i64::MIN))
@@ -317,21 +297,7 @@ impl Operator for OverAggregate {
         batch: RecordBatch,
         _out: &mut Vec<RecordBatch>,
     ) -> Result<(), JobError> {
-        let times = event_times(batch.column(self.time_column))?;
-        let on_time: BooleanArray = times
-            .iter()
-            .map(|t| Some(t.is_some_and(|t| t > self.watermark)))
-            .collect();
-        let late = batch.num_rows() - on_time.true_count();
-        self.late_rows += late as u64;
-        let batch = if late == 0 {
-            batch
-        } else {
-            filter_record_batch(&batch, &on_time)?
-        };
-        if batch.num_rows() > 0 {
-            self.pending.push(batch);
-        }
+        self.late_rows += self.pending.hold(batch, self.watermark)?;
         Ok(())
     }
 
@@ -354,7 +320,7 @@ impl Operator for OverAggregate {
     }
 
     fn buffered_rows(&self) -> u64 {
-        let pending: usize = self.pending.iter().map(RecordBatch::num_rows).sum();
+        let pending = self.pending.rows();
         let framed: usize = self.partitions.values().map(|p| p.rows.len()).sum();
         (pending + framed) as u64
     }
@@ -366,13 +332,8 @@ impl Operator for OverAggregate {
     /// Three parts: the held rows; per key the frame's rows (key, time, arguments) of a bounded
     /// frame or the accumulators' states of an unbounded one.
     fn snapshot(&mut self) -> Result<Option<Vec<u8>>, JobError> {
-        let mut metadata = HashMap::new();
-        metadata.insert("watermark".to_string(), self.watermark.to_string());
-        metadata.insert("late_rows".to_string(), self.late_rows.to_string());
-        let pending = match self.pending.first() {
-            Some(b) => snapshot::encode(&b.schema(), metadata.clone(), &self.pending)?,
-            None => snapshot::encode(&Arc::new(Schema::empty()), metadata.clone(), &[])?,
-        };
+        let metadata = snapshot::clock(self.watermark, self.late_rows);
+        let pending = snapshot::encode(&self.input, metadata.clone(), &self.pending.batches)?;
         let (schema, batch) = self.keyed_state()?;
         let keyed = snapshot::encode(&schema, metadata, &[batch])?;
         Ok(Some(snapshot::join_parts(&[pending, keyed])))
@@ -386,9 +347,8 @@ impl Operator for OverAggregate {
             ));
         };
         let (metadata, pending) = snapshot::decode(pending)?;
-        self.watermark = snapshot::meta(&metadata, "watermark")?;
-        self.late_rows = snapshot::meta(&metadata, "late_rows")?;
-        self.pending = pending.into_iter().filter(|b| b.num_rows() > 0).collect();
+        (self.watermark, self.late_rows) = snapshot::read_clock(&metadata)?;
+        self.pending.batches = pending.into_iter().filter(|b| b.num_rows() > 0).collect();
         self.partitions.clear();
         let (_, keyed) = snapshot::decode(keyed)?;
         for batch in keyed {

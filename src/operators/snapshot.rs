@@ -76,3 +76,16 @@ pub fn split_parts(mut bytes: &[u8]) -> Result<Vec<&[u8]>, JobError> {
     }
     Ok(parts)
 }
+
+/// The metadata of an event-time operator's snapshot: its watermark and late rows so far.
+pub fn clock(watermark: i64, late_rows: u64) -> HashMap<String, String> {
+    HashMap::from([
+        ("watermark".to_string(), watermark.to_string()),
+        ("late_rows".to_string(), late_rows.to_string()),
+    ])
+}
+
+/// The watermark and late rows of [`clock`] metadata.
+pub fn read_clock(metadata: &HashMap<String, String>) -> Result<(i64, u64), JobError> {
+    Ok((meta(metadata, "watermark")?, meta(metadata, "late_rows")?))
+}

@@ -14,11 +14,11 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, UInt32Array};
 use arrow::compute::{filter_record_batch, interleave, take};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use arrow::row::{RowConverter, SortField};
+use arrow::row::RowConverter;
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::padded::{joined, null_columns};
-use crate::operators::evaluate::{evaluate_all, evaluate_predicate};
+use crate::operators::evaluate::{evaluate_all, evaluate_predicate, key_converter};
 use crate::operators::event_time::event_times;
 use crate::operators::snapshot;
 use crate::stream::{JobError, Operator};
@@ -90,11 +90,7 @@ impl IntervalJoin {
         residual: Option<Arc<dyn PhysicalExpr>>,
         output: SchemaRef,
     ) -> Result<Self, JobError> {
-        let fields = left
-            .keys
-            .iter()
-            .map(|e| Ok(SortField::new(e.data_type(&left.schema)?)))
-            .collect::<Result<Vec<_>, JobError>>()?;
+        let converter = key_converter(&left.keys, &left.schema)?;
         let kept = |side| Kept {
             side,
             chunks: HashMap::new(),
@@ -105,7 +101,7 @@ impl IntervalJoin {
         Ok(IntervalJoin {
             kind,
             sides: [kept(left), kept(right)],
-            converter: RowConverter::new(fields)?,
+            converter,
             lower,
             upper,
             residual,

@@ -14,13 +14,13 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array};
 use arrow::compute::{concat_batches, filter_record_batch, take};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use arrow::row::{RowConverter, SortField};
+use arrow::row::RowConverter;
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::interval::JoinSide;
 use super::padded::{joined, null_columns};
-use crate::operators::evaluate::{evaluate_all, evaluate_predicate};
-use crate::operators::event_time::event_times;
+use crate::operators::evaluate::{evaluate_all, evaluate_predicate, key_converter};
+use crate::operators::event_time::{HeldRows, event_times};
 use crate::operators::snapshot;
 use crate::stream::changelog::{RowKind, row_kinds, without_kinds};
 use crate::stream::{JobError, Operator};
@@ -36,7 +36,7 @@ pub struct TemporalJoin {
     residual: Option<Arc<dyn PhysicalExpr>>,
     schema: SchemaRef,
     /// Probe rows waiting for the watermark.
-    pending: Vec<RecordBatch>,
+    pending: HeldRows,
     /// Per key, its versions by time: a one-row batch of the versioned side, or `None` when
     /// the key was deleted then.
     versions: HashMap<Vec<u8>, BTreeMap<i64, Option<RecordBatch>>>,
@@ -53,20 +53,17 @@ impl TemporalJoin {
         residual: Option<Arc<dyn PhysicalExpr>>,
         output: SchemaRef,
     ) -> Result<Self, JobError> {
-        let fields = left
-            .keys
-            .iter()
-            .map(|e| Ok(SortField::new(e.data_type(&left.schema)?)))
-            .collect::<Result<Vec<_>, JobError>>()?;
+        let converter = key_converter(&left.keys, &left.schema)?;
+        let pending = HeldRows::new(left.time_column);
         Ok(TemporalJoin {
             left,
             right,
             visible,
             keep_unmatched,
-            converter: RowConverter::new(fields)?,
+            converter,
             residual,
             schema: output,
-            pending: Vec::new(),
+            pending,
             versions: HashMap::new(),
             watermark: i64::MIN,
             late_rows: 0,
@@ -106,24 +103,9 @@ impl TemporalJoin {
 
     /// Joins the probe rows the watermark has passed with the versions current at their times.
     fn emit(&mut self, out: &mut Vec<RecordBatch>) -> Result<(), JobError> {
-        if self.pending.is_empty() {
+        let Some(rows) = self.pending.take_due(&self.left.schema, self.watermark)? else {
             return Ok(());
-        }
-        let all = concat_batches(&self.left.schema, &self.pending)?;
-        self.pending.clear();
-        let times = event_times(all.column(self.left.time_column))?;
-        let ready: BooleanArray = times
-            .iter()
-            .map(|t| Some(t.is_some_and(|t| t <= self.watermark)))
-            .collect();
-        let waiting = filter_record_batch(&all, &arrow::compute::not(&ready)?)?;
-        if waiting.num_rows() > 0 {
-            self.pending.push(waiting);
-        }
-        let rows = filter_record_batch(&all, &ready)?;
-        if rows.num_rows() == 0 {
-            return Ok(());
-        }
+        };
         let times = event_times(rows.column(self.left.time_column))?;
         let key_columns = evaluate_all(&self.left.keys, &rows)?;
         let keys = self.converter.convert_columns(&key_columns)?;
@@ -224,16 +206,7 @@ impl Operator for TemporalJoin {
         if side == 1 {
             return self.add_versions(&batch);
         }
-        let times = event_times(batch.column(self.left.time_column))?;
-        let on_time: BooleanArray = times
-            .iter()
-            .map(|t| Some(t.is_some_and(|t| t > self.watermark)))
-            .collect();
-        self.late_rows += (batch.num_rows() - on_time.true_count()) as u64;
-        let batch = filter_record_batch(&batch, &on_time)?;
-        if batch.num_rows() > 0 {
-            self.pending.push(batch);
-        }
+        self.late_rows += self.pending.hold(batch, self.watermark)?;
         Ok(())
     }
 
@@ -256,7 +229,7 @@ impl Operator for TemporalJoin {
     }
 
     fn buffered_rows(&self) -> u64 {
-        let pending: usize = self.pending.iter().map(RecordBatch::num_rows).sum();
+        let pending = self.pending.rows();
         let versions: usize = self.versions.values().map(BTreeMap::len).sum();
         (pending + versions) as u64
     }
@@ -268,10 +241,8 @@ impl Operator for TemporalJoin {
     /// Two parts: the waiting probe rows; the versions (the versioned side's columns, a
     /// `__time` and a `__deleted` flag).
     fn snapshot(&mut self) -> Result<Option<Vec<u8>>, JobError> {
-        let mut metadata = HashMap::new();
-        metadata.insert("watermark".to_string(), self.watermark.to_string());
-        metadata.insert("late_rows".to_string(), self.late_rows.to_string());
-        let pending = snapshot::encode(&self.left.schema, metadata, &self.pending)?;
+        let metadata = snapshot::clock(self.watermark, self.late_rows);
+        let pending = snapshot::encode(&self.left.schema, metadata, &self.pending.batches)?;
         let right = self.right_columns();
         let mut rows: Vec<RecordBatch> = Vec::new();
         let mut times = Vec::new();
@@ -319,9 +290,8 @@ impl Operator for TemporalJoin {
             ));
         };
         let (metadata, pending) = snapshot::decode(pending)?;
-        self.watermark = snapshot::meta(&metadata, "watermark")?;
-        self.late_rows = snapshot::meta(&metadata, "late_rows")?;
-        self.pending = pending.into_iter().filter(|b| b.num_rows() > 0).collect();
+        (self.watermark, self.late_rows) = snapshot::read_clock(&metadata)?;
+        self.pending.batches = pending.into_iter().filter(|b| b.num_rows() > 0).collect();
         self.versions.clear();
         let right = self.right_columns();
         for b in snapshot::decode(versions)?.1 {

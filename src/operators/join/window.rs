@@ -13,11 +13,11 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array};
 use arrow::compute::{concat_batches, filter_record_batch, take};
 use arrow::datatypes::SchemaRef;
-use arrow::row::{RowConverter, SortField};
+use arrow::row::RowConverter;
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::padded::{joined, null_columns};
-use crate::operators::evaluate::{evaluate_all, evaluate_predicate};
+use crate::operators::evaluate::{evaluate_all, evaluate_predicate, key_converter};
 use crate::operators::event_time::event_times;
 use crate::operators::snapshot;
 use crate::stream::{JobError, Operator};
@@ -66,15 +66,11 @@ impl WindowJoin {
         residual: Option<Arc<dyn PhysicalExpr>>,
         output: SchemaRef,
     ) -> Result<Self, JobError> {
-        let fields = left
-            .keys
-            .iter()
-            .map(|e| Ok(SortField::new(e.data_type(&left.schema)?)))
-            .collect::<Result<Vec<_>, JobError>>()?;
+        let converter = key_converter(&left.keys, &left.schema)?;
         Ok(WindowJoin {
             kind,
             sides: [left, right],
-            converter: RowConverter::new(fields)?,
+            converter,
             residual,
             schema: output,
             windows: [BTreeMap::new(), BTreeMap::new()],
@@ -278,9 +274,7 @@ impl Operator for WindowJoin {
     }
 
     fn snapshot(&mut self) -> Result<Option<Vec<u8>>, JobError> {
-        let mut metadata = HashMap::new();
-        metadata.insert("watermark".to_string(), self.watermark.to_string());
-        metadata.insert("late_rows".to_string(), self.late_rows.to_string());
+        let metadata = snapshot::clock(self.watermark, self.late_rows);
         let parts = [0, 1]
             .iter()
             .map(|&s| {

@@ -13,10 +13,10 @@ use arrow::compute::{
     SortColumn, SortOptions, concat_batches, filter_record_batch, lexsort_to_indices, take,
 };
 use arrow::datatypes::SchemaRef;
-use arrow::row::{RowConverter, SortField};
+use arrow::row::RowConverter;
 use datafusion::physical_expr::PhysicalExpr;
 
-use crate::operators::evaluate::evaluate_all;
+use crate::operators::evaluate::{evaluate_all, key_converter};
 use crate::operators::event_time::event_times;
 use crate::operators::snapshot;
 use crate::stream::{JobError, Operator};
@@ -47,16 +47,13 @@ impl WindowTopN {
         input: SchemaRef,
         output: SchemaRef,
     ) -> Result<Self, JobError> {
-        let fields = partition
-            .iter()
-            .map(|e| Ok(SortField::new(e.data_type(&input)?)))
-            .collect::<Result<Vec<_>, JobError>>()?;
+        let converter = key_converter(&partition, &input)?;
         Ok(WindowTopN {
             partition,
             order,
             window_end,
             limit,
-            converter: RowConverter::new(fields)?,
+            converter,
             input,
             schema: output,
             windows: BTreeMap::new(),
@@ -183,9 +180,7 @@ impl Operator for WindowTopN {
     }
 
     fn snapshot(&mut self) -> Result<Option<Vec<u8>>, JobError> {
-        let mut metadata = HashMap::new();
-        metadata.insert("watermark".to_string(), self.watermark.to_string());
-        metadata.insert("late_rows".to_string(), self.late_rows.to_string());
+        let metadata = snapshot::clock(self.watermark, self.late_rows);
         let rows: Vec<RecordBatch> = self.windows.values().flatten().cloned().collect();
         Ok(Some(snapshot::encode(&self.input, metadata, &rows)?))
     }

@@ -129,16 +129,7 @@ impl Planner {
             Arc::new(join.schema.as_arrow().clone()),
         )
         .map_err(|e| src.error(pos, e.to_string()))?;
-        let reads = reads_of([&left, &right].into_iter());
-        Ok(CompiledStream {
-            source: left.source,
-            operators: Operators::merge(vec![left.operators, right.operators], Box::new(op)),
-            schema: join.schema.clone(),
-            window: None,
-            reads,
-            side_output: None,
-            updating: None,
-        })
+        Ok(joined(left, right, Box::new(op), join))
     }
 }
 
@@ -211,16 +202,7 @@ impl Planner {
             Arc::new(join.schema.as_arrow().clone()),
         )
         .map_err(|e| src.error(pos, e.to_string()))?;
-        let reads = reads_of([&left, &right].into_iter());
-        Ok(CompiledStream {
-            source: left.source,
-            operators: Operators::merge(vec![left.operators, right.operators], Box::new(op)),
-            schema: join.schema.clone(),
-            window: None,
-            reads,
-            side_output: None,
-            updating: None,
-        })
+        Ok(joined(left, right, Box::new(op), join))
     }
 }
 
@@ -341,16 +323,7 @@ impl Planner {
             Arc::new(join.schema.as_arrow().clone()),
         )
         .map_err(|e| src.error(pos, e.to_string()))?;
-        let reads = reads_of([&left, &right].into_iter());
-        Ok(CompiledStream {
-            source: left.source,
-            operators: Operators::merge(vec![left.operators, right.operators], Box::new(op)),
-            schema: join.schema.clone(),
-            window: None,
-            reads,
-            side_output: None,
-            updating: None,
-        })
+        Ok(joined(left, right, Box::new(op), join))
     }
 }
 
@@ -400,6 +373,25 @@ fn with_column_last(plan: &LogicalPlan, column: &str) -> Option<LogicalPlan> {
         .ok()?
         .build()
         .ok()
+}
+
+/// The stream of a join of two compiled sides: both branches, then `op` reading them.
+fn joined(
+    left: CompiledStream,
+    right: CompiledStream,
+    op: Box<dyn crate::stream::Operator>,
+    join: &Join,
+) -> CompiledStream {
+    let reads = reads_of([&left, &right].into_iter());
+    CompiledStream {
+        source: left.source,
+        operators: Operators::merge(vec![left.operators, right.operators], op),
+        schema: join.schema.clone(),
+        window: None,
+        reads,
+        side_output: None,
+        updating: None,
+    }
 }
 
 /// Bounds on `right.time − left.time` gathered from the ON condition's terms.
