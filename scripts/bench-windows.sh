@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Whole-process benchmark of the golden queries (windows, MATCH_RECOGNIZE, Q5) on the 2M-event telemetry file:
+# Whole-process benchmark of the golden queries (windows, MATCH_RECOGNIZE, Q5; joins, OVER, Top-N,
+# deduplication, updating aggregates, UNION ALL: q10–q16) on the 2M-event telemetry file:
 # `sluice run` of each query with its sink swapped for a blackhole, measured by /usr/bin/time.
 #   scripts/bench-windows.sh [runs-per-query]
 # The input (2M events of 200 vehicles) is made with `sluice gen fleet` when missing (or set
@@ -18,7 +19,7 @@ fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 printf '%-20s %8s %8s %8s %10s %10s\n' query wall_s user_s sys_s peak_MB Mevents/s
-queries="${QUERIES:-q1_tumble q2_hop q3_session q3_session_legacy q4_match q5_overspeed}"
+queries="${QUERIES:-q1_tumble q2_hop q3_session q3_session_legacy q4_match q5_overspeed q10_interval_join q11_over_rows q12_dedup_last q13_window_topn q14_updating_agg q15_union_all q16_window_left_join}"
 for q in $queries; do
   perl -0pe "s/(CREATE TEMPORARY TABLE result \(.*?\)) WITH \(.*?\);/\$1 WITH ('connector' = 'blackhole');/s" \
     "tests/fixtures/$q.sql" >"$work/$q.body.sql"
