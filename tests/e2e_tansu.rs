@@ -151,6 +151,7 @@ fn a_changelog_into_upsert_kafka_is_keyed_with_tombstones_for_deletes() {
     let Some(brokers) = test_broker() else { return };
     let dir = tempfile::tempdir().unwrap();
     let topic = format!("upserts-{}-{}", std::process::id(), rand::random::<u32>());
+    let changes = format!("{topic}-debezium");
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
         .create()
@@ -158,7 +159,10 @@ fn a_changelog_into_upsert_kafka_is_keyed_with_tombstones_for_deletes() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let created = rt
         .block_on(admin.create_topics(
-            &[NewTopic::new(&topic, 1, TopicReplication::Fixed(1))],
+            &[
+                NewTopic::new(&topic, 1, TopicReplication::Fixed(1)),
+                NewTopic::new(&changes, 1, TopicReplication::Fixed(1)),
+            ],
             &AdminOptions::new(),
         ))
         .unwrap();
@@ -177,7 +181,12 @@ fn a_changelog_into_upsert_kafka_is_keyed_with_tombstones_for_deletes() {
              CREATE TABLE spread (n BIGINT, keys BIGINT, PRIMARY KEY (n) NOT ENFORCED) WITH (
                'connector' = 'upsert-kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{brokers}',
                'key.format' = 'json', 'value.format' = 'json');
-             INSERT INTO spread SELECT n, COUNT(*) FROM (SELECT k, COUNT(*) AS n FROM t GROUP BY k) GROUP BY n;",
+             CREATE TABLE spread_changes (n BIGINT, keys BIGINT) WITH (
+               'connector' = 'kafka', 'topic' = '{changes}', 'properties.bootstrap.servers' = '{brokers}',
+               'format' = 'debezium-json');
+             CREATE VIEW spread_view AS SELECT n, COUNT(*) AS keys FROM (SELECT k, COUNT(*) AS n FROM t GROUP BY k) GROUP BY n;
+             INSERT INTO spread SELECT * FROM spread_view;
+             INSERT INTO spread_changes SELECT * FROM spread_view;",
             input.display()
         ),
     )
@@ -231,4 +240,42 @@ fn a_changelog_into_upsert_kafka_is_keyed_with_tombstones_for_deletes() {
             ),
         ]
     );
+    // The same changes in Debezium's envelope: applied in order, they leave the same rows.
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", format!("check-{changes}"))
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "50")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[&changes]).unwrap();
+    let mut rows: Vec<String> = Vec::new();
+    let mut deletes = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut idle = 0;
+    while Instant::now() < deadline && idle < 10 {
+        let Some(m) = consumer.poll(Duration::from_millis(200)) else {
+            idle += usize::from(!rows.is_empty());
+            continue;
+        };
+        idle = 0;
+        let m = m.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+        match v["op"].as_str() {
+            Some("c") => rows.push(v["after"].to_string()),
+            Some("d") => {
+                deletes += 1;
+                let before = v["before"].to_string();
+                let at = rows
+                    .iter()
+                    .position(|r| *r == before)
+                    .expect("a row to take back");
+                rows.remove(at);
+            }
+            other => panic!("op {other:?} in {v}"),
+        }
+    }
+    rows.sort();
+    assert_eq!(rows, [r#"{"keys":1,"n":3}"#, r#"{"keys":2,"n":1}"#]);
+    assert!(deletes > 0);
 }

@@ -197,7 +197,7 @@ impl ConnectorConfig {
             | ConnectorConfig::Collect(_) => true,
             // Upserts by the declared key.
             ConnectorConfig::ClickHouse(c) => !c.primary_key.is_empty(),
-            ConnectorConfig::Kafka(c) => c.upsert,
+            ConnectorConfig::Kafka(c) => c.upsert || c.debezium,
             _ => false,
         }
     }

@@ -45,7 +45,8 @@ pub struct CsvOptions {
 /// The formats there are.
 pub const NAMES: &[&str] = &["json", "csv", "raw"];
 
-const TIMESTAMP_STANDARDS: &[&str] = &["SQL", "ISO-8601"];
+/// `*.timestamp-format.standard`'s choices.
+pub const TIMESTAMP_STANDARDS: &[&str] = &["SQL", "ISO-8601"];
 
 /// The options of the formats, with their choices (for the shell's completion).
 pub const OPTIONS: &[(&str, &[&str])] = &[

@@ -46,6 +46,9 @@ pub struct KafkaConfig {
     pub at_least_once: bool,
     /// `upsert-kafka`: a changelog written by key (the PRIMARY KEY), a delete as a tombstone.
     pub upsert: bool,
+    /// `format = 'debezium-json'`: each row in Debezium's envelope, `"op"` saying whether it
+    /// is added (`c`) or taken back (`d`), its values as the JSON format writes them.
+    pub debezium: bool,
 }
 
 const METADATA_KEYS: &[&str] = &["topic", "partition", "offset", "timestamp", "key"];
@@ -56,8 +59,12 @@ pub const OPTIONS: &[(&str, &[&str])] = &[
     ("topic-pattern", &[]),
     ("properties.bootstrap.servers", &[]),
     ("properties.group.id", &[]),
-    ("format", crate::formats::NAMES),
-    ("value.format", crate::formats::NAMES),
+    ("format", VALUE_FORMATS),
+    ("value.format", VALUE_FORMATS),
+    (
+        "debezium-json.timestamp-format.standard",
+        crate::formats::TIMESTAMP_STANDARDS,
+    ),
     ("key.format", crate::formats::NAMES),
     ("key.fields", &[]),
     ("value.fields-include", &["ALL"]),
@@ -69,6 +76,8 @@ pub const OPTIONS: &[(&str, &[&str])] = &[
     ("sink.delivery-guarantee", GUARANTEES),
 ];
 
+/// The formats of a Kafka value: the formats, and Debezium's changelog envelope.
+const VALUE_FORMATS: &[&str] = &["json", "csv", "raw", "debezium-json"];
 const STARTUP_MODES: &[&str] = &[
     "group-offsets",
     "earliest-offset",
@@ -154,7 +163,24 @@ impl KafkaConfig {
         if format_key == "format" {
             opts.required("format")?;
         }
-        let value_format = Format::from_options(opts, format_key)?;
+        let debezium = opts
+            .optional(format_key)
+            .is_some_and(|f| f.eq_ignore_ascii_case("debezium-json"));
+        let value_format = if debezium {
+            opts.allow(format_key);
+            let standard = opts.choice_or(
+                "debezium-json.timestamp-format.standard",
+                crate::formats::TIMESTAMP_STANDARDS,
+                "SQL",
+            )?;
+            Format::Json(crate::formats::JsonOptions {
+                ignore_parse_errors: false,
+                fail_on_missing_field: false,
+                iso_timestamps: standard == "ISO-8601",
+            })
+        } else {
+            Format::from_options(opts, format_key)?
+        };
         let key_fields: Vec<String> = match upsert_key {
             Some([]) => {
                 return Err(OptionError::at_table(
@@ -256,6 +282,7 @@ impl KafkaConfig {
             metadata: metadata.to_vec(),
             at_least_once: guarantee == "at-least-once",
             upsert: upsert_key.is_some(),
+            debezium,
         })
     }
 
@@ -276,6 +303,9 @@ impl KafkaConfig {
     pub fn source_problem(&self) -> Option<String> {
         if self.upsert {
             return Some("upsert-kafka can be written, not read yet".into());
+        }
+        if self.debezium {
+            return Some("format 'debezium-json' can be written, not read yet".into());
         }
         if matches!(self.startup, StartupMode::GroupOffsets) && self.property("group.id").is_none()
         {

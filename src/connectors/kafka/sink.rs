@@ -91,6 +91,25 @@ fn lines(buf: &[u8]) -> impl Iterator<Item = &[u8]> {
         .split(|b| *b == b'\n')
 }
 
+/// JSON lines wrapped in Debezium's envelope, as Flink's `debezium-json` writes them: a row
+/// added (`+I`, `+U`) as `{"before":null,"after":…,"op":"c"}`, one taken back (`-U`, `-D`) as
+/// `{"before":…,"after":null,"op":"d"}`.
+fn debezium_envelopes(lines_in: &[u8], kinds: &[RowKind]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(lines_in.len() + kinds.len() * 40);
+    for (row, kind) in lines(lines_in).zip(kinds) {
+        if kind.is_retraction() {
+            out.extend_from_slice(b"{\"before\":");
+            out.extend_from_slice(row);
+            out.extend_from_slice(b",\"after\":null,\"op\":\"d\"}\n");
+        } else {
+            out.extend_from_slice(b"{\"before\":null,\"after\":");
+            out.extend_from_slice(row);
+            out.extend_from_slice(b",\"op\":\"c\"}\n");
+        }
+    }
+    out
+}
+
 #[async_trait]
 impl Sink for KafkaSink {
     async fn write(&mut self, batch: RecordBatch) -> Result<(), JobError> {
@@ -98,7 +117,10 @@ impl Sink for KafkaSink {
         // without a value); the old row of an update is not sent, the new one replaces it.
         let kinds = row_kinds(&batch);
         let batch = without_kinds(&batch);
-        let values = self.config.value_format.encode(&batch)?;
+        let mut values = self.config.value_format.encode(&batch)?;
+        if self.config.debezium {
+            values = debezium_envelopes(&values, &kinds);
+        }
         let keys = match &self.config.key_format {
             Some(format) => Some(format.encode(&batch.project(&self.key_columns)?)?),
             None => None,
@@ -107,11 +129,14 @@ impl Sink for KafkaSink {
         let topic = self.topic.clone();
         for (value, kind) in lines(&values).take(batch.num_rows()).zip(kinds) {
             let key = key_iter.as_mut().and_then(Iterator::next);
-            if kind == RowKind::UpdateBefore {
+            // Debezium carries every change in its envelope; upsert-kafka sends the new row of an
+            // update (replacing the old) and a tombstone for a delete.
+            let upserting = self.config.upsert;
+            if upserting && kind == RowKind::UpdateBefore {
                 continue;
             }
             let mut record = FutureRecord::to(&topic);
-            if kind != RowKind::Delete {
+            if !(upserting && kind == RowKind::Delete) {
                 record = record.payload(value);
             }
             if let Some(k) = key {
@@ -148,5 +173,22 @@ impl Sink for KafkaSink {
         self.producer
             .flush(Duration::from_secs(30))
             .map_err(|e| JobError::sink(&self.table, format!("Kafka flush: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_are_wrapped_as_debezium_writes_them() {
+        let rows = b"{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n";
+        let kinds = [RowKind::Insert, RowKind::UpdateBefore, RowKind::Delete];
+        assert_eq!(
+            String::from_utf8(debezium_envelopes(rows, &kinds)).unwrap(),
+            "{\"before\":null,\"after\":{\"n\":1},\"op\":\"c\"}\n\
+             {\"before\":{\"n\":2},\"after\":null,\"op\":\"d\"}\n\
+             {\"before\":{\"n\":3},\"after\":null,\"op\":\"d\"}\n"
+        );
     }
 }
