@@ -154,7 +154,7 @@ fn an_updating_aggregate_prints_its_changelog_and_files_refuse_it() {
 }
 
 #[test]
-fn keep_last_deduplication_is_a_changelog_and_top_n_outside_windows_is_named() {
+fn keep_last_deduplication_and_top_n_outside_windows_are_changelogs() {
     let keep_last = pipeline(ROWS, "k STRING, ts TIMESTAMP(3), v BIGINT").run(
         "INSERT INTO out SELECT k, ts, v FROM (
            SELECT *, ROW_NUMBER() OVER (PARTITION BY k ORDER BY ts DESC) AS rn FROM t
@@ -167,17 +167,49 @@ fn keep_last_deduplication_is_a_changelog_and_top_n_outside_windows_is_named() {
         "{}",
         keep_last.error()
     );
-    let top_n = pipeline(ROWS, "k STRING, ts TIMESTAMP(3), v BIGINT").run(
-        "INSERT INTO out SELECT k, ts, v FROM (
-           SELECT *, ROW_NUMBER() OVER (PARTITION BY k ORDER BY v DESC) AS rn FROM t
-         ) WHERE rn <= 3;",
-    );
+    // Top-N outside a window: a changelog of rank changes, refused by a file…
+    let top_n = |sink: &str| {
+        format!(
+            "INSERT INTO {sink} SELECT k, v, rn FROM (
+               SELECT *, ROW_NUMBER() OVER (PARTITION BY k ORDER BY v DESC) AS rn FROM t
+             ) WHERE rn <= 2;"
+        )
+    };
+    let refused = pipeline(ROWS, "k STRING, v BIGINT, rn BIGINT").run(&top_n("out"));
     assert!(
-        top_n
+        refused
             .error()
-            .contains("Top-N outside a window is not supported yet"),
+            .contains("which are produced by ROW_NUMBER() OVER (…) <= 2 (Top-N outside a window)"),
         "{}",
-        top_n.error()
+        refused.error()
+    );
+    // … and printed: applied in order, the changes leave each key's two largest values.
+    let shown = pipeline(ROWS, "k STRING").run(&format!(
+        "CREATE TABLE shown (k STRING, v BIGINT, rn BIGINT) WITH ('connector' = 'print');\n{}",
+        top_n("shown")
+    ));
+    assert!(shown.ok, "{}", shown.stderr);
+    let mut rows: Vec<String> = Vec::new();
+    for line in shown.stdout.lines() {
+        let (kind, row) = line.split_at(2);
+        match kind {
+            "+I" | "+U" => rows.push(row.to_string()),
+            _ => {
+                let at = rows.iter().position(|r| r == row).expect("a shown row");
+                rows.remove(at);
+            }
+        }
+    }
+    rows.sort();
+    assert_eq!(
+        rows,
+        [
+            "[a, 30, 2]",
+            "[a, 50, 1]",
+            "[b, 40, 2]",
+            "[b, 99, 1]",
+            "[c, 7, 1]"
+        ]
     );
 }
 

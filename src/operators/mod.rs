@@ -17,6 +17,7 @@ mod projection;
 mod snapshot;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod top_n;
 mod union;
 pub mod window;
 

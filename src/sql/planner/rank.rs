@@ -1,7 +1,8 @@
 //! `ROW_NUMBER() OVER (…)` filtered to the first rows (`rn <= N`, `rn < N`, `rn = 1`), Flink's
 //! two patterns: window Top-N (partitioned by window_start and window_end of a window
 //! aggregation: append-only) and deduplication (ordered by the event-time attribute, `rn = 1`:
-//! keep-first is append-only, keep-last a changelog). Top-N outside windows is not there yet.
+//! keep-first is append-only, keep-last a changelog); any other Top-N ranks as rows come, a
+//! changelog of rank changes.
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use super::Planner;
 use super::compile::CompiledStream;
 use super::job_builder::JobBuilder;
 use crate::operators::deduplicate::{KeepFirst, KeepLast};
+use crate::operators::top_n::UpdatingTopN;
 use crate::operators::window::WindowTopN;
 use crate::sql::error::{Position, SourceText, SqlError};
 use crate::stream::Operator;
@@ -75,21 +77,21 @@ impl Planner {
                 .iter()
                 .any(|p| matches!(p, Expr::Column(c) if c.name == name))
         };
+        let order = params
+            .order_by
+            .iter()
+            .map(|o| {
+                let options = SortOptions {
+                    descending: !o.asc,
+                    nulls_first: o.nulls_first,
+                };
+                Ok((exprs.compile(&o.expr, input)?, options))
+            })
+            .collect::<Result<Vec<_>, SqlError>>()?;
         if named("window_start") && named("window_end") {
             let window_end = input
                 .index_of_column_by_name(None, "window_end")
                 .ok_or_else(|| src.error(pos, "no window_end column under the Top-N"))?;
-            let order = params
-                .order_by
-                .iter()
-                .map(|o| {
-                    let options = SortOptions {
-                        descending: !o.asc,
-                        nulls_first: o.nulls_first,
-                    };
-                    Ok((exprs.compile(&o.expr, input)?, options))
-                })
-                .collect::<Result<Vec<_>, SqlError>>()?;
             let op = WindowTopN::new(partition, order, window_end, limit, input_arrow, output)
                 .map_err(|e| src.error(pos, e.to_string()))?;
             s.operators.push(Box::new(op));
@@ -108,9 +110,12 @@ impl Planner {
         match (by_rowtime, limit) {
             (Some(ascending), 1) => {
                 let column = rowtime.expect("ordered by it");
-                let time_column = input
-                    .index_of_column_by_name(None, &column)
-                    .ok_or_else(|| src.error(pos, format!("no `{column}` under the deduplication")))?;
+                let time_column =
+                    input
+                        .index_of_column_by_name(None, &column)
+                        .ok_or_else(|| {
+                            src.error(pos, format!("no `{column}` under the deduplication"))
+                        })?;
                 let op: Box<dyn Operator> = if ascending {
                     Box::new(
                         KeepFirst::new(partition, time_column, input_arrow, output)
@@ -129,10 +134,19 @@ impl Planner {
                 s.schema = window.schema.clone();
                 self.reproject(src, s, projections, pos, job).map(Some)
             }
-            _ => Err(src.error(
-                pos,
-                "Top-N outside a window is not supported yet (its ranks update); rank within windows (PARTITION BY window_start, window_end of a window aggregation) or deduplicate by the event-time attribute",
-            )),
+            _ => {
+                // Ranks that change as rows come: a changelog.
+                let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+                let op =
+                    UpdatingTopN::new(partition, order, limit, input_arrow, with_kinds(&output))
+                        .map_err(|e| src.error(pos, e.to_string()))?;
+                s.operators.push(Box::new(op));
+                s.schema = window.schema.clone();
+                s.updating = Some(format!(
+                    "ROW_NUMBER() OVER (…) <= {limit} (Top-N outside a window)"
+                ));
+                self.reproject(src, s, projections, pos, job).map(Some)
+            }
         }
     }
 }
