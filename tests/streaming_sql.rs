@@ -434,3 +434,36 @@ fn a_temporal_join_takes_the_version_valid_at_each_rows_time() {
         ]
     );
 }
+
+/// Without time bounds, a join of two streams keeps every row: INNER is append-only, LEFT a
+/// changelog whose padded rows are taken back when a partner comes.
+#[test]
+fn regular_joins_of_two_tables_keep_every_row() {
+    let inner = two_tables("k STRING, brake BIGINT, speed BIGINT")
+        .run("INSERT INTO out SELECT b.k, b.v, s.v FROM brakes b JOIN speeds s ON b.k = s.k;");
+    // a has 2 brakes × 3 speeds, b 1 × 1.
+    assert_eq!(inner.rows("out").len(), 7);
+    let left = two_tables("k STRING").run(
+        "CREATE TABLE shown (k STRING, brake BIGINT, speed BIGINT) WITH ('connector' = 'print');
+         INSERT INTO shown SELECT b.k, b.v, s.v FROM brakes b LEFT JOIN speeds s ON b.k = s.k AND s.v > 90;",
+    );
+    assert!(left.ok, "{}", left.stderr);
+    let mut rows: Vec<String> = Vec::new();
+    let mut retracted = 0;
+    for line in left.stdout.lines() {
+        let (kind, row) = line.split_at(2);
+        match kind {
+            "+I" => rows.push(row.to_string()),
+            "-D" => {
+                retracted += 1;
+                let at = rows.iter().position(|r| r == row).expect("a shown row");
+                rows.remove(at);
+            }
+            other => panic!("{other} in {line}"),
+        }
+    }
+    rows.sort();
+    // a's brakes match its speed of 95 only; b's speed 99 matches.
+    assert_eq!(rows, ["[a, 1, 95]", "[a, 3, 95]", "[b, 2, 99]"]);
+    assert!(retracted > 0, "{}", left.stdout);
+}

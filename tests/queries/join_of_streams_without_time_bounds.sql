@@ -1,4 +1,4 @@
--- fail: 5:1 a join of two streams needs both time bounds, as an interval join
+-- plan: regular join Inner on 1 key(s): every row kept (no table.exec.state.ttl: for ever)
 CREATE TABLE t (k STRING, v DOUBLE, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
   WITH ('connector' = 'datagen');
 CREATE TABLE o (k STRING, v DOUBLE) WITH ('connector' = 'blackhole');

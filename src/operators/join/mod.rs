@@ -5,10 +5,12 @@
 mod interval;
 mod lookup;
 mod padded;
+mod regular;
 mod temporal;
 mod window;
 
 pub use interval::{IntervalJoin, JoinKind, JoinSide};
 pub use lookup::{LoadTable, LookupJoin, LookupJoinSpec, LookupTable};
+pub use regular::{RegularJoin, RegularSide};
 pub use temporal::TemporalJoin;
 pub use window::{WindowJoin, WindowJoinKind, WindowSide};

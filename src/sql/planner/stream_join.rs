@@ -18,10 +18,12 @@ use super::job_builder::JobBuilder;
 use super::{Planner, df_error, interval_millis};
 use crate::operators::Operators;
 use crate::operators::join::{
-    IntervalJoin, JoinKind, JoinSide, TemporalJoin, WindowJoin, WindowJoinKind, WindowSide,
+    IntervalJoin, JoinKind, JoinSide, RegularJoin, RegularSide, TemporalJoin, WindowJoin,
+    WindowJoinKind, WindowSide,
 };
 use crate::sql::ast::TemporalRef;
 use crate::sql::error::{Position, SourceText, SqlError};
+use crate::stream::changelog::with_kinds;
 
 impl Planner {
     pub(super) fn compile_stream_join(
@@ -79,10 +81,7 @@ impl Planner {
             bounds.left.clone(),
             bounds.right.clone(),
         ) else {
-            return Err(src.error(
-                pos,
-                "a join of two streams needs both time bounds, as an interval join: r.ts BETWEEN l.ts - INTERVAL … AND l.ts + INTERVAL … (a regular join of streams updates its results: changelogs are not supported yet)",
-            ));
+            return self.compile_regular_join(src, join, kind, pos, job, left, right);
         };
         if lower > upper {
             return Err(src.error(pos, format!("the join's time bounds are empty: right − left time in [{lower} ms, {upper} ms]")));
@@ -373,6 +372,65 @@ fn with_column_last(plan: &LogicalPlan, column: &str) -> Option<LogicalPlan> {
         .ok()?
         .build()
         .ok()
+}
+
+impl Planner {
+    /// A join of two streams without time bounds: every row kept (until
+    /// `table.exec.state.ttl`); INNER is append-only, an outer join a changelog.
+    #[allow(clippy::too_many_arguments)]
+    fn compile_regular_join(
+        &self,
+        src: &SourceText,
+        join: &Join,
+        kind: JoinKind,
+        pos: Position,
+        job: &mut JobBuilder,
+        left: CompiledStream,
+        right: CompiledStream,
+    ) -> Result<CompiledStream, SqlError> {
+        if join.on.is_empty() {
+            return Err(src.error(
+                pos,
+                "a join of two streams needs an equality of the two sides in its ON (or time bounds, as an interval join)",
+            ));
+        }
+        let exprs = self.expr_compiler(src, pos, job);
+        let side = |schema: &datafusion::common::DFSchemaRef, keys: Vec<&Expr>| {
+            Ok::<_, SqlError>(RegularSide {
+                keys: keys
+                    .into_iter()
+                    .map(|k| exprs.compile(k, schema))
+                    .collect::<Result<_, _>>()?,
+                schema: Arc::new(schema.as_arrow().clone()),
+            })
+        };
+        let lside = side(join.left.schema(), join.on.iter().map(|(l, _)| l).collect())?;
+        let rside = side(
+            join.right.schema(),
+            join.on.iter().map(|(_, r)| r).collect(),
+        )?;
+        let residual = join
+            .filter
+            .as_ref()
+            .map(|f| exprs.compile(f, &join.schema))
+            .transpose()?;
+        let plain = Arc::new(join.schema.as_arrow().clone());
+        let output = match kind {
+            JoinKind::Inner => plain,
+            _ => with_kinds(&plain),
+        };
+        let ttl = self.settings.state_ttl;
+        let op = RegularJoin::new(kind, lside, rside, residual, output, ttl)
+            .map_err(|e| src.error(pos, e.to_string()))?;
+        let mut s = joined(left, right, Box::new(op), join);
+        if kind != JoinKind::Inner {
+            s.updating = Some(format!(
+                "a {} JOIN of two streams without time bounds (a regular join)",
+                join.join_type
+            ));
+        }
+        Ok(s)
+    }
 }
 
 /// The stream of a join of two compiled sides: both branches, then `op` reading them.
