@@ -329,3 +329,57 @@ fn joined_alone(
         r,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operators::testing::{Harness, col, lines, schema};
+    use crate::stream::changelog::with_kinds;
+
+    fn join(kind: JoinKind) -> Harness<RegularJoin> {
+        let left = schema("k:str a:i64");
+        let right = schema("k:str b:i64");
+        let plain = schema("k:str a:i64 rk:str b:i64");
+        let output = if kind == JoinKind::Inner {
+            plain
+        } else {
+            with_kinds(&plain)
+        };
+        let side = |s: &SchemaRef| RegularSide {
+            keys: vec![col("k", s)],
+            schema: s.clone(),
+        };
+        Harness::new(RegularJoin::new(kind, side(&left), side(&right), None, output, None).unwrap())
+    }
+
+    #[test]
+    fn a_left_row_shown_padded_is_taken_back_when_its_partner_comes() {
+        let mut h = join(JoinKind::Left);
+        h.push_to(0, "k:str a:i64\nx 1\ny 2");
+        // Kind 0 = +I, 3 = -D.
+        assert_eq!(h.take(), lines("x 1 null null 0\ny 2 null null 0"));
+        let bytes = h.op.snapshot().unwrap().unwrap();
+        let mut restored = join(JoinKind::Left);
+        restored.op.restore(&bytes).unwrap();
+        for h in [&mut h, &mut restored] {
+            h.push_to(1, "k:str b:i64\nx 10\nx 11");
+            assert_eq!(
+                h.take(),
+                lines(
+                    "x 1 null null 3
+                     x 1 x 10 0
+                     x 1 x 11 0"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn an_inner_join_emits_each_pair_once() {
+        let mut h = join(JoinKind::Inner);
+        h.push_to(1, "k:str b:i64\nx 10");
+        h.push_to(0, "k:str a:i64\nx 1\nz 3");
+        h.push_to(1, "k:str b:i64\nx 11\nnull 5");
+        assert_eq!(h.take(), lines("x 1 x 10\nx 1 x 11"));
+    }
+}
