@@ -337,7 +337,7 @@ mod tests {
         assert_eq!(values(&mode), ["earliest-offset"]);
         assert_eq!(
             values(&format!("{head}'connector' = 'kafka', 'format' = '")),
-            ["json", "csv", "raw"]
+            ["json", "csv", "raw", "debezium-json"]
         );
         // A string that is no option: nothing; a closed WITH: SQL words again.
         assert!(values("SELECT 'ab").is_empty());
