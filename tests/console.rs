@@ -286,3 +286,86 @@ async fn the_console_asks_for_the_token_of_a_server_that_has_one() {
     assert!(empty.contains("Submit one"), "{empty}");
     browser.close().await.unwrap();
 }
+
+/// A union of two tables: each branch in a lane of its own, both meeting in the union, both
+/// sources drawn with their edges.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_branched_pipeline_is_drawn_in_lanes_meeting_at_the_union() {
+    let Some(chromedriver) = chromedriver() else {
+        return;
+    };
+    let state = tempfile::tempdir().unwrap();
+    let server = Server::start(state.path(), free_port(), None);
+    let sql = state.path().join("union.sql");
+    std::fs::write(
+        &sql,
+        "CREATE TABLE a (vehicle_id STRING, speed_kmh DOUBLE, ts TIMESTAMP(3), WATERMARK FOR ts AS ts)
+           WITH ('connector' = 'fleet-sim', 'vehicles' = '2', 'rows-per-second' = '20');
+         CREATE TABLE b (vehicle_id STRING, speed_kmh DOUBLE, ts TIMESTAMP(3), WATERMARK FOR ts AS ts)
+           WITH ('connector' = 'fleet-sim', 'vehicles' = '2', 'rows-per-second' = '20', 'seed' = '7');
+         CREATE TABLE o (vehicle_id STRING, speed DOUBLE) WITH ('connector' = 'blackhole');
+         INSERT INTO o SELECT vehicle_id, speed_kmh FROM a WHERE speed_kmh > 10
+           UNION ALL SELECT vehicle_id, speed_kmh * 2 FROM b;",
+    )
+    .unwrap();
+    let out = server.ok(&["submit", sql.to_str().unwrap()]);
+    let id = out.lines().last().unwrap().trim().to_string();
+    let driver = Driver::start(&chromedriver);
+    let browser = driver.browser().await;
+    browser
+        .goto(&format!("{}/#/jobs/{id}", server.url))
+        .await
+        .unwrap();
+    eventually("the graph is drawn", async || {
+        let svg = text(&browser, "#dataflow").await?;
+        svg.contains("UNION ALL").then_some(())
+    })
+    .await;
+    let sources = browser
+        .find_all(Locator::Css("#dataflow g.node.source"))
+        .await
+        .unwrap();
+    assert_eq!(sources.len(), 2);
+    // Each source beside the branch that reads it, not on top of the other.
+    let mut at_sources = Vec::new();
+    for s in &sources {
+        at_sources.push(s.attr("transform").await.unwrap().unwrap());
+    }
+    assert_ne!(at_sources[0], at_sources[1]);
+    // Operators' positions: two lanes (rows), the union after both branches.
+    let mut places: Vec<(String, f64, f64)> = Vec::new();
+    for node in browser
+        .find_all(Locator::Css(
+            "#dataflow g.node.operator, #dataflow g.node.stateful",
+        ))
+        .await
+        .unwrap()
+    {
+        let transform = node.attr("transform").await.unwrap().unwrap();
+        let (x, y) = transform
+            .trim_start_matches("translate(")
+            .trim_end_matches(')')
+            .split_once(',')
+            .unwrap();
+        let title = node.text().await.unwrap();
+        places.push((title, x.parse().unwrap(), y.parse().unwrap()));
+    }
+    let lanes: std::collections::BTreeSet<i64> = places.iter().map(|p| p.2 as i64).collect();
+    assert_eq!(lanes.len(), 2, "{places:?}");
+    let at = places
+        .iter()
+        .position(|p| p.0.contains("UNION ALL"))
+        .unwrap();
+    assert!(
+        places[..at].iter().all(|p| p.1 < places[at].1),
+        "the branches come before the union: {places:?}"
+    );
+    // Edges: a source into each branch, both branches into the union, the union to the sink.
+    let edges = browser
+        .find_all(Locator::Css("#dataflow path.edge"))
+        .await
+        .unwrap();
+    assert_eq!(edges.len(), places.len() + 2, "{places:?}");
+    screenshot(&browser, "5-union-lanes.png").await;
+    browser.close().await.unwrap();
+}

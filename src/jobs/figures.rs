@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::runtime::metrics::JobMetrics;
 use crate::sql::user_facing;
+use crate::stream::Feed;
 
 /// How often a running job's counters are sampled.
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(2);
@@ -56,10 +57,20 @@ pub struct PipelineFigures {
 pub struct OperatorFigures {
     pub name: String,
     pub state_id: Option<String>,
+    /// What it reads: `{"source": i}` or `{"operator": j}` (an earlier one of the pipeline).
+    pub reads: Vec<ReadFigure>,
     pub rows_in: u64,
     pub rows_out: u64,
     pub late_rows: u64,
     pub buffered_rows: u64,
+}
+
+/// One thing an operator reads.
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadFigure {
+    Source(usize),
+    Operator(usize),
 }
 
 /// The newest completed checkpoint of the current run.
@@ -115,6 +126,14 @@ impl Dataflow {
                     .map(|o| OperatorFigures {
                         name: user_facing(&o.name),
                         state_id: o.state_id.clone(),
+                        reads: o
+                            .reads
+                            .iter()
+                            .map(|f| match *f {
+                                Feed::Input(s) => ReadFigure::Source(s),
+                                Feed::Operator(j) => ReadFigure::Operator(j),
+                            })
+                            .collect(),
                         rows_in: o.rows_in.load(Relaxed),
                         rows_out: o.rows_out.load(Relaxed),
                         late_rows: o.late_rows.load(Relaxed),

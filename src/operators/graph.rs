@@ -5,16 +5,8 @@
 //! after those it reads, so one pass in order runs them all, and each operator has one place —
 //! for its id in checkpoints, its metrics, its line in EXPLAIN.
 
+pub use crate::stream::Feed;
 use crate::stream::Operator;
-
-/// Where an operator's rows come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Feed {
-    /// The rows of this source (its index in the job).
-    Input(usize),
-    /// The output of the operator at this index.
-    Operator(usize),
-}
 
 /// Operators and what each reads (see the module doc).
 pub struct Operators {

@@ -127,10 +127,12 @@ impl JobMetrics {
                     .operators
                     .iter()
                     .zip(p.operator_ids(&id))
-                    .map(|(op, state_id)| {
+                    .enumerate()
+                    .map(|(i, (op, state_id))| {
                         Arc::new(OperatorMetrics {
                             name: op.describe(),
                             state_id,
+                            reads: p.operators.feeds(i).to_vec(),
                             ..Default::default()
                         })
                     })

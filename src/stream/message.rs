@@ -19,3 +19,11 @@ pub enum Message {
 pub struct CheckpointBarrier {
     pub epoch: u64,
 }
+
+/// Where an operator of a pipeline reads its rows: a source (its index in the job), or an
+/// earlier operator of the pipeline (its index there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feed {
+    Input(usize),
+    Operator(usize),
+}

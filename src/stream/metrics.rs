@@ -54,6 +54,8 @@ pub struct OperatorMetrics {
     pub name: String,
     /// Its id in checkpoints, for operators that keep state.
     pub state_id: Option<String>,
+    /// What it reads (a source, earlier operators), for drawing the dataflow.
+    pub reads: Vec<super::Feed>,
     pub rows_in: AtomicU64,
     pub rows_out: AtomicU64,
     pub late_rows: AtomicU64,

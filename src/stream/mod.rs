@@ -17,7 +17,7 @@ mod type_name;
 mod watermark;
 
 pub use error::JobError;
-pub use message::{CheckpointBarrier, Message};
+pub use message::{CheckpointBarrier, Feed, Message};
 pub use operator::Operator;
 pub use sink::Sink;
 pub use source::{Position, Positions, Source, SourceEnd, SourceOutput};

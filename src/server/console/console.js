@@ -251,13 +251,34 @@ function clip(s, n) {
   return s.length > n ? s.slice(0, n - 1) + "…" : s;
 }
 
-// Sources in the first column, each pipeline's operators in a row, its sinks last; edges carry
-// the rows per second that crossed them since the previous poll.
+// What each operator reads (`{source: i}` or `{operator: j}`), and where it goes: a branch
+// starting at a source gets a lane (a row) of its own, an operator reading others sits in the
+// lane of the first and a column after all of them (a union's or join's branches meet there).
+function layout(p) {
+  const lane = [], col = [];
+  let lanes = 0;
+  p.operators.forEach((o, j) => {
+    const reads = o.reads || [j === 0 ? { source: p.source } : { operator: j - 1 }];
+    const ops = reads.filter((r) => r.operator != null).map((r) => r.operator);
+    if (ops.length === 0) {
+      lane[j] = lanes++;
+      col[j] = 0;
+    } else {
+      lane[j] = lane[ops[0]];
+      col[j] = 1 + Math.max(...ops.map((i) => col[i]));
+    }
+  });
+  return { lane, col, lanes: Math.max(1, lanes), width: Math.max(0, ...col.map((c) => c + 1)) };
+}
+
+// Sources in the first column, each pipeline's operators in lanes (a chain is one row), its
+// sinks last; edges carry the rows per second that crossed them since the previous poll.
 function graph(flow, before) {
   const perSecond = (now, then) =>
     before && then != null && before.seconds > 0 ? Math.max(0, (now - then) / before.seconds) : null;
   const nodes = [], edges = [];
-  const rows = flow.pipelines.map((p) => Math.max(1, p.name.split(", ").length));
+  const layouts = flow.pipelines.map(layout);
+  const rows = flow.pipelines.map((p, k) => Math.max(layouts[k].lanes, p.name.split(", ").length));
   let y = 0;
   const pipelineY = rows.map((n) => {
     const top = y;
@@ -265,11 +286,20 @@ function graph(flow, before) {
     return top;
   });
   const height = Math.max(y, flow.sources.length * (NODE_H + GAP_Y));
-  const columns = 2 + Math.max(0, ...flow.pipelines.map((p) => p.operators.length));
+  const columns = 2 + Math.max(0, ...layouts.map((l) => l.width));
   const x = (col) => 10 + col * (NODE_W + GAP_X);
   flow.sources.forEach((s, i) => {
-    const mine = flow.pipelines.map((p, k) => [p, k]).filter(([p]) => (p.sources || [p.source]).includes(i));
-    const ys = mine.map(([, k]) => pipelineY[k]);
+    // Beside the lanes that read it (the pipelines', when they have no operators).
+    const ys = [];
+    flow.pipelines.forEach((p, k) => {
+      p.operators.forEach((o, j) => {
+        const reads = o.reads || [j === 0 ? { source: p.source } : { operator: j - 1 }];
+        if (reads.some((r) => r.source === i)) {
+          ys.push(pipelineY[k] + layouts[k].lane[j] * (NODE_H + GAP_Y));
+        }
+      });
+      if (!p.operators.length && p.source === i) ys.push(pipelineY[k]);
+    });
     const top = ys.length ? (Math.min(...ys) + Math.max(...ys)) / 2 : i * (NODE_H + GAP_Y);
     const was = before && before.flow.sources[i];
     nodes.push({ id: `s${i}`, kind: "source", x: x(0), y: top, title: s.name,
@@ -278,29 +308,30 @@ function graph(flow, before) {
   });
   flow.pipelines.forEach((p, k) => {
     const was = before && before.flow.pipelines[k];
-    let from = `s${p.source}`;
-    let fromRate = nodes.find((n) => n.id === from).rate;
+    const { lane, col } = layouts[k];
+    const outRate = [];
     p.operators.forEach((o, j) => {
       const id = `p${k}o${j}`;
       const prev = was && was.operators[j];
-      nodes.push({ id, kind: o.state_id ? "stateful" : "operator", x: x(1 + j), y: pipelineY[k],
-        title: o.name, state: o.state_id,
+      nodes.push({ id, kind: o.state_id ? "stateful" : "operator", x: x(1 + col[j]),
+        y: pipelineY[k] + lane[j] * (NODE_H + GAP_Y), title: o.name, state: o.state_id,
         figures: `${num(o.rows_in)} in · ${num(o.rows_out)} out` + (o.buffered_rows ? ` · ${num(o.buffered_rows)} held` : "") + (o.late_rows ? ` · ${num(o.late_rows)} late` : "") });
-      edges.push({ from, to: id, rate: fromRate });
-      from = id;
-      fromRate = perSecond(o.rows_out, prev && prev.rows_out);
+      const reads = o.reads || [j === 0 ? { source: p.source } : { operator: j - 1 }];
+      reads.forEach((r) => {
+        const from = r.source != null ? `s${r.source}` : `p${k}o${r.operator}`;
+        const rate = r.source != null ? nodes.find((n) => n.id === from).rate : outRate[r.operator];
+        edges.push({ from, to: id, rate });
+      });
+      outRate[j] = perSecond(o.rows_out, prev && prev.rows_out);
     });
-    // A join of two tables reads a second source too.
-    (p.sources || []).filter((s) => s !== p.source && p.operators.length).forEach((s) => {
-      edges.push({ from: `s${s}`, to: `p${k}o0`, rate: nodes.find((n) => n.id === `s${s}`).rate });
-    });
+    const from = p.operators.length ? `p${k}o${p.operators.length - 1}` : `s${p.source}`;
     const tables = p.name.split(", ");
-    const outRate = perSecond(p.rows_out, was && was.rows_out);
+    const sinkRate = perSecond(p.rows_out, was && was.rows_out);
     tables.forEach((t, n) => {
       const id = `p${k}t${n}`;
       nodes.push({ id, kind: "sink", x: x(columns - 1), y: pipelineY[k] + n * (NODE_H + GAP_Y),
         title: t, figures: `${num(p.rows_out / tables.length)} out` + (p.backpressure > 0.5 ? " · backpressured" : "") });
-      edges.push({ from, to: id, rate: outRate == null ? null : outRate / tables.length });
+      edges.push({ from, to: id, rate: sinkRate == null ? null : sinkRate / tables.length });
     });
   });
   const at = Object.fromEntries(nodes.map((n) => [n.id, n]));
