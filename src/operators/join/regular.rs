@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::{Array, BooleanArray, RecordBatch};
-use arrow::compute::concat_batches;
+use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array};
+use arrow::compute::{concat_batches, take};
 use arrow::datatypes::SchemaRef;
 use arrow::row::RowConverter;
 use datafusion::physical_expr::PhysicalExpr;
@@ -70,27 +70,6 @@ impl RegularJoin {
 
     fn outer(&self) -> bool {
         self.kind != JoinKind::Inner
-    }
-
-    /// The joined row of `this` (of `side`) and `other` (`None`: NULLs), as columns.
-    fn pair(
-        &self,
-        side: usize,
-        this: &RecordBatch,
-        other: Option<&RecordBatch>,
-    ) -> Result<RecordBatch, JobError> {
-        let other_schema = &self.sides[1 - side].schema;
-        let that = match other {
-            Some(o) => o.columns().to_vec(),
-            None => null_columns(other_schema, 1),
-        };
-        let (l, r) = if side == 0 {
-            (this.columns().to_vec(), that)
-        } else {
-            (that, this.columns().to_vec())
-        };
-        let plain = self.plain_schema();
-        joined(&plain, l, r)
     }
 
     /// The joined columns without the row kind.
@@ -154,59 +133,79 @@ impl Operator for RegularJoin {
     ) -> Result<(), JobError> {
         let key_columns = evaluate_all(&self.sides[side].keys, &batch)?;
         let keys = self.converter.convert_columns(&key_columns)?;
+        let valid = |i: usize| key_columns.iter().all(|c| c.is_valid(i));
+        // Every candidate pair of the batch — (row, index among the other side's rows of its
+        // key) — joined in one batch, the rest of the ON condition evaluated once over it.
+        let mut candidates: Vec<(usize, usize)> = Vec::new();
+        let mut partners_rows: Vec<&RecordBatch> = Vec::new();
+        for i in (0..batch.num_rows()).filter(|&i| valid(i)) {
+            if let Some(others) = self.kept[1 - side].get(keys.row(i).as_ref()) {
+                for (j, o) in others.iter().enumerate() {
+                    candidates.push((i, j));
+                    partners_rows.push(&o.row);
+                }
+            }
+        }
+        let plain = self.plain_schema();
+        let pairs = if candidates.is_empty() {
+            RecordBatch::new_empty(plain.clone())
+        } else {
+            let this_rows =
+                UInt32Array::from_iter_values(candidates.iter().map(|(i, _)| *i as u32));
+            let this: Vec<ArrayRef> = batch
+                .columns()
+                .iter()
+                .map(|c| take(c.as_ref(), &this_rows, None))
+                .collect::<Result<_, _>>()?;
+            let that = concat_batches(&self.sides[1 - side].schema, partners_rows)?;
+            let (l, r) = if side == 0 {
+                (this, that.columns().to_vec())
+            } else {
+                (that.columns().to_vec(), this)
+            };
+            joined(&plain, l, r)?
+        };
+        let pass = match &self.residual {
+            Some(r) if pairs.num_rows() > 0 => evaluate_predicate(r, &pairs)?,
+            _ => BooleanArray::from(vec![true; pairs.num_rows()]),
+        };
+        // In row order: each passing pair (after taking back the other row shown padded, if it
+        // was), or the row alone, padded, on an outer side.
         let mut rows: Vec<RecordBatch> = Vec::new();
         let mut kinds: Vec<RowKind> = Vec::new();
         let now = Instant::now();
         let outer = self.outer();
+        let other_outer = self.kind.keeps_unmatched(1 - side);
+        let mut next = 0;
         for i in 0..batch.num_rows() {
-            let this = batch.slice(i, 1);
-            let valid = key_columns.iter().all(|c| c.is_valid(i));
             let key = keys.row(i).as_ref().to_vec();
             let mut partners = 0;
-            if valid && let Some(others) = self.kept[1 - side].get(&key) {
-                // Candidate pairs, then those the rest of the ON condition lets through.
-                let candidates: Vec<RecordBatch> = others
-                    .iter()
-                    .map(|o| self.pair(side, &this, Some(&o.row)))
-                    .collect::<Result<_, _>>()?;
-                let pass: Vec<bool> = match &self.residual {
-                    Some(r) => candidates
-                        .iter()
-                        .map(|c| {
-                            let p: BooleanArray = evaluate_predicate(r, c)?;
-                            Ok(p.is_valid(0) && p.value(0))
-                        })
-                        .collect::<Result<_, JobError>>()?,
-                    None => vec![true; candidates.len()],
-                };
-                let other_outer = self.kind.keeps_unmatched(1 - side);
-                let others = self.kept[1 - side].get_mut(&key).expect("looked up");
-                for ((o, c), ok) in others.iter_mut().zip(candidates).zip(pass) {
-                    if !ok {
-                        continue;
-                    }
-                    if other_outer && o.partners == 0 {
-                        // The other row was shown padded: take that back.
-                        rows.push(joined_alone(
-                            &self.sides,
-                            1 - side,
-                            &o.row,
-                            &self.schema,
-                            outer,
-                        )?);
-                        kinds.push(RowKind::Delete);
-                    }
-                    o.partners += 1;
-                    partners += 1;
-                    rows.push(c);
-                    kinds.push(RowKind::Insert);
+            while next < candidates.len() && candidates[next].0 == i {
+                let (p, (_, j)) = (next, candidates[next]);
+                next += 1;
+                if !(pass.is_valid(p) && pass.value(p)) {
+                    continue;
                 }
+                let other = &mut self.kept[1 - side]
+                    .get_mut(&key)
+                    .expect("a candidate's key")[j];
+                if other_outer && other.partners == 0 {
+                    let padded =
+                        joined_alone(&self.sides, 1 - side, &other.row, &self.schema, outer)?;
+                    rows.push(padded);
+                    kinds.push(RowKind::Delete);
+                }
+                other.partners += 1;
+                partners += 1;
+                rows.push(pairs.slice(p, 1));
+                kinds.push(RowKind::Insert);
             }
+            let this = batch.slice(i, 1);
             if partners == 0 && self.kind.keeps_unmatched(side) {
                 rows.push(joined_alone(&self.sides, side, &this, &self.schema, outer)?);
                 kinds.push(RowKind::Insert);
             }
-            if valid || self.kind.keeps_unmatched(side) {
+            if valid(i) || self.kind.keeps_unmatched(side) {
                 self.kept[side].entry(key).or_default().push(Kept {
                     row: this,
                     partners,
@@ -218,7 +217,6 @@ impl Operator for RegularJoin {
         if rows.is_empty() {
             return Ok(());
         }
-        let plain = self.plain_schema();
         let all = concat_batches(&plain, &rows)?;
         let mut columns = all.columns().to_vec();
         if outer {
