@@ -12,7 +12,7 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, BooleanArray, RecordBatch, UInt32Array, UInt64Array};
 use arrow::compute::{concat_batches, filter_record_batch, take};
 use arrow::datatypes::{Field, Schema, SchemaRef};
-use arrow::row::{OwnedRow, RowConverter};
+use arrow::row::{OwnedRow, Row, RowConverter};
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::operators::evaluate::{evaluate_all, key_converter};
@@ -267,20 +267,18 @@ impl Operator for KeepLast {
             .converter
             .convert_columns(&evaluate_all(&self.keys, &batch)?)?;
         // Each key's last row of the batch at least as recent as what it had.
-        let mut latest: HashMap<OwnedRow, (i64, usize)> = HashMap::new();
+        // Keyed by the batch's rows (borrowed): the state is looked up once per key.
+        let mut latest: HashMap<Row<'_>, (i64, usize)> = HashMap::new();
         let mut order = Vec::new();
         for (i, t) in times.iter().enumerate() {
             let Some(t) = *t else { continue };
-            let key = keys.row(i).owned();
-            let floor = latest
-                .get(&key)
-                .map(|(t, _)| *t)
-                .or_else(|| self.current.get(&key).map(|(t, _)| *t));
-            if floor.is_none_or(|f| t >= f) {
-                if !latest.contains_key(&key) {
-                    order.push(key.clone());
-                }
-                latest.insert(key, (t, i));
+            let key = keys.row(i);
+            let floor = match latest.get(&key) {
+                Some((t, _)) => Some(*t),
+                None => self.current.get(&key.owned()).map(|(t, _)| *t),
+            };
+            if floor.is_none_or(|f| t >= f) && latest.insert(key, (t, i)).is_none() {
+                order.push(key);
             }
         }
         let mut rows: Vec<RecordBatch> = Vec::new();
@@ -288,7 +286,7 @@ impl Operator for KeepLast {
         for key in order {
             let (t, i) = latest[&key];
             let row = batch.slice(i, 1);
-            match self.current.insert(key, (t, row.clone())) {
+            match self.current.insert(key.owned(), (t, row.clone())) {
                 Some((_, old)) => {
                     rows.push(old);
                     kinds.push(RowKind::UpdateBefore);

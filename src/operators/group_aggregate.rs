@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, UInt32Array};
 use arrow::compute::take;
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
-use arrow::row::{OwnedRow, RowConverter};
+use arrow::row::{OwnedRow, Row, RowConverter};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
@@ -139,12 +139,13 @@ impl Operator for GroupAggregate {
             .converter
             .convert_columns(&evaluate_all(&self.keys, &batch)?)?;
         let inputs = evaluate_calls(&self.calls, &batch)?;
-        // Rows per key, keys in order of first appearance.
-        let mut order: Vec<OwnedRow> = Vec::new();
-        let mut rows: HashMap<OwnedRow, (Vec<u32>, Vec<u32>)> = HashMap::new();
+        // Rows per key (borrowed from the batch's rows: nothing allocated per row), keys in
+        // order of first appearance.
+        let mut order: Vec<Row<'_>> = Vec::new();
+        let mut rows: HashMap<Row<'_>, (Vec<u32>, Vec<u32>)> = HashMap::new();
         for (i, kind) in kinds.iter().enumerate() {
-            let key = keys.row(i).owned();
-            let entry = rows.entry(key.clone()).or_insert_with(|| {
+            let key = keys.row(i);
+            let entry = rows.entry(key).or_insert_with(|| {
                 order.push(key);
                 (Vec::new(), Vec::new())
             });
@@ -156,8 +157,9 @@ impl Operator for GroupAggregate {
         }
         let now = Instant::now();
         let mut changes: Vec<(RowKind, OwnedRow, Vec<ScalarValue>)> = Vec::new();
-        for key in order {
-            let (added, taken) = &rows[&key];
+        for row in order {
+            let (added, taken) = &rows[&row];
+            let key = row.owned();
             if !self.groups.contains_key(&key) {
                 if added.is_empty() {
                     continue; // Retractions of a key already forgotten (TTL).

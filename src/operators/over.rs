@@ -159,19 +159,12 @@ impl OverAggregate {
         let mut order: Vec<usize> = (0..ready.num_rows()).collect();
         order.sort_by(|&a, &b| keys.row(a).cmp(&keys.row(b)).then(times[a].cmp(&times[b])));
         let mut values: Vec<Vec<ScalarValue>> = self.calls.iter().map(|_| Vec::new()).collect();
+        let frame = self.frame;
         let mut i = 0;
         while i < order.len() {
-            // A run of rows sharing their key and, for peer frames, their time.
+            // The rows of one key (contiguous: sorted by key), its partition looked up once.
             let first = order[i];
-            let mut end = i + 1;
-            if self.frame.peers() {
-                while end < order.len()
-                    && keys.row(order[end]) == keys.row(first)
-                    && times[order[end]] == times[first]
-                {
-                    end += 1;
-                }
-            }
+            let key_end = i + order[i..].partition_point(|&r| keys.row(r) == keys.row(first));
             let key = keys.row(first).owned();
             if !self.partitions.contains_key(&key) {
                 let fresh = Partition {
@@ -181,22 +174,31 @@ impl OverAggregate {
                 self.partitions.insert(key.clone(), fresh);
             }
             let partition = self.partitions.get_mut(&key).expect("inserted above");
-            let run: Vec<(i64, Vec<Vec<ArrayRef>>)> = order[i..end]
-                .iter()
-                .map(|&r| {
-                    let row_args = args
-                        .iter()
-                        .map(|call| call.iter().map(|a| a.slice(r, 1)).collect())
-                        .collect();
-                    (times[r], row_args)
-                })
-                .collect();
-            partition.add(self.frame, run)?;
-            for (call, acc) in values.iter_mut().zip(&mut partition.accumulators) {
-                let v = acc.evaluate()?;
-                call.extend(std::iter::repeat_n(v, end - i));
+            while i < key_end {
+                // A run: one row, or for peer frames the rows of one time.
+                let mut end = i + 1;
+                if frame.peers() {
+                    while end < key_end && times[order[end]] == times[order[i]] {
+                        end += 1;
+                    }
+                }
+                let run: Vec<(i64, Vec<Vec<ArrayRef>>)> = order[i..end]
+                    .iter()
+                    .map(|&r| {
+                        let row_args = args
+                            .iter()
+                            .map(|call| call.iter().map(|a| a.slice(r, 1)).collect())
+                            .collect();
+                        (times[r], row_args)
+                    })
+                    .collect();
+                partition.add(frame, run)?;
+                for (call, acc) in values.iter_mut().zip(&mut partition.accumulators) {
+                    let v = acc.evaluate()?;
+                    call.extend(std::iter::repeat_n(v, end - i));
+                }
+                i = end;
             }
-            i = end;
         }
         let indices = UInt32Array::from_iter_values(order.iter().map(|&r| r as u32));
         let mut columns: Vec<ArrayRef> = ready
