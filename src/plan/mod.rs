@@ -62,6 +62,17 @@ pub struct PipelineNode {
     pub watermark: WatermarkCell,
     /// Where late rows go (`'table.exec.late-rows' = 'side-output:<table>'`).
     pub side_output: Option<SinkNode>,
+    /// Batches held and handed on together (`table.exec.mini-batch.*`); `None`: each as it comes.
+    pub mini_batch: Option<MiniBatch>,
+}
+
+/// Flink's mini-batch: a pipeline holds its input until `size` rows have come or
+/// `allow_latency` has passed since the first, then its operators take them as one batch — so
+/// an updating operator changes a busy key once per mini-batch, not once per row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MiniBatch {
+    pub allow_latency: Duration,
+    pub size: usize,
 }
 
 impl PipelineNode {
@@ -165,6 +176,13 @@ impl JobGraph {
             let _ = writeln!(out, "\nPipeline `{}`  parallelism 1", p.name);
             for &s in &p.inputs {
                 let _ = writeln!(out, "  ← source #{s} `{}`", self.sources[s].table);
+            }
+            if let Some(m) = p.mini_batch {
+                let _ = writeln!(
+                    out,
+                    "  mini-batch: up to {} rows or {:?}",
+                    m.size, m.allow_latency
+                );
             }
             // Branches (unions, joins) numbered, each operator saying what it reads when that
             // is not the line above.

@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 use super::TableOutput;
 use super::coordinator::{Coordinator, CoordinatorConfig};
 use super::metrics::{JobMetrics, LastCheckpoint};
+use super::mini_batch::HeldBatches;
 use super::pipeline::{PipelineCheckpoints, PipelineTask, SinkOutput};
 use super::restore::{RestorePlan, sink_id};
 use crate::checkpoint::{CheckpointMode, CheckpointStore};
@@ -183,6 +184,7 @@ pub async fn run_job(
             flush_interval: opts.flush_interval,
             watermark: pipeline.watermark.clone(),
             side_output,
+            mini_batch: pipeline.mini_batch.map(HeldBatches::new),
             checkpoints: link.as_ref().map(|(link, _)| PipelineCheckpoints {
                 index: i,
                 link: link.clone(),

@@ -10,6 +10,7 @@
 mod coordinator;
 mod job;
 pub mod metrics;
+mod mini_batch;
 mod pipeline;
 pub mod restore;
 mod source_output;

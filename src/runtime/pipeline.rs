@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 
 use super::coordinator::{CheckpointLink, PipelineSnapshot, Report, StagedSink, encode_batches};
 use super::metrics::SinkMetrics;
+use super::mini_batch::HeldBatches;
 use crate::checkpoint::CheckpointMode;
 use crate::operators::FusedOperators;
 use crate::plan::SinkNode;
@@ -27,6 +28,8 @@ pub(super) struct PipelineTask {
     /// Where late rows go.
     pub side_output: Option<SinkOutput>,
     pub checkpoints: Option<PipelineCheckpoints>,
+    /// Batches held for a mini-batch (`None`: each goes on as it comes).
+    pub mini_batch: Option<HeldBatches>,
 }
 
 /// One input channel of a pipeline: the source it carries and where that source stands.
@@ -210,9 +213,22 @@ impl PipelineTask {
             .collect();
         let capacity: usize = inputs.iter().map(|i| i.rx.max_capacity()).sum();
         self.metrics.queue_capacity.store(capacity as u64, Relaxed);
+        // Fires when held mini-batch rows are due; armed only while some are held.
+        let due = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(due);
         loop {
+            let deadline = self.mini_batch.as_ref().and_then(HeldBatches::deadline);
+            if let Some(d) = deadline
+                && d != due.deadline()
+            {
+                due.as_mut().reset(d);
+            }
             let (k, msg) = tokio::select! {
                 next = next_message(&mut inputs) => next,
+                _ = &mut due, if deadline.is_some() => {
+                    self.release_held(&inputs).await?;
+                    continue;
+                }
                 _ = flush.tick() => {
                     self.flush_all().await?;
                     continue;
@@ -228,24 +244,33 @@ impl PipelineTask {
                     continue;
                 }
             };
+            if matches!(msg, Some(Message::Barrier(_) | Message::EndOfInput)) {
+                // Checkpoints and ends take every row received before them.
+                self.release_held(&inputs).await?;
+            }
             match msg {
                 Some(Message::Batch(batch)) => {
                     let queued: usize = inputs.iter().map(|i| i.rx.len()).sum();
                     self.metrics.queued_batches.store(queued as u64, Relaxed);
-                    let out = if single {
-                        self.operators.process_batch(batch)?
-                    } else {
-                        self.operators.process_input(inputs[k].source, batch)?
-                    };
-                    self.metrics
-                        .late_rows
-                        .store(self.operators.late_rows(), Relaxed);
-                    self.write(out).await?;
-                    self.write_side_output().await?;
+                    match &mut self.mini_batch {
+                        Some(held) => {
+                            if held.hold(k, batch) {
+                                self.release_held(&inputs).await?;
+                            }
+                        }
+                        None => self.process(&inputs, single, k, batch).await?,
+                    }
                 }
                 Some(Message::Watermark(w)) => {
                     inputs[k].watermark = inputs[k].watermark.max(w);
-                    self.advance_watermark(&inputs).await?;
+                    // Held rows came before it: it follows them when they go.
+                    if self
+                        .mini_batch
+                        .as_ref()
+                        .is_none_or(|h| h.deadline().is_none())
+                    {
+                        self.advance_watermark(&inputs).await?;
+                    }
                 }
                 Some(Message::Barrier(b)) => {
                     inputs[k].barrier = Some(b.epoch);
@@ -263,6 +288,42 @@ impl PipelineTask {
                 None => return Err(JobError::ChannelClosed),
             }
         }
+    }
+
+    /// Hands `batch` of input `k` to the operators and writes what they give.
+    async fn process(
+        &mut self,
+        inputs: &[Input],
+        single: bool,
+        k: usize,
+        batch: RecordBatch,
+    ) -> Result<(), JobError> {
+        let out = if single {
+            self.operators.process_batch(batch)?
+        } else {
+            self.operators.process_input(inputs[k].source, batch)?
+        };
+        self.metrics
+            .late_rows
+            .store(self.operators.late_rows(), Relaxed);
+        self.write(out).await?;
+        self.write_side_output().await
+    }
+
+    /// Processes the rows held for a mini-batch, if any (one batch per input), then the
+    /// watermark that waited for them.
+    async fn release_held(&mut self, inputs: &[Input]) -> Result<(), JobError> {
+        let Some(held) = &mut self.mini_batch else {
+            return Ok(());
+        };
+        if held.deadline().is_none() {
+            return Ok(());
+        }
+        let single = inputs.len() == 1;
+        for (k, batch) in held.take()? {
+            self.process(inputs, single, k, batch).await?;
+        }
+        self.advance_watermark(inputs).await
     }
 
     /// Processes the lowest watermark of the running inputs when it advances. A restored

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::connectors::ScanColumns;
 use crate::operators::Operators;
-use crate::plan::{JobGraph, PipelineNode, SinkNode, SourceNode, WatermarkNode};
+use crate::plan::{JobGraph, MiniBatch, PipelineNode, SinkNode, SourceNode, WatermarkNode};
 use crate::sql::catalog::Table;
 use crate::stream::WatermarkCell;
 
@@ -120,8 +120,13 @@ impl JobBuilder {
     }
 
     /// The job, if the script has anything to run; `idle_timeout` is the default of every
-    /// source without its own.
-    pub(super) fn build(self, name: String, idle_timeout: Option<Duration>) -> Option<JobGraph> {
+    /// source without its own; every pipeline takes `mini_batch`.
+    pub(super) fn build(
+        self,
+        name: String,
+        idle_timeout: Option<Duration>,
+        mini_batch: Option<MiniBatch>,
+    ) -> Option<JobGraph> {
         if self.pipelines.is_empty() {
             return None;
         }
@@ -143,6 +148,7 @@ impl JobBuilder {
                     sinks: p.sinks,
                     watermark: p.watermark,
                     side_output: p.side_output,
+                    mini_batch,
                 })
                 .collect(),
         })

@@ -152,6 +152,8 @@ impl Planner {
         let src = &script.source;
         let mut job = JobBuilder::default();
         let mut output = Vec::new();
+        // The last statement that runs: settings that do not fit together are reported there.
+        let mut last_runnable = None;
         for (i, stmt) in script.statements.iter().enumerate() {
             self.register_matches(src, &script.matches, i).await?;
             self.register_windows(src, &script.windows).await?;
@@ -174,7 +176,9 @@ impl Planner {
                     }
                     let mut alone = JobBuilder::default();
                     self.plan_runnable(src, inner, &mut alone).await?;
-                    if let Some(job) = alone.build(job_name(&src.name), self.settings.idle_timeout)
+                    let mini_batch = self.mini_batch(src, inner.pos)?;
+                    if let Some(job) =
+                        alone.build(job_name(&src.name), self.settings.idle_timeout, mini_batch)
                     {
                         output.push(user_facing(&job.explain()));
                     }
@@ -192,9 +196,21 @@ impl Planner {
                         return Err(src.error(stmt.pos, format!("there is no table `{name}`")));
                     }
                 },
-                _ => self.plan_runnable(src, stmt, &mut job).await?,
+                _ => {
+                    self.plan_runnable(src, stmt, &mut job).await?;
+                    if matches!(
+                        stmt.node,
+                        Statement::Insert(_) | Statement::StatementSet(_) | Statement::Query(_)
+                    ) {
+                        last_runnable = Some(stmt.pos);
+                    }
+                }
             }
         }
+        let mini_batch = match last_runnable {
+            Some(pos) => self.mini_batch(src, pos)?,
+            None => None,
+        };
         let name = self
             .settings
             .pipeline_name
@@ -202,10 +218,19 @@ impl Planner {
             .unwrap_or_else(|| job_name(&src.name));
         Ok(PlannedScript {
             output,
-            job: job.build(name, self.settings.idle_timeout),
+            job: job.build(name, self.settings.idle_timeout, mini_batch),
             settings: self.settings.clone(),
             local_paths: std::mem::take(&mut self.local_paths),
         })
+    }
+
+    /// The mini-batch settings in force, checked as a whole for the statement at `pos`.
+    fn mini_batch(
+        &self,
+        src: &SourceText,
+        pos: Position,
+    ) -> Result<Option<crate::plan::MiniBatch>, SqlError> {
+        self.settings.mini_batch().map_err(|e| src.error(pos, e))
     }
 
     /// Adds an INSERT, statement set or query to `job`; applies any other statement to the

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::checkpoint::CheckpointConfig;
 use crate::options::parse_duration;
+use crate::plan::MiniBatch;
 
 /// Where late rows of windows and MATCH_RECOGNIZE go.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -67,6 +68,11 @@ pub struct Settings {
     /// `table.exec.state.ttl`: how long an updating aggregate keeps a key after its last change
     /// (`None`, or 0 as in Flink: forever).
     pub state_ttl: Option<Duration>,
+    /// `table.exec.mini-batch.enabled`, `.allow-latency` and `.size`, as given: see
+    /// [`Settings::mini_batch`].
+    mini_batch_enabled: bool,
+    mini_batch_latency: Duration,
+    mini_batch_size: Option<usize>,
     /// `execution.checkpointing.*`, `execution.savepoint.*`, `restart-strategy.*`.
     pub checkpoint: CheckpointConfig,
     pub client: ClientSettings,
@@ -82,6 +88,9 @@ impl Default for Settings {
             allowed_lateness_ms: 0,
             reuse_sub_plan: true,
             state_ttl: None,
+            mini_batch_enabled: false,
+            mini_batch_latency: Duration::ZERO,
+            mini_batch_size: None,
             checkpoint: CheckpointConfig::default(),
             client: ClientSettings::default(),
             values: BTreeMap::new(),
@@ -100,6 +109,9 @@ const KNOWN: &[&str] = &[
     "table.exec.window.allowed-lateness",
     "table.optimizer.reuse-sub-plan-enabled",
     "table.exec.state.ttl",
+    "table.exec.mini-batch.enabled",
+    "table.exec.mini-batch.allow-latency",
+    "table.exec.mini-batch.size",
     "sql-client.execution.result-mode",
     "sql-client.execution.max-table-result.rows",
     "sql-client.display.max-column-width",
@@ -129,6 +141,9 @@ impl Settings {
             "table.exec.window.allowed-lateness" => ("0 ms", &[]),
             "table.optimizer.reuse-sub-plan-enabled" => ("true", BOOL),
             "table.exec.state.ttl" => ("0 ms (state kept forever)", &[]),
+            "table.exec.mini-batch.enabled" => ("false", BOOL),
+            "table.exec.mini-batch.allow-latency" => ("0 ms (to be set when enabled)", &[]),
+            "table.exec.mini-batch.size" => ("-1 (to be set when enabled)", &[]),
             "execution.checkpointing.interval" => {
                 ("10 s when a source is unbounded, else off", &[])
             }
@@ -205,17 +220,23 @@ impl Settings {
                 let d = duration(key, v)?;
                 self.state_ttl = (!d.is_zero()).then_some(d);
             }
+            "table.exec.mini-batch.enabled" => self.mini_batch_enabled = boolean(key, v)?,
+            "table.exec.mini-batch.allow-latency" => {
+                self.mini_batch_latency = duration(key, v)?;
+            }
+            "table.exec.mini-batch.size" => {
+                // Flink's default, -1, means "not set".
+                self.mini_batch_size = if v == "-1" {
+                    None
+                } else {
+                    Some(positive(key, v, 1, "a number of rows")?)
+                };
+            }
             "table.exec.window.allowed-lateness" => {
                 let d = duration(key, v)?;
                 self.allowed_lateness_ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
             }
-            "table.optimizer.reuse-sub-plan-enabled" => {
-                self.reuse_sub_plan = match v.to_ascii_lowercase().as_str() {
-                    "true" => true,
-                    "false" => false,
-                    _ => return Err(format!("'{key}' = '{value}' must be 'true' or 'false'")),
-                }
-            }
+            "table.optimizer.reuse-sub-plan-enabled" => self.reuse_sub_plan = boolean(key, v)?,
             "sql-client.execution.result-mode" => {
                 self.client.result_mode = match v.to_ascii_lowercase().as_str() {
                     "tableau" => ResultMode::Tableau,
@@ -247,6 +268,24 @@ impl Settings {
         Ok(())
     }
 
+    /// The mini-batch in force: `None` unless enabled; enabled, it needs both the latency and
+    /// the size (as Flink does) — the error says which is missing.
+    pub fn mini_batch(&self) -> Result<Option<MiniBatch>, String> {
+        if !self.mini_batch_enabled {
+            return Ok(None);
+        }
+        if self.mini_batch_latency.is_zero() {
+            return Err("'table.exec.mini-batch.enabled' is 'true' but 'table.exec.mini-batch.allow-latency' is not set: give how long rows may wait, e.g. SET 'table.exec.mini-batch.allow-latency' = '2 s'".into());
+        }
+        let Some(size) = self.mini_batch_size else {
+            return Err("'table.exec.mini-batch.enabled' is 'true' but 'table.exec.mini-batch.size' is not set: give how many rows a mini-batch holds at most, e.g. SET 'table.exec.mini-batch.size' = '5000'".into());
+        };
+        Ok(Some(MiniBatch {
+            allow_latency: self.mini_batch_latency,
+            size,
+        }))
+    }
+
     /// `RESET 'key'`: back to its default.
     pub fn reset(&mut self, key: &str) {
         let mut values = std::mem::take(&mut self.values);
@@ -276,6 +315,14 @@ fn positive(key: &str, value: &str, min: usize, what: &str) -> Result<usize, Str
         .ok()
         .filter(|n| *n >= min)
         .ok_or_else(|| format!("'{key}' = '{value}' must be {what}, {min} or more"))
+}
+
+fn boolean(key: &str, value: &str) -> Result<bool, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(format!("'{key}' = '{value}' must be 'true' or 'false'")),
+    }
 }
 
 fn duration(key: &str, value: &str) -> Result<Duration, String> {
@@ -333,7 +380,8 @@ mod tests {
             ("state.backend.type", "rocksdb"),
             ("sql-client.execution.result-mode", "tabel"),
             ("sql-client.display.max-column-width", "2"),
-            ("table.exec.mini-batch.enabled", "true"),
+            ("table.exec.mini-batch.enabled", "yes"),
+            ("table.exec.mini-batch.size", "0"),
             ("execution.runtime-mode", "batch"),
             ("table.exec.source.idle-timeout", "soon"),
             ("table.exec.late-rows", "keep"),
@@ -358,6 +406,25 @@ mod tests {
             max_column_width: 12,
         };
         assert_eq!(s.client, expected);
+    }
+
+    #[test]
+    fn mini_batch_needs_latency_and_size_once_enabled() {
+        let mut s = Settings::default();
+        s.set("table.exec.mini-batch.size", "5000").unwrap();
+        assert_eq!(s.mini_batch(), Ok(None), "off until enabled");
+        s.set("table.exec.mini-batch.enabled", "true").unwrap();
+        let missing = s.mini_batch().unwrap_err();
+        assert!(missing.contains("allow-latency"), "{missing}");
+        s.set("table.exec.mini-batch.allow-latency", "2 s").unwrap();
+        let expected = MiniBatch {
+            allow_latency: Duration::from_secs(2),
+            size: 5000,
+        };
+        assert_eq!(s.mini_batch(), Ok(Some(expected)));
+        s.set("table.exec.mini-batch.size", "-1").unwrap();
+        let missing = s.mini_batch().unwrap_err();
+        assert!(missing.contains("mini-batch.size"), "{missing}");
     }
 
     #[test]
