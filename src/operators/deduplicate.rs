@@ -12,18 +12,17 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, BooleanArray, RecordBatch, UInt32Array, UInt64Array};
 use arrow::compute::{concat_batches, filter_record_batch, take};
 use arrow::datatypes::{Field, Schema, SchemaRef};
-use arrow::row::{OwnedRow, Row, RowConverter};
+use arrow::row::{OwnedRow, Row};
 use datafusion::physical_expr::PhysicalExpr;
 
-use crate::operators::evaluate::{evaluate_all, key_converter};
+use crate::operators::evaluate::Keys;
 use crate::operators::event_time::event_times;
 use crate::operators::snapshot;
 use crate::stream::changelog::{RowKind, kinds_column};
 use crate::stream::{JobError, Operator};
 
 pub struct KeepFirst {
-    keys: Vec<Arc<dyn PhysicalExpr>>,
-    converter: RowConverter,
+    keys: Keys,
     time_column: usize,
     input: SchemaRef,
     /// The input's columns and the row number (always 1).
@@ -41,10 +40,9 @@ impl KeepFirst {
         input: SchemaRef,
         output: SchemaRef,
     ) -> Result<Self, JobError> {
-        let converter = key_converter(&keys, &input)?;
+        let keys = Keys::new(keys, &input)?;
         Ok(KeepFirst {
             keys,
-            converter,
             time_column,
             input,
             schema: output,
@@ -62,9 +60,7 @@ impl KeepFirst {
         let all = concat_batches(&self.input, &self.pending)?;
         self.pending.clear();
         let times = event_times(all.column(self.time_column))?;
-        let keys = self
-            .converter
-            .convert_columns(&evaluate_all(&self.keys, &all)?)?;
+        let keys = self.keys.rows(&all)?;
         // Each unseen key's earliest ready row (the first to arrive among equal times).
         let mut first: HashMap<OwnedRow, (i64, usize)> = HashMap::new();
         let mut waiting = vec![false; all.num_rows()];
@@ -130,9 +126,7 @@ impl Operator for KeepFirst {
         _out: &mut Vec<RecordBatch>,
     ) -> Result<(), JobError> {
         let times = event_times(batch.column(self.time_column))?;
-        let keys = self
-            .converter
-            .convert_columns(&evaluate_all(&self.keys, &batch)?)?;
+        let keys = self.keys.rows(&batch)?;
         let mut keep = Vec::with_capacity(batch.num_rows());
         for (i, t) in times.iter().enumerate() {
             let late = t.is_none_or(|t| t <= self.watermark);
@@ -176,9 +170,7 @@ impl Operator for KeepFirst {
     fn snapshot(&mut self) -> Result<Option<Vec<u8>>, JobError> {
         let metadata = snapshot::clock(self.watermark, self.late_rows);
         let pending = snapshot::encode(&self.input, metadata, &self.pending)?;
-        let columns = self
-            .converter
-            .convert_rows(self.seen.iter().map(|k| k.row()))?;
+        let columns = self.keys.columns(self.seen.iter().map(|k| k.row()))?;
         let fields: Vec<Field> = columns
             .iter()
             .enumerate()
@@ -203,7 +195,7 @@ impl Operator for KeepFirst {
         self.pending = pending.into_iter().filter(|b| b.num_rows() > 0).collect();
         self.seen.clear();
         for b in snapshot::decode(seen)?.1 {
-            let rows = self.converter.convert_columns(b.columns())?;
+            let rows = self.keys.rows_of(b.columns(), b.num_rows())?;
             self.seen.extend(rows.iter().map(|r| r.owned()));
         }
         Ok(())
@@ -216,8 +208,7 @@ impl Operator for KeepFirst {
 /// the output is a changelog. Within a batch a key changes once (to its last row). The state is
 /// one row per key.
 pub struct KeepLast {
-    keys: Vec<Arc<dyn PhysicalExpr>>,
-    converter: RowConverter,
+    keys: Keys,
     time_column: usize,
     input: SchemaRef,
     /// The input's columns, the row number (always 1) and the row kind.
@@ -233,10 +224,9 @@ impl KeepLast {
         input: SchemaRef,
         output: SchemaRef,
     ) -> Result<Self, JobError> {
-        let converter = key_converter(&keys, &input)?;
+        let keys = Keys::new(keys, &input)?;
         Ok(KeepLast {
             keys,
-            converter,
             time_column,
             input,
             schema: output,
@@ -263,9 +253,7 @@ impl Operator for KeepLast {
         out: &mut Vec<RecordBatch>,
     ) -> Result<(), JobError> {
         let times = event_times(batch.column(self.time_column))?;
-        let keys = self
-            .converter
-            .convert_columns(&evaluate_all(&self.keys, &batch)?)?;
+        let keys = self.keys.rows(&batch)?;
         // Each key's last row of the batch at least as recent as what it had.
         // Keyed by the batch's rows (borrowed): the state is looked up once per key.
         let mut latest: HashMap<Row<'_>, (i64, usize)> = HashMap::new();
@@ -330,9 +318,7 @@ impl Operator for KeepLast {
         for b in snapshot::decode(bytes)?.1 {
             let b = RecordBatch::try_new(self.input.clone(), b.columns().to_vec())?;
             let times = event_times(b.column(self.time_column))?;
-            let keys = self
-                .converter
-                .convert_columns(&evaluate_all(&self.keys, &b)?)?;
+            let keys = self.keys.rows(&b)?;
             for (i, t) in times.iter().enumerate() {
                 if let Some(t) = t {
                     self.current

@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, AsArray, BooleanArray, RecordBatch};
-use arrow::datatypes::Schema;
-use arrow::row::{RowConverter, SortField};
+use arrow::array::{ArrayRef, AsArray, BooleanArray, NullArray, RecordBatch};
+use arrow::datatypes::{DataType, Schema};
+use arrow::row::{Row, RowConverter, Rows, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::stream::JobError;
@@ -35,6 +35,66 @@ pub fn key_converter(
         .map(|e| Ok(SortField::new(e.data_type(input)?)))
         .collect::<Result<Vec<_>, JobError>>()?;
     Ok(RowConverter::new(fields)?)
+}
+
+/// Key expressions (GROUP BY, PARTITION BY) and their values as rows that hash and compare: how
+/// keyed operators group rows. No key at all — a global aggregate, an OVER or Top-N without
+/// PARTITION BY — makes every row's key the same: arrow's rows need a column to count rows by,
+/// so a NULL placeholder column stands in for the missing keys.
+pub struct Keys {
+    exprs: Vec<Arc<dyn PhysicalExpr>>,
+    converter: RowConverter,
+}
+
+impl Keys {
+    pub fn new(exprs: Vec<Arc<dyn PhysicalExpr>>, input: &Schema) -> Result<Self, JobError> {
+        let converter = if exprs.is_empty() {
+            RowConverter::new(vec![SortField::new(DataType::Null)])?
+        } else {
+            key_converter(&exprs, input)?
+        };
+        Ok(Keys { exprs, converter })
+    }
+
+    pub fn exprs(&self) -> &[Arc<dyn PhysicalExpr>] {
+        &self.exprs
+    }
+
+    /// How many key expressions there are.
+    pub fn len(&self) -> usize {
+        self.exprs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.exprs.is_empty()
+    }
+
+    /// Each row's key.
+    pub fn rows(&self, batch: &RecordBatch) -> Result<Rows, JobError> {
+        self.rows_of(&evaluate_all(&self.exprs, batch)?, batch.num_rows())
+    }
+
+    /// The keys of `rows` rows given as key columns (a snapshot's).
+    pub fn rows_of(&self, columns: &[ArrayRef], rows: usize) -> Result<Rows, JobError> {
+        if self.exprs.is_empty() {
+            let placeholder: ArrayRef = Arc::new(NullArray::new(rows));
+            return Ok(self.converter.convert_columns(&[placeholder])?);
+        }
+        Ok(self.converter.convert_columns(columns)?)
+    }
+
+    /// Keys back as key columns (none without keys).
+    pub fn columns<'a>(
+        &self,
+        keys: impl IntoIterator<Item = Row<'a>>,
+    ) -> Result<Vec<ArrayRef>, JobError> {
+        let columns = self.converter.convert_rows(keys)?;
+        Ok(if self.exprs.is_empty() {
+            Vec::new()
+        } else {
+            columns
+        })
+    }
 }
 
 /// A boolean expression evaluated on a batch, as a mask for arrow's filter kernels (which drop

@@ -13,20 +13,19 @@ use std::time::{Duration, Instant};
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, UInt32Array};
 use arrow::compute::take;
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
-use arrow::row::{OwnedRow, Row, RowConverter};
+use arrow::row::{OwnedRow, Row};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::operators::aggregate::{AggregateCall, evaluate_calls};
-use crate::operators::evaluate::{evaluate_all, key_converter};
+use crate::operators::evaluate::Keys;
 use crate::operators::snapshot;
 use crate::stream::changelog::{RowKind, kinds_column, row_kinds};
 use crate::stream::{JobError, Operator};
 
 pub struct GroupAggregate {
-    keys: Vec<Arc<dyn PhysicalExpr>>,
-    converter: RowConverter,
+    keys: Keys,
     calls: Vec<AggregateCall>,
     /// Whether rows may be retracted (the input is a changelog): accumulators that can take
     /// rows back are used.
@@ -57,10 +56,8 @@ impl GroupAggregate {
         output: SchemaRef,
         ttl: Option<Duration>,
     ) -> Result<Self, JobError> {
-        let converter = key_converter(&keys, input)?;
         let op = GroupAggregate {
-            keys,
-            converter,
+            keys: Keys::new(keys, input)?,
             calls,
             retracting,
             schema: output,
@@ -135,9 +132,7 @@ impl Operator for GroupAggregate {
             return Ok(());
         }
         let kinds = row_kinds(&batch);
-        let keys = self
-            .converter
-            .convert_columns(&evaluate_all(&self.keys, &batch)?)?;
+        let keys = self.keys.rows(&batch)?;
         let inputs = evaluate_calls(&self.calls, &batch)?;
         // Rows per key (borrowed from the batch's rows: nothing allocated per row), keys in
         // order of first appearance.
@@ -226,9 +221,7 @@ impl Operator for GroupAggregate {
         if changes.is_empty() {
             return Ok(());
         }
-        let mut columns = self
-            .converter
-            .convert_rows(changes.iter().map(|(_, k, _)| k.row()))?;
+        let mut columns = self.keys.columns(changes.iter().map(|(_, k, _)| k.row()))?;
         for (c, field) in self
             .schema
             .fields()
@@ -281,7 +274,7 @@ impl Operator for GroupAggregate {
         }
         let mut fields: Vec<Field> = Vec::new();
         let mut columns: Vec<ArrayRef> = Vec::new();
-        for (i, c) in self.converter.convert_rows(keys)?.into_iter().enumerate() {
+        for (i, c) in self.keys.columns(keys)?.into_iter().enumerate() {
             fields.push(Field::new(format!("k{i}"), c.data_type().clone(), true));
             columns.push(c);
         }
@@ -325,7 +318,7 @@ impl Operator for GroupAggregate {
         let nkeys = self.keys.len();
         let now = Instant::now();
         for b in batches {
-            let keys = self.converter.convert_columns(&b.columns()[..nkeys])?;
+            let keys = self.keys.rows_of(&b.columns()[..nkeys], b.num_rows())?;
             let counts = b.column(nkeys).as_primitive::<Int64Type>().clone();
             let emitted = b.column(nkeys + 1).as_boolean().clone();
             for r in 0..b.num_rows() {

@@ -17,13 +17,13 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt32Array};
 use arrow::compute::take;
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
-use arrow::row::{OwnedRow, RowConverter};
+use arrow::row::OwnedRow;
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::operators::aggregate::AggregateCall;
-use crate::operators::evaluate::{evaluate_all, key_converter};
+use crate::operators::evaluate::{Keys, evaluate_all};
 use crate::operators::event_time::{HeldRows, event_times};
 use crate::operators::snapshot;
 use crate::stream::{JobError, Operator};
@@ -64,8 +64,7 @@ impl Frame {
 }
 
 pub struct OverAggregate {
-    partition: Vec<Arc<dyn PhysicalExpr>>,
-    converter: RowConverter,
+    partition: Keys,
     time_column: usize,
     frame: Frame,
     calls: Vec<AggregateCall>,
@@ -97,10 +96,8 @@ impl OverAggregate {
         calls: Vec<AggregateCall>,
         output: SchemaRef,
     ) -> Result<Self, JobError> {
-        let converter = key_converter(&partition, input)?;
         let op = OverAggregate {
-            partition,
-            converter,
+            partition: Keys::new(partition, input)?,
             time_column,
             frame,
             calls,
@@ -147,9 +144,7 @@ impl OverAggregate {
             .into_iter()
             .map(|t| t.unwrap_or(i64::MIN))
             .collect();
-        let keys = self
-            .converter
-            .convert_columns(&evaluate_all(&self.partition, &ready)?)?;
+        let keys = self.partition.rows(&ready)?;
         let args: Vec<Vec<ArrayRef>> = self
             .calls
             .iter()
@@ -269,6 +264,7 @@ impl Operator for OverAggregate {
         let calls: Vec<&str> = self.calls.iter().map(|c| c.label.as_str()).collect();
         let keys: Vec<String> = self
             .partition
+            .exprs()
             .iter()
             .map(|e| {
                 // A column shows as `name@index`: the name is what the user wrote.
@@ -387,7 +383,7 @@ impl OverAggregate {
         }
         let mut fields: Vec<Field> = Vec::new();
         let mut arrays: Vec<ArrayRef> = Vec::new();
-        for (i, array) in self.converter.convert_rows(keys)?.into_iter().enumerate() {
+        for (i, array) in self.partition.columns(keys)?.into_iter().enumerate() {
             fields.push(Field::new(format!("k{i}"), array.data_type().clone(), true));
             arrays.push(array);
         }
@@ -432,7 +428,9 @@ impl OverAggregate {
 
     fn restore_keyed(&mut self, batch: &RecordBatch) -> Result<(), JobError> {
         let nkeys = self.partition.len();
-        let keys = self.converter.convert_columns(&batch.columns()[..nkeys])?;
+        let keys = self
+            .partition
+            .rows_of(&batch.columns()[..nkeys], batch.num_rows())?;
         let counts: Vec<usize> = self
             .calls
             .iter()
