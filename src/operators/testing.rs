@@ -6,7 +6,8 @@
 //! a      00:00:01  1            ts values are times on 2024-01-01 (or full timestamps)
 //! b      00:00:09  null         `null` is NULL
 //! ```
-//! Types: `str`, `i64`, `f64`, `bool`, `ts` (TIMESTAMP(3)).
+//! Types: `str`, `i64`, `f64`, `bool`, `ts` (TIMESTAMP(3)), `op` (a row kind written `+I`, `-U`,
+//! `+U`, `-D`: name the column `__op` to make the batch a changelog).
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Column;
 
 use crate::stream::Operator;
+use crate::stream::changelog::{RowKind, kinds_column};
 
 /// The batch a text table describes.
 pub fn rows(text: &str) -> RecordBatch {
@@ -59,6 +61,7 @@ fn data_type(name: &str) -> DataType {
         "f64" => DataType::Float64,
         "bool" => DataType::Boolean,
         "ts" => DataType::Timestamp(TimeUnit::Millisecond, None),
+        "op" => DataType::Int8,
         other => panic!("unknown test type {other}"),
     }
 }
@@ -75,6 +78,16 @@ fn column<'a>(ty: &DataType, cells: impl Iterator<Item = &'a str>) -> ArrayRef {
         DataType::Boolean => Arc::new(BooleanArray::from_iter(
             cells.iter().map(|c| c.map(|c| c == "true")),
         )),
+        DataType::Int8 => {
+            let kind = |c: &str| match c {
+                "+I" => RowKind::Insert,
+                "-U" => RowKind::UpdateBefore,
+                "+U" => RowKind::UpdateAfter,
+                "-D" => RowKind::Delete,
+                other => panic!("unknown row kind {other}"),
+            };
+            kinds_column(cells.iter().map(|c| kind(c.expect("a row kind"))))
+        }
         _ => Arc::new(TimestampMillisecondArray::from_iter(
             cells.iter().map(|c| c.map(ms)),
         )),

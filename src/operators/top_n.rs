@@ -1,9 +1,11 @@
-//! Top-N outside windows: `ROW_NUMBER() OVER (PARTITION BY keys ORDER BY …) <= N` over an
-//! append-only input, as Flink's: each partition keeps its first N rows by the ORDER BY (ties
-//! in arrival order), and a row that enters them changes the ranks it displaces — for each rank
-//! whose row changed, `-U` the old row with that rank and `+U` the new (`+I` for a rank filled the
-//! first time). So the result is a changelog whose current state is the top N with their ranks.
-//! The state is N rows per partition.
+//! Top-N outside windows: `ROW_NUMBER() OVER (PARTITION BY keys ORDER BY …) <= N`, as Flink's.
+//! Each partition keeps its rows in ranking order (ties in arrival order); a batch's rows enter
+//! (and, from a changelog input — say the counts of an updating aggregate — `-U`/`-D` rows leave)
+//! and each rank whose row changed emits: `-U` the old row with that rank and `+U` the new, `+I`
+//! for a rank filled the first time, `-D` for a rank no row holds any more. So the result is a
+//! changelog whose current state is the top N with their ranks.
+//! The state is N rows per partition over an append-only input; over a changelog every live row
+//! of the partition (a row leaving the top N is replaced by the next one).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,60 +16,169 @@ use arrow::datatypes::SchemaRef;
 use arrow::row::{OwnedRow, RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
-use crate::operators::evaluate::{evaluate_all, key_converter};
+use crate::operators::evaluate::{Keys, evaluate_all};
 use crate::operators::snapshot;
-use crate::stream::changelog::{RowKind, kinds_column};
+use crate::stream::changelog::{RowKind, kinds_column, row_kinds, without_kinds};
 use crate::stream::{JobError, Operator};
 
 pub struct UpdatingTopN {
-    partition: Vec<Arc<dyn PhysicalExpr>>,
-    partitions: RowConverter,
+    partition: Keys,
     order: Vec<Arc<dyn PhysicalExpr>>,
     /// ORDER BY values as rows that compare in ranking order.
     ranking: RowConverter,
     limit: usize,
+    /// Whole rows as comparable values, to find the row a retraction takes back; `Some` when
+    /// the input is a changelog.
+    retractions: Option<RowConverter>,
+    /// The input's columns (without a row kind): the rows kept.
     input: SchemaRef,
     /// The input's columns, the rank and the row kind.
     schema: SchemaRef,
-    /// Per partition, its first rows in ranking order: (ranking key, arrival, the row).
-    tops: HashMap<OwnedRow, Vec<(OwnedRow, u64, RecordBatch)>>,
+    /// Per partition, its rows in ranking order.
+    tops: HashMap<OwnedRow, Vec<Ranked>>,
     arrivals: u64,
 }
 
+/// A partition's top N as they stood: each rank's arrival and row.
+type Standing = Vec<(u64, RecordBatch)>;
+
+struct Ranked {
+    /// The ORDER BY values.
+    key: OwnedRow,
+    /// Tells rows apart and orders ties.
+    arrival: u64,
+    row: RecordBatch,
+    /// The whole row, when retractions must find it.
+    whole: Option<OwnedRow>,
+}
+
 impl UpdatingTopN {
+    /// `input` is the input's columns without a row kind; `changelog` says whether its batches
+    /// carry one.
     pub fn new(
         partition: Vec<Arc<dyn PhysicalExpr>>,
         order: Vec<(Arc<dyn PhysicalExpr>, SortOptions)>,
         limit: usize,
         input: SchemaRef,
+        changelog: bool,
         output: SchemaRef,
     ) -> Result<Self, JobError> {
-        let partitions = key_converter(&partition, &input)?;
+        let partition = Keys::new(partition, &input)?;
         let fields = order
             .iter()
             .map(|(e, o)| Ok(SortField::new_with_options(e.data_type(&input)?, *o)))
             .collect::<Result<Vec<_>, JobError>>()?;
+        let retractions = if changelog {
+            let fields = input
+                .fields()
+                .iter()
+                .map(|f| SortField::new(f.data_type().clone()))
+                .collect();
+            Some(RowConverter::new(fields)?)
+        } else {
+            None
+        };
         Ok(UpdatingTopN {
             partition,
-            partitions,
             order: order.into_iter().map(|(e, _)| e).collect(),
             ranking: RowConverter::new(fields)?,
             limit: limit.max(1),
+            retractions,
             input,
             schema: output,
             tops: HashMap::new(),
             arrivals: 0,
         })
     }
+
+    /// How many rows a partition keeps: every live one over a changelog, else the top N.
+    fn kept(&self) -> usize {
+        if self.retractions.is_some() {
+            usize::MAX
+        } else {
+            self.limit
+        }
+    }
+
+    /// Applies `rows` (input columns, no row kind) with their kinds; returns each touched
+    /// partition's top N (arrival and row) as it was before, in order of first touch.
+    fn apply(
+        &mut self,
+        rows: &RecordBatch,
+        kinds: &[RowKind],
+    ) -> Result<Vec<(OwnedRow, Standing)>, JobError> {
+        let parts = self.partition.rows(rows)?;
+        let ranks = self
+            .ranking
+            .convert_columns(&evaluate_all(&self.order, rows)?)?;
+        let wholes = match &self.retractions {
+            Some(c) => Some(c.convert_columns(rows.columns())?),
+            None => None,
+        };
+        let (limit, kept) = (self.limit, self.kept());
+        let mut before: Vec<(OwnedRow, Standing)> = Vec::new();
+        let mut seen: HashMap<OwnedRow, ()> = HashMap::new();
+        for (i, kind) in kinds.iter().enumerate() {
+            let part = parts.row(i).owned();
+            let top = self.tops.entry(part.clone()).or_default();
+            if seen.insert(part.clone(), ()).is_none() {
+                let ranked = top
+                    .iter()
+                    .take(limit)
+                    .map(|r| (r.arrival, r.row.clone()))
+                    .collect();
+                before.push((part.clone(), ranked));
+            }
+            let key = ranks.row(i);
+            let whole = wholes.as_ref().map(|w| w.row(i));
+            if kind.is_retraction() {
+                // The row itself, among those ranked the same; none when its key was forgotten.
+                let from = top.partition_point(|r| r.key.row() < key);
+                let found = top[from..]
+                    .iter()
+                    .take_while(|r| r.key.row() == key)
+                    .position(|r| r.whole.as_ref().map(OwnedRow::row) == whole);
+                if let Some(at) = found {
+                    top.remove(from + at);
+                }
+                if top.is_empty() {
+                    self.tops.remove(&part);
+                }
+                continue;
+            }
+            // After the rows ranked the same or higher: ties keep arrival order.
+            let at = top.partition_point(|r| r.key.row() <= key);
+            if at >= kept {
+                continue;
+            }
+            self.arrivals += 1;
+            top.insert(
+                at,
+                Ranked {
+                    key: key.owned(),
+                    arrival: self.arrivals,
+                    row: rows.slice(i, 1),
+                    whole: whole.map(|w| w.owned()),
+                },
+            );
+            top.truncate(kept);
+        }
+        Ok(before)
+    }
 }
 
 impl Operator for UpdatingTopN {
     fn describe(&self) -> String {
         format!(
-            "Top-{} per {} partition column(s), ranked by {} key(s) (updating)",
+            "Top-{} per {} partition column(s), ranked by {} key(s) (updating{})",
             self.limit,
             self.partition.len(),
-            self.order.len()
+            self.order.len(),
+            if self.retractions.is_some() {
+                ", over a changelog"
+            } else {
+                ""
+            }
         )
     }
 
@@ -80,53 +191,37 @@ impl Operator for UpdatingTopN {
         batch: RecordBatch,
         out: &mut Vec<RecordBatch>,
     ) -> Result<(), JobError> {
-        let parts = self
-            .partitions
-            .convert_columns(&evaluate_all(&self.partition, &batch)?)?;
-        let ranks = self
-            .ranking
-            .convert_columns(&evaluate_all(&self.order, &batch)?)?;
-        // Each touched partition's ranked rows before the batch, to tell what changed.
-        let mut before: HashMap<OwnedRow, Vec<(u64, RecordBatch)>> = HashMap::new();
-        let mut touched: Vec<OwnedRow> = Vec::new();
-        for i in 0..batch.num_rows() {
-            let part = parts.row(i).owned();
-            let top = self.tops.entry(part.clone()).or_default();
-            if !before.contains_key(&part) {
-                let ranked = top.iter().map(|(_, a, r)| (*a, r.clone())).collect();
-                before.insert(part.clone(), ranked);
-                touched.push(part);
-            }
-            let key = ranks.row(i);
-            // After the rows ranked the same or higher: ties keep arrival order.
-            let at = top.partition_point(|(k, _, _)| k.row() <= key);
-            if at >= self.limit {
-                continue;
-            }
-            self.arrivals += 1;
-            top.insert(at, (key.owned(), self.arrivals, batch.slice(i, 1)));
-            top.truncate(self.limit);
-        }
-        // Per changed rank: -U the row that had it and +U the new one (+I for a rank new).
+        let kinds = row_kinds(&batch);
+        let before = self.apply(&without_kinds(&batch), &kinds)?;
+        // Per rank whose row changed: -U the row that had it and +U the new one (+I for a rank
+        // new, -D for a rank gone).
         let mut rows: Vec<RecordBatch> = Vec::new();
         let mut kinds = Vec::new();
         let mut numbers: Vec<u64> = Vec::new();
-        for part in touched {
-            let old = &before[&part];
-            for (rank, (_, arrival, row)) in self.tops[&part].iter().enumerate() {
+        let empty = Vec::new();
+        for (part, old) in before {
+            let new = self.tops.get(&part).unwrap_or(&empty);
+            let ranks = old.len().max(new.len().min(self.limit));
+            for rank in 0..ranks {
                 let number = rank as u64 + 1;
-                match old.get(rank) {
-                    Some((was, _)) if was == arrival => continue,
-                    Some((_, gone)) => {
-                        rows.extend([gone.clone(), row.clone()]);
+                match (old.get(rank), new.get(rank).filter(|_| rank < self.limit)) {
+                    (Some((was, _)), Some(now)) if *was == now.arrival => {}
+                    (Some((_, gone)), Some(now)) => {
+                        rows.extend([gone.clone(), now.row.clone()]);
                         kinds.extend([RowKind::UpdateBefore, RowKind::UpdateAfter]);
                         numbers.extend([number, number]);
                     }
-                    None => {
-                        rows.push(row.clone());
+                    (None, Some(now)) => {
+                        rows.push(now.row.clone());
                         kinds.push(RowKind::Insert);
                         numbers.push(number);
                     }
+                    (Some((_, gone)), None) => {
+                        rows.push(gone.clone());
+                        kinds.push(RowKind::Delete);
+                        numbers.push(number);
+                    }
+                    (None, None) => {}
                 }
             }
         }
@@ -154,7 +249,7 @@ impl Operator for UpdatingTopN {
         let rows: Vec<RecordBatch> = self
             .tops
             .values()
-            .flat_map(|t| t.iter().map(|(_, _, r)| r.clone()))
+            .flat_map(|t| t.iter().map(|r| r.row.clone()))
             .collect();
         let metadata = HashMap::from([("arrivals".to_string(), self.arrivals.to_string())]);
         let rows = concat_batches(&self.input, &rows)?;
@@ -164,14 +259,10 @@ impl Operator for UpdatingTopN {
     fn restore(&mut self, bytes: &[u8]) -> Result<(), JobError> {
         let (metadata, batches) = snapshot::decode(bytes)?;
         self.tops.clear();
-        let limit = self.limit;
-        self.limit = usize::MAX;
-        let mut sink = Vec::new();
         for b in batches {
             let b = RecordBatch::try_new(self.input.clone(), b.columns().to_vec())?;
-            self.process_batch(b, &mut sink)?;
+            self.apply(&b, &vec![RowKind::Insert; b.num_rows()])?;
         }
-        self.limit = limit;
         self.arrivals = snapshot::meta(&metadata, "arrivals")?;
         Ok(())
     }
@@ -182,8 +273,9 @@ mod tests {
     use super::*;
     use crate::operators::testing::{Harness, col, lines, schema};
 
-    #[test]
-    fn a_row_entering_the_top_moves_the_ranks_below_it() {
+    /// Top-2 per `k` by `v` descending, over rows `k:str v:i64` (a changelog of them when
+    /// `changelog`), output `k v rn op`.
+    fn top_two(partitioned: bool, changelog: bool) -> UpdatingTopN {
         let input = schema("k:str v:i64");
         let mut fields: Vec<arrow::datatypes::Field> =
             input.fields().iter().map(|f| f.as_ref().clone()).collect();
@@ -197,21 +289,29 @@ mod tests {
             descending: true,
             nulls_first: false,
         };
-        let new = || {
-            UpdatingTopN::new(
-                vec![col("k", &input)],
-                vec![(col("v", &input), descending)],
-                2,
-                input.clone(),
-                output.clone(),
-            )
-            .unwrap()
+        let partition = if partitioned {
+            vec![col("k", &input)]
+        } else {
+            Vec::new()
         };
-        let mut h = Harness::new(new());
+        UpdatingTopN::new(
+            partition,
+            vec![(col("v", &input), descending)],
+            2,
+            input.clone(),
+            changelog,
+            output,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_row_entering_the_top_moves_the_ranks_below_it() {
+        let mut h = Harness::new(top_two(true, false));
         h.push("k:str v:i64\na 5\na 3\nb 1");
         assert_eq!(h.take(), lines("a 5 1 0\na 3 2 0\nb 1 1 0"));
         let bytes = h.op.snapshot().unwrap().unwrap();
-        let mut restored = Harness::new(new());
+        let mut restored = Harness::new(top_two(true, false));
         restored.op.restore(&bytes).unwrap();
         for h in [&mut h, &mut restored] {
             // 4 takes rank 2 (3 leaves); 1 is not in the top.
@@ -220,6 +320,31 @@ mod tests {
             // 9 takes rank 1: both ranks change.
             h.push("k:str v:i64\na 9");
             assert_eq!(h.take(), lines("a 5 1 1\na 9 1 2\na 4 2 1\na 5 2 2"));
+        }
+    }
+
+    #[test]
+    fn over_a_changelog_a_row_taken_back_makes_room_for_the_next() {
+        // Counts per driver, say: the top 2 of all.
+        let mut h = Harness::new(top_two(false, true));
+        h.push("k:str v:i64 __op:op\na 5 +I\nb 3 +I\nc 1 +I");
+        assert_eq!(h.take(), lines("a 5 1 0\nb 3 2 0"));
+        let bytes = h.op.snapshot().unwrap().unwrap();
+        let mut restored = Harness::new(top_two(false, true));
+        restored.op.restore(&bytes).unwrap();
+        for h in [&mut h, &mut restored] {
+            // a falls to 0: b moves up, c (kept though outside the top) comes in.
+            h.push("k:str v:i64 __op:op\na 5 -U\na 0 +U");
+            assert_eq!(h.take(), lines("a 5 1 1\nb 3 1 2\nb 3 2 1\nc 1 2 2"));
+            // b deleted: c up, a in.
+            h.push("k:str v:i64 __op:op\nb 3 -D");
+            assert_eq!(h.take(), lines("b 3 1 1\nc 1 1 2\nc 1 2 1\na 0 2 2"));
+            // Fewer rows than ranks: the rank no row holds is deleted.
+            h.push("k:str v:i64 __op:op\nc 1 -D");
+            assert_eq!(h.take(), lines("c 1 1 1\na 0 1 2\na 0 2 3"));
+            // A retraction of a row never seen changes nothing.
+            h.push("k:str v:i64 __op:op\nz 9 -D");
+            assert_eq!(h.take(), Vec::<String>::new());
         }
     }
 }

@@ -1,8 +1,8 @@
 //! `ROW_NUMBER() OVER (…)` filtered to the first rows (`rn <= N`, `rn < N`, `rn = 1`), Flink's
 //! two patterns: window Top-N (partitioned by window_start and window_end of a window
 //! aggregation: append-only) and deduplication (ordered by the event-time attribute, `rn = 1`:
-//! keep-first is append-only, keep-last a changelog); any other Top-N ranks as rows come, a
-//! changelog of rank changes.
+//! keep-first is append-only, keep-last a changelog); any other Top-N — and any over a
+//! changelog — ranks as rows come and go, a changelog of rank changes.
 
 use std::sync::Arc;
 
@@ -61,7 +61,6 @@ impl Planner {
         };
         let mut s = self.compile(src, &window.input, pos, job)?;
         s.check_complete(src, pos)?;
-        s.require_append_only(src, pos, "ROW_NUMBER (Top-N and deduplication)")?;
         let input = window.input.schema();
         let exprs = self.expr_compiler(src, pos, job);
         let partition = params
@@ -88,7 +87,10 @@ impl Planner {
                 Ok((exprs.compile(&o.expr, input)?, options))
             })
             .collect::<Result<Vec<_>, SqlError>>()?;
-        if named("window_start") && named("window_end") {
+        // Over a changelog (the counts of an updating aggregate, say) only the general Top-N
+        // applies: it takes retracted rows out of the ranking.
+        let changelog = s.updating.is_some();
+        if named("window_start") && named("window_end") && !changelog {
             let window_end = input
                 .index_of_column_by_name(None, "window_end")
                 .ok_or_else(|| src.error(pos, "no window_end column under the Top-N"))?;
@@ -108,7 +110,7 @@ impl Planner {
             _ => None,
         };
         match (by_rowtime, limit) {
-            (Some(ascending), 1) => {
+            (Some(ascending), 1) if !changelog => {
                 let column = rowtime.expect("ordered by it");
                 let time_column =
                     input
@@ -137,9 +139,15 @@ impl Planner {
             _ => {
                 // Ranks that change as rows come: a changelog.
                 let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-                let op =
-                    UpdatingTopN::new(partition, order, limit, input_arrow, with_kinds(&output))
-                        .map_err(|e| src.error(pos, e.to_string()))?;
+                let op = UpdatingTopN::new(
+                    partition,
+                    order,
+                    limit,
+                    input_arrow,
+                    changelog,
+                    with_kinds(&output),
+                )
+                .map_err(|e| src.error(pos, e.to_string()))?;
                 s.operators.push(Box::new(op));
                 s.schema = window.schema.clone();
                 s.updating = Some(format!(
