@@ -268,6 +268,33 @@ fn top_n_of_an_updating_aggregate_and_a_global_aggregate() {
 }
 
 #[test]
+fn min_and_max_over_a_changelog_take_back_any_row() {
+    let rows = [
+        ("a", "00:00:01", 5),
+        ("b", "00:00:02", 1),
+        ("b", "00:00:03", 1),
+        ("c", "00:00:04", 9),
+    ];
+    let run = pipeline(&rows, "k STRING").run(
+        "CREATE VIEW sums AS SELECT k, SUM(v) AS s FROM t GROUP BY k;
+         CREATE TABLE shown (most BIGINT, least BIGINT, keys BIGINT) WITH ('connector' = 'print');
+         INSERT INTO shown SELECT MAX(s), MIN(s), COUNT(*) FROM sums;",
+    );
+    assert!(run.ok, "{}", run.stderr);
+    // Sums a 5, b 1, b 2, c 9: b's second row takes back its 1, not the oldest value (a's 5).
+    let states: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("+I") || l.starts_with("+U"))
+        .collect();
+    assert_eq!(
+        states,
+        ["+I[5, 5, 1]", "+U[5, 1, 2]", "+U[5, 2, 2]", "+U[9, 2, 3]"]
+    );
+    assert_eq!(final_state(&run.stdout), ["[9, 2, 3]"]);
+}
+
+#[test]
 fn keep_last_deduplication_and_top_n_outside_windows_are_changelogs() {
     let keep_last = pipeline(ROWS, "k STRING, ts TIMESTAMP(3), v BIGINT").run(
         "INSERT INTO out SELECT k, ts, v FROM (

@@ -20,6 +20,7 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use crate::operators::aggregate::{AggregateCall, evaluate_calls};
 use crate::operators::evaluate::Keys;
+use crate::operators::retracting_extreme::RetractingExtreme;
 use crate::operators::snapshot;
 use crate::stream::changelog::{RowKind, kinds_column, row_kinds};
 use crate::stream::{JobError, Operator};
@@ -82,7 +83,11 @@ impl GroupAggregate {
         self.calls
             .iter()
             .map(|c| {
-                Ok(if self.retracting {
+                let name = c.function.fun().name();
+                Ok(if self.retracting && (name == "min" || name == "max") {
+                    let ty = c.function.field().data_type().clone();
+                    Box::new(RetractingExtreme::new(name == "max", ty)?)
+                } else if self.retracting {
                     c.function.create_sliding_accumulator()?
                 } else {
                     c.function.create_accumulator()?

@@ -14,6 +14,7 @@ pub mod join;
 pub mod match_recognize;
 pub mod over;
 mod projection;
+pub mod retracting_extreme;
 mod snapshot;
 #[cfg(test)]
 pub(crate) mod testing;

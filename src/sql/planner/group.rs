@@ -11,8 +11,8 @@ use crate::operators::group_aggregate::GroupAggregate;
 use crate::sql::error::{Position, SourceText, SqlError};
 use crate::stream::changelog::with_kinds;
 
-/// Functions whose checkpointed state is enough to take rows back later.
-const RETRACTABLE: &[&str] = &["count", "sum", "avg"];
+/// Functions that take rows back (MIN and MAX keep their values with counts).
+const RETRACTABLE: &[&str] = &["count", "sum", "avg", "min", "max"];
 
 impl Planner {
     pub(super) fn compile_group_aggregate(
@@ -47,7 +47,7 @@ impl Planner {
             return Err(src.error(
                 pos,
                 format!(
-                    "{} over an updating input (produced by {}) is not supported yet: COUNT, SUM and AVG are",
+                    "{} over an updating input (produced by {}) is not supported yet: COUNT, SUM, AVG, MIN and MAX are",
                     c.label,
                     s.updating.as_deref().unwrap_or_default()
                 ),
