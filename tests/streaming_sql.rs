@@ -295,6 +295,30 @@ fn min_and_max_over_a_changelog_take_back_any_row() {
 }
 
 #[test]
+fn a_regular_join_takes_an_updating_aggregates_changes() {
+    // Each row with its key's count so far: as counts change, the pairs made with the old count
+    // are taken back.
+    let run = pipeline(ROWS, "k STRING").run(
+        "CREATE VIEW counts AS SELECT k, COUNT(*) AS n FROM t GROUP BY k;
+         CREATE TABLE shown (k STRING, v BIGINT, n BIGINT) WITH ('connector' = 'print');
+         INSERT INTO shown SELECT t.k, t.v, c.n FROM t LEFT JOIN counts AS c ON t.k = c.k;",
+    );
+    assert!(run.ok, "{}", run.stderr);
+    assert_eq!(
+        final_state(&run.stdout),
+        [
+            "[a, 1, 4]",
+            "[a, 20, 4]",
+            "[a, 30, 4]",
+            "[a, 50, 4]",
+            "[b, 40, 2]",
+            "[b, 99, 2]",
+            "[c, 7, 1]",
+        ]
+    );
+}
+
+#[test]
 fn keep_last_deduplication_and_top_n_outside_windows_are_changelogs() {
     let keep_last = pipeline(ROWS, "k STRING, ts TIMESTAMP(3), v BIGINT").run(
         "INSERT INTO out SELECT k, ts, v FROM (

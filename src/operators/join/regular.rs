@@ -1,9 +1,11 @@
-//! Regular join of two append-only streams (an equi-join without time bounds), as Flink's: every
-//! row is kept — for ever, or until `table.exec.state.ttl` after it arrived — and a pair leaves
-//! when its second row arrives. INNER emits only pairs (append-only). An outer side's row without
-//! a partner leaves at once padded with NULLs (`+I`); when its first partner arrives that row is
-//! taken back (`-D`) before the pair (`+I`): an outer regular join is a changelog. `NULL` keys
-//! match nothing.
+//! Regular join of two streams (an equi-join without time bounds), as Flink's: every row is
+//! kept — for ever, or until `table.exec.state.ttl` after it arrived — and a pair leaves when its
+//! second row arrives. INNER over append-only inputs emits only pairs (append-only). An outer
+//! side's row without a partner leaves at once padded with NULLs (`+I`); when its first partner
+//! arrives that row is taken back (`-D`) before the pair (`+I`): an outer regular join is a
+//! changelog. Either input may itself be a changelog (an updating aggregate's result): a `-U` or
+//! `-D` row takes its kept twin out and every pair it made back (`-D`), and an outer partner left
+//! alone by it is shown padded again. `NULL` keys match nothing.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,23 +14,27 @@ use std::time::{Duration, Instant};
 use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array};
 use arrow::compute::{concat_batches, take};
 use arrow::datatypes::SchemaRef;
-use arrow::row::RowConverter;
+use arrow::row::{RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::interval::JoinKind;
 use super::padded::{joined, null_columns};
 use crate::operators::evaluate::{evaluate_all, evaluate_predicate, key_converter};
-use crate::stream::changelog::{RowKind, kinds_column};
+use crate::stream::changelog::{RowKind, is_changelog, kinds_column, row_kinds, without_kinds};
 use crate::stream::{JobError, Operator};
 
-/// One input: its equality keys and its rows' schema.
+/// One input: its equality keys and its rows' schema (without a row kind).
 pub struct RegularSide {
     pub keys: Vec<Arc<dyn PhysicalExpr>>,
     pub schema: SchemaRef,
+    /// Whether its batches carry row kinds (it is a changelog).
+    pub changelog: bool,
 }
 
 struct Kept {
     row: RecordBatch,
+    /// The whole row as bytes that compare, on a changelog side: what a retraction looks for.
+    whole: Option<Vec<u8>>,
     /// Partners found so far (for padding and its retraction).
     partners: u64,
     arrived: Instant,
@@ -38,8 +44,10 @@ pub struct RegularJoin {
     kind: JoinKind,
     sides: [RegularSide; 2],
     converter: RowConverter,
+    /// Per side, whole rows as comparable bytes (on a changelog side).
+    wholes: [Option<RowConverter>; 2],
     residual: Option<Arc<dyn PhysicalExpr>>,
-    /// The joined columns, and the row kind when outer.
+    /// The joined columns, and the row kind when outer or an input is a changelog.
     schema: SchemaRef,
     kept: [HashMap<Vec<u8>, Vec<Kept>>; 2],
     ttl: Option<Duration>,
@@ -56,8 +64,21 @@ impl RegularJoin {
         ttl: Option<Duration>,
     ) -> Result<Self, JobError> {
         let converter = key_converter(&left.keys, &left.schema)?;
+        let whole = |side: &RegularSide| -> Result<Option<RowConverter>, JobError> {
+            if !side.changelog {
+                return Ok(None);
+            }
+            let fields = side
+                .schema
+                .fields()
+                .iter()
+                .map(|f| SortField::new(f.data_type().clone()))
+                .collect();
+            Ok(Some(RowConverter::new(fields)?))
+        };
         Ok(RegularJoin {
             kind,
+            wholes: [whole(&left)?, whole(&right)?],
             sides: [left, right],
             converter,
             residual,
@@ -68,19 +89,14 @@ impl RegularJoin {
         })
     }
 
-    fn outer(&self) -> bool {
-        self.kind != JoinKind::Inner
+    /// Whether the output carries row kinds.
+    fn changelog(&self) -> bool {
+        is_changelog(&self.schema)
     }
 
     /// The joined columns without the row kind.
     fn plain_schema(&self) -> SchemaRef {
-        let fields = self.schema.fields();
-        let n = if self.outer() {
-            fields.len() - 1
-        } else {
-            fields.len()
-        };
-        Arc::new(arrow::datatypes::Schema::new(fields[..n].to_vec()))
+        plain(&self.schema)
     }
 
     fn forget_expired(&mut self) {
@@ -131,8 +147,14 @@ impl Operator for RegularJoin {
         batch: RecordBatch,
         out: &mut Vec<RecordBatch>,
     ) -> Result<(), JobError> {
+        let row_kinds = row_kinds(&batch);
+        let batch = without_kinds(&batch);
         let key_columns = evaluate_all(&self.sides[side].keys, &batch)?;
         let keys = self.converter.convert_columns(&key_columns)?;
+        let wholes = match &self.wholes[side] {
+            Some(c) => Some(c.convert_columns(batch.columns())?),
+            None => None,
+        };
         let valid = |i: usize| key_columns.iter().all(|c| c.is_valid(i));
         // Every candidate pair of the batch — (row, index among the other side's rows of its
         // key) — joined in one batch, the rest of the ON condition evaluated once over it.
@@ -170,28 +192,60 @@ impl Operator for RegularJoin {
             _ => BooleanArray::from(vec![true; pairs.num_rows()]),
         };
         // In row order: each passing pair (after taking back the other row shown padded, if it
-        // was), or the row alone, padded, on an outer side.
+        // was), or the row alone, padded, on an outer side; a retraction takes all that back.
         let mut rows: Vec<RecordBatch> = Vec::new();
         let mut kinds: Vec<RowKind> = Vec::new();
         let now = Instant::now();
-        let outer = self.outer();
+        let changelog = self.changelog();
+        let this_outer = self.kind.keeps_unmatched(side);
         let other_outer = self.kind.keeps_unmatched(1 - side);
         let mut next = 0;
-        for i in 0..batch.num_rows() {
+        for (i, kind) in row_kinds.iter().enumerate() {
             let key = keys.row(i).as_ref().to_vec();
-            let mut partners = 0;
+            let whole = wholes.as_ref().map(|w| w.row(i).as_ref().to_vec());
+            let first = next;
             while next < candidates.len() && candidates[next].0 == i {
-                let (p, (_, j)) = (next, candidates[next]);
                 next += 1;
-                if !(pass.is_valid(p) && pass.value(p)) {
+            }
+            let passing = (first..next).filter(|&p| pass.is_valid(p) && pass.value(p));
+            if kind.is_retraction() {
+                // Its twin kept earlier; a row never kept (forgotten by TTL) changes nothing.
+                let Some(kept) = self.kept[side].get_mut(&key) else {
                     continue;
+                };
+                let Some(at) = kept.iter().position(|k| k.whole == whole) else {
+                    continue;
+                };
+                let gone = kept.remove(at);
+                if kept.is_empty() {
+                    self.kept[side].remove(&key);
                 }
+                for p in passing {
+                    let other = &mut self.kept[1 - side]
+                        .get_mut(&key)
+                        .expect("a candidate's key")[candidates[p].1];
+                    rows.push(pairs.slice(p, 1));
+                    kinds.push(RowKind::Delete);
+                    other.partners = other.partners.saturating_sub(1);
+                    if other_outer && other.partners == 0 {
+                        let padded = joined_alone(&self.sides, 1 - side, &other.row, &self.schema)?;
+                        rows.push(padded);
+                        kinds.push(RowKind::Insert);
+                    }
+                }
+                if this_outer && gone.partners == 0 {
+                    rows.push(joined_alone(&self.sides, side, &gone.row, &self.schema)?);
+                    kinds.push(RowKind::Delete);
+                }
+                continue;
+            }
+            let mut partners = 0;
+            for p in passing {
                 let other = &mut self.kept[1 - side]
                     .get_mut(&key)
-                    .expect("a candidate's key")[j];
+                    .expect("a candidate's key")[candidates[p].1];
                 if other_outer && other.partners == 0 {
-                    let padded =
-                        joined_alone(&self.sides, 1 - side, &other.row, &self.schema, outer)?;
+                    let padded = joined_alone(&self.sides, 1 - side, &other.row, &self.schema)?;
                     rows.push(padded);
                     kinds.push(RowKind::Delete);
                 }
@@ -201,13 +255,14 @@ impl Operator for RegularJoin {
                 kinds.push(RowKind::Insert);
             }
             let this = batch.slice(i, 1);
-            if partners == 0 && self.kind.keeps_unmatched(side) {
-                rows.push(joined_alone(&self.sides, side, &this, &self.schema, outer)?);
+            if partners == 0 && this_outer {
+                rows.push(joined_alone(&self.sides, side, &this, &self.schema)?);
                 kinds.push(RowKind::Insert);
             }
-            if valid(i) || self.kind.keeps_unmatched(side) {
+            if valid(i) || this_outer {
                 self.kept[side].entry(key).or_default().push(Kept {
                     row: this,
+                    whole,
                     partners,
                     arrived: now,
                 });
@@ -219,7 +274,7 @@ impl Operator for RegularJoin {
         }
         let all = concat_batches(&plain, &rows)?;
         let mut columns = all.columns().to_vec();
-        if outer {
+        if changelog {
             columns.push(kinds_column(kinds));
         }
         out.push(RecordBatch::try_new(self.schema.clone(), columns)?);
@@ -285,12 +340,17 @@ impl Operator for RegularJoin {
                 let keys = self
                     .converter
                     .convert_columns(&evaluate_all(&self.sides[side].keys, &rows)?)?;
+                let wholes = match &self.wholes[side] {
+                    Some(c) => Some(c.convert_columns(rows.columns())?),
+                    None => None,
+                };
                 for i in 0..rows.num_rows() {
                     self.kept[side]
                         .entry(keys.row(i).as_ref().to_vec())
                         .or_default()
                         .push(Kept {
                             row: rows.slice(i, 1),
+                            whole: wholes.as_ref().map(|w| w.row(i).as_ref().to_vec()),
                             partners: partners.value(i),
                             arrived: now,
                         });
@@ -307,7 +367,6 @@ fn joined_alone(
     side: usize,
     row: &RecordBatch,
     schema: &SchemaRef,
-    outer: bool,
 ) -> Result<RecordBatch, JobError> {
     let nulls = null_columns(&sides[1 - side].schema, 1);
     let (l, r) = if side == 0 {
@@ -315,17 +374,18 @@ fn joined_alone(
     } else {
         (nulls, row.columns().to_vec())
     };
+    joined(&plain(schema), l, r)
+}
+
+/// `schema` without its row-kind column, if it has one.
+fn plain(schema: &SchemaRef) -> SchemaRef {
+    if !is_changelog(schema) {
+        return schema.clone();
+    }
     let fields = schema.fields();
-    let n = if outer {
-        fields.len() - 1
-    } else {
-        fields.len()
-    };
-    joined(
-        &Arc::new(arrow::datatypes::Schema::new(fields[..n].to_vec())),
-        l,
-        r,
-    )
+    Arc::new(arrow::datatypes::Schema::new(
+        fields[..fields.len() - 1].to_vec(),
+    ))
 }
 
 #[cfg(test)]
@@ -335,19 +395,60 @@ mod tests {
     use crate::stream::changelog::with_kinds;
 
     fn join(kind: JoinKind) -> Harness<RegularJoin> {
+        joining(kind, false)
+    }
+
+    /// `k a` joined with `k b` (a changelog when `right_changelog`) on `k`.
+    fn joining(kind: JoinKind, right_changelog: bool) -> Harness<RegularJoin> {
         let left = schema("k:str a:i64");
         let right = schema("k:str b:i64");
         let plain = schema("k:str a:i64 rk:str b:i64");
-        let output = if kind == JoinKind::Inner {
+        let output = if kind == JoinKind::Inner && !right_changelog {
             plain
         } else {
             with_kinds(&plain)
         };
-        let side = |s: &SchemaRef| RegularSide {
+        let side = |s: &SchemaRef, changelog: bool| RegularSide {
             keys: vec![col("k", s)],
             schema: s.clone(),
+            changelog,
         };
-        Harness::new(RegularJoin::new(kind, side(&left), side(&right), None, output, None).unwrap())
+        let (l, r) = (side(&left, false), side(&right, right_changelog));
+        Harness::new(RegularJoin::new(kind, l, r, None, output, None).unwrap())
+    }
+
+    #[test]
+    fn a_retracted_row_takes_its_pairs_back() {
+        let mut h = joining(JoinKind::Inner, true);
+        h.push_to(0, "k:str a:i64\nx 1\nx 2");
+        h.push_to(1, "k:str b:i64 __op:op\nx 10 +I");
+        assert_eq!(h.take(), lines("x 1 x 10 0\nx 2 x 10 0"));
+        let bytes = h.op.snapshot().unwrap().unwrap();
+        let mut restored = joining(JoinKind::Inner, true);
+        restored.op.restore(&bytes).unwrap();
+        for h in [&mut h, &mut restored] {
+            // The right row updated: both pairs taken back (-D, 3), the new ones added.
+            h.push_to(1, "k:str b:i64 __op:op\nx 10 -U\nx 11 +U");
+            assert_eq!(
+                h.take(),
+                lines("x 1 x 10 3\nx 2 x 10 3\nx 1 x 11 0\nx 2 x 11 0")
+            );
+        }
+        // LEFT: a left row whose last partner goes is shown padded again.
+        let mut left = joining(JoinKind::Left, true);
+        left.push_to(0, "k:str a:i64\nx 1");
+        left.push_to(1, "k:str b:i64 __op:op\nx 10 +I");
+        left.push_to(1, "k:str b:i64 __op:op\nx 10 -D\ny 5 -D");
+        assert_eq!(
+            left.take(),
+            lines(
+                "x 1 null null 0
+                 x 1 null null 3
+                 x 1 x 10 0
+                 x 1 x 10 3
+                 x 1 null null 0"
+            )
+        );
     }
 
     #[test]

@@ -37,9 +37,6 @@ impl Planner {
         left.check_complete(src, pos)?;
         let right = self.compile(src, &join.right, pos, job)?;
         right.check_complete(src, pos)?;
-        for side in [&left, &right] {
-            side.require_append_only(src, pos, "a join of two streams")?;
-        }
         if left.side_output.is_some() || right.side_output.is_some() {
             return Err(src.error(
                 pos,
@@ -51,7 +48,16 @@ impl Planner {
                 matches!((l, r), (Expr::Column(a), Expr::Column(b)) if a.name == name && b.name == name)
             })
         };
+        // Only regular joins take changelogs: the others need event time, which an updating
+        // result does not have.
+        let append_only = |what: &str| {
+            for side in [&left, &right] {
+                side.require_append_only(src, pos, what)?;
+            }
+            Ok::<_, SqlError>(())
+        };
         if same_window("window_start") && same_window("window_end") {
+            append_only("a window join")?;
             return self.compile_window_join(src, join, pos, job, left, right);
         }
         let kind = match join.join_type {
@@ -83,6 +89,7 @@ impl Planner {
         ) else {
             return self.compile_regular_join(src, join, kind, pos, job, left, right);
         };
+        append_only("an interval join")?;
         if lower > upper {
             return Err(src.error(pos, format!("the join's time bounds are empty: right − left time in [{lower} ms, {upper} ms]")));
         }
@@ -376,7 +383,8 @@ fn with_column_last(plan: &LogicalPlan, column: &str) -> Option<LogicalPlan> {
 
 impl Planner {
     /// A join of two streams without time bounds: every row kept (until
-    /// `table.exec.state.ttl`); INNER is append-only, an outer join a changelog.
+    /// `table.exec.state.ttl`); INNER of append-only inputs is append-only, an outer join or a
+    /// join of a changelog a changelog.
     #[allow(clippy::too_many_arguments)]
     fn compile_regular_join(
         &self,
@@ -395,29 +403,39 @@ impl Planner {
             ));
         }
         let exprs = self.expr_compiler(src, pos, job);
-        let side = |schema: &datafusion::common::DFSchemaRef, keys: Vec<&Expr>| {
+        let side = |schema: &datafusion::common::DFSchemaRef,
+                    keys: Vec<&Expr>,
+                    stream: &CompiledStream| {
             Ok::<_, SqlError>(RegularSide {
                 keys: keys
                     .into_iter()
                     .map(|k| exprs.compile(k, schema))
                     .collect::<Result<_, _>>()?,
                 schema: Arc::new(schema.as_arrow().clone()),
+                changelog: stream.updating.is_some(),
             })
         };
-        let lside = side(join.left.schema(), join.on.iter().map(|(l, _)| l).collect())?;
+        let lside = side(
+            join.left.schema(),
+            join.on.iter().map(|(l, _)| l).collect(),
+            &left,
+        )?;
         let rside = side(
             join.right.schema(),
             join.on.iter().map(|(_, r)| r).collect(),
+            &right,
         )?;
+        let input_updating = left.updating.clone().or_else(|| right.updating.clone());
         let residual = join
             .filter
             .as_ref()
             .map(|f| exprs.compile(f, &join.schema))
             .transpose()?;
         let plain = Arc::new(join.schema.as_arrow().clone());
-        let output = match kind {
-            JoinKind::Inner => plain,
-            _ => with_kinds(&plain),
+        let output = if kind == JoinKind::Inner && input_updating.is_none() {
+            plain
+        } else {
+            with_kinds(&plain)
         };
         let ttl = self.settings.state_ttl;
         let op = RegularJoin::new(kind, lside, rside, residual, output, ttl)
@@ -428,6 +446,8 @@ impl Planner {
                 "a {} JOIN of two streams without time bounds (a regular join)",
                 join.join_type
             ));
+        } else {
+            s.updating = input_updating;
         }
         Ok(s)
     }
