@@ -550,9 +550,49 @@ fn barriers_of_two_sources_align_in_the_pipeline_reading_both() {
 /// its time.
 #[test]
 fn a_temporal_join_takes_the_version_valid_at_each_rows_time() {
+    let expected = [
+        "a,2024-01-01 00:00:10.000,50",
+        "a,2024-01-01 00:00:40.000,30",
+        "b,2024-01-01 00:00:20.000,",
+    ];
+    // b at 20 s comes before b's first limit (25 s): padded.
+    let versioned_table = limits_and_brakes(", PRIMARY KEY (k) NOT ENFORCED").run(
+        "INSERT INTO out SELECT b.k, b.ts, l.v FROM brakes AS b
+           LEFT JOIN limits FOR SYSTEM_TIME AS OF b.ts AS l ON b.k = l.k;",
+    );
+    assert_eq!(versioned_table.rows("out"), expected);
+    // Flink's versioned view: the limits deduplicated to each key's latest.
+    let versioned_view = limits_and_brakes("").run(
+        "CREATE VIEW latest AS SELECT k, ts, v FROM (
+           SELECT *, ROW_NUMBER() OVER (PARTITION BY k ORDER BY ts DESC) AS rn FROM limits
+         ) WHERE rn = 1;
+         INSERT INTO out SELECT b.k, b.ts, l.v FROM brakes AS b
+           LEFT JOIN latest FOR SYSTEM_TIME AS OF b.ts AS l ON b.k = l.k;",
+    );
+    assert_eq!(versioned_view.rows("out"), expected);
+    // Any other view is not versioned.
+    let not_versioned = limits_and_brakes("").run(
+        "CREATE VIEW firsts AS SELECT k, ts, v FROM (
+           SELECT *, ROW_NUMBER() OVER (PARTITION BY k ORDER BY ts DESC) AS rn FROM limits
+         ) WHERE rn <= 2;
+         INSERT INTO out SELECT b.k, b.ts, l.v FROM brakes AS b
+           JOIN firsts FOR SYSTEM_TIME AS OF b.ts AS l ON b.k = l.k;",
+    );
+    assert!(
+        not_versioned
+            .error()
+            .contains("`firsts` is not a versioned table"),
+        "{}",
+        not_versioned.error()
+    );
+}
+
+/// `brakes` and `limits` (k, ts, v), `limits` with `limits_extra` in its columns, into
+/// `out(k, ts, lim)`.
+fn limits_and_brakes(limits_extra: &str) -> Pipeline {
     let columns =
         "k STRING, ts TIMESTAMP(3), v BIGINT, WATERMARK FOR ts AS ts - INTERVAL '5' SECOND";
-    let run = Pipeline::new()
+    Pipeline::new()
         .input(
             "brakes",
             columns,
@@ -564,7 +604,7 @@ fn a_temporal_join_takes_the_version_valid_at_each_rows_time() {
         )
         .input(
             "limits",
-            &format!("{columns}, PRIMARY KEY (k) NOT ENFORCED"),
+            &format!("{columns}{limits_extra}"),
             &json_rows(&[
                 ("a", "00:00:05", 50),
                 ("a", "00:00:30", 30),
@@ -573,19 +613,6 @@ fn a_temporal_join_takes_the_version_valid_at_each_rows_time() {
         )
         .output("out", "k STRING, ts TIMESTAMP(3), lim BIGINT")
         .batch_size(1)
-        .run(
-            "INSERT INTO out SELECT b.k, b.ts, l.v FROM brakes AS b
-               LEFT JOIN limits FOR SYSTEM_TIME AS OF b.ts AS l ON b.k = l.k;",
-        );
-    // b at 20 s comes before b's first limit (25 s): padded.
-    assert_eq!(
-        run.rows("out"),
-        [
-            "a,2024-01-01 00:00:10.000,50",
-            "a,2024-01-01 00:00:40.000,30",
-            "b,2024-01-01 00:00:20.000,",
-        ]
-    );
 }
 
 /// Without time bounds, a join of two streams keeps every row: INNER is append-only, LEFT a

@@ -229,25 +229,32 @@ impl Planner {
         left.check_complete(src, pos)?;
         left.require_append_only(src, pos, "the probe side of a temporal join")?;
         // The versioned side's event time orders its versions even when the query reads no
-        // more of it: its plan is widened to carry that column last.
-        let rowtime = self
-            .tables
-            .get(&temporal.table)
-            .and_then(|t| t.watermark.as_ref())
-            .map(|w| w.column.clone())
-            .ok_or_else(|| {
-                src.error(at, format!("`{}` is not a versioned table: it needs a WATERMARK (its event time) and a PRIMARY KEY", temporal.table))
-            })?;
+        // more of it: its plan is widened to carry that column last. It is a table with a
+        // WATERMARK and a PRIMARY KEY, or a view deduplicating one (keeping each key's last
+        // row by event time), whose key is the deduplication's PARTITION BY.
         let visible = join.right.schema().fields().len();
-        let widened = with_column_last(&join.right, &rowtime).ok_or_else(|| {
-            src.error(
-                at,
-                format!(
-                    "a temporal join reads `{}` itself, filtered and projected at most",
-                    temporal.table
-                ),
-            )
-        })?;
+        let (widened, key) = match self.tables.get(&temporal.table) {
+            Some(table) => {
+                let rowtime = table
+                    .watermark
+                    .as_ref()
+                    .map(|w| w.column.clone())
+                    .ok_or_else(|| {
+                        src.error(at, format!("`{}` is not a versioned table: it needs a WATERMARK (its event time) and a PRIMARY KEY", temporal.table))
+                    })?;
+                let widened = with_column_last(&join.right, &rowtime).ok_or_else(|| {
+                    src.error(
+                        at,
+                        format!(
+                            "a temporal join reads `{}` itself, filtered and projected at most",
+                            temporal.table
+                        ),
+                    )
+                })?;
+                (widened, table.def.primary_key.clone())
+            }
+            None => self.versioned_view(src, temporal, &join.right)?,
+        };
         let right = self.compile(src, &widened, pos, job)?;
         right.check_complete(src, pos)?;
         let keep_unmatched = match join.join_type {
@@ -268,20 +275,16 @@ impl Planner {
                 "a temporal join needs an equality on the versioned table's key in its ON",
             ));
         }
-        if let Some(table) = self.tables.get(&temporal.table)
-            && !table.def.primary_key.is_empty()
-        {
-            let on: Vec<String> = join
-                .on
-                .iter()
-                .filter_map(|(_, r)| match r {
-                    Expr::Column(c) => Some(c.name.clone()),
-                    _ => None,
-                })
-                .collect();
-            if let Some(k) = table.def.primary_key.iter().find(|k| !on.contains(k)) {
-                return Err(src.error(at, format!("a temporal join must join on the versioned table's PRIMARY KEY; `{k}` is not in the ON equalities")));
-            }
+        let on: Vec<String> = join
+            .on
+            .iter()
+            .filter_map(|(_, r)| match r {
+                Expr::Column(c) => Some(c.name.clone()),
+                _ => None,
+            })
+            .collect();
+        if let Some(k) = key.iter().find(|k| !on.contains(k)) {
+            return Err(src.error(at, format!("a temporal join must join on the versioned table's PRIMARY KEY; `{k}` is not in the ON equalities")));
         }
         let lschema = join.left.schema();
         // The probe side's time: the column the clause names.
@@ -330,6 +333,142 @@ impl Planner {
         )
         .map_err(|e| src.error(pos, e.to_string()))?;
         Ok(joined(left, right, Box::new(op), join))
+    }
+}
+
+impl Planner {
+    /// A view usable as a versioned table: it deduplicates a table with a WATERMARK keeping
+    /// each key's last row by event time (`ROW_NUMBER() OVER (PARTITION BY k ORDER BY rowtime
+    /// DESC) = 1`, Flink's versioned view) and shows the event-time column. Its plan with that
+    /// column added last, and its key.
+    fn versioned_view(
+        &self,
+        src: &SourceText,
+        temporal: &TemporalRef,
+        plan: &LogicalPlan,
+    ) -> Result<(LogicalPlan, Vec<String>), SqlError> {
+        let at = temporal.pos;
+        let not_versioned = || {
+            src.error(
+                at,
+                format!(
+                    "`{}` is not a versioned table: a temporal join needs a table with a WATERMARK and a PRIMARY KEY, or a view keeping each key's last row by event time (ROW_NUMBER() OVER (PARTITION BY key ORDER BY rowtime DESC) = 1)",
+                    temporal.table
+                ),
+            )
+        };
+        let (keys, order) = keep_last(plan).ok_or_else(not_versioned)?;
+        let rowtime = self
+            .tables
+            .values()
+            .filter_map(|t| t.watermark.as_ref())
+            .map(|w| w.column.clone())
+            .find(|c| *c == order)
+            .ok_or_else(not_versioned)?;
+        // The query may not read the time: the plan's projections carry it up again.
+        let carried = carry_column(plan, &rowtime).ok_or_else(not_versioned)?;
+        let time = carried
+            .schema()
+            .columns()
+            .into_iter()
+            .find(|c| c.name == rowtime)
+            .ok_or_else(not_versioned)?;
+        let mut columns: Vec<Expr> = plan
+            .schema()
+            .columns()
+            .into_iter()
+            .map(Expr::Column)
+            .collect();
+        columns.push(Expr::Column(time).alias(&rowtime));
+        let widened = LogicalPlanBuilder::from(carried)
+            .project(columns)
+            .and_then(LogicalPlanBuilder::build)
+            .map_err(|e| df_error(src, e, at))?;
+        Ok((widened, keys))
+    }
+}
+
+/// `plan` with its column `name` (of some node below) kept by every projection above that
+/// node; `None` when a node other than a projection, filter or alias would have to carry it.
+fn carry_column(plan: &LogicalPlan, name: &str) -> Option<LogicalPlan> {
+    use datafusion::logical_expr::{Filter, Projection, SubqueryAlias};
+    if plan.schema().columns().iter().any(|c| c.name == name) {
+        return Some(plan.clone());
+    }
+    let node = match plan {
+        LogicalPlan::Projection(p) => {
+            let input = carry_column(&p.input, name)?;
+            let column = input
+                .schema()
+                .columns()
+                .into_iter()
+                .find(|c| c.name == name)?;
+            let mut exprs = p.expr.clone();
+            exprs.push(Expr::Column(column));
+            LogicalPlan::Projection(Projection::try_new(exprs, Arc::new(input)).ok()?)
+        }
+        LogicalPlan::Filter(f) => {
+            let input = carry_column(&f.input, name)?;
+            LogicalPlan::Filter(Filter::try_new(f.predicate.clone(), Arc::new(input)).ok()?)
+        }
+        LogicalPlan::SubqueryAlias(a) => {
+            let input = carry_column(&a.input, name)?;
+            LogicalPlan::SubqueryAlias(
+                SubqueryAlias::try_new(Arc::new(input), a.alias.clone()).ok()?,
+            )
+        }
+        _ => return None,
+    };
+    Some(node)
+}
+
+/// The PARTITION BY columns and the ORDER BY column of the keep-last deduplication `plan`
+/// makes (`ROW_NUMBER() OVER (PARTITION BY … ORDER BY c DESC)` filtered to 1), under aliases
+/// and projections; `None` when it makes none.
+fn keep_last(plan: &LogicalPlan) -> Option<(Vec<String>, String)> {
+    ranked_first(plan, false)
+}
+
+/// [`keep_last`] below a filter to the first row (`filtered`).
+fn ranked_first(plan: &LogicalPlan, filtered: bool) -> Option<(Vec<String>, String)> {
+    use datafusion::logical_expr::WindowFunctionDefinition;
+    let is_one = |e: &Expr| matches!(e, Expr::Literal(v, _) if v.to_string() == "1");
+    match plan {
+        LogicalPlan::SubqueryAlias(a) => ranked_first(&a.input, filtered),
+        LogicalPlan::Projection(p) => ranked_first(&p.input, filtered),
+        LogicalPlan::Filter(f) => match &f.predicate {
+            Expr::BinaryExpr(BinaryExpr {
+                left,
+                op: Op::Eq,
+                right,
+            }) if is_one(left) || is_one(right) => ranked_first(&f.input, true),
+            _ => None,
+        },
+        LogicalPlan::Window(w) if filtered => {
+            let [Expr::WindowFunction(f)] = w.window_expr.as_slice() else {
+                return None;
+            };
+            let WindowFunctionDefinition::WindowUDF(udf) = &f.fun else {
+                return None;
+            };
+            let [order] = f.params.order_by.as_slice() else {
+                return None;
+            };
+            let (Expr::Column(c), false) = (&order.expr, order.asc) else {
+                return None;
+            };
+            let keys = f
+                .params
+                .partition_by
+                .iter()
+                .map(|p| match p {
+                    Expr::Column(k) => Some(k.name.clone()),
+                    _ => None,
+                })
+                .collect::<Option<Vec<_>>>()?;
+            (udf.name() == "row_number").then(|| (keys, c.name.clone()))
+        }
+        _ => None,
     }
 }
 
