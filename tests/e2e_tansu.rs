@@ -279,3 +279,98 @@ fn a_changelog_into_upsert_kafka_is_keyed_with_tombstones_for_deletes() {
     assert_eq!(rows, [r#"{"keys":1,"n":3}"#, r#"{"keys":2,"n":1}"#]);
     assert!(deletes > 0);
 }
+
+#[test]
+fn an_idle_source_stops_holding_back_a_join_of_two_topics() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let Some(brokers) = test_broker() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let id = format!("{}_{}", std::process::id(), rand::random::<u32>());
+    let (brakes, limits) = (format!("brakes_{id}"), format!("limits_{id}"));
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let created = rt
+        .block_on(admin.create_topics(
+            &[
+                NewTopic::new(&brakes, 1, TopicReplication::Fixed(1)),
+                NewTopic::new(&limits, 1, TopicReplication::Fixed(1)),
+            ],
+            &AdminOptions::new(),
+        ))
+        .unwrap();
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    // Brakes come; the limits topic stays empty.
+    let producer: rdkafka::producer::BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    for (k, ts) in [("a", "00:00:01"), ("b", "00:00:02"), ("a", "00:01:00")] {
+        let payload = format!("{{\"k\":\"{k}\",\"ts\":\"2024-01-01 {ts}\"}}");
+        producer
+            .send(rdkafka::producer::BaseRecord::<(), _>::to(&brakes).payload(&payload))
+            .unwrap();
+    }
+    rdkafka::producer::Producer::flush(&producer, Duration::from_secs(10)).unwrap();
+    let table = |name: &str| {
+        format!(
+            "CREATE TABLE {name} (k STRING, ts TIMESTAMP(3), WATERMARK FOR ts AS ts) WITH (
+               'connector' = 'kafka', 'topic' = '{name}', 'properties.bootstrap.servers' = '{brokers}',
+               'properties.fetch.wait.max.ms' = '50', 'scan.startup.mode' = 'earliest-offset',
+               'format' = 'json');"
+        )
+    };
+    let sql = dir.path().join("q.sql");
+    std::fs::write(
+        &sql,
+        format!(
+            "SET 'table.exec.source.idle-timeout' = '1 s';
+             {}
+             {}
+             SELECT b.k, b.ts, l.ts FROM {brakes} AS b LEFT JOIN {limits} AS l
+               ON b.k = l.k AND l.ts BETWEEN b.ts - INTERVAL '5' SECOND AND b.ts;",
+            table(&brakes),
+            table(&limits)
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "--quiet"])
+        .arg(&sql)
+        .env("XDG_DATA_HOME", dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the sluice binary runs");
+    let stdout = child.stdout.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // The limits source never has a row: only its idleness lets the brakes' watermark through,
+    // and then the two early brakes leave padded.
+    let mut padded = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while padded.len() < 2 && Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            padded.push(line);
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    padded.sort();
+    assert_eq!(
+        padded,
+        [
+            "+I[a, 2024-01-01T00:00:01.000, null]",
+            "+I[b, 2024-01-01T00:00:02.000, null]"
+        ]
+    );
+}

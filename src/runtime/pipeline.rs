@@ -39,6 +39,8 @@ pub(super) struct Input {
     watermark: i64,
     /// The epoch of a barrier delivered and not yet aligned: the input waits.
     barrier: Option<u64>,
+    /// Its source said it is idle and has sent nothing since: its watermark does not count.
+    idle: bool,
     ended: bool,
 }
 
@@ -208,6 +210,7 @@ impl PipelineTask {
                 rx,
                 watermark: i64::MIN,
                 barrier: None,
+                idle: false,
                 ended: false,
             })
             .collect();
@@ -250,6 +253,7 @@ impl PipelineTask {
             }
             match msg {
                 Some(Message::Batch(batch)) => {
+                    inputs[k].idle = false;
                     let queued: usize = inputs.iter().map(|i| i.rx.len()).sum();
                     self.metrics.queued_batches.store(queued as u64, Relaxed);
                     match &mut self.mini_batch {
@@ -262,8 +266,19 @@ impl PipelineTask {
                     }
                 }
                 Some(Message::Watermark(w)) => {
+                    inputs[k].idle = false;
                     inputs[k].watermark = inputs[k].watermark.max(w);
                     // Held rows came before it: it follows them when they go.
+                    if self
+                        .mini_batch
+                        .as_ref()
+                        .is_none_or(|h| h.deadline().is_none())
+                    {
+                        self.advance_watermark(&inputs).await?;
+                    }
+                }
+                Some(Message::Idle) => {
+                    inputs[k].idle = true;
                     if self
                         .mini_batch
                         .as_ref()
@@ -326,13 +341,14 @@ impl PipelineTask {
         self.advance_watermark(inputs).await
     }
 
-    /// Processes the lowest watermark of the running inputs when it advances. A restored
-    /// pipeline may be sent watermarks below the one it restored while its source catches up:
-    /// event time never goes back.
+    /// Processes the lowest watermark of the running inputs when it advances; inputs whose
+    /// source is idle do not count (when all are, nothing advances). A restored pipeline may be sent
+    /// watermarks below the one it restored while its source catches up: event time never goes
+    /// back.
     async fn advance_watermark(&mut self, inputs: &[Input]) -> Result<(), JobError> {
         let Some(w) = inputs
             .iter()
-            .filter(|i| !i.ended)
+            .filter(|i| !i.ended && !i.idle)
             .map(|i| i.watermark)
             .min()
         else {

@@ -36,6 +36,8 @@ pub struct TableOutput {
     /// bad rows are skipped and counted (the format says so, or a generator has no format).
     fails_on_bad_rows: Option<&'static str>,
     watermarks: Option<WatermarkTracker>,
+    /// Whether the source said it is idle (every split past its idle timeout).
+    idle: bool,
     outputs: Vec<mpsc::Sender<Message>>,
     metrics: Arc<SourceMetrics>,
     stop: watch::Receiver<bool>,
@@ -93,6 +95,7 @@ impl TableOutput {
                 .watermark
                 .as_ref()
                 .map(|w| WatermarkTracker::new(w.expr.clone(), idle_timeout)),
+            idle: false,
             outputs,
             metrics,
             stop,
@@ -301,13 +304,16 @@ impl SourceOutput for TableOutput {
 
     async fn tick(&mut self) -> Result<(), JobError> {
         self.place_requested_barrier().await?;
-        let advanced = self
-            .watermarks
-            .as_mut()
-            .and_then(|w| w.advance(Instant::now()));
+        let now = Instant::now();
+        let advanced = self.watermarks.as_mut().and_then(|w| w.advance(now));
         if let Some(w) = advanced {
             self.send_watermark(w).await?;
         }
+        let idle = self.watermarks.as_ref().is_some_and(|w| w.all_idle(now));
+        if idle && !self.idle {
+            self.send(Message::Idle).await?;
+        }
+        self.idle = idle;
         Ok(())
     }
 }
@@ -321,6 +327,8 @@ impl TableOutput {
         self.metrics
             .rows_in
             .fetch_add(scan.num_rows() as u64, Relaxed);
+        // Rows make it active again for the pipelines (they see the batch).
+        self.idle = false;
         let row = match &self.row_projection {
             Some(p) => p.project(&scan)?,
             None => scan.with_schema(self.row_schema.clone())?,

@@ -100,6 +100,18 @@ impl WatermarkTracker {
         }
     }
 
+    /// Whether every split is idle at `now` (never without an idle timeout).
+    pub fn all_idle(&self, now: Instant) -> bool {
+        let Some(timeout) = self.idle_timeout else {
+            return false;
+        };
+        !self.splits.is_empty()
+            && self
+                .splits
+                .iter()
+                .all(|s| now.duration_since(s.last_data) >= timeout)
+    }
+
     pub fn current(&self) -> Option<i64> {
         (self.emitted != i64::MIN).then_some(self.emitted)
     }
@@ -164,5 +176,14 @@ mod tests {
                 .unwrap(),
             Some(2000)
         );
+        assert!(
+            !t.all_idle(start + Duration::from_secs(7)),
+            "split 0 just had rows"
+        );
+        assert!(
+            t.all_idle(start + Duration::from_secs(12)),
+            "no split had rows for 5 s"
+        );
+        assert!(!tracker(None).all_idle(start + Duration::from_secs(3600)));
     }
 }

@@ -11,6 +11,9 @@ pub enum Message {
     /// everything before it belongs to the checkpoint. Pipelines snapshot their operators and
     /// set their sinks' rows of the epoch aside when it passes.
     Barrier(CheckpointBarrier),
+    /// Every split of the source has been idle past its idle timeout: until the source sends
+    /// rows again, its watermark does not hold back a pipeline that reads other sources too.
+    Idle,
     /// The upstream has ended; nothing follows.
     EndOfInput,
 }
