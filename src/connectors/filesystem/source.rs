@@ -1,6 +1,8 @@
-//! Reading files: a dedicated thread reads and decodes (I/O and JSON parsing off the async
-//! workers), batches cross to the source task over a bounded channel. [`read_all`] reads a table
-//! whole instead, for the lookup side of a join.
+//! Reading files: a dedicated thread reads the files and cuts them into runs of whole lines;
+//! decoder threads (one per core, up to four: JSON parsing is the costliest step of a simple
+//! pipeline) turn runs into batches, and the source task emits them in file order — the same
+//! batches, in the same order, as one thread would give, sooner. [`read_all`] reads a table whole
+//! instead, for the lookup side of a join.
 
 use std::fs::File;
 use std::io::{BufReader, Read};
@@ -43,75 +45,178 @@ type Chunk = Result<(RecordBatch, usize, Position), JobError>;
 /// A file's position once it has been read to its end.
 const FILE_DONE: u64 = u64::MAX;
 
+/// Work for a decoder thread, numbered in file order.
+enum Job {
+    /// Lines of `file` from line `first_line`; the file's bytes consumed after them.
+    Decode {
+        seq: u64,
+        file: Arc<str>,
+        lines: Vec<u8>,
+        first_line: u64,
+        consumed: u64,
+    },
+    /// `file` was read to its end.
+    FileDone { seq: u64, file: Arc<str> },
+    /// The files could not be read on.
+    Failed { seq: u64, error: JobError },
+}
+
+/// How many threads decode: the cores, at most four (the reader and the pipeline need some).
+fn decoder_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4))
+}
+
 #[async_trait]
 impl Source for FileSource {
     async fn run(self: Box<Self>, out: &mut dyn SourceOutput) -> Result<SourceEnd, JobError> {
         let files = list_files(&self.config.path).map_err(|m| JobError::source(&self.table, m))?;
         out.set_splits(1);
-        let (tx, mut rx) = mpsc::channel::<Chunk>(4);
-        let mut decoder = RecordDecoder::new(
-            self.config.format.clone(),
-            self.config.schema.clone(),
-            out.batch_size(),
-        )
-        .with_required(&self.columns.required)
-        .with_projection(self.columns.decode.clone());
+        let threads = decoder_threads();
+        let (jobs_tx, jobs_rx) = std::sync::mpsc::sync_channel::<Job>(threads * 2);
+        let jobs_rx = Arc::new(std::sync::Mutex::new(jobs_rx));
+        let (tx, mut rx) = mpsc::channel::<(u64, Chunk)>(threads * 2);
         let batch_rows = out.batch_size();
+        let new_decoder = || {
+            RecordDecoder::new(
+                self.config.format.clone(),
+                self.config.schema.clone(),
+                batch_rows,
+            )
+            .with_required(&self.columns.required)
+            .with_projection(self.columns.decode.clone())
+        };
+        let empty = RecordBatch::new_empty(new_decoder().schema().clone());
+        let mut decoders = Vec::new();
+        for i in 0..threads {
+            let (jobs, tx, mut decoder) = (jobs_rx.clone(), tx.clone(), new_decoder());
+            let empty = empty.clone();
+            let worker = std::thread::Builder::new()
+                .name(format!("decode-{}-{i}", self.table))
+                .spawn(move || {
+                    loop {
+                        // The lock is held only to take the next job.
+                        let job = jobs.lock().map(|rx| rx.recv());
+                        let Ok(Ok(job)) = job else { return };
+                        let (seq, chunk) = decode(&mut decoder, job, &empty);
+                        // A failed send means the source task stopped.
+                        if tx.blocking_send((seq, chunk)).is_err() {
+                            return;
+                        }
+                    }
+                })
+                .map_err(|e| JobError::io("starting a file decoder thread", e))?;
+            decoders.push(worker);
+        }
+        // Only the decoders hold the jobs' receiver and the chunks' sender: when they stop,
+        // the reader's next send fails and it stops too.
+        drop((tx, jobs_rx));
         // A restored source goes on where it stood: files read to the end are skipped, the
         // one it was in is read from the byte after its last emitted line.
         let restored = out.restored().clone();
         let reader = std::thread::Builder::new()
             .name(format!("read-{}", self.table))
             .spawn(move || {
+                let mut seq = 0;
+                let mut next = || {
+                    seq += 1;
+                    seq - 1
+                };
                 for file in files {
                     let key: Arc<str> = file.display().to_string().into();
                     let skip = restored.get(&*key).copied().unwrap_or(0);
                     if skip == FILE_DONE {
                         continue;
                     }
-                    // A failed send means the source task stopped: stop reading.
-                    let mut emit = |batch, skipped, consumed| {
-                        let at = Position {
-                            key: key.clone(),
-                            next: consumed,
+                    // A failed send means the decoders stopped: stop reading.
+                    let mut send = |lines: &[u8], first_line, consumed| {
+                        let job = Job::Decode {
+                            seq: next(),
+                            file: key.clone(),
+                            lines: lines.to_vec(),
+                            first_line,
+                            consumed,
                         };
-                        tx.blocking_send(Ok((batch, skipped, at))).is_ok()
+                        jobs_tx.send(job).is_ok()
                     };
-                    match read_file(&file, &mut decoder, batch_rows, skip, &mut emit) {
+                    match read_file(&file, batch_rows, skip, &mut send) {
                         Ok(true) => {}
                         Ok(false) => return,
-                        Err(e) => {
-                            let _ = tx.blocking_send(Err(e));
+                        Err(error) => {
+                            let _ = jobs_tx.send(Job::Failed { seq: next(), error });
                             return;
                         }
                     }
-                    let done = Position {
-                        key: key.clone(),
-                        next: FILE_DONE,
+                    let done = Job::FileDone {
+                        seq: next(),
+                        file: key.clone(),
                     };
-                    let empty = RecordBatch::new_empty(decoder.schema().clone());
-                    if tx.blocking_send(Ok((empty, 0, done))).is_err() {
+                    if jobs_tx.send(done).is_err() {
                         return;
                     }
                 }
             })
             .map_err(|e| JobError::io("starting the file reader thread", e))?;
-        loop {
-            let chunk = tokio::select! {
-                chunk = rx.recv() => chunk,
-                _ = out.stopped() => return Ok(SourceEnd::Stopped),
+        // Chunks come as decoders finish them; they leave in file order.
+        let mut waiting: std::collections::BTreeMap<u64, Chunk> = Default::default();
+        let mut due = 0u64;
+        let end = loop {
+            let next = tokio::select! {
+                next = rx.recv() => next,
+                _ = out.stopped() => break SourceEnd::Stopped,
             };
-            match chunk {
-                Some(Ok((batch, skipped, at))) => {
-                    out.count_bad_records(skipped);
-                    out.emit(0, batch, at).await?;
-                }
-                Some(Err(e)) => return Err(e),
-                None => break,
+            let Some((seq, chunk)) = next else {
+                break SourceEnd::Exhausted;
+            };
+            waiting.insert(seq, chunk);
+            while let Some(chunk) = waiting.remove(&due) {
+                due += 1;
+                let (batch, skipped, at) = chunk?;
+                out.count_bad_records(skipped);
+                out.emit(0, batch, at).await?;
+            }
+        };
+        // Stopped: the threads end at their next send, into closed channels.
+        drop(rx);
+        if end == SourceEnd::Exhausted {
+            let _ = reader.join();
+            for d in decoders {
+                let _ = d.join();
             }
         }
-        let _ = reader.join();
-        Ok(SourceEnd::Exhausted)
+        Ok(end)
+    }
+}
+
+/// A decoder thread's part of a job: its number and what the source emits for it.
+fn decode(decoder: &mut RecordDecoder, job: Job, empty: &RecordBatch) -> (u64, Chunk) {
+    match job {
+        Job::Decode {
+            seq,
+            file,
+            lines,
+            first_line,
+            consumed,
+        } => {
+            let locate = |i: usize| format!("{file}:{}", first_line + i as u64);
+            let chunk = decoder
+                .decode(&lines, RecordBoundaries::Lines, &locate)
+                .map(|d| {
+                    let at = Position {
+                        key: file.clone(),
+                        next: consumed,
+                    };
+                    (d.batch, d.skipped.len(), at)
+                });
+            (seq, chunk)
+        }
+        Job::FileDone { seq, file } => {
+            let done = Position {
+                key: file,
+                next: FILE_DONE,
+            };
+            (seq, Ok((empty.clone(), 0, done)))
+        }
+        Job::Failed { seq, error } => (seq, Err(error)),
     }
 }
 
@@ -127,17 +232,25 @@ pub fn read_all(
     let mut decoder = RecordDecoder::new(config.format.clone(), config.schema.clone(), BATCH_ROWS);
     let (mut batches, mut skipped_total) = (Vec::new(), 0);
     for file in files {
-        read_file(
-            &file,
-            &mut decoder,
-            BATCH_ROWS,
-            0,
-            &mut |batch, skipped, _| {
-                batches.push(batch);
-                skipped_total += skipped;
-                true
-            },
-        )?;
+        let display = file.display().to_string();
+        let mut failed = None;
+        read_file(&file, BATCH_ROWS, 0, &mut |lines, first_line, _| {
+            let locate = |i: usize| format!("{display}:{}", first_line + i as u64);
+            match decoder.decode(lines, RecordBoundaries::Lines, &locate) {
+                Ok(decoded) => {
+                    skipped_total += decoded.skipped.len();
+                    batches.push(decoded.batch);
+                    true
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
+            }
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
     }
     Ok((batches, skipped_total))
 }
@@ -180,16 +293,15 @@ fn is_hidden(p: &Path) -> bool {
 
 const READ_CHUNK: usize = 4 << 20;
 
-/// Reads one file in large chunks, cuts them into runs of at most `batch_rows` whole lines, and
-/// decodes each run into one batch, handed to `emit` with the number of bad records skipped and
-/// the bytes of the (decompressed) file consumed so far. The first `skip` bytes (whole lines
-/// read by an earlier run) are passed over. Returns false when `emit` returned false to stop.
+/// Reads one file in large chunks and cuts them into runs of at most `batch_rows` whole lines,
+/// each handed to `emit` with the number of its first line and the bytes of the (decompressed)
+/// file consumed once it is done. The first `skip` bytes (whole lines read by an earlier run)
+/// are passed over. Returns false when `emit` returned false to stop.
 fn read_file(
     path: &Path,
-    decoder: &mut RecordDecoder,
     batch_rows: usize,
     skip: u64,
-    emit: &mut dyn FnMut(RecordBatch, usize, u64) -> bool,
+    emit: &mut dyn FnMut(&[u8], u64, u64) -> bool,
 ) -> Result<bool, JobError> {
     let display = path.display().to_string();
     let file = File::open(path).map_err(|e| JobError::io(format!("opening {display}"), e))?;
@@ -247,16 +359,13 @@ fn read_file(
             // A short run at the end of a read is decoded now rather than carried over: copying
             // it to the front of the buffer costs more than a smaller batch does.
             let Some(end) = end else { break };
-            let base = first_line;
-            let locate = |i: usize| format!("{display}:{}", base + i as u64);
-            let decoded = decoder.decode(&buf[done..end], RecordBoundaries::Lines, &locate)?;
-            first_line += lines as u64;
-            done = end;
             // The newline added to close a last line is not in the file.
-            let at = consumed + done as u64 - u64::from(padded && done == buf.len());
-            if !emit(decoded.batch, decoded.skipped.len(), at) {
+            let at = consumed + end as u64 - u64::from(padded && end == buf.len());
+            if !emit(&buf[done..end], first_line, at) {
                 return Ok(false);
             }
+            first_line += lines as u64;
+            done = end;
         }
         consumed += done as u64;
         buf.drain(..done);
