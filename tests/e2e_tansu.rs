@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{read_sink_dir, sluice, test_broker};
+use common::{read_sink_dir, sluice, spawn_run_printing, test_broker};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -152,21 +152,7 @@ fn a_changelog_into_upsert_kafka_is_keyed_with_tombstones_for_deletes() {
     let dir = tempfile::tempdir().unwrap();
     let topic = format!("upserts-{}-{}", std::process::id(), rand::random::<u32>());
     let changes = format!("{topic}-debezium");
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let created = rt
-        .block_on(admin.create_topics(
-            &[
-                NewTopic::new(&topic, 1, TopicReplication::Fixed(1)),
-                NewTopic::new(&changes, 1, TopicReplication::Fixed(1)),
-            ],
-            &AdminOptions::new(),
-        ))
-        .unwrap();
-    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    create_topics(&brokers, &[&topic, &changes]);
     let input = dir.path().join("in.jsonl");
     let rows: String = [("a", 1), ("b", 2), ("a", 3), ("c", 4), ("a", 5)]
         .iter()
@@ -282,27 +268,11 @@ fn a_changelog_into_upsert_kafka_is_keyed_with_tombstones_for_deletes() {
 
 #[test]
 fn an_idle_source_stops_holding_back_a_join_of_two_topics() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
     let Some(brokers) = test_broker() else { return };
     let dir = tempfile::tempdir().unwrap();
     let id = format!("{}_{}", std::process::id(), rand::random::<u32>());
     let (brakes, limits) = (format!("brakes_{id}"), format!("limits_{id}"));
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let created = rt
-        .block_on(admin.create_topics(
-            &[
-                NewTopic::new(&brakes, 1, TopicReplication::Fixed(1)),
-                NewTopic::new(&limits, 1, TopicReplication::Fixed(1)),
-            ],
-            &AdminOptions::new(),
-        ))
-        .unwrap();
-    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    create_topics(&brokers, &[&brakes, &limits]);
     // Brakes come; the limits topic stays empty.
     let producer: rdkafka::producer::BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
@@ -337,23 +307,7 @@ fn an_idle_source_stops_holding_back_a_join_of_two_topics() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", "--quiet"])
-        .arg(&sql)
-        .env("XDG_DATA_HOME", dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the sluice binary runs");
-    let stdout = child.stdout.take().expect("piped");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (mut child, rx) = spawn_run_printing(&sql, dir.path());
     // The limits source never has a row: only its idleness lets the brakes' watermark through,
     // and then the two early brakes leave padded.
     let mut padded = Vec::new();
@@ -373,4 +327,21 @@ fn an_idle_source_stops_holding_back_a_join_of_two_topics() {
             "+I[b, 2024-01-01T00:00:02.000, null]"
         ]
     );
+}
+
+/// Creates each topic with one partition.
+fn create_topics(brokers: &str, topics: &[&str]) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let new: Vec<NewTopic> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, 1, TopicReplication::Fixed(1)))
+        .collect();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let created = rt
+        .block_on(admin.create_topics(&new, &AdminOptions::new()))
+        .unwrap();
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
 }

@@ -665,8 +665,6 @@ fn regular_joins_of_two_tables_keep_every_row() {
 
 #[test]
 fn a_mini_batch_not_full_goes_when_its_latency_has_passed() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().unwrap();
     let sql = dir.path().join("q.sql");
     // An endless source, far too slow to fill the mini-batch: only its latency lets rows out.
@@ -680,23 +678,7 @@ fn a_mini_batch_not_full_goes_when_its_latency_has_passed() {
          SELECT id % 2 AS odd, COUNT(*) AS n FROM t GROUP BY id % 2;",
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", "--quiet"])
-        .arg(&sql)
-        .env("XDG_DATA_HOME", dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the sluice binary runs");
-    let stdout = child.stdout.take().expect("piped");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (mut child, rx) = common::spawn_run_printing(&sql, dir.path());
     let first = rx.recv_timeout(std::time::Duration::from_secs(20));
     child.kill().unwrap();
     child.wait().unwrap();

@@ -38,6 +38,33 @@ pub fn spawn_run(sql: &Path, data: &Path, args: &[&str]) -> std::process::Child 
         .expect("the sluice binary runs")
 }
 
+/// Starts `sluice run --quiet <sql>` with `data` as its data directory, and the lines it prints
+/// as they come (a thread reads its stdout). Kill the child when done.
+pub fn spawn_run_printing(
+    sql: &Path,
+    data: &Path,
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "--quiet"])
+        .arg(sql)
+        .env("XDG_DATA_HOME", data)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the sluice binary runs");
+    let stdout = child.stdout.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
 /// Runs `sluice <args>` with extra environment variables; panics with its output on failure.
 pub fn sluice(args: &[&str], env: &[(&str, &str)]) -> Output {
     let out = sluice_any(args, env);

@@ -373,19 +373,25 @@ impl Planner {
             .into_iter()
             .find(|c| c.name == rowtime)
             .ok_or_else(not_versioned)?;
-        let mut columns: Vec<Expr> = plan
-            .schema()
-            .columns()
-            .into_iter()
-            .map(Expr::Column)
-            .collect();
-        columns.push(Expr::Column(time).alias(&rowtime));
         let widened = LogicalPlanBuilder::from(carried)
-            .project(columns)
+            .project(columns_then(plan, time, &rowtime))
             .and_then(LogicalPlanBuilder::build)
             .map_err(|e| df_error(src, e, at))?;
         Ok((widened, keys))
     }
+}
+
+/// `plan`'s columns, then `time` named `name`: the versioned side of a temporal join, its
+/// event time last.
+fn columns_then(plan: &LogicalPlan, time: Column, name: &str) -> Vec<Expr> {
+    let mut columns: Vec<Expr> = plan
+        .schema()
+        .columns()
+        .into_iter()
+        .map(Expr::Column)
+        .collect();
+    columns.push(Expr::Column(time).alias(name));
+    columns
 }
 
 /// `plan` with its column `name` (of some node below) kept by every projection above that
@@ -501,20 +507,13 @@ fn with_column_last(plan: &LogicalPlan, column: &str) -> Option<LogicalPlan> {
     }
     let read = whole(plan)?;
     // The plan's columns (they read the same relation), then the time column.
-    let mut columns: Vec<Expr> = plan
-        .schema()
-        .columns()
-        .into_iter()
-        .map(Expr::Column)
-        .collect();
     let time = read
         .schema()
         .columns()
         .into_iter()
         .find(|c| c.name == column)?;
-    columns.push(Expr::Column(time).alias(column));
     LogicalPlanBuilder::from(read)
-        .project(columns)
+        .project(columns_then(plan, time, column))
         .ok()?
         .build()
         .ok()
