@@ -18,6 +18,11 @@ use crate::stream::JobError;
 
 pub struct WatermarkTracker {
     expr: Arc<dyn PhysicalExpr>,
+    /// When the expression is the event-time column, or it minus (plus) a constant: the
+    /// column's index. Then the largest watermark of a batch is the expression at the row of
+    /// the largest time, evaluated once instead of for every row (interval arithmetic on
+    /// timestamps goes through calendar dates).
+    monotonic_in: Option<usize>,
     idle_timeout: Option<Duration>,
     splits: Vec<SplitState>,
     emitted: i64,
@@ -32,6 +37,7 @@ struct SplitState {
 impl WatermarkTracker {
     pub fn new(expr: Arc<dyn PhysicalExpr>, idle_timeout: Option<Duration>) -> Self {
         WatermarkTracker {
+            monotonic_in: monotonic_in(&expr),
             expr,
             idle_timeout,
             splits: Vec::new(),
@@ -64,7 +70,11 @@ impl WatermarkTracker {
         batch: &RecordBatch,
         now: Instant,
     ) -> Result<Option<i64>, JobError> {
-        let values = self.expr.evaluate(batch)?.into_array(batch.num_rows())?;
+        let rows = match self.monotonic_in.and_then(|c| latest_row(batch.column(c))) {
+            Some(at) => batch.slice(at, 1),
+            None => batch.clone(),
+        };
+        let values = self.expr.evaluate(&rows)?.into_array(rows.num_rows())?;
         let millis = match values.data_type() {
             DataType::Timestamp(TimeUnit::Millisecond, None) => values,
             _ => cast(&values, &DataType::Timestamp(TimeUnit::Millisecond, None))?,
@@ -115,6 +125,34 @@ impl WatermarkTracker {
     pub fn current(&self) -> Option<i64> {
         (self.emitted != i64::MIN).then_some(self.emitted)
     }
+}
+
+/// The column `expr` only shifts by a constant (`ts`, `ts - INTERVAL …`, `ts + INTERVAL …`).
+fn monotonic_in(expr: &Arc<dyn PhysicalExpr>) -> Option<usize> {
+    use datafusion::logical_expr::Operator;
+    use datafusion::physical_expr::expressions::{BinaryExpr, Column, Literal};
+    if let Some(c) = expr.downcast_ref::<Column>() {
+        return Some(c.index());
+    }
+    let b = expr.downcast_ref::<BinaryExpr>()?;
+    let column = b.left().downcast_ref::<Column>()?;
+    let constant = b.right().is::<Literal>();
+    (constant && matches!(b.op(), Operator::Minus | Operator::Plus)).then(|| column.index())
+}
+
+/// The index of the row with the latest millisecond timestamp in `times`, if it is one and has
+/// a non-NULL value.
+fn latest_row(times: &dyn arrow::array::Array) -> Option<usize> {
+    let times = times.as_primitive_opt::<TimestampMillisecondType>()?;
+    let mut best: Option<(usize, i64)> = None;
+    for (i, t) in times.iter().enumerate() {
+        if let Some(t) = t
+            && best.is_none_or(|(_, b)| t > b)
+        {
+            best = Some((i, t));
+        }
+    }
+    best.map(|(i, _)| i)
 }
 
 #[cfg(test)]
@@ -185,5 +223,27 @@ mod tests {
             "no split had rows for 5 s"
         );
         assert!(!tracker(None).all_idle(start + Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn a_shifted_time_is_evaluated_at_the_latest_row_only() {
+        use datafusion::logical_expr::Operator;
+        use datafusion::physical_expr::expressions::{BinaryExpr, Literal};
+        let two_seconds = datafusion::common::ScalarValue::IntervalMonthDayNano(Some(
+            arrow::datatypes::IntervalMonthDayNano::new(0, 0, 2_000_000_000),
+        ));
+        let expr: Arc<dyn PhysicalExpr> = Arc::new(BinaryExpr::new(
+            Arc::new(Column::new("ts", 0)),
+            Operator::Minus,
+            Arc::new(Literal::new(two_seconds)),
+        ));
+        assert_eq!(monotonic_in(&expr), Some(0));
+        let mut t = WatermarkTracker::new(expr, None);
+        let now = Instant::now();
+        assert_eq!(
+            t.observe(0, &batch(&[5000, 9000, 7000]), now).unwrap(),
+            Some(7000)
+        );
+        assert_eq!(t.observe(0, &batch(&[8000]), now).unwrap(), None);
     }
 }
