@@ -264,6 +264,47 @@ fn a_changelog_into_upsert_kafka_is_keyed_with_tombstones_for_deletes() {
     rows.sort();
     assert_eq!(rows, [r#"{"keys":1,"n":3}"#, r#"{"keys":2,"n":1}"#]);
     assert!(deletes > 0);
+    // Read back as an upsert-kafka source: upserts and tombstones are a changelog again, and
+    // applied they leave what was written (n = 2 was deleted). Read unbounded (tansu's high
+    // watermark may lag a bounded read), until that state is reached or time is up.
+    let read = dir.path().join("read.sql");
+    std::fs::write(
+        &read,
+        format!(
+            "CREATE TABLE spread (n BIGINT, keys BIGINT, PRIMARY KEY (n) NOT ENFORCED) WITH (
+               'connector' = 'upsert-kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{brokers}',
+               'properties.fetch.wait.max.ms' = '50', 'scan.startup.mode' = 'earliest-offset',
+               'key.format' = 'json', 'value.format' = 'json');
+             SELECT n, keys FROM spread;"
+        ),
+    )
+    .unwrap();
+    let (mut child, lines) = spawn_run_printing(&read, dir.path());
+    let (mut state, mut printed) = (Vec::<String>::new(), Vec::<String>::new());
+    let deleted = |printed: &[String]| printed.iter().any(|l| l.starts_with("-D[2, "));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline && !(state == ["[1, 2]", "[3, 1]"] && deleted(&printed)) {
+        let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) else {
+            continue;
+        };
+        let (kind, row) = line.split_at(2);
+        match kind {
+            "+I" | "+U" => state.push(row.to_string()),
+            _ => {
+                let at = state.iter().position(|r| r == row);
+                state.remove(at.unwrap_or_else(|| panic!("{line} takes back a row never shown")));
+            }
+        }
+        state.sort();
+        printed.push(line);
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(state, ["[1, 2]", "[3, 1]"], "{printed:?}");
+    assert!(
+        deleted(&printed),
+        "the tombstone deletes n = 2: {printed:?}"
+    );
 }
 
 #[test]

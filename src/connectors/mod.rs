@@ -188,6 +188,12 @@ impl ConnectorConfig {
         }
     }
 
+    /// Whether reading the table gives upserts and deletes by its PRIMARY KEY (`upsert-kafka`)
+    /// rather than rows only added.
+    pub fn reads_upserts(&self) -> bool {
+        matches!(self, ConnectorConfig::Kafka(c) if c.upsert)
+    }
+
     /// Whether the sink takes a changelog (rows updated and deleted later): it shows the row
     /// kinds, or has nothing to keep consistent.
     pub fn takes_changes(&self) -> bool {

@@ -4,6 +4,7 @@
 //! when watermarks advance. The runtime never special-cases an operator.
 
 pub mod aggregate;
+pub mod changelog_normalize;
 pub mod deduplicate;
 pub mod evaluate;
 pub mod event_time;

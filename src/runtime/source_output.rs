@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use arrow::array::{Array, RecordBatch};
-use arrow::compute::{filter_record_batch, is_not_null};
+use arrow::compute::filter_record_batch;
 use async_trait::async_trait;
 use tokio::sync::{mpsc, watch};
 
@@ -20,6 +20,7 @@ use super::watermark::WatermarkTracker;
 use crate::connectors::print::format_rows;
 use crate::operators::Projection;
 use crate::plan::SourceNode;
+use crate::stream::changelog::{RowKind, is_changelog, row_kinds, with_kinds, without_kinds};
 use crate::stream::metrics::SourceMetrics;
 use crate::stream::{
     CheckpointBarrier, JobError, Message, Position, Positions, SourceEnd, SourceOutput,
@@ -180,10 +181,13 @@ impl TableOutput {
         if times.null_count() == 0 {
             return Ok(row);
         }
-        let bad = times.null_count();
-        let first = (0..row.num_rows())
-            .find(|&i| times.is_null(i))
-            .expect("a NULL is counted");
+        // A delete of an upsert source carries only its key: it needs no time.
+        let kinds = row_kinds(&row);
+        let missing = |i: usize| times.is_null(i) && kinds[i] != RowKind::Delete;
+        let bad = (0..row.num_rows()).filter(|&i| missing(i)).count();
+        let Some(first) = (0..row.num_rows()).find(|&i| missing(i)) else {
+            return Ok(row);
+        };
         let record = format_rows(&row.slice(first, 1), "")?;
         let record = record.trim_end();
         if let Some(option) = self.fails_on_bad_rows {
@@ -196,7 +200,9 @@ impl TableOutput {
         }
         let total = self.metrics.bad_records.fetch_add(bad as u64, Relaxed) + bad as u64;
         tracing::warn!(table = %self.table, split, column = %name, %record, skipped_so_far = total, "skipping rows whose event time is NULL");
-        Ok(filter_record_batch(&row, &is_not_null(times)?)?)
+        let keep: arrow::array::BooleanArray =
+            (0..row.num_rows()).map(|i| Some(!missing(i))).collect();
+        Ok(filter_record_batch(&row, &keep)?)
     }
 
     async fn send_watermark(&mut self, w: i64) -> Result<(), JobError> {
@@ -329,9 +335,24 @@ impl TableOutput {
             .fetch_add(scan.num_rows() as u64, Relaxed);
         // Rows make it active again for the pipelines (they see the batch).
         self.idle = false;
+        // An upsert source's batches carry row kinds: the columns are computed without them,
+        // and they are put back after.
+        let changelog = is_changelog(&scan.schema());
+        let payload = without_kinds(&scan);
         let row = match &self.row_projection {
-            Some(p) => p.project(&scan)?,
-            None => scan.with_schema(self.row_schema.clone())?,
+            Some(p) => p.project(&payload)?,
+            // (An upsert batch's fields are all nullable: its columns are checked instead.)
+            None if changelog => {
+                RecordBatch::try_new(self.row_schema.clone(), payload.columns().to_vec())?
+            }
+            None => payload.with_schema(self.row_schema.clone())?,
+        };
+        let row = if changelog {
+            let mut columns = row.columns().to_vec();
+            columns.push(scan.column(scan.num_columns() - 1).clone());
+            RecordBatch::try_new(with_kinds(&row.schema()), columns)?
+        } else {
+            row
         };
         let row = self.drop_rows_without_event_time(split, row)?;
         if row.num_rows() == 0 {

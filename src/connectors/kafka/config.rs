@@ -301,9 +301,6 @@ impl KafkaConfig {
 
     /// What keeps this table from being read, checked when a query scans it.
     pub fn source_problem(&self) -> Option<String> {
-        if self.upsert {
-            return Some("upsert-kafka can be written, not read yet".into());
-        }
         if self.debezium {
             return Some("format 'debezium-json' can be written, not read yet".into());
         }

@@ -1,5 +1,8 @@
 //! Consuming: assignment of all partitions, start offsets, batching by size and linger time,
-//! decoding, metadata columns, per-partition watermarks, offset commits, lag.
+//! decoding, metadata columns, per-partition watermarks, offset commits, lag. An `upsert-kafka`
+//! table's batches carry a row kind: each value an upsert (`+U`), each tombstone a delete (`-D`)
+//! of its key (decoded from the message key, the other columns NULL); the planner puts a
+//! [`ChangelogNormalize`](crate::operators::changelog_normalize) after it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,6 +27,7 @@ use super::broker_log::BrokerLog;
 use super::config::{BoundedMode, KafkaConfig, StartupMode};
 use crate::connectors::ScanColumns;
 use crate::formats::{RecordBoundaries, RecordDecoder};
+use crate::stream::changelog::{RowKind, kinds_column, with_kinds};
 use crate::stream::metrics::SourceMetrics;
 use crate::stream::{JobError, Position, Positions, Source, SourceEnd, SourceOutput};
 
@@ -130,6 +134,12 @@ struct Pending {
     payloads: Vec<u8>,
     ends: Vec<usize>,
     meta: Vec<RecordMeta>,
+    /// Upsert-kafka: the tombstones (their keys), and for every record in arrival order
+    /// whether it was a value (true) or a tombstone.
+    tombstone_keys: Vec<u8>,
+    tombstone_ends: Vec<usize>,
+    tombstone_meta: Vec<RecordMeta>,
+    arrivals: Vec<bool>,
     /// Per split, the last offset passed without a row (tombstones).
     skipped: HashMap<usize, i64>,
     first_at: Option<Instant>,
@@ -237,6 +247,19 @@ impl Source for KafkaSource {
                         s.done = true;
                     }
                     match m.payload() {
+                        // Upsert-kafka: a tombstone deletes its key.
+                        None | Some([]) if c.upsert => {
+                            pending.tombstone_keys.extend_from_slice(m.key().unwrap_or_default());
+                            pending.tombstone_ends.push(pending.tombstone_keys.len());
+                            pending.tombstone_meta.push(RecordMeta {
+                                split,
+                                offset: m.offset(),
+                                timestamp: m.timestamp().to_millis(),
+                                key: m.key().map(<[u8]>::to_vec),
+                            });
+                            pending.arrivals.push(false);
+                            pending.first_at.get_or_insert_with(Instant::now);
+                        }
                         // A tombstone (null value) carries no row; Flink's formats skip it too.
                         None | Some([]) => {
                             tombstones += 1;
@@ -247,6 +270,7 @@ impl Source for KafkaSource {
                             pending.first_at.get_or_insert_with(Instant::now);
                         }
                         Some(payload) => {
+                            pending.arrivals.push(true);
                             pending.payloads.extend_from_slice(payload);
                             pending.ends.push(pending.payloads.len());
                             pending.meta.push(RecordMeta {
@@ -258,7 +282,9 @@ impl Source for KafkaSource {
                             pending.first_at.get_or_insert_with(Instant::now);
                         }
                     }
-                    if pending.meta.len() + pending.skipped.len() >= out.batch_size() {
+                    if pending.meta.len() + pending.tombstone_meta.len() + pending.skipped.len()
+                        >= out.batch_size()
+                    {
                         self.flush(&mut pending, &mut decoder, &splits, &consumer, out).await?;
                     }
                 }
@@ -445,10 +471,16 @@ impl KafkaSource {
         consumer: &StreamConsumer<SourceContext>,
         out: &mut dyn SourceOutput,
     ) -> Result<(), JobError> {
-        if pending.meta.is_empty() && pending.skipped.is_empty() {
+        if pending.meta.is_empty()
+            && pending.skipped.is_empty()
+            && pending.tombstone_meta.is_empty()
+        {
             return Ok(());
         }
         let p = std::mem::take(pending);
+        if self.config.upsert {
+            return self.flush_upserts(p, decoder, splits, consumer, out).await;
+        }
         let locate = |i: usize| {
             let m = &p.meta[i];
             let s = &splits[m.split];
@@ -470,22 +502,150 @@ impl KafkaSource {
                 .collect()
         };
         let scan = self.with_metadata(decoded.batch, &kept, splits)?;
+        let next = next_offsets(p.meta.iter(), &p.skipped);
+        self.emit_by_split(scan, &kept, next, splits, consumer, out)
+            .await
+    }
 
-        // The next offset of every split this flush covers: past its rows, its bad records and
-        // its tombstones.
-        let mut next: std::collections::BTreeMap<usize, i64> = std::collections::BTreeMap::new();
-        for m in &p.meta {
-            next.insert(m.split, m.offset + 1);
+    /// An upsert-kafka flush: values and tombstones in arrival order, each with its row kind.
+    async fn flush_upserts(
+        &self,
+        p: Pending,
+        decoder: &mut RecordDecoder,
+        splits: &[Split],
+        consumer: &StreamConsumer<SourceContext>,
+        out: &mut dyn SourceOutput,
+    ) -> Result<(), JobError> {
+        let locate = |metas: &[RecordMeta], i: usize, what: &str| {
+            let m = &metas[i];
+            let s = &splits[m.split];
+            format!(
+                "{what} of topic '{}' partition {} offset {}",
+                s.topic, s.partition, m.offset
+            )
+        };
+        let values = if p.meta.is_empty() {
+            None
+        } else {
+            let decoded = decoder.decode(&p.payloads, RecordBoundaries::Ends(&p.ends), &|i| {
+                locate(&p.meta, i, "the value")
+            })?;
+            out.count_bad_records(decoded.skipped.len());
+            Some(decoded)
+        };
+        let deletes = self.tombstone_rows(&p, &|i| locate(&p.tombstone_meta, i, "the key"))?;
+        let physical = nullable(&self.config.physical_schema);
+        let value_rows = values.as_ref().map_or(0, |d| d.batch.num_rows());
+        let mut parts: Vec<RecordBatch> = Vec::new();
+        if let Some(d) = &values {
+            parts.push(RecordBatch::try_new(
+                physical.clone(),
+                d.batch.columns().to_vec(),
+            )?);
         }
-        for (&split, &offset) in &p.skipped {
-            let n = next.entry(split).or_insert(offset + 1);
-            *n = (*n).max(offset + 1);
+        parts.push(deletes);
+        let both = arrow::compute::concat_batches(&physical, &parts)?;
+        // Arrival order, without the bad values.
+        let (mut indices, mut kept, mut kinds) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut value, mut good, mut tombstone) = (0, 0, 0);
+        for &is_value in &p.arrivals {
+            if is_value {
+                let bad = values
+                    .as_ref()
+                    .is_some_and(|d| d.skipped.binary_search(&value).is_ok());
+                if !bad {
+                    indices.push(good as u32);
+                    kept.push(&p.meta[value]);
+                    kinds.push(RowKind::UpdateAfter);
+                    good += 1;
+                }
+                value += 1;
+            } else {
+                indices.push((value_rows + tombstone) as u32);
+                kept.push(&p.tombstone_meta[tombstone]);
+                kinds.push(RowKind::Delete);
+                tombstone += 1;
+            }
         }
+        let ordered = take_record_batch(&both, &UInt32Array::from(indices))?;
+        let scan = self.with_metadata(ordered, &kept, splits)?;
+        let mut columns = scan.columns().to_vec();
+        columns.push(kinds_column(kinds));
+        let scan = RecordBatch::try_new(with_kinds(&scan.schema()), columns)?;
+        let next = next_offsets(p.meta.iter().chain(&p.tombstone_meta), &p.skipped);
+        self.emit_by_split(scan, &kept, next, splits, consumer, out)
+            .await
+    }
+
+    /// The tombstones' rows: their keys decoded with `key.format` into the key columns, every
+    /// other column NULL.
+    fn tombstone_rows(
+        &self,
+        p: &Pending,
+        locate: &dyn Fn(usize) -> String,
+    ) -> Result<RecordBatch, JobError> {
+        let physical = &self.config.physical_schema;
+        let n = p.tombstone_meta.len();
+        let key_schema = Arc::new(arrow::datatypes::Schema::new(
+            self.config
+                .key_fields
+                .iter()
+                .map(|k| {
+                    physical
+                        .field_with_name(k)
+                        .map(|f| f.clone().with_nullable(true))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ));
+        let keys = match (&self.config.key_format, n) {
+            (_, 0) => RecordBatch::new_empty(key_schema.clone()),
+            (Some(format), _) => {
+                let mut keys = RecordDecoder::new(format.clone(), key_schema.clone(), n);
+                let decoded = keys.decode(
+                    &p.tombstone_keys,
+                    RecordBoundaries::Ends(&p.tombstone_ends),
+                    locate,
+                )?;
+                decoded.batch
+            }
+            (None, _) => {
+                return Err(JobError::source(
+                    &self.table,
+                    "an upsert-kafka table needs 'key.format' to read its tombstones' keys",
+                ));
+            }
+        };
+        let columns = physical
+            .fields()
+            .iter()
+            .map(|f| match key_schema.index_of(f.name()) {
+                Ok(i) => keys.column(i).clone(),
+                Err(_) => arrow::array::new_null_array(f.data_type(), n),
+            })
+            .collect();
+        let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(n));
+        Ok(RecordBatch::try_new_with_options(
+            nullable(physical),
+            columns,
+            &options,
+        )?)
+    }
+
+    /// Sends a flush's rows, one batch per partition (so each partition's watermark sees only
+    /// its own rows), with the offsets `next` it reached; stores them for auto-commit.
+    async fn emit_by_split(
+        &self,
+        scan: RecordBatch,
+        kept: &[&RecordMeta],
+        next: std::collections::BTreeMap<usize, i64>,
+        splits: &[Split],
+        consumer: &StreamConsumer<SourceContext>,
+        out: &mut dyn SourceOutput,
+    ) -> Result<(), JobError> {
         let position = |split: usize| Position {
             key: splits[split].key.clone(),
             next: next[&split] as u64,
         };
-        // One batch per partition, so each partition's watermark sees only its own rows.
         let mut rows_by_split: std::collections::BTreeMap<usize, Vec<u32>> =
             next.keys().map(|&s| (s, Vec::new())).collect();
         for (row, m) in kept.iter().enumerate() {
@@ -544,7 +704,11 @@ impl KafkaSource {
                 cast(&col, &m.data_type)?
             });
         }
-        let schema = self.scan_schema.clone();
+        let schema = if self.config.upsert {
+            nullable(&self.scan_schema)
+        } else {
+            self.scan_schema.clone()
+        };
         debug_assert_eq!(schema.fields().len(), columns.len());
         Ok(RecordBatch::try_new(schema, columns)?)
     }
@@ -602,6 +766,35 @@ impl KafkaSource {
             Err(e) => tracing::warn!(table = %self.table, "committing offsets failed: {e}"),
         }
     }
+}
+
+/// The next offset of every split a flush covers: past its rows, its bad records and its
+/// skipped tombstones.
+fn next_offsets<'a>(
+    records: impl Iterator<Item = &'a RecordMeta>,
+    skipped: &HashMap<usize, i64>,
+) -> std::collections::BTreeMap<usize, i64> {
+    let mut next = std::collections::BTreeMap::new();
+    for m in records {
+        let n = next.entry(m.split).or_insert(m.offset + 1);
+        *n = (*n).max(m.offset + 1);
+    }
+    for (&split, &offset) in skipped {
+        let n = next.entry(split).or_insert(offset + 1);
+        *n = (*n).max(offset + 1);
+    }
+    next
+}
+
+/// `schema` with every field nullable (a tombstone's row has NULLs outside its key).
+fn nullable(schema: &SchemaRef) -> SchemaRef {
+    Arc::new(arrow::datatypes::Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect::<Vec<_>>(),
+    ))
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, ExprWithAlias};
 use super::job_builder::JobBuilder;
 use super::window::uses_window_columns;
 use super::{Planner, df_error};
+use crate::operators::changelog_normalize::ChangelogNormalize;
 use crate::operators::{Filter, Operators, Projection, UnionAll};
 use crate::plan::SinkNode;
 use crate::sql::error::{Position, SourceText, SqlError};
@@ -103,18 +104,26 @@ impl Planner {
                 let columns = scan.projection.clone().unwrap_or_else(|| (0..table.row_schema.fields().len()).collect()).into_iter().collect();
                 let reads = BTreeMap::from([(source, columns)]);
                 let mut operators: Vec<Box<dyn Operator>> = Vec::new();
-                if let Some(select) = scan.projection.as_ref().and_then(|i| column_selection(i, &table.row_schema, &scan.projected_schema)) {
+                // An upsert table's rows become a changelog first, keyed by its PRIMARY KEY.
+                let upserts = table.connector.reads_upserts();
+                if upserts {
+                    operators.push(self.changelog_normalize(src, pos, table)?);
+                }
+                if let Some(select) = scan.projection.as_ref().and_then(|i| column_selection(i, &table.row_schema, &scan.projected_schema, upserts)) {
                     operators.push(select);
                 }
+                let filtered = Arc::new(scan.projected_schema.as_arrow().clone());
+                let filtered = if upserts { with_kinds(&filtered) } else { filtered };
                 for f in &scan.filters {
                     let pred = exprs.compile(f, &scan.projected_schema)?;
-                    operators.push(Box::new(Filter::new(pred, Arc::new(scan.projected_schema.as_arrow().clone()))));
+                    operators.push(Box::new(Filter::new(pred, filtered.clone())));
                 }
                 let mut chain = Operators::reading(source);
                 for op in operators {
                     chain.push(op);
                 }
-Ok(CompiledStream { source, operators: chain, schema: scan.projected_schema.clone(), window: None, reads, side_output: None, updating: None })
+                let updating = upserts.then(|| format!("the upsert-kafka table `{name}`"));
+                Ok(CompiledStream { source, operators: chain, schema: scan.projected_schema.clone(), window: None, reads, side_output: None, updating })
             }
             LogicalPlan::Filter(f) => {
                 if let Some(ranked) = self.compile_rank_filter(src, f, pos, job)? {
@@ -257,22 +266,53 @@ impl Planner {
 
 /// The operator keeping columns `indices` of `input` (a scan's projection), or `None` when that
 /// is every column in order.
+/// The scan's columns picked from the row's (`None` when it reads them all in order); with
+/// `kinds`, the row-kind column after them goes along.
 pub(super) fn column_selection(
     indices: &[usize],
     input: &Schema,
     output: &DFSchemaRef,
+    kinds: bool,
 ) -> Option<Box<dyn Operator>> {
     if indices.iter().copied().eq(0..input.fields().len()) {
         return None;
     }
-    let exprs = indices
+    let mut exprs: Vec<Arc<dyn PhysicalExpr>> = indices
         .iter()
         .map(|&i| Arc::new(Column::new(input.field(i).name(), i)) as Arc<dyn PhysicalExpr>)
         .collect();
-    Some(Box::new(Projection::new(
-        exprs,
-        Arc::new(output.as_arrow().clone()),
-    )))
+    let mut schema = Arc::new(output.as_arrow().clone());
+    if kinds {
+        exprs.push(Arc::new(Column::new(OP_COLUMN, input.fields().len())));
+        schema = with_kinds(&schema);
+    }
+    Some(Box::new(Projection::new(exprs, schema)))
+}
+
+impl Planner {
+    /// The operator making an upsert table's rows a changelog, keyed by its PRIMARY KEY.
+    fn changelog_normalize(
+        &self,
+        src: &SourceText,
+        pos: Position,
+        table: &crate::sql::catalog::Table,
+    ) -> Result<Box<dyn Operator>, SqlError> {
+        let keys = table
+            .def
+            .primary_key
+            .iter()
+            .map(|k| {
+                let i = table
+                    .row_schema
+                    .index_of(k)
+                    .map_err(|e| src.error(pos, e.to_string()))?;
+                Ok(Arc::new(Column::new(k, i)) as Arc<dyn PhysicalExpr>)
+            })
+            .collect::<Result<Vec<_>, SqlError>>()?;
+        let op = ChangelogNormalize::new(keys, table.row_schema.clone())
+            .map_err(|e| src.error(pos, e.to_string()))?;
+        Ok(Box::new(op))
+    }
 }
 
 pub(super) struct CompiledStream {

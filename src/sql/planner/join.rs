@@ -143,7 +143,7 @@ impl Planner {
                     )));
                 }
                 let selection = scan.projection.as_ref().and_then(|indices| {
-                    column_selection(indices, &table.row_schema, &scan.projected_schema)
+                    column_selection(indices, &table.row_schema, &scan.projected_schema, false)
                 });
                 operators.extend(selection);
                 for f in &scan.filters {

@@ -470,7 +470,7 @@ impl Planner {
         if let Some(select) = scan
             .projection
             .as_ref()
-            .and_then(|i| super::column_selection(i, &def.output, &scan.projected_schema))
+            .and_then(|i| super::column_selection(i, &def.output, &scan.projected_schema, false))
         {
             s.operators.push(select);
         }
