@@ -279,31 +279,28 @@ fn a_changelog_into_upsert_kafka_is_keyed_with_tombstones_for_deletes() {
         ),
     )
     .unwrap();
-    let (mut child, lines) = spawn_run_printing(&read, dir.path());
-    let (mut state, mut printed) = (Vec::<String>::new(), Vec::<String>::new());
-    let deleted = |printed: &[String]| printed.iter().any(|l| l.starts_with("-D[2, "));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline && !(state == ["[1, 2]", "[3, 1]"] && deleted(&printed)) {
-        let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) else {
-            continue;
-        };
-        let (kind, row) = line.split_at(2);
-        match kind {
-            "+I" | "+U" => state.push(row.to_string()),
-            _ => {
-                let at = state.iter().position(|r| r == row);
-                state.remove(at.unwrap_or_else(|| panic!("{line} takes back a row never shown")));
-            }
-        }
-        state.sort();
-        printed.push(line);
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert_eq!(state, ["[1, 2]", "[3, 1]"], "{printed:?}");
+    let printed = changes_until(&read, dir.path(), &["[1, 2]", "[3, 1]"]);
     assert!(
-        deleted(&printed),
+        printed.iter().any(|l| l.starts_with("-D[2, ")),
         "the tombstone deletes n = 2: {printed:?}"
+    );
+    // The Debezium topic read back: its envelopes are the same changes.
+    let read = dir.path().join("read_debezium.sql");
+    std::fs::write(
+        &read,
+        format!(
+            "CREATE TABLE spread_changes (n BIGINT, keys BIGINT) WITH (
+               'connector' = 'kafka', 'topic' = '{changes}', 'properties.bootstrap.servers' = '{brokers}',
+               'properties.fetch.wait.max.ms' = '50', 'scan.startup.mode' = 'earliest-offset',
+               'format' = 'debezium-json');
+             SELECT n, keys FROM spread_changes;"
+        ),
+    )
+    .unwrap();
+    let printed = changes_until(&read, dir.path(), &["[1, 2]", "[3, 1]"]);
+    assert!(
+        printed.iter().any(|l| l.starts_with("-D[2, ")),
+        "n = 2 was taken back: {printed:?}"
     );
 }
 
@@ -385,4 +382,32 @@ fn create_topics(brokers: &str, topics: &[&str]) {
         .block_on(admin.create_topics(&new, &AdminOptions::new()))
         .unwrap();
     assert!(created.iter().all(Result::is_ok), "{created:?}");
+}
+
+/// Runs `sql` (a query printing a changelog) until the rows its changes leave are `expected`
+/// (sorted), or 30 s have passed; the printed lines. A change taking back a row never shown
+/// fails.
+fn changes_until(sql: &std::path::Path, data: &std::path::Path, expected: &[&str]) -> Vec<String> {
+    let (mut child, lines) = spawn_run_printing(sql, data);
+    let (mut state, mut printed) = (Vec::<String>::new(), Vec::<String>::new());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline && state != expected {
+        let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) else {
+            continue;
+        };
+        let (kind, row) = line.split_at(2);
+        match kind {
+            "+I" | "+U" => state.push(row.to_string()),
+            _ => {
+                let at = state.iter().position(|r| r == row);
+                state.remove(at.unwrap_or_else(|| panic!("{line} takes back a row never shown")));
+            }
+        }
+        state.sort();
+        printed.push(line);
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(state, expected, "{printed:?}");
+    printed
 }

@@ -194,6 +194,12 @@ impl ConnectorConfig {
         matches!(self, ConnectorConfig::Kafka(c) if c.upsert)
     }
 
+    /// Whether reading the table gives a changelog as it is (`debezium-json`: every change
+    /// with its old and new row).
+    pub fn reads_changes(&self) -> bool {
+        matches!(self, ConnectorConfig::Kafka(c) if c.debezium)
+    }
+
     /// Whether the sink takes a changelog (rows updated and deleted later): it shows the row
     /// kinds, or has nothing to keep consistent.
     pub fn takes_changes(&self) -> bool {

@@ -301,9 +301,6 @@ impl KafkaConfig {
 
     /// What keeps this table from being read, checked when a query scans it.
     pub fn source_problem(&self) -> Option<String> {
-        if self.debezium {
-            return Some("format 'debezium-json' can be written, not read yet".into());
-        }
         if matches!(self.startup, StartupMode::GroupOffsets) && self.property("group.id").is_none()
         {
             return Some(

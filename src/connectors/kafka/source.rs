@@ -202,13 +202,22 @@ impl Source for KafkaSource {
             .map(|(i, s)| ((s.topic.clone(), s.partition), i))
             .collect();
 
-        let mut decoder = RecordDecoder::new(
-            c.value_format.clone(),
-            c.physical_schema.clone(),
-            out.batch_size(),
-        )
-        .with_required(&self.columns.required)
-        .with_projection(self.columns.decode.clone());
+        let mut decoder = if c.debezium {
+            // The envelope is decoded whole; its rows are checked once taken out of it.
+            RecordDecoder::new(
+                c.value_format.clone(),
+                debezium_envelope(&c.physical_schema),
+                out.batch_size(),
+            )
+        } else {
+            RecordDecoder::new(
+                c.value_format.clone(),
+                c.physical_schema.clone(),
+                out.batch_size(),
+            )
+            .with_required(&self.columns.required)
+            .with_projection(self.columns.decode.clone())
+        };
         let mut pending = Pending::default();
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         let mut tombstones = 0u64;
@@ -501,8 +510,29 @@ impl KafkaSource {
                 .map(|(_, m)| m)
                 .collect()
         };
-        let scan = self.with_metadata(decoded.batch, &kept, splits)?;
         let next = next_offsets(p.meta.iter(), &p.skipped);
+        if self.config.debezium {
+            let physical = nullable(&self.config.physical_schema);
+            let (rows, kept, kinds) = debezium_changes(&decoded.batch, &physical, &kept)
+                .map_err(|(i, op)| {
+                    let s = &splits[kept[i].split];
+                    JobError::source(
+                        &self.table,
+                        format!(
+                            "the Debezium envelope at topic '{}' partition {} offset {} has \"op\" '{op}'; it must be c, r, u or d",
+                            s.topic, s.partition, kept[i].offset
+                        ),
+                    )
+                })?;
+            let scan = self.with_metadata(rows, &kept, splits)?;
+            let mut columns = scan.columns().to_vec();
+            columns.push(kinds_column(kinds));
+            let scan = RecordBatch::try_new(with_kinds(&scan.schema()), columns)?;
+            return self
+                .emit_by_split(scan, &kept, next, splits, consumer, out)
+                .await;
+        }
+        let scan = self.with_metadata(decoded.batch, &kept, splits)?;
         self.emit_by_split(scan, &kept, next, splits, consumer, out)
             .await
     }
@@ -786,6 +816,63 @@ fn next_offsets<'a>(
     next
 }
 
+/// The changes Debezium envelopes carry, as Flink reads them: `c` and `r` add the `after` row
+/// (`+I`), `u` takes back `before` and adds `after` (`-U`, `+U`), `d` takes back `before`
+/// (`-D`); rows of `physical`, each with its message's facts `metas[i]` (for metadata columns
+/// and offsets). An unknown `op` is returned with its envelope's index.
+fn debezium_changes<'m, M>(
+    envelopes: &RecordBatch,
+    physical: &SchemaRef,
+    metas: &[&'m M],
+) -> Result<Changes<'m, M>, (usize, String)> {
+    use arrow::array::{Array, AsArray};
+    let side = |i: usize| {
+        let s = envelopes.column(i).as_struct();
+        RecordBatch::try_new(physical.clone(), s.columns().to_vec())
+    };
+    let n = envelopes.num_rows();
+    let internal = |e: arrow::error::ArrowError| (0, e.to_string());
+    let both = side(0)
+        .and_then(|b| Ok([b, side(1)?]))
+        .and_then(|parts| arrow::compute::concat_batches(physical, &parts))
+        .map_err(internal)?;
+    let ops = envelopes.column(2).as_string::<i32>();
+    let (mut indices, mut kept, mut kinds) = (Vec::new(), Vec::new(), Vec::new());
+    let mut change = |row: usize, meta: &'m M, kind: RowKind| {
+        indices.push(row as u32);
+        kept.push(meta);
+        kinds.push(kind);
+    };
+    for (i, meta) in metas.iter().enumerate() {
+        let op = if ops.is_valid(i) { ops.value(i) } else { "" };
+        match op {
+            "c" | "r" => change(n + i, meta, RowKind::Insert),
+            "u" => {
+                change(i, meta, RowKind::UpdateBefore);
+                change(n + i, meta, RowKind::UpdateAfter);
+            }
+            "d" => change(i, meta, RowKind::Delete),
+            other => return Err((i, other.to_string())),
+        }
+    }
+    let rows = take_record_batch(&both, &UInt32Array::from(indices)).map_err(internal)?;
+    Ok((rows, kept, kinds))
+}
+
+/// Rows, each with the facts of the message it came from, and their kinds.
+type Changes<'m, M> = (RecordBatch, Vec<&'m M>, Vec<RowKind>);
+
+/// What a Debezium envelope decodes to: the row `before` and `after` the change, and `op`.
+fn debezium_envelope(physical: &SchemaRef) -> SchemaRef {
+    use arrow::datatypes::{DataType, Field, Schema};
+    let row = DataType::Struct(nullable(physical).fields().clone());
+    Arc::new(Schema::new(vec![
+        Field::new("before", row.clone(), true),
+        Field::new("after", row, true),
+        Field::new("op", DataType::Utf8, true),
+    ]))
+}
+
 /// `schema` with every field nullable (a tombstone's row has NULLs outside its key).
 fn nullable(schema: &SchemaRef) -> SchemaRef {
     Arc::new(arrow::datatypes::Schema::new(
@@ -806,6 +893,63 @@ mod tests {
 
     use super::*;
     use crate::connectors::{ConnectorConfig, MetadataColumn, TableDecl};
+
+    #[test]
+    fn debezium_envelopes_become_changes() {
+        let physical: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, true),
+            Field::new("v", DataType::Int64, true),
+        ]));
+        let envelopes = concat!(
+            r#"{"before":null,"after":{"k":"a","v":1},"op":"c"}"#,
+            r#"{"before":{"k":"a","v":1},"after":{"k":"a","v":2},"op":"u"}"#,
+            r#"{"before":null,"after":{"k":"b","v":7},"op":"r"}"#,
+            r#"{"before":{"k":"a","v":2},"after":null,"op":"d"}"#,
+        );
+        let ends: Vec<usize> = envelopes
+            .match_indices('}')
+            .filter(|(i, _)| envelopes[i + 1..].starts_with('{') || i + 1 == envelopes.len())
+            .map(|(i, _)| i + 1)
+            .collect();
+        let json = crate::formats::Format::Json(crate::formats::JsonOptions {
+            ignore_parse_errors: false,
+            fail_on_missing_field: false,
+            iso_timestamps: false,
+        });
+        let mut decoder = RecordDecoder::new(json, debezium_envelope(&physical), 10);
+        let decoded = decoder
+            .decode(envelopes.as_bytes(), RecordBoundaries::Ends(&ends), &|i| {
+                i.to_string()
+            })
+            .unwrap();
+        let messages = [0, 1, 2, 3];
+        let metas: Vec<&i32> = messages.iter().collect();
+        let (rows, from, kinds) = debezium_changes(&decoded.batch, &physical, &metas).unwrap();
+        let shown = crate::operators::testing::format(&[rows]);
+        assert_eq!(shown, ["a 1", "a 1", "a 2", "b 7", "a 2"]);
+        assert_eq!(
+            kinds,
+            [
+                RowKind::Insert,
+                RowKind::UpdateBefore,
+                RowKind::UpdateAfter,
+                RowKind::Insert,
+                RowKind::Delete
+            ]
+        );
+        assert_eq!(from, [&0, &1, &1, &2, &3], "each change keeps its message");
+        let bad = decoder
+            .decode(
+                br#"{"before":null,"after":null,"op":"x"}"#,
+                RecordBoundaries::Ends(&[38]),
+                &|i| i.to_string(),
+            )
+            .unwrap();
+        assert_eq!(
+            debezium_changes(&bad.batch, &physical, &[&0]).unwrap_err(),
+            (0, "x".to_string())
+        );
+    }
 
     /// A [`SourceOutput`] that keeps what it is given.
     #[derive(Default)]

@@ -109,11 +109,12 @@ impl Planner {
                 if upserts {
                     operators.push(self.changelog_normalize(src, pos, table)?);
                 }
-                if let Some(select) = scan.projection.as_ref().and_then(|i| column_selection(i, &table.row_schema, &scan.projected_schema, upserts)) {
+                let changes = upserts || table.connector.reads_changes();
+                if let Some(select) = scan.projection.as_ref().and_then(|i| column_selection(i, &table.row_schema, &scan.projected_schema, changes)) {
                     operators.push(select);
                 }
                 let filtered = Arc::new(scan.projected_schema.as_arrow().clone());
-                let filtered = if upserts { with_kinds(&filtered) } else { filtered };
+                let filtered = if changes { with_kinds(&filtered) } else { filtered };
                 for f in &scan.filters {
                     let pred = exprs.compile(f, &scan.projected_schema)?;
                     operators.push(Box::new(Filter::new(pred, filtered.clone())));
@@ -122,7 +123,11 @@ impl Planner {
                 for op in operators {
                     chain.push(op);
                 }
-                let updating = upserts.then(|| format!("the upsert-kafka table `{name}`"));
+                let updating = match (upserts, changes) {
+                    (true, _) => Some(format!("the upsert-kafka table `{name}`")),
+                    (false, true) => Some(format!("the debezium-json table `{name}`")),
+                    _ => None,
+                };
                 Ok(CompiledStream { source, operators: chain, schema: scan.projected_schema.clone(), window: None, reads, side_output: None, updating })
             }
             LogicalPlan::Filter(f) => {
