@@ -38,12 +38,26 @@ impl Terminal {
             data.display(),
             env!("CARGO_BIN_EXE_sluice")
         );
-        let started = Command::new("tmux")
-            .args(["new-session", "-d", "-s", &session, "-x", "200", "-y", "60"])
-            .arg(command)
-            .status()
-            .unwrap();
-        assert!(started.success());
+        // Tests start sessions in parallel: the first ones race to start the tmux server, and
+        // one may find it going away. Try again then.
+        let mut tries = 0;
+        loop {
+            let started = Command::new("tmux")
+                .args(["new-session", "-d", "-s", &session, "-x", "200", "-y", "60"])
+                .arg(&command)
+                .output()
+                .unwrap();
+            if started.status.success() {
+                break;
+            }
+            tries += 1;
+            assert!(
+                tries < 5,
+                "tmux new-session failed: {}",
+                String::from_utf8_lossy(&started.stderr)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
         let t = Terminal { session };
         t.wait_for("the prompt", |screen| screen.contains("sluice> "));
         t

@@ -1,2 +1,2 @@
--- fail: 2:1 unknown setting 'table.exec.mini-batch.enabled'
-SET 'table.exec.mini-batch.enabled' = 'true';
+-- fail: 2:1 unknown setting 'table.exec.mini-batch.enabld'
+SET 'table.exec.mini-batch.enabld' = 'true';
