@@ -269,21 +269,13 @@ impl PipelineTask {
                     inputs[k].idle = false;
                     inputs[k].watermark = inputs[k].watermark.max(w);
                     // Held rows came before it: it follows them when they go.
-                    if self
-                        .mini_batch
-                        .as_ref()
-                        .is_none_or(|h| h.deadline().is_none())
-                    {
+                    if !self.holds_rows() {
                         self.advance_watermark(&inputs).await?;
                     }
                 }
                 Some(Message::Idle) => {
                     inputs[k].idle = true;
-                    if self
-                        .mini_batch
-                        .as_ref()
-                        .is_none_or(|h| h.deadline().is_none())
-                    {
+                    if !self.holds_rows() {
                         self.advance_watermark(&inputs).await?;
                     }
                 }
@@ -323,6 +315,13 @@ impl PipelineTask {
             .store(self.operators.late_rows(), Relaxed);
         self.write(out).await?;
         self.write_side_output().await
+    }
+
+    /// Whether rows wait for a mini-batch (watermarks then wait with them).
+    fn holds_rows(&self) -> bool {
+        self.mini_batch
+            .as_ref()
+            .is_some_and(|h| h.deadline().is_some())
     }
 
     /// Processes the rows held for a mini-batch, if any (one batch per input), then the
