@@ -55,6 +55,16 @@ impl JobBuilder {
         if let Some(w) = &table.watermark {
             rows.extend(collect_columns(&w.expr).iter().map(|c| c.index()));
         }
+        // An upsert table's rows are told apart by their key, read or not.
+        if table.connector.reads_upserts() {
+            rows.extend(
+                table
+                    .def
+                    .primary_key
+                    .iter()
+                    .filter_map(|k| table.row_schema.index_of(k).ok()),
+            );
+        }
         let physical = table.physical_schema.fields().len();
         let mut decode: std::collections::BTreeSet<usize> = rows
             .iter()
