@@ -404,14 +404,7 @@ fn changes_until(sql: &std::path::Path, data: &std::path::Path, expected: &[&str
         let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) else {
             continue;
         };
-        let (kind, row) = line.split_at(2);
-        match kind {
-            "+I" | "+U" => state.push(row.to_string()),
-            _ => {
-                let at = state.iter().position(|r| r == row);
-                state.remove(at.unwrap_or_else(|| panic!("{line} takes back a row never shown")));
-            }
-        }
+        common::apply_change(&mut state, &line);
         state.sort();
         printed.push(line);
     }

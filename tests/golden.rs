@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_rows_match_golden, fixtures, read_sink_dir, sluice};
+use common::{apply_change, assert_rows_match_golden, fixtures, read_sink_dir, sluice};
 
 /// Runs `tests/fixtures/<query>.sql` over one golden input and compares with Flink's result.
 fn check(query: &str, input: &str) {
@@ -67,18 +67,8 @@ fn check_changelog_with(settings: &str, query: &str, input: &str) -> usize {
             })
             .collect::<Vec<_>>()
             .join(",");
-        match kind {
-            "+I" | "+U" => rows.push(row),
-            "-U" | "-D" => {
-                retractions += 1;
-                let at = rows
-                    .iter()
-                    .position(|r| *r == row)
-                    .unwrap_or_else(|| panic!("{line} takes back a row never added"));
-                rows.swap_remove(at);
-            }
-            other => panic!("not a changelog row ({other}): {line}"),
-        }
+        retractions += usize::from(kind == "-U" || kind == "-D");
+        apply_change(&mut rows, &format!("{kind}{row}"));
     }
     assert!(retractions > 0, "the result never updated:\n{stdout}");
     assert_rows_match_golden(&rows, &fixtures().join(dir).join(format!("{query}.csv")));

@@ -214,14 +214,7 @@ fn a_mini_batch_changes_a_busy_key_once_per_batch() {
 fn final_state(printed: &str) -> Vec<String> {
     let mut rows: Vec<String> = Vec::new();
     for line in printed.lines() {
-        let (kind, row) = line.split_at(2);
-        match kind {
-            "+I" | "+U" => rows.push(row.to_string()),
-            _ => {
-                let at = rows.iter().position(|r| r == row);
-                rows.remove(at.unwrap_or_else(|| panic!("{line} takes back a row never shown")));
-            }
-        }
+        common::apply_change(&mut rows, line);
     }
     rows.sort();
     rows

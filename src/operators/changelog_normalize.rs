@@ -16,7 +16,9 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use crate::operators::evaluate::Keys;
 use crate::operators::snapshot;
-use crate::stream::changelog::{RowKind, kinds_column, row_kinds, with_kinds, without_kinds};
+use crate::stream::changelog::{
+    RowKind, kinds_column, row_kinds, with_kinds, with_kinds_column, without_kinds,
+};
 use crate::stream::{JobError, Operator};
 
 pub struct ChangelogNormalize {
@@ -88,9 +90,7 @@ impl Operator for ChangelogNormalize {
             return Ok(());
         }
         let all = concat_batches(&self.rows, &changed)?;
-        let mut columns = all.columns().to_vec();
-        columns.push(kinds_column(changes));
-        out.push(RecordBatch::try_new(self.schema.clone(), columns)?);
+        out.push(with_kinds_column(&all, kinds_column(changes))?);
         Ok(())
     }
 

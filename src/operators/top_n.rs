@@ -7,7 +7,7 @@
 //! The state is N rows per partition over an append-only input; over a changelog every live row
 //! of the partition (a row leaving the top N is replaced by the next one).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, UInt64Array};
@@ -117,11 +117,11 @@ impl UpdatingTopN {
         };
         let (limit, kept) = (self.limit, self.kept());
         let mut before: Vec<(OwnedRow, Standing)> = Vec::new();
-        let mut seen: HashMap<OwnedRow, ()> = HashMap::new();
+        let mut seen: HashSet<OwnedRow> = HashSet::new();
         for (i, kind) in kinds.iter().enumerate() {
             let part = parts.row(i).owned();
             let top = self.tops.entry(part.clone()).or_default();
-            if seen.insert(part.clone(), ()).is_none() {
+            if seen.insert(part.clone()) {
                 let ranked = top
                     .iter()
                     .take(limit)

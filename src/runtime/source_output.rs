@@ -20,7 +20,9 @@ use super::watermark::WatermarkTracker;
 use crate::connectors::print::format_rows;
 use crate::operators::Projection;
 use crate::plan::SourceNode;
-use crate::stream::changelog::{RowKind, is_changelog, row_kinds, with_kinds, without_kinds};
+use crate::stream::changelog::{
+    RowKind, is_changelog, row_kinds, with_kinds_column, without_kinds,
+};
 use crate::stream::metrics::SourceMetrics;
 use crate::stream::{
     CheckpointBarrier, JobError, Message, Position, Positions, SourceEnd, SourceOutput,
@@ -348,9 +350,7 @@ impl TableOutput {
             None => payload.with_schema(self.row_schema.clone())?,
         };
         let row = if changelog {
-            let mut columns = row.columns().to_vec();
-            columns.push(scan.column(scan.num_columns() - 1).clone());
-            RecordBatch::try_new(with_kinds(&row.schema()), columns)?
+            with_kinds_column(&row, scan.column(scan.num_columns() - 1).clone())?
         } else {
             row
         };

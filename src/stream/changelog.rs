@@ -79,6 +79,16 @@ pub fn kinds_column(kinds: impl IntoIterator<Item = RowKind>) -> ArrayRef {
     ))
 }
 
+/// `rows` with `kinds` (a row-kind column, see [`kinds_column`]) after its columns.
+pub fn with_kinds_column(
+    rows: &RecordBatch,
+    kinds: ArrayRef,
+) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let mut columns = rows.columns().to_vec();
+    columns.push(kinds);
+    RecordBatch::try_new(with_kinds(&rows.schema()), columns)
+}
+
 /// Each row's kind: from the row-kind column, or `+I` for every row of an append-only batch.
 pub fn row_kinds(batch: &RecordBatch) -> Vec<RowKind> {
     if is_changelog(&batch.schema()) {

@@ -38,6 +38,20 @@ pub fn spawn_run(sql: &Path, data: &Path, args: &[&str]) -> std::process::Child 
         .expect("the sluice binary runs")
 }
 
+/// Applies one printed change (`+I[…]`, `-U[…]`, `+U[…]`, `-D[…]`) to `rows`: `+I`/`+U` add
+/// the row, `-U`/`-D` take back one shown before (a retraction of a row never shown fails).
+pub fn apply_change(rows: &mut Vec<String>, line: &str) {
+    let (kind, row) = line.split_at(2);
+    match kind {
+        "+I" | "+U" => rows.push(row.to_string()),
+        "-U" | "-D" => {
+            let at = rows.iter().position(|r| r == row);
+            rows.swap_remove(at.unwrap_or_else(|| panic!("{line} takes back a row never shown")));
+        }
+        other => panic!("not a changelog row ({other}): {line}"),
+    }
+}
+
 /// Starts `sluice run --quiet <sql>` with `data` as its data directory, and the lines it prints
 /// as they come (a thread reads its stdout). Kill the child when done.
 pub fn spawn_run_printing(

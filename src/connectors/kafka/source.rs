@@ -27,7 +27,7 @@ use super::broker_log::BrokerLog;
 use super::config::{BoundedMode, KafkaConfig, StartupMode};
 use crate::connectors::ScanColumns;
 use crate::formats::{RecordBoundaries, RecordDecoder};
-use crate::stream::changelog::{RowKind, kinds_column, with_kinds};
+use crate::stream::changelog::{RowKind, kinds_column, with_kinds_column};
 use crate::stream::metrics::SourceMetrics;
 use crate::stream::{JobError, Position, Positions, Source, SourceEnd, SourceOutput};
 
@@ -525,9 +525,7 @@ impl KafkaSource {
                     )
                 })?;
             let scan = self.with_metadata(rows, &kept, splits)?;
-            let mut columns = scan.columns().to_vec();
-            columns.push(kinds_column(kinds));
-            let scan = RecordBatch::try_new(with_kinds(&scan.schema()), columns)?;
+            let scan = with_kinds_column(&scan, kinds_column(kinds))?;
             return self
                 .emit_by_split(scan, &kept, next, splits, consumer, out)
                 .await;
@@ -599,9 +597,7 @@ impl KafkaSource {
         }
         let ordered = take_record_batch(&both, &UInt32Array::from(indices))?;
         let scan = self.with_metadata(ordered, &kept, splits)?;
-        let mut columns = scan.columns().to_vec();
-        columns.push(kinds_column(kinds));
-        let scan = RecordBatch::try_new(with_kinds(&scan.schema()), columns)?;
+        let scan = with_kinds_column(&scan, kinds_column(kinds))?;
         let next = next_offsets(p.meta.iter().chain(&p.tombstone_meta), &p.skipped);
         self.emit_by_split(scan, &kept, next, splits, consumer, out)
             .await
