@@ -12,6 +12,7 @@ use super::evaluate::evaluate_all;
 use crate::stream::JobError;
 
 /// One aggregate call: the function, its argument expressions and its `FILTER (WHERE ...)`.
+#[derive(Clone)]
 pub struct AggregateCall {
     pub function: Arc<AggregateFunctionExpr>,
     pub filter: Option<Arc<dyn PhysicalExpr>>,

@@ -42,6 +42,23 @@ impl ChangelogNormalize {
 }
 
 impl Operator for ChangelogNormalize {
+    fn state_key(&self, _input: usize) -> Option<Vec<usize>> {
+        Some(self.keys.input_columns())
+    }
+
+    fn forwards(&self, _input: usize, column: usize) -> Option<usize> {
+        (column < self.rows.fields().len()).then_some(column)
+    }
+
+    fn instance(&self, _watermark: &crate::stream::WatermarkCell) -> Option<Box<dyn Operator>> {
+        Some(Box::new(ChangelogNormalize {
+            keys: self.keys.clone(),
+            rows: self.rows.clone(),
+            schema: self.schema.clone(),
+            current: HashMap::new(),
+        }))
+    }
+
     fn describe(&self) -> String {
         format!(
             "upserts to a changelog by {} key column(s) (the last row per key kept)",

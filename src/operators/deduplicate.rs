@@ -109,6 +109,27 @@ impl KeepFirst {
 }
 
 impl Operator for KeepFirst {
+    fn state_key(&self, _input: usize) -> Option<Vec<usize>> {
+        Some(self.keys.input_columns())
+    }
+
+    fn forwards(&self, _input: usize, column: usize) -> Option<usize> {
+        (column < self.input.fields().len()).then_some(column)
+    }
+
+    fn instance(&self, _watermark: &crate::stream::WatermarkCell) -> Option<Box<dyn Operator>> {
+        Some(Box::new(KeepFirst {
+            keys: self.keys.clone(),
+            time_column: self.time_column,
+            input: self.input.clone(),
+            schema: self.schema.clone(),
+            pending: Vec::new(),
+            seen: HashSet::new(),
+            watermark: i64::MIN,
+            late_rows: 0,
+        }))
+    }
+
     fn describe(&self) -> String {
         format!(
             "deduplicate: first row per {} key(s) in event time",
@@ -236,6 +257,24 @@ impl KeepLast {
 }
 
 impl Operator for KeepLast {
+    fn state_key(&self, _input: usize) -> Option<Vec<usize>> {
+        Some(self.keys.input_columns())
+    }
+
+    fn forwards(&self, _input: usize, column: usize) -> Option<usize> {
+        (column < self.input.fields().len()).then_some(column)
+    }
+
+    fn instance(&self, _watermark: &crate::stream::WatermarkCell) -> Option<Box<dyn Operator>> {
+        Some(Box::new(KeepLast {
+            keys: self.keys.clone(),
+            time_column: self.time_column,
+            input: self.input.clone(),
+            schema: self.schema.clone(),
+            current: HashMap::new(),
+        }))
+    }
+
     fn describe(&self) -> String {
         format!(
             "deduplicate: last row per {} key(s) in event time (updating)",

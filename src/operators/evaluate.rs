@@ -24,6 +24,19 @@ pub fn evaluate_all(
         .collect::<Result<Vec<_>, _>>()?)
 }
 
+/// The input columns among `exprs` that are plain column references. Rows equal in all of
+/// `exprs` are equal in these, so spreading rows over subtasks by these columns keeps every key
+/// of `exprs` in one subtask; none (a constant or computed key only) means every row must meet.
+pub fn plain_columns(exprs: &[Arc<dyn PhysicalExpr>]) -> Vec<usize> {
+    exprs
+        .iter()
+        .filter_map(|e| {
+            e.downcast_ref::<datafusion::physical_expr::expressions::Column>()
+                .map(|c| c.index())
+        })
+        .collect()
+}
+
 /// A converter of `keys` (expressions over `input`) to comparable, hashable rows: how keyed
 /// operators group rows.
 pub fn key_converter(
@@ -43,17 +56,42 @@ pub fn key_converter(
 /// so a NULL placeholder column stands in for the missing keys.
 pub struct Keys {
     exprs: Vec<Arc<dyn PhysicalExpr>>,
+    fields: Vec<SortField>,
     converter: RowConverter,
+}
+
+impl Clone for Keys {
+    fn clone(&self) -> Self {
+        Keys {
+            exprs: self.exprs.clone(),
+            fields: self.fields.clone(),
+            converter: RowConverter::new(self.fields.clone()).expect("fields it was built from"),
+        }
+    }
 }
 
 impl Keys {
     pub fn new(exprs: Vec<Arc<dyn PhysicalExpr>>, input: &Schema) -> Result<Self, JobError> {
-        let converter = if exprs.is_empty() {
-            RowConverter::new(vec![SortField::new(DataType::Null)])?
+        let fields = if exprs.is_empty() {
+            vec![SortField::new(DataType::Null)]
         } else {
-            key_converter(&exprs, input)?
+            exprs
+                .iter()
+                .map(|e| Ok(SortField::new(e.data_type(input)?)))
+                .collect::<Result<Vec<_>, JobError>>()?
         };
-        Ok(Keys { exprs, converter })
+        let converter = RowConverter::new(fields.clone())?;
+        Ok(Keys {
+            exprs,
+            fields,
+            converter,
+        })
+    }
+
+    /// The input columns the key is made of, as far as it is plain columns: see
+    /// [`plain_columns`].
+    pub fn input_columns(&self) -> Vec<usize> {
+        plain_columns(&self.exprs)
     }
 
     pub fn exprs(&self) -> &[Arc<dyn PhysicalExpr>] {

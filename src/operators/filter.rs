@@ -11,6 +11,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use super::evaluate::evaluate_predicate;
 use crate::stream::{JobError, Operator};
 
+#[derive(Clone)]
 pub struct Filter {
     predicate: Arc<dyn PhysicalExpr>,
     schema: SchemaRef,
@@ -23,6 +24,14 @@ impl Filter {
 }
 
 impl Operator for Filter {
+    fn forwards(&self, _input: usize, column: usize) -> Option<usize> {
+        Some(column)
+    }
+
+    fn instance(&self, _watermark: &crate::stream::WatermarkCell) -> Option<Box<dyn Operator>> {
+        Some(Box::new(self.clone()))
+    }
+
     fn describe(&self) -> String {
         format!("Filter: {}", self.predicate)
     }

@@ -6,7 +6,7 @@
 //! for its id in checkpoints, its metrics, its line in EXPLAIN.
 
 pub use crate::stream::Feed;
-use crate::stream::Operator;
+use crate::stream::{Operator, WatermarkCell};
 
 /// Operators and what each reads (see the module doc).
 pub struct Operators {
@@ -111,6 +111,48 @@ impl Operators {
                 Feed::Operator(i - 1)
             }]
         })
+    }
+
+    /// Another instance of every operator, reading as these do, for another subtask of a
+    /// parallel pipeline (`watermark` is its own); `None` when one cannot run as subtasks.
+    pub fn instance(&self, watermark: &WatermarkCell) -> Option<Operators> {
+        Some(Operators {
+            list: self
+                .list
+                .iter()
+                .map(|op| op.instance(watermark))
+                .collect::<Option<_>>()?,
+            feeds: self.feeds.clone(),
+            source: self.source,
+        })
+    }
+
+    /// The first operator that cannot run as subtasks.
+    pub fn first_without_instances(&self) -> Option<&dyn Operator> {
+        let cell = crate::stream::new_watermark_cell();
+        self.list
+            .iter()
+            .find(|op| op.instance(&cell).is_none())
+            .map(|op| op.as_ref())
+    }
+
+    /// The source columns that `column` of `feed` is, unchanged: one per source it is read
+    /// from (several behind a union), none when some operator on the way computes it.
+    pub fn trace(&self, feed: Feed, column: usize) -> Vec<(usize, usize)> {
+        match feed {
+            Feed::Input(s) => vec![(s, column)],
+            Feed::Operator(j) => {
+                let mut found = Vec::new();
+                for (k, &f) in self.feeds[j].iter().enumerate() {
+                    match self.list[j].forwards(k, column) {
+                        Some(c) => found.extend(self.trace(f, c)),
+                        // One branch computes it: rows from there cannot be placed by it.
+                        None => return Vec::new(),
+                    }
+                }
+                found
+            }
+        }
     }
 
     pub(crate) fn into_parts(self) -> (Vec<Box<dyn Operator>>, Vec<Vec<Feed>>) {

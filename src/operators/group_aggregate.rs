@@ -110,6 +110,30 @@ impl GroupAggregate {
 }
 
 impl Operator for GroupAggregate {
+    fn state_key(&self, _input: usize) -> Option<Vec<usize>> {
+        Some(self.keys.input_columns())
+    }
+
+    /// Its key columns come first, unchanged.
+    fn forwards(&self, _input: usize, column: usize) -> Option<usize> {
+        let key = self.keys.exprs().get(column)?;
+        crate::operators::evaluate::plain_columns(std::slice::from_ref(key))
+            .first()
+            .copied()
+    }
+
+    fn instance(&self, _watermark: &crate::stream::WatermarkCell) -> Option<Box<dyn Operator>> {
+        Some(Box::new(GroupAggregate {
+            keys: self.keys.clone(),
+            calls: self.calls.clone(),
+            retracting: self.retracting,
+            schema: self.schema.clone(),
+            groups: HashMap::new(),
+            ttl: self.ttl,
+            since_sweep: 0,
+        }))
+    }
+
     fn describe(&self) -> String {
         let calls: Vec<&str> = self.calls.iter().map(|c| c.label.as_str()).collect();
         format!(

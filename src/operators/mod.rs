@@ -34,7 +34,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use arrow::array::RecordBatch;
 
-use crate::stream::metrics::OperatorMetrics;
+use crate::stream::metrics::{GaugeShare, OperatorMetrics};
 use crate::stream::{JobError, Operator};
 
 /// A pipeline's operators run in its task (operator fusion: no channel between them), each
@@ -44,6 +44,8 @@ pub struct FusedOperators {
     feeds: Vec<Vec<Feed>>,
     /// One per operator, or none: rows in and out of each, for the job page.
     metrics: Vec<Arc<OperatorMetrics>>,
+    /// This task's part of each operator's late-row and held-row gauges (subtasks share them).
+    shares: Vec<[GaugeShare; 2]>,
 }
 
 impl FusedOperators {
@@ -53,12 +55,14 @@ impl FusedOperators {
             operators,
             feeds,
             metrics: Vec::new(),
+            shares: Vec::new(),
         }
     }
 
     /// Counts each operator's rows into `metrics` (one per operator, in order; else ignored).
     pub fn with_metrics(mut self, metrics: Vec<Arc<OperatorMetrics>>) -> Self {
         if metrics.len() == self.operators.len() {
+            self.shares = vec![Default::default(); metrics.len()];
             self.metrics = metrics;
         }
         self
@@ -149,18 +153,19 @@ impl FusedOperators {
     }
 
     /// Late rows dropped by all operators (each operator's own in its metrics).
-    pub fn late_rows(&self) -> u64 {
-        self.sum_per_operator(|op| op.late_rows(), |m| &m.late_rows)
+    pub fn late_rows(&mut self) -> u64 {
+        self.sum_per_operator(0, |op| op.late_rows(), |m| &m.late_rows)
     }
 
     /// Rows held by all operators (each operator's own in its metrics).
-    pub fn buffered_rows(&self) -> u64 {
-        self.sum_per_operator(|op| op.buffered_rows(), |m| &m.buffered_rows)
+    pub fn buffered_rows(&mut self) -> u64 {
+        self.sum_per_operator(1, |op| op.buffered_rows(), |m| &m.buffered_rows)
     }
 
     /// The sum of one figure over the operators, each operator's own stored in its metrics.
     fn sum_per_operator(
-        &self,
+        &mut self,
+        share: usize,
         figure: impl Fn(&dyn Operator) -> u64,
         counter: impl Fn(&OperatorMetrics) -> &AtomicU64,
     ) -> u64 {
@@ -168,7 +173,7 @@ impl FusedOperators {
         for (i, op) in self.operators.iter().enumerate() {
             let n = figure(op.as_ref());
             if let Some(m) = self.metrics.get(i) {
-                counter(m).store(n, Relaxed);
+                self.shares[i][share].set(counter(m), n);
             }
             sum += n;
         }

@@ -260,6 +260,29 @@ impl Partition {
 }
 
 impl Operator for OverAggregate {
+    fn state_key(&self, _input: usize) -> Option<Vec<usize>> {
+        Some(self.partition.input_columns())
+    }
+
+    fn forwards(&self, _input: usize, column: usize) -> Option<usize> {
+        (column < self.input.fields().len()).then_some(column)
+    }
+
+    fn instance(&self, _watermark: &crate::stream::WatermarkCell) -> Option<Box<dyn Operator>> {
+        Some(Box::new(OverAggregate {
+            partition: self.partition.clone(),
+            time_column: self.time_column,
+            frame: self.frame,
+            calls: self.calls.clone(),
+            input: self.input.clone(),
+            schema: self.schema.clone(),
+            pending: HeldRows::new(self.time_column),
+            partitions: HashMap::new(),
+            watermark: i64::MIN,
+            late_rows: 0,
+        }))
+    }
+
     fn describe(&self) -> String {
         let calls: Vec<&str> = self.calls.iter().map(|c| c.label.as_str()).collect();
         let keys: Vec<String> = self

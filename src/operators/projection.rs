@@ -10,6 +10,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use crate::stream::JobError;
 use crate::stream::Operator;
 
+#[derive(Clone)]
 pub struct Projection {
     exprs: Vec<Arc<dyn PhysicalExpr>>,
     schema: SchemaRef,
@@ -38,6 +39,16 @@ impl Projection {
 }
 
 impl Operator for Projection {
+    fn forwards(&self, _input: usize, column: usize) -> Option<usize> {
+        self.exprs[column]
+            .downcast_ref::<datafusion::physical_expr::expressions::Column>()
+            .map(|c| c.index())
+    }
+
+    fn instance(&self, _watermark: &crate::stream::WatermarkCell) -> Option<Box<dyn Operator>> {
+        Some(Box::new(self.clone()))
+    }
+
     fn describe(&self) -> String {
         let cols: Vec<String> = self
             .exprs

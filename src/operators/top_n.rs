@@ -26,6 +26,8 @@ pub struct UpdatingTopN {
     order: Vec<Arc<dyn PhysicalExpr>>,
     /// ORDER BY values as rows that compare in ranking order.
     ranking: RowConverter,
+    /// What `ranking` was built from (a converter is not `Clone`).
+    ranking_fields: Vec<SortField>,
     limit: usize,
     /// Whole rows as comparable values, to find the row a retraction takes back; `Some` when
     /// the input is a changelog.
@@ -81,7 +83,8 @@ impl UpdatingTopN {
         Ok(UpdatingTopN {
             partition,
             order: order.into_iter().map(|(e, _)| e).collect(),
-            ranking: RowConverter::new(fields)?,
+            ranking: RowConverter::new(fields.clone())?,
+            ranking_fields: fields,
             limit: limit.max(1),
             retractions,
             input,
@@ -168,6 +171,40 @@ impl UpdatingTopN {
 }
 
 impl Operator for UpdatingTopN {
+    fn state_key(&self, _input: usize) -> Option<Vec<usize>> {
+        Some(self.partition.input_columns())
+    }
+
+    fn forwards(&self, _input: usize, column: usize) -> Option<usize> {
+        (column < self.input.fields().len()).then_some(column)
+    }
+
+    fn instance(&self, _watermark: &crate::stream::WatermarkCell) -> Option<Box<dyn Operator>> {
+        let whole_rows = |input: &SchemaRef| {
+            let fields = input.fields().iter();
+            RowConverter::new(
+                fields
+                    .map(|f| SortField::new(f.data_type().clone()))
+                    .collect(),
+            )
+        };
+        Some(Box::new(UpdatingTopN {
+            partition: self.partition.clone(),
+            order: self.order.clone(),
+            ranking: RowConverter::new(self.ranking_fields.clone()).ok()?,
+            ranking_fields: self.ranking_fields.clone(),
+            limit: self.limit,
+            retractions: match self.retractions {
+                Some(_) => Some(whole_rows(&self.input).ok()?),
+                None => None,
+            },
+            input: self.input.clone(),
+            schema: self.schema.clone(),
+            tops: HashMap::new(),
+            arrivals: 0,
+        }))
+    }
+
     fn describe(&self) -> String {
         format!(
             "Top-{} per {} partition column(s), ranked by {} key(s) (updating{})",

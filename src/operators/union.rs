@@ -8,6 +8,7 @@ use arrow::datatypes::SchemaRef;
 
 use crate::stream::{JobError, Operator};
 
+#[derive(Clone)]
 pub struct UnionAll {
     schema: SchemaRef,
     branches: usize,
@@ -20,6 +21,14 @@ impl UnionAll {
 }
 
 impl Operator for UnionAll {
+    fn forwards(&self, _input: usize, column: usize) -> Option<usize> {
+        Some(column)
+    }
+
+    fn instance(&self, _watermark: &crate::stream::WatermarkCell) -> Option<Box<dyn Operator>> {
+        Some(Box::new(self.clone()))
+    }
+
     fn describe(&self) -> String {
         format!("UNION ALL of {} branches", self.branches)
     }

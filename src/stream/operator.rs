@@ -4,7 +4,7 @@
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 
-use super::JobError;
+use super::{JobError, WatermarkCell};
 
 /// One step of a dataflow pipeline.
 pub trait Operator: Send {
@@ -68,6 +68,26 @@ pub trait Operator: Send {
     /// `match-recognize`), or `None` when it keeps none. Part of the operator's stable id in
     /// checkpoints.
     fn state_kind(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// The columns of its `input`-th feed that key its state: rows with equal values must meet
+    /// in one subtask, rows with different ones may be processed apart. `None`: it keeps no
+    /// keyed state (stateless); an empty list: all its rows must meet (a global aggregate).
+    fn state_key(&self, _input: usize) -> Option<Vec<usize>> {
+        None
+    }
+
+    /// Which column of its `input`-th feed its output column `column` is, unchanged, if it is
+    /// one: a state key further down is traced back through it to the source's columns.
+    fn forwards(&self, _input: usize, _column: usize) -> Option<usize> {
+        None
+    }
+
+    /// Another instance computing the same, for another subtask of a parallel pipeline. Called
+    /// before the job starts (no state yet); `None`: the operator cannot run as subtasks.
+    /// `watermark` is the new subtask's own cell (late-row checks read it).
+    fn instance(&self, _watermark: &WatermarkCell) -> Option<Box<dyn Operator>> {
         None
     }
 

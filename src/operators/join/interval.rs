@@ -43,6 +43,7 @@ impl JoinKind {
 }
 
 /// One input of the join: how to read it and the rows it keeps.
+#[derive(Clone)]
 pub struct JoinSide {
     pub keys: Vec<Arc<dyn PhysicalExpr>>,
     pub time_column: usize,
@@ -281,6 +282,24 @@ impl IntervalJoin {
 }
 
 impl Operator for IntervalJoin {
+    fn state_key(&self, input: usize) -> Option<Vec<usize>> {
+        let [l, r] = &self.sides;
+        Some(super::paired_key_columns(&l.side.keys, &r.side.keys, input))
+    }
+
+    fn instance(&self, _watermark: &crate::stream::WatermarkCell) -> Option<Box<dyn Operator>> {
+        let [l, r] = &self.sides;
+        let op = IntervalJoin::new(
+            self.kind,
+            l.side.clone(),
+            r.side.clone(),
+            (self.lower, self.upper),
+            self.residual.clone(),
+            self.schema.clone(),
+        );
+        Some(Box::new(op.ok()?))
+    }
+
     fn describe(&self) -> String {
         format!(
             "interval join {:?} on {} key(s), right time − left time in [{} ms, {} ms]{}",

@@ -24,6 +24,7 @@ use crate::stream::changelog::{RowKind, is_changelog, kinds_column, row_kinds, w
 use crate::stream::{JobError, Operator};
 
 /// One input: its equality keys and its rows' schema (without a row kind).
+#[derive(Clone)]
 pub struct RegularSide {
     pub keys: Vec<Arc<dyn PhysicalExpr>>,
     pub schema: SchemaRef,
@@ -117,6 +118,24 @@ impl RegularJoin {
 }
 
 impl Operator for RegularJoin {
+    fn state_key(&self, input: usize) -> Option<Vec<usize>> {
+        let [l, r] = &self.sides;
+        Some(super::paired_key_columns(&l.keys, &r.keys, input))
+    }
+
+    fn instance(&self, _watermark: &crate::stream::WatermarkCell) -> Option<Box<dyn Operator>> {
+        let [l, r] = &self.sides;
+        let op = RegularJoin::new(
+            self.kind,
+            l.clone(),
+            r.clone(),
+            self.residual.clone(),
+            self.schema.clone(),
+            self.ttl,
+        );
+        Some(Box::new(op.ok()?))
+    }
+
     fn describe(&self) -> String {
         format!(
             "regular join {:?} on {} key(s): every row kept{}",

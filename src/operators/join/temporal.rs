@@ -177,6 +177,26 @@ fn take_rows(batch: &RecordBatch, rows: &[u32]) -> Result<Vec<ArrayRef>, JobErro
 }
 
 impl Operator for TemporalJoin {
+    fn state_key(&self, input: usize) -> Option<Vec<usize>> {
+        Some(super::paired_key_columns(
+            &self.left.keys,
+            &self.right.keys,
+            input,
+        ))
+    }
+
+    fn instance(&self, _watermark: &crate::stream::WatermarkCell) -> Option<Box<dyn Operator>> {
+        let op = TemporalJoin::new(
+            self.left.clone(),
+            self.right.clone(),
+            self.visible,
+            self.keep_unmatched,
+            self.residual.clone(),
+            self.schema.clone(),
+        );
+        Some(Box::new(op.ok()?))
+    }
+
     fn describe(&self) -> String {
         format!(
             "temporal join{} on {} key(s): each row with the version of its time",

@@ -40,6 +40,7 @@ pub enum WindowJoinKind {
 }
 
 /// One input: its ON keys (window_start and window_end among them) and where its window ends.
+#[derive(Clone)]
 pub struct WindowSide {
     pub keys: Vec<Arc<dyn PhysicalExpr>>,
     pub window_end: usize,
@@ -183,6 +184,23 @@ fn rename(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, JobErro
 }
 
 impl Operator for WindowJoin {
+    fn state_key(&self, input: usize) -> Option<Vec<usize>> {
+        let [l, r] = &self.sides;
+        Some(super::paired_key_columns(&l.keys, &r.keys, input))
+    }
+
+    fn instance(&self, _watermark: &crate::stream::WatermarkCell) -> Option<Box<dyn Operator>> {
+        let [l, r] = &self.sides;
+        let op = WindowJoin::new(
+            self.kind,
+            l.clone(),
+            r.clone(),
+            self.residual.clone(),
+            self.schema.clone(),
+        );
+        Some(Box::new(op.ok()?))
+    }
+
     fn describe(&self) -> String {
         format!(
             "window join {:?} on {} key(s) (window_start and window_end among them){}",

@@ -467,6 +467,14 @@ fn row_fits(
 }
 
 impl Operator for MatchRecognize {
+    fn state_key(&self, _input: usize) -> Option<Vec<usize>> {
+        Some(self.def.partition_by.clone())
+    }
+
+    fn instance(&self, _watermark: &crate::stream::WatermarkCell) -> Option<Box<dyn Operator>> {
+        Some(Box::new(MatchRecognize::new(self.def.clone()).ok()?))
+    }
+
     fn state_kind(&self) -> Option<&'static str> {
         Some("match-recognize")
     }

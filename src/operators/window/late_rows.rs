@@ -77,6 +77,22 @@ impl LateRowSplitter {
 }
 
 impl Operator for LateRowSplitter {
+    fn forwards(&self, _input: usize, column: usize) -> Option<usize> {
+        Some(column)
+    }
+
+    fn instance(&self, watermark: &WatermarkCell) -> Option<Box<dyn Operator>> {
+        Some(Box::new(LateRowSplitter {
+            kind: self.kind,
+            time_column: self.time_column,
+            watermark: watermark.clone(),
+            schema: self.schema.clone(),
+            side: Vec::new(),
+            late_rows: 0,
+            allowed_lateness: self.allowed_lateness,
+        }))
+    }
+
     fn describe(&self) -> String {
         "LateRows: late rows → side output".to_string()
     }

@@ -21,7 +21,7 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use super::GroupColumn;
 use crate::operators::aggregate::{AggregateCall, CallInputs, evaluate_calls};
-use crate::operators::evaluate::evaluate_all;
+use crate::operators::evaluate::{evaluate_all, plain_columns};
 use crate::operators::event_time::event_times;
 use crate::stream::{JobError, Operator};
 
@@ -30,6 +30,8 @@ pub struct SessionAggregate {
     time_column: usize,
     keys: Vec<Arc<dyn PhysicalExpr>>,
     converter: RowConverter,
+    /// What `converter` was built from (a converter is not `Clone`).
+    key_fields: Vec<SortField>,
     layout: Vec<GroupColumn>,
     calls: Vec<AggregateCall>,
     schema: SchemaRef,
@@ -95,7 +97,7 @@ impl SessionAggregate {
         calls: Vec<AggregateCall>,
         schema: SchemaRef,
     ) -> Result<Self, JobError> {
-        let fields = keys
+        let fields: Vec<SortField> = keys
             .iter()
             .map(|(_, f)| SortField::new(f.data_type().clone()))
             .collect();
@@ -103,7 +105,8 @@ impl SessionAggregate {
             gap,
             time_column,
             keys: keys.into_iter().map(|(e, _)| e).collect(),
-            converter: RowConverter::new(fields)?,
+            converter: RowConverter::new(fields.clone())?,
+            key_fields: fields,
             layout,
             calls,
             schema,
@@ -179,6 +182,34 @@ impl SessionAggregate {
 }
 
 impl Operator for SessionAggregate {
+    fn state_key(&self, _input: usize) -> Option<Vec<usize>> {
+        Some(plain_columns(&self.keys))
+    }
+
+    /// Its key columns come out unchanged (window columns and aggregates are computed).
+    fn forwards(&self, _input: usize, column: usize) -> Option<usize> {
+        match self.layout.get(column)? {
+            super::GroupColumn::Key(k) => plain_columns(&self.keys[*k..=*k]).first().copied(),
+            _ => None,
+        }
+    }
+
+    fn instance(&self, _watermark: &crate::stream::WatermarkCell) -> Option<Box<dyn Operator>> {
+        Some(Box::new(SessionAggregate {
+            gap: self.gap,
+            time_column: self.time_column,
+            keys: self.keys.clone(),
+            converter: RowConverter::new(self.key_fields.clone()).ok()?,
+            key_fields: self.key_fields.clone(),
+            layout: self.layout.clone(),
+            calls: self.calls.clone(),
+            schema: self.schema.clone(),
+            sessions: HashMap::new(),
+            watermark: i64::MIN,
+            late_rows: 0,
+        }))
+    }
+
     fn state_kind(&self) -> Option<&'static str> {
         Some("session-window")
     }

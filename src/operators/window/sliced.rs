@@ -29,7 +29,7 @@ use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
 use super::{GroupColumn, WindowKind};
 use crate::operators::aggregate::{AggregateCall, evaluate_calls, groups_accumulator};
-use crate::operators::evaluate::evaluate_all;
+use crate::operators::evaluate::{evaluate_all, plain_columns};
 use crate::operators::event_time::event_times;
 use crate::stream::{JobError, Operator};
 
@@ -285,6 +285,38 @@ fn time_constant(ms: i64, rows: usize, target: &DataType) -> Result<ArrayRef, Jo
 }
 
 impl Operator for WindowAggregate {
+    fn state_key(&self, _input: usize) -> Option<Vec<usize>> {
+        Some(plain_columns(&self.keys))
+    }
+
+    /// Its key columns come out unchanged (window columns and aggregates are computed).
+    fn forwards(&self, _input: usize, column: usize) -> Option<usize> {
+        match self.layout.get(column)? {
+            super::GroupColumn::Key(k) => plain_columns(&self.keys[*k..=*k]).first().copied(),
+            _ => None,
+        }
+    }
+
+    fn instance(&self, _watermark: &crate::stream::WatermarkCell) -> Option<Box<dyn Operator>> {
+        Some(Box::new(WindowAggregate {
+            kind: self.kind,
+            slice: self.slice,
+            offset: self.offset,
+            time_column: self.time_column,
+            keys: self.keys.clone(),
+            key_schema: self.key_schema.clone(),
+            layout: self.layout.clone(),
+            calls: self.calls.clone(),
+            schema: self.schema.clone(),
+            live: BTreeMap::new(),
+            frozen: BTreeMap::new(),
+            pending_ends: BTreeSet::new(),
+            watermark: i64::MIN,
+            late_rows: 0,
+            allowed_lateness: self.allowed_lateness,
+        }))
+    }
+
     fn state_kind(&self) -> Option<&'static str> {
         Some("window-aggregate")
     }

@@ -106,6 +106,26 @@ impl WindowTopN {
 }
 
 impl Operator for WindowTopN {
+    fn state_key(&self, _input: usize) -> Option<Vec<usize>> {
+        Some(crate::operators::evaluate::plain_columns(&self.partition))
+    }
+
+    fn forwards(&self, _input: usize, column: usize) -> Option<usize> {
+        (column < self.input.fields().len()).then_some(column)
+    }
+
+    fn instance(&self, _watermark: &crate::stream::WatermarkCell) -> Option<Box<dyn Operator>> {
+        let op = WindowTopN::new(
+            self.partition.clone(),
+            self.order.clone(),
+            self.window_end,
+            self.limit,
+            self.input.clone(),
+            self.schema.clone(),
+        );
+        Some(Box::new(op.ok()?))
+    }
+
     fn describe(&self) -> String {
         format!(
             "window Top-{} per {} partition column(s), ranked by {} key(s)",
