@@ -245,6 +245,11 @@ impl ConnectorConfig {
         }
     }
 
+    /// True when its records decode on several threads, one per subtask (files).
+    pub fn decodes_in_parallel(&self) -> bool {
+        matches!(self, ConnectorConfig::Filesystem(_))
+    }
+
     /// True when reading ends by itself: files, bounded Kafka reads, generators with a row
     /// count.
     pub fn is_bounded(&self) -> bool {
@@ -281,16 +286,21 @@ impl ConnectorConfig {
 
     /// A reader for `table`, whose batches have `scan_schema`; formats that can decode only
     /// some columns of the payload do.
+    /// A reader of `table`; `parallelism` threads decode where the connector can (files).
     pub fn create_source(
         &self,
         table: &str,
         scan_schema: &SchemaRef,
         columns: ScanColumns,
+        parallelism: usize,
     ) -> Result<Box<dyn Source>, JobError> {
         Ok(match self {
-            ConnectorConfig::Filesystem(c) => {
-                Box::new(filesystem::FileSource::new(c.clone(), table, columns)?)
-            }
+            ConnectorConfig::Filesystem(c) => Box::new(filesystem::FileSource::new(
+                c.clone(),
+                table,
+                columns,
+                parallelism,
+            )?),
             ConnectorConfig::Kafka(c) => Box::new(kafka::KafkaSource::new(
                 c.clone(),
                 table,

@@ -6,6 +6,10 @@
 //!                                     └─► pipeline ──► sink        (a source feeds every INSERT that reads it)
 //! ```
 
+mod parallel;
+
+pub use parallel::{Parallelism, plan_parallelism};
+
 use std::fmt::Write;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +41,8 @@ pub struct SourceNode {
     /// After how long without data a split stops holding the watermark back.
     pub idle_timeout: Option<Duration>,
     pub columns: ScanColumns,
+    /// Threads that decode its records (files: one per subtask of the job).
+    pub parallelism: usize,
 }
 
 /// `WATERMARK FOR column AS expr`, compiled over the row schema.
@@ -64,6 +70,17 @@ pub struct PipelineNode {
     pub side_output: Option<SinkNode>,
     /// Batches held and handed on together (`table.exec.mini-batch.*`); `None`: each as it comes.
     pub mini_batch: Option<MiniBatch>,
+    /// How many subtasks run it, and how rows are spread over them.
+    pub parallelism: Parallelism,
+}
+
+/// One running copy of a pipeline, with its stable id in checkpoints.
+pub struct TaskId {
+    pub pipeline: usize,
+    pub subtask: usize,
+    /// The pipeline's id, with `[k/n]` when it has several subtasks: a checkpoint restores
+    /// each subtask's state into the same subtask.
+    pub id: String,
 }
 
 /// Flink's mini-batch: a pipeline holds its input until `size` rows have come or
@@ -121,6 +138,27 @@ impl JobGraph {
             .collect()
     }
 
+    /// Every subtask of every pipeline, in order: what runs, and takes part in checkpoints.
+    pub fn task_ids(&self) -> Vec<TaskId> {
+        let mut tasks = Vec::new();
+        for (pipeline, (p, id)) in self.pipelines.iter().zip(self.pipeline_ids()).enumerate() {
+            let n = p.parallelism.subtasks();
+            for subtask in 0..n {
+                let id = if n == 1 {
+                    id.clone()
+                } else {
+                    format!("{id}[{subtask}/{n}]")
+                };
+                tasks.push(TaskId {
+                    pipeline,
+                    subtask,
+                    id,
+                });
+            }
+        }
+        tasks
+    }
+
     /// True when the job only shows queries' results (bare `SELECT`s, whose rows the planner
     /// sends to standard output): it writes no table.
     pub fn only_queries(&self) -> bool {
@@ -144,7 +182,11 @@ impl JobGraph {
         let mut out = String::new();
         let _ = writeln!(out, "Job `{}`", self.name);
         for (i, s) in self.sources.iter().enumerate() {
-            let _ = writeln!(out, "\nSource #{i} `{}`  parallelism 1", s.table);
+            let _ = writeln!(
+                out,
+                "\nSource #{i} `{}`  parallelism {}",
+                s.table, s.parallelism
+            );
             let _ = writeln!(out, "  connector: {}", s.connector.describe());
             let cols: Vec<String> = s
                 .row_schema
@@ -173,9 +215,29 @@ impl JobGraph {
             }
         }
         for (p, id) in self.pipelines.iter().zip(self.pipeline_ids()) {
-            let _ = writeln!(out, "\nPipeline `{}`  parallelism 1", p.name);
-            for &s in &p.inputs {
-                let _ = writeln!(out, "  ← source #{s} `{}`", self.sources[s].table);
+            let _ = writeln!(
+                out,
+                "\nPipeline `{}`  parallelism {}",
+                p.name,
+                p.parallelism.subtasks()
+            );
+            for (k, &s) in p.inputs.iter().enumerate() {
+                let source = &self.sources[s];
+                let mut line = format!("  ← source #{s} `{}`", source.table);
+                if let Parallelism::Keyed { keys, .. } = &p.parallelism {
+                    let names: Vec<&str> = keys[k]
+                        .iter()
+                        .map(|&c| source.row_schema.field(c).name().as_str())
+                        .collect();
+                    line.push_str(&format!(", rows spread by hash of {}", names.join(", ")));
+                }
+                let _ = writeln!(out, "{line}");
+            }
+            if let Parallelism::Single {
+                reason: Some(reason),
+            } = &p.parallelism
+            {
+                let _ = writeln!(out, "  one subtask: {reason}");
             }
             if let Some(m) = p.mini_batch {
                 let _ = writeln!(

@@ -10,15 +10,19 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::TableOutput;
-use super::coordinator::{Coordinator, CoordinatorConfig};
+use super::coordinator::{CheckpointLink, Coordinator, CoordinatorConfig};
+use super::exchange::KeyRouter;
 use super::metrics::{JobMetrics, LastCheckpoint};
 use super::mini_batch::HeldBatches;
 use super::pipeline::{PipelineCheckpoints, PipelineTask, SinkOutput};
-use super::restore::{RestorePlan, sink_id};
+use super::restore::{PipelineRestore, RestorePlan, sink_id};
+use super::source_output::PipelineInput;
 use crate::checkpoint::{CheckpointMode, CheckpointStore};
 use crate::operators::FusedOperators;
-use crate::plan::JobGraph;
-use crate::stream::{JobError, Message};
+use crate::operators::Operators;
+use crate::plan::{JobGraph, MiniBatch, Parallelism, SinkNode};
+use crate::stream::metrics::SinkMetrics;
+use crate::stream::{JobError, Message, WatermarkCell, new_watermark_cell};
 
 /// Knobs of the runtime (from `sluice.yaml`).
 #[derive(Debug, Clone)]
@@ -95,7 +99,7 @@ pub async fn run_job(
     let started = Instant::now();
     let (internal_stop_tx, internal_stop) = watch::channel(false);
     let mut tasks: JoinSet<Result<(), JobError>> = JoinSet::new();
-    let pipeline_ids = job.pipeline_ids();
+    let max_parallelism = checkpoints.as_ref().map_or(128, |c| c.max_parallelism);
     let (mut restore, link) = match checkpoints {
         Some(c) => {
             let restored_epoch = c.restore.as_ref().map_or(0, |r| r.epoch).max(c.epoch_base);
@@ -108,7 +112,7 @@ pub async fn run_job(
                 num_retained: c.num_retained,
                 max_parallelism: c.max_parallelism,
                 sources: job.sources.iter().map(|s| s.table.clone()).collect(),
-                pipelines: pipeline_ids.clone(),
+                pipelines: job.task_ids().into_iter().map(|t| t.id).collect(),
             };
             let (coordinator, link) = Coordinator::new(
                 config,
@@ -128,71 +132,78 @@ pub async fn run_job(
         .map_or_else(fresh_run_id, |(_, run)| run.clone());
     let mode = link.as_ref().map(|(l, _)| l.mode);
 
-    let mut senders: Vec<Vec<mpsc::Sender<Message>>> =
-        job.sources.iter().map(|_| Vec::new()).collect();
-    for (i, (pipeline, id)) in job.pipelines.into_iter().zip(&pipeline_ids).enumerate() {
-        let mut inputs = Vec::with_capacity(pipeline.inputs.len());
-        for &source in &pipeline.inputs {
-            let (tx, rx) = mpsc::channel(opts.channel_capacity);
-            senders[source].push(tx);
-            inputs.push((source, rx));
-        }
-        let mut restored = restore
-            .as_mut()
-            .map(|r| std::mem::take(&mut r.pipelines[i]))
-            .unwrap_or_default();
-        let open = async |node: &crate::plan::SinkNode, late: bool| {
-            let sid = sink_id(id, &node.table, late);
-            let writer = format!("{}/{run_id}/{sid}", job.name);
-            SinkOutput::open(node, sid, &writer, mode).await
-        };
-        let mut sinks = Vec::with_capacity(pipeline.sinks.len());
-        for node in &pipeline.sinks {
-            sinks.push(open(node, false).await?);
-        }
-        let mut side_output = match &pipeline.side_output {
-            Some(node) => Some(open(node, true).await?),
-            None => None,
-        };
-        // Epochs that completed before the restore may not all have been written: again.
-        for s in sinks.iter_mut().chain(side_output.as_mut()) {
-            if let Some(epochs) = restored.sinks.remove(s.id()) {
-                s.recommit(epochs).await?;
+    // Every subtask of every pipeline is one task, with its own channels, operators and sinks.
+    let task_ids = job.task_ids();
+    let context = TaskContext {
+        job: &job.name,
+        run_id: &run_id,
+        mode,
+        link: link.as_ref().map(|(l, _)| l),
+        flush_interval: opts.flush_interval,
+    };
+    let mut senders: Vec<Vec<PipelineInput>> = job.sources.iter().map(|_| Vec::new()).collect();
+    let mut next_task = 0;
+    for (i, pipeline) in job.pipelines.into_iter().enumerate() {
+        let n = pipeline.parallelism.subtasks();
+        let mut receivers: Vec<Vec<(usize, mpsc::Receiver<Message>)>> =
+            (0..n).map(|_| Vec::new()).collect();
+        for (k, &source) in pipeline.inputs.iter().enumerate() {
+            let (txs, rxs): (Vec<_>, Vec<_>) =
+                (0..n).map(|_| mpsc::channel(opts.channel_capacity)).unzip();
+            for (sub, rx) in rxs.into_iter().enumerate() {
+                receivers[sub].push((source, rx));
             }
+            let router = match &pipeline.parallelism {
+                Parallelism::Keyed { keys, .. } => {
+                    Some(KeyRouter::new(keys[k].clone(), n, max_parallelism))
+                }
+                Parallelism::Single { .. } => None,
+            };
+            senders[source].push(PipelineInput {
+                subtasks: txs,
+                router,
+            });
         }
-        if let Some(w) = restored.watermark {
-            pipeline.watermark.store(w, Relaxed);
-        }
-        let operator_ids = pipeline.operator_ids(id);
-        // Opening reads files (lookup tables): off the async workers.
-        let mut chain = FusedOperators::new(pipeline.operators)
-            .with_metrics(metrics.sinks[i].operators.clone());
-        let states = restored.operators;
-        let chain = tokio::task::spawn_blocking(move || {
-            chain.open()?;
-            if !states.is_empty() {
-                chain.restore(&states)?;
-            }
-            Ok::<_, JobError>(chain)
-        })
-        .await
-        .map_err(|e| JobError::internal(format!("opening operators: {e}")))??;
-        let task = PipelineTask {
-            operators: chain,
-            sinks,
-            metrics: metrics.sinks[i].clone(),
-            flush_interval: opts.flush_interval,
-            watermark: pipeline.watermark.clone(),
-            side_output,
-            mini_batch: pipeline.mini_batch.map(HeldBatches::new),
-            checkpoints: link.as_ref().map(|(link, _)| PipelineCheckpoints {
-                index: i,
-                link: link.clone(),
+        let operator_ids: Vec<_> = task_ids[next_task..next_task + n]
+            .iter()
+            .map(|t| pipeline.operator_ids(&t.id))
+            .collect();
+        // One subtask runs the planned operators; several run instances of them, each with
+        // its own watermark.
+        let (cells, operator_sets) = if n == 1 {
+            (vec![pipeline.watermark.clone()], vec![pipeline.operators])
+        } else {
+            let cells: Vec<WatermarkCell> = (0..n).map(|_| new_watermark_cell()).collect();
+            let sets = cells
+                .iter()
+                .map(|c| pipeline.operators.instance(c))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| JobError::internal("an operator cannot run as subtasks"))?;
+            (cells, sets)
+        };
+        let subtasks = operator_sets.into_iter().zip(receivers).zip(&cells);
+        for (((operators, inputs), cell), operator_ids) in subtasks.zip(operator_ids) {
+            let task = &task_ids[next_task];
+            let index = next_task;
+            next_task += 1;
+            let restored = restore
+                .as_mut()
+                .map(|r| std::mem::take(&mut r.pipelines[index]))
+                .unwrap_or_default();
+            let node = SubtaskNode {
+                id: &task.id,
+                sinks: &pipeline.sinks,
+                side_output: pipeline.side_output.as_ref(),
                 operator_ids,
-                last_barrier: 0,
-            }),
-        };
-        tasks.spawn(task.run(inputs));
+                watermark: cell.clone(),
+                pipeline_watermark: (n > 1).then(|| (pipeline.watermark.clone(), cells.clone())),
+                mini_batch: pipeline.mini_batch,
+                metrics: metrics.sinks[i].clone(),
+                checkpoint_index: index,
+            };
+            let task = open_subtask(node, operators, restored, &context).await?;
+            tasks.spawn(task.run(inputs));
+        }
     }
     for (index, ((node, outputs), m)) in job
         .sources
@@ -201,9 +212,12 @@ pub async fn run_job(
         .zip(&metrics.sources)
         .enumerate()
     {
-        let source =
-            node.connector
-                .create_source(&node.table, &node.scan_schema, node.columns.clone())?;
+        let source = node.connector.create_source(
+            &node.table,
+            &node.scan_schema,
+            node.columns.clone(),
+            node.parallelism,
+        )?;
         let mut out = TableOutput::new(
             &node,
             node.idle_timeout.or(opts.idle_timeout),
@@ -270,6 +284,94 @@ pub async fn run_job(
         elapsed: started.elapsed(),
         stopped: stop_requested,
         last_checkpoint: metrics.checkpoints.last(),
+    })
+}
+
+/// One subtask of a pipeline, as it is opened.
+struct SubtaskNode<'a> {
+    /// Its id in checkpoints (see [`JobGraph::task_ids`](crate::plan::JobGraph::task_ids)).
+    id: &'a str,
+    sinks: &'a [SinkNode],
+    side_output: Option<&'a SinkNode>,
+    operator_ids: Vec<Option<String>>,
+    watermark: WatermarkCell,
+    pipeline_watermark: Option<(WatermarkCell, Vec<WatermarkCell>)>,
+    mini_batch: Option<MiniBatch>,
+    metrics: Arc<SinkMetrics>,
+    /// Its index among the job's tasks in checkpoints.
+    checkpoint_index: usize,
+}
+
+/// What every subtask of a job shares.
+struct TaskContext<'a> {
+    job: &'a str,
+    run_id: &'a str,
+    mode: Option<CheckpointMode>,
+    link: Option<&'a CheckpointLink>,
+    flush_interval: Duration,
+}
+
+/// Opens a subtask's sinks (writing again what a restored checkpoint staged) and operators
+/// (restored), ready to run.
+async fn open_subtask(
+    node: SubtaskNode<'_>,
+    operators: Operators,
+    mut restored: PipelineRestore,
+    context: &TaskContext<'_>,
+) -> Result<PipelineTask, JobError> {
+    let open = async |sink: &SinkNode, late: bool| {
+        let sid = sink_id(node.id, &sink.table, late);
+        let writer = format!("{}/{}/{sid}", context.job, context.run_id);
+        SinkOutput::open(sink, sid, &writer, context.mode).await
+    };
+    let mut sinks = Vec::with_capacity(node.sinks.len());
+    for sink in node.sinks {
+        sinks.push(open(sink, false).await?);
+    }
+    let mut side_output = match node.side_output {
+        Some(sink) => Some(open(sink, true).await?),
+        None => None,
+    };
+    // Epochs that completed before the restore may not all have been written: again.
+    for s in sinks.iter_mut().chain(side_output.as_mut()) {
+        if let Some(epochs) = restored.sinks.remove(s.id()) {
+            s.recommit(epochs).await?;
+        }
+    }
+    if let Some(w) = restored.watermark {
+        node.watermark.store(w, Relaxed);
+        if let Some((pipeline, _)) = &node.pipeline_watermark {
+            pipeline.fetch_max(w, Relaxed);
+        }
+    }
+    // Opening reads files (lookup tables): off the async workers.
+    let mut chain = FusedOperators::new(operators).with_metrics(node.metrics.operators.clone());
+    let states = restored.operators;
+    let chain = tokio::task::spawn_blocking(move || {
+        chain.open()?;
+        if !states.is_empty() {
+            chain.restore(&states)?;
+        }
+        Ok::<_, JobError>(chain)
+    })
+    .await
+    .map_err(|e| JobError::internal(format!("opening operators: {e}")))??;
+    Ok(PipelineTask {
+        operators: chain,
+        sinks,
+        metrics: node.metrics,
+        flush_interval: context.flush_interval,
+        watermark: node.watermark,
+        pipeline_watermark: node.pipeline_watermark,
+        shares: Default::default(),
+        side_output,
+        mini_batch: node.mini_batch.map(HeldBatches::new),
+        checkpoints: context.link.map(|link| PipelineCheckpoints {
+            index: node.checkpoint_index,
+            link: link.clone(),
+            operator_ids: node.operator_ids,
+            last_barrier: 0,
+        }),
     })
 }
 

@@ -8,6 +8,7 @@
 //! what they hold before the job ends.
 
 mod coordinator;
+pub mod exchange;
 mod job;
 pub mod metrics;
 mod mini_batch;

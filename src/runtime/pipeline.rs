@@ -16,6 +16,7 @@ use super::mini_batch::HeldBatches;
 use crate::checkpoint::CheckpointMode;
 use crate::operators::FusedOperators;
 use crate::plan::SinkNode;
+use crate::stream::metrics::GaugeShare;
 use crate::stream::{JobError, Message, Sink, WatermarkCell};
 
 /// The operators of one INSERT (or of several INSERTs of one query) and its sinks, in one task.
@@ -24,7 +25,14 @@ pub(super) struct PipelineTask {
     pub sinks: Vec<SinkOutput>,
     pub metrics: Arc<SinkMetrics>,
     pub flush_interval: Duration,
+    /// This task's watermark.
     pub watermark: WatermarkCell,
+    /// For a subtask of a parallel pipeline: the pipeline's cell (what CURRENT_WATERMARK
+    /// reads) and every subtask's. The pipeline's is the lowest of them: every subtask has
+    /// passed it.
+    pub pipeline_watermark: Option<(WatermarkCell, Vec<WatermarkCell>)>,
+    /// This task's part of the pipeline's gauges: late rows, held rows, queued batches.
+    pub shares: [GaugeShare; 3],
     /// Where late rows go.
     pub side_output: Option<SinkOutput>,
     pub checkpoints: Option<PipelineCheckpoints>,
@@ -215,7 +223,9 @@ impl PipelineTask {
             })
             .collect();
         let capacity: usize = inputs.iter().map(|i| i.rx.max_capacity()).sum();
-        self.metrics.queue_capacity.store(capacity as u64, Relaxed);
+        self.metrics
+            .queue_capacity
+            .fetch_add(capacity as u64, Relaxed);
         // Fires when held mini-batch rows are due; armed only while some are held.
         let due = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(due);
@@ -255,7 +265,7 @@ impl PipelineTask {
                 Some(Message::Batch(batch)) => {
                     inputs[k].idle = false;
                     let queued: usize = inputs.iter().map(|i| i.rx.len()).sum();
-                    self.metrics.queued_batches.store(queued as u64, Relaxed);
+                    self.shares[2].set(&self.metrics.queued_batches, queued as u64);
                     match &mut self.mini_batch {
                         Some(held) => {
                             if held.hold(k, batch) {
@@ -310,9 +320,8 @@ impl PipelineTask {
         } else {
             self.operators.process_input(inputs[k].source, batch)?
         };
-        self.metrics
-            .late_rows
-            .store(self.operators.late_rows(), Relaxed);
+        let late = self.operators.late_rows();
+        self.shares[0].set(&self.metrics.late_rows, late);
         self.write(out).await?;
         self.write_side_output().await
     }
@@ -357,10 +366,13 @@ impl PipelineTask {
             return Ok(());
         }
         self.watermark.store(w, Relaxed);
+        if let Some((pipeline, subtasks)) = &self.pipeline_watermark {
+            let passed = subtasks.iter().map(|c| c.load(Relaxed)).min();
+            pipeline.fetch_max(passed.unwrap_or(w), Relaxed);
+        }
         let out = self.operators.process_watermark(w)?;
-        self.metrics
-            .buffered_rows
-            .store(self.operators.buffered_rows(), Relaxed);
+        let held = self.operators.buffered_rows();
+        self.shares[1].set(&self.metrics.buffered_rows, held);
         self.write(out).await
     }
 

@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use tokio::sync::{mpsc, watch};
 
 use super::coordinator::{CheckpointLink, Report};
+use super::exchange::KeyRouter;
 use super::watermark::WatermarkTracker;
 use crate::connectors::print::format_rows;
 use crate::operators::Projection;
@@ -41,7 +42,7 @@ pub struct TableOutput {
     watermarks: Option<WatermarkTracker>,
     /// Whether the source said it is idle (every split past its idle timeout).
     idle: bool,
-    outputs: Vec<mpsc::Sender<Message>>,
+    outputs: Vec<PipelineInput>,
     metrics: Arc<SourceMetrics>,
     stop: watch::Receiver<bool>,
     batch_size: usize,
@@ -52,6 +53,34 @@ pub struct TableOutput {
     checkpoints: Option<SourceCheckpoints>,
     /// On a stop, end event time first so every window is emitted (`--drain`).
     drain: Arc<AtomicBool>,
+}
+
+/// Where a source's messages go for one pipeline: to its one task, or spread over its subtasks
+/// by key (batches; everything else goes to each).
+pub(crate) struct PipelineInput {
+    pub subtasks: Vec<mpsc::Sender<Message>>,
+    pub router: Option<KeyRouter>,
+}
+
+impl PipelineInput {
+    async fn send(&self, msg: &Message) -> Result<(), JobError> {
+        let closed = |_| JobError::ChannelClosed;
+        match (msg, &self.router) {
+            (Message::Batch(batch), Some(router)) => {
+                for (tx, part) in self.subtasks.iter().zip(router.split(batch)?) {
+                    if let Some(part) = part {
+                        tx.send(Message::Batch(part)).await.map_err(closed)?;
+                    }
+                }
+            }
+            _ => {
+                for tx in &self.subtasks {
+                    tx.send(msg.clone()).await.map_err(closed)?;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A source's part in checkpoints.
@@ -71,7 +100,7 @@ impl TableOutput {
     pub(crate) fn new(
         node: &SourceNode,
         idle_timeout: Option<Duration>,
-        outputs: Vec<mpsc::Sender<Message>>,
+        outputs: Vec<PipelineInput>,
         metrics: Arc<SourceMetrics>,
         stop: watch::Receiver<bool>,
         batch_size: usize,
@@ -215,9 +244,7 @@ impl TableOutput {
     async fn send(&mut self, msg: Message) -> Result<(), JobError> {
         // Batches are reference-counted Arrow arrays: a clone per output copies no data.
         for out in &self.outputs {
-            out.send(msg.clone())
-                .await
-                .map_err(|_| JobError::ChannelClosed)?;
+            out.send(&msg).await?;
         }
         Ok(())
     }

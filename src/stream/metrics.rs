@@ -4,6 +4,23 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU64};
 
+/// One task's part of a gauge that the subtasks of a pipeline add up to (rows held, late rows,
+/// queued batches): each subtask moves the gauge by its own change.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct GaugeShare(u64);
+
+impl GaugeShare {
+    /// This task's part is now `now`.
+    pub fn set(&mut self, gauge: &AtomicU64, now: u64) {
+        // Wrapping: a part going down subtracts.
+        gauge.fetch_add(
+            now.wrapping_sub(self.0),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        self.0 = now;
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct SourceMetrics {
     pub name: String,

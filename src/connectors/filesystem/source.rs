@@ -23,6 +23,8 @@ pub struct FileSource {
     config: FilesystemConfig,
     table: String,
     columns: ScanColumns,
+    /// Threads that decode (the job's parallelism).
+    decoders: usize,
 }
 
 impl FileSource {
@@ -30,11 +32,13 @@ impl FileSource {
         config: FilesystemConfig,
         table: &str,
         columns: ScanColumns,
+        decoders: usize,
     ) -> Result<Self, JobError> {
         Ok(FileSource {
             config,
             table: table.to_string(),
             columns,
+            decoders: decoders.max(1),
         })
     }
 }
@@ -61,17 +65,12 @@ enum Job {
     Failed { seq: u64, error: JobError },
 }
 
-/// How many threads decode: the cores, at most four (the reader and the pipeline need some).
-fn decoder_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4))
-}
-
 #[async_trait]
 impl Source for FileSource {
     async fn run(self: Box<Self>, out: &mut dyn SourceOutput) -> Result<SourceEnd, JobError> {
         let files = list_files(&self.config.path).map_err(|m| JobError::source(&self.table, m))?;
         out.set_splits(1);
-        let threads = decoder_threads();
+        let threads = self.decoders;
         let (jobs_tx, jobs_rx) = std::sync::mpsc::sync_channel::<Job>(threads * 2);
         let jobs_rx = Arc::new(std::sync::Mutex::new(jobs_rx));
         let (tx, mut rx) = mpsc::channel::<(u64, Chunk)>(threads * 2);

@@ -1063,7 +1063,7 @@ mod tests {
             Field::new("off", DataType::Int64, true),
         ]));
         let source = config
-            .create_source("readings", &scan, ScanColumns::default())
+            .create_source("readings", &scan, ScanColumns::default(), 1)
             .unwrap();
         let mut out = Collected::default();
         let end = source.run(&mut out).await.unwrap();
@@ -1102,7 +1102,7 @@ mod tests {
         // Restored from a checkpoint at partition 0 offset 2: the rest of partition 0 and all
         // of partition 1 (no position) are read; the startup mode does not apply to partition 0.
         let source = config
-            .create_source("readings", &scan, ScanColumns::default())
+            .create_source("readings", &scan, ScanColumns::default(), 1)
             .unwrap();
         let mut out = Collected {
             restored: [("readings/0".to_string(), 2)].into_iter().collect(),

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use crate::connectors::ScanColumns;
 use crate::operators::Operators;
-use crate::plan::{JobGraph, MiniBatch, PipelineNode, SinkNode, SourceNode, WatermarkNode};
+use crate::plan::{
+    JobGraph, MiniBatch, PipelineNode, SinkNode, SourceNode, WatermarkNode, plan_parallelism,
+};
 use crate::sql::catalog::Table;
 use crate::stream::WatermarkCell;
 
@@ -108,6 +110,7 @@ impl JobBuilder {
         table: &Table,
         used: &BTreeSet<usize>,
         idle: Option<Duration>,
+        parallelism: usize,
     ) -> SourceNode {
         SourceNode {
             table: table.name.clone(),
@@ -126,16 +129,23 @@ impl JobBuilder {
                 decode: Self::decode_columns(table, used),
                 required: Self::required_columns(table),
             },
+            parallelism: if table.connector.decodes_in_parallel() {
+                parallelism
+            } else {
+                1
+            },
         }
     }
 
     /// The job, if the script has anything to run; `idle_timeout` is the default of every
-    /// source without its own; every pipeline takes `mini_batch`.
+    /// source without its own; every pipeline takes `mini_batch`, and runs as up to
+    /// `parallelism` subtasks.
     pub(super) fn build(
         self,
         name: String,
         idle_timeout: Option<Duration>,
         mini_batch: Option<MiniBatch>,
+        parallelism: usize,
     ) -> Option<JobGraph> {
         if self.pipelines.is_empty() {
             return None;
@@ -146,7 +156,7 @@ impl JobBuilder {
                 .sources
                 .into_iter()
                 .zip(&self.used_columns)
-                .map(|(table, used)| Self::source_node(&table, used, idle_timeout))
+                .map(|(table, used)| Self::source_node(&table, used, idle_timeout, parallelism))
                 .collect(),
             pipelines: self
                 .pipelines
@@ -154,6 +164,7 @@ impl JobBuilder {
                 .map(|p| PipelineNode {
                     name: p.name,
                     inputs: p.operators.inputs(),
+                    parallelism: plan_parallelism(&p.operators, &p.operators.inputs(), parallelism),
                     operators: p.operators,
                     sinks: p.sinks,
                     watermark: p.watermark,

@@ -177,9 +177,12 @@ impl Planner {
                     let mut alone = JobBuilder::default();
                     self.plan_runnable(src, inner, &mut alone).await?;
                     let mini_batch = self.mini_batch(src, inner.pos)?;
-                    if let Some(job) =
-                        alone.build(job_name(&src.name), self.settings.idle_timeout, mini_batch)
-                    {
+                    if let Some(job) = alone.build(
+                        job_name(&src.name),
+                        self.settings.idle_timeout,
+                        mini_batch,
+                        self.settings.parallelism(),
+                    ) {
                         output.push(user_facing(&job.explain()));
                     }
                 }
@@ -218,7 +221,12 @@ impl Planner {
             .unwrap_or_else(|| job_name(&src.name));
         Ok(PlannedScript {
             output,
-            job: job.build(name, self.settings.idle_timeout, mini_batch),
+            job: job.build(
+                name,
+                self.settings.idle_timeout,
+                mini_batch,
+                self.settings.parallelism(),
+            ),
             settings: self.settings.clone(),
             local_paths: std::mem::take(&mut self.local_paths),
         })

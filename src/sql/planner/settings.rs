@@ -57,6 +57,8 @@ impl Default for ClientSettings {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub pipeline_name: Option<String>,
+    /// `parallelism.default`; `None`: the machine's cores.
+    parallelism: Option<usize>,
     /// `table.exec.source.idle-timeout`: for every source without its own
     /// `scan.watermark.idle-timeout`; `None` (or 0, as in Flink) = splits never count as idle.
     pub idle_timeout: Option<Duration>,
@@ -83,6 +85,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             pipeline_name: None,
+            parallelism: None,
             idle_timeout: None,
             late_rows: LateRows::Drop,
             allowed_lateness_ms: 0,
@@ -117,7 +120,18 @@ const KNOWN: &[&str] = &[
     "sql-client.display.max-column-width",
 ];
 
+/// The most subtasks a pipeline can have: one per key group at the default
+/// `pipeline.max-parallelism`.
+const MAX_PARALLELISM: usize = 128;
+
 impl Settings {
+    /// How many subtasks a keyed pipeline runs as: `parallelism.default`, else one per core.
+    pub fn parallelism(&self) -> usize {
+        self.parallelism.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+        })
+    }
+
     /// Every key `SET` accepts (for the shell's completion).
     pub fn keys() -> Vec<&'static str> {
         KNOWN
@@ -134,7 +148,7 @@ impl Settings {
         match key {
             "pipeline.name" => ("the file's name", &[]),
             "execution.runtime-mode" => ("streaming", &["streaming"]),
-            "parallelism.default" => ("1", &["1"]),
+            "parallelism.default" => ("the number of cores", &[]),
             "table.exec.source.idle-timeout" => ("0 ms (never idle)", &[]),
             "table.local-time-zone" => ("UTC", &["UTC"]),
             "table.exec.late-rows" => ("drop", &["drop", "side-output:"]),
@@ -186,12 +200,14 @@ impl Settings {
                         .into(),
                 );
             }
-            "parallelism.default" if v == "1" => {}
-            "parallelism.default" => {
-                return Err(format!(
-                    "'parallelism.default' = '{value}' is not supported yet: every operator runs as one task; set it to '1' or remove it"
-                ));
-            }
+            "parallelism.default" => match v.parse::<usize>() {
+                Ok(n) if (1..=MAX_PARALLELISM).contains(&n) => self.parallelism = Some(n),
+                _ => {
+                    return Err(format!(
+                        "'parallelism.default' = '{value}': expected a whole number from 1 to {MAX_PARALLELISM}"
+                    ));
+                }
+            },
             "table.exec.source.idle-timeout" => {
                 let d = duration(key, v)?;
                 self.idle_timeout = (!d.is_zero()).then_some(d);
@@ -368,13 +384,17 @@ mod tests {
         s.set("table.optimizer.reuse-sub-plan-enabled", "FALSE")
             .unwrap();
         assert!(!s.reuse_sub_plan);
+        s.set("parallelism.default", "4").unwrap();
+        assert_eq!(s.parallelism(), 4);
     }
 
     #[test]
     fn settings_without_effect_are_rejected() {
         let mut s = Settings::default();
         for (k, v) in [
-            ("parallelism.default", "4"),
+            ("parallelism.default", "0"),
+            ("parallelism.default", "two"),
+            ("parallelism.default", "129"),
             ("table.local-time-zone", "Europe/Berlin"),
             ("execution.checkpointing.interval", "often"),
             ("state.backend.type", "rocksdb"),

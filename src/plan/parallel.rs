@@ -1,0 +1,140 @@
+//! How a pipeline's work is split over subtasks (`parallelism.default`): a pipeline whose state
+//! is keyed runs as N copies, and each input row goes to the copy that owns its key, so every
+//! key's state lives in one subtask and results stay exactly those of one task. Rows are placed
+//! by source columns, so the source routes them before any channel: no second hop.
+
+use crate::operators::Operators;
+
+/// A pipeline's parallelism, as planned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parallelism {
+    /// One task; `reason` says why when more were asked for.
+    Single { reason: Option<String> },
+    /// `subtasks` copies; each input's rows go by a hash of these columns of its source's rows
+    /// (one list per pipeline input, in input order, equal keys in the same positions).
+    Keyed {
+        subtasks: usize,
+        keys: Vec<Vec<usize>>,
+    },
+}
+
+impl Parallelism {
+    pub fn subtasks(&self) -> usize {
+        match self {
+            Parallelism::Single { .. } => 1,
+            Parallelism::Keyed { subtasks, .. } => *subtasks,
+        }
+    }
+}
+
+/// The parallelism of a pipeline reading `inputs` through `operators`, when `requested`
+/// subtasks are asked for.
+pub fn plan_parallelism(operators: &Operators, inputs: &[usize], requested: usize) -> Parallelism {
+    if requested <= 1 {
+        return Parallelism::Single { reason: None };
+    }
+    let single = |reason: String| Parallelism::Single {
+        reason: Some(reason),
+    };
+    let keyed: Vec<usize> = (0..operators.len())
+        .filter(|&i| operators.get(i).state_key(0).is_some())
+        .collect();
+    if keyed.is_empty() {
+        return single("it keeps no keyed state (its work is its source's)".into());
+    }
+    if let Some(op) = operators.first_without_instances() {
+        return single(format!("`{}` cannot run as subtasks yet", op.describe()));
+    }
+    let routes = match keyed.as_slice() {
+        [only] => routes_of(operators, *only, inputs),
+        several => shared_key(operators, several, inputs),
+    };
+    match routes {
+        Ok(keys) => Parallelism::Keyed {
+            subtasks: requested,
+            keys,
+        },
+        Err(reason) => single(reason),
+    }
+}
+
+/// The source columns each input is routed by for the one keyed operator `op`: every position
+/// of its key that traces back to exactly one column of each input.
+fn routes_of(
+    operators: &Operators,
+    op: usize,
+    inputs: &[usize],
+) -> Result<Vec<Vec<usize>>, String> {
+    let node = operators.get(op);
+    let feeds = operators.feeds(op);
+    let keys: Vec<Vec<usize>> = (0..feeds.len())
+        .map(|k| node.state_key(k).unwrap_or_default())
+        .collect();
+    let positions = keys.iter().map(Vec::len).min().unwrap_or(0);
+    let mut routes: Vec<Vec<usize>> = vec![Vec::new(); inputs.len()];
+    for p in 0..positions {
+        let mut found: Vec<Vec<usize>> = vec![Vec::new(); inputs.len()];
+        let mut traced = true;
+        for (key, &feed) in keys.iter().zip(feeds) {
+            let columns = operators.trace(feed, key[p]);
+            traced &= !columns.is_empty();
+            for (source, column) in columns {
+                if let Some(i) = inputs.iter().position(|&s| s == source) {
+                    found[i].push(column);
+                }
+            }
+        }
+        // A self-join on two columns of one source cannot place a row by one of them.
+        let one_each = found
+            .iter()
+            .all(|f| f.len() == 1 || f.windows(2).all(|w| w[0] == w[1]));
+        if traced && one_each && found.iter().all(|f| !f.is_empty()) {
+            for (route, f) in routes.iter_mut().zip(found) {
+                route.push(f[0]);
+            }
+        }
+    }
+    if routes.iter().any(Vec::is_empty) {
+        return Err(format!(
+            "`{}` has no key column that comes unchanged from its source (a global aggregate, or a computed key)",
+            node.describe()
+        ));
+    }
+    Ok(routes)
+}
+
+/// Several keyed operators over one input: it is routed by the source columns all their keys
+/// contain.
+fn shared_key(
+    operators: &Operators,
+    keyed: &[usize],
+    inputs: &[usize],
+) -> Result<Vec<Vec<usize>>, String> {
+    if inputs.len() != 1 {
+        return Err("several keyed operators over several inputs need a second exchange".into());
+    }
+    let mut shared: Option<Vec<usize>> = None;
+    for &op in keyed {
+        let columns = routes_of(operators, op, inputs)
+            .map(|mut r| r.remove(0))
+            .unwrap_or_default();
+        shared = Some(match shared {
+            None => columns,
+            Some(before) => before.into_iter().filter(|c| columns.contains(c)).collect(),
+        });
+    }
+    let mut key = shared.unwrap_or_default();
+    key.sort_unstable();
+    key.dedup();
+    if key.is_empty() {
+        return Err(format!(
+            "its keyed operators ({}) share no key column of the source; repartitioning between them is not built yet",
+            keyed
+                .iter()
+                .map(|&i| format!("`{}`", operators.get(i).describe()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(vec![key])
+}
