@@ -5,15 +5,33 @@ mod common;
 
 use common::{apply_change, assert_rows_match_golden, fixtures, read_sink_dir, sluice};
 
-/// Runs `tests/fixtures/<query>.sql` over one golden input and compares with Flink's result.
-fn check(query: &str, input: &str) {
+/// Each golden input with the parallelism it runs at: every query is checked as one task and
+/// as 2 and 4 subtasks (on 2 cores, 4 subtasks still split keys four ways).
+const RUNS: [(&str, usize); 4] = [("100k", 1), ("100k", 2), ("100k", 4), ("100k_v50", 2)];
+
+/// Runs `tests/fixtures/<query>.sql` over each golden input, at each parallelism of [`RUNS`],
+/// and compares with Flink's result.
+fn check(query: &str) {
+    for (input, parallelism) in RUNS {
+        check_at(query, input, parallelism);
+    }
+}
+
+fn check_at(query: &str, input: &str, parallelism: usize) {
     let out_dir = tempfile::tempdir().unwrap();
     let (dir, file) = match input {
         "100k" => ("golden_100k", "telemetry_100k.jsonl.gz"),
         _ => ("golden_100k_v50", "telemetry_100k_v50.jsonl.gz"),
     };
     let input = fixtures().join(dir).join(file);
-    let sql = fixtures().join(format!("{query}.sql"));
+    let scratch = tempfile::tempdir().unwrap();
+    let sql = scratch.path().join(format!("{query}.sql"));
+    let body = std::fs::read_to_string(fixtures().join(format!("{query}.sql"))).unwrap();
+    std::fs::write(
+        &sql,
+        format!("SET 'parallelism.default' = '{parallelism}';\n{body}"),
+    )
+    .unwrap();
     let run = sluice(
         &["run", "--quiet", sql.to_str().unwrap()],
         &[
@@ -26,17 +44,36 @@ fn check(query: &str, input: &str) {
     let rows = read_sink_dir(out_dir.path());
     assert!(!rows.is_empty());
     assert_rows_match_golden(&rows, &fixtures().join(dir).join(format!("{query}.csv")));
+    if parallelism > 1 {
+        // Each subtask writes its own part files.
+        let parts = std::fs::read_dir(out_dir.path()).unwrap().count();
+        let expected = if SINGLE.contains(&query) {
+            1
+        } else {
+            parallelism
+        };
+        assert!(
+            parts >= expected,
+            "{query} at parallelism {parallelism}: {parts} part files"
+        );
+    }
 }
 
-/// Runs `tests/fixtures/<query>.sql`, whose result is a changelog printed with row kinds
-/// (`+I[…]`, `-U[…]`, `+U[…]`, `-D[…]`), applies it — every `+I`/`+U` row added, every
-/// `-U`/`-D` row removed — and compares the final rows with Flink's. Returns how many changes
-/// it took.
-fn check_changelog(query: &str, input: &str) -> usize {
-    check_changelog_with("", query, input)
+/// Golden queries that run as one task whatever the parallelism (EXPLAIN says why).
+const SINGLE: [&str; 3] = ["q5_overspeed", "q13_window_topn", "q15_union_all"];
+
+/// [`check_changelog_with`] at each parallelism of [`RUNS`].
+fn check_changelog_all(query: &str) {
+    for (input, parallelism) in RUNS {
+        let settings = format!("SET 'parallelism.default' = '{parallelism}';");
+        check_changelog_with(&settings, query, input);
+    }
 }
 
-/// [`check_changelog`] with `settings` (SET statements) before the query's file.
+/// Runs `tests/fixtures/<query>.sql` with `settings` (SET statements) before it. Its result is
+/// a changelog printed with row kinds (`+I[…]`, `-U[…]`, `+U[…]`, `-D[…]`): it is applied —
+/// every `+I`/`+U` row added, every `-U`/`-D` row removed — and the final rows are compared
+/// with Flink's. Returns how many changes it took.
 fn check_changelog_with(settings: &str, query: &str, input: &str) -> usize {
     let (dir, file) = match input {
         "100k" => ("golden_100k", "telemetry_100k.jsonl.gz"),
@@ -77,85 +114,75 @@ fn check_changelog_with(settings: &str, query: &str, input: &str) -> usize {
 
 #[test]
 fn q5_overspeed_matches_flink() {
-    check("q5_overspeed", "100k");
-    check("q5_overspeed", "100k_v50");
+    check("q5_overspeed");
 }
 
 #[test]
 fn q1_tumble_matches_flink() {
-    check("q1_tumble", "100k");
-    check("q1_tumble", "100k_v50");
+    check("q1_tumble");
 }
 
 #[test]
 fn q2_hop_matches_flink() {
-    check("q2_hop", "100k");
-    check("q2_hop", "100k_v50");
+    check("q2_hop");
 }
 
 #[test]
 fn q3_session_matches_flink() {
-    check("q3_session", "100k");
-    check("q3_session", "100k_v50");
+    check("q3_session");
 }
 
 #[test]
 fn q3_session_legacy_group_window_matches_flink() {
-    check("q3_session_legacy", "100k");
-    check("q3_session_legacy", "100k_v50");
+    check("q3_session_legacy");
 }
 
 #[test]
 fn q4_match_recognize_matches_flink() {
-    check("q4_match", "100k");
-    check("q4_match", "100k_v50");
+    check("q4_match");
 }
 
 #[test]
 fn q15_union_all_matches_flink() {
-    check("q15_union_all", "100k");
-    check("q15_union_all", "100k_v50");
+    check("q15_union_all");
 }
 
 #[test]
 fn q11_over_rows_matches_flink() {
-    check("q11_over_rows", "100k");
-    check("q11_over_rows", "100k_v50");
+    check("q11_over_rows");
 }
 
 #[test]
 fn q13_window_top_n_matches_flink() {
-    check("q13_window_topn", "100k");
-    check("q13_window_topn", "100k_v50");
+    check("q13_window_topn");
 }
 
 #[test]
 fn q10_interval_join_matches_flink() {
-    check("q10_interval_join", "100k");
-    check("q10_interval_join", "100k_v50");
+    check("q10_interval_join");
 }
 
 #[test]
 fn q16_window_left_join_matches_flink() {
-    check("q16_window_left_join", "100k");
-    check("q16_window_left_join", "100k_v50");
+    check("q16_window_left_join");
 }
 
 #[test]
 fn q14_updating_aggregate_matches_flink() {
-    check_changelog("q14_updating_agg", "100k");
-    check_changelog("q14_updating_agg", "100k_v50");
+    check_changelog_all("q14_updating_agg");
 }
 
 #[test]
 fn mini_batches_end_in_flinks_state_with_fewer_changes() {
     // Held until 50,000 rows (the input ends first on the golden's 100,000 rows: two
     // mini-batches), never by time in a run this short.
-    let settings = "SET 'table.exec.mini-batch.enabled' = 'true';
+    // One task: a mini-batch's size counts each subtask's rows.
+    let settings = "SET 'parallelism.default' = '1';
+        SET 'table.exec.mini-batch.enabled' = 'true';
         SET 'table.exec.mini-batch.allow-latency' = '1 min';
         SET 'table.exec.mini-batch.size' = '50000';";
     for query in ["q14_updating_agg", "q12_dedup_last"] {
-        let each_batch = check_changelog(query, "100k");
+        let each_batch = check_changelog_with("SET 'parallelism.default' = '1';", query, "100k");
         let mini_batched = check_changelog_with(settings, query, "100k");
         assert!(
             mini_batched < each_batch,
@@ -166,6 +193,5 @@ fn mini_batches_end_in_flinks_state_with_fewer_changes() {
 
 #[test]
 fn q12_keep_last_deduplication_matches_flink() {
-    check_changelog("q12_dedup_last", "100k");
-    check_changelog("q12_dedup_last", "100k_v50");
+    check_changelog_all("q12_dedup_last");
 }

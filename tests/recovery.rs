@@ -147,6 +147,47 @@ fn a_job_killed_at_random_moments_writes_exactly_the_rows_of_an_uninterrupted_ru
     }
 }
 
+#[test]
+fn subtasks_restore_their_own_state_and_a_changed_parallelism_is_refused() {
+    let rows = 16_000;
+    let want = reference(rows);
+    // Four subtasks per keyed pipeline, killed twice: each restores its own keys' state.
+    let got = killed_and_restarted(
+        rows,
+        2,
+        "SET 'execution.checkpointing.interval' = '300 ms'; SET 'parallelism.default' = '4';",
+    );
+    assert_same(&got, &want);
+
+    // A checkpoint of 2 subtasks is not spread over 3: the job says so and what to do.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let at = |n: usize| {
+        job_sql(
+            &out,
+            rows,
+            4000,
+            &format!(
+                "SET 'execution.checkpointing.interval' = '300 ms'; SET 'parallelism.default' = '{n}';"
+            ),
+        )
+    };
+    let sql = write(dir.path(), "fleet.sql", &at(2));
+    let mut child = spawn(&sql, dir.path(), &[]);
+    wait_for_checkpoints(&dir.path().join("sluice/checkpoints/fleet"), 1);
+    let _ = child.kill();
+    finish(child);
+    write(dir.path(), "fleet.sql", &at(3));
+    let refused = finish(spawn(&sql, dir.path(), &[]));
+    let text = stderr(&refused);
+    assert!(!refused.status.success(), "{text}");
+    assert!(
+        text.contains("pipeline `tumble` was checkpointed as 2 subtask(s) and would run as 3")
+            && text.contains("SET 'parallelism.default' = '2'"),
+        "{text}"
+    );
+}
+
 /// Writes the paced job into `dir` with checkpoints every hour (so only the savepoint taken at
 /// the stop can carry state), runs it for 1.5 s and stops it with Ctrl-C.
 fn stopped_with_ctrl_c(dir: &Path, out: &Path, rows: u64) -> (PathBuf, Output) {
@@ -157,7 +198,7 @@ fn stopped_with_ctrl_c(dir: &Path, out: &Path, rows: u64) -> (PathBuf, Output) {
             out,
             rows,
             4000,
-            "SET 'execution.checkpointing.interval' = '1 h';",
+            "SET 'execution.checkpointing.interval' = '1 h'; SET 'parallelism.default' = '2';",
         ),
     );
     let child = spawn(&sql, dir, &[]);
@@ -191,8 +232,10 @@ fn ctrl_c_takes_a_savepoint_and_the_next_run_resumes_from_it() {
     assert!(
         shown.starts_with("savepoint 1 of job `fleet`")
             && shown.contains("fleet-sim@1709280000000: next ")
-            && shown.contains("operator `tumble/window-aggregate`")
-            && shown.contains("operator `braking/match-recognize`"),
+            // Each of the 2 subtasks of a keyed pipeline keeps its own state.
+            && shown.contains("operator `tumble[0/2]/window-aggregate`")
+            && shown.contains("operator `tumble[1/2]/window-aggregate`")
+            && shown.contains("operator `braking[1/2]/match-recognize`"),
         "{shown}"
     );
 
@@ -281,7 +324,8 @@ fn torn_and_unfinished_latest_checkpoints_are_passed_over_for_the_one_before() {
 fn a_changed_query_restores_what_still_fits_and_names_what_does_not() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let extra = "SET 'execution.checkpointing.interval' = '200 ms';";
+    let extra =
+        "SET 'execution.checkpointing.interval' = '200 ms'; SET 'parallelism.default' = '1';";
     let original = job_sql(&out, 200_000, 4000, extra);
     let sql = write(dir.path(), "fleet.sql", &original);
     let mut child = spawn(&sql, dir.path(), &[]);

@@ -112,7 +112,9 @@ fn union_all_of_window_aggregations_keeps_each_branchs_state() {
 #[test]
 fn an_updating_aggregate_prints_its_changelog_and_files_refuse_it() {
     let run = pipeline(ROWS, "k STRING, n BIGINT").run(
-        "CREATE TABLE shown (k STRING, n BIGINT, s BIGINT) WITH ('connector' = 'print');
+        // One task: the exact order of changes across keys.
+        "SET 'parallelism.default' = '1';
+         CREATE TABLE shown (k STRING, n BIGINT, s BIGINT) WITH ('connector' = 'print');
          INSERT INTO shown SELECT k, COUNT(*), SUM(v) FROM t WHERE v > 10 GROUP BY k;",
     );
     assert!(run.ok, "{}", run.stderr);
@@ -157,7 +159,8 @@ fn an_updating_aggregate_prints_its_changelog_and_files_refuse_it() {
 fn a_mini_batch_changes_a_busy_key_once_per_batch() {
     let settings = |size: &str| {
         format!(
-            "SET 'table.exec.mini-batch.enabled' = 'true';
+            "SET 'parallelism.default' = '1';
+             SET 'table.exec.mini-batch.enabled' = 'true';
              SET 'table.exec.mini-batch.allow-latency' = '1 min';
              SET 'table.exec.mini-batch.size' = '{size}';
              CREATE TABLE shown (k STRING, n BIGINT, s BIGINT) WITH ('connector' = 'print');
