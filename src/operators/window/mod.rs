@@ -65,6 +65,21 @@ impl WindowKind {
     }
 }
 
+/// The input column a window aggregation's output `column` is, when it is a key passed on
+/// unchanged (window columns and aggregates are computed).
+fn forwarded_key(
+    layout: &[GroupColumn],
+    keys: &[std::sync::Arc<dyn datafusion::physical_expr::PhysicalExpr>],
+    column: usize,
+) -> Option<usize> {
+    match layout.get(column)? {
+        GroupColumn::Key(k) => crate::operators::evaluate::plain_columns(&keys[*k..=*k])
+            .first()
+            .copied(),
+        _ => None,
+    }
+}
+
 /// Where each output column of the aggregation comes from, in GROUP BY order then aggregates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GroupColumn {

@@ -186,12 +186,8 @@ impl Operator for SessionAggregate {
         Some(plain_columns(&self.keys))
     }
 
-    /// Its key columns come out unchanged (window columns and aggregates are computed).
     fn forwards(&self, _input: usize, column: usize) -> Option<usize> {
-        match self.layout.get(column)? {
-            super::GroupColumn::Key(k) => plain_columns(&self.keys[*k..=*k]).first().copied(),
-            _ => None,
-        }
+        super::forwarded_key(&self.layout, &self.keys, column)
     }
 
     fn instance(&self, _watermark: &crate::stream::WatermarkCell) -> Option<Box<dyn Operator>> {
