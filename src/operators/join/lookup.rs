@@ -45,7 +45,8 @@ pub struct LookupJoin {
 }
 
 /// Reads a bounded table whole, as batches of its scan schema.
-pub type LoadTable = Box<dyn FnOnce() -> Result<Vec<RecordBatch>, JobError> + Send>;
+/// (Shared: each subtask of a parallel pipeline reads the table for itself.)
+pub type LoadTable = Arc<dyn Fn() -> Result<Vec<RecordBatch>, JobError> + Send + Sync>;
 
 /// The lookup side of a join as planned: how to read the table when the job starts, and the
 /// ordinary operators (computed columns, filters, projections) its rows then go through.
@@ -177,6 +178,40 @@ fn all_valid(columns: &[ArrayRef]) -> impl Fn(usize) -> bool + '_ {
 }
 
 impl Operator for LookupJoin {
+    /// The stream's columns come out unchanged.
+    fn forwards(&self, _input: usize, column: usize) -> Option<usize> {
+        let table = self.table.num_columns();
+        let stream = self.schema.fields().len() - table;
+        match self.stream_first {
+            true => (column < stream).then_some(column),
+            false => column.checked_sub(table),
+        }
+    }
+
+    /// Before it is opened: the instance reads the table for itself.
+    fn instance(&self, watermark: &crate::stream::WatermarkCell) -> Option<Box<dyn Operator>> {
+        let side = self.side.as_ref()?;
+        let operators = side.operators.iter().map(|op| op.instance(watermark));
+        Some(Box::new(LookupJoin::new(LookupJoinSpec {
+            table: LookupTable {
+                name: side.name.clone(),
+                load: side.load.clone(),
+                operators: operators.collect::<Option<_>>()?,
+                schema: side.schema.clone(),
+            },
+            keys: self
+                .stream_keys
+                .iter()
+                .cloned()
+                .zip(self.table_keys.iter().cloned())
+                .collect(),
+            condition: self.condition.clone(),
+            keep_unmatched: self.keep_unmatched,
+            stream_first: self.stream_first,
+            schema: self.schema.clone(),
+        })))
+    }
+
     fn describe(&self) -> String {
         let side = match &self.side {
             Some(side) if !side.operators.is_empty() => {
@@ -289,7 +324,7 @@ mod tests {
 
     use super::*;
     use crate::operators::Filter;
-    use crate::operators::testing::{Harness, col, lines, rows, schema};
+    use crate::operators::testing::{Harness, col, format, lines, rows, schema};
 
     /// `r JOIN depots d ON r.depot = d.id [AND condition]`: readings `v, depot` and depots
     /// `id, city, open`, the table read by `load` and passed through `operators` at open.
@@ -321,7 +356,7 @@ mod tests {
     fn join_depots(keep_unmatched: bool) -> Harness<LookupJoin> {
         let table = schema("id:str city:str open:bool");
         let only_open = Filter::new(col("open", &table), table);
-        let load: LoadTable = Box::new(|| {
+        let load: LoadTable = Arc::new(|| {
             Ok(vec![rows(
                 "id:str city:str open:bool
                  d1     Hamburg  true
@@ -381,7 +416,7 @@ mod tests {
             BinaryOp::NotEq,
             lit("Kiel"),
         ));
-        let load: LoadTable = Box::new(|| {
+        let load: LoadTable = Arc::new(|| {
             Ok(vec![rows(
                 "id:str city:str open:bool\n d2 Bremen true\n d2 Kiel true",
             )])
@@ -397,11 +432,41 @@ mod tests {
     #[test]
     fn a_table_that_cannot_be_read_fails_when_the_job_starts_naming_it() {
         let load: LoadTable =
-            Box::new(|| Err(JobError::source("depots", "no files match /nowhere/*.json")));
+            Arc::new(|| Err(JobError::source("depots", "no files match /nowhere/*.json")));
         let err = depots_join(load, Vec::new(), None, false)
             .open()
             .unwrap_err()
             .to_string();
         assert!(err.contains("depots") && err.contains("/nowhere"), "{err}");
+    }
+
+    #[test]
+    fn an_instance_for_another_subtask_reads_the_table_itself_and_joins_alike() {
+        let reads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = reads.clone();
+        let load: LoadTable = Arc::new(move || {
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(vec![rows(
+                "id:str city:str open:bool\n d1 Hamburg true\n d2 Bremen true",
+            )])
+        });
+        let template = depots_join(load, Vec::new(), None, false);
+        // Rows are routed by the stream's columns, which the join passes on unchanged.
+        assert_eq!((template.forwards(0, 1), template.forwards(0, 2)), (Some(1), None));
+        let cell = crate::stream::new_watermark_cell();
+        let mut copies: Vec<Box<dyn Operator>> = (0..2)
+            .map(|_| template.instance(&cell).expect("a lookup join runs as subtasks"))
+            .collect();
+        for (copy, (input, joined)) in copies.iter_mut().zip([
+            ("v1 d2", "v1 d2 d2 Bremen true"),
+            ("v2 d1", "v2 d1 d1 Hamburg true"),
+        ]) {
+            copy.open().unwrap();
+            let mut out = Vec::new();
+            let batch = rows(&format!("v:str depot:str\n {input}\n v3 d9"));
+            copy.process_batch(batch, &mut out).unwrap();
+            assert_eq!(format(&out), lines(joined));
+        }
+        assert_eq!(reads.load(std::sync::atomic::Ordering::Relaxed), 2);
     }
 }

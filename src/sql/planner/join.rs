@@ -195,7 +195,7 @@ fn load_file_table(table: &Table) -> LoadTable {
         unreachable!("lookup tables are filesystem tables")
     };
     let name = table.name.clone();
-    Box::new(move || {
+    std::sync::Arc::new(move || {
         let (batches, skipped) = read_all(&config, &name)?;
         if skipped > 0 {
             tracing::warn!("lookup table `{name}`: {skipped} bad records skipped");
