@@ -196,11 +196,12 @@ impl Source for KafkaSource {
         consumer.assign(&tpl).map_err(|e| self.err(e))?;
         tracing::info!(table = %self.table, partitions = splits.len(), "kafka source assigned");
         out.set_splits(splits.len());
-        let index: HashMap<(String, i32), usize> = splits
-            .iter()
-            .enumerate()
-            .map(|(i, s)| ((s.topic.clone(), s.partition), i))
-            .collect();
+        // Each message's split, found without allocating (a job reads a few dozen at most).
+        let split_of = |splits: &[Split], topic: &str, partition: i32| {
+            splits
+                .iter()
+                .position(|s| s.partition == partition && s.topic == topic)
+        };
 
         let mut decoder = if c.debezium {
             // The envelope is decoded whole; its rows are checked once taken out of it.
@@ -233,68 +234,31 @@ impl Source for KafkaSource {
                 .map(|t| out.linger().saturating_sub(t.elapsed()));
             tokio::select! {
                 msg = consumer.recv() => {
-                    let m = match msg {
-                        Ok(m) => m,
-                        Err(KafkaError::PartitionEOF(partition)) => {
-                            self.mark_done_at_eof(&consumer, &mut splits, partition)?;
-                            continue;
-                        }
-                        // A broker down or restarting: librdkafka reconnects; wait for it.
-                        Err(KafkaError::MessageConsumption(code)) if !is_fatal(code) => {
-                            consumer.context().broker_log.unavailable(&code.to_string());
-                            continue;
-                        }
-                        Err(e) => return Err(self.err(e)),
-                    };
-                    let Some(&split) = index.get(&(m.topic().to_string(), m.partition())) else { continue };
-                    let s = &mut splits[split];
-                    if s.stop_at.is_some_and(|stop| m.offset() >= stop) {
-                        s.done = true;
-                        continue;
-                    }
-                    if s.stop_at.is_some_and(|stop| m.offset() + 1 >= stop) {
-                        s.done = true;
-                    }
-                    match m.payload() {
-                        // Upsert-kafka: a tombstone deletes its key.
-                        None | Some([]) if c.upsert => {
-                            pending.tombstone_keys.extend_from_slice(m.key().unwrap_or_default());
-                            pending.tombstone_ends.push(pending.tombstone_keys.len());
-                            pending.tombstone_meta.push(RecordMeta {
-                                split,
-                                offset: m.offset(),
-                                timestamp: m.timestamp().to_millis(),
-                                key: m.key().map(<[u8]>::to_vec),
-                            });
-                            pending.arrivals.push(false);
-                            pending.first_at.get_or_insert_with(Instant::now);
-                        }
-                        // A tombstone (null value) carries no row; Flink's formats skip it too.
-                        None | Some([]) => {
-                            tombstones += 1;
-                            if tombstones == 1 || tombstones.is_power_of_two() {
-                                tracing::info!(table = %self.table, tombstones, "skipping messages without a value");
+                    // Then every message librdkafka holds already, without a trip through
+                    // `select!` (and its timers) per message.
+                    let mut next = Some(msg);
+                    while let Some(msg) = next.take() {
+                        let m = match msg {
+                            Ok(m) => m,
+                            Err(KafkaError::PartitionEOF(partition)) => {
+                                self.mark_done_at_eof(&consumer, &mut splits, partition)?;
+                                break;
                             }
-                            pending.skipped.insert(split, m.offset());
-                            pending.first_at.get_or_insert_with(Instant::now);
+                            // A broker down or restarting: librdkafka reconnects; wait for it.
+                            Err(KafkaError::MessageConsumption(code)) if !is_fatal(code) => {
+                                consumer.context().broker_log.unavailable(&code.to_string());
+                                break;
+                            }
+                            Err(e) => return Err(self.err(e)),
+                        };
+                        if let Some(split) = split_of(&splits, m.topic(), m.partition()) {
+                            self.take(&m, split, &mut splits, &mut pending, &mut tombstones);
                         }
-                        Some(payload) => {
-                            pending.arrivals.push(true);
-                            pending.payloads.extend_from_slice(payload);
-                            pending.ends.push(pending.payloads.len());
-                            pending.meta.push(RecordMeta {
-                                split,
-                                offset: m.offset(),
-                                timestamp: m.timestamp().to_millis(),
-                                key: m.key().map(<[u8]>::to_vec),
-                            });
-                            pending.first_at.get_or_insert_with(Instant::now);
+                        if pending.len() >= out.batch_size() {
+                            self.flush(&mut pending, &mut decoder, &splits, &consumer, out).await?;
+                            break;
                         }
-                    }
-                    if pending.meta.len() + pending.tombstone_meta.len() + pending.skipped.len()
-                        >= out.batch_size()
-                    {
-                        self.flush(&mut pending, &mut decoder, &splits, &consumer, out).await?;
+                        next = futures::FutureExt::now_or_never(consumer.recv());
                     }
                 }
                 _ = tokio::time::sleep(linger_left.unwrap_or(Duration::from_secs(3600))), if linger_left.is_some() => {
@@ -316,7 +280,66 @@ impl Source for KafkaSource {
     }
 }
 
+impl Pending {
+    /// Records held: values, tombstones and skipped offsets.
+    fn len(&self) -> usize {
+        self.meta.len() + self.tombstone_meta.len() + self.skipped.len()
+    }
+}
+
 impl KafkaSource {
+    /// Adds one message of `split` to what is pending, or marks the split done when the
+    /// message is at or past its stop offset.
+    fn take(
+        &self,
+        m: &rdkafka::message::BorrowedMessage<'_>,
+        split: usize,
+        splits: &mut [Split],
+        pending: &mut Pending,
+        tombstones: &mut u64,
+    ) {
+        let s = &mut splits[split];
+        if s.stop_at.is_some_and(|stop| m.offset() >= stop) {
+            s.done = true;
+            return;
+        }
+        if s.stop_at.is_some_and(|stop| m.offset() + 1 >= stop) {
+            s.done = true;
+        }
+        let meta = || RecordMeta {
+            split,
+            offset: m.offset(),
+            timestamp: m.timestamp().to_millis(),
+            key: m.key().map(<[u8]>::to_vec),
+        };
+        match m.payload() {
+            // Upsert-kafka: a tombstone deletes its key.
+            None | Some([]) if self.config.upsert => {
+                pending
+                    .tombstone_keys
+                    .extend_from_slice(m.key().unwrap_or_default());
+                pending.tombstone_ends.push(pending.tombstone_keys.len());
+                pending.tombstone_meta.push(meta());
+                pending.arrivals.push(false);
+            }
+            // A tombstone (null value) carries no row; Flink's formats skip it too.
+            None | Some([]) => {
+                *tombstones += 1;
+                if *tombstones == 1 || tombstones.is_power_of_two() {
+                    tracing::info!(table = %self.table, tombstones, "skipping messages without a value");
+                }
+                pending.skipped.insert(split, m.offset());
+            }
+            Some(payload) => {
+                pending.arrivals.push(true);
+                pending.payloads.extend_from_slice(payload);
+                pending.ends.push(pending.payloads.len());
+                pending.meta.push(meta());
+            }
+        }
+        pending.first_at.get_or_insert_with(Instant::now);
+    }
+
     fn err(&self, e: KafkaError) -> JobError {
         JobError::source(&self.table, format!("Kafka: {e}"))
     }

@@ -452,10 +452,17 @@ mod tests {
         });
         let template = depots_join(load, Vec::new(), None, false);
         // Rows are routed by the stream's columns, which the join passes on unchanged.
-        assert_eq!((template.forwards(0, 1), template.forwards(0, 2)), (Some(1), None));
+        assert_eq!(
+            (template.forwards(0, 1), template.forwards(0, 2)),
+            (Some(1), None)
+        );
         let cell = crate::stream::new_watermark_cell();
         let mut copies: Vec<Box<dyn Operator>> = (0..2)
-            .map(|_| template.instance(&cell).expect("a lookup join runs as subtasks"))
+            .map(|_| {
+                template
+                    .instance(&cell)
+                    .expect("a lookup join runs as subtasks")
+            })
             .collect();
         for (copy, (input, joined)) in copies.iter_mut().zip([
             ("v1 d2", "v1 d2 d2 Bremen true"),
