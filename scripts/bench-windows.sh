@@ -3,16 +3,19 @@
 # deduplication, updating aggregates, UNION ALL: q10–q16) on the 2M-event telemetry file:
 # `sluice run` of each query with its sink swapped for a blackhole, measured by /usr/bin/time.
 #   scripts/bench-windows.sh [runs-per-query]
+# PROFILE=profiling uses that build instead of the release one.
 # The input (2M events of 200 vehicles) is made with `sluice gen fleet` when missing (or set
 # BENCH_INPUT). CHECKPOINT_INTERVAL (e.g. `1 s`) runs every query with checkpoints at that
-# interval into a scratch directory, and prints the last run's final checkpoint.
+# interval into a scratch directory, and prints the last run's final checkpoint. PARALLELISM
+# (e.g. `1`, `2`) sets `parallelism.default` (default: the cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-3}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice/target}"
 input="${BENCH_INPUT:-$HOME/.cache/sluice/telemetry_2m.jsonl}"
-cargo build --release --quiet
-bin="$CARGO_TARGET_DIR/release/sluice"
+profile="${PROFILE:-release}"
+cargo build --profile "$profile" --quiet
+bin="$CARGO_TARGET_DIR/$profile/sluice"
 if [ ! -f "$input" ]; then
   "$bin" gen fleet --output "$input" --events 2000000 --rate 0 --vehicles 200 --start '2024-01-01 00:00:00'
 fi
@@ -24,9 +27,12 @@ for q in $queries; do
   perl -0pe "s/(CREATE TEMPORARY TABLE result \(.*?\)) WITH \(.*?\);/\$1 WITH ('connector' = 'blackhole');/s" \
     "tests/fixtures/$q.sql" >"$work/$q.body.sql"
   : >"$work/$q.sql"
+  if [ -n "${PARALLELISM:-}" ]; then
+    printf "SET 'parallelism.default' = '%s';\n" "$PARALLELISM" >>"$work/$q.sql"
+  fi
   if [ -n "${CHECKPOINT_INTERVAL:-}" ]; then
     printf "SET 'execution.checkpointing.interval' = '%s';\nSET 'execution.checkpointing.dir' = '%s';\n" \
-      "$CHECKPOINT_INTERVAL" "$work/checkpoints" >"$work/$q.sql"
+      "$CHECKPOINT_INTERVAL" "$work/checkpoints" >>"$work/$q.sql"
   fi
   cat "$work/$q.body.sql" >>"$work/$q.sql"
   for _ in $(seq 1 "$runs"); do

@@ -306,11 +306,17 @@ impl KafkaSource {
         if s.stop_at.is_some_and(|stop| m.offset() + 1 >= stop) {
             s.done = true;
         }
+        // The key is copied only when something reads it (an upsert table, a `key` column).
+        let keys = self.config.upsert || self.config.metadata.iter().any(|c| c.key == "key");
         let meta = || RecordMeta {
             split,
             offset: m.offset(),
             timestamp: m.timestamp().to_millis(),
-            key: m.key().map(<[u8]>::to_vec),
+            key: if keys {
+                m.key().map(<[u8]>::to_vec)
+            } else {
+                None
+            },
         };
         match m.payload() {
             // Upsert-kafka: a tombstone deletes its key.
