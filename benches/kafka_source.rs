@@ -11,9 +11,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::usage;
-use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::admin::AdminOptions;
 use sluice::generate::{GenOptions, GenTarget, generate_fleet};
 use sluice::runtime::metrics::JobMetrics;
 use sluice::runtime::{RuntimeOptions, run_job};
@@ -54,20 +52,7 @@ async fn clickhouse(url: &str, sql: &str) {
 
 #[tokio::main]
 async fn main() {
-    let brokers = std::env::var("BENCH_KAFKA").unwrap_or_else(|_| "127.0.0.1:19092".into());
-    let topic = format!("kafka-source-bench-{}", std::process::id());
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .expect("an admin client");
-    let created = admin
-        .create_topics(
-            &[NewTopic::new(&topic, 4, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("no broker at {brokers} ({e}): start one or set BENCH_KAFKA"));
-    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    let (brokers, topic, admin) = common::topic("kafka-source-bench").await;
     let options = GenOptions {
         vehicles: 200,
         seed: 7,

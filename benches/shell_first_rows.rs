@@ -9,11 +9,12 @@
 //! `cargo bench --bench shell_first_rows` — needs a Kafka-compatible broker at `BENCH_KAFKA`
 //! (default `127.0.0.1:19092`, the one `scripts/test.sh` starts). Figures, not assertions.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::admin::AdminOptions;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sluice::runtime::RuntimeOptions;
 use sluice::shell::results::Rows;
@@ -88,20 +89,7 @@ fn summary(name: &str, mut ms: Vec<f64>) {
 
 #[tokio::main]
 async fn main() {
-    let brokers = std::env::var("BENCH_KAFKA").unwrap_or_else(|_| "127.0.0.1:19092".into());
-    let topic = format!("shell-first-rows-{}", std::process::id());
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .expect("an admin client");
-    let created = admin
-        .create_topics(
-            &[NewTopic::new(&topic, 4, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("no broker at {brokers} ({e}): start one or set BENCH_KAFKA"));
-    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    let (brokers, topic, admin) = common::topic("shell-first-rows").await;
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
         .set("linger.ms", "5")
