@@ -14,6 +14,7 @@ use arrow::row::{RowConverter, SortField};
 use crate::stream::JobError;
 
 /// Where the rows of one source go for one keyed pipeline.
+#[derive(Debug, PartialEq, Eq)]
 pub struct KeyRouter {
     /// Key columns of the source's rows.
     columns: Vec<usize>,

@@ -63,21 +63,23 @@ pub(crate) struct PipelineInput {
 }
 
 impl PipelineInput {
-    async fn send(&self, msg: &Message) -> Result<(), JobError> {
-        let closed = |_| JobError::ChannelClosed;
-        match (msg, &self.router) {
-            (Message::Batch(batch), Some(router)) => {
-                for (tx, part) in self.subtasks.iter().zip(router.split(batch)?) {
-                    if let Some(part) = part {
-                        tx.send(Message::Batch(part)).await.map_err(closed)?;
-                    }
-                }
+    /// Sends one subtask's part of a batch to each subtask (`None`: nothing for it).
+    async fn send_parts(&self, parts: Vec<Option<RecordBatch>>) -> Result<(), JobError> {
+        for (tx, part) in self.subtasks.iter().zip(parts) {
+            if let Some(part) = part {
+                tx.send(Message::Batch(part))
+                    .await
+                    .map_err(|_| JobError::ChannelClosed)?;
             }
-            _ => {
-                for tx in &self.subtasks {
-                    tx.send(msg.clone()).await.map_err(closed)?;
-                }
-            }
+        }
+        Ok(())
+    }
+
+    async fn send_each(&self, msg: &Message) -> Result<(), JobError> {
+        for tx in &self.subtasks {
+            tx.send(msg.clone())
+                .await
+                .map_err(|_| JobError::ChannelClosed)?;
         }
         Ok(())
     }
@@ -242,9 +244,24 @@ impl TableOutput {
     }
 
     async fn send(&mut self, msg: Message) -> Result<(), JobError> {
-        // Batches are reference-counted Arrow arrays: a clone per output copies no data.
+        // Batches are reference-counted Arrow arrays: a clone per output copies no data. Pipelines
+        // spread by the same key (the alert rules of one table, say) share one split.
+        let mut split: Vec<(&KeyRouter, Vec<Option<RecordBatch>>)> = Vec::new();
         for out in &self.outputs {
-            out.send(&msg).await?;
+            match (&msg, &out.router) {
+                (Message::Batch(batch), Some(router)) => {
+                    let parts = match split.iter().find(|(r, _)| *r == router) {
+                        Some((_, parts)) => parts.clone(),
+                        None => {
+                            let parts = router.split(batch)?;
+                            split.push((router, parts.clone()));
+                            parts
+                        }
+                    };
+                    out.send_parts(parts).await?;
+                }
+                _ => out.send_each(&msg).await?,
+            }
         }
         Ok(())
     }
