@@ -1,0 +1,28 @@
+-- plan: Source #0 `t`  parallelism 1
+-- plan: Pipeline `INSERT INTO per_key`  parallelism 3
+-- plan: ← source #0 `t`, rows spread by hash of k
+-- plan: Pipeline `INSERT INTO joined`  parallelism 3
+-- plan: ← source #0 `t`, rows spread by hash of k
+-- plan: ← source #1 `u`, rows spread by hash of id
+-- plan: Pipeline `INSERT INTO total`  parallelism 1
+-- plan: one subtask: `WindowAggregate: TUMBLE size=60000ms offset=0ms, keys=1, aggregates=[count(*)]` has no key column that comes unchanged from its source
+-- plan: Pipeline `INSERT INTO copied`  parallelism 1
+-- plan: one subtask: it keeps no keyed state
+SET 'parallelism.default' = '3';
+CREATE TABLE t (k STRING, v DOUBLE, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+  WITH ('connector' = 'datagen');
+CREATE TABLE u (id STRING, w DOUBLE, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+  WITH ('connector' = 'datagen');
+CREATE TABLE per_key (k STRING, n BIGINT) WITH ('connector' = 'blackhole');
+CREATE TABLE joined (k STRING, v DOUBLE, w DOUBLE) WITH ('connector' = 'blackhole');
+CREATE TABLE total (n BIGINT) WITH ('connector' = 'blackhole');
+CREATE TABLE copied (k STRING) WITH ('connector' = 'blackhole');
+-- A key computed from the row's columns still routes by the column behind it: UPPER(k) keeps
+-- each k in one subtask.
+INSERT INTO per_key SELECT k, COUNT(*) FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
+  WHERE v > 0 GROUP BY k, UPPER(k), window_start, window_end;
+INSERT INTO joined SELECT t.k, t.v, u.w FROM t JOIN u
+  ON t.k = u.id AND u.ts BETWEEN t.ts - INTERVAL '5' SECOND AND t.ts;
+INSERT INTO total SELECT COUNT(*) FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
+  GROUP BY window_start, window_end;
+INSERT INTO copied SELECT k FROM t WHERE v > 1;
