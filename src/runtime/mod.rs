@@ -1,7 +1,8 @@
 //! The streaming runtime: tokio tasks joined by bounded channels.
 //!
 //! Each source runs as one task; each pipeline (the operators of one INSERT, fused, and its sink)
-//! as another. Channels carry [`Message`](crate::stream::Message)s: Arrow batches and control
+//! as another, or as several subtasks to which the source routes rows by key
+//! ([`exchange`]). Channels carry [`Message`](crate::stream::Message)s: Arrow batches and control
 //! messages. A bounded channel is the backpressure: a slow sink fills its channel, the source's
 //! `send` waits, the source stops reading. Bounded inputs end with a watermark at +∞ (closing
 //! every window) and `EndOfInput`; a stop request (Ctrl-C) ends sources at once, and sinks flush
