@@ -216,14 +216,15 @@ impl<'a> OptionReader<'a> {
         self.mark(key);
     }
 
-    /// `sink.parallelism` as Flink files write it: every sink writes from one task, so only 1
-    /// means what it says; another value is an error rather than a setting without effect.
+    /// `sink.parallelism` as Flink files write it: a sink writes from each subtask of its
+    /// pipeline, with no parallelism of its own; `1` is taken (Flink files often say it),
+    /// another value is an error rather than a setting without effect.
     pub fn sink_parallelism(&self) -> Result<(), OptionError> {
         let key = "sink.parallelism";
         match self.optional(key) {
             Some(v) if v.trim() != "1" => Err(self.error(
                 key,
-                format!("'{key}' = '{v}' is not supported yet: every sink writes from one task; set it to '1' or remove it"),
+                format!("'{key}' = '{v}' is not supported yet: a sink writes from each subtask of its pipeline ('parallelism.default'); set it to '1' or remove it"),
             )),
             _ => Ok(()),
         }
