@@ -85,9 +85,7 @@ fn routes_of(
             }
         }
         // A self-join on two columns of one source cannot place a row by one of them.
-        let one_each = found
-            .iter()
-            .all(|f| f.len() == 1 || f.windows(2).all(|w| w[0] == w[1]));
+        let one_each = found.iter().all(|f| f.windows(2).all(|w| w[0] == w[1]));
         if traced && one_each && found.iter().all(|f| !f.is_empty()) {
             for (route, f) in routes.iter_mut().zip(found) {
                 route.push(f[0]);

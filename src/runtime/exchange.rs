@@ -172,7 +172,6 @@ mod tests {
         // Checkpoints depend on these: a key must land in the same key group forever.
         let keys: Vec<ArrayRef> = vec![Arc::new(StringArray::from(vec!["V0001", "V0002"]))];
         let h = key_hashes(&keys, 2).unwrap();
-        assert_eq!(h, vec![h[0], h[1]]);
         assert_eq!((h[0] % 128, h[1] % 128), (FIXED[0], FIXED[1]));
     }
 

@@ -39,6 +39,9 @@ pub struct KafkaSource {
     /// Payload columns then metadata columns: what one batch of this source holds.
     scan_schema: SchemaRef,
     columns: ScanColumns,
+    /// Whether something reads message keys (an upsert table, a `key` column): only then is
+    /// each message's key copied.
+    reads_keys: bool,
 }
 
 impl KafkaSource {
@@ -48,11 +51,13 @@ impl KafkaSource {
         scan_schema: SchemaRef,
         columns: ScanColumns,
     ) -> Result<Self, JobError> {
+        let reads_keys = config.upsert || config.metadata.iter().any(|c| c.key == "key");
         Ok(KafkaSource {
             config,
             table: table.to_string(),
             scan_schema,
             columns,
+            reads_keys,
         })
     }
 }
@@ -306,17 +311,11 @@ impl KafkaSource {
         if s.stop_at.is_some_and(|stop| m.offset() + 1 >= stop) {
             s.done = true;
         }
-        // The key is copied only when something reads it (an upsert table, a `key` column).
-        let keys = self.config.upsert || self.config.metadata.iter().any(|c| c.key == "key");
         let meta = || RecordMeta {
             split,
             offset: m.offset(),
             timestamp: m.timestamp().to_millis(),
-            key: if keys {
-                m.key().map(<[u8]>::to_vec)
-            } else {
-                None
-            },
+            key: m.key().filter(|_| self.reads_keys).map(<[u8]>::to_vec),
         };
         match m.payload() {
             // Upsert-kafka: a tombstone deletes its key.

@@ -161,15 +161,18 @@ impl JobBuilder {
             pipelines: self
                 .pipelines
                 .into_iter()
-                .map(|p| PipelineNode {
-                    name: p.name,
-                    inputs: p.operators.inputs(),
-                    parallelism: plan_parallelism(&p.operators, &p.operators.inputs(), parallelism),
-                    operators: p.operators,
-                    sinks: p.sinks,
-                    watermark: p.watermark,
-                    side_output: p.side_output,
-                    mini_batch,
+                .map(|p| {
+                    let inputs = p.operators.inputs();
+                    PipelineNode {
+                        name: p.name,
+                        parallelism: plan_parallelism(&p.operators, &inputs, parallelism),
+                        inputs,
+                        operators: p.operators,
+                        sinks: p.sinks,
+                        watermark: p.watermark,
+                        side_output: p.side_output,
+                        mini_batch,
+                    }
                 })
                 .collect(),
         })
