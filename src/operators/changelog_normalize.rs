@@ -122,7 +122,8 @@ impl Operator for ChangelogNormalize {
     /// Every key's current row.
     fn snapshot(&mut self) -> Result<Option<Vec<u8>>, JobError> {
         let rows = concat_batches(&self.rows, self.current.values())?;
-        Ok(Some(snapshot::encode(&self.rows, HashMap::new(), &[rows])?))
+        let metadata = snapshot::keyed_rows(0, &self.rows).into_iter().collect();
+        Ok(Some(snapshot::encode(&self.rows, metadata, &[rows])?))
     }
 
     fn restore(&mut self, bytes: &[u8]) -> Result<(), JobError> {

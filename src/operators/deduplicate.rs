@@ -189,7 +189,8 @@ impl Operator for KeepFirst {
 
     /// Two parts: the rows waiting, and the keys seen (as the key columns).
     fn snapshot(&mut self) -> Result<Option<Vec<u8>>, JobError> {
-        let metadata = snapshot::clock(self.watermark, self.late_rows);
+        let mut metadata = snapshot::clock(self.watermark, self.late_rows);
+        metadata.extend(snapshot::keyed_rows(0, &self.input));
         let pending = snapshot::encode(&self.input, metadata, &self.pending)?;
         let columns = self.keys.columns(self.seen.iter().map(|k| k.row()))?;
         let fields: Vec<Field> = columns
@@ -200,7 +201,10 @@ impl Operator for KeepFirst {
         let schema = Arc::new(Schema::new(fields));
         let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(self.seen.len()));
         let seen = RecordBatch::try_new_with_options(schema.clone(), columns, &options)?;
-        let seen = snapshot::encode(&schema, HashMap::new(), &[seen])?;
+        let keyed = snapshot::keyed_by_keys(0, self.keys.exprs())
+            .into_iter()
+            .collect();
+        let seen = snapshot::encode(&schema, keyed, &[seen])?;
         Ok(Some(snapshot::join_parts(&[pending, seen])))
     }
 
@@ -345,11 +349,8 @@ impl Operator for KeepLast {
     fn snapshot(&mut self) -> Result<Option<Vec<u8>>, JobError> {
         let rows: Vec<RecordBatch> = self.current.values().map(|(_, r)| r.clone()).collect();
         let rows = concat_batches(&self.input, &rows)?;
-        Ok(Some(snapshot::encode(
-            &self.input,
-            HashMap::new(),
-            &[rows],
-        )?))
+        let metadata = snapshot::keyed_rows(0, &self.input).into_iter().collect();
+        Ok(Some(snapshot::encode(&self.input, metadata, &[rows])?))
     }
 
     fn restore(&mut self, bytes: &[u8]) -> Result<(), JobError> {

@@ -338,7 +338,10 @@ impl Operator for GroupAggregate {
         let options =
             arrow::array::RecordBatchOptions::new().with_row_count(Some(self.groups.len()));
         let batch = RecordBatch::try_new_with_options(schema.clone(), columns, &options)?;
-        Ok(Some(snapshot::encode(&schema, HashMap::new(), &[batch])?))
+        let metadata = snapshot::keyed_by_keys(0, self.keys.exprs())
+            .into_iter()
+            .collect();
+        Ok(Some(snapshot::encode(&schema, metadata, &[batch])?))
     }
 
     fn restore(&mut self, bytes: &[u8]) -> Result<(), JobError> {

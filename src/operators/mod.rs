@@ -16,7 +16,7 @@ pub mod match_recognize;
 pub mod over;
 mod projection;
 pub mod retracting_extreme;
-mod snapshot;
+pub mod snapshot;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod top_n;

@@ -353,9 +353,13 @@ impl Operator for OverAggregate {
     /// Three parts: the held rows; per key the frame's rows (key, time, arguments) of a bounded
     /// frame or the accumulators' states of an unbounded one.
     fn snapshot(&mut self) -> Result<Option<Vec<u8>>, JobError> {
-        let metadata = snapshot::clock(self.watermark, self.late_rows);
-        let pending = snapshot::encode(&self.input, metadata.clone(), &self.pending.batches)?;
+        let clock = snapshot::clock(self.watermark, self.late_rows);
+        let mut metadata = clock.clone();
+        metadata.extend(snapshot::keyed_rows(0, &self.input));
+        let pending = snapshot::encode(&self.input, metadata, &self.pending.batches)?;
         let (schema, batch) = self.keyed_state()?;
+        let mut metadata = clock;
+        metadata.extend(snapshot::keyed_by_keys(0, self.partition.exprs()));
         let keyed = snapshot::encode(&schema, metadata, &[batch])?;
         Ok(Some(snapshot::join_parts(&[pending, keyed])))
     }

@@ -33,11 +33,58 @@ pub fn encode(
 
 /// Reads a stream written by [`encode`]: its metadata and batches.
 pub fn decode(bytes: &[u8]) -> Result<(HashMap<String, String>, Vec<RecordBatch>), JobError> {
-    let reader = StreamReader::try_new(Cursor::new(bytes), None)?;
-    let metadata = reader.schema().metadata().clone();
-    let batches = reader.collect::<Result<Vec<_>, _>>()?;
-    Ok((metadata, batches))
+    let (schema, batches) = read(bytes)?;
+    Ok((schema.metadata().clone(), batches))
 }
+
+/// Reads a stream written by [`encode`]: its schema (metadata included) and batches.
+pub fn read(bytes: &[u8]) -> Result<(SchemaRef, Vec<RecordBatch>), JobError> {
+    let reader = StreamReader::try_new(Cursor::new(bytes), None)?;
+    let schema = reader.schema();
+    let batches = reader.collect::<Result<Vec<_>, _>>()?;
+    Ok((schema, batches))
+}
+
+/// Metadata saying whose key each row of a stream holds: the stream's columns that are
+/// columns of the operator's input `input`, as (stream column, input column). A rescale
+/// hashes them as the source's router does, to find the subtask that owns each row now.
+pub fn keyed(
+    input: usize,
+    columns: impl IntoIterator<Item = (usize, usize)>,
+) -> [(String, String); 2] {
+    let columns: Vec<String> = columns
+        .into_iter()
+        .map(|(part, input)| format!("{part}:{input}"))
+        .collect();
+    [
+        (KEYED_INPUT.to_string(), input.to_string()),
+        (KEYED_COLUMNS.to_string(), columns.join(",")),
+    ]
+}
+
+/// [`keyed`] for a stream of the operator's input rows (their columns first, in order).
+pub fn keyed_rows(input: usize, schema: &Schema) -> [(String, String); 2] {
+    keyed(input, (0..schema.fields().len()).map(|c| (c, c)))
+}
+
+/// [`keyed`] for a stream whose first columns are the values of `keys`: the plain columns
+/// among them.
+pub fn keyed_by_keys(
+    input: usize,
+    keys: &[std::sync::Arc<dyn datafusion::physical_expr::PhysicalExpr>],
+) -> [(String, String); 2] {
+    keyed(
+        input,
+        keys.iter().enumerate().filter_map(|(i, e)| {
+            e.downcast_ref::<datafusion::physical_expr::expressions::Column>()
+                .map(|c| (i, c.index()))
+        }),
+    )
+}
+
+/// Metadata keys of [`keyed`].
+pub const KEYED_INPUT: &str = "keyed.input";
+pub const KEYED_COLUMNS: &str = "keyed.columns";
 
 /// A metadata value parsed, or an error naming the key.
 pub fn meta<T: std::str::FromStr>(
@@ -50,9 +97,18 @@ pub fn meta<T: std::str::FromStr>(
         .ok_or_else(|| JobError::internal(format!("snapshot lacks a valid '{key}'")))
 }
 
-/// Several encoded streams as one snapshot: each preceded by its length (u64, little endian).
+/// What a snapshot of several parts starts with (an Arrow stream starts with `0xFFFFFFFF`).
+const PARTS: &[u8; 8] = b"SLUICE-P";
+
+/// True when `bytes` is a snapshot of several parts ([`join_parts`]).
+pub fn has_parts(bytes: &[u8]) -> bool {
+    bytes.starts_with(PARTS)
+}
+
+/// Several encoded streams as one snapshot: a marker, then each stream preceded by its length
+/// (u64, little endian).
 pub fn join_parts(parts: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = Vec::new();
+    let mut out = PARTS.to_vec();
     for p in parts {
         out.extend_from_slice(&(p.len() as u64).to_le_bytes());
         out.extend_from_slice(p);
@@ -61,7 +117,9 @@ pub fn join_parts(parts: &[Vec<u8>]) -> Vec<u8> {
 }
 
 /// The streams [`join_parts`] put together.
-pub fn split_parts(mut bytes: &[u8]) -> Result<Vec<&[u8]>, JobError> {
+pub fn split_parts(bytes: &[u8]) -> Result<Vec<&[u8]>, JobError> {
+    // Snapshots written before the marker have none.
+    let mut bytes = bytes.strip_prefix(PARTS).unwrap_or(bytes);
     let mut parts = Vec::new();
     while !bytes.is_empty() {
         let (len, rest) = bytes

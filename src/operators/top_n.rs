@@ -288,7 +288,8 @@ impl Operator for UpdatingTopN {
             .values()
             .flat_map(|t| t.iter().map(|r| r.row.clone()))
             .collect();
-        let metadata = HashMap::from([("arrivals".to_string(), self.arrivals.to_string())]);
+        let mut metadata = HashMap::from([("arrivals".to_string(), self.arrivals.to_string())]);
+        metadata.extend(snapshot::keyed_rows(0, &self.input));
         let rows = concat_batches(&self.input, &rows)?;
         Ok(Some(snapshot::encode(&self.input, metadata, &[rows])?))
     }

@@ -426,7 +426,7 @@ impl Operator for IntervalJoin {
     /// Per side, its kept rows with a `__matched` column.
     fn snapshot(&mut self) -> Result<Option<Vec<u8>>, JobError> {
         let mut parts = Vec::new();
-        for kept in &self.sides {
+        for (side, kept) in self.sides.iter().enumerate() {
             let rows: Vec<&KeptRow> = kept.index.values().flatten().collect();
             let ids: Vec<u64> = kept.chunks.keys().copied().collect();
             let position: HashMap<u64, usize> =
@@ -465,6 +465,7 @@ impl Operator for IntervalJoin {
             let batch = RecordBatch::try_new(schema.clone(), columns)?;
             let mut metadata = HashMap::new();
             metadata.insert("watermark".to_string(), self.watermark.to_string());
+            metadata.extend(snapshot::keyed_rows(side, &kept.side.schema));
             parts.push(snapshot::encode(&schema, metadata, &[batch])?);
         }
         Ok(Some(snapshot::join_parts(&parts)))

@@ -328,9 +328,12 @@ impl Operator for RegularJoin {
             )));
             let with = Arc::new(Schema::new(fields));
             let batch = RecordBatch::try_new(with.clone(), columns)?;
+            let metadata = crate::operators::snapshot::keyed_rows(side, schema)
+                .into_iter()
+                .collect();
             parts.push(crate::operators::snapshot::encode(
                 &with,
-                HashMap::new(),
+                metadata,
                 &[batch],
             )?);
         }

@@ -261,7 +261,8 @@ impl Operator for TemporalJoin {
     /// Two parts: the waiting probe rows; the versions (the versioned side's columns, a
     /// `__time` and a `__deleted` flag).
     fn snapshot(&mut self) -> Result<Option<Vec<u8>>, JobError> {
-        let metadata = snapshot::clock(self.watermark, self.late_rows);
+        let mut metadata = snapshot::clock(self.watermark, self.late_rows);
+        metadata.extend(snapshot::keyed_rows(0, &self.left.schema));
         let pending = snapshot::encode(&self.left.schema, metadata, &self.pending.batches)?;
         let right = self.right_columns();
         let mut rows: Vec<RecordBatch> = Vec::new();
@@ -296,7 +297,8 @@ impl Operator for TemporalJoin {
         columns.push(Arc::new(BooleanArray::from(deleted)));
         let schema = Arc::new(Schema::new(fields));
         let batch = RecordBatch::try_new(schema.clone(), columns)?;
-        let versions = snapshot::encode(&schema, HashMap::new(), &[batch])?;
+        let keyed = snapshot::keyed_rows(1, &right).into_iter().collect();
+        let versions = snapshot::encode(&schema, keyed, &[batch])?;
         Ok(Some(snapshot::join_parts(&[pending, versions])))
     }
 

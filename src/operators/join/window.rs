@@ -297,7 +297,9 @@ impl Operator for WindowJoin {
             .iter()
             .map(|&s| {
                 let rows: Vec<RecordBatch> = self.windows[s].values().flatten().cloned().collect();
-                snapshot::encode(&self.sides[s].schema, metadata.clone(), &rows)
+                let mut metadata = metadata.clone();
+                metadata.extend(snapshot::keyed_rows(s, &self.sides[s].schema));
+                snapshot::encode(&self.sides[s].schema, metadata, &rows)
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Some(snapshot::join_parts(&parts)))

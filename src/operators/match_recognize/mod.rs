@@ -28,7 +28,7 @@ pub mod nfa;
 pub mod refs;
 pub mod rows;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, UInt32Array, UInt64Array};
@@ -37,11 +37,9 @@ use arrow::compute::{
     SortOptions, concat_batches, filter_record_batch, lexsort_to_indices, take_record_batch,
 };
 use arrow::datatypes::{Schema, SchemaRef};
-use arrow::row::{RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
-use serde::{Deserialize, Serialize};
 
 use self::matcher::{Match, MatchRules, PartitionMatcher, Scratch};
 use self::nfa::VarId;
@@ -554,111 +552,127 @@ impl Operator for MatchRecognize {
         MatchRecognize::buffered_rows(self) as u64
     }
 
+    /// Three parts, each row keyed so a rescale can split them: one row per partition with
+    /// its key columns, kept-row count, row base and matcher (as JSON); the partitions' kept
+    /// rows, in the same order; the rows waiting for the watermark.
     fn snapshot(&mut self) -> Result<Option<Vec<u8>>, JobError> {
         let def = &self.def;
-        // Rows: every partition's kept rows in order, then the pending ones.
         let mut locs = Vec::new();
-        let mut partitions = Vec::new();
+        let mut ids = Vec::new();
+        let mut counts = Vec::new();
+        let mut bases = Vec::new();
+        let mut matchers = Vec::new();
         for (k, p) in self.partitions.iter().enumerate() {
             if p.rows.rows.is_empty() && p.matcher.is_idle() && p.matcher.match_count() == 0 {
                 continue;
             }
             locs.extend(p.rows.rows.iter().map(|&l| Some(l)));
-            partitions.push(SavedPartition {
-                id: k as u32,
-                rows: p.rows.rows.len(),
-                base: p.rows.base,
-                matcher: p.matcher.clone(),
-            });
+            ids.push(k as u32);
+            counts.push(p.rows.rows.len() as u64);
+            bases.push(p.rows.base);
+            matchers.push(
+                serde_json::to_string(&p.matcher).map_err(|e| JobError::internal(e.to_string()))?,
+            );
         }
-        let mut batches = vec![RecordBatch::try_new(
-            def.input.clone(),
-            self.store.gather_rows(&locs, &def.input)?,
-        )?];
-        batches.extend(self.pending.iter().map(|(b, _)| b.clone()));
-        let keys = match &mut self.keys {
+        let mut columns: Vec<ArrayRef> = match &mut self.keys {
             Some(keys) => {
                 // Emitting empties the interner; interning the same keys again restores ids.
-                let cols = keys.emit(datafusion::logical_expr::EmitTo::All)?;
-                let mut ids = Vec::new();
-                keys.intern(&cols, &mut ids)?;
-                let converter = RowConverter::new(
-                    key_schema(def)
-                        .fields()
-                        .iter()
-                        .map(|f| SortField::new(f.data_type().clone()))
-                        .collect(),
-                )?;
-                let rows = converter.convert_columns(&cols)?;
-                rows.iter().map(|r| r.as_ref().to_vec()).collect()
+                let all = keys.emit(datafusion::logical_expr::EmitTo::All)?;
+                let mut again = Vec::new();
+                keys.intern(&all, &mut again)?;
+                let ids = UInt32Array::from(ids);
+                all.iter()
+                    .map(|c| arrow::compute::take(c, &ids, None))
+                    .collect::<Result<_, _>>()?
             }
             None => Vec::new(),
         };
-        let state = SavedState {
-            watermark: self.watermark,
-            late_rows: self.late_rows,
-            keys,
-            partitions,
-        };
-        let mut metadata = HashMap::new();
-        metadata.insert(
-            "state".to_string(),
-            serde_json::to_string(&state).map_err(|e| JobError::internal(e.to_string()))?,
-        );
-        snapshot::encode(&def.input, metadata, &batches).map(Some)
+        let mut fields: Vec<arrow::datatypes::Field> = key_schema(def)
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect();
+        for (name, ty) in [
+            ("__rows", arrow::datatypes::DataType::UInt64),
+            ("__base", arrow::datatypes::DataType::UInt64),
+            ("__matcher", arrow::datatypes::DataType::Utf8),
+        ] {
+            fields.push(arrow::datatypes::Field::new(name, ty, false));
+        }
+        columns.push(Arc::new(UInt64Array::from(counts)));
+        columns.push(Arc::new(UInt64Array::from(bases)));
+        columns.push(Arc::new(arrow::array::StringArray::from(matchers)));
+        let schema = Arc::new(Schema::new(fields));
+        let partitions = RecordBatch::try_new(schema.clone(), columns)?;
+        let mut metadata = snapshot::clock(self.watermark, self.late_rows);
+        metadata.extend(snapshot::keyed(
+            0,
+            def.partition_by.iter().copied().enumerate(),
+        ));
+        let partitions = snapshot::encode(&schema, metadata, &[partitions])?;
+        let rows = snapshot::keyed_rows(0, &def.input);
+        let kept = RecordBatch::try_new(
+            def.input.clone(),
+            self.store.gather_rows(&locs, &def.input)?,
+        )?;
+        let kept = snapshot::encode(&def.input, rows.clone().into_iter().collect(), &[kept])?;
+        let pending: Vec<RecordBatch> = self.pending.iter().map(|(b, _)| b.clone()).collect();
+        let pending = snapshot::encode(&def.input, rows.into_iter().collect(), &pending)?;
+        Ok(Some(snapshot::join_parts(&[partitions, kept, pending])))
     }
 
     fn restore(&mut self, bytes: &[u8]) -> Result<(), JobError> {
-        let (metadata, batches) = snapshot::decode(bytes)?;
-        let state: SavedState = serde_json::from_str(
-            metadata
-                .get("state")
-                .ok_or_else(|| JobError::internal("MATCH_RECOGNIZE snapshot lacks its state"))?,
-        )
-        .map_err(|e| JobError::internal(format!("MATCH_RECOGNIZE snapshot: {e}")))?;
+        let parts = snapshot::split_parts(bytes)?;
+        let [partitions, kept, pending] = parts.as_slice() else {
+            return Err(JobError::internal(
+                "a MATCH_RECOGNIZE snapshot has three parts",
+            ));
+        };
+        let (metadata, partitions) = snapshot::decode(partitions)?;
         let mut fresh = MatchRecognize::new(self.def.clone())?;
-        fresh.watermark = state.watermark;
-        fresh.late_rows = state.late_rows;
-        if let Some(keys) = &mut fresh.keys {
-            let converter = RowConverter::new(
-                key_schema(&self.def)
-                    .fields()
-                    .iter()
-                    .map(|f| SortField::new(f.data_type().clone()))
-                    .collect(),
-            )?;
-            let parser = converter.parser();
-            let rows = converter.convert_rows(state.keys.iter().map(|k| parser.parse(k)))?;
-            let mut ids = Vec::new();
-            keys.intern(&rows, &mut ids)?;
-        }
-        let partition_count = fresh.keys.as_ref().map_or(1, |k| k.len());
-        fresh.partitions = (0..partition_count).map(|_| new_partition()).collect();
-        let mut batches = batches.into_iter();
-        let kept = batches
-            .next()
-            .ok_or_else(|| JobError::internal("MATCH_RECOGNIZE snapshot lacks its rows"))?;
+        (fresh.watermark, fresh.late_rows) = snapshot::read_clock(&metadata)?;
+        let kept = concat_batches(&self.def.input, &snapshot::decode(kept)?.1)?;
         let chunk = (kept.num_rows() > 0).then(|| fresh.store.add(kept));
+        let nkeys = self.def.partition_by.len();
         let mut row = 0u32;
-        for saved in state.partitions {
-            let p = fresh
+        for b in partitions {
+            let ids = match &mut fresh.keys {
+                Some(keys) => {
+                    let mut ids = Vec::new();
+                    keys.intern(&b.columns()[..nkeys], &mut ids)?;
+                    ids
+                }
+                None => vec![0; b.num_rows()],
+            };
+            let partition_count = fresh.keys.as_ref().map_or(1, |k| k.len());
+            fresh
                 .partitions
-                .get_mut(saved.id as usize)
-                .ok_or_else(|| JobError::internal("MATCH_RECOGNIZE snapshot: unknown partition"))?;
-            p.rows.base = saved.base;
-            for _ in 0..saved.rows {
-                p.rows.rows.push_back(RowLoc {
-                    chunk: chunk.expect("rows were saved"),
-                    row,
-                });
-                row += 1;
-            }
-            p.matcher = saved.matcher;
-            if !p.matcher.is_idle() {
-                fresh.active.insert(saved.id);
+                .resize_with(partition_count.max(fresh.partitions.len()), new_partition);
+            let counts = b
+                .column(nkeys)
+                .as_primitive::<arrow::datatypes::UInt64Type>();
+            let bases = b
+                .column(nkeys + 1)
+                .as_primitive::<arrow::datatypes::UInt64Type>();
+            let matchers = b.column(nkeys + 2).as_string::<i32>();
+            for (r, &id) in ids.iter().enumerate() {
+                let p = &mut fresh.partitions[id];
+                p.rows.base = bases.value(r);
+                for _ in 0..counts.value(r) {
+                    let chunk = chunk.ok_or_else(|| {
+                        JobError::internal("MATCH_RECOGNIZE snapshot: fewer rows than partitions")
+                    })?;
+                    p.rows.rows.push_back(RowLoc { chunk, row });
+                    row += 1;
+                }
+                p.matcher = serde_json::from_str(matchers.value(r))
+                    .map_err(|e| JobError::internal(format!("MATCH_RECOGNIZE snapshot: {e}")))?;
+                if !p.matcher.is_idle() {
+                    fresh.active.insert(id as u32);
+                }
             }
         }
-        for b in batches {
+        for b in snapshot::decode(pending)?.1 {
             let ts = event_times(b.column(self.def.time_column))?
                 .into_iter()
                 .flatten()
@@ -668,21 +682,4 @@ impl Operator for MatchRecognize {
         *self = fresh;
         Ok(())
     }
-}
-
-#[derive(Serialize, Deserialize)]
-struct SavedPartition {
-    id: u32,
-    rows: usize,
-    base: u64,
-    matcher: PartitionMatcher,
-}
-
-#[derive(Serialize, Deserialize)]
-struct SavedState {
-    watermark: i64,
-    late_rows: u64,
-    /// Partition keys in id order, in Arrow's row format.
-    keys: Vec<Vec<u8>>,
-    partitions: Vec<SavedPartition>,
 }

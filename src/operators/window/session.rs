@@ -367,6 +367,7 @@ impl Operator for SessionAggregate {
             ("late_rows".to_string(), self.late_rows.to_string()),
         ]
         .into_iter()
+        .chain(crate::operators::snapshot::keyed_by_keys(0, &self.keys))
         .collect();
         Ok(Some(crate::operators::snapshot::encode(
             &schema, metadata, &batches,

@@ -485,6 +485,7 @@ impl Operator for WindowAggregate {
             ("live".to_string(), join(&mut live.iter().copied())),
         ]
         .into_iter()
+        .chain(crate::operators::snapshot::keyed_by_keys(0, &self.keys))
         .collect();
         let bytes = crate::operators::snapshot::encode(&schema, metadata, &batches)?;
         for s in live {
@@ -520,11 +521,17 @@ impl Operator for WindowAggregate {
             .iter()
             .map(|c| c.function.state_fields().map(|f| f.len()))
             .collect::<Result<Vec<_>, _>>()?;
-        for b in batches {
+        // A slice is one batch, or several when subtasks' snapshots were merged (a rescale).
+        let mut slices: BTreeMap<i64, Vec<RecordBatch>> = BTreeMap::new();
+        for b in batches.into_iter().filter(|b| b.num_rows() > 0) {
             let start = b
                 .column(b.num_columns() - 2)
                 .as_primitive::<arrow::datatypes::Int64Type>()
                 .value(0);
+            slices.entry(start).or_default().push(b);
+        }
+        for (start, parts) in slices {
+            let b = arrow::compute::concat_batches(&parts[0].schema(), &parts)?;
             let keys = b.columns()[..nkeys].to_vec();
             let mut states = Vec::with_capacity(state_counts.len());
             let mut at = nkeys;

@@ -200,7 +200,8 @@ impl Operator for WindowTopN {
     }
 
     fn snapshot(&mut self) -> Result<Option<Vec<u8>>, JobError> {
-        let metadata = snapshot::clock(self.watermark, self.late_rows);
+        let mut metadata = snapshot::clock(self.watermark, self.late_rows);
+        metadata.extend(snapshot::keyed_rows(0, &self.input));
         let rows: Vec<RecordBatch> = self.windows.values().flatten().cloned().collect();
         Ok(Some(snapshot::encode(&self.input, metadata, &rows)?))
     }
