@@ -148,7 +148,7 @@ fn a_job_killed_at_random_moments_writes_exactly_the_rows_of_an_uninterrupted_ru
 }
 
 #[test]
-fn subtasks_restore_their_own_state_and_a_changed_parallelism_is_refused() {
+fn subtasks_restore_their_own_state() {
     let rows = 16_000;
     let want = reference(rows);
     // Four subtasks per keyed pipeline, killed twice: each restores its own keys' state.
@@ -158,10 +158,43 @@ fn subtasks_restore_their_own_state_and_a_changed_parallelism_is_refused() {
         "SET 'execution.checkpointing.interval' = '300 ms'; SET 'parallelism.default' = '4';",
     );
     assert_same(&got, &want);
+}
 
-    // A checkpoint of 2 subtasks is not spread over 3: the job says so and what to do.
+/// The newest completed checkpoint's epoch in `job_dir`.
+fn newest_checkpoint(job_dir: &Path) -> Option<u64> {
+    std::fs::read_dir(job_dir)
+        .ok()?
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let epoch = e.file_name().to_str()?.strip_prefix("chk-")?.parse().ok()?;
+            e.path().join("_metadata").exists().then_some(epoch)
+        })
+        .max()
+}
+
+/// Waits (up to a minute) until `job_dir` holds a completed checkpoint newer than `after`.
+fn wait_for_checkpoint_after(job_dir: &Path, after: Option<u64>) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if newest_checkpoint(job_dir) > after {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint after {after:?} in {}",
+            job_dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_checkpoint_of_two_subtasks_restores_at_four_and_then_at_one() {
+    let rows = 24_000;
+    let want = reference(rows);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
+    let job_dir = dir.path().join("sluice/checkpoints/fleet");
     let at = |n: usize| {
         job_sql(
             &out,
@@ -173,19 +206,42 @@ fn subtasks_restore_their_own_state_and_a_changed_parallelism_is_refused() {
         )
     };
     let sql = write(dir.path(), "fleet.sql", &at(2));
-    let mut child = spawn(&sql, dir.path(), &[]);
-    wait_for_checkpoints(&dir.path().join("sluice/checkpoints/fleet"), 1);
-    let _ = child.kill();
-    finish(child);
-    write(dir.path(), "fleet.sql", &at(3));
+    let mut rng = rand::rng();
+    // Killed after a checkpoint of 2 subtasks, then after one of 4: each restart spreads the
+    // key groups anew (4 take the 2's, 1 takes the 4's) and goes on from there.
+    let mut last = None;
+    for n in [2, 4] {
+        write(dir.path(), "fleet.sql", &at(n));
+        let mut child = spawn(&sql, dir.path(), &[]);
+        wait_for_checkpoint_after(&job_dir, last);
+        std::thread::sleep(Duration::from_millis(rng.random_range(0..600)));
+        let _ = child.kill();
+        let o = finish(child);
+        if n == 4 {
+            let text = stderr(&o);
+            assert!(text.contains("restoring checkpoint"), "{text}");
+        }
+        last = newest_checkpoint(&job_dir);
+    }
+    // Key groups cannot change: a key's group is where its state is found.
+    let regrouped = at(1).replace(
+        "SET 'parallelism.default'",
+        "SET 'pipeline.max-parallelism' = '64'; SET 'parallelism.default'",
+    );
+    write(dir.path(), "fleet.sql", &regrouped);
     let refused = finish(spawn(&sql, dir.path(), &[]));
     let text = stderr(&refused);
     assert!(!refused.status.success(), "{text}");
     assert!(
-        text.contains("pipeline `tumble` was checkpointed as 2 subtask(s) and would run as 3")
-            && text.contains("SET 'parallelism.default' = '2'"),
+        text.contains("divided into 128 key groups and pipeline.max-parallelism is 64 now"),
         "{text}"
     );
+    write(dir.path(), "fleet.sql", &at(1));
+    let done = finish(spawn(&sql, dir.path(), &[]));
+    let text = stderr(&done);
+    assert!(done.status.success(), "{text}");
+    assert!(text.contains("restoring checkpoint"), "{text}");
+    assert_same(&outputs(&out), &want);
 }
 
 /// Writes the paced job into `dir` with checkpoints every hour (so only the savepoint taken at

@@ -232,7 +232,7 @@ fn checkpoint_setup(
     let allow = start.allow_non_restored_state || ck.ignore_unclaimed_state == Some(true);
     let restore = match &stored.checkpoint {
         Some(c) => {
-            let plan = match_checkpoint(job, c, allow)?;
+            let plan = match_checkpoint(job, c, ck.max_parallelism(), allow)?;
             let m = &c.manifest;
             let age = (chrono::Utc::now().timestamp_millis() - m.created_ms).max(0) / 1000;
             log.line(&format!(

@@ -8,7 +8,7 @@
 
 mod parallel;
 
-pub use parallel::{Parallelism, plan_parallelism};
+pub use parallel::{Parallelism, operator_routes, plan_parallelism};
 
 use std::fmt::Write;
 use std::sync::Arc;

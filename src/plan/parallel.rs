@@ -136,3 +136,37 @@ fn shared_key(
     }
     Ok(vec![key])
 }
+
+/// For keyed operator `op` of a pipeline routed by `keys` (one list of source columns per
+/// input): per input of the operator, its own input columns that hold those source columns, in
+/// the router's order. Hashing them finds the subtask a kept row belongs to when state moves
+/// to another parallelism. `None` when some route column is not among its key.
+pub fn operator_routes(
+    operators: &Operators,
+    op: usize,
+    inputs: &[usize],
+    keys: &[Vec<usize>],
+) -> Option<Vec<Vec<usize>>> {
+    let node = operators.get(op);
+    operators
+        .feeds(op)
+        .iter()
+        .enumerate()
+        .map(|(k, &feed)| {
+            let candidates = node.state_key(k)?;
+            // The pipeline input this operator input reads: the one all its route columns
+            // trace to.
+            inputs.iter().zip(keys).find_map(|(&source, route)| {
+                route
+                    .iter()
+                    .map(|&c| {
+                        candidates
+                            .iter()
+                            .copied()
+                            .find(|&x| operators.trace(feed, x).contains(&(source, c)))
+                    })
+                    .collect::<Option<Vec<usize>>>()
+            })
+        })
+        .collect()
+}

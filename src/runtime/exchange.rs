@@ -38,11 +38,10 @@ impl KeyRouter {
             .iter()
             .map(|&c| batch.column(c).clone())
             .collect();
-        let hashes = key_hashes(&keys, batch.num_rows())?;
+        let owners = owners(&keys, batch.num_rows(), self.key_groups, self.subtasks)?;
         let mut rows: Vec<Vec<u32>> = vec![Vec::new(); self.subtasks];
-        for (i, h) in hashes.into_iter().enumerate() {
-            let group = h % self.key_groups;
-            rows[subtask_of(group, self.key_groups, self.subtasks)].push(i as u32);
+        for (i, owner) in owners.into_iter().enumerate() {
+            rows[owner].push(i as u32);
         }
         rows.into_iter()
             .map(|r| match r.len() {
@@ -52,6 +51,20 @@ impl KeyRouter {
             })
             .collect()
     }
+}
+
+/// The subtask (of `subtasks`) that owns each of `rows` rows whose key is `keys`.
+pub fn owners(
+    keys: &[ArrayRef],
+    rows: usize,
+    key_groups: u32,
+    subtasks: usize,
+) -> Result<Vec<usize>, JobError> {
+    let key_groups = key_groups.max(1);
+    Ok(key_hashes(keys, rows)?
+        .into_iter()
+        .map(|h| subtask_of(h % key_groups, key_groups, subtasks))
+        .collect())
 }
 
 /// The subtask (of `subtasks`) that owns `key_group` (of `key_groups`): Flink's

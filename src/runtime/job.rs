@@ -319,10 +319,12 @@ async fn open_subtask(
     mut restored: PipelineRestore,
     context: &TaskContext<'_>,
 ) -> Result<PipelineTask, JobError> {
-    let open = async |sink: &SinkNode, late: bool| {
-        let sid = sink_id(node.id, &sink.table, late);
+    let open_as = async |sink: &SinkNode, sid: String| {
         let writer = format!("{}/{}/{sid}", context.job, context.run_id);
         SinkOutput::open(sink, sid, &writer, context.mode).await
+    };
+    let open = async |sink: &SinkNode, late: bool| {
+        open_as(sink, sink_id(node.id, &sink.table, late)).await
     };
     let mut sinks = Vec::with_capacity(node.sinks.len());
     for sink in node.sinks {
@@ -337,6 +339,18 @@ async fn open_subtask(
         if let Some(epochs) = restored.sinks.remove(s.id()) {
             s.recommit(epochs).await?;
         }
+    }
+    // Rows staged by a subtask of another parallelism: again, under that subtask's name.
+    for moved in restored.moved_sinks {
+        let sink = if moved.late {
+            node.side_output.filter(|s| s.table == moved.table)
+        } else {
+            node.sinks.iter().find(|s| s.table == moved.table)
+        };
+        let Some(sink) = sink else { continue };
+        let mut output = open_as(sink, moved.id).await?;
+        output.recommit(moved.epochs).await?;
+        output.close().await?;
     }
     if let Some(w) = restored.watermark {
         node.watermark.store(w, Relaxed);

@@ -14,6 +14,7 @@ mod job;
 pub mod metrics;
 mod mini_batch;
 mod pipeline;
+mod rescale;
 pub mod restore;
 mod source_output;
 pub mod watermark;

@@ -179,6 +179,11 @@ impl SinkOutput {
         Ok(())
     }
 
+    /// Closes a sink opened only to write staged epochs again.
+    pub async fn close(mut self) -> Result<(), JobError> {
+        self.sink.finish().await
+    }
+
     /// Writes staged epochs restored from a checkpoint (they completed; their write may not
     /// have): the sink's writes are idempotent, so what was stored already is not stored again.
     pub async fn recommit(&mut self, epochs: Vec<(u64, Vec<RecordBatch>)>) -> Result<(), JobError> {

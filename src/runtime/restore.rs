@@ -11,8 +11,11 @@
 use std::collections::HashMap;
 
 use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
 
 use super::coordinator::decode_batches;
+use super::rescale::spread;
+use crate::checkpoint::manifest::{OperatorState, PipelineState, SinkState};
 use crate::checkpoint::{Checkpoint, Positions};
 use crate::plan::JobGraph;
 use crate::stream::JobError;
@@ -37,6 +40,18 @@ pub struct PipelineRestore {
     pub operators: Vec<Option<Vec<u8>>>,
     /// Staged epochs per sink id, to be written again.
     pub sinks: HashMap<String, Vec<(u64, Vec<RecordBatch>)>>,
+    /// Staged epochs of subtasks of another parallelism, to be written again under their ids.
+    pub moved_sinks: Vec<MovedSink>,
+}
+
+/// Rows a subtask that no longer exists staged for a sink.
+pub struct MovedSink {
+    /// Its id then (`tumble[1/2]/out`): names its writes, so none is stored twice.
+    pub id: String,
+    pub table: String,
+    /// A late-row side output.
+    pub late: bool,
+    pub epochs: Vec<(u64, Vec<RecordBatch>)>,
 }
 
 /// The id of sink `table` of pipeline `pipeline`; `late` for a late-row side output.
@@ -48,14 +63,23 @@ pub fn sink_id(pipeline: &str, table: &str, late: bool) -> String {
     }
 }
 
-/// Lays `checkpoint` out over `job`; fails listing every piece of state that would be left
-/// behind, unless `allow_non_restored`.
+/// Lays `checkpoint` out over `job`, whose keyed state is divided into `key_groups`; fails
+/// listing every piece of state that would be left behind, unless `allow_non_restored`.
 pub fn match_checkpoint(
     job: &JobGraph,
     checkpoint: &Checkpoint,
+    key_groups: u32,
     allow_non_restored: bool,
 ) -> Result<RestorePlan, JobError> {
     let m = &checkpoint.manifest;
+    let refuse = |why: String| {
+        JobError::Checkpoint(format!(
+            "cannot restore {} {} from {}: {why}",
+            m.kind.as_str(),
+            m.epoch,
+            checkpoint.location
+        ))
+    };
     let sources = job
         .sources
         .iter()
@@ -70,91 +94,118 @@ pub fn match_checkpoint(
 
     // State is restored per task: each subtask of a parallel pipeline has its own.
     let tasks = job.task_ids();
-    let ids: Vec<String> = tasks.iter().map(|t| t.id.clone()).collect();
+    let mut layout = Layout::default();
     let mut pipelines: Vec<PipelineRestore> = Vec::with_capacity(tasks.len());
-    // Where each operator id and sink id of the job is: (task, operator) and (task, schema).
-    let mut operators: HashMap<String, (usize, usize, String)> = HashMap::new();
-    let mut sinks: HashMap<String, (usize, arrow::datatypes::SchemaRef)> = HashMap::new();
     for (i, task) in tasks.iter().enumerate() {
         let p = &job.pipelines[task.pipeline];
         for (j, op_id) in p.operator_ids(&task.id).into_iter().enumerate() {
             if let Some(op_id) = op_id {
-                operators.insert(op_id, (i, j, p.operators.get(j).describe()));
+                layout
+                    .operators
+                    .insert(op_id, (i, j, p.operators.get(j).describe()));
             }
         }
         for s in &p.sinks {
-            sinks.insert(sink_id(&task.id, &s.table, false), (i, s.schema.clone()));
+            layout
+                .sinks
+                .insert(sink_id(&task.id, &s.table, false), (i, s.schema.clone()));
         }
         if let Some(s) = &p.side_output {
-            sinks.insert(sink_id(&task.id, &s.table, true), (i, s.schema.clone()));
+            layout
+                .sinks
+                .insert(sink_id(&task.id, &s.table, true), (i, s.schema.clone()));
         }
         pipelines.push(PipelineRestore {
             watermark: None,
             operators: vec![None; p.operators.len()],
-            sinks: HashMap::new(),
+            ..Default::default()
         });
     }
-    if let Some(e) = parallelism_changed(job, m) {
-        return Err(JobError::Checkpoint(format!(
-            "cannot restore {} {} from {}: {e}",
-            m.kind.as_str(),
-            m.epoch,
-            checkpoint.location
+
+    // Pipelines checkpointed at another parallelism: their subtasks' state is spread anew.
+    let ids = job.pipeline_ids();
+    let mut rescaled: HashMap<usize, Vec<(usize, &PipelineState)>> = HashMap::new();
+    for state in &m.pipelines {
+        let (base, subtask, of) = task_of(&state.id);
+        let Some(p) = ids.iter().position(|id| id == base) else {
+            continue;
+        };
+        if of != job.pipelines[p].parallelism.subtasks() {
+            rescaled.entry(p).or_default().push((subtask, state));
+        }
+    }
+    let keyed = |p: usize| {
+        job.pipelines[p]
+            .operators
+            .iter()
+            .any(|op| op.state_kind().is_some())
+    };
+    if m.max_parallelism != key_groups
+        && job.pipelines.iter().enumerate().any(|(p, node)| {
+            keyed(p) && (node.parallelism.subtasks() > 1 || rescaled.contains_key(&p))
+        })
+    {
+        return Err(refuse(format!(
+            "its keyed state is divided into {} key groups and pipeline.max-parallelism is {key_groups} now; set it back to {} to restore it, or start with --fresh",
+            m.max_parallelism, m.max_parallelism
         )));
     }
 
     let mut left_behind: Vec<String> = Vec::new();
-    for p in &m.pipelines {
-        if let Some(i) = ids.iter().position(|id| *id == p.id) {
+    let rescaled_states: Vec<&PipelineState> =
+        rescaled.values().flatten().map(|(_, s)| *s).collect();
+    for p in m
+        .pipelines
+        .iter()
+        .filter(|p| !rescaled_states.iter().any(|r| std::ptr::eq(*r, *p)))
+    {
+        if let Some(i) = tasks.iter().position(|t| t.id == p.id) {
             pipelines[i].watermark = Some(p.watermark);
         }
         for op in &p.operators {
-            match operators.get(&op.id) {
+            match layout.operators.get(&op.id) {
                 Some((i, j, describe)) if *describe == op.describe => {
                     pipelines[*i].operators[*j] = Some(checkpoint.blob(op.blob).to_vec());
                 }
-                Some((_, _, describe)) => left_behind.push(format!(
-                    "operator `{}` changed: it was `{}`, it is now `{describe}`",
-                    op.id, op.describe
-                )),
-                None => left_behind.push(format!(
-                    "operator `{}` (`{}`) is not in the query any more",
-                    op.id, op.describe
-                )),
+                _ => left_behind.push(layout.not_placed(op)),
             }
         }
         for s in p.sinks.iter().filter(|s| !s.epochs.is_empty()) {
-            let rows: u64 = s.epochs.iter().map(|e| e.rows).sum();
-            let Some((i, schema)) = sinks.get(&s.id) else {
-                left_behind.push(format!(
-                    "{rows} rows staged for sink `{}` ({}), which is not in the job any more",
-                    s.table, s.id
-                ));
-                continue;
-            };
-            let mut epochs = Vec::with_capacity(s.epochs.len());
-            let mut fits = true;
-            for e in &s.epochs {
-                let batches = decode_batches(checkpoint.blob(e.blob))?;
-                fits &= batches.iter().all(|b| same_types(b, schema));
-                epochs.push((e.epoch, batches));
-            }
-            if fits {
-                pipelines[*i].sinks.insert(s.id.clone(), epochs);
-            } else {
-                left_behind.push(format!(
-                    "{rows} rows staged for sink `{}` no longer fit its columns",
-                    s.table
-                ));
+            match layout.sinks.get(&s.id) {
+                Some((i, schema)) => match staged(checkpoint, s, schema)? {
+                    Ok(epochs) => {
+                        pipelines[*i].sinks.insert(s.id.clone(), epochs);
+                    }
+                    Err(e) => left_behind.push(e),
+                },
+                None => left_behind.push(format!(
+                    "{} rows staged for sink `{}` ({}), which is not in the job any more",
+                    rows(s),
+                    s.table,
+                    s.id
+                )),
             }
         }
     }
+    for (p, mut old) in rescaled {
+        old.sort_by_key(|(k, _)| *k);
+        let first = tasks
+            .iter()
+            .position(|t| t.pipeline == p)
+            .expect("every pipeline has a task");
+        let spread = Spread {
+            job,
+            checkpoint,
+            pipeline: p,
+            old: &old,
+            first_task: first,
+            key_groups,
+        };
+        spread.place(&mut pipelines, &mut left_behind)?;
+    }
     if !left_behind.is_empty() && !allow_non_restored {
-        return Err(JobError::Checkpoint(format!(
-            "cannot restore {} {} from {}: the query changed and this state has no place in it:\n  - {}\nRun with --allow-non-restored-state to drop it (operators start empty), or --fresh to start over.",
-            m.kind.as_str(),
-            m.epoch,
-            checkpoint.location,
+        return Err(refuse(format!(
+            "the query changed and this state has no place in it:\n  - {}\nRun with --allow-non-restored-state to drop it (operators start empty), or --fresh to start over.",
             left_behind.join("\n  - ")
         )));
     }
@@ -168,27 +219,175 @@ pub fn match_checkpoint(
     })
 }
 
-/// Why the checkpoint's state cannot go into the job's subtasks, when a pipeline of both runs
-/// at different parallelism: its keyed state is split by subtask, and moving key groups between
-/// subtasks is not built yet.
-fn parallelism_changed(job: &JobGraph, m: &crate::checkpoint::Manifest) -> Option<String> {
-    for (p, id) in job.pipelines.iter().zip(job.pipeline_ids()) {
-        let stored = m
-            .pipelines
-            .iter()
-            .filter(|s| s.id == id || s.id.starts_with(&format!("{id}[")))
-            .count();
-        let now = p.parallelism.subtasks();
-        if stored > 0 && stored != now && p.operators.iter().any(|op| op.state_kind().is_some()) {
-            return Some(format!(
-                "pipeline `{id}` was checkpointed as {stored} subtask(s) and would run as {now}; moving keyed state between subtasks is not supported yet. Run it with SET 'parallelism.default' = '{stored}' to restore it, or --fresh to start over"
-            ));
-        }
-    }
-    None
+/// Where each operator id and sink id of the job is: (task, operator, what it computes) and
+/// (task, columns).
+#[derive(Default)]
+struct Layout {
+    operators: HashMap<String, (usize, usize, String)>,
+    sinks: HashMap<String, (usize, SchemaRef)>,
 }
 
-fn same_types(batch: &RecordBatch, schema: &arrow::datatypes::SchemaRef) -> bool {
+impl Layout {
+    /// Why operator state `op` finds no place in the job.
+    fn not_placed(&self, op: &OperatorState) -> String {
+        match self.operators.get(&op.id) {
+            Some((_, _, describe)) => format!(
+                "operator `{}` changed: it was `{}`, it is now `{describe}`",
+                op.id, op.describe
+            ),
+            None => format!(
+                "operator `{}` (`{}`) is not in the query any more",
+                op.id, op.describe
+            ),
+        }
+    }
+}
+
+/// A pipeline's state checkpointed by `old` subtasks (with their index), spread over its
+/// subtasks now: each takes the keys it owns.
+struct Spread<'a> {
+    job: &'a JobGraph,
+    checkpoint: &'a Checkpoint,
+    pipeline: usize,
+    old: &'a [(usize, &'a PipelineState)],
+    /// The index of the pipeline's first subtask among the job's tasks.
+    first_task: usize,
+    key_groups: u32,
+}
+
+impl Spread<'_> {
+    fn place(
+        &self,
+        pipelines: &mut [PipelineRestore],
+        left_behind: &mut Vec<String>,
+    ) -> Result<(), JobError> {
+        let node = &self.job.pipelines[self.pipeline];
+        let subtasks = node.parallelism.subtasks();
+        if self.old.iter().enumerate().any(|(i, (k, _))| i != *k) {
+            return Err(JobError::Checkpoint(format!(
+                "the checkpoint lacks some of the {} subtasks of pipeline `{}`",
+                self.old.len(),
+                node.name
+            )));
+        }
+        let watermark = self.old.iter().map(|(_, s)| s.watermark).min();
+        // The id of each keyed operator below its task's id: `/window-aggregate`.
+        let suffixes = node.operator_ids("");
+        let old_id = |state: &PipelineState, suffix: &str| format!("{}{suffix}", state.id);
+        // Operator states that no operator of the pipeline computes any more.
+        for (_, state) in self.old {
+            for op in &state.operators {
+                let suffix = op.id.strip_prefix(&state.id);
+                let now = suffixes.iter().position(|s| s.as_deref() == suffix);
+                match now.map(|j| node.operators.get(j).describe()) {
+                    Some(describe) if describe == op.describe => {}
+                    Some(describe) => left_behind.push(format!(
+                        "operator `{}` changed: it was `{}`, it is now `{describe}`",
+                        op.id, op.describe
+                    )),
+                    None => left_behind.push(format!(
+                        "operator `{}` (`{}`) is not in the query any more",
+                        op.id, op.describe
+                    )),
+                }
+            }
+        }
+        // Each old subtask's state per operator, where the operator computes the same.
+        let old: Vec<Vec<Option<&[u8]>>> = self
+            .old
+            .iter()
+            .map(|(_, state)| {
+                suffixes
+                    .iter()
+                    .enumerate()
+                    .map(|(j, suffix)| {
+                        let id = old_id(state, suffix.as_ref()?);
+                        let op = state.operators.iter().find(|op| op.id == id)?;
+                        (op.describe == node.operators.get(j).describe())
+                            .then(|| self.checkpoint.blob(op.blob))
+                    })
+                    .collect()
+            })
+            .collect();
+        let spread = spread(node, &node.parallelism, &old, self.key_groups)?;
+        for (task, states) in pipelines[self.first_task..].iter_mut().zip(spread) {
+            task.operators = states;
+        }
+        for task in &mut pipelines[self.first_task..self.first_task + subtasks] {
+            task.watermark = watermark;
+        }
+        // Rows staged by the old subtasks are written again under their old names (so what
+        // was stored already is not stored twice), by the first subtask.
+        for (_, state) in self.old {
+            for s in state.sinks.iter().filter(|s| !s.epochs.is_empty()) {
+                let late = s.id.contains("/late:");
+                let sink = if late {
+                    node.side_output.as_ref().filter(|o| o.table == s.table)
+                } else {
+                    node.sinks.iter().find(|o| o.table == s.table)
+                };
+                let Some(sink) = sink else {
+                    left_behind.push(format!(
+                        "{} rows staged for sink `{}` ({}), which is not in the job any more",
+                        rows(s),
+                        s.table,
+                        s.id
+                    ));
+                    continue;
+                };
+                match staged(self.checkpoint, s, &sink.schema)? {
+                    Ok(epochs) => pipelines[self.first_task].moved_sinks.push(MovedSink {
+                        id: s.id.clone(),
+                        table: s.table.clone(),
+                        late,
+                        epochs,
+                    }),
+                    Err(e) => left_behind.push(e),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A pipeline state's id split into the pipeline's id and its subtask: `tumble[1/2]` is
+/// subtask 1 of 2 of `tumble`; `tumble` is the one task of `tumble`.
+fn task_of(id: &str) -> (&str, usize, usize) {
+    let parsed = id.strip_suffix(']').and_then(|rest| {
+        let (base, index) = rest.rsplit_once('[')?;
+        let (k, n) = index.split_once('/')?;
+        Some((base, k.parse().ok()?, n.parse().ok()?))
+    });
+    parsed.unwrap_or((id, 0, 1))
+}
+
+fn rows(s: &SinkState) -> u64 {
+    s.epochs.iter().map(|e| e.rows).sum()
+}
+
+/// A sink's staged epochs, decoded; `Err` with the reason when they no longer fit `schema`.
+#[allow(clippy::type_complexity)]
+fn staged(
+    checkpoint: &Checkpoint,
+    s: &SinkState,
+    schema: &SchemaRef,
+) -> Result<Result<Vec<(u64, Vec<RecordBatch>)>, String>, JobError> {
+    let mut epochs = Vec::with_capacity(s.epochs.len());
+    for e in &s.epochs {
+        let batches = decode_batches(checkpoint.blob(e.blob))?;
+        if !batches.iter().all(|b| same_types(b, schema)) {
+            return Ok(Err(format!(
+                "{} rows staged for sink `{}` no longer fit its columns",
+                rows(s),
+                s.table
+            )));
+        }
+        epochs.push((e.epoch, batches));
+    }
+    Ok(Ok(epochs))
+}
+
+fn same_types(batch: &RecordBatch, schema: &SchemaRef) -> bool {
     batch.num_columns() == schema.fields().len()
         && batch
             .schema()
