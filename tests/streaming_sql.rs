@@ -585,6 +585,21 @@ fn a_temporal_join_takes_the_version_valid_at_each_rows_time() {
 
 /// `brakes` and `limits` (k, ts, v), `limits` with `limits_extra` in its columns, into
 /// `out(k, ts, lim)`.
+/// The probe side's time need not be selected: the join reads it for itself (the optimizer
+/// had dropped it, and the join failed to plan).
+#[test]
+fn a_temporal_join_needs_no_selected_probe_time() {
+    let run = limits_and_brakes(", PRIMARY KEY (k) NOT ENFORCED")
+        .output("picked", "k STRING, lim BIGINT")
+        .run(
+            "INSERT INTO picked SELECT b.k, l.v FROM brakes AS b
+               LEFT JOIN limits FOR SYSTEM_TIME AS OF b.ts AS l ON b.k = l.k;",
+        );
+    let mut rows = run.rows("picked");
+    rows.sort();
+    assert_eq!(rows, ["a,30", "a,50", "b,"], "{}", run.stderr);
+}
+
 fn limits_and_brakes(limits_extra: &str) -> Pipeline {
     let columns =
         "k STRING, ts TIMESTAMP(3), v BIGINT, WATERMARK FOR ts AS ts - INTERVAL '5' SECOND";

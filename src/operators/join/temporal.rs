@@ -128,8 +128,11 @@ impl TemporalJoin {
         }
         let right_schema = self.right_columns();
         let shown = Arc::new(Schema::new(right_schema.fields()[..self.visible].to_vec()));
+        // The probe side may carry its time column last for the join alone: not shown.
+        let probe_shown = self.schema.fields().len() - self.visible;
         if !probe.is_empty() {
-            let left = take_rows(&rows, &probe)?;
+            let mut left = take_rows(&rows, &probe)?;
+            left.truncate(probe_shown);
             let versions = concat_batches(&right_schema, &found)?;
             let versions = versions.columns()[..self.visible].to_vec();
             let pairs = joined(&self.schema, left, versions)?;
@@ -146,7 +149,8 @@ impl TemporalJoin {
         }
         if self.keep_unmatched && !alone.is_empty() {
             alone.sort_unstable();
-            let left = take_rows(&rows, &alone)?;
+            let mut left = take_rows(&rows, &alone)?;
+            left.truncate(probe_shown);
             let nulls = null_columns(&shown, alone.len());
             out.push(joined(&self.schema, left, nulls)?);
         }

@@ -31,7 +31,7 @@ CREATE TABLE ktvn (k STRING, ts TIMESTAMP(3), v BIGINT, n BIGINT) WITH ('connect
 INSERT INTO kvv SELECT t.k, t.v, u.v FROM t JOIN u ON t.k = u.k;
 INSERT INTO kvv SELECT t.k, t.v, u.v FROM t, u
   WHERE t.k = u.k AND u.ts BETWEEN t.ts - INTERVAL '2' SECOND AND t.ts + INTERVAL '2' SECOND;
-INSERT INTO ktv SELECT b.k, b.ts, l.v FROM t AS b LEFT JOIN lim FOR SYSTEM_TIME AS OF b.ts AS l ON b.k = l.k;
+INSERT INTO kvv SELECT b.k, b.v, l.v FROM t AS b LEFT JOIN lim FOR SYSTEM_TIME AS OF b.ts AS l ON b.k = l.k;
 INSERT INTO ktv SELECT k, ts, v FROM (
   SELECT *, ROW_NUMBER() OVER (PARTITION BY k ORDER BY ts) AS rn FROM t) WHERE rn = 1;
 INSERT INTO ktv SELECT k, ts, v FROM (

@@ -225,7 +225,28 @@ impl Planner {
         job: &mut JobBuilder,
     ) -> Result<CompiledStream, SqlError> {
         let at = temporal.pos;
-        let left = self.compile(src, &join.left, pos, job)?;
+        // The probe side's time: the column the clause names. When the query reads no more of
+        // it, the optimizer has dropped it; it is read again, last.
+        let (qualifier, name) = match temporal.time.rsplit_once('.') {
+            Some((q, n)) => (Some(q), n),
+            None => (None, temporal.time.as_str()),
+        };
+        let qualifier = qualifier.map(datafusion::common::TableReference::bare);
+        let lschema = join.left.schema();
+        let (probe, ltime) = match lschema.index_of_column_by_name(qualifier.as_ref(), name) {
+            Some(i) => (join.left.as_ref().clone(), i),
+            None => {
+                let widened = with_column_last(&join.left, name).ok_or_else(|| {
+                    src.error(
+                        at,
+                        format!("`{}` is not a column of the joined rows", temporal.time),
+                    )
+                })?;
+                let last = widened.schema().fields().len() - 1;
+                (widened, last)
+            }
+        };
+        let left = self.compile(src, &probe, pos, job)?;
         left.check_complete(src, pos)?;
         left.require_append_only(src, pos, "the probe side of a temporal join")?;
         // The versioned side's event time orders its versions even when the query reads no
@@ -286,21 +307,6 @@ impl Planner {
         if let Some(k) = key.iter().find(|k| !on.contains(k)) {
             return Err(src.error(at, format!("a temporal join must join on the versioned table's PRIMARY KEY; `{k}` is not in the ON equalities")));
         }
-        let lschema = join.left.schema();
-        // The probe side's time: the column the clause names.
-        let (qualifier, name) = match temporal.time.rsplit_once('.') {
-            Some((q, n)) => (Some(q), n),
-            None => (None, temporal.time.as_str()),
-        };
-        let qualifier = qualifier.map(datafusion::common::TableReference::bare);
-        let ltime = lschema
-            .index_of_column_by_name(qualifier.as_ref(), name)
-            .ok_or_else(|| {
-                src.error(
-                    at,
-                    format!("`{}` is not a column of the joined rows", temporal.time),
-                )
-            })?;
         let rtime = widened.schema().fields().len() - 1;
         let exprs = self.expr_compiler(src, pos, job);
         let keys = |schema: &datafusion::common::DFSchemaRef, side: Vec<&Expr>| {
