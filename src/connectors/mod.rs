@@ -12,6 +12,7 @@ pub mod datagen;
 pub mod filesystem;
 pub mod fleet_sim;
 pub mod kafka;
+mod ordered_pool;
 pub mod pacer;
 pub mod print;
 
@@ -286,7 +287,8 @@ impl ConnectorConfig {
 
     /// A reader for `table`, whose batches have `scan_schema`; formats that can decode only
     /// some columns of the payload do.
-    /// A reader of `table`; `parallelism` threads decode where the connector can (files).
+    /// A reader of `table`; `parallelism` threads decode where the connector can (files,
+    /// Kafka).
     pub fn create_source(
         &self,
         table: &str,
@@ -306,6 +308,7 @@ impl ConnectorConfig {
                 table,
                 scan_schema.clone(),
                 columns,
+                parallelism,
             )?),
             ConnectorConfig::Datagen(c) => Box::new(datagen::DatagenSource::new(c.clone())),
             ConnectorConfig::FleetSim(c) => Box::new(fleet_sim::FleetSimSource::new(c.clone())?),

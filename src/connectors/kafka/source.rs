@@ -26,6 +26,7 @@ use rdkafka::{ClientContext, Message};
 use super::broker_log::BrokerLog;
 use super::config::{BoundedMode, KafkaConfig, StartupMode};
 use crate::connectors::ScanColumns;
+use crate::connectors::ordered_pool::OrderedPool;
 use crate::formats::{RecordBoundaries, RecordDecoder};
 use crate::stream::changelog::{RowKind, kinds_column, with_kinds_column};
 use crate::stream::metrics::SourceMetrics;
@@ -42,6 +43,8 @@ pub struct KafkaSource {
     /// Whether something reads message keys (an upsert table, a `key` column): only then is
     /// each message's key copied.
     reads_keys: bool,
+    /// Threads that decode (the job's parallelism, up to four).
+    decoders: usize,
 }
 
 impl KafkaSource {
@@ -50,6 +53,7 @@ impl KafkaSource {
         table: &str,
         scan_schema: SchemaRef,
         columns: ScanColumns,
+        decoders: usize,
     ) -> Result<Self, JobError> {
         let reads_keys = config.upsert || config.metadata.iter().any(|c| c.key == "key");
         Ok(KafkaSource {
@@ -58,6 +62,7 @@ impl KafkaSource {
             scan_schema,
             columns,
             reads_keys,
+            decoders: decoders.clamp(1, 4),
         })
     }
 }
@@ -126,6 +131,23 @@ impl Split {
     }
 }
 
+type DecodeResult = Result<Decoded, JobError>;
+
+/// A split's name, as decoder threads see it (for metadata columns and error messages).
+struct SplitName {
+    topic: String,
+    partition: i32,
+}
+
+/// A flush's records decoded: the rows to emit, each row's split, and the offset each split
+/// reached.
+struct Decoded {
+    scan: RecordBatch,
+    splits: Vec<usize>,
+    next: std::collections::BTreeMap<usize, i64>,
+    bad_records: usize,
+}
+
 /// Per-record facts kept beside the payload buffer, for metadata columns and offsets.
 struct RecordMeta {
     split: usize,
@@ -153,7 +175,8 @@ struct Pending {
 #[async_trait]
 impl Source for KafkaSource {
     async fn run(self: Box<Self>, out: &mut dyn SourceOutput) -> Result<SourceEnd, JobError> {
-        let c = &self.config;
+        let this: Arc<KafkaSource> = Arc::new(*self);
+        let c = &this.config;
         let mut cc = c.client_config();
         // With checkpoints the group's offsets are committed once a checkpoint holding them
         // completes (they are only for monitoring then); without, stored offsets of rows sent
@@ -169,17 +192,17 @@ impl Source for KafkaSource {
             cc.set("statistics.interval.ms", "2000");
         }
         if c.property("group.id").is_none() {
-            cc.set("group.id", format!("sluice-{}", self.table));
+            cc.set("group.id", format!("sluice-{}", this.table));
         }
         let consumer: StreamConsumer<SourceContext> = cc
             .create_with_context(SourceContext {
                 metrics: out.metrics().clone(),
-                broker_log: BrokerLog::new(&self.table),
+                broker_log: BrokerLog::new(&this.table),
             })
-            .map_err(|e| self.err(e))?;
+            .map_err(|e| this.err(e))?;
 
-        let mut splits = self.discover(&consumer)?;
-        let mut starts = self.start_offsets(&consumer, &splits)?;
+        let mut splits = this.discover(&consumer)?;
+        let mut starts = this.start_offsets(&consumer, &splits)?;
         // A restored position wins over the startup mode.
         for (s, start) in splits.iter().zip(starts.iter_mut()) {
             if let Some(&next) = out.restored().get(&*s.key) {
@@ -189,17 +212,17 @@ impl Source for KafkaSource {
         let mut tpl = TopicPartitionList::new();
         for (s, start) in splits.iter_mut().zip(&starts) {
             tpl.add_partition_offset(&s.topic, s.partition, Offset::Offset(*start))
-                .map_err(|e| self.err(e))?;
+                .map_err(|e| this.err(e))?;
             if c.bounded == BoundedMode::LatestOffset {
                 let (_, high) = consumer
                     .fetch_watermarks(&s.topic, s.partition, TIMEOUT)
-                    .map_err(|e| self.err(e))?;
+                    .map_err(|e| this.err(e))?;
                 s.stop_at = Some(high);
                 s.done = *start >= high;
             }
         }
-        consumer.assign(&tpl).map_err(|e| self.err(e))?;
-        tracing::info!(table = %self.table, partitions = splits.len(), "kafka source assigned");
+        consumer.assign(&tpl).map_err(|e| this.err(e))?;
+        tracing::info!(table = %this.table, partitions = splits.len(), "kafka source assigned");
         out.set_splits(splits.len());
         // Each message's split, found without allocating (a job reads a few dozen at most).
         let split_of = |splits: &[Split], topic: &str, partition: i32| {
@@ -208,37 +231,37 @@ impl Source for KafkaSource {
                 .position(|s| s.partition == partition && s.topic == topic)
         };
 
-        let mut decoder = if c.debezium {
-            // The envelope is decoded whole; its rows are checked once taken out of it.
-            RecordDecoder::new(
-                c.value_format.clone(),
-                debezium_envelope(&c.physical_schema),
-                out.batch_size(),
-            )
-        } else {
-            RecordDecoder::new(
-                c.value_format.clone(),
-                c.physical_schema.clone(),
-                out.batch_size(),
-            )
-            .with_required(&self.columns.required)
-            .with_projection(self.columns.decode.clone())
-        };
+        // Decoding (JSON parsing is most of a pass-through's cost) runs on `decoders` threads;
+        // batches are emitted in the order their records were read.
+        let names: Arc<[SplitName]> = splits
+            .iter()
+            .map(|s| SplitName {
+                topic: s.topic.clone(),
+                partition: s.partition,
+            })
+            .collect();
+        let batch_size = out.batch_size();
+        let mut pool = OrderedPool::new(this.decoders, &format!("decode-{}", this.table), || {
+            let (this, names) = (this.clone(), names.clone());
+            let mut decoder = this.new_decoder(batch_size);
+            move |p: Pending| this.decode(p, &mut decoder, &names)
+        })?;
         let mut pending = Pending::default();
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         let mut tombstones = 0u64;
         loop {
             if splits.iter().all(|s| s.done) && c.bounded == BoundedMode::LatestOffset {
-                self.flush(&mut pending, &mut decoder, &splits, &consumer, out)
-                    .await?;
-                self.commit(&consumer);
+                this.flush(&mut pending, &mut pool);
+                this.emit_all(&mut pool, &splits, &consumer, out).await?;
+                this.commit(&consumer);
                 return Ok(SourceEnd::Exhausted);
             }
             let linger_left = pending
                 .first_at
                 .map(|t| out.linger().saturating_sub(t.elapsed()));
             tokio::select! {
-                msg = consumer.recv() => {
+                // Records are taken only while the decoders keep up.
+                msg = consumer.recv(), if !pool.is_full() => {
                     // Then every message librdkafka holds already, without a trip through
                     // `select!` (and its timers) per message.
                     let mut next = Some(msg);
@@ -246,7 +269,7 @@ impl Source for KafkaSource {
                         let m = match msg {
                             Ok(m) => m,
                             Err(KafkaError::PartitionEOF(partition)) => {
-                                self.mark_done_at_eof(&consumer, &mut splits, partition)?;
+                                this.mark_done_at_eof(&consumer, &mut splits, partition)?;
                                 break;
                             }
                             // A broker down or restarting: librdkafka reconnects; wait for it.
@@ -254,30 +277,34 @@ impl Source for KafkaSource {
                                 consumer.context().broker_log.unavailable(&code.to_string());
                                 break;
                             }
-                            Err(e) => return Err(self.err(e)),
+                            Err(e) => return Err(this.err(e)),
                         };
                         if let Some(split) = split_of(&splits, m.topic(), m.partition()) {
-                            self.take(&m, split, &mut splits, &mut pending, &mut tombstones);
+                            this.take(&m, split, &mut splits, &mut pending, &mut tombstones);
                         }
                         if pending.len() >= out.batch_size() {
-                            self.flush(&mut pending, &mut decoder, &splits, &consumer, out).await?;
+                            this.flush(&mut pending, &mut pool);
                             break;
                         }
                         next = futures::FutureExt::now_or_never(consumer.recv());
                     }
                 }
+                Some(decoded) = pool.next() => {
+                    this.emit_by_split(decoded??, &splits, &consumer, out).await?;
+                }
                 _ = tokio::time::sleep(linger_left.unwrap_or(Duration::from_secs(3600))), if linger_left.is_some() => {
-                    self.flush(&mut pending, &mut decoder, &splits, &consumer, out).await?;
+                    this.flush(&mut pending, &mut pool);
                 }
                 _ = tick.tick() => {
                     out.tick().await?;
                     if let Some(done) = out.take_committed() {
-                        self.commit_positions(&consumer, &splits, &done);
+                        this.commit_positions(&consumer, &splits, &done);
                     }
                 }
                 _ = out.stopped() => {
-                    self.flush(&mut pending, &mut decoder, &splits, &consumer, out).await?;
-                    self.commit(&consumer);
+                    this.flush(&mut pending, &mut pool);
+                    this.emit_all(&mut pool, &splits, &consumer, out).await?;
+                    this.commit(&consumer);
                     return Ok(SourceEnd::Stopped);
                 }
             }
@@ -498,25 +525,62 @@ impl KafkaSource {
             .collect())
     }
 
-    /// Decodes the pending records and hands them downstream, one batch per partition, then
-    /// marks their offsets for the next commit.
-    async fn flush(
-        &self,
-        pending: &mut Pending,
-        decoder: &mut RecordDecoder,
-        splits: &[Split],
-        consumer: &StreamConsumer<SourceContext>,
-        out: &mut dyn SourceOutput,
-    ) -> Result<(), JobError> {
+    /// A decoder for the records' values.
+    fn new_decoder(&self, batch_size: usize) -> RecordDecoder {
+        let c = &self.config;
+        if c.debezium {
+            // The envelope is decoded whole; its rows are checked once taken out of it.
+            RecordDecoder::new(
+                c.value_format.clone(),
+                debezium_envelope(&c.physical_schema),
+                batch_size,
+            )
+        } else {
+            RecordDecoder::new(
+                c.value_format.clone(),
+                c.physical_schema.clone(),
+                batch_size,
+            )
+            .with_required(&self.columns.required)
+            .with_projection(self.columns.decode.clone())
+        }
+    }
+
+    /// Hands the pending records to the decoders.
+    fn flush(&self, pending: &mut Pending, pool: &mut OrderedPool<Pending, DecodeResult>) {
         if pending.meta.is_empty()
             && pending.skipped.is_empty()
             && pending.tombstone_meta.is_empty()
         {
-            return Ok(());
+            return;
         }
-        let p = std::mem::take(pending);
+        pool.submit(std::mem::take(pending));
+    }
+
+    /// Emits everything the decoders hold, in order.
+    async fn emit_all(
+        &self,
+        pool: &mut OrderedPool<Pending, DecodeResult>,
+        splits: &[Split],
+        consumer: &StreamConsumer<SourceContext>,
+        out: &mut dyn SourceOutput,
+    ) -> Result<(), JobError> {
+        while let Some(decoded) = pool.next().await {
+            self.emit_by_split(decoded??, splits, consumer, out).await?;
+        }
+        Ok(())
+    }
+
+    /// Decodes a flush's records (on a decoder thread): values, metadata columns, and for
+    /// Debezium and upsert tables, each row's kind.
+    fn decode(
+        &self,
+        p: Pending,
+        decoder: &mut RecordDecoder,
+        splits: &[SplitName],
+    ) -> DecodeResult {
         if self.config.upsert {
-            return self.flush_upserts(p, decoder, splits, consumer, out).await;
+            return self.decode_upserts(p, decoder, splits);
         }
         let locate = |i: usize| {
             let m = &p.meta[i];
@@ -527,7 +591,7 @@ impl KafkaSource {
             )
         };
         let decoded = decoder.decode(&p.payloads, RecordBoundaries::Ends(&p.ends), &locate)?;
-        out.count_bad_records(decoded.skipped.len());
+        let bad_records = decoded.skipped.len();
         let kept: Vec<&RecordMeta> = if decoded.skipped.is_empty() {
             p.meta.iter().collect()
         } else {
@@ -553,25 +617,28 @@ impl KafkaSource {
                     )
                 })?;
             let scan = self.with_metadata(rows, &kept, splits)?;
-            let scan = with_kinds_column(&scan, kinds_column(kinds))?;
-            return self
-                .emit_by_split(scan, &kept, next, splits, consumer, out)
-                .await;
+            return Ok(Decoded {
+                scan: with_kinds_column(&scan, kinds_column(kinds))?,
+                splits: kept.iter().map(|m| m.split).collect(),
+                next,
+                bad_records,
+            });
         }
-        let scan = self.with_metadata(decoded.batch, &kept, splits)?;
-        self.emit_by_split(scan, &kept, next, splits, consumer, out)
-            .await
+        Ok(Decoded {
+            scan: self.with_metadata(decoded.batch, &kept, splits)?,
+            splits: kept.iter().map(|m| m.split).collect(),
+            next,
+            bad_records,
+        })
     }
 
     /// An upsert-kafka flush: values and tombstones in arrival order, each with its row kind.
-    async fn flush_upserts(
+    fn decode_upserts(
         &self,
         p: Pending,
         decoder: &mut RecordDecoder,
-        splits: &[Split],
-        consumer: &StreamConsumer<SourceContext>,
-        out: &mut dyn SourceOutput,
-    ) -> Result<(), JobError> {
+        splits: &[SplitName],
+    ) -> DecodeResult {
         let locate = |metas: &[RecordMeta], i: usize, what: &str| {
             let m = &metas[i];
             let s = &splits[m.split];
@@ -586,7 +653,6 @@ impl KafkaSource {
             let decoded = decoder.decode(&p.payloads, RecordBoundaries::Ends(&p.ends), &|i| {
                 locate(&p.meta, i, "the value")
             })?;
-            out.count_bad_records(decoded.skipped.len());
             Some(decoded)
         };
         let deletes = self.tombstone_rows(&p, &|i| locate(&p.tombstone_meta, i, "the key"))?;
@@ -625,10 +691,12 @@ impl KafkaSource {
         }
         let ordered = take_record_batch(&both, &UInt32Array::from(indices))?;
         let scan = self.with_metadata(ordered, &kept, splits)?;
-        let scan = with_kinds_column(&scan, kinds_column(kinds))?;
-        let next = next_offsets(p.meta.iter().chain(&p.tombstone_meta), &p.skipped);
-        self.emit_by_split(scan, &kept, next, splits, consumer, out)
-            .await
+        Ok(Decoded {
+            scan: with_kinds_column(&scan, kinds_column(kinds))?,
+            splits: kept.iter().map(|m| m.split).collect(),
+            next: next_offsets(p.meta.iter().chain(&p.tombstone_meta), &p.skipped),
+            bad_records: values.as_ref().map_or(0, |d| d.skipped.len()),
+        })
     }
 
     /// The tombstones' rows: their keys decoded with `key.format` into the key columns, every
@@ -689,21 +757,26 @@ impl KafkaSource {
     /// its own rows), with the offsets `next` it reached; stores them for auto-commit.
     async fn emit_by_split(
         &self,
-        scan: RecordBatch,
-        kept: &[&RecordMeta],
-        next: std::collections::BTreeMap<usize, i64>,
+        decoded: Decoded,
         splits: &[Split],
         consumer: &StreamConsumer<SourceContext>,
         out: &mut dyn SourceOutput,
     ) -> Result<(), JobError> {
+        let Decoded {
+            scan,
+            splits: row_splits,
+            next,
+            bad_records,
+        } = decoded;
+        out.count_bad_records(bad_records);
         let position = |split: usize| Position {
             key: splits[split].key.clone(),
             next: next[&split] as u64,
         };
         let mut rows_by_split: std::collections::BTreeMap<usize, Vec<u32>> =
             next.keys().map(|&s| (s, Vec::new())).collect();
-        for (row, m) in kept.iter().enumerate() {
-            rows_by_split.entry(m.split).or_default().push(row as u32);
+        for (row, &split) in row_splits.iter().enumerate() {
+            rows_by_split.entry(split).or_default().push(row as u32);
         }
         if rows_by_split.len() == 1 {
             let split = *next.keys().next().expect("one split");
@@ -729,7 +802,7 @@ impl KafkaSource {
         &self,
         batch: RecordBatch,
         kept: &[&RecordMeta],
-        splits: &[Split],
+        splits: &[SplitName],
     ) -> Result<RecordBatch, JobError> {
         if self.config.metadata.is_empty() {
             return Ok(batch);
