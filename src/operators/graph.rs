@@ -127,6 +127,42 @@ impl Operators {
         })
     }
 
+    /// A chain cut before operator `at`: the operators before it, and those from it on, the
+    /// first of which reads `input` (the rows the first part hands over); both read
+    /// `watermark`. `None` unless the operators are a chain and both parts have some.
+    pub fn split_at(
+        &self,
+        at: usize,
+        input: usize,
+        watermark: &WatermarkCell,
+    ) -> Option<(Operators, Operators)> {
+        if !self.is_chain() || at == 0 || at >= self.list.len() {
+            return None;
+        }
+        let copy = self.instance(watermark)?;
+        let mut list = copy.list;
+        let back = list.split_off(at);
+        let front = Operators {
+            list,
+            feeds: self.feeds[..at].to_vec(),
+            source: self.source,
+        };
+        let back_feeds = (0..back.len())
+            .map(|i| {
+                vec![match i {
+                    0 => Feed::Input(input),
+                    i => Feed::Operator(i - 1),
+                }]
+            })
+            .collect();
+        let back = Operators {
+            list: back,
+            feeds: back_feeds,
+            source: input,
+        };
+        Some((front, back))
+    }
+
     /// The first operator that cannot run as subtasks.
     pub fn first_without_instances(&self) -> Option<&dyn Operator> {
         let cell = crate::stream::new_watermark_cell();

@@ -8,7 +8,9 @@
 
 mod parallel;
 
-pub use parallel::{Parallelism, operator_routes, plan_parallelism};
+pub use parallel::{
+    Parallelism, STAGE_INPUT, Stages, operator_routes, plan_parallelism, plan_stages,
+};
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -72,6 +74,11 @@ pub struct PipelineNode {
     pub mini_batch: Option<MiniBatch>,
     /// How many subtasks run it, and how rows are spread over them.
     pub parallelism: Parallelism,
+    /// For the second stage of a pipeline cut in two: the pipeline (its first stage) whose
+    /// rows it reads, through an exchange by its own key.
+    pub upstream: Option<usize>,
+    /// For a first stage: the pipeline its rows go to, instead of sinks.
+    pub downstream: Option<usize>,
 }
 
 /// One running copy of a pipeline, with its stable id in checkpoints.
@@ -93,6 +100,15 @@ pub struct MiniBatch {
 }
 
 impl PipelineNode {
+    /// The inputs its operators read: its sources, or the first stage's rows
+    /// ([`STAGE_INPUT`]).
+    pub fn reads(&self) -> Vec<usize> {
+        match self.upstream {
+            Some(_) => vec![STAGE_INPUT],
+            None => self.inputs.clone(),
+        }
+    }
+
     /// Stable ids of the operators that keep state (`None` for the others):
     /// `<pipeline id>/<kind>`, then `#2`, `#3` for the next operators of the same kind. Adding a
     /// filter or a projection changes no id.
@@ -126,7 +142,8 @@ impl JobGraph {
     /// around them changes), `#2`, `#3` for further pipelines writing the same tables.
     pub fn pipeline_ids(&self) -> Vec<String> {
         let mut seen: std::collections::HashMap<String, usize> = Default::default();
-        self.pipelines
+        let mut ids: Vec<String> = self
+            .pipelines
             .iter()
             .map(|p| {
                 let tables: Vec<&str> = p.sinks.iter().map(|s| s.table.as_str()).collect();
@@ -135,7 +152,14 @@ impl JobGraph {
                 *n += 1;
                 if *n == 1 { base } else { format!("{base}#{n}") }
             })
-            .collect()
+            .collect();
+        // A first stage is named after the pipeline it feeds: `top~1` for `top`'s.
+        for (i, p) in self.pipelines.iter().enumerate() {
+            if let Some(next) = p.downstream {
+                ids[i] = format!("{}~1", ids[next]);
+            }
+        }
+        ids
     }
 
     /// Every subtask of every pipeline, in order: what runs, and takes part in checkpoints.
@@ -214,17 +238,35 @@ impl JobGraph {
                 let _ = writeln!(out, "  idle timeout: {idle:?}");
             }
         }
-        for (p, id) in self.pipelines.iter().zip(self.pipeline_ids()) {
+        let ids = self.pipeline_ids();
+        for (p, id) in self.pipelines.iter().zip(ids.iter().cloned()) {
             let _ = writeln!(
                 out,
                 "\nPipeline `{}`  parallelism {}",
                 p.name,
                 p.parallelism.subtasks()
             );
+            let spread = p.parallelism.subtasks() > 1;
+            if let Some(up) = p.upstream {
+                let mut line = format!("  ← stage `{}`", ids[up]);
+                if let (Parallelism::Keyed { keys, .. }, true) = (&p.parallelism, spread) {
+                    let before = &self.pipelines[up];
+                    let columns = before
+                        .operators
+                        .get(before.operators.len() - 1)
+                        .output_schema();
+                    let names: Vec<&str> = keys[0]
+                        .iter()
+                        .map(|&c| columns.field(c).name().as_str())
+                        .collect();
+                    line.push_str(&format!(", rows spread by hash of {}", names.join(", ")));
+                }
+                let _ = writeln!(out, "{line}");
+            }
             for (k, &s) in p.inputs.iter().enumerate() {
                 let source = &self.sources[s];
                 let mut line = format!("  ← source #{s} `{}`", source.table);
-                if let Parallelism::Keyed { keys, .. } = &p.parallelism {
+                if let (Parallelism::Keyed { keys, .. }, true) = (&p.parallelism, spread) {
                     let names: Vec<&str> = keys[k]
                         .iter()
                         .map(|&c| source.row_schema.field(c).name().as_str())
@@ -259,6 +301,7 @@ impl JobGraph {
                         let names: Vec<String> = feeds
                             .iter()
                             .map(|f| match f {
+                                Feed::Input(STAGE_INPUT) => "the stage before".to_string(),
                                 Feed::Input(s) => format!("source #{s}"),
                                 Feed::Operator(j) => format!("#{}", j + 1),
                             })
@@ -270,6 +313,9 @@ impl JobGraph {
                     line.push_str(&format!("  [state: {state}]"));
                 }
                 let _ = writeln!(out, "{line}");
+            }
+            if let Some(next) = p.downstream {
+                let _ = writeln!(out, "  → stage `{}`", ids[next]);
             }
             for sink in &p.sinks {
                 let _ = writeln!(

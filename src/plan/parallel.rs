@@ -170,3 +170,48 @@ pub fn operator_routes(
         })
         .collect()
 }
+
+/// The input of a pipeline's second stage: the rows its first stage hands over.
+pub const STAGE_INPUT: usize = usize::MAX;
+
+/// A pipeline cut in two stages with an exchange between them.
+pub struct Stages {
+    pub first: Operators,
+    pub first_parallelism: Parallelism,
+    pub second: Operators,
+    pub second_parallelism: Parallelism,
+}
+
+/// Two stages for a chain that cannot run as subtasks by its source's columns: operators keyed
+/// differently (a Top-N per window over an aggregate per vehicle), or a key a projection
+/// computed on the way. The cut goes before the first operator from which on the rest can be
+/// spread by columns of what comes before it; the first stage must be spread by its source's
+/// columns, or keep no keyed state. `None` when no cut does.
+pub fn plan_stages(
+    operators: &Operators,
+    inputs: &[usize],
+    requested: usize,
+    watermark: &crate::stream::WatermarkCell,
+) -> Option<Stages> {
+    if requested <= 1 || inputs.len() != 1 {
+        return None;
+    }
+    (1..operators.len()).find_map(|at| {
+        let (first, second) = operators.split_at(at, STAGE_INPUT, watermark)?;
+        let second_parallelism = plan_parallelism(&second, &[STAGE_INPUT], requested);
+        if !matches!(second_parallelism, Parallelism::Keyed { .. }) {
+            return None;
+        }
+        let first_parallelism = plan_parallelism(&first, inputs, requested);
+        let stateless = (0..first.len()).all(|i| first.get(i).state_kind().is_none());
+        if !stateless && !matches!(first_parallelism, Parallelism::Keyed { .. }) {
+            return None;
+        }
+        Some(Stages {
+            first,
+            first_parallelism,
+            second,
+            second_parallelism,
+        })
+    })
+}

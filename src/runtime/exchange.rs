@@ -11,7 +11,9 @@ use arrow::compute::take_record_batch;
 use arrow::datatypes::DataType;
 use arrow::row::{RowConverter, SortField};
 
-use crate::stream::JobError;
+use tokio::sync::mpsc;
+
+use crate::stream::{JobError, Message};
 
 /// Where the rows of one source go for one keyed pipeline.
 #[derive(Debug, PartialEq, Eq)]
@@ -50,6 +52,44 @@ impl KeyRouter {
                 _ => Ok(Some(take_record_batch(batch, &UInt32Array::from(r))?)),
             })
             .collect()
+    }
+}
+
+/// Where a source's messages (or a first stage's) go for one pipeline: to its one task, or
+/// spread over its subtasks by key (batches; everything else goes to each).
+pub(crate) struct PipelineInput {
+    pub subtasks: Vec<mpsc::Sender<Message>>,
+    pub router: Option<KeyRouter>,
+}
+
+impl PipelineInput {
+    /// Sends one subtask's part of a batch to each subtask (`None`: nothing for it).
+    pub async fn send_parts(&self, parts: Vec<Option<RecordBatch>>) -> Result<(), JobError> {
+        for (tx, part) in self.subtasks.iter().zip(parts) {
+            if let Some(part) = part {
+                tx.send(Message::Batch(part))
+                    .await
+                    .map_err(|_| JobError::ChannelClosed)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends each subtask its rows of `batch`.
+    pub async fn send_rows(&self, batch: RecordBatch) -> Result<(), JobError> {
+        match &self.router {
+            Some(router) => self.send_parts(router.split(&batch)?).await,
+            None => self.send_each(&Message::Batch(batch)).await,
+        }
+    }
+
+    pub async fn send_each(&self, msg: &Message) -> Result<(), JobError> {
+        for tx in &self.subtasks {
+            tx.send(msg.clone())
+                .await
+                .map_err(|_| JobError::ChannelClosed)?;
+        }
+        Ok(())
     }
 }
 

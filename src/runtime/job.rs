@@ -1,6 +1,7 @@
 //! Wiring and running a job graph: one task per source, one per pipeline, bounded channels
 //! between them, a stop signal shared by all, and, when checkpoints are on, the coordinator.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
@@ -12,15 +13,15 @@ use tokio::task::JoinSet;
 use super::TableOutput;
 use super::coordinator::{CheckpointLink, Coordinator, CoordinatorConfig};
 use super::exchange::KeyRouter;
+use super::exchange::PipelineInput;
 use super::metrics::{JobMetrics, LastCheckpoint};
 use super::mini_batch::HeldBatches;
 use super::pipeline::{PipelineCheckpoints, PipelineTask, SinkOutput};
 use super::restore::{PipelineRestore, RestorePlan, sink_id};
-use super::source_output::PipelineInput;
 use crate::checkpoint::{CheckpointMode, CheckpointStore};
 use crate::operators::FusedOperators;
 use crate::operators::Operators;
-use crate::plan::{JobGraph, MiniBatch, Parallelism, SinkNode};
+use crate::plan::{JobGraph, MiniBatch, Parallelism, STAGE_INPUT, SinkNode};
 use crate::stream::metrics::SinkMetrics;
 use crate::stream::{JobError, Message, WatermarkCell, new_watermark_cell};
 
@@ -143,10 +144,45 @@ pub async fn run_job(
     };
     let mut senders: Vec<Vec<PipelineInput>> = job.sources.iter().map(|_| Vec::new()).collect();
     let mut next_task = 0;
+    let planned: Vec<Parallelism> = job
+        .pipelines
+        .iter()
+        .map(|p| p.parallelism.clone())
+        .collect();
+    // The channels from a first stage's subtasks into each of the second stage's, by the
+    // second stage's index.
+    let mut stage_inputs: HashMap<usize, Vec<SubtaskInputs>> = HashMap::new();
     for (i, pipeline) in job.pipelines.into_iter().enumerate() {
         let n = pipeline.parallelism.subtasks();
         let mut receivers: Vec<Vec<(usize, mpsc::Receiver<Message>)>> =
-            (0..n).map(|_| Vec::new()).collect();
+            match stage_inputs.remove(&i) {
+                Some(from_first_stage) => from_first_stage,
+                None => (0..n).map(|_| Vec::new()).collect(),
+            };
+        // A first stage: each subtask sends to every subtask of the second, by its key.
+        let mut next_stages: Vec<Option<PipelineInput>> = (0..n).map(|_| None).collect();
+        if let Some(next) = pipeline.downstream {
+            let m = planned[next].subtasks();
+            let mut into_next: Vec<SubtaskInputs> = (0..m).map(|_| Vec::new()).collect();
+            for out in next_stages.iter_mut() {
+                let (txs, rxs): (Vec<_>, Vec<_>) =
+                    (0..m).map(|_| mpsc::channel(opts.channel_capacity)).unzip();
+                for (sub, rx) in rxs.into_iter().enumerate() {
+                    into_next[sub].push((STAGE_INPUT, rx));
+                }
+                let router = match &planned[next] {
+                    Parallelism::Keyed { keys, .. } if m > 1 => {
+                        Some(KeyRouter::new(keys[0].clone(), m, max_parallelism))
+                    }
+                    _ => None,
+                };
+                *out = Some(PipelineInput {
+                    subtasks: txs,
+                    router,
+                });
+            }
+            stage_inputs.insert(next, into_next);
+        }
         for (k, &source) in pipeline.inputs.iter().enumerate() {
             let (txs, rxs): (Vec<_>, Vec<_>) =
                 (0..n).map(|_| mpsc::channel(opts.channel_capacity)).unzip();
@@ -154,10 +190,10 @@ pub async fn run_job(
                 receivers[sub].push((source, rx));
             }
             let router = match &pipeline.parallelism {
-                Parallelism::Keyed { keys, .. } => {
+                Parallelism::Keyed { keys, .. } if n > 1 => {
                     Some(KeyRouter::new(keys[k].clone(), n, max_parallelism))
                 }
-                Parallelism::Single { .. } => None,
+                _ => None,
             };
             senders[source].push(PipelineInput {
                 subtasks: txs,
@@ -169,8 +205,10 @@ pub async fn run_job(
             .map(|t| pipeline.operator_ids(&t.id))
             .collect();
         // One subtask runs the planned operators; several run instances of them, each with
-        // its own watermark.
-        let (cells, operator_sets) = if n == 1 {
+        // its own watermark. So do the stages of a pipeline cut in two: they share its cell,
+        // and each must keep its own watermark.
+        let staged = pipeline.upstream.is_some() || pipeline.downstream.is_some();
+        let (cells, operator_sets) = if n == 1 && !staged {
             (vec![pipeline.watermark.clone()], vec![pipeline.operators])
         } else {
             let cells: Vec<WatermarkCell> = (0..n).map(|_| new_watermark_cell()).collect();
@@ -182,7 +220,8 @@ pub async fn run_job(
             (cells, sets)
         };
         let subtasks = operator_sets.into_iter().zip(receivers).zip(&cells);
-        for (((operators, inputs), cell), operator_ids) in subtasks.zip(operator_ids) {
+        let subtasks = subtasks.zip(operator_ids).zip(next_stages);
+        for ((((operators, inputs), cell), operator_ids), next_stage) in subtasks {
             let task = &task_ids[next_task];
             let index = next_task;
             next_task += 1;
@@ -196,10 +235,12 @@ pub async fn run_job(
                 side_output: pipeline.side_output.as_ref(),
                 operator_ids,
                 watermark: cell.clone(),
-                pipeline_watermark: (n > 1).then(|| (pipeline.watermark.clone(), cells.clone())),
+                pipeline_watermark: (n > 1 || staged)
+                    .then(|| (pipeline.watermark.clone(), cells.clone())),
                 mini_batch: pipeline.mini_batch,
                 metrics: metrics.sinks[i].clone(),
                 checkpoint_index: index,
+                next_stage,
             };
             let task = open_subtask(node, operators, restored, &context).await?;
             tasks.spawn(task.run(inputs));
@@ -287,6 +328,10 @@ pub async fn run_job(
     })
 }
 
+/// A subtask's input channels, each with the source it carries ([`STAGE_INPUT`] for a first
+/// stage's rows).
+type SubtaskInputs = Vec<(usize, mpsc::Receiver<Message>)>;
+
 /// One subtask of a pipeline, as it is opened.
 struct SubtaskNode<'a> {
     /// Its id in checkpoints (see [`JobGraph::task_ids`](crate::plan::JobGraph::task_ids)).
@@ -300,6 +345,8 @@ struct SubtaskNode<'a> {
     metrics: Arc<SinkMetrics>,
     /// Its index among the job's tasks in checkpoints.
     checkpoint_index: usize,
+    /// A first stage's subtask: where its rows go.
+    next_stage: Option<PipelineInput>,
 }
 
 /// What every subtask of a job shares.
@@ -380,6 +427,7 @@ async fn open_subtask(
         shares: Default::default(),
         side_output,
         mini_batch: node.mini_batch.map(HeldBatches::new),
+        next_stage: node.next_stage,
         checkpoints: context.link.map(|link| PipelineCheckpoints {
             index: node.checkpoint_index,
             link: link.clone(),

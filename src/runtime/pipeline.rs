@@ -11,6 +11,7 @@ use arrow::array::RecordBatch;
 use tokio::sync::mpsc;
 
 use super::coordinator::{CheckpointLink, PipelineSnapshot, Report, StagedSink, encode_batches};
+use super::exchange::PipelineInput;
 use super::metrics::SinkMetrics;
 use super::mini_batch::HeldBatches;
 use crate::checkpoint::CheckpointMode;
@@ -38,6 +39,9 @@ pub(super) struct PipelineTask {
     pub checkpoints: Option<PipelineCheckpoints>,
     /// Batches held for a mini-batch (`None`: each goes on as it comes).
     pub mini_batch: Option<HeldBatches>,
+    /// A first stage's subtask hands its rows, watermarks, barriers and end to the second
+    /// stage's subtasks (it has no sinks).
+    pub next_stage: Option<PipelineInput>,
 }
 
 /// One input channel of a pipeline: the source it carries and where that source stands.
@@ -293,6 +297,11 @@ impl PipelineTask {
                     if !self.holds_rows() {
                         self.advance_watermark(&inputs).await?;
                     }
+                    if let Some(next) = &self.next_stage
+                        && inputs.iter().filter(|i| !i.ended).all(|i| i.idle)
+                    {
+                        next.send_each(&Message::Idle).await?;
+                    }
                 }
                 Some(Message::Barrier(b)) => {
                     inputs[k].barrier = Some(b.epoch);
@@ -378,7 +387,11 @@ impl PipelineTask {
         let out = self.operators.process_watermark(w)?;
         let held = self.operators.buffered_rows();
         self.shares[1].set(&self.metrics.buffered_rows, held);
-        self.write(out).await
+        self.write(out).await?;
+        if let Some(next) = &self.next_stage {
+            next.send_each(&Message::Watermark(w)).await?;
+        }
+        Ok(())
     }
 
     /// Takes the checkpoint once every running input has delivered its barrier.
@@ -400,7 +413,18 @@ impl PipelineTask {
         self.sinks.iter_mut().chain(self.side_output.as_mut())
     }
 
+    /// Snapshots at the barrier of `epoch`, then passes it on to a second stage: everything
+    /// sent before it belongs to the checkpoint.
     async fn barrier(&mut self, epoch: u64) -> Result<(), JobError> {
+        self.snapshot(epoch).await?;
+        if let Some(next) = &self.next_stage {
+            let barrier = crate::stream::CheckpointBarrier { epoch };
+            next.send_each(&Message::Barrier(barrier)).await?;
+        }
+        Ok(())
+    }
+
+    async fn snapshot(&mut self, epoch: u64) -> Result<(), JobError> {
         for s in self.outputs() {
             s.barrier(epoch).await?;
         }
@@ -450,6 +474,9 @@ impl PipelineTask {
     /// The input ended: once the final checkpoint (placed by the source just before) is
     /// complete, its rows are written and the sinks closed.
     async fn finish(mut self) -> Result<(), JobError> {
+        if let Some(next) = &self.next_stage {
+            next.send_each(&Message::EndOfInput).await?;
+        }
         if let Some(c) = &mut self.checkpoints {
             let last = c.last_barrier;
             let completed = c.link.completion_of(last).await?;
@@ -483,6 +510,10 @@ impl PipelineTask {
         for b in batches {
             let rows = b.num_rows();
             if rows == 0 {
+                continue;
+            }
+            if let Some(next) = &self.next_stage {
+                next.send_rows(b).await?;
                 continue;
             }
             for s in &mut self.sinks {

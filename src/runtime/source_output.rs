@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 use arrow::array::{Array, RecordBatch};
 use arrow::compute::filter_record_batch;
 use async_trait::async_trait;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use super::coordinator::{CheckpointLink, Report};
-use super::exchange::KeyRouter;
+use super::exchange::{KeyRouter, PipelineInput};
 use super::watermark::WatermarkTracker;
 use crate::connectors::print::format_rows;
 use crate::operators::Projection;
@@ -53,36 +53,6 @@ pub struct TableOutput {
     checkpoints: Option<SourceCheckpoints>,
     /// On a stop, end event time first so every window is emitted (`--drain`).
     drain: Arc<AtomicBool>,
-}
-
-/// Where a source's messages go for one pipeline: to its one task, or spread over its subtasks
-/// by key (batches; everything else goes to each).
-pub(crate) struct PipelineInput {
-    pub subtasks: Vec<mpsc::Sender<Message>>,
-    pub router: Option<KeyRouter>,
-}
-
-impl PipelineInput {
-    /// Sends one subtask's part of a batch to each subtask (`None`: nothing for it).
-    async fn send_parts(&self, parts: Vec<Option<RecordBatch>>) -> Result<(), JobError> {
-        for (tx, part) in self.subtasks.iter().zip(parts) {
-            if let Some(part) = part {
-                tx.send(Message::Batch(part))
-                    .await
-                    .map_err(|_| JobError::ChannelClosed)?;
-            }
-        }
-        Ok(())
-    }
-
-    async fn send_each(&self, msg: &Message) -> Result<(), JobError> {
-        for tx in &self.subtasks {
-            tx.send(msg.clone())
-                .await
-                .map_err(|_| JobError::ChannelClosed)?;
-        }
-        Ok(())
-    }
 }
 
 /// A source's part in checkpoints.

@@ -8,6 +8,11 @@
 -- plan: one subtask: `WindowAggregate: TUMBLE size=60000ms offset=0ms, keys=1, aggregates=[count(*)]` has no key column that comes unchanged from its source
 -- plan: Pipeline `INSERT INTO copied`  parallelism 1
 -- plan: one subtask: it keeps no keyed state
+-- plan: Pipeline `INSERT INTO top_per_window (stage 1)`  parallelism 3
+-- plan: [state: top_per_window~1/window-aggregate]
+-- plan: → stage `top_per_window`
+-- plan: Pipeline `INSERT INTO top_per_window (stage 2)`  parallelism 3
+-- plan: ← stage `top_per_window~1`, rows spread by hash of window_start, window_end
 SET 'parallelism.default' = '3';
 CREATE TABLE t (k STRING, v DOUBLE, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
   WITH ('connector' = 'datagen');
@@ -17,6 +22,7 @@ CREATE TABLE per_key (k STRING, n BIGINT) WITH ('connector' = 'blackhole');
 CREATE TABLE joined (k STRING, v DOUBLE, w DOUBLE) WITH ('connector' = 'blackhole');
 CREATE TABLE total (n BIGINT) WITH ('connector' = 'blackhole');
 CREATE TABLE copied (k STRING) WITH ('connector' = 'blackhole');
+CREATE TABLE top_per_window (k STRING, n BIGINT, rn BIGINT) WITH ('connector' = 'blackhole');
 -- A key computed from the row's columns still routes by the column behind it: UPPER(k) keeps
 -- each k in one subtask.
 INSERT INTO per_key SELECT k, COUNT(*) FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
@@ -26,3 +32,9 @@ INSERT INTO joined SELECT t.k, t.v, u.w FROM t JOIN u
 INSERT INTO total SELECT COUNT(*) FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
   GROUP BY window_start, window_end;
 INSERT INTO copied SELECT k FROM t WHERE v > 1;
+-- Keyed two ways (per key, then per window): two stages, rows exchanged by window between.
+INSERT INTO top_per_window SELECT k, n, rn FROM (
+  SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY n DESC) AS rn
+  FROM (SELECT k, window_start, window_end, COUNT(*) AS n
+    FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY k, window_start, window_end))
+  WHERE rn <= 3;

@@ -96,7 +96,7 @@ pub fn spread(
         }
         let routes = match parallelism {
             Parallelism::Keyed { keys, .. } => Some(
-                operator_routes(&node.operators, j, &node.inputs, keys).ok_or_else(|| {
+                operator_routes(&node.operators, j, &node.reads(), keys).ok_or_else(|| {
                     JobError::Checkpoint(format!(
                         "cannot spread the state of `{}` over {subtasks} subtasks: its key does not hold the columns its pipeline is spread by",
                         node.operators.get(j).describe()

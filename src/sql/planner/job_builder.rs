@@ -8,7 +8,8 @@ use std::time::Duration;
 use crate::connectors::ScanColumns;
 use crate::operators::Operators;
 use crate::plan::{
-    JobGraph, MiniBatch, PipelineNode, SinkNode, SourceNode, WatermarkNode, plan_parallelism,
+    JobGraph, MiniBatch, Parallelism, PipelineNode, SinkNode, SourceNode, WatermarkNode,
+    plan_parallelism, plan_stages,
 };
 use crate::sql::catalog::Table;
 use crate::stream::WatermarkCell;
@@ -158,23 +159,62 @@ impl JobBuilder {
                 .zip(&self.used_columns)
                 .map(|(table, used)| Self::source_node(&table, used, idle_timeout, parallelism))
                 .collect(),
-            pipelines: self
-                .pipelines
-                .into_iter()
-                .map(|p| {
-                    let inputs = p.operators.inputs();
-                    PipelineNode {
-                        name: p.name,
-                        parallelism: plan_parallelism(&p.operators, &inputs, parallelism),
-                        inputs,
-                        operators: p.operators,
-                        sinks: p.sinks,
-                        watermark: p.watermark,
-                        side_output: p.side_output,
-                        mini_batch,
+            pipelines: self.pipelines.into_iter().fold(Vec::new(), |mut nodes, p| {
+                let inputs = p.operators.inputs();
+                // The shape (keyed or not, stages) is the same at every parallelism, so a
+                // checkpoint's ids mean the same when it is restored at another.
+                let shape = parallelism.max(2);
+                let at = |planned: Parallelism| match planned {
+                    Parallelism::Keyed { keys, .. } => Parallelism::Keyed {
+                        subtasks: parallelism,
+                        keys,
+                    },
+                    Parallelism::Single { reason } => Parallelism::Single {
+                        reason: reason.filter(|_| parallelism > 1),
+                    },
+                };
+                let planned = plan_parallelism(&p.operators, &inputs, shape);
+                // Keyed differently along the way: two stages with an exchange between.
+                let stages = match &planned {
+                    Parallelism::Single { reason: Some(_) } if p.side_output.is_none() => {
+                        plan_stages(&p.operators, &inputs, shape, &p.watermark)
                     }
-                })
-                .collect(),
+                    _ => None,
+                };
+                let planned = at(planned);
+                let node = |operators, parallelism, inputs, sinks| PipelineNode {
+                    name: p.name.clone(),
+                    parallelism,
+                    inputs,
+                    operators,
+                    sinks,
+                    watermark: p.watermark.clone(),
+                    side_output: None,
+                    mini_batch,
+                    upstream: None,
+                    downstream: None,
+                };
+                match stages {
+                    Some(s) => {
+                        let first = nodes.len();
+                        nodes.push(PipelineNode {
+                            name: format!("{} (stage 1)", p.name),
+                            downstream: Some(first + 1),
+                            ..node(s.first, at(s.first_parallelism), inputs, Vec::new())
+                        });
+                        nodes.push(PipelineNode {
+                            name: format!("{} (stage 2)", p.name),
+                            upstream: Some(first),
+                            ..node(s.second, at(s.second_parallelism), Vec::new(), p.sinks)
+                        });
+                    }
+                    None => nodes.push(PipelineNode {
+                        side_output: p.side_output,
+                        ..node(p.operators, planned, inputs, p.sinks)
+                    }),
+                }
+                nodes
+            }),
         })
     }
 }
