@@ -403,7 +403,14 @@ pub async fn apply_fleet_schema(url: &str, database: &str) {
 }
 
 /// The outputs of [`recovery_job`].
-pub const RECOVERY_OUTPUTS: [&str; 5] = ["passthrough", "tumble", "hop", "session", "braking"];
+pub const RECOVERY_OUTPUTS: [&str; 6] = [
+    "passthrough",
+    "tumble",
+    "hop",
+    "session",
+    "braking",
+    "fastest",
+];
 
 /// Every output of [`recovery_job`] written as CSV under `out`: its rows sorted, duplicates kept.
 pub fn recovery_outputs(out: &Path) -> std::collections::BTreeMap<&'static str, Vec<String>> {
@@ -423,9 +430,10 @@ pub fn recovery_outputs(out: &Path) -> std::collections::BTreeMap<&'static str, 
 }
 
 /// The job the recovery tests kill and restart: telemetry (WITH `source`, watermark 5 s behind,
-/// more than the simulator's disorder, so no row is ever late) into five tables (WITH
-/// `sink(name)`): a pass-through, TUMBLE, HOP, SESSION and MATCH_RECOGNIZE. `extra` (SET
-/// statements) goes first.
+/// more than the simulator's disorder, so no row is ever late) into six tables (WITH
+/// `sink(name)`): a pass-through, TUMBLE, HOP, SESSION, MATCH_RECOGNIZE, and a window Top-N
+/// over an aggregate per vehicle (two stages with an exchange by window when parallel).
+/// `extra` (SET statements) goes first.
 pub fn recovery_job(source: &str, sink: &dyn Fn(&str) -> String, extra: &str) -> String {
     let mut sql = format!(
         "{extra}
@@ -453,6 +461,10 @@ CREATE TABLE telemetry (
             "braking",
             "vehicle_id STRING, first_ts TIMESTAMP(3), hard BIGINT",
         ),
+        (
+            "fastest",
+            "ws TIMESTAMP(3), vehicle_id STRING, peak DOUBLE, rn BIGINT",
+        ),
     ] {
         sql += &format!("CREATE TABLE {name} ({cols}) WITH ({});\n", sink(name));
     }
@@ -475,6 +487,12 @@ INSERT INTO braking SELECT * FROM telemetry MATCH_RECOGNIZE (
   PATTERN (H+ N)
   DEFINE H AS H.accel_ms2 < -1.5, N AS N.accel_ms2 >= -1.5
 ) AS m;
+INSERT INTO fastest SELECT window_start, vehicle_id, peak, rn FROM (
+  SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY peak DESC, vehicle_id) AS rn
+  FROM (SELECT vehicle_id, window_start, window_end, MAX(speed_kmh) AS peak
+    FROM TABLE(TUMBLE(TABLE telemetry, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
+    GROUP BY vehicle_id, window_start, window_end))
+WHERE rn <= 3;
 ";
     sql
 }
