@@ -369,3 +369,62 @@ async fn a_branched_pipeline_is_drawn_in_lanes_meeting_at_the_union() {
     screenshot(&browser, "5-union-lanes.png").await;
     browser.close().await.unwrap();
 }
+
+/// A pipeline keyed two ways runs as two stages: drawn as one line, the first stage's last
+/// operator feeding the second's first, one sink at the end.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pipeline_in_two_stages_is_drawn_with_the_exchange_between_them() {
+    let Some(chromedriver) = chromedriver() else {
+        return;
+    };
+    let state = tempfile::tempdir().unwrap();
+    let server = Server::start(state.path(), free_port(), None);
+    let sql = state.path().join("stages.sql");
+    std::fs::write(
+        &sql,
+        "SET 'parallelism.default' = '2';
+         CREATE TABLE t (vehicle_id STRING, speed_kmh DOUBLE, ts TIMESTAMP(3), WATERMARK FOR ts AS ts)
+           WITH ('connector' = 'fleet-sim', 'vehicles' = '4', 'rows-per-second' = '50');
+         CREATE TABLE o (vehicle_id STRING, peak DOUBLE, rn BIGINT) WITH ('connector' = 'blackhole');
+         INSERT INTO o SELECT vehicle_id, peak, rn FROM (
+           SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY peak DESC) AS rn
+           FROM (SELECT vehicle_id, window_start, window_end, MAX(speed_kmh) AS peak
+             FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' SECOND))
+             GROUP BY vehicle_id, window_start, window_end))
+         WHERE rn <= 2;",
+    )
+    .unwrap();
+    let out = server.ok(&["submit", sql.to_str().unwrap()]);
+    let id = out.lines().last().unwrap().trim().to_string();
+    let driver = Driver::start(&chromedriver);
+    let browser = driver.browser().await;
+    browser
+        .goto(&format!("{}/#/jobs/{id}", server.url))
+        .await
+        .unwrap();
+    eventually("the graph is drawn", async || {
+        let svg = text(&browser, "#dataflow").await?;
+        svg.contains("Top-2").then_some(())
+    })
+    .await;
+    let operators = browser
+        .find_all(Locator::Css(
+            "#dataflow g.node.operator, #dataflow g.node.stateful",
+        ))
+        .await
+        .unwrap();
+    let sinks = browser
+        .find_all(Locator::Css("#dataflow g.node.sink"))
+        .await
+        .unwrap();
+    assert_eq!(sinks.len(), 1, "the first stage has no sink of its own");
+    // The source into the first operator, each operator into the next (across the exchange
+    // too), the last into the sink.
+    let edges = browser
+        .find_all(Locator::Css("#dataflow path.edge"))
+        .await
+        .unwrap();
+    assert_eq!(edges.len(), operators.len() + 1);
+    screenshot(&browser, "6-two-stages.png").await;
+    browser.close().await.unwrap();
+}

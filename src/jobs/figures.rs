@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::plan::STAGE_INPUT;
 use crate::runtime::metrics::JobMetrics;
 use crate::sql::user_facing;
 use crate::stream::Feed;
@@ -45,6 +46,8 @@ pub struct PipelineFigures {
     pub source: usize,
     /// Every source it reads (two for a join of two tables).
     pub sources: Vec<usize>,
+    /// For a first stage: the pipeline its rows go to, instead of sinks.
+    pub downstream: Option<usize>,
     pub rows_out: u64,
     pub late_rows: u64,
     pub buffered_rows: u64,
@@ -71,6 +74,8 @@ pub struct OperatorFigures {
 pub enum ReadFigure {
     Source(usize),
     Operator(usize),
+    /// The rows of another pipeline: the first stage of a pipeline cut in two.
+    Stage(usize),
 }
 
 /// The newest completed checkpoint of the current run.
@@ -116,6 +121,7 @@ impl Dataflow {
                 name: p.name.clone(),
                 source: p.sources.first().copied().unwrap_or_default(),
                 sources: p.sources.clone(),
+                downstream: p.downstream,
                 rows_out: p.rows_out.load(Relaxed),
                 late_rows: p.late_rows.load(Relaxed),
                 buffered_rows: p.buffered_rows.load(Relaxed),
@@ -130,6 +136,9 @@ impl Dataflow {
                             .reads
                             .iter()
                             .map(|f| match *f {
+                                Feed::Input(STAGE_INPUT) => {
+                                    ReadFigure::Stage(p.upstream.unwrap_or_default())
+                                }
                                 Feed::Input(s) => ReadFigure::Source(s),
                                 Feed::Operator(j) => ReadFigure::Operator(j),
                             })

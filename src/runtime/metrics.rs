@@ -137,10 +137,20 @@ impl JobMetrics {
                         })
                     })
                     .collect();
-                let tables: Vec<&str> = p.sinks.iter().map(|s| s.table.as_str()).collect();
+                let writes = |p: &crate::plan::PipelineNode| {
+                    let tables: Vec<&str> = p.sinks.iter().map(|s| s.table.as_str()).collect();
+                    tables.join(", ")
+                };
+                // A first stage is named after the tables its second stage writes.
+                let name = match p.downstream {
+                    Some(next) => format!("{}~1", writes(&graph.pipelines[next])),
+                    None => writes(p),
+                };
                 Arc::new(SinkMetrics {
-                    name: tables.join(", "),
+                    name,
                     sources: p.inputs.clone(),
+                    upstream: p.upstream,
+                    downstream: p.downstream,
                     operators,
                     ..Default::default()
                 })

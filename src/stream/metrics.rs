@@ -50,6 +50,10 @@ pub struct SinkMetrics {
     /// Indices of the sources the pipeline reads (two for a join of two tables), for drawing
     /// the dataflow.
     pub sources: Vec<usize>,
+    /// For a pipeline's second stage: the pipeline (its first stage) whose rows it reads.
+    pub upstream: Option<usize>,
+    /// For a first stage: the pipeline its rows go to (it has no sinks).
+    pub downstream: Option<usize>,
     /// Batches waiting in the pipeline's input queue, and its capacity: a full queue means the
     /// pipeline holds its source back (backpressure).
     pub queued_batches: AtomicU64,

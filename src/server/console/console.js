@@ -278,6 +278,12 @@ function graph(flow, before) {
     before && then != null && before.seconds > 0 ? Math.max(0, (now - then) / before.seconds) : null;
   const nodes = [], edges = [];
   const layouts = flow.pipelines.map(layout);
+  // The edge from a first stage's last operator into the second stage's first.
+  const fromStage = (k, to) => {
+    const ops = flow.pipelines[k].operators, last = ops.length - 1;
+    const was = before && before.flow.pipelines[k] && before.flow.pipelines[k].operators[last];
+    return { from: `p${k}o${last}`, to, rate: perSecond(ops[last].rows_out, was && was.rows_out) };
+  };
   const rows = flow.pipelines.map((p, k) => Math.max(layouts[k].lanes, p.name.split(", ").length));
   let y = 0;
   const pipelineY = rows.map((n) => {
@@ -286,7 +292,13 @@ function graph(flow, before) {
     return top;
   });
   const height = Math.max(y, flow.sources.length * (NODE_H + GAP_Y));
-  const columns = 2 + Math.max(0, ...layouts.map((l) => l.width));
+  // A second stage goes on in the columns after its first stage's.
+  const offset = [];
+  flow.pipelines.forEach((p, k) => {
+    const stage = p.operators.length && (p.operators[0].reads || []).find((r) => r.stage != null);
+    offset[k] = stage ? offset[stage.stage] + layouts[stage.stage].width : 0;
+  });
+  const columns = 2 + Math.max(0, ...layouts.map((l, k) => offset[k] + l.width));
   const x = (col) => 10 + col * (NODE_W + GAP_X);
   flow.sources.forEach((s, i) => {
     // Beside the lanes that read it (the pipelines', when they have no operators).
@@ -313,19 +325,22 @@ function graph(flow, before) {
     p.operators.forEach((o, j) => {
       const id = `p${k}o${j}`;
       const prev = was && was.operators[j];
-      nodes.push({ id, kind: o.state_id ? "stateful" : "operator", x: x(1 + col[j]),
+      nodes.push({ id, kind: o.state_id ? "stateful" : "operator", x: x(1 + offset[k] + col[j]),
         y: pipelineY[k] + lane[j] * (NODE_H + GAP_Y), title: o.name, state: o.state_id,
         figures: `${num(o.rows_in)} in · ${num(o.rows_out)} out` + (o.buffered_rows ? ` · ${num(o.buffered_rows)} held` : "") + (o.late_rows ? ` · ${num(o.late_rows)} late` : "") });
       const reads = o.reads || [j === 0 ? { source: p.source } : { operator: j - 1 }];
       reads.forEach((r) => {
-        const from = r.source != null ? `s${r.source}` : `p${k}o${r.operator}`;
-        const rate = r.source != null ? nodes.find((n) => n.id === from).rate : outRate[r.operator];
-        edges.push({ from, to: id, rate });
+        edges.push(r.stage != null ? fromStage(r.stage, id) : {
+          from: r.source != null ? `s${r.source}` : `p${k}o${r.operator}`,
+          to: id,
+          rate: r.source != null ? nodes.find((n) => n.id === `s${r.source}`).rate : outRate[r.operator],
+        });
       });
       outRate[j] = perSecond(o.rows_out, prev && prev.rows_out);
     });
     const from = p.operators.length ? `p${k}o${p.operators.length - 1}` : `s${p.source}`;
-    const tables = p.name.split(", ");
+    // A first stage has no sinks: its rows go on to the second stage.
+    const tables = p.downstream != null ? [] : p.name.split(", ");
     const sinkRate = perSecond(p.rows_out, was && was.rows_out);
     tables.forEach((t, n) => {
       const id = `p${k}t${n}`;
