@@ -139,28 +139,51 @@ impl Operators {
         if !self.is_chain() || at == 0 || at >= self.list.len() {
             return None;
         }
-        let copy = self.instance(watermark)?;
-        let mut list = copy.list;
-        let back = list.split_off(at);
-        let front = Operators {
-            list,
-            feeds: self.feeds[..at].to_vec(),
-            source: self.source,
-        };
-        let back_feeds = (0..back.len())
+        let mut front = self.instance(watermark)?.list;
+        let back = front.split_off(at);
+        Some((
+            Operators::chain(front, self.source),
+            Operators::chain(back, input),
+        ))
+    }
+
+    /// A chain cut at operator `at`, which runs in two phases: the operators before it and its
+    /// local phase, then its global phase (reading `input`) and the operators after it.
+    pub fn split_in_phases(
+        &self,
+        at: usize,
+        input: usize,
+        watermark: &WatermarkCell,
+    ) -> Option<(Operators, Operators)> {
+        if !self.is_chain() || at >= self.list.len() {
+            return None;
+        }
+        let mut front = self.instance(watermark)?.list;
+        let mut back = front.split_off(at);
+        let (local, global) = back[0].two_phase()?;
+        front.push(local);
+        back[0] = global;
+        Some((
+            Operators::chain(front, self.source),
+            Operators::chain(back, input),
+        ))
+    }
+
+    /// `list` as a chain from `source`.
+    fn chain(list: Vec<Box<dyn Operator>>, source: usize) -> Operators {
+        let feeds = (0..list.len())
             .map(|i| {
                 vec![match i {
-                    0 => Feed::Input(input),
+                    0 => Feed::Input(source),
                     i => Feed::Operator(i - 1),
                 }]
             })
             .collect();
-        let back = Operators {
-            list: back,
-            feeds: back_feeds,
-            source: input,
-        };
-        Some((front, back))
+        Operators {
+            list,
+            feeds,
+            source,
+        }
     }
 
     /// The first operator that cannot run as subtasks.

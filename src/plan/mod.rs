@@ -273,6 +273,9 @@ impl JobGraph {
                         .collect();
                     line.push_str(&format!(", rows spread by hash of {}", names.join(", ")));
                 }
+                if let (Parallelism::Spread { .. }, true) = (&p.parallelism, spread) {
+                    line.push_str(", batches to the subtasks in turn");
+                }
                 let _ = writeln!(out, "{line}");
             }
             if let Parallelism::Single {

@@ -16,13 +16,16 @@ pub enum Parallelism {
         subtasks: usize,
         keys: Vec<Vec<usize>>,
     },
+    /// `subtasks` copies, each given whole batches in turn: a local aggregation, whose partial
+    /// results the next stage merges, so any row may go anywhere.
+    Spread { subtasks: usize },
 }
 
 impl Parallelism {
     pub fn subtasks(&self) -> usize {
         match self {
             Parallelism::Single { .. } => 1,
-            Parallelism::Keyed { subtasks, .. } => *subtasks,
+            Parallelism::Keyed { subtasks, .. } | Parallelism::Spread { subtasks } => *subtasks,
         }
     }
 }
@@ -196,15 +199,14 @@ pub fn plan_stages(
     if requested <= 1 || inputs.len() != 1 {
         return None;
     }
-    (1..operators.len()).find_map(|at| {
+    let cut = (1..operators.len()).find_map(|at| {
         let (first, second) = operators.split_at(at, STAGE_INPUT, watermark)?;
         let second_parallelism = plan_parallelism(&second, &[STAGE_INPUT], requested);
         if !matches!(second_parallelism, Parallelism::Keyed { .. }) {
             return None;
         }
         let first_parallelism = plan_parallelism(&first, inputs, requested);
-        let stateless = (0..first.len()).all(|i| first.get(i).state_kind().is_none());
-        if !stateless && !matches!(first_parallelism, Parallelism::Keyed { .. }) {
+        if !stateless(&first) && !matches!(first_parallelism, Parallelism::Keyed { .. }) {
             return None;
         }
         Some(Stages {
@@ -213,5 +215,40 @@ pub fn plan_stages(
             second,
             second_parallelism,
         })
+    });
+    cut.or_else(|| two_phases(operators, requested, watermark))
+}
+
+/// Two phases of the first keyed operator that has them (a window aggregate over the window
+/// alone, or over a computed key), when nothing keyed comes before it: its local phase on
+/// subtasks given rows in turn, its global phase — and what follows — keyed by what the local
+/// phase emits if it can be, else in one task (Flink's two-phase aggregation).
+fn two_phases(
+    operators: &Operators,
+    requested: usize,
+    watermark: &crate::stream::WatermarkCell,
+) -> Option<Stages> {
+    let at = (0..operators.len()).find(|&i| operators.get(i).state_kind().is_some())?;
+    let (first, second) = operators.split_in_phases(at, STAGE_INPUT, watermark)?;
+    let mut second_parallelism = plan_parallelism(&second, &[STAGE_INPUT], requested);
+    if let Parallelism::Single { reason } = &mut second_parallelism {
+        if (1..second.len()).any(|i| second.get(i).state_kind().is_some()) {
+            // Keyed operators after the global phase: left to one task, as before.
+            return None;
+        }
+        *reason = Some("it merges the partial aggregates of every subtask (no key)".into());
+    }
+    Some(Stages {
+        first,
+        first_parallelism: Parallelism::Spread {
+            subtasks: requested,
+        },
+        second,
+        second_parallelism,
     })
+}
+
+/// True when no operator keeps state.
+fn stateless(operators: &Operators) -> bool {
+    (0..operators.len()).all(|i| operators.get(i).state_kind().is_none())
 }

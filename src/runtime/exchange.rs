@@ -60,6 +60,9 @@ impl KeyRouter {
 pub(crate) struct PipelineInput {
     pub subtasks: Vec<mpsc::Sender<Message>>,
     pub router: Option<KeyRouter>,
+    /// Without a router: whole batches to the subtasks in turn (a local aggregation's), else
+    /// every batch to the one subtask.
+    pub in_turn: Option<std::sync::atomic::AtomicUsize>,
 }
 
 impl PipelineInput {
@@ -77,9 +80,16 @@ impl PipelineInput {
 
     /// Sends each subtask its rows of `batch`.
     pub async fn send_rows(&self, batch: RecordBatch) -> Result<(), JobError> {
-        match &self.router {
-            Some(router) => self.send_parts(router.split(&batch)?).await,
-            None => self.send_each(&Message::Batch(batch)).await,
+        match (&self.router, &self.in_turn) {
+            (Some(router), _) => self.send_parts(router.split(&batch)?).await,
+            (None, Some(next)) => {
+                let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.subtasks[k % self.subtasks.len()]
+                    .send(Message::Batch(batch))
+                    .await
+                    .map_err(|_| JobError::ChannelClosed)
+            }
+            (None, None) => self.send_each(&Message::Batch(batch)).await,
         }
     }
 

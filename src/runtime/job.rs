@@ -179,6 +179,7 @@ pub async fn run_job(
                 *out = Some(PipelineInput {
                     subtasks: txs,
                     router,
+                    in_turn: None,
                 });
             }
             stage_inputs.insert(next, into_next);
@@ -195,9 +196,12 @@ pub async fn run_job(
                 }
                 _ => None,
             };
+            let in_turn = matches!(pipeline.parallelism, Parallelism::Spread { .. })
+                .then(|| std::sync::atomic::AtomicUsize::new(0));
             senders[source].push(PipelineInput {
                 subtasks: txs,
                 router,
+                in_turn,
             });
         }
         let operator_ids: Vec<_> = task_ids[next_task..next_task + n]

@@ -230,6 +230,7 @@ impl TableOutput {
                     };
                     out.send_parts(parts).await?;
                 }
+                (Message::Batch(batch), None) => out.send_rows(batch.clone()).await?,
                 _ => out.send_each(&msg).await?,
             }
         }

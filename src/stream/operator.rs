@@ -84,6 +84,12 @@ pub trait Operator: Send {
         None
     }
 
+    /// Flink's two-phase aggregation: a local operator for each subtask of the rows, and a
+    /// global one merging what they hand on. `None`: it runs whole.
+    fn two_phase(&self) -> Option<(Box<dyn Operator>, Box<dyn Operator>)> {
+        None
+    }
+
     /// Another instance computing the same, for another subtask of a parallel pipeline. Called
     /// before the job starts (no state yet); `None`: the operator cannot run as subtasks.
     /// `watermark` is the new subtask's own cell (late-row checks read it).

@@ -52,6 +52,19 @@ pub struct WindowAggregate {
     late_rows: u64,
     /// How long (ms) emitted windows stay updatable by late rows; 0 = emit once (Flink).
     allowed_lateness: i64,
+    phase: Phase,
+}
+
+/// Flink's two-phase window aggregation: local subtasks aggregate the rows they get and hand on
+/// each slice's partial states once the watermark closes it; the global one merges them by
+/// slice and fires windows as one operator would.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Whole,
+    /// Emits partial rows: the group's key columns, each call's state, `__slice_start`.
+    Local,
+    /// Reads partial rows; its keys are their key columns.
+    Global,
 }
 
 struct LiveSlice {
@@ -105,7 +118,142 @@ impl WindowAggregate {
             watermark: i64::MIN,
             late_rows: 0,
             allowed_lateness: 0,
+            phase: Phase::Whole,
         })
+    }
+
+    /// The two phases of this aggregate: local (over its input) and global (over the local
+    /// one's partial rows). `None` with allowed lateness, which re-fires emitted windows.
+    pub fn phases(&self) -> Option<(WindowAggregate, WindowAggregate)> {
+        if self.allowed_lateness > 0 || self.phase != Phase::Whole {
+            return None;
+        }
+        let local = WindowAggregate {
+            phase: Phase::Local,
+            ..self.fresh()
+        };
+        // The global phase keys on the partial rows' key columns: they are its first columns.
+        let keyless = self.keyless();
+        let keys: Vec<Arc<dyn PhysicalExpr>> = if keyless {
+            self.keys.clone()
+        } else {
+            self.key_schema
+                .fields()
+                .iter()
+                .enumerate()
+                .map(|(i, f)| {
+                    Arc::new(datafusion::physical_expr::expressions::Column::new(
+                        f.name(),
+                        i,
+                    )) as Arc<dyn PhysicalExpr>
+                })
+                .collect()
+        };
+        let global = WindowAggregate {
+            phase: Phase::Global,
+            keys,
+            ..self.fresh()
+        };
+        Some((local, global))
+    }
+
+    /// True when the GROUP BY has only the window: one constant key stands in.
+    fn keyless(&self) -> bool {
+        self.key_schema.field(0).name() == "__window_group"
+    }
+
+    /// The same aggregate, without state.
+    fn fresh(&self) -> WindowAggregate {
+        WindowAggregate {
+            kind: self.kind,
+            slice: self.slice,
+            offset: self.offset,
+            time_column: self.time_column,
+            keys: self.keys.clone(),
+            key_schema: self.key_schema.clone(),
+            layout: self.layout.clone(),
+            calls: self.calls.clone(),
+            schema: self.schema.clone(),
+            live: BTreeMap::new(),
+            frozen: BTreeMap::new(),
+            pending_ends: BTreeSet::new(),
+            watermark: i64::MIN,
+            late_rows: 0,
+            allowed_lateness: self.allowed_lateness,
+            phase: self.phase,
+        }
+    }
+
+    /// A local phase's partial rows of the slices the watermark closed, which leave its state.
+    fn emit_closed_slices(&mut self, out: &mut Vec<RecordBatch>) -> Result<(), JobError> {
+        let closed: Vec<i64> = self
+            .live
+            .keys()
+            .chain(self.frozen.keys())
+            .copied()
+            .filter(|s| s + self.slice - 1 <= self.watermark)
+            .collect();
+        let schema = self.partial_schema()?;
+        for s in closed {
+            self.freeze(s)?;
+            let Some(slice) = self.frozen.remove(&s) else {
+                continue;
+            };
+            let rows = slice.keys.first().map_or(0, |k| k.len());
+            if rows == 0 {
+                continue;
+            }
+            let mut columns = slice.keys;
+            columns.extend(slice.states.into_iter().flatten());
+            columns.push(Arc::new(arrow::array::Int64Array::from_value(s, rows)));
+            out.push(RecordBatch::try_new(schema.clone(), columns)?);
+        }
+        Ok(())
+    }
+
+    /// A global phase takes partial rows: each slice's states merged into its own.
+    fn merge_partials(&mut self, batch: RecordBatch) -> Result<(), JobError> {
+        let nkeys = self.key_schema.fields().len();
+        let starts = batch
+            .column(batch.num_columns() - 1)
+            .as_primitive::<arrow::datatypes::Int64Type>()
+            .clone();
+        let mut by_slice: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
+        for (i, s) in starts.values().iter().enumerate() {
+            by_slice.entry(*s).or_default().push(i as u32);
+        }
+        let mut indices = Vec::new();
+        for (s, rows) in by_slice {
+            let part = arrow::compute::take_record_batch(&batch, &UInt32Array::from(rows))?;
+            if !self.live.contains_key(&s) {
+                let slice = match self.frozen.remove(&s) {
+                    Some(frozen) => self.thaw(frozen)?,
+                    None => self.new_slice()?,
+                };
+                self.live.insert(s, slice);
+                let watermark = self.watermark;
+                let ends = self.window_ends(s);
+                self.pending_ends
+                    .extend(ends.into_iter().filter(|e| e - 1 > watermark));
+            }
+            let live = self.live.get_mut(&s).expect("inserted above");
+            live.groups.intern(&part.columns()[..nkeys], &mut indices)?;
+            let total = live.groups.len();
+            let mut at = nkeys;
+            for (acc, call) in live.accumulators.iter_mut().zip(&self.calls) {
+                let n = call.function.state_fields()?.len();
+                acc.merge_batch(&part.columns()[at..at + n], &indices, total)?;
+                at += n;
+            }
+        }
+        Ok(())
+    }
+
+    /// The local phase's output: key columns, each call's state, `__slice_start`.
+    fn partial_schema(&self) -> Result<SchemaRef, JobError> {
+        let snapshot = self.snapshot_schema()?;
+        let fields = &snapshot.fields()[..snapshot.fields().len() - 1];
+        Ok(Arc::new(Schema::new(fields.to_vec())))
     }
 
     /// Keeps emitted windows for `ms` after they close and re-emits them, updated, when late
@@ -286,7 +434,8 @@ fn time_constant(ms: i64, rows: usize, target: &DataType) -> Result<ArrayRef, Jo
 
 impl Operator for WindowAggregate {
     fn state_key(&self, _input: usize) -> Option<Vec<usize>> {
-        Some(plain_columns(&self.keys))
+        // A local phase's state may sit in any subtask: the global one merges it.
+        (self.phase != Phase::Local).then(|| plain_columns(&self.keys))
     }
 
     fn forwards(&self, _input: usize, column: usize) -> Option<usize> {
@@ -294,23 +443,12 @@ impl Operator for WindowAggregate {
     }
 
     fn instance(&self, _watermark: &crate::stream::WatermarkCell) -> Option<Box<dyn Operator>> {
-        Some(Box::new(WindowAggregate {
-            kind: self.kind,
-            slice: self.slice,
-            offset: self.offset,
-            time_column: self.time_column,
-            keys: self.keys.clone(),
-            key_schema: self.key_schema.clone(),
-            layout: self.layout.clone(),
-            calls: self.calls.clone(),
-            schema: self.schema.clone(),
-            live: BTreeMap::new(),
-            frozen: BTreeMap::new(),
-            pending_ends: BTreeSet::new(),
-            watermark: i64::MIN,
-            late_rows: 0,
-            allowed_lateness: self.allowed_lateness,
-        }))
+        Some(Box::new(self.fresh()))
+    }
+
+    fn two_phase(&self) -> Option<(Box<dyn Operator>, Box<dyn Operator>)> {
+        let (local, global) = self.phases()?;
+        Some((Box::new(local), Box::new(global)))
     }
 
     fn state_kind(&self) -> Option<&'static str> {
@@ -333,15 +471,25 @@ impl Operator for WindowAggregate {
             }
             WindowKind::Session { gap } => format!("SESSION gap={gap}ms"),
         };
+        let phase = match self.phase {
+            Phase::Whole => "",
+            Phase::Local => " (local: partial states per slice)",
+            Phase::Global => " (global: merges the partial states)",
+        };
         format!(
-            "WindowAggregate: {window}, keys={}, aggregates=[{}]",
+            "WindowAggregate: {window}, keys={}, aggregates=[{}]{phase}",
             self.keys.len(),
             calls.join(", ")
         )
     }
 
     fn output_schema(&self) -> SchemaRef {
-        self.schema.clone()
+        match self.phase {
+            Phase::Local => self
+                .partial_schema()
+                .unwrap_or_else(|_| self.schema.clone()),
+            _ => self.schema.clone(),
+        }
     }
 
     fn late_rows(&self) -> u64 {
@@ -353,6 +501,9 @@ impl Operator for WindowAggregate {
         batch: RecordBatch,
         out: &mut Vec<RecordBatch>,
     ) -> Result<(), JobError> {
+        if self.phase == Phase::Global {
+            return self.merge_partials(batch);
+        }
         let rows = batch.num_rows();
         let times = event_times(batch.column(self.time_column))?;
         // Rows per slice (a batch usually spans one or two slices).
@@ -566,6 +717,9 @@ impl Operator for WindowAggregate {
             return Ok(());
         }
         self.watermark = watermark_ms;
+        if self.phase == Phase::Local {
+            return self.emit_closed_slices(out);
+        }
         while let Some(&end) = self.pending_ends.first() {
             if end - 1 > watermark_ms {
                 break;

@@ -79,8 +79,9 @@ impl Keep<'_> {
 }
 
 /// The state of each operator of each of `node`'s subtasks at `parallelism`, from that of
-/// each of its old subtasks (`old[subtask][operator]`; `None`: no state), with keyed state divided into
-/// `key_groups`: each subtask takes the keys it owns now.
+/// each of its old subtasks (`old[subtask][operator]`; `None`: no state), with keyed state
+/// divided into `key_groups`: each subtask takes the keys it owns now. Partial aggregates of
+/// subtasks given rows in turn may sit anywhere: the first subtask takes them all.
 pub fn spread(
     node: &PipelineNode,
     parallelism: &Parallelism,
@@ -103,13 +104,17 @@ pub fn spread(
                     ))
                 })?,
             ),
-            Parallelism::Single { .. } => None,
+            Parallelism::Single { .. } | Parallelism::Spread { .. } => None,
         };
-        for (subtask, state) in spread.iter_mut().enumerate() {
+        let takers = match parallelism {
+            Parallelism::Spread { .. } => 1,
+            _ => subtasks,
+        };
+        for (subtask, state) in spread.iter_mut().enumerate().take(takers) {
             let keep = Keep {
                 routes: routes.as_deref(),
                 subtask,
-                subtasks,
+                subtasks: takers,
                 key_groups,
             };
             let blobs: Vec<&[u8]> = old

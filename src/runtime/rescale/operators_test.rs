@@ -153,7 +153,9 @@ impl<'a> Subtasks<'a> {
                             .split(batch)
                             .unwrap()
                     }
-                    Parallelism::Single { .. } => vec![Some(batch.clone())],
+                    Parallelism::Single { .. } | Parallelism::Spread { .. } => {
+                        vec![Some(batch.clone())]
+                    }
                 };
                 for (chain, part) in self.chains.iter_mut().zip(parts) {
                     if let Some(part) = part {

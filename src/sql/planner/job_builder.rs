@@ -172,6 +172,9 @@ impl JobBuilder {
                     Parallelism::Single { reason } => Parallelism::Single {
                         reason: reason.filter(|_| parallelism > 1),
                     },
+                    Parallelism::Spread { .. } => Parallelism::Spread {
+                        subtasks: parallelism,
+                    },
                 };
                 let planned = plan_parallelism(&p.operators, &inputs, shape);
                 // Keyed differently along the way: two stages with an exchange between.
