@@ -403,13 +403,14 @@ pub async fn apply_fleet_schema(url: &str, database: &str) {
 }
 
 /// The outputs of [`recovery_job`].
-pub const RECOVERY_OUTPUTS: [&str; 6] = [
+pub const RECOVERY_OUTPUTS: [&str; 7] = [
     "passthrough",
     "tumble",
     "hop",
     "session",
     "braking",
     "fastest",
+    "fleet_minute",
 ];
 
 /// Every output of [`recovery_job`] written as CSV under `out`: its rows sorted, duplicates kept.
@@ -430,9 +431,10 @@ pub fn recovery_outputs(out: &Path) -> std::collections::BTreeMap<&'static str, 
 }
 
 /// The job the recovery tests kill and restart: telemetry (WITH `source`, watermark 5 s behind,
-/// more than the simulator's disorder, so no row is ever late) into six tables (WITH
-/// `sink(name)`): a pass-through, TUMBLE, HOP, SESSION, MATCH_RECOGNIZE, and a window Top-N
-/// over an aggregate per vehicle (two stages with an exchange by window when parallel).
+/// more than the simulator's disorder, so no row is ever late) into seven tables (WITH
+/// `sink(name)`): a pass-through, TUMBLE, HOP, SESSION, MATCH_RECOGNIZE, a window Top-N over an
+/// aggregate per vehicle (two stages with an exchange by window), and a fleet-wide TUMBLE
+/// (two phases: local aggregates on every subtask, merged by one global).
 /// `extra` (SET statements) goes first.
 pub fn recovery_job(source: &str, sink: &dyn Fn(&str) -> String, extra: &str) -> String {
     let mut sql = format!(
@@ -465,6 +467,10 @@ CREATE TABLE telemetry (
             "fastest",
             "ws TIMESTAMP(3), vehicle_id STRING, peak DOUBLE, rn BIGINT",
         ),
+        (
+            "fleet_minute",
+            "ws TIMESTAMP(3), readings BIGINT, peak DOUBLE",
+        ),
     ] {
         sql += &format!("CREATE TABLE {name} ({cols}) WITH ({});\n", sink(name));
     }
@@ -493,6 +499,9 @@ INSERT INTO fastest SELECT window_start, vehicle_id, peak, rn FROM (
     FROM TABLE(TUMBLE(TABLE telemetry, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
     GROUP BY vehicle_id, window_start, window_end))
 WHERE rn <= 3;
+INSERT INTO fleet_minute SELECT window_start, COUNT(*), MAX(speed_kmh)
+  FROM TABLE(TUMBLE(TABLE telemetry, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
+  GROUP BY window_start, window_end;
 ";
     sql
 }
