@@ -189,12 +189,14 @@ pub struct Stages {
 /// differently (a Top-N per window over an aggregate per vehicle), or a key a projection
 /// computed on the way. The cut goes before the first operator from which on the rest can be
 /// spread by columns of what comes before it; the first stage must be spread by its source's
-/// columns, or keep no keyed state. `None` when no cut does.
+/// columns, or keep no keyed state. Failing that, an aggregate in two phases when `two_phase`.
+/// `None` when nothing does.
 pub fn plan_stages(
     operators: &Operators,
     inputs: &[usize],
     requested: usize,
     watermark: &crate::stream::WatermarkCell,
+    two_phase: bool,
 ) -> Option<Stages> {
     if requested <= 1 || inputs.len() != 1 {
         return None;
@@ -216,7 +218,11 @@ pub fn plan_stages(
             second_parallelism,
         })
     });
-    cut.or_else(|| two_phases(operators, requested, watermark))
+    cut.or_else(|| {
+        two_phase
+            .then(|| two_phases(operators, requested, watermark))
+            .flatten()
+    })
 }
 
 /// Two phases of the first keyed operator that has them (a window aggregate over the window

@@ -140,13 +140,15 @@ impl JobBuilder {
 
     /// The job, if the script has anything to run; `idle_timeout` is the default of every
     /// source without its own; every pipeline takes `mini_batch`, and runs as up to
-    /// `parallelism` subtasks.
+    /// `parallelism` subtasks; window aggregates without a key run in two phases when
+    /// `two_phase`.
     pub(super) fn build(
         self,
         name: String,
         idle_timeout: Option<Duration>,
         mini_batch: Option<MiniBatch>,
         parallelism: usize,
+        two_phase: bool,
     ) -> Option<JobGraph> {
         if self.pipelines.is_empty() {
             return None;
@@ -180,7 +182,7 @@ impl JobBuilder {
                 // Keyed differently along the way: two stages with an exchange between.
                 let stages = match &planned {
                     Parallelism::Single { reason: Some(_) } if p.side_output.is_none() => {
-                        plan_stages(&p.operators, &inputs, shape, &p.watermark)
+                        plan_stages(&p.operators, &inputs, shape, &p.watermark, two_phase)
                     }
                     _ => None,
                 };

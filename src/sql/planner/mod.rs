@@ -182,6 +182,7 @@ impl Planner {
                         self.settings.idle_timeout,
                         mini_batch,
                         self.settings.parallelism(),
+                        self.settings.two_phase,
                     ) {
                         output.push(user_facing(&job.explain()));
                     }
@@ -226,6 +227,7 @@ impl Planner {
                 self.settings.idle_timeout,
                 mini_batch,
                 self.settings.parallelism(),
+                self.settings.two_phase,
             ),
             settings: self.settings.clone(),
             local_paths: std::mem::take(&mut self.local_paths),

@@ -67,6 +67,9 @@ pub struct Settings {
     pub allowed_lateness_ms: i64,
     /// `table.optimizer.reuse-sub-plan-enabled`.
     pub reuse_sub_plan: bool,
+    /// `table.optimizer.agg-phase-strategy`: false for `ONE_PHASE` (window aggregates without a
+    /// key stay whole).
+    pub two_phase: bool,
     /// `table.exec.state.ttl`: how long an updating aggregate keeps a key after its last change
     /// (`None`, or 0 as in Flink: forever).
     pub state_ttl: Option<Duration>,
@@ -90,6 +93,7 @@ impl Default for Settings {
             late_rows: LateRows::Drop,
             allowed_lateness_ms: 0,
             reuse_sub_plan: true,
+            two_phase: true,
             state_ttl: None,
             mini_batch_enabled: false,
             mini_batch_latency: Duration::ZERO,
@@ -111,6 +115,7 @@ const KNOWN: &[&str] = &[
     "table.exec.late-rows",
     "table.exec.window.allowed-lateness",
     "table.optimizer.reuse-sub-plan-enabled",
+    "table.optimizer.agg-phase-strategy",
     "table.exec.state.ttl",
     "table.exec.mini-batch.enabled",
     "table.exec.mini-batch.allow-latency",
@@ -154,6 +159,7 @@ impl Settings {
             "table.exec.late-rows" => ("drop", &["drop", "side-output:"]),
             "table.exec.window.allowed-lateness" => ("0 ms", &[]),
             "table.optimizer.reuse-sub-plan-enabled" => ("true", BOOL),
+            "table.optimizer.agg-phase-strategy" => ("AUTO", &["AUTO", "ONE_PHASE", "TWO_PHASE"]),
             "table.exec.state.ttl" => ("0 ms (state kept forever)", &[]),
             "table.exec.mini-batch.enabled" => ("false", BOOL),
             "table.exec.mini-batch.allow-latency" => ("0 ms (to be set when enabled)", &[]),
@@ -253,6 +259,17 @@ impl Settings {
                 self.allowed_lateness_ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
             }
             "table.optimizer.reuse-sub-plan-enabled" => self.reuse_sub_plan = boolean(key, v)?,
+            "table.optimizer.agg-phase-strategy" => {
+                self.two_phase = match v.to_ascii_uppercase().as_str() {
+                    "AUTO" | "TWO_PHASE" => true,
+                    "ONE_PHASE" => false,
+                    _ => {
+                        return Err(format!(
+                            "'{key}' = '{v}' must be 'AUTO', 'ONE_PHASE' or 'TWO_PHASE'"
+                        ));
+                    }
+                };
+            }
             "sql-client.execution.result-mode" => {
                 self.client.result_mode = match v.to_ascii_lowercase().as_str() {
                     "tableau" => ResultMode::Tableau,
