@@ -222,31 +222,41 @@ impl WindowAggregate {
         for (i, s) in starts.values().iter().enumerate() {
             by_slice.entry(*s).or_default().push(i as u32);
         }
+        // Each call's state columns, in order after the keys.
+        let counts = self
+            .calls
+            .iter()
+            .map(|c| c.function.state_fields().map(|f| f.len()))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut indices = Vec::new();
         for (s, rows) in by_slice {
             let part = arrow::compute::take_record_batch(&batch, &UInt32Array::from(rows))?;
-            if !self.live.contains_key(&s) {
-                let slice = match self.frozen.remove(&s) {
-                    Some(frozen) => self.thaw(frozen)?,
-                    None => self.new_slice()?,
-                };
-                self.live.insert(s, slice);
-                let watermark = self.watermark;
-                let ends = self.window_ends(s);
-                self.pending_ends
-                    .extend(ends.into_iter().filter(|e| e - 1 > watermark));
-            }
-            let live = self.live.get_mut(&s).expect("inserted above");
+            let live = self.open_slice(s)?;
             live.groups.intern(&part.columns()[..nkeys], &mut indices)?;
             let total = live.groups.len();
             let mut at = nkeys;
-            for (acc, call) in live.accumulators.iter_mut().zip(&self.calls) {
-                let n = call.function.state_fields()?.len();
+            for (acc, &n) in live.accumulators.iter_mut().zip(&counts) {
                 acc.merge_batch(&part.columns()[at..at + n], &indices, total)?;
                 at += n;
             }
         }
         Ok(())
+    }
+
+    /// The live slice starting at `s`: made live again, or new (its windows then wait to fire).
+    fn open_slice(&mut self, s: i64) -> Result<&mut LiveSlice, JobError> {
+        if !self.live.contains_key(&s) {
+            let slice = match self.frozen.remove(&s) {
+                Some(frozen) => self.thaw(frozen)?,
+                None => self.new_slice()?,
+            };
+            self.live.insert(s, slice);
+            let watermark = self.watermark;
+            let ends = self.window_ends(s);
+            self.pending_ends
+                .extend(ends.into_iter().filter(|e| e - 1 > watermark));
+        }
+        Ok(self.live.get_mut(&s).expect("inserted above"))
     }
 
     /// The local phase's output: key columns, each call's state, `__slice_start`.
@@ -546,21 +556,7 @@ impl Operator for WindowAggregate {
             by_slice.len() == 1 && by_slice.values().next().is_some_and(|v| v.len() == rows);
         let mut indices = Vec::new();
         for (s, rows_in_slice) in by_slice {
-            if !self.live.contains_key(&s) {
-                let slice = match self.frozen.remove(&s) {
-                    Some(frozen) => self.thaw(frozen)?,
-                    None => self.new_slice()?,
-                };
-                self.live.insert(s, slice);
-                let watermark = self.watermark;
-                for e in self
-                    .window_ends(s)
-                    .into_iter()
-                    .filter(|e| e - 1 > watermark)
-                {
-                    self.pending_ends.insert(e);
-                }
-            }
+            self.open_slice(s)?;
             let pick = |a: &ArrayRef| -> Result<ArrayRef, JobError> {
                 if whole {
                     Ok(a.clone())
