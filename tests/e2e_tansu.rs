@@ -200,12 +200,20 @@ fn a_changelog_into_upsert_kafka_is_keyed_with_tombstones_for_deletes() {
     let mut last: std::collections::BTreeMap<String, Option<String>> = Default::default();
     let mut messages = 0;
     let deadline = Instant::now() + Duration::from_secs(30);
+    // The job has ended: read the whole topic. Subtasks write different keys concurrently, so
+    // one key's last message may come after another's: stop only once the topic stays quiet.
+    let mut quiet = 0;
     while Instant::now() < deadline
-        && !(messages > 0 && last.len() == 3 && last.get(r#"{"n":2}"#) == Some(&None))
+        && !(messages > 0
+            && last.len() == 3
+            && last.get(r#"{"n":2}"#) == Some(&None)
+            && quiet >= 10)
     {
         let Some(m) = consumer.poll(Duration::from_millis(200)) else {
+            quiet += 1;
             continue;
         };
+        quiet = 0;
         let m = m.unwrap();
         let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
         let value = m.payload().map(|p| String::from_utf8_lossy(p).into_owned());

@@ -316,20 +316,28 @@ fn a_jobs_page_has_its_dataflow_with_each_operators_figures_and_its_checkpoints(
     assert!(newest["bytes"].as_u64() > Some(0), "{checkpoints}");
 
     // Once stopped, the figures add up: what leaves an operator enters the next, what leaves
-    // the last reaches the sink.
+    // the last reaches the sink — or, from a first stage, the second stage.
     server.ok(&["stop", &id]);
     let job = server.wait(&id, "stopped", |j| status(j) == "STOPPED");
     let flow = &job["dataflow"];
     let source_rows = flow["sources"][0]["rows_in"].as_u64().unwrap();
     assert!(source_rows > 0, "{flow}");
-    for p in flow["pipelines"].as_array().unwrap() {
+    let pipelines = flow["pipelines"].as_array().unwrap();
+    for p in pipelines {
         let ops = p["operators"].as_array().unwrap();
         assert!(!ops.is_empty(), "{p}");
         assert!(ops[0]["rows_in"].as_u64() <= Some(source_rows), "{p}");
         for pair in ops.windows(2) {
             assert_eq!(pair[0]["rows_out"], pair[1]["rows_in"], "{p}");
         }
-        assert_eq!(ops.last().unwrap()["rows_out"], p["rows_out"], "{p}");
+        let handed = ops.last().unwrap()["rows_out"].clone();
+        match p["downstream"].as_u64() {
+            Some(next) => {
+                let next = &pipelines[next as usize]["operators"][0];
+                assert_eq!(handed, next["rows_in"], "{p} → {next}");
+            }
+            None => assert_eq!(handed, p["rows_out"], "{p}"),
+        }
     }
     let (_, metrics) = get(&format!("{}/metrics", server.url), None);
     let metrics = metrics.as_str().unwrap_or_default().to_string();

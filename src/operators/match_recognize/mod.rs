@@ -622,6 +622,11 @@ impl Operator for MatchRecognize {
     }
 
     fn restore(&mut self, bytes: &[u8]) -> Result<(), JobError> {
+        if !snapshot::has_parts(bytes) {
+            return Err(JobError::Checkpoint(
+                "this MATCH_RECOGNIZE state was written by an older Sluice, in a format this one does not read: start the job with --fresh".into(),
+            ));
+        }
         let parts = snapshot::split_parts(bytes)?;
         let [partitions, kept, pending] = parts.as_slice() else {
             return Err(JobError::internal(
