@@ -195,6 +195,14 @@ impl Operators {
             .map(|op| op.as_ref())
     }
 
+    /// True when `feed`'s rows come (in part) from `source`.
+    pub fn reaches(&self, feed: Feed, source: usize) -> bool {
+        match feed {
+            Feed::Input(s) => s == source,
+            Feed::Operator(j) => self.feeds[j].iter().any(|&f| self.reaches(f, source)),
+        }
+    }
+
     /// The source columns that `column` of `feed` is, unchanged: one per source it is read
     /// from (several behind a union), none when some operator on the way computes it.
     pub fn trace(&self, feed: Feed, column: usize) -> Vec<(usize, usize)> {

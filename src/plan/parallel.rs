@@ -112,7 +112,7 @@ fn shared_key(
     inputs: &[usize],
 ) -> Result<Vec<Vec<usize>>, String> {
     if inputs.len() != 1 {
-        return Err("several keyed operators over several inputs need a second exchange".into());
+        return shared_across_inputs(operators, keyed, inputs);
     }
     let mut shared: Option<Vec<usize>> = None;
     for &op in keyed {
@@ -138,6 +138,43 @@ fn shared_key(
         ));
     }
     Ok(vec![key])
+}
+
+/// Several keyed operators over several inputs (aggregates per side, then a join of them): the
+/// routes of one that reads every input, when each other keyed operator's key holds the
+/// columns of every input it reads that those routes spread by.
+fn shared_across_inputs(
+    operators: &Operators,
+    keyed: &[usize],
+    inputs: &[usize],
+) -> Result<Vec<Vec<usize>>, String> {
+    let holds = |op: usize, routes: &[Vec<usize>]| {
+        let node = operators.get(op);
+        operators.feeds(op).iter().enumerate().all(|(k, &feed)| {
+            let key = node.state_key(k).unwrap_or_default();
+            inputs.iter().zip(routes).all(|(&source, route)| {
+                !operators.reaches(feed, source)
+                    || route.iter().all(|&c| {
+                        key.iter()
+                            .any(|&x| operators.trace(feed, x).contains(&(source, c)))
+                    })
+            })
+        })
+    };
+    keyed
+        .iter()
+        .filter_map(|&op| routes_of(operators, op, inputs).ok())
+        .find(|routes| keyed.iter().all(|&op| holds(op, routes)))
+        .ok_or_else(|| {
+            format!(
+                "its keyed operators ({}) over several inputs are keyed differently",
+                keyed
+                    .iter()
+                    .map(|&i| format!("`{}`", operators.get(i).describe()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
 }
 
 /// For keyed operator `op` of a pipeline routed by `keys` (one list of source columns per

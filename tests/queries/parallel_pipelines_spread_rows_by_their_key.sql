@@ -4,6 +4,8 @@
 -- plan: Pipeline `INSERT INTO joined`  parallelism 3
 -- plan: ← source #0 `t`, rows spread by hash of k
 -- plan: ← source #1 `u`, rows spread by hash of id
+-- plan: Pipeline `INSERT INTO windows_joined`  parallelism 3
+-- plan: ← source #1 `u`, rows spread by hash of id
 -- plan: Pipeline `INSERT INTO total (stage 1)`  parallelism 3
 -- plan: ← source #0 `t`, batches to the subtasks in turn
 -- plan: aggregates=[count(*)] (local: partial states per slice)
@@ -30,6 +32,7 @@ CREATE TABLE total (n BIGINT) WITH ('connector' = 'blackhole');
 CREATE TABLE copied (k STRING) WITH ('connector' = 'blackhole');
 CREATE TABLE top_per_window (k STRING, n BIGINT, rn BIGINT) WITH ('connector' = 'blackhole');
 CREATE TABLE by_upper (k STRING, n BIGINT) WITH ('connector' = 'blackhole');
+CREATE TABLE windows_joined (k STRING, n BIGINT, m BIGINT) WITH ('connector' = 'blackhole');
 -- A key computed from the row's columns still routes by the column behind it: UPPER(k) keeps
 -- each k in one subtask.
 INSERT INTO per_key SELECT k, COUNT(*) FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
@@ -49,3 +52,10 @@ INSERT INTO top_per_window SELECT k, n, rn FROM (
 -- Only a computed key: local phases, then global phases spread by the computed key.
 INSERT INTO by_upper SELECT UPPER(k), COUNT(*) FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
   GROUP BY UPPER(k), window_start, window_end;
+-- Aggregates per key on each of two tables, joined per window: each table spread by its key.
+INSERT INTO windows_joined SELECT a.k, a.n, b.m
+  FROM (SELECT k, window_start, window_end, COUNT(*) AS n
+    FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY k, window_start, window_end) a
+  JOIN (SELECT id, window_start, window_end, COUNT(*) AS m
+    FROM TABLE(TUMBLE(TABLE u, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY id, window_start, window_end) b
+  ON a.k = b.id AND a.window_start = b.window_start AND a.window_end = b.window_end;

@@ -31,6 +31,12 @@ CREATE TABLE ktvn (k STRING, ts TIMESTAMP(3), v BIGINT, n BIGINT) WITH ('connect
 INSERT INTO kvv SELECT t.k, t.v, u.v FROM t JOIN u ON t.k = u.k;
 INSERT INTO kvv SELECT t.k, t.v, u.v FROM t, u
   WHERE t.k = u.k AND u.ts BETWEEN t.ts - INTERVAL '2' SECOND AND t.ts + INTERVAL '2' SECOND;
+INSERT INTO kvv SELECT l.k, l.n, r.n
+  FROM (SELECT k, window_start, window_end, COUNT(*) AS n
+    FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '5' SECOND)) GROUP BY k, window_start, window_end) l
+  JOIN (SELECT k, window_start, window_end, COUNT(*) AS n
+    FROM TABLE(TUMBLE(TABLE u, DESCRIPTOR(ts), INTERVAL '5' SECOND)) GROUP BY k, window_start, window_end) r
+  ON l.k = r.k AND l.window_start = r.window_start AND l.window_end = r.window_end;
 INSERT INTO kvv SELECT b.k, b.v, l.v FROM t AS b LEFT JOIN lim FOR SYSTEM_TIME AS OF b.ts AS l ON b.k = l.k;
 INSERT INTO ktv SELECT k, ts, v FROM (
   SELECT *, ROW_NUMBER() OVER (PARTITION BY k ORDER BY ts) AS rn FROM t) WHERE rn = 1;
@@ -205,7 +211,7 @@ async fn every_keyed_operator_gives_one_tasks_rows_across_rescales() {
             .position(|t| *t == job.sources[source].table)
             .unwrap()
     };
-    assert_eq!(job.pipelines.len(), 12);
+    assert_eq!(job.pipelines.len(), 13);
     for node in &job.pipelines {
         let described = node
             .operators
