@@ -22,7 +22,7 @@ fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 printf '%-20s %8s %8s %8s %10s %10s\n' query wall_s user_s sys_s peak_MB Mevents/s
-queries="${QUERIES:-q1_tumble q2_hop q3_session q3_session_legacy q4_match q5_overspeed q10_interval_join q11_over_rows q12_dedup_last q13_window_topn q14_updating_agg q15_union_all q16_window_left_join}"
+queries="${QUERIES:-q1_tumble q2_hop q3_session q3_session_legacy q4_match q5_overspeed q10_interval_join q11_over_rows q12_dedup_last q13_window_topn q14_updating_agg q15_union_all q16_window_left_join q17_window_topn_30s q18_global_hop}"
 for q in $queries; do
   perl -0pe "s/(CREATE TEMPORARY TABLE result \(.*?\)) WITH \(.*?\);/\$1 WITH ('connector' = 'blackhole');/s" \
     "tests/fixtures/$q.sql" >"$work/$q.body.sql"

@@ -156,11 +156,20 @@ impl<O: Operator> Harness<O> {
 
     /// Feeds a batch written as a text table.
     pub fn push(&mut self, table: &str) -> &mut Self {
-        let batch = rows(table);
+        self.push_batch(rows(table))
+    }
+
+    /// Feeds a batch as it is.
+    pub fn push_batch(&mut self, batch: RecordBatch) -> &mut Self {
         self.op
             .process_batch(batch, &mut self.out)
             .expect("the batch is processed");
         self
+    }
+
+    /// What was emitted since the last call, as batches (to feed another operator).
+    pub fn take_batches(&mut self) -> Vec<RecordBatch> {
+        std::mem::take(&mut self.out)
     }
 
     /// Feeds a batch to the operator's `input`-th feed (a join's side).

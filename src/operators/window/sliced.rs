@@ -798,6 +798,49 @@ mod tests {
     }
 
     #[test]
+    fn two_local_phases_and_a_global_one_give_the_windows_of_one_aggregate() {
+        let (local, global) = count_and_sum(WindowKind::Hop {
+            slide: 5_000,
+            size: 10_000,
+            offset: 0,
+        })
+        .op
+        .phases()
+        .expect("two phases");
+        let local = || Harness::new(local.fresh());
+        let (mut a, mut b) = (local(), local());
+        let mut global = Harness::new(global);
+        a.push("k:str ts:ts v:i64\n x 00:00:01 1\n y 00:00:06 2");
+        b.push("k:str ts:ts v:i64\n x 00:00:03 10\n x 00:00:11 20");
+        // A local phase hands on nothing before the watermark closes a slice; then its partial
+        // states, and only once.
+        assert!(a.take().is_empty());
+        let hand_on = |h: &mut Harness<WindowAggregate>, w: &str, g: &mut Harness<_>| {
+            h.watermark(w);
+            for batch in h.take_batches() {
+                g.push_batch(batch);
+            }
+        };
+        hand_on(&mut a, "00:00:04.999", &mut global);
+        hand_on(&mut b, "00:00:04.999", &mut global);
+        assert!(a.take().is_empty() && b.take().is_empty(), "handed on once");
+        global.watermark("00:00:04.999");
+        assert_eq!(global.take(), lines("x 2023-12-31T23:59:55 00:00:05 2 11"));
+        hand_on(&mut a, "+inf", &mut global);
+        hand_on(&mut b, "+inf", &mut global);
+        assert_eq!(
+            global.watermark("+inf").take_sorted(),
+            lines(
+                "x 00:00:00 00:00:10 2 11
+                 x 00:00:05 00:00:15 1 20
+                 x 00:00:10 00:00:20 1 20
+                 y 00:00:00 00:00:10 1 2
+                 y 00:00:05 00:00:15 1 2"
+            )
+        );
+    }
+
+    #[test]
     fn a_row_for_a_fired_window_is_late_dropped_and_counted() {
         let mut h = count_and_sum(TUMBLE_10S);
         h.push("k:str ts:ts v:i64\n a 00:00:01 1");
