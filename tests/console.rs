@@ -85,6 +85,72 @@ impl Drop for Driver {
     }
 }
 
+/// A job submitted to a fresh server, its page open in chromium once its graph shows `drawn`.
+struct JobPage {
+    browser: Client,
+    // Dropped after the browser: they keep the server, chromedriver and state alive.
+    _driver: Driver,
+    _server: Server,
+    _state: tempfile::TempDir,
+}
+
+impl JobPage {
+    async fn open(chromedriver: &Path, sql: &str, drawn: &str) -> JobPage {
+        let state = tempfile::tempdir().unwrap();
+        let server = Server::start(state.path(), free_port(), None);
+        let file = state.path().join("job.sql");
+        std::fs::write(&file, sql).unwrap();
+        let out = server.ok(&["submit", file.to_str().unwrap()]);
+        let id = out.lines().last().unwrap().trim().to_string();
+        let driver = Driver::start(chromedriver);
+        let browser = driver.browser().await;
+        browser
+            .goto(&format!("{}/#/jobs/{id}", server.url))
+            .await
+            .unwrap();
+        eventually("the graph is drawn", async || {
+            let svg = text(&browser, "#dataflow").await?;
+            svg.contains(drawn).then_some(())
+        })
+        .await;
+        JobPage {
+            browser,
+            _driver: driver,
+            _server: server,
+            _state: state,
+        }
+    }
+
+    async fn close(self) {
+        self.browser.close().await.unwrap();
+    }
+}
+
+/// The nodes `css` finds in the dataflow graph, read in one script so a redraw cannot change
+/// them midway: each node's text and position (x, y).
+async fn nodes(browser: &Client, css: &str) -> Vec<(String, f64, f64)> {
+    let found = browser
+        .execute(
+            "return [...document.querySelectorAll(arguments[0])]
+               .map((n) => [n.textContent, n.getAttribute('transform')]);",
+            vec![json!(css)],
+        )
+        .await
+        .unwrap();
+    let found: Vec<(String, String)> = serde_json::from_value(found).unwrap();
+    found
+        .into_iter()
+        .map(|(text, transform)| {
+            let (x, y) = transform
+                .trim_start_matches("translate(")
+                .trim_end_matches(')')
+                .split_once(',')
+                .unwrap();
+            (text, x.parse().unwrap(), y.parse().unwrap())
+        })
+        .collect()
+}
+
 /// Where the screenshots go.
 fn screenshots() -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("console");
@@ -294,11 +360,8 @@ async fn a_branched_pipeline_is_drawn_in_lanes_meeting_at_the_union() {
     let Some(chromedriver) = chromedriver() else {
         return;
     };
-    let state = tempfile::tempdir().unwrap();
-    let server = Server::start(state.path(), free_port(), None);
-    let sql = state.path().join("union.sql");
-    std::fs::write(
-        &sql,
+    let page = JobPage::open(
+        &chromedriver,
         "CREATE TABLE a (vehicle_id STRING, speed_kmh DOUBLE, ts TIMESTAMP(3), WATERMARK FOR ts AS ts)
            WITH ('connector' = 'fleet-sim', 'vehicles' = '2', 'rows-per-second' = '20');
          CREATE TABLE b (vehicle_id STRING, speed_kmh DOUBLE, ts TIMESTAMP(3), WATERMARK FOR ts AS ts)
@@ -306,50 +369,21 @@ async fn a_branched_pipeline_is_drawn_in_lanes_meeting_at_the_union() {
          CREATE TABLE o (vehicle_id STRING, speed DOUBLE) WITH ('connector' = 'blackhole');
          INSERT INTO o SELECT vehicle_id, speed_kmh FROM a WHERE speed_kmh > 10
            UNION ALL SELECT vehicle_id, speed_kmh * 2 FROM b;",
+        "UNION ALL",
     )
-    .unwrap();
-    let out = server.ok(&["submit", sql.to_str().unwrap()]);
-    let id = out.lines().last().unwrap().trim().to_string();
-    let driver = Driver::start(&chromedriver);
-    let browser = driver.browser().await;
-    browser
-        .goto(&format!("{}/#/jobs/{id}", server.url))
-        .await
-        .unwrap();
-    eventually("the graph is drawn", async || {
-        let svg = text(&browser, "#dataflow").await?;
-        svg.contains("UNION ALL").then_some(())
-    })
     .await;
-    let sources = browser
-        .find_all(Locator::Css("#dataflow g.node.source"))
-        .await
-        .unwrap();
+    let browser = &page.browser;
+    // Read in one go: the page redraws the graph as figures come in.
+    let sources = nodes(browser, "#dataflow g.node.source").await;
     assert_eq!(sources.len(), 2);
     // Each source beside the branch that reads it, not on top of the other.
-    let mut at_sources = Vec::new();
-    for s in &sources {
-        at_sources.push(s.attr("transform").await.unwrap().unwrap());
-    }
-    assert_ne!(at_sources[0], at_sources[1]);
+    assert_ne!(sources[0].2, sources[1].2);
     // Operators' positions: two lanes (rows), the union after both branches.
-    let mut places: Vec<(String, f64, f64)> = Vec::new();
-    for node in browser
-        .find_all(Locator::Css(
-            "#dataflow g.node.operator, #dataflow g.node.stateful",
-        ))
-        .await
-        .unwrap()
-    {
-        let transform = node.attr("transform").await.unwrap().unwrap();
-        let (x, y) = transform
-            .trim_start_matches("translate(")
-            .trim_end_matches(')')
-            .split_once(',')
-            .unwrap();
-        let title = node.text().await.unwrap();
-        places.push((title, x.parse().unwrap(), y.parse().unwrap()));
-    }
+    let places = nodes(
+        browser,
+        "#dataflow g.node.operator, #dataflow g.node.stateful",
+    )
+    .await;
     let lanes: std::collections::BTreeSet<i64> = places.iter().map(|p| p.2 as i64).collect();
     assert_eq!(lanes.len(), 2, "{places:?}");
     let at = places
@@ -366,8 +400,8 @@ async fn a_branched_pipeline_is_drawn_in_lanes_meeting_at_the_union() {
         .await
         .unwrap();
     assert_eq!(edges.len(), places.len() + 2, "{places:?}");
-    screenshot(&browser, "5-union-lanes.png").await;
-    browser.close().await.unwrap();
+    screenshot(browser, "5-union-lanes.png").await;
+    page.close().await;
 }
 
 /// A pipeline keyed two ways runs as two stages: drawn as one line, the first stage's last
@@ -377,11 +411,8 @@ async fn a_pipeline_in_two_stages_is_drawn_with_the_exchange_between_them() {
     let Some(chromedriver) = chromedriver() else {
         return;
     };
-    let state = tempfile::tempdir().unwrap();
-    let server = Server::start(state.path(), free_port(), None);
-    let sql = state.path().join("stages.sql");
-    std::fs::write(
-        &sql,
+    let page = JobPage::open(
+        &chromedriver,
         "SET 'parallelism.default' = '2';
          CREATE TABLE t (vehicle_id STRING, speed_kmh DOUBLE, ts TIMESTAMP(3), WATERMARK FOR ts AS ts)
            WITH ('connector' = 'fleet-sim', 'vehicles' = '4', 'rows-per-second' = '50');
@@ -392,21 +423,10 @@ async fn a_pipeline_in_two_stages_is_drawn_with_the_exchange_between_them() {
              FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' SECOND))
              GROUP BY vehicle_id, window_start, window_end))
          WHERE rn <= 2;",
+        "Top-2",
     )
-    .unwrap();
-    let out = server.ok(&["submit", sql.to_str().unwrap()]);
-    let id = out.lines().last().unwrap().trim().to_string();
-    let driver = Driver::start(&chromedriver);
-    let browser = driver.browser().await;
-    browser
-        .goto(&format!("{}/#/jobs/{id}", server.url))
-        .await
-        .unwrap();
-    eventually("the graph is drawn", async || {
-        let svg = text(&browser, "#dataflow").await?;
-        svg.contains("Top-2").then_some(())
-    })
     .await;
+    let browser = &page.browser;
     let operators = browser
         .find_all(Locator::Css(
             "#dataflow g.node.operator, #dataflow g.node.stateful",
@@ -425,6 +445,6 @@ async fn a_pipeline_in_two_stages_is_drawn_with_the_exchange_between_them() {
         .await
         .unwrap();
     assert_eq!(edges.len(), operators.len() + 1);
-    screenshot(&browser, "6-two-stages.png").await;
-    browser.close().await.unwrap();
+    screenshot(browser, "6-two-stages.png").await;
+    page.close().await;
 }
