@@ -10,9 +10,9 @@ use crate::stream::JobError;
 
 pub struct OrderedPool<J, R> {
     jobs: Option<std_mpsc::Sender<(u64, J)>>,
-    results: mpsc::UnboundedReceiver<(u64, R)>,
+    results: mpsc::UnboundedReceiver<(u64, Result<R, JobError>)>,
     /// Results that came before an earlier one.
-    ready: BTreeMap<u64, R>,
+    ready: BTreeMap<u64, Result<R, JobError>>,
     submitted: u64,
     handed: u64,
     threads: usize,
@@ -42,7 +42,12 @@ impl<J: Send + 'static, R: Send + 'static> OrderedPool<J, R> {
                         // sender dropped) ends the thread.
                         let job = jobs.lock().map(|rx| rx.recv());
                         let Ok(Ok((seq, job))) = job else { return };
-                        if results_tx.send((seq, work(job))).is_err() {
+                        // A job that panics fails the source with a message instead of
+                        // leaving it waiting for a result that never comes.
+                        let done =
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(job)))
+                                .map_err(|_| JobError::internal("a decoder thread panicked"));
+                        if results_tx.send((seq, done)).is_err() {
                             return;
                         }
                     }
@@ -87,7 +92,7 @@ impl<J: Send + 'static, R: Send + 'static> OrderedPool<J, R> {
         loop {
             if let Some(r) = self.ready.remove(&self.handed) {
                 self.handed += 1;
-                return Some(Ok(r));
+                return Some(r);
             }
             match self.results.recv().await {
                 Some((seq, r)) => {
@@ -130,5 +135,23 @@ mod tests {
         }
         assert_eq!(got, (0..8).map(|n| n * 10).collect::<Vec<_>>());
         assert_eq!(pool.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_job_that_panics_is_an_error_in_its_place() {
+        let mut pool = OrderedPool::new(2, "test", || {
+            |n: u64| {
+                assert_ne!(n, 1, "the second job panics");
+                n
+            }
+        })
+        .unwrap();
+        for n in 0..3 {
+            pool.submit(n);
+        }
+        assert_eq!(pool.next().await.unwrap().unwrap(), 0);
+        let e = pool.next().await.unwrap().unwrap_err().to_string();
+        assert!(e.contains("panicked"), "{e}");
+        assert_eq!(pool.next().await.unwrap().unwrap(), 2);
     }
 }
