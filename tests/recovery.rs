@@ -77,11 +77,19 @@ fn assert_same(got: &BTreeMap<&str, Vec<String>>, want: &BTreeMap<&str, Vec<Stri
     }
 }
 
-/// Waits (up to a minute) until `job_dir` holds `n` completed checkpoints.
-fn wait_for_checkpoints(job_dir: &Path, n: usize) {
+/// Waits (up to a minute) until `done` holds; `what` says what did not happen.
+fn wait_until(what: &str, done: impl Fn() -> bool) {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let done = std::fs::read_dir(job_dir)
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until `job_dir` holds `n` completed checkpoints.
+fn wait_for_checkpoints(job_dir: &Path, n: usize) {
+    let completed = || {
+        std::fs::read_dir(job_dir)
             .map(|d| {
                 d.filter(|e| {
                     e.as_ref()
@@ -89,17 +97,12 @@ fn wait_for_checkpoints(job_dir: &Path, n: usize) {
                 })
                 .count()
             })
-            .unwrap_or(0);
-        if done >= n {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no {n} checkpoints in {}",
-            job_dir.display()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+            .unwrap_or(0)
+    };
+    wait_until(
+        &format!("no {n} checkpoints in {}", job_dir.display()),
+        || completed() >= n,
+    );
 }
 
 /// Runs the paced job, kills it with SIGKILL `kills` times at random moments (restarting it
@@ -172,20 +175,12 @@ fn newest_checkpoint(job_dir: &Path) -> Option<u64> {
         .max()
 }
 
-/// Waits (up to a minute) until `job_dir` holds a completed checkpoint newer than `after`.
+/// Waits until `job_dir` holds a completed checkpoint newer than `after`.
 fn wait_for_checkpoint_after(job_dir: &Path, after: Option<u64>) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if newest_checkpoint(job_dir) > after {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no checkpoint after {after:?} in {}",
-            job_dir.display()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(
+        &format!("no checkpoint after {after:?} in {}", job_dir.display()),
+        || newest_checkpoint(job_dir) > after,
+    );
 }
 
 #[test]

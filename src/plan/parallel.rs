@@ -129,12 +129,8 @@ fn shared_key(
     key.dedup();
     if key.is_empty() {
         return Err(format!(
-            "its keyed operators ({}) share no key column of the source; repartitioning between them is not built yet",
-            keyed
-                .iter()
-                .map(|&i| format!("`{}`", operators.get(i).describe()))
-                .collect::<Vec<_>>()
-                .join(", ")
+            "its keyed operators ({}) share no key column of the source, and no cut in two stages spreads them",
+            described(operators, keyed)
         ));
     }
     Ok(vec![key])
@@ -168,13 +164,17 @@ fn shared_across_inputs(
         .ok_or_else(|| {
             format!(
                 "its keyed operators ({}) over several inputs are keyed differently",
-                keyed
-                    .iter()
-                    .map(|&i| format!("`{}`", operators.get(i).describe()))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                described(operators, keyed)
             )
         })
+}
+
+/// The operators `ops`, as EXPLAIN names them, for a reason given in it.
+fn described(operators: &Operators, ops: &[usize]) -> String {
+    ops.iter()
+        .map(|&i| format!("`{}`", operators.get(i).describe()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// For keyed operator `op` of a pipeline routed by `keys` (one list of source columns per

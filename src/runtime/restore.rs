@@ -152,13 +152,14 @@ pub fn match_checkpoint(
     }
 
     let mut left_behind: Vec<String> = Vec::new();
-    let rescaled_states: Vec<&PipelineState> =
-        rescaled.values().flatten().map(|(_, s)| *s).collect();
-    for p in m
-        .pipelines
-        .iter()
-        .filter(|p| !rescaled_states.iter().any(|r| std::ptr::eq(*r, *p)))
-    {
+    // The others go back into the subtasks of the same ids.
+    let same_parallelism = |state: &PipelineState| {
+        let base = task_of(&state.id).0;
+        ids.iter()
+            .position(|id| id == base)
+            .is_none_or(|p| !rescaled.contains_key(&p))
+    };
+    for p in m.pipelines.iter().filter(|p| same_parallelism(p)) {
         if let Some(i) = tasks.iter().position(|t| t.id == p.id) {
             pipelines[i].watermark = Some(p.watermark);
         }
