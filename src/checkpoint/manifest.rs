@@ -29,6 +29,10 @@ pub struct Manifest {
     /// Size and CRC-32 of the `state` file, checked before anything in it is used.
     pub state_bytes: u64,
     pub state_crc32: u32,
+    /// The state file's name when it is not `state`: a worker's own (`state-<worker>`), so
+    /// two workers that both think they own a partition never overwrite each other's state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_file: Option<String>,
     pub sources: Vec<SourceState>,
     pub pipelines: Vec<PipelineState>,
 }

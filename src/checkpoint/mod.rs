@@ -7,10 +7,14 @@
 
 mod config;
 pub mod manifest;
+mod partitioned;
 mod store;
+mod target;
 
 pub use config::{
     CheckpointConfig, CheckpointMode, KEYS, RestartStrategy, data_dir, default_checkpoint_dir,
 };
 pub use manifest::{CheckpointKind, Manifest, Positions};
+pub use partitioned::PartitionCheckpoints;
 pub use store::{Checkpoint, CheckpointStore, StateFile, StoreError};
+pub use target::CheckpointTarget;

@@ -32,6 +32,9 @@ pub enum StoreError {
     },
     #[error("checkpoint {location} is unusable: {message}")]
     Invalid { location: String, message: String },
+    /// Another worker owns the partition now: this one must not write for it.
+    #[error("{location}: {message}")]
+    Fenced { location: String, message: String },
 }
 
 /// The checkpoints of one job.
@@ -62,6 +65,15 @@ impl Checkpoint {
         let start = blob.offset as usize;
         &self.state[start..start + blob.len as usize]
     }
+
+    /// A checkpoint built in memory (the checkpoints of several partitions as one).
+    pub fn assembled(manifest: Manifest, location: String, state: StateFile) -> Checkpoint {
+        Checkpoint {
+            manifest,
+            location,
+            state: Bytes::from(state.bytes),
+        }
+    }
 }
 
 /// Collects blobs into one `state` file.
@@ -86,6 +98,12 @@ impl StateFile {
 
     pub fn is_empty(&self) -> bool {
         self.bytes.is_empty()
+    }
+
+    /// The bytes of one blob added before.
+    pub fn blob(&self, blob: Blob) -> &[u8] {
+        let start = blob.offset as usize;
+        &self.bytes[start..start + blob.len as usize]
     }
 }
 
@@ -119,6 +137,46 @@ impl CheckpointStore {
         &self.shown
     }
 
+    /// The store of a directory inside this one (one source partition's checkpoints).
+    pub fn child(&self, name: &str) -> CheckpointStore {
+        CheckpointStore {
+            store: self.store.clone(),
+            root: self.root.clone().join(name),
+            shown: format!("{}/{name}", self.shown),
+            local_dir: self.local_dir.as_ref().map(|d| d.join(name)),
+        }
+    }
+
+    /// The text of object `name` in this directory; when there is none, `create()` is stored
+    /// there first, unless another process stored one at the same moment (then that one).
+    pub async fn read_or_create(
+        &self,
+        name: &str,
+        create: impl FnOnce() -> String,
+    ) -> Result<String, StoreError> {
+        let path = self.root.clone().join(name);
+        if let Some(text) = self.read_text(name).await? {
+            return Ok(text);
+        }
+        let text = create();
+        let create_only = object_store::PutOptions::from(object_store::PutMode::Create);
+        match self
+            .store
+            .put_opts(&path, PutPayload::from(text.clone()), create_only)
+            .await
+        {
+            Ok(_) => Ok(text),
+            Err(object_store::Error::AlreadyExists { .. }) => self
+                .read_text(name)
+                .await?
+                .ok_or_else(|| StoreError::Invalid {
+                    location: format!("{}/{name}", self.shown),
+                    message: "it was created and is gone".into(),
+                }),
+            Err(e) => Err(self.io(name, e)),
+        }
+    }
+
     fn dir(&self, epoch: u64) -> Path {
         self.root.clone().join(format!("chk-{epoch:08}"))
     }
@@ -136,22 +194,81 @@ impl CheckpointStore {
 
     /// Writes `state` then, last, the manifest (its size and CRC filled in here).
     pub async fn write(&self, manifest: &mut Manifest, state: StateFile) -> Result<(), StoreError> {
+        self.put_checkpoint(manifest, state, None).await
+    }
+
+    /// As [`write`](Self::write), for a worker named `writer`: its state file is its own, and
+    /// the manifest is only created, never replaced — of two workers writing the same epoch,
+    /// the second is refused.
+    pub async fn write_exclusive(
+        &self,
+        manifest: &mut Manifest,
+        state: StateFile,
+        writer: &str,
+    ) -> Result<(), StoreError> {
+        self.put_checkpoint(manifest, state, Some(writer)).await
+    }
+
+    async fn put_checkpoint(
+        &self,
+        manifest: &mut Manifest,
+        state: StateFile,
+        writer: Option<&str>,
+    ) -> Result<(), StoreError> {
         let dir = self.dir(manifest.epoch);
         manifest.format = FORMAT;
         manifest.state_bytes = state.len();
         manifest.state_crc32 = crc32fast::hash(&state.bytes);
-        let name = format!("chk-{:08}/{STATE}", manifest.epoch);
+        manifest.state_file = writer.map(|w| format!("{STATE}-{w}"));
+        let state_name = manifest.state_file.clone().unwrap_or(STATE.to_string());
+        let name = format!("chk-{:08}/{state_name}", manifest.epoch);
         self.store
-            .put(&dir.clone().join(STATE), PutPayload::from(state.bytes))
+            .put(&dir.clone().join(state_name), PutPayload::from(state.bytes))
             .await
             .map_err(|e| self.io(&name, e))?;
         let json = serde_json::to_vec_pretty(manifest).expect("a manifest serializes");
         let name = format!("chk-{:08}/{MANIFEST}", manifest.epoch);
-        self.store
-            .put(&dir.join(MANIFEST), PutPayload::from(json))
+        let mode = match writer {
+            Some(_) => object_store::PutMode::Create,
+            None => object_store::PutMode::Overwrite,
+        };
+        match self
+            .store
+            .put_opts(&dir.join(MANIFEST), PutPayload::from(json), mode.into())
             .await
-            .map_err(|e| self.io(&name, e))?;
-        Ok(())
+        {
+            Ok(_) => Ok(()),
+            Err(object_store::Error::AlreadyExists { .. }) => Err(StoreError::Fenced {
+                location: self.shown_dir(manifest.epoch),
+                message: "another worker completed this checkpoint first: it owns the partition"
+                    .into(),
+            }),
+            Err(e) => Err(self.io(&name, e)),
+        }
+    }
+
+    /// Replaces object `name` of this directory with `text`.
+    pub async fn write_text(&self, name: &str, text: &str) -> Result<(), StoreError> {
+        self.store
+            .put(
+                &self.root.clone().join(name),
+                PutPayload::from(text.to_string()),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| self.io(name, e))
+    }
+
+    /// The text of object `name` of this directory, if there is one.
+    pub async fn read_text(&self, name: &str) -> Result<Option<String>, StoreError> {
+        match self.store.get(&self.root.clone().join(name)).await {
+            Ok(r) => {
+                let bytes = r.bytes().await.map_err(|e| self.io(name, e))?;
+                Ok(Some(String::from_utf8_lossy(&bytes).trim().to_string()))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.io(name, e)),
+        }
     }
 
     /// Epochs that have a directory, complete or not, oldest first.
@@ -221,7 +338,8 @@ impl CheckpointStore {
                 location: location.clone(),
                 message: format!("it has no {MANIFEST}: it was never completed"),
             })?;
-        let state = match self.store.get(&self.dir(epoch).join(STATE)).await {
+        let state_name = manifest.state_file.as_deref().unwrap_or(STATE);
+        let state = match self.store.get(&self.dir(epoch).join(state_name)).await {
             Ok(r) => r.bytes().await.map_err(|e| self.io(&location, e))?,
             Err(object_store::Error::NotFound { .. }) => Bytes::new(),
             Err(e) => return Err(self.io(&location, e)),
@@ -379,6 +497,7 @@ mod tests {
             max_parallelism: 128,
             state_bytes: 0,
             state_crc32: 0,
+            state_file: None,
             sources: vec![],
             pipelines: vec![],
         }

@@ -86,7 +86,7 @@ pub async fn run(args: &RunArgs, config: &SluiceConfig) -> Result<ExitCode> {
     let finished = supervise(
         &script,
         job,
-        &planned.settings.checkpoint,
+        &planned.settings,
         config,
         &start,
         stop_rx,

@@ -383,7 +383,7 @@ impl JobManager {
         let result = supervise(
             &script,
             job,
-            &planned.settings.checkpoint,
+            &planned.settings,
             &config,
             &launch,
             stop,

@@ -7,6 +7,7 @@ mod manager;
 mod preview;
 mod secrets;
 mod supervisor;
+mod worker;
 
 pub use access::LocalAccess;
 pub use manager::{JobManager, JobRecord, JobStatus, JobView, JobsError, LogEvent, StopMode};

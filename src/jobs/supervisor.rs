@@ -10,15 +10,15 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::checkpoint::{
-    Checkpoint, CheckpointConfig, CheckpointKind, CheckpointStore, StoreError,
-    default_checkpoint_dir,
+    Checkpoint, CheckpointConfig, CheckpointKind, CheckpointStore, CheckpointTarget,
+    RestartStrategy, StoreError, default_checkpoint_dir,
 };
 use crate::config::SluiceConfig;
 use crate::plan::JobGraph;
 use crate::runtime::metrics::{JobMetrics, bytes};
 use crate::runtime::restore::match_checkpoint;
 use crate::runtime::{CheckpointSetup, JobReport, fresh_run_id, run_job};
-use crate::sql::{PlannedScript, Planner, SqlError, parse_script_with};
+use crate::sql::{PlannedScript, Planner, Settings, SqlError, parse_script_with};
 use crate::stream::JobError;
 
 /// A script to run: its name in messages (a file path), its text, and where `${VAR}` values come
@@ -100,13 +100,17 @@ pub struct Finished {
 pub async fn supervise(
     script: &Script,
     mut job: JobGraph,
-    settings: &CheckpointConfig,
+    settings: &Settings,
     config: &SluiceConfig,
     start: &Launch,
     stop: watch::Receiver<bool>,
     log: &mut dyn JobLog,
 ) -> Result<Finished, RunError> {
-    let ck = config.checkpoint.overlay(settings);
+    if settings.workers {
+        return super::worker::supervise_worker(script, job, settings, config, start, stop, log)
+            .await;
+    }
+    let ck = config.checkpoint.overlay(&settings.checkpoint);
     let interval = ck.interval_for(job.is_unbounded());
     let restart = ck.restart(interval.is_some());
     let mut options = config.runtime_options();
@@ -139,39 +143,57 @@ pub async fn supervise(
             Err(e) if e.is_restartable() && !*stop.borrow() => e,
             Err(e) => return Err(e.into()),
         };
-        if started.elapsed() >= restart.reset_after {
-            failures = 0;
-        }
-        failures += 1;
-        if failures > restart.attempts {
-            if restart.attempts > 0 {
-                log.line(&format!(
-                    "the job failed {failures} times; giving up (restart-strategy)"
-                ));
-            }
-            return Err(error.into());
-        }
-        let wait = restart.backoff(failures);
-        log.line(&format!(
-            "error: {error}\nrestarting from the last checkpoint in {:.1} s (restart {failures}{})",
-            wait.as_secs_f64(),
-            if restart.attempts == u32::MAX {
-                String::new()
-            } else {
-                format!(" of {}", restart.attempts)
-            }
-        ));
-        let mut stopped = stop.clone();
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = stopped.wait_for(|s| *s) => return Err(error.into()),
-        }
-        job = script
-            .plan()
-            .await?
-            .job
-            .ok_or_else(|| RunError::Other("the script no longer has a job to run".into()))?;
+        wait_to_restart(&restart, &mut failures, started, error, &stop, log).await?;
+        job = replan(script).await?;
     }
+}
+
+/// After a failure of a run that started at `started`: waits as the restart strategy says, or
+/// gives the error back when it says to give up (or the job is stopped meanwhile).
+pub(super) async fn wait_to_restart(
+    restart: &RestartStrategy,
+    failures: &mut u32,
+    started: Instant,
+    error: JobError,
+    stop: &watch::Receiver<bool>,
+    log: &mut dyn JobLog,
+) -> Result<JobError, RunError> {
+    if started.elapsed() >= restart.reset_after {
+        *failures = 0;
+    }
+    *failures += 1;
+    if *failures > restart.attempts {
+        if restart.attempts > 0 {
+            log.line(&format!(
+                "the job failed {failures} times; giving up (restart-strategy)"
+            ));
+        }
+        return Err(error.into());
+    }
+    let wait = restart.backoff(*failures);
+    log.line(&format!(
+        "error: {error}\nrestarting from the last checkpoint in {:.1} s (restart {failures}{})",
+        wait.as_secs_f64(),
+        if restart.attempts == u32::MAX {
+            String::new()
+        } else {
+            format!(" of {}", restart.attempts)
+        }
+    ));
+    let mut stopped = stop.clone();
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => Ok(error),
+        _ = stopped.wait_for(|s| *s) => Err(error.into()),
+    }
+}
+
+/// The script's job planned again (a restart reads its files and variables anew).
+pub(super) async fn replan(script: &Script) -> Result<JobGraph, RunError> {
+    script
+        .plan()
+        .await?
+        .job
+        .ok_or_else(|| RunError::Other("the script no longer has a job to run".into()))
 }
 
 /// The job's checkpoint store, the checkpoint to restore (`start` applies to the first start
@@ -262,7 +284,7 @@ fn checkpoint_setup(
             .as_ref()
             .map_or_else(fresh_run_id, |r| r.run_id.clone()),
         epoch_base: stored.epoch_base,
-        store: stored.store,
+        store: CheckpointTarget::Job(stored.store),
         interval,
         mode: ck.mode(),
         timeout: ck.timeout(),

@@ -7,6 +7,7 @@
 //! ```
 
 mod parallel;
+mod workers;
 
 pub use parallel::{
     Parallelism, STAGE_INPUT, Stages, operator_routes, plan_parallelism, plan_stages,
@@ -166,12 +167,12 @@ impl JobGraph {
     pub fn task_ids(&self) -> Vec<TaskId> {
         let mut tasks = Vec::new();
         for (pipeline, (p, id)) in self.pipelines.iter().zip(self.pipeline_ids()).enumerate() {
-            let n = p.parallelism.subtasks();
-            for subtask in 0..n {
+            let n = p.parallelism.total();
+            for (subtask, k) in p.parallelism.running().into_iter().enumerate() {
                 let id = if n == 1 {
                     id.clone()
                 } else {
-                    format!("{id}[{subtask}/{n}]")
+                    format!("{id}[{k}/{n}]")
                 };
                 tasks.push(TaskId {
                     pipeline,
@@ -244,7 +245,7 @@ impl JobGraph {
                 out,
                 "\nPipeline `{}`  parallelism {}",
                 p.name,
-                p.parallelism.subtasks()
+                p.parallelism.total()
             );
             let spread = p.parallelism.subtasks() > 1;
             if let Some(up) = p.upstream {
@@ -275,6 +276,13 @@ impl JobGraph {
                 }
                 if let (Parallelism::Spread { .. }, true) = (&p.parallelism, spread) {
                     line.push_str(", batches to the subtasks in turn");
+                }
+                if let Parallelism::Partitions { owned, .. } = &p.parallelism {
+                    let owned: Vec<String> = owned.iter().map(|k| k.to_string()).collect();
+                    line.push_str(&format!(
+                        ", one subtask per partition; this worker runs partitions {}",
+                        owned.join(", ")
+                    ));
                 }
                 let _ = writeln!(out, "{line}");
             }

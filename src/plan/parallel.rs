@@ -19,13 +19,38 @@ pub enum Parallelism {
     /// `subtasks` copies, each given whole batches in turn: a local aggregation, whose partial
     /// results the next stage merges, so any row may go anywhere.
     Spread { subtasks: usize },
+    /// One subtask per partition of the Kafka topic it reads, each fed by its partition alone;
+    /// this process runs those of the `owned` partitions (a worker of a job several processes
+    /// share). Rows meet where the topic's producer put them: by its message key.
+    Partitions {
+        partitions: usize,
+        owned: Vec<usize>,
+    },
 }
 
 impl Parallelism {
+    /// The subtasks that run in this process.
     pub fn subtasks(&self) -> usize {
         match self {
             Parallelism::Single { .. } => 1,
             Parallelism::Keyed { subtasks, .. } | Parallelism::Spread { subtasks } => *subtasks,
+            Parallelism::Partitions { owned, .. } => owned.len(),
+        }
+    }
+
+    /// The subtasks of the whole job: the `n` of the ids `[k/n]`.
+    pub fn total(&self) -> usize {
+        match self {
+            Parallelism::Partitions { partitions, .. } => *partitions,
+            _ => self.subtasks(),
+        }
+    }
+
+    /// The index `k` of the ids `[k/n]` of the subtasks that run here, in order.
+    pub fn running(&self) -> Vec<usize> {
+        match self {
+            Parallelism::Partitions { owned, .. } => owned.clone(),
+            _ => (0..self.subtasks()).collect(),
         }
     }
 }

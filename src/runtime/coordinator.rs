@@ -25,7 +25,9 @@ use super::metrics::CheckpointStatus;
 use crate::checkpoint::manifest::{
     OperatorState, PipelineState, SinkState, SourceState, StagedEpoch,
 };
-use crate::checkpoint::{CheckpointKind, CheckpointMode, CheckpointStore, Manifest, StateFile};
+use crate::checkpoint::{
+    CheckpointKind, CheckpointMode, CheckpointTarget, Manifest, StateFile, StoreError,
+};
 use crate::stream::{JobError, Positions};
 
 /// What a task hands the coordinator.
@@ -104,7 +106,7 @@ impl CheckpointLink {
 
 /// Settings of the coordinator.
 pub(crate) struct CoordinatorConfig {
-    pub store: CheckpointStore,
+    pub store: CheckpointTarget,
     pub job: String,
     pub run_id: String,
     pub interval: Duration,
@@ -395,6 +397,7 @@ impl Coordinator {
             max_parallelism: self.config.max_parallelism,
             state_bytes: 0,
             state_crc32: 0,
+            state_file: None,
             sources,
             pipelines,
         };
@@ -403,7 +406,10 @@ impl Coordinator {
             .store
             .write(&mut manifest, state)
             .await
-            .map_err(|e| JobError::internal(format!("writing checkpoint {epoch}: {e}")))?;
+            .map_err(|e| match e {
+                StoreError::Fenced { .. } => JobError::PartitionTaken(e.to_string()),
+                e => JobError::internal(format!("writing checkpoint {epoch}: {e}")),
+            })?;
         let duration = started.elapsed();
         tracing::info!(epoch, kind = kind.as_str(), bytes = size, ?duration, location = %self.config.store.location(), "checkpoint complete");
         self.status.completed(epoch, duration, size, kind);

@@ -63,6 +63,8 @@ pub(crate) struct PipelineInput {
     /// Without a router: whole batches to the subtasks in turn (a local aggregation's), else
     /// every batch to the one subtask.
     pub in_turn: Option<std::sync::atomic::AtomicUsize>,
+    /// Each split's rows to its own subtask (a worker's tasks, one per partition it owns).
+    pub by_split: bool,
 }
 
 impl PipelineInput {
@@ -78,8 +80,21 @@ impl PipelineInput {
         Ok(())
     }
 
-    /// Sends each subtask its rows of `batch`.
-    pub async fn send_rows(&self, batch: RecordBatch) -> Result<(), JobError> {
+    /// Sends each subtask its rows of `batch`, which came from split `split` of the source
+    /// (or from a first stage: split 0).
+    pub async fn send_rows(&self, split: usize, batch: RecordBatch) -> Result<(), JobError> {
+        if self.by_split {
+            let tx = self.subtasks.get(split).ok_or_else(|| {
+                JobError::internal(format!(
+                    "split {split} has no subtask among {}",
+                    self.subtasks.len()
+                ))
+            })?;
+            return tx
+                .send(Message::Batch(batch))
+                .await
+                .map_err(|_| JobError::ChannelClosed);
+        }
         match (&self.router, &self.in_turn) {
             (Some(router), _) => self.send_parts(router.split(&batch)?).await,
             (None, Some(next)) => {

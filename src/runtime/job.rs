@@ -18,7 +18,7 @@ use super::metrics::{JobMetrics, LastCheckpoint};
 use super::mini_batch::HeldBatches;
 use super::pipeline::{PipelineCheckpoints, PipelineTask, SinkOutput};
 use super::restore::{PipelineRestore, RestorePlan, sink_id};
-use crate::checkpoint::{CheckpointMode, CheckpointStore};
+use crate::checkpoint::{CheckpointMode, CheckpointTarget};
 use crate::operators::FusedOperators;
 use crate::operators::Operators;
 use crate::plan::{JobGraph, MiniBatch, Parallelism, STAGE_INPUT, SinkNode};
@@ -72,7 +72,7 @@ pub struct JobReport {
 
 /// How a job takes checkpoints.
 pub struct CheckpointSetup {
-    pub store: CheckpointStore,
+    pub store: CheckpointTarget,
     pub interval: Duration,
     pub mode: CheckpointMode,
     pub timeout: Duration,
@@ -180,6 +180,7 @@ pub async fn run_job(
                     subtasks: txs,
                     router,
                     in_turn: None,
+                    by_split: false,
                 });
             }
             stage_inputs.insert(next, into_next);
@@ -202,6 +203,7 @@ pub async fn run_job(
                 subtasks: txs,
                 router,
                 in_turn,
+                by_split: matches!(pipeline.parallelism, Parallelism::Partitions { .. }),
             });
         }
         let operator_ids: Vec<_> = task_ids[next_task..next_task + n]

@@ -16,6 +16,8 @@ pub struct JobMetrics {
     pub sources: Vec<Arc<SourceMetrics>>,
     pub sinks: Vec<Arc<SinkMetrics>>,
     pub checkpoints: Arc<CheckpointStatus>,
+    /// The topic partitions a worker runs (`None`: the process runs the whole job).
+    pub owned_partitions: Arc<Mutex<Option<Vec<usize>>>>,
 }
 
 /// The newest completed checkpoint, for the status line and the run summary.
@@ -107,6 +109,7 @@ impl JobMetrics {
                 })
                 .collect(),
             checkpoints: Arc::default(),
+            owned_partitions: Arc::default(),
         }
     }
 
@@ -160,7 +163,17 @@ impl JobMetrics {
             sources,
             sinks,
             checkpoints: Arc::default(),
+            owned_partitions: Arc::default(),
         }
+    }
+
+    /// Marks the job as a worker's, running these partitions of its topic.
+    pub fn set_owned_partitions(&self, partitions: &[usize]) {
+        *self.owned_partitions.lock().expect("not poisoned") = Some(partitions.to_vec());
+    }
+
+    pub fn owned_partitions(&self) -> Option<Vec<usize>> {
+        self.owned_partitions.lock().expect("not poisoned").clone()
     }
 
     pub fn rows_in(&self) -> u64 {

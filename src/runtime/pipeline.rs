@@ -513,7 +513,7 @@ impl PipelineTask {
                 continue;
             }
             if let Some(next) = &self.next_stage {
-                next.send_rows(b).await?;
+                next.send_rows(0, b).await?;
                 continue;
             }
             for s in &mut self.sinks {

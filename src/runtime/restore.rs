@@ -17,7 +17,7 @@ use super::coordinator::decode_batches;
 use super::rescale::spread;
 use crate::checkpoint::manifest::{OperatorState, PipelineState, SinkState};
 use crate::checkpoint::{Checkpoint, Positions};
-use crate::plan::JobGraph;
+use crate::plan::{JobGraph, Parallelism};
 use crate::stream::JobError;
 
 /// A checkpoint's state, laid out by the job's sources, pipelines, operators and sinks.
@@ -130,9 +130,21 @@ pub fn match_checkpoint(
         let Some(p) = ids.iter().position(|id| id == base) else {
             continue;
         };
-        if of != job.pipelines[p].parallelism.subtasks() {
+        if of != job.pipelines[p].parallelism.total() {
             rescaled.entry(p).or_default().push((subtask, state));
         }
+    }
+    // A worker's tasks are the topic's partitions: they take state of the same partition only.
+    if let Some((&p, old)) = rescaled
+        .iter()
+        .find(|&(&p, _)| matches!(job.pipelines[p].parallelism, Parallelism::Partitions { .. }))
+    {
+        let of = task_of(&old[0].1.id).2;
+        return Err(refuse(format!(
+            "pipeline `{}` ran as {of} subtasks and its topic has {} partitions now; a job of several workers keeps one task per partition, so its state cannot be restored (start over with a new pipeline.name or an empty checkpoint directory)",
+            job.pipelines[p].name,
+            job.pipelines[p].parallelism.total()
+        )));
     }
     let keyed = |p: usize| {
         job.pipelines[p]

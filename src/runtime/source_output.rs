@@ -213,25 +213,33 @@ impl TableOutput {
         self.send(Message::Watermark(w)).await
     }
 
+    /// Sends everything but rows to every subtask of every pipeline.
     async fn send(&mut self, msg: Message) -> Result<(), JobError> {
+        for out in &self.outputs {
+            out.send_each(&msg).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends rows of split `split` to the subtasks they belong to.
+    async fn send_batch(&mut self, split: usize, batch: RecordBatch) -> Result<(), JobError> {
         // Batches are reference-counted Arrow arrays: a clone per output copies no data. Pipelines
         // spread by the same key (the alert rules of one table, say) share one split.
-        let mut split: Vec<(&KeyRouter, Vec<Option<RecordBatch>>)> = Vec::new();
+        let mut parted: Vec<(&KeyRouter, Vec<Option<RecordBatch>>)> = Vec::new();
         for out in &self.outputs {
-            match (&msg, &out.router) {
-                (Message::Batch(batch), Some(router)) => {
-                    let parts = match split.iter().find(|(r, _)| *r == router) {
+            match &out.router {
+                Some(router) => {
+                    let parts = match parted.iter().find(|(r, _)| *r == router) {
                         Some((_, parts)) => parts.clone(),
                         None => {
-                            let parts = router.split(batch)?;
-                            split.push((router, parts.clone()));
+                            let parts = router.split(&batch)?;
+                            parted.push((router, parts.clone()));
                             parts
                         }
                     };
                     out.send_parts(parts).await?;
                 }
-                (Message::Batch(batch), None) => out.send_rows(batch.clone()).await?,
-                _ => out.send_each(&msg).await?,
+                None => out.send_rows(split, batch.clone()).await?,
             }
         }
         Ok(())
@@ -377,7 +385,7 @@ impl TableOutput {
             Some(w) => w.observe(split, &row, Instant::now())?,
             None => None,
         };
-        self.send(Message::Batch(row)).await?;
+        self.send_batch(split, row).await?;
         if let Some(w) = watermark {
             self.send_watermark(w).await?;
         }

@@ -125,6 +125,11 @@ pub fn render(jobs: &JobManager) -> String {
         "gauge",
         "Size of the newest checkpoint",
     );
+    let mut owned = Family::new(
+        "sluice_worker_partition_owned",
+        "gauge",
+        "1 for each topic partition this worker of the job runs",
+    );
     for (record, metrics) in jobs.metrics() {
         let job = record.id.as_str();
         for s in [
@@ -181,6 +186,9 @@ pub fn render(jobs: &JobManager) -> String {
                 op_buffered.add(&labels, o.buffered_rows.load(Relaxed) as f64);
             }
         }
+        for p in m.owned_partitions().unwrap_or_default() {
+            owned.add(&[("job", job), ("partition", &p.to_string())], 1.0);
+        }
         if let Some(c) = m.checkpoints.last() {
             let labels = [("job", job)];
             ck_epoch.add(&labels, c.epoch as f64);
@@ -208,6 +216,7 @@ pub fn render(jobs: &JobManager) -> String {
         ck_age,
         ck_duration,
         ck_size,
+        owned,
     ] {
         let _ = writeln!(out, "# HELP {} {}", f.name, f.help);
         let _ = writeln!(out, "# TYPE {} {}", f.name, f.kind);

@@ -17,4 +17,4 @@ pub mod window;
 
 pub use error::SqlError;
 pub use parser::{complete_statements, parse_script, parse_script_with};
-pub use planner::{LocalPath, PlannedScript, Planner, user_facing};
+pub use planner::{LocalPath, PlannedScript, Planner, Settings, user_facing};

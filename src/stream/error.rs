@@ -34,6 +34,10 @@ pub enum JobError {
     /// A checkpoint could not be taken or restored; the message says which and why.
     #[error("{0}")]
     Checkpoint(String),
+    /// A worker's partition was claimed by another worker: its tasks here must stop without
+    /// checkpointing it.
+    #[error("{0}")]
+    PartitionTaken(String),
     /// The task at the other end of a channel ended (it failed, and reports its own error).
     #[error("a connected task stopped")]
     ChannelClosed,

@@ -49,6 +49,9 @@ pub struct KafkaConfig {
     /// `format = 'debezium-json'`: each row in Debezium's envelope, `"op"` saying whether it
     /// is added (`c`) or taken back (`d`), its values as the JSON format writes them.
     pub debezium: bool,
+    /// The partitions this process reads, when it is one of several workers of the job (a
+    /// worker's share, from the consumer group); `None`: every partition.
+    pub owned_partitions: Option<Vec<i32>>,
 }
 
 const METADATA_KEYS: &[&str] = &["topic", "partition", "offset", "timestamp", "key"];
@@ -283,6 +286,7 @@ impl KafkaConfig {
             at_least_once: guarantee == "at-least-once",
             upsert: upsert_key.is_some(),
             debezium,
+            owned_partitions: None,
         })
     }
 

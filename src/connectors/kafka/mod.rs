@@ -12,9 +12,11 @@
 
 mod broker_log;
 mod config;
+mod group;
 mod sink;
 mod source;
 
 pub use config::{BoundedMode, KafkaConfig, OPTIONS, StartupMode};
+pub use group::{GroupMember, Revocation};
 pub use sink::KafkaSink;
 pub use source::KafkaSource;

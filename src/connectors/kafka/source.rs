@@ -1,4 +1,4 @@
-//! Consuming: assignment of all partitions, start offsets, batching by size and linger time,
+//! Consuming: assignment of all partitions (or a worker's share), start offsets, batching by size and linger time,
 //! decoding, metadata columns, per-partition watermarks, offset commits, lag. An `upsert-kafka`
 //! table's batches carry a row kind: each value an upsert (`+U`), each tombstone a delete (`-D`)
 //! of its key (decoded from the message key, the other columns NULL); the planner puts a
@@ -418,6 +418,10 @@ impl KafkaSource {
             ));
         }
         splits.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        // A worker reads its share, in partition order: split `i` feeds its subtask `i`.
+        if let Some(owned) = &c.owned_partitions {
+            splits.retain(|s| owned.contains(&s.partition));
+        }
         Ok(splits)
     }
 

@@ -104,7 +104,9 @@ pub fn spread(
                     ))
                 })?,
             ),
-            Parallelism::Single { .. } | Parallelism::Spread { .. } => None,
+            Parallelism::Single { .. }
+            | Parallelism::Spread { .. }
+            | Parallelism::Partitions { .. } => None,
         };
         let takers = match parallelism {
             Parallelism::Spread { .. } => 1,

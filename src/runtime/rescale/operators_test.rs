@@ -159,9 +159,9 @@ impl<'a> Subtasks<'a> {
                             .split(batch)
                             .unwrap()
                     }
-                    Parallelism::Single { .. } | Parallelism::Spread { .. } => {
-                        vec![Some(batch.clone())]
-                    }
+                    Parallelism::Single { .. }
+                    | Parallelism::Spread { .. }
+                    | Parallelism::Partitions { .. } => vec![Some(batch.clone())],
                 };
                 for (chain, part) in self.chains.iter_mut().zip(parts) {
                     if let Some(part) = part {

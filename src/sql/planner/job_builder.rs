@@ -177,6 +177,8 @@ impl JobBuilder {
                     Parallelism::Spread { .. } => Parallelism::Spread {
                         subtasks: parallelism,
                     },
+                    // Only a worker's job has them, made from this one.
+                    partitions @ Parallelism::Partitions { .. } => partitions,
                 };
                 let planned = plan_parallelism(&p.operators, &inputs, shape);
                 // Keyed differently along the way: two stages with an exchange between.

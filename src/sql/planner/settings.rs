@@ -73,6 +73,9 @@ pub struct Settings {
     /// `table.exec.state.ttl`: how long an updating aggregate keeps a key after its last change
     /// (`None`, or 0 as in Flink: forever).
     pub state_ttl: Option<Duration>,
+    /// `sluice.workers` = `kafka-group`: every process running the job (by `pipeline.name`)
+    /// is one of its workers, and they share the topic's partitions.
+    pub workers: bool,
     /// `table.exec.mini-batch.enabled`, `.allow-latency` and `.size`, as given: see
     /// [`Settings::mini_batch`].
     mini_batch_enabled: bool,
@@ -95,6 +98,7 @@ impl Default for Settings {
             reuse_sub_plan: true,
             two_phase: true,
             state_ttl: None,
+            workers: false,
             mini_batch_enabled: false,
             mini_batch_latency: Duration::ZERO,
             mini_batch_size: None,
@@ -123,6 +127,7 @@ const KNOWN: &[&str] = &[
     "sql-client.execution.result-mode",
     "sql-client.execution.max-table-result.rows",
     "sql-client.display.max-column-width",
+    "sluice.workers",
 ];
 
 /// The most subtasks a pipeline can have: one per key group at the default
@@ -190,6 +195,7 @@ impl Settings {
             "sql-client.execution.result-mode" => ("tableau", &["table", "tableau", "changelog"]),
             "sql-client.execution.max-table-result.rows" => ("1000000", &[]),
             "sql-client.display.max-column-width" => ("30", &[]),
+            "sluice.workers" => ("single", &["single", "kafka-group"]),
             _ => ("", &[]),
         }
     }
@@ -287,6 +293,17 @@ impl Settings {
             }
             "sql-client.display.max-column-width" => {
                 self.client.max_column_width = positive(key, v, 4, "a number of characters")?;
+            }
+            "sluice.workers" => {
+                self.workers = match v.to_ascii_lowercase().as_str() {
+                    "single" => false,
+                    "kafka-group" => true,
+                    _ => {
+                        return Err(format!(
+                            "'{key}' = '{value}': expected 'single' (this process runs the whole job) or 'kafka-group' (every process running it shares the topic's partitions)"
+                        ));
+                    }
+                };
             }
             k if CheckpointConfig::handles(k) => self.checkpoint.set(k, v)?,
             other => {

@@ -1,0 +1,348 @@
+//! Several processes, one job (`'sluice.workers' = 'kafka-group'`), with real servers (tansu and
+//! ClickHouse, started by scripts/test.sh): three workers share a 6-partition topic that
+//! `sluice gen fleet` keys by vehicle while it produces. One worker is killed with SIGKILL
+//! mid-stream (the others take its partitions over from their checkpoints), later a fourth
+//! joins (partitions are handed to it at a savepoint). Every ClickHouse table, read without
+//! FINAL from a plain MergeTree, equals row for row and count for count the tables of one
+//! uninterrupted single-process run over the same topic.
+//!
+//! The end of the stream is told in event time, as in production: one reading an hour later
+//! in every partition moves each worker's watermark past every real window. (A `--drain` stop
+//! would not do: while workers leave, a partition can be between owners.)
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use common::{clickhouse_execute, sluice, test_broker, test_clickhouse};
+use rand::Rng;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+
+const EVENTS: u64 = 24_000;
+const PARTITIONS: i32 = 6;
+
+/// The per-vehicle outputs: state keyed by the topic's key, so no row moves between workers.
+const OUTPUTS: [&str; 4] = ["passthrough", "tumble", "session", "braking"];
+
+/// The job: as the workers run it (`workers`), or as one process reading the whole topic to
+/// its end.
+fn job(topic: &str, brokers: &str, url: &str, db: &str, workers: bool) -> String {
+    let (settings, bounded) = if workers {
+        (
+            format!(
+                "SET 'sluice.workers' = 'kafka-group';\nSET 'pipeline.name' = 'workers_{db}';\n"
+            ),
+            "",
+        )
+    } else {
+        (String::new(), ", 'scan.bounded.mode' = 'latest-offset'")
+    };
+    let sink = |name: &str| {
+        format!(
+            "'connector' = 'clickhouse', 'url' = '{url}', 'database' = '{db}', 'table' = '{name}',
+             'sink.create-table' = 'true', 'sink.batch-size' = '500'"
+        )
+    };
+    format!(
+        "{settings}SET 'execution.checkpointing.interval' = '500 ms';
+CREATE TABLE telemetry (
+  vehicle_id STRING, driver_id STRING, ts TIMESTAMP(3), speed_kmh DOUBLE, accel_ms2 DOUBLE,
+  WATERMARK FOR ts AS ts - INTERVAL '5' SECOND
+) WITH ('connector' = 'kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{brokers}',
+  'properties.group.id' = '{db}', 'scan.startup.mode' = 'earliest-offset', 'format' = 'json',
+  'key.format' = 'raw', 'key.fields' = 'vehicle_id',
+  'properties.session.timeout.ms' = '6000'{bounded});
+CREATE TABLE passthrough (vehicle_id STRING, ts TIMESTAMP(3), speed_kmh DOUBLE) WITH ({});
+CREATE TABLE tumble (vehicle_id STRING, ws TIMESTAMP(3), n BIGINT, top DOUBLE) WITH ({});
+CREATE TABLE session (vehicle_id STRING, ws TIMESTAMP(3), we TIMESTAMP(3), n BIGINT) WITH ({});
+CREATE TABLE braking (vehicle_id STRING, first_ts TIMESTAMP(3), hard BIGINT) WITH ({});
+INSERT INTO passthrough SELECT vehicle_id, ts, speed_kmh FROM telemetry WHERE speed_kmh > 20;
+INSERT INTO tumble SELECT vehicle_id, window_start, COUNT(*), MAX(speed_kmh)
+  FROM TABLE(TUMBLE(TABLE telemetry, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
+  GROUP BY vehicle_id, window_start, window_end;
+INSERT INTO session SELECT vehicle_id, window_start, window_end, COUNT(*)
+  FROM TABLE(SESSION(TABLE telemetry PARTITION BY vehicle_id, DESCRIPTOR(ts), INTERVAL '20' SECOND))
+  GROUP BY vehicle_id, window_start, window_end;
+INSERT INTO braking SELECT * FROM telemetry MATCH_RECOGNIZE (
+  PARTITION BY vehicle_id ORDER BY ts
+  MEASURES FIRST(H.ts) AS first_ts, COUNT(H.ts) AS hard
+  ONE ROW PER MATCH
+  AFTER MATCH SKIP PAST LAST ROW
+  PATTERN (H+ N)
+  DEFINE H AS H.accel_ms2 < -1.5, N AS N.accel_ms2 >= -1.5
+) AS m;
+",
+        sink("passthrough"),
+        sink("tumble"),
+        sink("session"),
+        sink("braking"),
+    )
+}
+
+/// A row of a test vehicle in each partition, an hour after the fleet's readings: it closes
+/// every window of the real vehicles, and is left out of the comparison.
+async fn produce_end_of_stream(brokers: &str, topic: &str) {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    for p in 0..PARTITIONS {
+        let key = format!("{END_VEHICLE}{p}");
+        let value = format!(
+            r#"{{"vehicle_id":"{key}","driver_id":"D","ts":"2024-03-01 10:00:00.000","speed_kmh":0.0,"accel_ms2":0.0}}"#
+        );
+        producer
+            .send(
+                FutureRecord::to(topic)
+                    .partition(p)
+                    .key(&key)
+                    .payload(&value),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+    }
+}
+
+/// Prefix of the test vehicles that end the stream.
+const END_VEHICLE: &str = "ZZ-end-";
+
+/// A table's rows without the end-of-stream vehicles, in a stable order, duplicates kept.
+async fn rows(url: &str, db: &str, name: &str) -> Vec<String> {
+    let text = common::clickhouse_query(
+        url,
+        &format!(
+            "SELECT * FROM {db}.{name} WHERE NOT startsWith(vehicle_id, '{END_VEHICLE}') ORDER BY ALL SETTINGS session_timezone = 'UTC'"
+        ),
+    )
+    .await;
+    text.lines().map(str::to_string).collect()
+}
+
+/// A worker process and the lines of its stderr as they come.
+struct Worker {
+    name: &'static str,
+    child: Child,
+    lines: Receiver<String>,
+    /// Every line read so far.
+    log: Vec<String>,
+}
+
+impl Worker {
+    fn start(name: &'static str, sql: &std::path::Path, data: &std::path::Path) -> Worker {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["run", "--quiet"])
+            .arg(sql)
+            .env("XDG_DATA_HOME", data)
+            .env("RUST_LOG", "sluice=info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line);
+            }
+        });
+        Worker {
+            name,
+            child,
+            lines,
+            log: Vec::new(),
+        }
+    }
+
+    /// Reads what it printed so far.
+    fn read(&mut self) {
+        while let Ok(line) = self.lines.try_recv() {
+            self.log.push(line);
+        }
+    }
+
+    /// Waits until a line it prints contains `text` (reading at most `within`).
+    fn wait_for(&mut self, text: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        if self.log.iter().any(|l| l.contains(text)) {
+            return;
+        }
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let found = line.contains(text);
+                    self.log.push(line);
+                    if found {
+                        return;
+                    }
+                }
+                Err(e) => panic!(
+                    "worker {} never printed `{text}` ({e}):\n{}",
+                    self.name,
+                    self.log.join("\n")
+                ),
+            }
+        }
+    }
+
+    fn count(&mut self, text: &str) -> usize {
+        self.read();
+        self.log.iter().filter(|l| l.contains(text)).count()
+    }
+}
+
+/// What the workers printed, for a failure's message.
+fn logs(workers: &mut [&mut Worker]) -> String {
+    let all: Vec<String> = workers
+        .iter_mut()
+        .map(|w| {
+            w.read();
+            format!("worker {}:\n{}", w.name, w.log.join("\n"))
+        })
+        .collect();
+    all.join("\n\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_workers_share_a_topic_one_dies_one_joins_and_clickhouse_equals_one_process() {
+    let (Some(brokers), Some(url)) = (test_broker(), test_clickhouse()) else {
+        return;
+    };
+    let run = format!("{}_{}", std::process::id(), rand::rng().random::<u32>());
+    let topic = format!("workers-{run}");
+    let (workers_db, reference_db) = (format!("workers_{run}"), format!("reference_{run}"));
+    for db in [&workers_db, &reference_db] {
+        clickhouse_execute(&url, &format!("CREATE DATABASE {db}")).await;
+    }
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    let created = admin
+        .create_topics(
+            &[NewTopic::new(
+                &topic,
+                PARTITIONS,
+                TopicReplication::Fixed(1),
+            )],
+            &AdminOptions::new(),
+        )
+        .await
+        .unwrap();
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let sql = dir.path().join("workers.sql");
+    std::fs::write(&sql, job(&topic, &brokers, &url, &workers_db, true)).unwrap();
+    // One checkpoint directory for all: the data directory they share (S3 in production).
+    let mut a = Worker::start("a", &sql, dir.path());
+    let mut b = Worker::start("b", &sql, dir.path());
+    let mut c = Worker::start("c", &sql, dir.path());
+    for w in [&mut a, &mut b, &mut c] {
+        w.wait_for("running partitions", Duration::from_secs(60));
+    }
+
+    // Events arrive while the workers run, die and join.
+    let events = EVENTS.to_string();
+    let producer = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["gen", "fleet", "--brokers", &brokers, "--topic", &topic])
+        .args(["--events", &events, "--rate", "3000", "--vehicles", "30"])
+        .args(["--seed", "11", "--start", "2024-03-01 08:00:00"])
+        // tansu's memory engine reports end offsets per record batch: one record per batch
+        // keeps the reference's bounded read exact.
+        .args(["-X", "batch.num.messages=1"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // Mid-stream, b dies without a savepoint: a and c restore its partitions' checkpoints.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    b.child.kill().unwrap();
+    b.child.wait().unwrap();
+    b.read();
+    let restores = |w: &mut Worker| w.count("restored from");
+    let before = restores(&mut a) + restores(&mut c);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while restores(&mut a) + restores(&mut c) == before {
+        assert!(Instant::now() < deadline, "nobody took b's partitions over");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Later d joins: a and c hand some partitions over at a savepoint.
+    let mut d = Worker::start("d", &sql, dir.path());
+    d.wait_for("restored from", Duration::from_secs(60));
+
+    let produced = producer.wait_with_output().unwrap();
+    assert!(produced.status.success(), "{produced:?}");
+    produce_end_of_stream(&brokers, &topic).await;
+
+    // The uninterrupted run: the whole topic, bounded, one process.
+    let reference_sql = dir.path().join("reference.sql");
+    std::fs::write(
+        &reference_sql,
+        job(&topic, &brokers, &url, &reference_db, false),
+    )
+    .unwrap();
+    sluice(&["run", "--quiet", reference_sql.to_str().unwrap()], &[]);
+    let mut expected = Vec::new();
+    for name in OUTPUTS {
+        expected.push(rows(&url, &reference_db, name).await.len());
+    }
+    assert!(expected[0] > 1000, "{} pass-through rows", expected[0]);
+
+    // The workers catch up: every real window closed.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for (name, &want) in OUTPUTS.iter().zip(&expected) {
+        while rows(&url, &workers_db, name).await.len() < want {
+            if Instant::now() > deadline {
+                panic!(
+                    "the workers did not catch up on `{name}`\n{}",
+                    logs(&mut [&mut a, &mut b, &mut c, &mut d])
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+    // Then they are stopped (as `kubectl scale --replicas=0` would, SIGTERM), each with a
+    // savepoint of its partitions.
+    for w in [&a, &c, &d] {
+        Command::new("kill")
+            .args(["-TERM", &w.child.id().to_string()])
+            .status()
+            .unwrap();
+    }
+    for w in [&mut a, &mut c, &mut d] {
+        let status = w.child.wait().unwrap();
+        w.read();
+        assert!(status.success(), "worker {}:\n{}", w.name, w.log.join("\n"));
+    }
+    let moved = [&mut a, &mut c]
+        .into_iter()
+        .map(|w| w.count("partitions moved"))
+        .sum::<usize>();
+    assert!(moved > 0, "partitions were handed over at a savepoint");
+
+    let logs = logs(&mut [&mut a, &mut b, &mut c, &mut d]);
+    for name in OUTPUTS {
+        let got = rows(&url, &workers_db, name).await;
+        let want = rows(&url, &reference_db, name).await;
+        assert!(!want.is_empty(), "`{name}` has rows");
+        assert!(
+            got == want,
+            "`{name}`: {} rows from the workers, {} in the uninterrupted run; first difference: {:?}\n{logs}",
+            got.len(),
+            want.len(),
+            got.iter().zip(&want).find(|(a, b)| a != b)
+        );
+    }
+}
