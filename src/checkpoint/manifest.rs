@@ -62,7 +62,15 @@ impl CheckpointKind {
 pub struct SourceState {
     pub table: String,
     pub positions: Positions,
+    /// Each split's watermark at the barrier, by the keys of `positions`: a split that sees
+    /// no more rows after a restore (or after moving to another worker) does not hold event
+    /// time back.
+    #[serde(default, skip_serializing_if = "SplitWatermarks::is_empty")]
+    pub watermarks: SplitWatermarks,
 }
+
+/// Watermarks of a source's splits, by split key.
+pub type SplitWatermarks = std::collections::BTreeMap<String, i64>;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PipelineState {

@@ -163,6 +163,12 @@ impl PartitionCheckpoints {
                     .filter(|(split, _)| split.ends_with(&split_suffix))
                     .map(|(k, v)| (k.clone(), *v))
                     .collect(),
+                watermarks: s
+                    .watermarks
+                    .iter()
+                    .filter(|(split, _)| split.ends_with(&split_suffix))
+                    .map(|(k, v)| (k.clone(), *v))
+                    .collect(),
             })
             .collect();
         let part = Manifest {
@@ -187,7 +193,10 @@ fn merge(parts: Vec<Checkpoint>, location: &str) -> Option<Checkpoint> {
     for part in &parts {
         for s in &part.manifest.sources {
             match manifest.sources.iter_mut().find(|m| m.table == s.table) {
-                Some(m) => m.positions.extend(s.positions.clone()),
+                Some(m) => {
+                    m.positions.extend(s.positions.clone());
+                    m.watermarks.extend(s.watermarks.clone());
+                }
                 None => manifest.sources.push(s.clone()),
             }
         }
@@ -264,6 +273,10 @@ mod tests {
         SourceState {
             table: "telemetry".into(),
             positions: pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            watermarks: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v as i64 * 1000))
+                .collect(),
         }
     }
 
@@ -313,6 +326,12 @@ mod tests {
                 .collect::<Vec<_>>(),
             expected
         );
+        let watermarks: Vec<(&str, i64)> = m.sources[0]
+            .watermarks
+            .iter()
+            .map(|(k, v)| (k.as_str(), *v))
+            .collect();
+        assert_eq!(watermarks, [("t/1", 200_000), ("t/2", 300_000)]);
         let ops: Vec<String> = m
             .pipelines
             .iter()

@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::metrics::CheckpointStatus;
 use crate::checkpoint::manifest::{
-    OperatorState, PipelineState, SinkState, SourceState, StagedEpoch,
+    OperatorState, PipelineState, SinkState, SourceState, SplitWatermarks, StagedEpoch,
 };
 use crate::checkpoint::{
     CheckpointKind, CheckpointMode, CheckpointTarget, Manifest, StateFile, StoreError,
@@ -36,6 +36,7 @@ pub(crate) enum Report {
         index: usize,
         epoch: u64,
         positions: Positions,
+        watermarks: SplitWatermarks,
         /// The source's final barrier: it sends nothing after it.
         last: bool,
     },
@@ -126,7 +127,7 @@ pub(crate) struct Coordinator {
     /// Set when the job was asked to stop: the checkpoints taken then are savepoints.
     stop: watch::Receiver<bool>,
     status: Arc<CheckpointStatus>,
-    sources: Vec<TaskReports<Positions>>,
+    sources: Vec<TaskReports<(Positions, SplitWatermarks)>>,
     pipelines: Vec<TaskReports<PipelineSnapshot>>,
     /// When each pending epoch was requested.
     requested_at: BTreeMap<u64, Instant>,
@@ -274,10 +275,11 @@ impl Coordinator {
                 index,
                 epoch,
                 positions,
+                watermarks,
                 last,
             } => {
                 let source = &mut self.sources[index];
-                source.by_epoch.insert(epoch, positions);
+                source.by_epoch.insert(epoch, (positions, watermarks));
                 // Its positions stand from here on: the checkpoint completing with this
                 // report is already a final one when every source has ended.
                 source.finished |= last;
@@ -346,9 +348,13 @@ impl Coordinator {
             .sources
             .iter()
             .zip(&self.sources)
-            .map(|(table, r)| SourceState {
-                table: table.clone(),
-                positions: r.at(epoch).cloned().unwrap_or_default(),
+            .map(|(table, r)| {
+                let (positions, watermarks) = r.at(epoch).cloned().unwrap_or_default();
+                SourceState {
+                    table: table.clone(),
+                    positions,
+                    watermarks,
+                }
             })
             .collect();
         let mut pipelines = Vec::with_capacity(self.pipelines.len());

@@ -276,11 +276,11 @@ pub async fn run_job(
         )
         .with_drain(opts.drain_on_stop.clone());
         if let Some((link, _)) = &link {
-            let positions = restore
+            let restored = restore
                 .as_mut()
                 .map(|r| std::mem::take(&mut r.sources[index]))
                 .unwrap_or_default();
-            out = out.with_checkpoints(index, link.clone(), positions);
+            out = out.with_checkpoints(index, link.clone(), restored);
         }
         tasks.spawn(async move {
             let mut out = out;

@@ -15,7 +15,7 @@ use arrow::datatypes::SchemaRef;
 
 use super::coordinator::decode_batches;
 use super::rescale::spread;
-use crate::checkpoint::manifest::{OperatorState, PipelineState, SinkState};
+use crate::checkpoint::manifest::{OperatorState, PipelineState, SinkState, SplitWatermarks};
 use crate::checkpoint::{Checkpoint, Positions};
 use crate::plan::{JobGraph, Parallelism};
 use crate::stream::JobError;
@@ -26,11 +26,18 @@ pub struct RestorePlan {
     pub run_id: String,
     pub location: String,
     /// Per job source.
-    pub sources: Vec<Positions>,
+    pub sources: Vec<RestoredSource>,
     /// Per job pipeline.
     pub pipelines: Vec<PipelineRestore>,
     /// Ids of the state left behind (only with `allow_non_restored`).
     pub dropped: Vec<String>,
+}
+
+/// Where a source stood at the checkpoint.
+#[derive(Default)]
+pub struct RestoredSource {
+    pub positions: Positions,
+    pub watermarks: SplitWatermarks,
 }
 
 #[derive(Default)]
@@ -87,7 +94,10 @@ pub fn match_checkpoint(
             m.sources
                 .iter()
                 .find(|c| c.table == s.table)
-                .map(|c| c.positions.clone())
+                .map(|c| RestoredSource {
+                    positions: c.positions.clone(),
+                    watermarks: c.watermarks.clone(),
+                })
                 .unwrap_or_default()
         })
         .collect();

@@ -17,7 +17,9 @@ use tokio::sync::watch;
 
 use super::coordinator::{CheckpointLink, Report};
 use super::exchange::{KeyRouter, PipelineInput};
+use super::restore::RestoredSource;
 use super::watermark::WatermarkTracker;
+use crate::checkpoint::manifest::SplitWatermarks;
 use crate::connectors::print::format_rows;
 use crate::operators::Projection;
 use crate::plan::SourceNode;
@@ -50,6 +52,11 @@ pub struct TableOutput {
     /// Where the source stands: the positions of what it has sent downstream.
     positions: Positions,
     restored: Positions,
+    /// Split watermarks of the restored checkpoint, by split key: taken back by the splits of
+    /// those keys, and kept for the splits this run never names.
+    restored_watermarks: SplitWatermarks,
+    /// Each split's position key, as the source named it (by index).
+    split_keys: Vec<Option<Arc<str>>>,
     checkpoints: Option<SourceCheckpoints>,
     /// On a stop, end event time first so every window is emitted (`--drain`).
     drain: Arc<AtomicBool>,
@@ -107,22 +114,25 @@ impl TableOutput {
             linger,
             positions: Positions::new(),
             restored: Positions::new(),
+            restored_watermarks: SplitWatermarks::new(),
+            split_keys: Vec::new(),
             checkpoints: None,
             drain: Arc::default(),
         }
     }
 
     /// Makes this output place checkpoint barriers as source `index` of the job, starting from
-    /// `restored` positions.
+    /// where the `restored` checkpoint left it.
     pub(crate) fn with_checkpoints(
         mut self,
         index: usize,
         link: CheckpointLink,
-        restored: Positions,
+        restored: RestoredSource,
     ) -> Self {
         let placed = *link.completed.borrow();
-        self.positions = restored.clone();
-        self.restored = restored;
+        self.positions = restored.positions.clone();
+        self.restored = restored.positions;
+        self.restored_watermarks = restored.watermarks;
         self.checkpoints = Some(SourceCheckpoints {
             index,
             link,
@@ -160,13 +170,32 @@ impl TableOutput {
         c.placed = epoch;
         c.placed_positions.insert(epoch, self.positions.clone());
         // A closed report channel means the coordinator is gone: the job is ending anyway.
+        let mut watermarks = self.restored_watermarks.clone();
+        if let Some(w) = &self.watermarks {
+            for (split, watermark) in w.split_watermarks() {
+                if let Some(Some(key)) = self.split_keys.get(split) {
+                    watermarks.insert(key.to_string(), watermark);
+                }
+            }
+        }
         let _ = c.link.reports.send(Report::Source {
             index: c.index,
             epoch,
             positions: self.positions.clone(),
+            watermarks,
             last,
         });
         Ok(())
+    }
+
+    /// Remembers that split `split` is named `key`.
+    fn name_split(&mut self, split: usize, key: &Arc<str>) {
+        if self.split_keys.len() <= split {
+            self.split_keys.resize(split + 1, None);
+        }
+        if self.split_keys[split].is_none() {
+            self.split_keys[split] = Some(key.clone());
+        }
     }
 
     /// Rows whose event time is NULL cannot be placed in time: with parse errors ignored (or from
@@ -298,6 +327,17 @@ impl SourceOutput for TableOutput {
         self.metrics.bad_records.fetch_add(n as u64, Relaxed);
     }
 
+    fn name_splits(&mut self, keys: &[Arc<str>]) {
+        for (split, key) in keys.iter().enumerate() {
+            self.name_split(split, key);
+            if let (Some(w), Some(&restored)) =
+                (&mut self.watermarks, self.restored_watermarks.get(&**key))
+            {
+                w.restore(split, restored);
+            }
+        }
+    }
+
     fn restored(&self) -> &Positions {
         &self.restored
     }
@@ -325,6 +365,7 @@ impl SourceOutput for TableOutput {
         position: Position,
     ) -> Result<(), JobError> {
         self.place_requested_barrier().await?;
+        self.name_split(split, &position.key);
         self.send_rows(split, scan).await?;
         if self.checkpoints.is_some() {
             self.positions

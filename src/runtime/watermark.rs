@@ -63,6 +63,20 @@ impl WatermarkTracker {
         }
     }
 
+    /// Starts `split` at a watermark it reached before (restored from a checkpoint).
+    pub fn restore(&mut self, split: usize, watermark: i64) {
+        let state = self.split(split);
+        state.watermark = Some(state.watermark.map_or(watermark, |w| w.max(watermark)));
+    }
+
+    /// Each split's watermark (`None`: it has seen no row yet), by split index.
+    pub fn split_watermarks(&self) -> impl Iterator<Item = (usize, i64)> + '_ {
+        self.splits
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| Some((i, s.watermark?)))
+    }
+
     /// Updates `split` from a batch of rows; returns a new combined watermark if it advanced.
     pub fn observe(
         &mut self,
@@ -196,6 +210,22 @@ mod tests {
             "out-of-order rows do not go back"
         );
         assert_eq!(t.observe(1, &batch(&[500]), now).unwrap(), Some(300));
+    }
+
+    #[test]
+    fn a_restored_split_that_sees_no_more_rows_holds_back_only_to_its_watermark() {
+        let now = Instant::now();
+        let mut t = tracker(None);
+        t.ensure_splits(2);
+        // Split 1 read its last row before the checkpoint; it was restored at 400.
+        t.restore(1, 400);
+        assert_eq!(t.observe(0, &batch(&[300]), now).unwrap(), Some(300));
+        assert_eq!(t.observe(0, &batch(&[900]), now).unwrap(), Some(400));
+        let splits: Vec<(usize, i64)> = t.split_watermarks().collect();
+        assert_eq!(splits, [(0, 900), (1, 400)]);
+        // A restored watermark never lowers what a split has seen since.
+        t.restore(0, 100);
+        assert_eq!(t.split_watermarks().next(), Some((0, 900)));
     }
 
     #[test]

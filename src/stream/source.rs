@@ -65,6 +65,10 @@ pub trait SourceOutput: Send {
     /// Declares how many splits (partitions, files) the source reads, for watermarks.
     fn set_splits(&mut self, n: usize);
 
+    /// Names the splits by their position keys, in split order, so each takes back the
+    /// watermark it had reached at the restored checkpoint.
+    fn name_splits(&mut self, _keys: &[Arc<str>]) {}
+
     /// Counts records skipped as bad (already logged by the decoder).
     fn count_bad_records(&self, n: usize);
 

@@ -224,6 +224,8 @@ impl Source for KafkaSource {
         consumer.assign(&tpl).map_err(|e| this.err(e))?;
         tracing::info!(table = %this.table, partitions = splits.len(), "kafka source assigned");
         out.set_splits(splits.len());
+        let keys: Vec<Arc<str>> = splits.iter().map(|s| s.key.clone()).collect();
+        out.name_splits(&keys);
         // Each message's split, found without allocating (a job reads a few dozen at most).
         let split_of = |splits: &[Split], topic: &str, partition: i32| {
             splits
