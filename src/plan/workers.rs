@@ -4,20 +4,49 @@
 //! partitions the consumer group gave it. Nothing moves between workers, so this holds only for
 //! state keyed by what the producer partitions by: the table's `key.fields`.
 
-use super::{JobGraph, Parallelism};
+use super::{JobGraph, Parallelism, PipelineNode};
 use crate::connectors::ConnectorConfig;
+use crate::connectors::kafka::KafkaConfig;
 
 impl JobGraph {
+    /// Why the job cannot be shared by workers, if it cannot.
+    pub fn worker_problem(&self) -> Option<String> {
+        self.topic_for_workers()
+            .and_then(|kafka| {
+                self.pipelines
+                    .iter()
+                    .try_for_each(|p| self.check_for_workers(p, kafka))
+            })
+            .err()
+    }
+
     /// The job as the worker owning `owned` of the topic's `partitions` runs it; why not, when
     /// some state would need rows of other partitions.
     pub fn for_worker(mut self, partitions: usize, owned: &[usize]) -> Result<JobGraph, String> {
-        let [source] = self.sources.as_mut_slice() else {
+        if let Some(problem) = self.worker_problem() {
+            return Err(problem);
+        }
+        if let ConnectorConfig::Kafka(kafka) = &mut self.sources[0].connector {
+            kafka.owned_partitions = Some(owned.iter().map(|&p| p as i32).collect());
+        }
+        for p in &mut self.pipelines {
+            p.parallelism = Parallelism::Partitions {
+                partitions,
+                owned: owned.to_vec(),
+            };
+        }
+        Ok(self)
+    }
+
+    /// The one Kafka topic the workers share.
+    fn topic_for_workers(&self) -> Result<&KafkaConfig, String> {
+        let [source] = self.sources.as_slice() else {
             return Err(format!(
                 "a job of several workers reads one Kafka topic; this one reads {} tables",
                 self.sources.len()
             ));
         };
-        let ConnectorConfig::Kafka(kafka) = &mut source.connector else {
+        let ConnectorConfig::Kafka(kafka) = &source.connector else {
             return Err(format!(
                 "a job of several workers reads a Kafka topic; `{}` is a {} table",
                 source.table,
@@ -30,65 +59,62 @@ impl JobGraph {
                 source.table
             ));
         }
-        kafka.owned_partitions = Some(owned.iter().map(|&p| p as i32).collect());
+        Ok(kafka)
+    }
+
+    /// Whether `p`'s state is all keyed by the topic's key.
+    fn check_for_workers(&self, p: &PipelineNode, kafka: &KafkaConfig) -> Result<(), String> {
+        let source = &self.sources[0];
         let key: Vec<usize> = kafka
             .key_fields
             .iter()
             .filter_map(|k| source.row_schema.index_of(k).ok())
             .collect();
-        let key_names = kafka.key_fields.join(", ");
-        let table = source.table.clone();
-        for p in &mut self.pipelines {
-            let not_by_key = |what: String| {
-                format!(
-                    "pipeline `{}` {what}; a job of several workers keeps state only by the columns the topic is partitioned by (`{table}`'s 'key.fields'{}), because rows of other keys are read by other workers. Run it in one process (remove 'sluice.workers').",
-                    p.name,
-                    if key_names.is_empty() {
-                        ": none declared".to_string()
-                    } else {
-                        format!(": {key_names}")
-                    }
-                )
+        let not_by_key = |what: String| {
+            let declared = if kafka.key_fields.is_empty() {
+                "none declared".to_string()
+            } else {
+                kafka.key_fields.join(", ")
             };
-            if p.upstream.is_some() || p.downstream.is_some() {
-                return Err(not_by_key(
-                    "is keyed two ways (two stages with an exchange)".into(),
-                ));
-            }
-            match &p.parallelism {
-                Parallelism::Keyed { keys, .. } => {
-                    if key.is_empty() || !key.iter().all(|k| keys[0].contains(k)) {
-                        let names: Vec<&str> = keys[0]
-                            .iter()
-                            .map(|&c| source.row_schema.field(c).name().as_str())
-                            .collect();
-                        return Err(not_by_key(format!("keeps state by {}", names.join(", "))));
-                    }
-                }
-                Parallelism::Spread { .. } => {
-                    return Err(not_by_key("aggregates across keys in two phases".into()));
-                }
-                Parallelism::Single { .. } => {
-                    if let Some(op) = p.operators.iter().find(|op| op.state_kind().is_some()) {
-                        return Err(not_by_key(format!(
-                            "keeps state of all its rows together (`{}`)",
-                            op.describe()
-                        )));
-                    }
-                    if let Some(op) = p.operators.first_without_instances() {
-                        return Err(not_by_key(format!(
-                            "has `{}`, which cannot run as subtasks yet",
-                            op.describe()
-                        )));
-                    }
-                }
-                Parallelism::Partitions { .. } => {}
-            }
-            p.parallelism = Parallelism::Partitions {
-                partitions,
-                owned: owned.to_vec(),
-            };
+            format!(
+                "pipeline `{}` {what}; the workers of a job keep state only by the columns its topic is partitioned by (`{}`'s 'key.fields': {declared}), since rows of other keys are read by other workers. Run it in one process (without 'sluice.workers').",
+                p.name, source.table
+            )
+        };
+        if p.upstream.is_some() || p.downstream.is_some() {
+            return Err(not_by_key(
+                "is keyed two ways (two stages with an exchange)".into(),
+            ));
         }
-        Ok(self)
+        match &p.parallelism {
+            Parallelism::Keyed { keys, .. } => {
+                if key.is_empty() || !key.iter().all(|k| keys[0].contains(k)) {
+                    let names: Vec<&str> = keys[0]
+                        .iter()
+                        .map(|&c| source.row_schema.field(c).name().as_str())
+                        .collect();
+                    return Err(not_by_key(format!("keeps state by {}", names.join(", "))));
+                }
+            }
+            Parallelism::Spread { .. } => {
+                return Err(not_by_key("aggregates across keys in two phases".into()));
+            }
+            Parallelism::Single { .. } => {
+                if let Some(op) = p.operators.iter().find(|op| op.state_kind().is_some()) {
+                    return Err(not_by_key(format!(
+                        "keeps state of all its rows together (`{}`)",
+                        op.describe()
+                    )));
+                }
+                if let Some(op) = p.operators.first_without_instances() {
+                    return Err(not_by_key(format!(
+                        "has `{}`, which cannot run as subtasks yet",
+                        op.describe()
+                    )));
+                }
+            }
+            Parallelism::Partitions { .. } => {}
+        }
+        Ok(())
     }
 }

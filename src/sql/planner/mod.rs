@@ -154,7 +154,14 @@ impl Planner {
         let mut output = Vec::new();
         // The last statement that runs: settings that do not fit together are reported there.
         let mut last_runnable = None;
+        // Where the job was made a job of several workers: reported there when it cannot be.
+        let mut workers_set = None;
         for (i, stmt) in script.statements.iter().enumerate() {
+            if let Statement::Set { key, .. } = &stmt.node
+                && key == "sluice.workers"
+            {
+                workers_set = Some(stmt.pos);
+            }
             self.register_matches(src, &script.matches, i).await?;
             self.register_windows(src, &script.windows).await?;
             self.temporal = script
@@ -220,15 +227,21 @@ impl Planner {
             .pipeline_name
             .clone()
             .unwrap_or_else(|| job_name(&src.name));
+        let job = job.build(
+            name,
+            self.settings.idle_timeout,
+            mini_batch,
+            self.settings.parallelism(),
+            self.settings.two_phase,
+        );
+        if let (Some(job), Some(pos), true) = (&job, workers_set, self.settings.workers)
+            && let Some(problem) = job.worker_problem()
+        {
+            return Err(src.error(pos, format!("'sluice.workers' = 'kafka-group': {problem}")));
+        }
         Ok(PlannedScript {
             output,
-            job: job.build(
-                name,
-                self.settings.idle_timeout,
-                mini_batch,
-                self.settings.parallelism(),
-                self.settings.two_phase,
-            ),
+            job,
             settings: self.settings.clone(),
             local_paths: std::mem::take(&mut self.local_paths),
         })

@@ -1,0 +1,10 @@
+-- fail: 2:1 keeps state by vehicle_id; the workers of a job keep state only by the columns its topic is partitioned by (`telemetry`'s 'key.fields': none declared)
+SET 'sluice.workers' = 'kafka-group';
+CREATE TABLE telemetry (vehicle_id STRING, ts TIMESTAMP(3),
+  WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
+WITH ('connector' = 'kafka', 'topic' = 'telemetry', 'properties.bootstrap.servers' = 'localhost:9092',
+  'format' = 'json', 'scan.startup.mode' = 'earliest-offset');
+CREATE TABLE out (vehicle_id STRING, n BIGINT) WITH ('connector' = 'blackhole');
+INSERT INTO out SELECT vehicle_id, COUNT(*)
+  FROM TABLE(TUMBLE(TABLE telemetry, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
+  GROUP BY vehicle_id, window_start, window_end;
