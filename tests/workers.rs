@@ -201,6 +201,14 @@ impl Worker {
     }
 }
 
+impl Drop for Worker {
+    /// A failed test leaves no worker running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// What the workers printed, for a failure's message.
 fn logs(workers: &mut [&mut Worker]) -> String {
     let all: Vec<String> = workers

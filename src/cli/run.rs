@@ -1,7 +1,7 @@
 //! `sluice run`: a job in the foreground, restored from its checkpoints, restarted in-process
 //! when it fails, stopped with a savepoint.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -49,7 +49,10 @@ pub async fn run(args: &RunArgs, config: &SluiceConfig) -> Result<ExitCode> {
     let mut signals = StopSignals::listen();
     tokio::spawn(async move {
         if signals.next().await {
-            eprintln!(
+            let _ = stop_tx.send(true);
+            // Told after the stop is asked for: stderr may be closed (a parent that went away).
+            let _ = writeln!(
+                std::io::stderr(),
                 "\nstopping: {} (Ctrl-C again to abort)",
                 if drain {
                     "emitting every window, then a final checkpoint"
@@ -57,7 +60,6 @@ pub async fn run(args: &RunArgs, config: &SluiceConfig) -> Result<ExitCode> {
                     "taking a savepoint"
                 }
             );
-            let _ = stop_tx.send(true);
             if signals.next().await {
                 std::process::exit(130);
             }
