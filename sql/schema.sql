@@ -170,6 +170,23 @@ ORDER BY (vehicle_id, silent_from)
 TTL received_at + INTERVAL 1 YEAR
 SETTINGS non_replicated_deduplication_window = 1000;
 
+-- Per vehicle and minute, from the workers of deploy/workers/vehicle_minutes.sql.
+CREATE TABLE IF NOT EXISTS fleet.vehicle_minutes
+(
+    vehicle_id    LowCardinality(String),
+    minute        DateTime64(3),
+    readings      UInt64,
+    top_kmh       Float64,
+    mean_kmh      Float64,
+    harsh_brakes  UInt64,
+    speeding      UInt64,
+    received_at   DateTime DEFAULT now()
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (vehicle_id, minute)
+TTL received_at + INTERVAL 1 YEAR
+SETTINGS non_replicated_deduplication_window = 1000;
+
 -- Views the dashboard reads (sql/metabase/*.sql). FINAL collapses re-emitted rows.
 
 -- The last known position and state of every vehicle, and whether it has gone silent.

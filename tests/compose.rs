@@ -141,6 +141,92 @@ fn compose_file_names_real_services_and_pipelines() {
     assert!(shipped >= 7, "{shipped} pipelines");
 }
 
+/// `docker compose --profile workers up` adds two workers of the job of deploy/workers/: the
+/// same file, a checkpoint directory on one volume, the brokers and ClickHouse of the stack, and
+/// a topic with a partition for each.
+#[test]
+fn compose_runs_two_workers_of_one_job() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("docker-compose.yaml")).unwrap();
+    let mut doc: Value = serde_yaml_ng::from_str(&text).unwrap();
+    for _ in 0..3 {
+        doc.apply_merge().unwrap();
+    }
+    let services = &doc["services"];
+    let workers = [&services["worker-1"], &services["worker-2"]];
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_sequence()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect()
+    };
+    let command = strings(&workers[0]["command"]);
+    let volumes = strings(&workers[0]["volumes"]);
+    for w in workers {
+        assert_eq!(strings(&w["profiles"]), ["workers"]);
+        assert_eq!(strings(&w["command"]), command, "the same job");
+        assert_eq!(strings(&w["volumes"]), volumes, "the same checkpoints");
+        assert_eq!(
+            w["environment"]["KAFKA_BROKERS"].as_str(),
+            Some("redpanda:9092")
+        );
+        assert_eq!(
+            w["environment"]["CLICKHOUSE_URL"].as_str(),
+            Some("http://clickhouse:8123")
+        );
+        assert!(w["depends_on"]["topics"].is_mapping(), "waits for topics");
+    }
+    assert_eq!(command[0], "run");
+    // The file, as mounted, validates and is a job of several workers.
+    let (host, inside) = volumes
+        .iter()
+        .find_map(|v| {
+            let mut parts = v.split(':');
+            let host = parts.next()?.strip_prefix("./")?;
+            let inside = parts.next()?;
+            command[1]
+                .starts_with(inside)
+                .then(|| (host.to_string(), inside.to_string()))
+        })
+        .expect("the job's file is mounted from the repository");
+    let file = root
+        .join(&host)
+        .join(command[1].strip_prefix(&format!("{inside}/")).unwrap());
+    let sql = std::fs::read_to_string(&file).unwrap();
+    assert!(sql.contains("SET 'sluice.workers' = 'kafka-group';"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["validate", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Their checkpoint directory is on the volume both mount, declared at the top level.
+    let dir = workers[0]["environment"]["CHECKPOINT_DIR"]
+        .as_str()
+        .unwrap();
+    let shared = volumes
+        .iter()
+        .find(|v| !v.starts_with("./") && dir.starts_with(v.split(':').nth(1).unwrap()))
+        .unwrap_or_else(|| panic!("{dir} is on no volume: {volumes:?}"));
+    let name = shared.split(':').next().unwrap();
+    assert!(
+        doc["volumes"].get(name).is_some(),
+        "volume `{name}` is declared"
+    );
+    // The topic they share has a partition for each of them.
+    let topics = services["topics"]["command"][0].as_str().unwrap();
+    assert!(
+        topics.contains("rpk topic create fleet.telemetry.raw --partitions 4"),
+        "{topics}"
+    );
+    assert!(sql.contains("'topic' = '${TELEMETRY_TOPIC:-fleet.telemetry.raw}'"));
+}
+
 /// The README's dashboard section shows every question of `sql/metabase/` exactly as the file
 /// has it (the end-to-end test runs the files), so the two cannot drift apart.
 #[test]

@@ -158,3 +158,149 @@ fn the_kubernetes_manifests_run_one_server_with_its_state_and_pipelines() {
         }
     }
 }
+
+fn worker_manifests() -> (String, Vec<Value>) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("deploy/kubernetes/workers.yaml")).unwrap();
+    let docs = serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|d| Value::deserialize(d).expect("each document parses"))
+        .collect();
+    (text, docs)
+}
+
+/// deploy/kubernetes/workers.yaml: a Deployment that `kubectl scale` sizes, whose every pod runs
+/// the job of deploy/workers/ as one worker, checkpoints in S3-compatible storage, probes and
+/// metrics on the server's port, time to hand partitions over on SIGTERM.
+#[test]
+fn the_worker_manifests_scale_one_job_over_pods_with_checkpoints_in_object_storage() {
+    let (text, docs) = worker_manifests();
+    let service = of_kind(&docs, "Service");
+    let deployment = of_kind(&docs, "Deployment");
+    assert_eq!(deployment["apiVersion"].as_str(), Some("apps/v1"));
+    assert!(deployment["spec"]["replicas"].as_u64() >= Some(2));
+    assert!(text.contains("kubectl scale deployment/sluice-workers"));
+    let pod = &deployment["spec"]["template"];
+    let labels = &pod["metadata"]["labels"];
+    assert!(labels_match(
+        &deployment["spec"]["selector"]["matchLabels"],
+        labels
+    ));
+    assert!(labels_match(&service["spec"]["selector"], labels));
+    // A rollout replaces pods one at a time, never two owners' worth at once.
+    assert_eq!(
+        deployment["spec"]["strategy"]["rollingUpdate"]["maxSurge"].as_u64(),
+        Some(0)
+    );
+
+    let container = &pod["spec"]["containers"][0];
+    let args: Vec<&str> = container["args"]
+        .as_sequence()
+        .expect("args")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(args[0], "server");
+    let arg = |name: &str| {
+        let i = args.iter().position(|a| *a == name);
+        i.map(|i| args[i + 1])
+            .unwrap_or_else(|| panic!("{name} missing: {args:?}"))
+    };
+    let mounts = container["volumeMounts"].as_sequence().expect("mounts");
+    let mount_at = |path: &str| {
+        mounts
+            .iter()
+            .find(|m| m["mountPath"].as_str() == Some(path))
+            .and_then(|m| m["name"].as_str())
+            .unwrap_or_else(|| panic!("nothing mounted at {path}"))
+    };
+    let volume = |name: &str| {
+        pod["spec"]["volumes"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"].as_str() == Some(name))
+            .unwrap_or_else(|| panic!("no volume {name}"))
+            .clone()
+    };
+    // The job table is scratch: the job's state is in the bucket.
+    assert!(volume(mount_at(arg("--state-dir")))["emptyDir"].is_mapping());
+    let config_map = volume(mount_at(arg("--submit")))["configMap"]["name"]
+        .as_str()
+        .expect("a ConfigMap")
+        .to_string();
+    assert!(
+        text.contains(&format!(
+            "kubectl create configmap {config_map} --from-file=deploy/workers/"
+        )),
+        "the header says how to create {config_map}"
+    );
+
+    for probe in ["readinessProbe", "livenessProbe"] {
+        let get = &container[probe]["httpGet"];
+        assert_eq!(get["path"].as_str(), Some("/healthz"), "{probe}");
+        assert_eq!(get["port"], container["ports"][0]["name"], "{probe}");
+    }
+    assert!(arg("--listen").ends_with(":8081"));
+    assert_eq!(
+        pod["metadata"]["annotations"]["prometheus.io/port"].as_str(),
+        Some("8081")
+    );
+    assert!(pod["spec"]["terminationGracePeriodSeconds"].as_u64() >= Some(25));
+
+    let env = container["env"].as_sequence().expect("env");
+    let var = |name: &str| {
+        env.iter()
+            .find(|e| e["name"].as_str() == Some(name))
+            .unwrap_or_else(|| panic!("{name} not set"))
+    };
+    for secret in [
+        "SLUICE_TOKEN",
+        "CLICKHOUSE_PASSWORD",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+    ] {
+        let e = var(secret);
+        assert!(e["value"].is_null(), "{secret} is written in the manifest");
+        assert!(
+            e["valueFrom"]["secretKeyRef"]["key"].is_string(),
+            "{secret}"
+        );
+    }
+    assert!(var("AWS_ENDPOINT")["value"].is_string());
+
+    // Every file submitted is a job of several workers, checkpointed where all pods reach, and
+    // every variable whose default only works on a laptop is set.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = 0;
+    for entry in std::fs::read_dir(root.join("deploy/workers")).unwrap() {
+        let path = entry.unwrap().path();
+        let sql = std::fs::read_to_string(&path).unwrap();
+        files += 1;
+        assert!(
+            sql.contains("SET 'sluice.workers' = 'kafka-group';"),
+            "{}",
+            path.display()
+        );
+        assert!(
+            sql.contains("'execution.checkpointing.dir' = '${CHECKPOINT_DIR"),
+            "{}",
+            path.display()
+        );
+        for (i, _) in sql.match_indices("${") {
+            let rest = &sql[i + 2..];
+            let inner = &rest[..rest.find('}').unwrap()];
+            let (name, default) = inner.split_once(":-").unwrap_or((inner, ""));
+            if default.contains("127.0.0.1") || default.starts_with('/') {
+                let value = var(name)["value"].as_str().unwrap_or_default().to_string();
+                assert!(!value.contains("127.0.0.1"), "{name} = {value}");
+            }
+        }
+    }
+    assert!(files >= 1);
+    assert!(
+        var("CHECKPOINT_DIR")["value"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("s3://")),
+        "checkpoints in object storage"
+    );
+}
