@@ -64,6 +64,7 @@ async fn main() {
         brokers: brokers.clone(),
         topic: topic.clone(),
         properties: Vec::new(),
+        partitions: None,
     };
     generate_fleet(options, target, std::future::pending())
         .await

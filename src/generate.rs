@@ -19,6 +19,8 @@ pub enum GenTarget {
         brokers: String,
         topic: String,
         properties: Vec<(String, String)>,
+        /// Creates the topic with this many partitions first, unless it exists.
+        partitions: Option<i32>,
     },
     File(std::path::PathBuf),
 }
@@ -31,6 +33,25 @@ pub struct GenOptions {
     /// Stop after this many events; `None` = until stopped.
     pub events: Option<u64>,
     pub start_ms: i64,
+}
+
+/// Creates `topic` with `partitions` partitions, unless it exists.
+async fn create_topic(cc: &ClientConfig, topic: &str, partitions: i32) -> Result<(), JobError> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = cc.create()?;
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let created = admin.create_topics(&[new], &AdminOptions::new()).await?;
+    for result in created {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code)) => {
+                return Err(JobError::internal(format!(
+                    "creating topic '{topic}': {code}"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Generates telemetry until `events` are written or `stop` resolves; returns the count.
@@ -57,6 +78,7 @@ pub async fn generate_fleet(
             brokers,
             topic,
             properties,
+            partitions,
         } => {
             let mut cc = ClientConfig::new();
             cc.set("bootstrap.servers", &brokers)
@@ -64,6 +86,9 @@ pub async fn generate_fleet(
                 .set("linger.ms", "20");
             for (k, v) in properties {
                 cc.set(k, v);
+            }
+            if let Some(n) = partitions {
+                create_topic(&cc, &topic, n).await?;
             }
             let producer: FutureProducer = cc.create()?;
             Output::Kafka { producer, topic }

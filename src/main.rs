@@ -73,6 +73,9 @@ struct FleetArgs {
     /// Kafka topic to produce to; messages are keyed by vehicle_id.
     #[arg(long)]
     topic: Option<String>,
+    /// Create the topic with this many partitions first (unless it exists).
+    #[arg(long, requires = "topic")]
+    partitions: Option<i32>,
     /// Write to this file instead (`.gz` compresses).
     #[arg(long, short)]
     output: Option<PathBuf>,
@@ -193,6 +196,7 @@ async fn gen_fleet(a: FleetArgs) -> Result<ExitCode> {
                 brokers,
                 topic,
                 properties,
+                partitions: a.partitions,
             }
         }
         (None, None, Some(path)) => GenTarget::File(path),

@@ -19,8 +19,6 @@ use std::time::{Duration, Instant};
 use common::{clickhouse_execute, sluice, test_broker, test_clickhouse};
 use rand::Rng;
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 
 const EVENTS: u64 = 24_000;
 const PARTITIONS: i32 = 6;
@@ -232,22 +230,17 @@ async fn three_workers_share_a_topic_one_dies_one_joins_and_clickhouse_equals_on
     for db in [&workers_db, &reference_db] {
         clickhouse_execute(&url, &format!("CREATE DATABASE {db}")).await;
     }
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .unwrap();
-    let created = admin
-        .create_topics(
-            &[NewTopic::new(
-                &topic,
-                PARTITIONS,
-                TopicReplication::Fixed(1),
-            )],
-            &AdminOptions::new(),
-        )
-        .await
-        .unwrap();
-    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    // `gen fleet --partitions` creates the topic (and leaves it be when it exists).
+    let partitions = PARTITIONS.to_string();
+    let gen_fleet = |events: &str| {
+        let mut gen_fleet = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        gen_fleet
+            .args(["gen", "fleet", "--brokers", &brokers, "--topic", &topic])
+            .args(["--partitions", &partitions, "--events", events]);
+        gen_fleet
+    };
+    let created = gen_fleet("0").output().unwrap();
+    assert!(created.status.success(), "{created:?}");
 
     let dir = tempfile::tempdir().unwrap();
     let sql = dir.path().join("workers.sql");
@@ -262,9 +255,8 @@ async fn three_workers_share_a_topic_one_dies_one_joins_and_clickhouse_equals_on
 
     // Events arrive while the workers run, die and join.
     let events = EVENTS.to_string();
-    let producer = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["gen", "fleet", "--brokers", &brokers, "--topic", &topic])
-        .args(["--events", &events, "--rate", "3000", "--vehicles", "30"])
+    let producer = gen_fleet(&events)
+        .args(["--rate", "3000", "--vehicles", "30"])
         .args(["--seed", "11", "--start", "2024-03-01 08:00:00"])
         // tansu's memory engine reports end offsets per record batch: one record per batch
         // keeps the reference's bounded read exact.

@@ -82,6 +82,11 @@ impl PartitionCheckpoints {
         self.job.location()
     }
 
+    /// The partitions these are, in order.
+    pub fn owned(&self) -> Vec<usize> {
+        self.owned.iter().map(|(p, _)| *p).collect()
+    }
+
     /// The run id every worker of the job shares: written by the first to start.
     pub async fn run_id(&self, fresh: impl FnOnce() -> String) -> Result<String, StoreError> {
         self.job.read_or_create("run-id", fresh).await

@@ -18,7 +18,8 @@ use tokio::sync::watch;
 
 use super::supervisor::{Finished, JobLog, Launch, RunError, Script, replan, wait_to_restart};
 use crate::checkpoint::{
-    CheckpointStore, CheckpointTarget, PartitionCheckpoints, default_checkpoint_dir,
+    CheckpointConfig, CheckpointStore, CheckpointTarget, PartitionCheckpoints,
+    default_checkpoint_dir,
 };
 use crate::config::SluiceConfig;
 use crate::connectors::ConnectorConfig;
@@ -114,45 +115,9 @@ pub(super) async fn supervise_worker(
             .map_err(RunError::Other)?;
         let partitions =
             PartitionCheckpoints::new(job_dir.clone(), &worker, member.partitions, &owned_list);
-        let run_id = partitions.run_id(fresh_run_id).await?;
-        let reading = Instant::now();
-        // Claimed first: a worker that still runs one of them completes no checkpoint after
-        // the one read here.
-        partitions.claim().await?;
-        let restore = match partitions.latest().await? {
-            Some(c) => {
-                let plan = match_checkpoint(&graph, &c, ck.max_parallelism(), allow)?;
-                log.line(&format!(
-                    "running partitions {}, restored from {} (read in {} ms)",
-                    list(&owned_list),
-                    c.location,
-                    reading.elapsed().as_millis()
-                ));
-                for d in &plan.dropped {
-                    log.line(&format!("warning: dropping state: {d}"));
-                }
-                Some(plan)
-            }
-            None => {
-                log.line(&format!(
-                    "running partitions {} from the start (no checkpoint yet)",
-                    list(&owned_list)
-                ));
-                None
-            }
-        };
         let location = partitions.location().to_string();
-        let setup = CheckpointSetup {
-            epoch_base: partitions.newest_epoch().await?,
-            store: CheckpointTarget::Partitions(partitions),
-            run_id,
-            interval,
-            mode: ck.mode(),
-            timeout: ck.timeout(),
-            num_retained: ck.num_retained(),
-            max_parallelism: ck.max_parallelism(),
-            restore,
-        };
+        let (graph, setup) =
+            restore_partitions(graph, partitions, &ck, interval, allow, log).await?;
         let metrics = JobMetrics::of(&graph);
         metrics.checkpoints.set_location(Some(location.clone()));
         metrics.set_owned_partitions(&owned_list);
@@ -166,42 +131,21 @@ pub(super) async fn supervise_worker(
             ..options.clone()
         };
         let run = run_job(graph, run_options, metrics, job_stopped, Some(setup));
-        tokio::pin!(run);
-        // Revoked partitions are let go (the revocations dropped) once the run has ended.
-        let mut revocations: Vec<Revocation> = Vec::new();
-        let mut stopping = draining;
-        let mut moved = false;
         if draining {
             let _ = job_stop.send(true);
         }
-        let result = loop {
-            tokio::select! {
-                result = &mut run => break result,
-                changed = stop.changed(), if !stopping => {
-                    if changed.is_err() || *stop.borrow() {
-                        stopping = true;
-                        let wanted = start.drain_on_stop.load(Relaxed);
-                        drain.store(wanted, Relaxed);
-                        // Stopped for a handover already: its savepoint keeps windows open.
-                        drain_pending = wanted && moved;
-                        let _ = job_stop.send(true);
-                    }
-                }
-                _ = member.owned.changed(), if !moved => {
-                    if member.owned.borrow().as_ref() != Some(&owned) {
-                        moved = true;
-                        let _ = job_stop.send(true);
-                    }
-                }
-                Some(r) = member.revoked.recv() => {
-                    revocations.push(r);
-                    moved = true;
-                    let _ = job_stop.send(true);
-                }
-            }
+        let watch = RunWatch {
+            job_stop,
+            drain,
+            drain_wanted: &start.drain_on_stop,
+            stopping: draining,
+            moved: false,
+            drain_pending: false,
         };
+        let (result, watch) = watch.run(run, &owned, &mut member, &mut stop).await;
         log.ended();
-        drop(revocations);
+        let (stopping, moved) = (watch.stopping, watch.moved);
+        drain_pending = watch.drain_pending;
         match result {
             Ok(_) if drain_pending => {}
             Ok(report) if stopping || !moved || !report.stopped => {
@@ -238,6 +182,114 @@ pub(super) async fn supervise_worker(
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// One run of the job, watched for a stop of the worker and for changes of its partitions.
+struct RunWatch<'a> {
+    job_stop: watch::Sender<bool>,
+    /// Read by the job when it stops: drain its windows then.
+    drain: Arc<AtomicBool>,
+    /// Whether a stop of the worker drains (`--drain`).
+    drain_wanted: &'a AtomicBool,
+    /// The worker was stopped (or the run only drains).
+    stopping: bool,
+    /// The worker's partitions changed: the run stops with a savepoint.
+    moved: bool,
+    /// Stopped during a handover, with `--drain`: one more run drains the partitions.
+    drain_pending: bool,
+}
+
+impl RunWatch<'_> {
+    /// Runs `run` to its end, stopping it with a savepoint when the worker is stopped or its
+    /// partitions change; partitions revoked meanwhile are let go only once it has ended.
+    async fn run(
+        mut self,
+        run: impl std::future::Future<Output = Result<JobReport, JobError>>,
+        owned: &BTreeSet<usize>,
+        member: &mut GroupMember,
+        stop: &mut watch::Receiver<bool>,
+    ) -> (Result<JobReport, JobError>, Self) {
+        tokio::pin!(run);
+        let mut revocations: Vec<Revocation> = Vec::new();
+        let result = loop {
+            tokio::select! {
+                result = &mut run => break result,
+                changed = stop.changed(), if !self.stopping => {
+                    if changed.is_err() || *stop.borrow() {
+                        self.stopping = true;
+                        let wanted = self.drain_wanted.load(Relaxed);
+                        self.drain.store(wanted, Relaxed);
+                        // Stopped for a handover already: its savepoint keeps windows open.
+                        self.drain_pending = wanted && self.moved;
+                        let _ = self.job_stop.send(true);
+                    }
+                }
+                _ = member.owned.changed(), if !self.moved => {
+                    if member.owned.borrow().as_ref() != Some(owned) {
+                        self.moved = true;
+                        let _ = self.job_stop.send(true);
+                    }
+                }
+                Some(r) = member.revoked.recv() => {
+                    revocations.push(r);
+                    self.moved = true;
+                    let _ = self.job_stop.send(true);
+                }
+            }
+        };
+        drop(revocations);
+        (result, self)
+    }
+}
+
+/// How the job for `partitions` starts: each claimed, then restored from its newest checkpoint,
+/// wherever that was written.
+async fn restore_partitions(
+    graph: JobGraph,
+    partitions: PartitionCheckpoints,
+    ck: &CheckpointConfig,
+    interval: Duration,
+    allow: bool,
+    log: &mut dyn JobLog,
+) -> Result<(JobGraph, CheckpointSetup), RunError> {
+    let run_id = partitions.run_id(fresh_run_id).await?;
+    let owned = list(&partitions.owned());
+    let reading = Instant::now();
+    // Claimed first: a worker that still runs one of them completes no checkpoint after the
+    // one read here.
+    partitions.claim().await?;
+    let restore = match partitions.latest().await? {
+        Some(c) => {
+            let plan = match_checkpoint(&graph, &c, ck.max_parallelism(), allow)?;
+            log.line(&format!(
+                "running partitions {owned}, restored from {} (read in {} ms)",
+                c.location,
+                reading.elapsed().as_millis()
+            ));
+            for d in &plan.dropped {
+                log.line(&format!("warning: dropping state: {d}"));
+            }
+            Some(plan)
+        }
+        None => {
+            log.line(&format!(
+                "running partitions {owned} from the start (no checkpoint yet)"
+            ));
+            None
+        }
+    };
+    let setup = CheckpointSetup {
+        epoch_base: partitions.newest_epoch().await?,
+        store: CheckpointTarget::Partitions(partitions),
+        run_id,
+        interval,
+        mode: ck.mode(),
+        timeout: ck.timeout(),
+        num_retained: ck.num_retained(),
+        max_parallelism: ck.max_parallelism(),
+        restore,
+    };
+    Ok((graph, setup))
 }
 
 /// Waits until the group gives this worker some partitions (answering revocations meanwhile:
