@@ -3,9 +3,11 @@
 # broker at BROKERS (default 127.0.0.1:19092, the test broker of scripts/test.sh):
 #
 # 1. Throughput: EVENTS fleet events (default 1,200,000, keyed by vehicle) in a 6-partition
-#    topic, read to their end by 1 worker, then by 3 workers of a fresh job: wall time until the
-#    last worker ends, summed CPU, events/s. The job is a per-vehicle TUMBLE aggregate and a
-#    pass-through filter into blackholes, checkpointed every 2 s.
+#    topic, read to their end by 1 worker, then by 3 workers of a fresh job started together:
+#    wall time until the last worker ends (joining the group included), summed CPU, events/s,
+#    and the rows of the filtered output (the same for both, or the run is wrong). The job is a
+#    per-vehicle TUMBLE aggregate into a blackhole and a filter into CSV files, checkpointed
+#    every 2 s.
 # 2. Handover: 3 workers read a topic a generator keeps writing to (RATE events/s); one is
 #    killed with SIGKILL, later another gets SIGTERM. Printed: the time from the kill (the
 #    stop) until the partitions it ran run again in another worker — the pause those
@@ -42,7 +44,8 @@ CREATE TABLE telemetry (vehicle_id STRING, ts TIMESTAMP(3), speed_kmh DOUBLE,
 ) WITH ('connector' = 'kafka', 'topic' = '$2', 'properties.bootstrap.servers' = '$brokers',
   'scan.startup.mode' = 'earliest-offset', 'format' = 'json', 'properties.fetch.wait.max.ms' = '10',
   'key.format' = 'raw', 'key.fields' = 'vehicle_id', 'properties.session.timeout.ms' = '6000'$bounded);
-CREATE TABLE fast (vehicle_id STRING, ts TIMESTAMP(3), speed_kmh DOUBLE) WITH ('connector' = 'blackhole');
+CREATE TABLE fast (vehicle_id STRING, ts TIMESTAMP(3), speed_kmh DOUBLE)
+  WITH ('connector' = 'filesystem', 'path' = '$work/fast-$1', 'format' = 'csv');
 CREATE TABLE minutes (vehicle_id STRING, ws TIMESTAMP(3), n BIGINT, top DOUBLE) WITH ('connector' = 'blackhole');
 INSERT INTO fast SELECT vehicle_id, ts, speed_kmh FROM telemetry WHERE speed_kmh > 90;
 INSERT INTO minutes SELECT vehicle_id, window_start, COUNT(*), MAX(speed_kmh)
@@ -54,8 +57,10 @@ SQL
 # Each line of a worker's stderr with the time it was printed (seconds since the epoch).
 stamp() { while IFS= read -r line; do printf '%s %s\n' "$(date +%s.%N)" "$line"; done; }
 
-start_worker() { # sql log
-  ( RUST_LOG=warn "$bin" run --quiet "$1" 2>&1 | stamp >"$2" ) &
+declare -A worker_pid
+start_worker() { # name sql
+  RUST_LOG=warn "$bin" run --quiet "$2" 2> >(stamp >"$work/$1.log") &
+  worker_pid[$1]=$!
   pids+=("$!")
 }
 
@@ -63,7 +68,7 @@ echo "== throughput: $events events, 6 partitions"
 throughput_topic="bench-workers-$run"
 "$bin" gen fleet --brokers "$brokers" --topic "$throughput_topic" --partitions 6 --events "$events" \
   --rate 0 --vehicles 600 --seed 3 --start '2024-03-01 08:00:00' 2>/dev/null
-printf '%-8s %8s %8s %12s\n' workers wall_s cpu_s events/s
+printf '%-8s %8s %8s %12s %10s\n' workers wall_s cpu_s events/s rows_out
 for n in 1 3; do
   job "bench-$run-$n" "$throughput_topic" bounded >"$work/t$n.sql"
   start=$(date +%s.%N)
@@ -75,8 +80,9 @@ for n in 1 3; do
   for p in "${list[@]}"; do wait "$p"; done
   end=$(date +%s.%N)
   cpu=$(cat "$work"/time"$n"-* | awk '{ s += $1 + $2 } END { print s }')
-  awk -v n="$n" -v s="$start" -v e="$end" -v c="$cpu" -v ev="$events" \
-    'BEGIN { printf "%-8s %8.2f %8.2f %12.0f\n", n, e - s, c, ev / (e - s) }'
+  rows=$(cat "$work/fast-bench-$run-$n"/* | wc -l)
+  awk -v n="$n" -v s="$start" -v e="$end" -v c="$cpu" -v ev="$events" -v r="$rows" \
+    'BEGIN { printf "%-8s %8.2f %8.2f %12.0f %10d\n", n, e - s, c, ev / (e - s), r }'
 done
 
 echo "== handover: 3 workers, $rate events/s"
@@ -86,16 +92,15 @@ live_topic="bench-workers-live-$run"
 pids+=("$!")
 sleep 2
 job "bench-live-$run" "$live_topic" unbounded >"$work/live.sql"
-for w in a b c; do start_worker "$work/live.sql" "$work/$w.log"; done
+for w in a b c; do start_worker "$w" "$work/live.sql"; done
 sleep 15
-owned() { grep "running partitions" "$1" | tail -1 | sed -E 's/.*running partitions ([0-9, ]+)[,( ].*/\1/' | tr -d ' '; }
+owned() { grep "running partitions" "$1" | tail -1 | sed -E 's/.*running partitions ([0-9, ]+)[,( ].*/\1/' | tr -d ' ' | sed 's/,$//'; }
 # The partitions of `victim`, then the first time another worker runs one of them.
 handover() { # victim signal
   local victim=$1 signal=$2 parts pid at
   parts=$(owned "$work/$victim.log")
-  pid=$(pgrep -f "run --quiet $work/live.sql" | sed -n "$3p")
   at=$(date +%s.%N)
-  kill "-$signal" "$pid"
+  kill "-$signal" "${worker_pid[$victim]}"
   for _ in $(seq 1 600); do
     for w in a b c; do
       [ "$w" = "$victim" ] && continue
@@ -111,6 +116,6 @@ handover() { # victim signal
   done
   printf '%-8s partitions %-8s back in %s s\n' "$signal" "$parts" "$(cat "$work/pause")"
 }
-handover a KILL 1
+handover a KILL
 sleep 15
-handover b TERM 2
+handover b TERM
