@@ -5,6 +5,20 @@
 
 use serde_yaml_ng::Value;
 
+/// `sluice validate FILE` succeeds.
+fn assert_validates(file: &std::path::Path) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["validate", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn compose_file_names_real_services_and_pipelines() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -109,15 +123,7 @@ fn compose_file_names_real_services_and_pipelines() {
     for entry in std::fs::read_dir(root.join("pipelines")).unwrap() {
         let file = entry.unwrap().path();
         shipped += 1;
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["validate", file.to_str().unwrap()])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_validates(&file);
         let text = std::fs::read_to_string(&file).unwrap();
         if text.contains("'connector' = 'clickhouse'") {
             assert_eq!(
@@ -196,15 +202,7 @@ fn compose_runs_two_workers_of_one_job() {
         .join(command[1].strip_prefix(&format!("{inside}/")).unwrap());
     let sql = std::fs::read_to_string(&file).unwrap();
     assert!(sql.contains("SET 'sluice.workers' = 'kafka-group';"));
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["validate", file.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_validates(&file);
     // Their checkpoint directory is on the volume both mount, declared at the top level.
     let dir = workers[0]["environment"]["CHECKPOINT_DIR"]
         .as_str()

@@ -11,9 +11,10 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 
-fn manifests() -> (String, Vec<Value>) {
+/// The text of `deploy/kubernetes/<file>` and its documents.
+fn manifests_of(file: &str) -> (String, Vec<Value>) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(root.join("deploy/kubernetes/sluice.yaml")).unwrap();
+    let text = std::fs::read_to_string(root.join("deploy/kubernetes").join(file)).unwrap();
     let docs = serde_yaml_ng::Deserializer::from_str(&text)
         .map(|d| Value::deserialize(d).expect("each document parses"))
         .collect();
@@ -26,6 +27,34 @@ fn of_kind<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {kind}"))
 }
 
+/// A container's arguments.
+fn args_of(container: &Value) -> Vec<&str> {
+    container["args"]
+        .as_sequence()
+        .expect("args")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
+/// The value after flag `name` in `args`.
+fn arg<'a>(args: &[&'a str], name: &str) -> &'a str {
+    let i = args.iter().position(|a| *a == name);
+    i.map(|i| args[i + 1])
+        .unwrap_or_else(|| panic!("{name} missing: {args:?}"))
+}
+
+/// The name of the volume a container mounts at `path`.
+fn mount_at<'a>(container: &'a Value, path: &str) -> &'a str {
+    container["volumeMounts"]
+        .as_sequence()
+        .expect("mounts")
+        .iter()
+        .find(|m| m["mountPath"].as_str() == Some(path))
+        .and_then(|m| m["name"].as_str())
+        .unwrap_or_else(|| panic!("nothing mounted at {path}"))
+}
+
 fn labels_match(selector: &Value, labels: &Value) -> bool {
     let selector = selector.as_mapping().expect("a selector");
     !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
@@ -33,7 +62,7 @@ fn labels_match(selector: &Value, labels: &Value) -> bool {
 
 #[test]
 fn the_kubernetes_manifests_run_one_server_with_its_state_and_pipelines() {
-    let (text, docs) = manifests();
+    let (text, docs) = manifests_of("sluice.yaml");
     let service = of_kind(&docs, "Service");
     let set = of_kind(&docs, "StatefulSet");
     assert_eq!(set["apiVersion"].as_str(), Some("apps/v1"));
@@ -48,12 +77,7 @@ fn the_kubernetes_manifests_run_one_server_with_its_state_and_pipelines() {
     assert_eq!(set["spec"]["serviceName"], service["metadata"]["name"]);
 
     let container = &pod["spec"]["containers"][0];
-    let args: Vec<&str> = container["args"]
-        .as_sequence()
-        .expect("args")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let args = args_of(container);
     assert_eq!(args[0], "server");
     let help = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["server", "--help"])
@@ -63,21 +87,10 @@ fn the_kubernetes_manifests_run_one_server_with_its_state_and_pipelines() {
     for flag in args.iter().filter(|a| a.starts_with("--")) {
         assert!(help.contains(flag), "`sluice server` has no {flag}");
     }
-    let arg = |name: &str| {
-        let i = args.iter().position(|a| *a == name);
-        i.map(|i| args[i + 1])
-            .unwrap_or_else(|| panic!("{name} missing: {args:?}"))
-    };
+    let arg = |name: &str| arg(&args, name);
 
     // The state directory is a volume claimed per pod; the pipelines are a ConfigMap.
-    let mounts = container["volumeMounts"].as_sequence().expect("mounts");
-    let mount_at = |path: &str| {
-        mounts
-            .iter()
-            .find(|m| m["mountPath"].as_str() == Some(path))
-            .and_then(|m| m["name"].as_str())
-            .unwrap_or_else(|| panic!("nothing mounted at {path}"))
-    };
+    let mount_at = |path: &str| mount_at(container, path);
     let state = mount_at(arg("--state-dir"));
     let claims: Vec<&str> = set["spec"]["volumeClaimTemplates"]
         .as_sequence()
@@ -159,21 +172,12 @@ fn the_kubernetes_manifests_run_one_server_with_its_state_and_pipelines() {
     }
 }
 
-fn worker_manifests() -> (String, Vec<Value>) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(root.join("deploy/kubernetes/workers.yaml")).unwrap();
-    let docs = serde_yaml_ng::Deserializer::from_str(&text)
-        .map(|d| Value::deserialize(d).expect("each document parses"))
-        .collect();
-    (text, docs)
-}
-
 /// deploy/kubernetes/workers.yaml: a Deployment that `kubectl scale` sizes, whose every pod runs
 /// the job of deploy/workers/ as one worker, checkpoints in S3-compatible storage, probes and
 /// metrics on the server's port, time to hand partitions over on SIGTERM.
 #[test]
 fn the_worker_manifests_scale_one_job_over_pods_with_checkpoints_in_object_storage() {
-    let (text, docs) = worker_manifests();
+    let (text, docs) = manifests_of("workers.yaml");
     let service = of_kind(&docs, "Service");
     let deployment = of_kind(&docs, "Deployment");
     assert_eq!(deployment["apiVersion"].as_str(), Some("apps/v1"));
@@ -193,26 +197,10 @@ fn the_worker_manifests_scale_one_job_over_pods_with_checkpoints_in_object_stora
     );
 
     let container = &pod["spec"]["containers"][0];
-    let args: Vec<&str> = container["args"]
-        .as_sequence()
-        .expect("args")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let args = args_of(container);
     assert_eq!(args[0], "server");
-    let arg = |name: &str| {
-        let i = args.iter().position(|a| *a == name);
-        i.map(|i| args[i + 1])
-            .unwrap_or_else(|| panic!("{name} missing: {args:?}"))
-    };
-    let mounts = container["volumeMounts"].as_sequence().expect("mounts");
-    let mount_at = |path: &str| {
-        mounts
-            .iter()
-            .find(|m| m["mountPath"].as_str() == Some(path))
-            .and_then(|m| m["name"].as_str())
-            .unwrap_or_else(|| panic!("nothing mounted at {path}"))
-    };
+    let arg = |name: &str| arg(&args, name);
+    let mount_at = |path: &str| mount_at(container, path);
     let volume = |name: &str| {
         pod["spec"]["volumes"]
             .as_sequence()

@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use common::{clickhouse_execute, sluice, test_broker, test_clickhouse};
+use common::{clickhouse_execute, recovery_job_of, sluice, test_broker, test_clickhouse};
 use rand::Rng;
 use rdkafka::ClientConfig;
 
@@ -39,46 +39,20 @@ fn job(topic: &str, brokers: &str, url: &str, db: &str, workers: bool) -> String
     } else {
         (String::new(), ", 'scan.bounded.mode' = 'latest-offset'")
     };
+    let source = format!(
+        "'connector' = 'kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{brokers}',
+         'properties.group.id' = '{db}', 'scan.startup.mode' = 'earliest-offset', 'format' = 'json',
+         'key.format' = 'raw', 'key.fields' = 'vehicle_id',
+         'properties.session.timeout.ms' = '6000'{bounded}"
+    );
     let sink = |name: &str| {
         format!(
             "'connector' = 'clickhouse', 'url' = '{url}', 'database' = '{db}', 'table' = '{name}',
              'sink.create-table' = 'true', 'sink.batch-size' = '500'"
         )
     };
-    format!(
-        "{settings}SET 'execution.checkpointing.interval' = '500 ms';
-CREATE TABLE telemetry (
-  vehicle_id STRING, driver_id STRING, ts TIMESTAMP(3), speed_kmh DOUBLE, accel_ms2 DOUBLE,
-  WATERMARK FOR ts AS ts - INTERVAL '5' SECOND
-) WITH ('connector' = 'kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{brokers}',
-  'properties.group.id' = '{db}', 'scan.startup.mode' = 'earliest-offset', 'format' = 'json',
-  'key.format' = 'raw', 'key.fields' = 'vehicle_id',
-  'properties.session.timeout.ms' = '6000'{bounded});
-CREATE TABLE passthrough (vehicle_id STRING, ts TIMESTAMP(3), speed_kmh DOUBLE) WITH ({});
-CREATE TABLE tumble (vehicle_id STRING, ws TIMESTAMP(3), n BIGINT, top DOUBLE) WITH ({});
-CREATE TABLE session (vehicle_id STRING, ws TIMESTAMP(3), we TIMESTAMP(3), n BIGINT) WITH ({});
-CREATE TABLE braking (vehicle_id STRING, first_ts TIMESTAMP(3), hard BIGINT) WITH ({});
-INSERT INTO passthrough SELECT vehicle_id, ts, speed_kmh FROM telemetry WHERE speed_kmh > 20;
-INSERT INTO tumble SELECT vehicle_id, window_start, COUNT(*), MAX(speed_kmh)
-  FROM TABLE(TUMBLE(TABLE telemetry, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
-  GROUP BY vehicle_id, window_start, window_end;
-INSERT INTO session SELECT vehicle_id, window_start, window_end, COUNT(*)
-  FROM TABLE(SESSION(TABLE telemetry PARTITION BY vehicle_id, DESCRIPTOR(ts), INTERVAL '20' SECOND))
-  GROUP BY vehicle_id, window_start, window_end;
-INSERT INTO braking SELECT * FROM telemetry MATCH_RECOGNIZE (
-  PARTITION BY vehicle_id ORDER BY ts
-  MEASURES FIRST(H.ts) AS first_ts, COUNT(H.ts) AS hard
-  ONE ROW PER MATCH
-  AFTER MATCH SKIP PAST LAST ROW
-  PATTERN (H+ N)
-  DEFINE H AS H.accel_ms2 < -1.5, N AS N.accel_ms2 >= -1.5
-) AS m;
-",
-        sink("passthrough"),
-        sink("tumble"),
-        sink("session"),
-        sink("braking"),
-    )
+    let settings = format!("{settings}SET 'execution.checkpointing.interval' = '500 ms';");
+    recovery_job_of(&OUTPUTS, &source, &sink, &settings)
 }
 
 /// A row of a test vehicle in each partition, an hour after the fleet's readings: it closes

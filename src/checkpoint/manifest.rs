@@ -116,6 +116,26 @@ pub struct Blob {
 }
 
 impl Manifest {
+    /// An empty checkpoint of job `job` at `epoch`, for tests.
+    #[cfg(test)]
+    pub(crate) fn empty(job: &str, epoch: u64) -> Manifest {
+        Manifest {
+            format: 0,
+            job: job.into(),
+            run_id: "run".into(),
+            epoch,
+            kind: CheckpointKind::Checkpoint,
+            created_ms: 0,
+            duration_ms: 0,
+            max_parallelism: 128,
+            state_bytes: 0,
+            state_crc32: 0,
+            state_file: None,
+            sources: vec![],
+            pipelines: vec![],
+        }
+    }
+
     /// Total bytes of operator state (without staged sink rows).
     pub fn operator_bytes(&self) -> u64 {
         self.pipelines

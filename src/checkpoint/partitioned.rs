@@ -232,7 +232,7 @@ fn merge(parts: Vec<Checkpoint>, location: &str) -> Option<Checkpoint> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::manifest::{Blob, CheckpointKind, OperatorState, SinkState, StagedEpoch};
+    use super::super::manifest::{Blob, OperatorState, SinkState, StagedEpoch};
     use super::*;
 
     fn task(id: &str, state: &mut StateFile, op: &[u8], staged: &[u8]) -> PipelineState {
@@ -258,19 +258,9 @@ mod tests {
 
     fn manifest(epoch: u64, sources: Vec<SourceState>, pipelines: Vec<PipelineState>) -> Manifest {
         Manifest {
-            format: 0,
-            job: "fleet".into(),
-            run_id: "run".into(),
-            epoch,
-            kind: CheckpointKind::Checkpoint,
-            created_ms: 0,
-            duration_ms: 0,
-            max_parallelism: 128,
-            state_bytes: 0,
-            state_crc32: 0,
-            state_file: None,
             sources,
             pipelines,
+            ..Manifest::empty("fleet", epoch)
         }
     }
 

@@ -482,25 +482,10 @@ fn resolve(url: &str) -> Result<Resolved, StoreError> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::manifest::CheckpointKind;
     use super::*;
 
     fn manifest(epoch: u64) -> Manifest {
-        Manifest {
-            format: 0,
-            job: "j".into(),
-            run_id: "r".into(),
-            epoch,
-            kind: CheckpointKind::Checkpoint,
-            created_ms: 0,
-            duration_ms: 0,
-            max_parallelism: 128,
-            state_bytes: 0,
-            state_crc32: 0,
-            state_file: None,
-            sources: vec![],
-            pipelines: vec![],
-        }
+        Manifest::empty("j", epoch)
     }
 
     async fn write(store: &CheckpointStore, epoch: u64, data: &[u8]) -> Blob {

@@ -16,9 +16,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
 use super::access::LocalAccess;
+use super::dispatch::supervise;
 use super::figures::{CheckpointFigures, Dataflow, History, SAMPLE_EVERY, Sample};
 use super::secrets::{Masker, mask_sql, mask_variables};
-use super::supervisor::{JobLog, Launch, Script, supervise};
+use super::supervisor::{JobLog, Launch, Script};
 use crate::checkpoint::CheckpointStore;
 use crate::config::SluiceConfig;
 use crate::runtime::metrics::JobMetrics;

@@ -2,6 +2,7 @@
 //! it fails ([`supervise`]); and the jobs of a server ([`JobManager`]).
 
 mod access;
+mod dispatch;
 pub mod figures;
 mod manager;
 mod preview;
@@ -10,6 +11,7 @@ mod supervisor;
 mod worker;
 
 pub use access::LocalAccess;
+pub use dispatch::supervise;
 pub use manager::{JobManager, JobRecord, JobStatus, JobView, JobsError, LogEvent, StopMode};
 pub use preview::{Preview, start_preview};
-pub use supervisor::{Finished, JobLog, Launch, RunError, Script, read_checkpoint, supervise};
+pub use supervisor::{Finished, JobLog, Launch, RunError, Script, read_checkpoint};

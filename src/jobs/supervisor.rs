@@ -95,9 +95,9 @@ pub struct Finished {
     pub checkpoints: Option<String>,
 }
 
-/// Runs `job` (planned from `script`) until it ends or `stop` turns true, restoring and
-/// restarting as its settings say.
-pub async fn supervise(
+/// Runs `job` (planned from `script`) in this process until it ends or `stop` turns true,
+/// restoring and restarting as its settings say.
+pub async fn supervise_alone(
     script: &Script,
     mut job: JobGraph,
     settings: &Settings,
@@ -106,10 +106,6 @@ pub async fn supervise(
     stop: watch::Receiver<bool>,
     log: &mut dyn JobLog,
 ) -> Result<Finished, RunError> {
-    if settings.workers {
-        return super::worker::supervise_worker(script, job, settings, config, start, stop, log)
-            .await;
-    }
     let ck = config.checkpoint.overlay(&settings.checkpoint);
     let interval = ck.interval_for(job.is_unbounded());
     let restart = ck.restart(interval.is_some());
@@ -279,19 +275,18 @@ fn checkpoint_setup(
         }
         None => None,
     };
-    Ok(CheckpointSetup {
-        run_id: restore
-            .as_ref()
-            .map_or_else(fresh_run_id, |r| r.run_id.clone()),
-        epoch_base: stored.epoch_base,
-        store: CheckpointTarget::Job(stored.store),
+    let run_id = restore
+        .as_ref()
+        .map_or_else(fresh_run_id, |r| r.run_id.clone());
+    let store = CheckpointTarget::Job(stored.store);
+    Ok(CheckpointSetup::new(
+        ck,
         interval,
-        mode: ck.mode(),
-        timeout: ck.timeout(),
-        num_retained: ck.num_retained(),
-        max_parallelism: ck.max_parallelism(),
+        store,
+        run_id,
+        stored.epoch_base,
         restore,
-    })
+    ))
 }
 
 /// A checkpoint directory (`.../chk-N`), or the newest in a job's directory.

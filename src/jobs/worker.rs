@@ -278,17 +278,9 @@ async fn restore_partitions(
             None
         }
     };
-    let setup = CheckpointSetup {
-        epoch_base: partitions.newest_epoch().await?,
-        store: CheckpointTarget::Partitions(partitions),
-        run_id,
-        interval,
-        mode: ck.mode(),
-        timeout: ck.timeout(),
-        num_retained: ck.num_retained(),
-        max_parallelism: ck.max_parallelism(),
-        restore,
-    };
+    let epoch_base = partitions.newest_epoch().await?;
+    let store = CheckpointTarget::Partitions(partitions);
+    let setup = CheckpointSetup::new(ck, interval, store, run_id, epoch_base, restore);
     Ok((graph, setup))
 }
 

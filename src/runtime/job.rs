@@ -18,7 +18,7 @@ use super::metrics::{JobMetrics, LastCheckpoint};
 use super::mini_batch::HeldBatches;
 use super::pipeline::{PipelineCheckpoints, PipelineTask, SinkOutput};
 use super::restore::{PipelineRestore, RestorePlan, sink_id};
-use crate::checkpoint::{CheckpointMode, CheckpointTarget};
+use crate::checkpoint::{CheckpointConfig, CheckpointMode, CheckpointTarget};
 use crate::operators::FusedOperators;
 use crate::operators::Operators;
 use crate::plan::{JobGraph, MiniBatch, Parallelism, STAGE_INPUT, SinkNode};
@@ -85,6 +85,31 @@ pub struct CheckpointSetup {
     pub restore: Option<RestorePlan>,
     /// The newest epoch in the checkpoint directory: new epochs count on from it.
     pub epoch_base: u64,
+}
+
+impl CheckpointSetup {
+    /// Checkpoints as `ck` says, every `interval`, into `store`; starting from `restore` (and
+    /// after epoch `epoch_base`), with the sinks' run id `run_id`.
+    pub fn new(
+        ck: &CheckpointConfig,
+        interval: Duration,
+        store: CheckpointTarget,
+        run_id: String,
+        epoch_base: u64,
+        restore: Option<RestorePlan>,
+    ) -> Self {
+        CheckpointSetup {
+            store,
+            interval,
+            mode: ck.mode(),
+            timeout: ck.timeout(),
+            num_retained: ck.num_retained(),
+            max_parallelism: ck.max_parallelism(),
+            run_id,
+            restore,
+            epoch_base,
+        }
+    }
 }
 
 /// Runs a job until its bounded inputs end, `stop` turns true, or a task fails (then every other

@@ -437,6 +437,16 @@ pub fn recovery_outputs(out: &Path) -> std::collections::BTreeMap<&'static str, 
 /// (two phases: local aggregates on every subtask, merged by one global).
 /// `extra` (SET statements) goes first.
 pub fn recovery_job(source: &str, sink: &dyn Fn(&str) -> String, extra: &str) -> String {
+    recovery_job_of(&RECOVERY_OUTPUTS, source, sink, extra)
+}
+
+/// [`recovery_job`] with only the `outputs` named.
+pub fn recovery_job_of(
+    outputs: &[&str],
+    source: &str,
+    sink: &dyn Fn(&str) -> String,
+    extra: &str,
+) -> String {
     let mut sql = format!(
         "{extra}
 CREATE TABLE telemetry (
@@ -445,63 +455,73 @@ CREATE TABLE telemetry (
 ) WITH ({source});
 "
     );
-    for (name, cols) in [
-        (
-            "passthrough",
-            "vehicle_id STRING, ts TIMESTAMP(3), speed_kmh DOUBLE",
-        ),
-        (
-            "tumble",
-            "vehicle_id STRING, ws TIMESTAMP(3), n BIGINT, top DOUBLE",
-        ),
-        ("hop", "driver_id STRING, we TIMESTAMP(3), n BIGINT"),
-        (
-            "session",
-            "vehicle_id STRING, ws TIMESTAMP(3), we TIMESTAMP(3), n BIGINT",
-        ),
-        (
-            "braking",
-            "vehicle_id STRING, first_ts TIMESTAMP(3), hard BIGINT",
-        ),
-        (
-            "fastest",
-            "ws TIMESTAMP(3), vehicle_id STRING, peak DOUBLE, rn BIGINT",
-        ),
-        (
-            "fleet_minute",
-            "ws TIMESTAMP(3), readings BIGINT, peak DOUBLE",
-        ),
-    ] {
+    let chosen = RECOVERY_QUERIES
+        .iter()
+        .filter(|(name, _, _)| outputs.contains(name));
+    for (name, cols, _) in chosen.clone() {
         sql += &format!("CREATE TABLE {name} ({cols}) WITH ({});\n", sink(name));
     }
-    sql += "
-INSERT INTO passthrough SELECT vehicle_id, ts, speed_kmh FROM telemetry WHERE speed_kmh > 20;
-INSERT INTO tumble SELECT vehicle_id, window_start, COUNT(*), MAX(speed_kmh)
+    for (name, _, query) in chosen {
+        sql += &format!("INSERT INTO {name} {query};\n");
+    }
+    sql
+}
+
+/// Each output of [`recovery_job`]: its name, its columns, the query that fills it.
+const RECOVERY_QUERIES: [(&str, &str, &str); 7] = [
+    (
+        "passthrough",
+        "vehicle_id STRING, ts TIMESTAMP(3), speed_kmh DOUBLE",
+        "SELECT vehicle_id, ts, speed_kmh FROM telemetry WHERE speed_kmh > 20",
+    ),
+    (
+        "tumble",
+        "vehicle_id STRING, ws TIMESTAMP(3), n BIGINT, top DOUBLE",
+        "SELECT vehicle_id, window_start, COUNT(*), MAX(speed_kmh)
   FROM TABLE(TUMBLE(TABLE telemetry, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
-  GROUP BY vehicle_id, window_start, window_end;
-INSERT INTO hop SELECT driver_id, window_end, COUNT(*)
+  GROUP BY vehicle_id, window_start, window_end",
+    ),
+    (
+        "hop",
+        "driver_id STRING, we TIMESTAMP(3), n BIGINT",
+        "SELECT driver_id, window_end, COUNT(*)
   FROM TABLE(HOP(TABLE telemetry, DESCRIPTOR(ts), INTERVAL '1' MINUTE, INTERVAL '5' MINUTE))
-  GROUP BY driver_id, window_start, window_end;
-INSERT INTO session SELECT vehicle_id, window_start, window_end, COUNT(*)
+  GROUP BY driver_id, window_start, window_end",
+    ),
+    (
+        "session",
+        "vehicle_id STRING, ws TIMESTAMP(3), we TIMESTAMP(3), n BIGINT",
+        "SELECT vehicle_id, window_start, window_end, COUNT(*)
   FROM TABLE(SESSION(TABLE telemetry PARTITION BY vehicle_id, DESCRIPTOR(ts), INTERVAL '20' SECOND))
-  GROUP BY vehicle_id, window_start, window_end;
-INSERT INTO braking SELECT * FROM telemetry MATCH_RECOGNIZE (
+  GROUP BY vehicle_id, window_start, window_end",
+    ),
+    (
+        "braking",
+        "vehicle_id STRING, first_ts TIMESTAMP(3), hard BIGINT",
+        "SELECT * FROM telemetry MATCH_RECOGNIZE (
   PARTITION BY vehicle_id ORDER BY ts
   MEASURES FIRST(H.ts) AS first_ts, COUNT(H.ts) AS hard
   ONE ROW PER MATCH
   AFTER MATCH SKIP PAST LAST ROW
   PATTERN (H+ N)
   DEFINE H AS H.accel_ms2 < -1.5, N AS N.accel_ms2 >= -1.5
-) AS m;
-INSERT INTO fastest SELECT window_start, vehicle_id, peak, rn FROM (
+) AS m",
+    ),
+    (
+        "fastest",
+        "ws TIMESTAMP(3), vehicle_id STRING, peak DOUBLE, rn BIGINT",
+        "SELECT window_start, vehicle_id, peak, rn FROM (
   SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY peak DESC, vehicle_id) AS rn
   FROM (SELECT vehicle_id, window_start, window_end, MAX(speed_kmh) AS peak
     FROM TABLE(TUMBLE(TABLE telemetry, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
     GROUP BY vehicle_id, window_start, window_end))
-WHERE rn <= 3;
-INSERT INTO fleet_minute SELECT window_start, COUNT(*), MAX(speed_kmh)
+WHERE rn <= 3",
+    ),
+    (
+        "fleet_minute",
+        "ws TIMESTAMP(3), readings BIGINT, peak DOUBLE",
+        "SELECT window_start, COUNT(*), MAX(speed_kmh)
   FROM TABLE(TUMBLE(TABLE telemetry, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
-  GROUP BY window_start, window_end;
-";
-    sql
-}
+  GROUP BY window_start, window_end",
+    ),
+];
