@@ -64,7 +64,7 @@ pub(super) async fn supervise_worker(
                 .into(),
         ));
     };
-    let group = format!("sluice-{}", job.name);
+    let group = job.worker_group();
     let handover = ck.timeout().min(MAX_HANDOVER);
     let kafka = kafka.clone();
     let joining = group.clone();

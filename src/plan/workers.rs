@@ -9,6 +9,21 @@ use crate::connectors::ConnectorConfig;
 use crate::connectors::kafka::KafkaConfig;
 
 impl JobGraph {
+    /// The consumer group the workers of this job join.
+    pub fn worker_group(&self) -> String {
+        format!("sluice-{}", self.name)
+    }
+
+    /// What `sluice explain` says first about a job of several workers.
+    pub fn explain_workers(&self) -> String {
+        let table = self.sources.first().map_or("", |s| s.table.as_str());
+        format!(
+            "Workers: every process running this file is a worker of job `{}` (consumer group `{}`). A worker runs every pipeline as one subtask per partition of `{table}` it owns, fed by that partition alone; the parallelism below is that of one process running the whole job.\n\n",
+            self.name,
+            self.worker_group()
+        )
+    }
+
     /// Why the job cannot be shared by workers, if it cannot.
     pub fn worker_problem(&self) -> Option<String> {
         self.topic_for_workers()

@@ -1,3 +1,4 @@
+-- plan: Workers: every process running this file is a worker of job `workers_keep_state_by_the_topic_key` (consumer group `sluice-workers_keep_state_by_the_topic_key`)
 -- plan: WindowAggregate: TUMBLE size=60000ms
 -- plan: ← source #0 `telemetry`, rows spread by hash of vehicle_id
 SET 'sluice.workers' = 'kafka-group';

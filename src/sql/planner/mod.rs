@@ -86,7 +86,13 @@ pub struct LocalPath {
 impl PlannedScript {
     /// The job's dataflow as `sluice explain` shows it, in the user's names.
     pub fn explain(&self) -> Option<String> {
-        self.job.as_ref().map(|job| user_facing(&job.explain()))
+        self.job.as_ref().map(|job| {
+            let workers = match self.settings.workers {
+                true => job.explain_workers(),
+                false => String::new(),
+            };
+            user_facing(&format!("{workers}{}", job.explain()))
+        })
     }
 }
 
