@@ -248,7 +248,12 @@ async fn three_workers_share_a_topic_one_dies_one_joins_and_clickhouse_equals_on
     let before = restores(&mut a) + restores(&mut c);
     let deadline = Instant::now() + Duration::from_secs(60);
     while restores(&mut a) + restores(&mut c) == before {
-        assert!(Instant::now() < deadline, "nobody took b's partitions over");
+        if Instant::now() > deadline {
+            panic!(
+                "nobody took b's partitions over\n{}",
+                logs(&mut [&mut a, &mut b, &mut c])
+            );
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
@@ -295,18 +300,26 @@ async fn three_workers_share_a_topic_one_dies_one_joins_and_clickhouse_equals_on
             .status()
             .unwrap();
     }
-    for w in [&mut a, &mut c, &mut d] {
-        let status = w.child.wait().unwrap();
-        w.read();
-        assert!(status.success(), "worker {}:\n{}", w.name, w.log.join("\n"));
-    }
+    let stopped: Vec<_> = [&mut a, &mut c, &mut d]
+        .into_iter()
+        .map(|w| (w.name, w.child.wait().unwrap()))
+        .collect();
     let moved = [&mut a, &mut c]
         .into_iter()
         .map(|w| w.count("partitions moved"))
         .sum::<usize>();
-    assert!(moved > 0, "partitions were handed over at a savepoint");
-
     let logs = logs(&mut [&mut a, &mut b, &mut c, &mut d]);
+    for (name, status) in stopped {
+        assert!(
+            status.success(),
+            "worker {name} failed to stop: {status}\n{logs}"
+        );
+    }
+    assert!(
+        moved > 0,
+        "partitions were handed over at a savepoint\n{logs}"
+    );
+
     for name in OUTPUTS {
         let got = rows(&url, &workers_db, name).await;
         let want = rows(&url, &reference_db, name).await;
@@ -319,4 +332,92 @@ async fn three_workers_share_a_topic_one_dies_one_joins_and_clickhouse_equals_on
             got.iter().zip(&want).find(|(a, b)| a != b)
         );
     }
+}
+
+/// The partitions a job server's workers run, from its `/metrics`.
+fn owned_partitions(server: &common::job_server::Server) -> Vec<u32> {
+    let out = Command::new("curl")
+        .args(["-sf", &format!("{}/metrics", server.url)])
+        .output()
+        .unwrap();
+    let mut owned: Vec<u32> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("sluice_worker_partition_owned{"))
+        .filter_map(|l| {
+            l.split("partition=\"")
+                .nth(1)?
+                .split('"')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    owned.sort_unstable();
+    owned
+}
+
+/// Job servers run a job of several workers as one worker each (the Kubernetes deployment's
+/// pods do): `/metrics` names the partitions each runs; a second server takes half of them, and
+/// when it dies the first takes them back.
+#[test]
+fn job_servers_run_workers_whose_metrics_name_the_partitions_they_own() {
+    use common::job_server::{Server, free_port};
+    let Some(brokers) = test_broker() else {
+        return;
+    };
+    let run = format!("{}_{}", std::process::id(), rand::rng().random::<u32>());
+    let topic = format!("served-workers-{run}");
+    let created = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["gen", "fleet", "--brokers", &brokers, "--topic", &topic])
+        .args(["--partitions", "4", "--events", "2000", "--rate", "0"])
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{created:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let sql = dir.path().join("served.sql");
+    std::fs::write(
+        &sql,
+        format!(
+            "SET 'sluice.workers' = 'kafka-group';
+SET 'pipeline.name' = 'served_{run}';
+SET 'execution.checkpointing.interval' = '500 ms';
+SET 'execution.checkpointing.dir' = '{}';
+CREATE TABLE telemetry (vehicle_id STRING, ts TIMESTAMP(3), speed_kmh DOUBLE,
+  WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
+WITH ('connector' = 'kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{brokers}',
+  'scan.startup.mode' = 'earliest-offset', 'format' = 'json',
+  'key.format' = 'raw', 'key.fields' = 'vehicle_id', 'properties.session.timeout.ms' = '6000');
+CREATE TABLE minutes (vehicle_id STRING, n BIGINT) WITH ('connector' = 'blackhole');
+INSERT INTO minutes SELECT vehicle_id, COUNT(*)
+  FROM TABLE(TUMBLE(TABLE telemetry, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
+  GROUP BY vehicle_id, window_start, window_end;
+",
+            dir.path().join("checkpoints").display()
+        ),
+    )
+    .unwrap();
+    let wait_for = |what: &str, until: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !until() {
+            assert!(Instant::now() < deadline, "never: {what}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let first = Server::start(&dir.path().join("first"), free_port(), None);
+    first.ok(&["submit", sql.to_str().unwrap()]);
+    wait_for("the first worker runs every partition", &|| {
+        owned_partitions(&first) == [0, 1, 2, 3]
+    });
+    let second = Server::start(&dir.path().join("second"), free_port(), None);
+    second.ok(&["submit", sql.to_str().unwrap()]);
+    wait_for("the two workers share the partitions", &|| {
+        let (a, b) = (owned_partitions(&first), owned_partitions(&second));
+        let mut all: Vec<u32> = a.iter().chain(&b).copied().collect();
+        all.sort_unstable();
+        !a.is_empty() && !b.is_empty() && all == [0, 1, 2, 3]
+    });
+    drop(second);
+    wait_for("the first worker takes the partitions back", &|| {
+        owned_partitions(&first) == [0, 1, 2, 3]
+    });
 }

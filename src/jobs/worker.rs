@@ -122,6 +122,7 @@ pub(super) async fn supervise_worker(
         metrics.checkpoints.set_location(Some(location.clone()));
         metrics.set_owned_partitions(&owned_list);
         log.running(&metrics);
+        let shown = metrics.clone();
         let started = Instant::now();
         let (job_stop, job_stopped) = watch::channel(false);
         // A handover never drains (its windows go on at the next owner); a stop may (`--drain`).
@@ -144,6 +145,8 @@ pub(super) async fn supervise_worker(
         };
         let (result, watch) = watch.run(run, &owned, &mut member, &mut stop).await;
         log.ended();
+        // Until the next run, this worker runs no partition.
+        shown.set_owned_partitions(&[]);
         let (stopping, moved) = (watch.stopping, watch.moved);
         drain_pending = watch.drain_pending;
         match result {

@@ -169,7 +169,7 @@ impl TableOutput {
         let c = self.checkpoints.as_mut().expect("checkpointing");
         c.placed = epoch;
         c.placed_positions.insert(epoch, self.positions.clone());
-        // A closed report channel means the coordinator is gone: the job is ending anyway.
+        // Each split's watermark by its key, so it moves with its position.
         let mut watermarks = self.restored_watermarks.clone();
         if let Some(w) = &self.watermarks {
             for (split, watermark) in w.split_watermarks() {
@@ -178,6 +178,7 @@ impl TableOutput {
                 }
             }
         }
+        // A closed report channel means the coordinator is gone: the job is ending anyway.
         let _ = c.link.reports.send(Report::Source {
             index: c.index,
             epoch,
