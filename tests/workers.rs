@@ -421,3 +421,92 @@ INSERT INTO minutes SELECT vehicle_id, COUNT(*)
         owned_partitions(&first) == [0, 1, 2, 3]
     });
 }
+
+/// A worker whose partition another worker claimed (the group replaced it without telling it
+/// yet) completes no checkpoint of it, does not claim it back, and still stops cleanly.
+#[test]
+fn a_worker_whose_partition_was_claimed_completes_no_checkpoint_of_it() {
+    let Some(brokers) = test_broker() else {
+        return;
+    };
+    let run = format!("{}_{}", std::process::id(), rand::rng().random::<u32>());
+    let topic = format!("fenced-{run}");
+    let created = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["gen", "fleet", "--brokers", &brokers, "--topic", &topic])
+        .args(["--partitions", "2", "--events", "2000", "--rate", "0"])
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{created:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoints = dir.path().join("checkpoints");
+    let sql = dir.path().join("fenced.sql");
+    let job = format!("fenced_{run}");
+    std::fs::write(
+        &sql,
+        format!(
+            "SET 'sluice.workers' = 'kafka-group';
+SET 'pipeline.name' = '{job}';
+SET 'execution.checkpointing.interval' = '300 ms';
+SET 'execution.checkpointing.dir' = '{}';
+CREATE TABLE telemetry (vehicle_id STRING, ts TIMESTAMP(3), speed_kmh DOUBLE,
+  WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
+WITH ('connector' = 'kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{brokers}',
+  'scan.startup.mode' = 'earliest-offset', 'format' = 'json',
+  'key.format' = 'raw', 'key.fields' = 'vehicle_id');
+CREATE TABLE fast (vehicle_id STRING, speed_kmh DOUBLE) WITH ('connector' = 'blackhole');
+INSERT INTO fast SELECT vehicle_id, speed_kmh FROM telemetry WHERE speed_kmh > 50;
+",
+            checkpoints.display()
+        ),
+    )
+    .unwrap();
+    let partition = checkpoints.join(&job).join("partition-0000");
+    // Completed checkpoints of partition 0, newest last.
+    let completed = || {
+        let mut epochs: Vec<String> = std::fs::read_dir(&partition)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| {
+                let e = e.ok()?;
+                e.path()
+                    .join("_metadata")
+                    .exists()
+                    .then(|| e.file_name().to_string_lossy().into_owned())
+            })
+            .collect();
+        epochs.sort();
+        epochs
+    };
+    let mut worker = Worker::start("a", &sql, dir.path());
+    worker.wait_for("running partitions 0, 1", Duration::from_secs(60));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while completed().is_empty() {
+        assert!(Instant::now() < deadline, "no checkpoint of partition 0");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Another worker claims partition 0 (as a new owner does before it reads the partition).
+    std::fs::write(partition.join("owner"), "intruder").unwrap();
+    worker.wait_for("taken over by worker intruder", Duration::from_secs(30));
+    // Checkpoints come every 300 ms while the worker runs: none may come now.
+    let fenced = completed();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        completed(),
+        fenced,
+        "a checkpoint of partition 0 completed after the worker was fenced"
+    );
+    assert_eq!(
+        std::fs::read_to_string(partition.join("owner")).unwrap(),
+        "intruder",
+        "the worker claimed the partition back"
+    );
+
+    Command::new("kill")
+        .args(["-TERM", &worker.child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = worker.child.wait().unwrap();
+    worker.read();
+    assert!(status.success(), "{status}\n{}", worker.log.join("\n"));
+}

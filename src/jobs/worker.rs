@@ -176,8 +176,21 @@ pub(super) async fn supervise_worker(
                     "{why}; waiting for the group to reassign partitions"
                 ));
                 if member.owned.borrow().as_ref() == Some(&owned) {
-                    let _ = tokio::time::timeout(REASSIGN_WAIT, member.owned.changed()).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(REASSIGN_WAIT) => {}
+                        _ = member.owned.changed() => {}
+                        _ = stop.wait_for(|s| *s) => {}
+                    }
                 }
+            }
+            // Stopped, and a partition had moved on meanwhile: its new owner goes on from its
+            // own checkpoint; this worker's stop is done all the same.
+            Err(JobError::PartitionTaken(why)) => {
+                log.line(&format!("{why}; stopped"));
+                return Ok(last.unwrap_or_else(|| Finished {
+                    report: idle_report(began),
+                    checkpoints: Some(location),
+                }));
             }
             Err(e) if e.is_restartable() && !stopping => {
                 wait_to_restart(&restart, &mut failures, started, e, &stop, log).await?;
