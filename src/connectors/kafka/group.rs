@@ -208,8 +208,18 @@ impl Drop for GroupMember {
         self.revoked.close();
         while self.revoked.try_recv().is_ok() {}
         self.leave.store(true, Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        // Leaving takes a round trip to the broker: off the async workers when on one.
+        let join = move || {
+            let _ = thread.join();
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(join)
+            }
+            _ => join(),
         }
     }
 }
