@@ -334,6 +334,53 @@ async fn three_workers_share_a_topic_one_dies_one_joins_and_clickhouse_equals_on
     }
 }
 
+/// A topic of `partitions` partitions holding 2,000 fleet events, and a job of several workers
+/// over it (a TUMBLE per vehicle into a blackhole, checkpointed every 300 ms into
+/// `dir/checkpoints`): the file's path and the job's name.
+fn small_worker_job(
+    brokers: &str,
+    name: &str,
+    partitions: u32,
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, String) {
+    let job = format!(
+        "{name}_{}_{}",
+        std::process::id(),
+        rand::rng().random::<u32>()
+    );
+    let topic = job.replace('_', "-");
+    let created = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["gen", "fleet", "--brokers", brokers, "--topic", &topic])
+        .args(["--partitions", &partitions.to_string()])
+        .args(["--events", "2000", "--rate", "0"])
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{created:?}");
+    let sql = dir.join(format!("{name}.sql"));
+    std::fs::write(
+        &sql,
+        format!(
+            "SET 'sluice.workers' = 'kafka-group';
+SET 'pipeline.name' = '{job}';
+SET 'execution.checkpointing.interval' = '300 ms';
+SET 'execution.checkpointing.dir' = '{}';
+CREATE TABLE telemetry (vehicle_id STRING, ts TIMESTAMP(3), speed_kmh DOUBLE,
+  WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
+WITH ('connector' = 'kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{brokers}',
+  'scan.startup.mode' = 'earliest-offset', 'format' = 'json',
+  'key.format' = 'raw', 'key.fields' = 'vehicle_id', 'properties.session.timeout.ms' = '6000');
+CREATE TABLE minutes (vehicle_id STRING, n BIGINT) WITH ('connector' = 'blackhole');
+INSERT INTO minutes SELECT vehicle_id, COUNT(*)
+  FROM TABLE(TUMBLE(TABLE telemetry, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
+  GROUP BY vehicle_id, window_start, window_end;
+",
+            dir.join("checkpoints").display()
+        ),
+    )
+    .unwrap();
+    (sql, job)
+}
+
 /// The partitions a job server's workers run, from its `/metrics`.
 fn owned_partitions(server: &common::job_server::Server) -> Vec<u32> {
     let out = Command::new("curl")
@@ -365,37 +412,8 @@ fn job_servers_run_workers_whose_metrics_name_the_partitions_they_own() {
     let Some(brokers) = test_broker() else {
         return;
     };
-    let run = format!("{}_{}", std::process::id(), rand::rng().random::<u32>());
-    let topic = format!("served-workers-{run}");
-    let created = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["gen", "fleet", "--brokers", &brokers, "--topic", &topic])
-        .args(["--partitions", "4", "--events", "2000", "--rate", "0"])
-        .output()
-        .unwrap();
-    assert!(created.status.success(), "{created:?}");
     let dir = tempfile::tempdir().unwrap();
-    let sql = dir.path().join("served.sql");
-    std::fs::write(
-        &sql,
-        format!(
-            "SET 'sluice.workers' = 'kafka-group';
-SET 'pipeline.name' = 'served_{run}';
-SET 'execution.checkpointing.interval' = '500 ms';
-SET 'execution.checkpointing.dir' = '{}';
-CREATE TABLE telemetry (vehicle_id STRING, ts TIMESTAMP(3), speed_kmh DOUBLE,
-  WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
-WITH ('connector' = 'kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{brokers}',
-  'scan.startup.mode' = 'earliest-offset', 'format' = 'json',
-  'key.format' = 'raw', 'key.fields' = 'vehicle_id', 'properties.session.timeout.ms' = '6000');
-CREATE TABLE minutes (vehicle_id STRING, n BIGINT) WITH ('connector' = 'blackhole');
-INSERT INTO minutes SELECT vehicle_id, COUNT(*)
-  FROM TABLE(TUMBLE(TABLE telemetry, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
-  GROUP BY vehicle_id, window_start, window_end;
-",
-            dir.path().join("checkpoints").display()
-        ),
-    )
-    .unwrap();
+    let (sql, _) = small_worker_job(&brokers, "served", 4, dir.path());
     let wait_for = |what: &str, until: &dyn Fn() -> bool| {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !until() {
@@ -429,37 +447,9 @@ fn a_worker_whose_partition_was_claimed_completes_no_checkpoint_of_it() {
     let Some(brokers) = test_broker() else {
         return;
     };
-    let run = format!("{}_{}", std::process::id(), rand::rng().random::<u32>());
-    let topic = format!("fenced-{run}");
-    let created = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["gen", "fleet", "--brokers", &brokers, "--topic", &topic])
-        .args(["--partitions", "2", "--events", "2000", "--rate", "0"])
-        .output()
-        .unwrap();
-    assert!(created.status.success(), "{created:?}");
     let dir = tempfile::tempdir().unwrap();
+    let (sql, job) = small_worker_job(&brokers, "fenced", 2, dir.path());
     let checkpoints = dir.path().join("checkpoints");
-    let sql = dir.path().join("fenced.sql");
-    let job = format!("fenced_{run}");
-    std::fs::write(
-        &sql,
-        format!(
-            "SET 'sluice.workers' = 'kafka-group';
-SET 'pipeline.name' = '{job}';
-SET 'execution.checkpointing.interval' = '300 ms';
-SET 'execution.checkpointing.dir' = '{}';
-CREATE TABLE telemetry (vehicle_id STRING, ts TIMESTAMP(3), speed_kmh DOUBLE,
-  WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
-WITH ('connector' = 'kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{brokers}',
-  'scan.startup.mode' = 'earliest-offset', 'format' = 'json',
-  'key.format' = 'raw', 'key.fields' = 'vehicle_id');
-CREATE TABLE fast (vehicle_id STRING, speed_kmh DOUBLE) WITH ('connector' = 'blackhole');
-INSERT INTO fast SELECT vehicle_id, speed_kmh FROM telemetry WHERE speed_kmh > 50;
-",
-            checkpoints.display()
-        ),
-    )
-    .unwrap();
     let partition = checkpoints.join(&job).join("partition-0000");
     // Completed checkpoints of partition 0, newest last.
     let completed = || {

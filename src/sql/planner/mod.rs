@@ -87,9 +87,10 @@ impl PlannedScript {
     /// The job's dataflow as `sluice explain` shows it, in the user's names.
     pub fn explain(&self) -> Option<String> {
         self.job.as_ref().map(|job| {
-            let workers = match self.settings.workers {
-                true => job.explain_workers(),
-                false => String::new(),
+            let workers = if self.settings.workers {
+                job.explain_workers()
+            } else {
+                String::new()
             };
             user_facing(&format!("{workers}{}", job.explain()))
         })
