@@ -35,25 +35,6 @@ pub struct GenOptions {
     pub start_ms: i64,
 }
 
-/// Creates `topic` with `partitions` partitions, unless it exists.
-async fn create_topic(cc: &ClientConfig, topic: &str, partitions: i32) -> Result<(), JobError> {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    let admin: AdminClient<rdkafka::client::DefaultClientContext> = cc.create()?;
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-    let created = admin.create_topics(&[new], &AdminOptions::new()).await?;
-    for result in created {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((_, code)) => {
-                return Err(JobError::internal(format!(
-                    "creating topic '{topic}': {code}"
-                )));
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Generates telemetry until `events` are written or `stop` resolves; returns the count.
 pub async fn generate_fleet(
     opts: GenOptions,
@@ -88,7 +69,7 @@ pub async fn generate_fleet(
                 cc.set(k, v);
             }
             if let Some(n) = partitions {
-                create_topic(&cc, &topic, n).await?;
+                crate::connectors::kafka::ensure_topic(&cc, &topic, n).await?;
             }
             let producer: FutureProducer = cc.create()?;
             Output::Kafka { producer, topic }

@@ -2,9 +2,11 @@
 //! ClickHouse, started by scripts/test.sh): three workers share a 6-partition topic that
 //! `sluice gen fleet` keys by vehicle while it produces. One worker is killed with SIGKILL
 //! mid-stream (the others take its partitions over from their checkpoints), later a fourth
-//! joins (partitions are handed to it at a savepoint). Every ClickHouse table, read without
-//! FINAL from a plain MergeTree, equals row for row and count for count the tables of one
-//! uninterrupted single-process run over the same topic.
+//! joins (partitions are handed to it at a savepoint). The per-vehicle outputs run on the
+//! partitions as they are; the HOP per driver runs in two stages, with the rows moving between
+//! workers through a repartition topic. Every ClickHouse table, read without FINAL from a plain
+//! MergeTree, equals row for row and count for count the tables of one uninterrupted
+//! single-process run over the same topic.
 //!
 //! The end of the stream is told in event time, as in production: one reading an hour later
 //! in every partition moves each worker's watermark past every real window. (A `--drain` stop
@@ -23,8 +25,9 @@ use rdkafka::ClientConfig;
 const EVENTS: u64 = 24_000;
 const PARTITIONS: i32 = 6;
 
-/// The per-vehicle outputs: state keyed by the topic's key, so no row moves between workers.
-const OUTPUTS: [&str; 4] = ["passthrough", "tumble", "session", "braking"];
+/// The outputs: per vehicle (the topic's key: no row moves between workers) and a HOP per
+/// driver, whose rows the workers move to each other through a repartition topic.
+const OUTPUTS: [&str; 5] = ["passthrough", "tumble", "session", "braking", "hop"];
 
 /// The job: as the workers run it (`workers`), or as one process reading the whole topic to
 /// its end.
@@ -66,7 +69,7 @@ async fn produce_end_of_stream(brokers: &str, topic: &str) {
     for p in 0..PARTITIONS {
         let key = format!("{END_VEHICLE}{p}");
         let value = format!(
-            r#"{{"vehicle_id":"{key}","driver_id":"D","ts":"2024-03-01 10:00:00.000","speed_kmh":0.0,"accel_ms2":0.0}}"#
+            r#"{{"vehicle_id":"{key}","driver_id":"{key}","ts":"2024-03-01 10:00:00.000","speed_kmh":0.0,"accel_ms2":0.0}}"#
         );
         producer
             .send(
@@ -84,12 +87,18 @@ async fn produce_end_of_stream(brokers: &str, topic: &str) {
 /// Prefix of the test vehicles that end the stream.
 const END_VEHICLE: &str = "ZZ-end-";
 
-/// A table's rows without the end-of-stream vehicles, in a stable order, duplicates kept.
+/// A table's rows without the end-of-stream vehicles (and drivers), in a stable order,
+/// duplicates kept.
 async fn rows(url: &str, db: &str, name: &str) -> Vec<String> {
+    let key = if name == "hop" {
+        "driver_id"
+    } else {
+        "vehicle_id"
+    };
     let text = common::clickhouse_query(
         url,
         &format!(
-            "SELECT * FROM {db}.{name} WHERE NOT startsWith(vehicle_id, '{END_VEHICLE}') ORDER BY ALL SETTINGS session_timezone = 'UTC'"
+            "SELECT * FROM {db}.{name} WHERE NOT startsWith({key}, '{END_VEHICLE}') ORDER BY ALL SETTINGS session_timezone = 'UTC'"
         ),
     )
     .await;

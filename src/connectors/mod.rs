@@ -71,6 +71,9 @@ pub enum ConnectorConfig {
     ClickHouse(clickhouse::ClickHouseConfig),
     /// A query's rows to the process running it (the shell); never named in SQL.
     Collect(collect::CollectConfig),
+    /// The rows a job's first stage repartitioned, read by its second on the worker owning
+    /// their partition; never named in SQL.
+    Repartition(kafka::RepartitionTopic),
 }
 
 /// The connectors a table may name.
@@ -186,6 +189,7 @@ impl ConnectorConfig {
             ConnectorConfig::Blackhole => "blackhole",
             ConnectorConfig::ClickHouse(_) => "clickhouse",
             ConnectorConfig::Collect(_) => "collect",
+            ConnectorConfig::Repartition(_) => "repartition",
         }
     }
 
@@ -218,8 +222,16 @@ impl ConnectorConfig {
     pub fn can_write(&self) -> bool {
         !matches!(
             self,
-            ConnectorConfig::Datagen(_) | ConnectorConfig::FleetSim(_)
+            ConnectorConfig::Datagen(_)
+                | ConnectorConfig::FleetSim(_)
+                | ConnectorConfig::Repartition(_)
         )
+    }
+
+    /// True when the records carry the watermark (a repartition topic's, from each origin)
+    /// instead of it being computed from the rows.
+    pub fn carries_watermarks(&self) -> bool {
+        matches!(self, ConnectorConfig::Repartition(_))
     }
 
     /// Why this table cannot be read, if it cannot (options only a source needs).
@@ -259,6 +271,7 @@ impl ConnectorConfig {
             ConnectorConfig::Kafka(k) => k.bounded != kafka::BoundedMode::Unbounded,
             ConnectorConfig::Datagen(d) => d.number_of_rows.is_some(),
             ConnectorConfig::FleetSim(f) => f.number_of_rows.is_some(),
+            ConnectorConfig::Repartition(r) => r.bounded,
             _ => true,
         }
     }
@@ -282,6 +295,7 @@ impl ConnectorConfig {
             ConnectorConfig::Blackhole => "blackhole (discards rows)".to_string(),
             ConnectorConfig::ClickHouse(c) => c.describe(),
             ConnectorConfig::Collect(_) => "the shell's result view".to_string(),
+            ConnectorConfig::Repartition(r) => r.describe(),
         }
     }
 
@@ -312,6 +326,9 @@ impl ConnectorConfig {
             )?),
             ConnectorConfig::Datagen(c) => Box::new(datagen::DatagenSource::new(c.clone())),
             ConnectorConfig::FleetSim(c) => Box::new(fleet_sim::FleetSimSource::new(c.clone())?),
+            ConnectorConfig::Repartition(r) => {
+                Box::new(kafka::RepartitionSource::new(r.clone(), table))
+            }
             ConnectorConfig::Print(_)
             | ConnectorConfig::Blackhole
             | ConnectorConfig::ClickHouse(_)
@@ -337,7 +354,9 @@ impl ConnectorConfig {
             ConnectorConfig::ClickHouse(c) => {
                 Box::new(clickhouse::ClickHouseSink::new(c.clone(), table, schema))
             }
-            ConnectorConfig::Datagen(_) | ConnectorConfig::FleetSim(_) => {
+            ConnectorConfig::Datagen(_)
+            | ConnectorConfig::FleetSim(_)
+            | ConnectorConfig::Repartition(_) => {
                 return Err(JobError::sink(
                     table,
                     format!("connector '{}' cannot be written", self.name()),

@@ -261,7 +261,7 @@ impl RunWatch<'_> {
 /// How the job for `partitions` starts: each claimed, then restored from its newest checkpoint,
 /// wherever that was written.
 async fn restore_partitions(
-    graph: JobGraph,
+    mut graph: JobGraph,
     partitions: PartitionCheckpoints,
     ck: &CheckpointConfig,
     interval: Duration,
@@ -269,6 +269,7 @@ async fn restore_partitions(
     log: &mut dyn JobLog,
 ) -> Result<(JobGraph, CheckpointSetup), RunError> {
     let run_id = partitions.run_id(fresh_run_id).await?;
+    graph.set_run_id(&run_id);
     let owned = list(&partitions.owned());
     let reading = Instant::now();
     // Claimed first: a worker that still runs one of them completes no checkpoint after the

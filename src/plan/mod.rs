@@ -20,6 +20,7 @@ use std::time::Duration;
 use arrow::datatypes::SchemaRef;
 use datafusion::physical_expr::PhysicalExpr;
 
+use crate::connectors::kafka::RepartitionTopic;
 use crate::connectors::{ConnectorConfig, ScanColumns};
 use crate::operators::{Feed, Operators};
 use crate::stream::{WatermarkCell, flink_type_name};
@@ -80,6 +81,17 @@ pub struct PipelineNode {
     pub upstream: Option<usize>,
     /// For a first stage: the pipeline its rows go to, instead of sinks.
     pub downstream: Option<usize>,
+    /// For a first stage of a worker's job: its rows go to this repartition topic instead,
+    /// and the second stage reads them wherever their partition is owned.
+    pub repartition: Option<RepartitionOutput>,
+}
+
+/// Where a first stage of a worker's job writes its rows.
+#[derive(Debug, Clone)]
+pub struct RepartitionOutput {
+    pub topic: RepartitionTopic,
+    /// Columns of the stage's rows whose hash chooses the partition.
+    pub key: Vec<usize>,
 }
 
 /// One running copy of a pipeline, with its stable id in checkpoints.
@@ -108,6 +120,14 @@ impl PipelineNode {
             Some(_) => vec![STAGE_INPUT],
             None => self.inputs.clone(),
         }
+    }
+
+    /// For a first stage writing a repartition topic: the id of its writer's state in
+    /// checkpoints (the numbers of the rows it sent), for its task `task_id`.
+    pub fn repartition_state_id(&self, task_id: &str) -> Option<String> {
+        self.repartition
+            .as_ref()
+            .map(|_| format!("{task_id}/repartition"))
     }
 
     /// Stable ids of the operators that keep state (`None` for the others):

@@ -4,9 +4,13 @@
 //! partitions the consumer group gave it. Nothing moves between workers, so this holds only for
 //! state keyed by what the producer partitions by: the table's `key.fields`.
 
-use super::{JobGraph, Parallelism, PipelineNode};
-use crate::connectors::ConnectorConfig;
-use crate::connectors::kafka::KafkaConfig;
+use arrow::datatypes::SchemaRef;
+
+use super::{JobGraph, Parallelism, PipelineNode, RepartitionOutput, SourceNode};
+use crate::connectors::kafka::{BoundedMode, KafkaConfig, RepartitionTopic};
+use crate::connectors::{ConnectorConfig, ScanColumns};
+use crate::operators::Operators;
+use crate::stream::new_watermark_cell;
 
 impl JobGraph {
     /// The consumer group the workers of this job join.
@@ -14,43 +18,145 @@ impl JobGraph {
         format!("sluice-{}", self.name)
     }
 
-    /// What `sluice explain` says first about a job of several workers.
+    /// What `sluice explain` says first about a job of several workers: how they share it,
+    /// and which pipelines move rows between them.
     pub fn explain_workers(&self) -> String {
         let table = self.sources.first().map_or("", |s| s.table.as_str());
-        format!(
-            "Workers: every process running this file is a worker of job `{}` (consumer group `{}`). A worker runs every pipeline as one subtask per partition of `{table}` it owns, fed by that partition alone; the parallelism below is that of one process running the whole job.\n\n",
+        let mut out = format!(
+            "Workers: every process running this file is a worker of job `{}` (consumer group `{}`). A worker runs every pipeline as one subtask per partition of `{table}` it owns, fed by that partition alone; the parallelism below is that of one process running the whole job.\n",
             self.name,
             self.worker_group()
-        )
+        );
+        let ids = self.pipeline_ids();
+        for (i, shape) in self.worker_shapes().unwrap_or_default().iter().enumerate() {
+            let (reader, key, columns) = match shape {
+                WorkerShape::Repartitioned { key } => (i, key, &self.sources[0].row_schema),
+                WorkerShape::WritesTopic { key } => {
+                    let ops = &self.pipelines[i].operators;
+                    let schema = ops.get(ops.len() - 1).output_schema();
+                    (i + 1, key, &schema.clone())
+                }
+                _ => continue,
+            };
+            let names: Vec<&str> = key
+                .iter()
+                .map(|&c| columns.field(c).name().as_str())
+                .collect();
+            out.push_str(&format!(
+                "Repartitioned: pipeline `{}` keeps state by {}, not by the topic's key: its rows go through topic `{}` (a partition per partition of `{table}`, by hash of {}); the worker owning partition k of `{table}` runs partition k of it.\n",
+                self.pipelines[reader].name,
+                names.join(", "),
+                RepartitionTopic::name_for(&self.name, &ids[reader]),
+                names.join(", ")
+            ));
+        }
+        out.push('\n');
+        out
     }
 
     /// Why the job cannot be shared by workers, if it cannot.
     pub fn worker_problem(&self) -> Option<String> {
-        self.topic_for_workers()
-            .and_then(|kafka| {
-                self.pipelines
-                    .iter()
-                    .try_for_each(|p| self.check_for_workers(p, kafka))
-            })
-            .err()
+        self.worker_shapes().err()
+    }
+
+    /// How each pipeline runs on the workers; why one cannot.
+    fn worker_shapes(&self) -> Result<Vec<WorkerShape>, String> {
+        let kafka = self.topic_for_workers()?;
+        (0..self.pipelines.len())
+            .map(|i| self.shape_on_workers(i, kafka))
+            .collect()
     }
 
     /// The job as the worker owning `owned` of the topic's `partitions` runs it; why not, when
-    /// some state would need rows of other partitions.
+    /// some state cannot be placed. A pipeline keyed by another key than the topic's gets a
+    /// first stage that writes its rows to a repartition topic, and reads that topic.
     pub fn for_worker(mut self, partitions: usize, owned: &[usize]) -> Result<JobGraph, String> {
-        if let Some(problem) = self.worker_problem() {
-            return Err(problem);
+        let shapes = self.worker_shapes()?;
+        let ConnectorConfig::Kafka(kafka) = &mut self.sources[0].connector else {
+            unreachable!("checked: the job reads a Kafka topic")
+        };
+        kafka.owned_partitions = Some(owned.iter().map(|&p| p as i32).collect());
+        let properties = RepartitionTopic::connection_of(&kafka.properties);
+        let bounded = kafka.bounded != BoundedMode::Unbounded;
+        let topic_of = |name: String| RepartitionTopic {
+            topic: name,
+            partitions,
+            properties: properties.clone(),
+            run_id: String::new(),
+            owned: owned.to_vec(),
+            bounded,
+        };
+        let by_partition = || Parallelism::Partitions {
+            partitions,
+            owned: owned.to_vec(),
+        };
+        let ids = self.pipeline_ids();
+        let source_schema = self.sources[0].row_schema.clone();
+        // Where each pipeline goes: a first stage is added before each one repartitioned.
+        let mut moved_to = Vec::with_capacity(shapes.len());
+        for shape in &shapes {
+            let before = moved_to.last().map_or(0, |&m| m + 1);
+            let added = matches!(shape, WorkerShape::Repartitioned { .. }) as usize;
+            moved_to.push(before + added);
         }
-        if let ConnectorConfig::Kafka(kafka) = &mut self.sources[0].connector {
-            kafka.owned_partitions = Some(owned.iter().map(|&p| p as i32).collect());
-        }
-        for p in &mut self.pipelines {
-            p.parallelism = Parallelism::Partitions {
-                partitions,
-                owned: owned.to_vec(),
-            };
+        let old = std::mem::take(&mut self.pipelines);
+        for (i, (mut p, shape)) in old.into_iter().zip(shapes).enumerate() {
+            p.parallelism = by_partition();
+            p.upstream = p.upstream.map(|u| moved_to[u]);
+            p.downstream = p.downstream.map(|d| moved_to[d]);
+            match shape {
+                WorkerShape::ByPartition => {}
+                // Its first stage came just before and added the topic last.
+                WorkerShape::ReadsTopic => p.inputs = vec![self.sources.len() - 1],
+                WorkerShape::WritesTopic { key } => {
+                    let schema = match p.operators.len() {
+                        0 => source_schema.clone(),
+                        n => p.operators.get(n - 1).output_schema(),
+                    };
+                    let topic = topic_of(RepartitionTopic::name_for(&self.name, &ids[i + 1]));
+                    self.sources.push(topic_source(topic.clone(), schema));
+                    p.repartition = Some(RepartitionOutput { topic, key });
+                }
+                WorkerShape::Repartitioned { key } => {
+                    let topic = topic_of(RepartitionTopic::name_for(&self.name, &ids[i]));
+                    self.sources
+                        .push(topic_source(topic.clone(), source_schema.clone()));
+                    let first = self.pipelines.len();
+                    self.pipelines.push(PipelineNode {
+                        name: format!("{} (stage 1)", p.name),
+                        inputs: p.inputs.clone(),
+                        operators: Operators::reading(p.inputs[0]),
+                        sinks: Vec::new(),
+                        watermark: new_watermark_cell(),
+                        side_output: None,
+                        mini_batch: None,
+                        parallelism: by_partition(),
+                        upstream: None,
+                        downstream: Some(first + 1),
+                        repartition: Some(RepartitionOutput { topic, key }),
+                    });
+                    p.upstream = Some(first);
+                    p.inputs = vec![self.sources.len() - 1];
+                }
+            }
+            self.pipelines.push(p);
         }
         Ok(self)
+    }
+
+    /// Names the run of the job in its repartition topics' records (every worker's is the
+    /// same, from the job's checkpoint directory).
+    pub fn set_run_id(&mut self, run_id: &str) {
+        for s in &mut self.sources {
+            if let ConnectorConfig::Repartition(t) = &mut s.connector {
+                t.run_id = run_id.to_string();
+            }
+        }
+        for p in &mut self.pipelines {
+            if let Some(out) = &mut p.repartition {
+                out.topic.run_id = run_id.to_string();
+            }
+        }
     }
 
     /// The one Kafka topic the workers share.
@@ -77,59 +183,109 @@ impl JobGraph {
         Ok(kafka)
     }
 
-    /// Whether `p`'s state is all keyed by the topic's key.
-    fn check_for_workers(&self, p: &PipelineNode, kafka: &KafkaConfig) -> Result<(), String> {
+    /// How pipeline `i` runs on the workers: by partition when its state is keyed by the
+    /// topic's key (or it keeps none); through a repartition topic when it is keyed by another
+    /// key. Why it cannot run on them at all.
+    fn shape_on_workers(&self, i: usize, kafka: &KafkaConfig) -> Result<WorkerShape, String> {
+        let p = &self.pipelines[i];
         let source = &self.sources[0];
-        let key: Vec<usize> = kafka
+        let refuse = |what: String| {
+            format!(
+                "pipeline `{}` {what}; the workers of a job keep state by the columns its topic is partitioned by (`{}`'s 'key.fields'), or by a key the rows are repartitioned by through a topic. Run it in one process (without 'sluice.workers').",
+                p.name, source.table
+            )
+        };
+        if let Some(next) = p.downstream {
+            // The stage before another keyed differently: stateless, it sends its rows on by
+            // the next stage's key. One that keeps state would not send the same rows in the
+            // same order again after a restore, which the topic's exactly-once relies on.
+            if let Some(op) = p.operators.iter().find(|op| op.state_kind().is_some()) {
+                return Err(refuse(format!(
+                    "is keyed two ways, and its first stage keeps state (`{}`) before the rows are repartitioned",
+                    op.describe()
+                )));
+            }
+            return match &self.pipelines[next].parallelism {
+                Parallelism::Keyed { keys, .. } => Ok(WorkerShape::WritesTopic {
+                    key: keys[0].clone(),
+                }),
+                _ => Err(refuse(
+                    "aggregates across keys in two phases (not yet run by workers)".into(),
+                )),
+            };
+        }
+        if p.upstream.is_some() {
+            return Ok(WorkerShape::ReadsTopic);
+        }
+        let topic_key: Vec<usize> = kafka
             .key_fields
             .iter()
             .filter_map(|k| source.row_schema.index_of(k).ok())
             .collect();
-        let not_by_key = |what: String| {
-            let declared = if kafka.key_fields.is_empty() {
-                "none declared".to_string()
-            } else {
-                kafka.key_fields.join(", ")
-            };
-            format!(
-                "pipeline `{}` {what}; the workers of a job keep state only by the columns its topic is partitioned by (`{}`'s 'key.fields': {declared}), since rows of other keys are read by other workers. Run it in one process (without 'sluice.workers').",
-                p.name, source.table
-            )
-        };
-        if p.upstream.is_some() || p.downstream.is_some() {
-            return Err(not_by_key(
-                "is keyed two ways (two stages with an exchange)".into(),
-            ));
-        }
         match &p.parallelism {
             Parallelism::Keyed { keys, .. } => {
-                if key.is_empty() || !key.iter().all(|k| keys[0].contains(k)) {
-                    let names: Vec<&str> = keys[0]
-                        .iter()
-                        .map(|&c| source.row_schema.field(c).name().as_str())
-                        .collect();
-                    return Err(not_by_key(format!("keeps state by {}", names.join(", "))));
+                let by_topic_key =
+                    !topic_key.is_empty() && topic_key.iter().all(|k| keys[0].contains(k));
+                if by_topic_key {
+                    Ok(WorkerShape::ByPartition)
+                } else if p.inputs.len() == 1 && keys.len() == 1 {
+                    Ok(WorkerShape::Repartitioned {
+                        key: keys[0].clone(),
+                    })
+                } else {
+                    Err(refuse("joins several inputs by another key".into()))
                 }
             }
-            Parallelism::Spread { .. } => {
-                return Err(not_by_key("aggregates across keys in two phases".into()));
-            }
+            Parallelism::Spread { .. } => Err(refuse(
+                "aggregates across keys in two phases (not yet run by workers)".into(),
+            )),
             Parallelism::Single { .. } => {
                 if let Some(op) = p.operators.iter().find(|op| op.state_kind().is_some()) {
-                    return Err(not_by_key(format!(
+                    return Err(refuse(format!(
                         "keeps state of all its rows together (`{}`)",
                         op.describe()
                     )));
                 }
                 if let Some(op) = p.operators.first_without_instances() {
-                    return Err(not_by_key(format!(
+                    return Err(refuse(format!(
                         "has `{}`, which cannot run as subtasks yet",
                         op.describe()
                     )));
                 }
+                Ok(WorkerShape::ByPartition)
             }
-            Parallelism::Partitions { .. } => {}
+            Parallelism::Partitions { .. } => Ok(WorkerShape::ByPartition),
         }
-        Ok(())
+    }
+}
+
+/// How one pipeline of a job runs on its workers.
+enum WorkerShape {
+    /// One subtask per partition, fed by that partition: its state is keyed by the topic's
+    /// key, or it keeps none.
+    ByPartition,
+    /// Keyed by another key (columns of its source's rows): a first stage added before it
+    /// writes its rows to a repartition topic by that key, and it reads them there.
+    Repartitioned { key: Vec<usize> },
+    /// A stateless first stage of two: writes its rows to a repartition topic by the second
+    /// stage's key (columns of its own rows).
+    WritesTopic { key: Vec<usize> },
+    /// The second of two stages: reads the repartition topic its first stage writes.
+    ReadsTopic,
+}
+
+/// The source a second stage reads: a repartition topic's partitions that this worker owns,
+/// whose rows have `schema` and whose records carry the watermark.
+fn topic_source(topic: RepartitionTopic, schema: SchemaRef) -> SourceNode {
+    SourceNode {
+        table: topic.topic.clone(),
+        connector: ConnectorConfig::Repartition(topic),
+        scan_schema: schema.clone(),
+        row_schema: schema,
+        row_exprs: None,
+        watermark: None,
+        idle_timeout: None,
+        columns: ScanColumns::default(),
+        parallelism: 1,
     }
 }

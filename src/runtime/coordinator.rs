@@ -18,7 +18,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::RecordBatch;
 use tokio::sync::{mpsc, watch};
 
 use super::metrics::CheckpointStatus;
@@ -79,12 +78,14 @@ pub(crate) struct CheckpointLink {
 }
 
 impl CheckpointLink {
-    /// Requests a checkpoint beyond any requested so far (for a source that ends); returns
-    /// its epoch.
-    pub fn request_next(&self) -> u64 {
+    /// Requests a checkpoint beyond `placed`, the newest a source that ends has placed; returns
+    /// its epoch. One already requested and not placed yet by it is that checkpoint: sources
+    /// ending together (a worker's topic and its repartition topic, which feed different
+    /// pipelines) must end with the same one, or each would wait for the other's.
+    pub fn request_after(&self, placed: u64) -> u64 {
         let mut epoch = 0;
         self.requested.send_modify(|e| {
-            *e += 1;
+            *e = (*e).max(placed + 1);
             epoch = *e;
         });
         epoch
@@ -424,30 +425,6 @@ impl Coordinator {
         }
         Ok(())
     }
-}
-
-/// Batches as one Arrow IPC stream (staged sink rows).
-pub(crate) fn encode_batches(batches: &[RecordBatch]) -> Result<Vec<u8>, JobError> {
-    let Some(first) = batches.first() else {
-        return Ok(Vec::new());
-    };
-    let mut buf = Vec::new();
-    let mut w = arrow::ipc::writer::StreamWriter::try_new(&mut buf, &first.schema())?;
-    for b in batches {
-        w.write(b)?;
-    }
-    w.finish()?;
-    drop(w);
-    Ok(buf)
-}
-
-/// Reads what [`encode_batches`] wrote.
-pub(crate) fn decode_batches(bytes: &[u8]) -> Result<Vec<RecordBatch>, JobError> {
-    if bytes.is_empty() {
-        return Ok(Vec::new());
-    }
-    let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)?;
-    Ok(reader.collect::<Result<Vec<_>, _>>()?)
 }
 
 #[cfg(test)]

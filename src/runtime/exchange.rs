@@ -13,7 +13,8 @@ use arrow::row::{RowConverter, SortField};
 
 use tokio::sync::mpsc;
 
-use crate::stream::{JobError, Message};
+use crate::connectors::kafka::RepartitionWriter;
+use crate::stream::{CheckpointBarrier, JobError, Message};
 
 /// Where the rows of one source go for one keyed pipeline.
 #[derive(Debug, PartialEq, Eq)]
@@ -115,6 +116,85 @@ impl PipelineInput {
                 .map_err(|_| JobError::ChannelClosed)?;
         }
         Ok(())
+    }
+}
+
+/// Where a first stage's subtask sends what it emits: to the second stage's subtasks in this
+/// process, or (a worker's job) to a repartition topic, whose partition `k` the worker owning
+/// source partition `k` reads.
+pub(crate) enum NextStage {
+    Local(PipelineInput),
+    Topic {
+        /// Rows to partitions by the key's hash.
+        router: KeyRouter,
+        writer: RepartitionWriter,
+        /// The writer's state's id in checkpoints (`<task>/repartition`).
+        state_id: String,
+    },
+}
+
+impl NextStage {
+    pub async fn send_rows(&mut self, batch: RecordBatch) -> Result<(), JobError> {
+        match self {
+            NextStage::Local(input) => input.send_rows(0, batch).await,
+            NextStage::Topic { router, writer, .. } => {
+                for (partition, part) in router.split(&batch)?.into_iter().enumerate() {
+                    if let Some(part) = part {
+                        writer.send_rows(partition, &part).await?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    pub async fn watermark(&mut self, watermark: i64) -> Result<(), JobError> {
+        match self {
+            NextStage::Local(input) => input.send_each(&Message::Watermark(watermark)).await,
+            NextStage::Topic { writer, .. } => writer.send_watermark(watermark).await,
+        }
+    }
+
+    /// Every input of the first stage is idle.
+    pub async fn idle(&mut self) -> Result<(), JobError> {
+        match self {
+            NextStage::Local(input) => input.send_each(&Message::Idle).await,
+            NextStage::Topic { writer, .. } => writer.send_idle().await,
+        }
+    }
+
+    /// Before the first stage's snapshot at a barrier: what a repartition topic was sent must
+    /// be stored before the checkpoint says it was sent.
+    pub async fn before_snapshot(&mut self) -> Result<(), JobError> {
+        match self {
+            NextStage::Local(_) => Ok(()),
+            NextStage::Topic { writer, .. } => writer.flush().await,
+        }
+    }
+
+    /// After the snapshot: the barrier goes on to the second stage in this process.
+    pub async fn barrier(&mut self, epoch: u64) -> Result<(), JobError> {
+        match self {
+            NextStage::Local(input) => {
+                let barrier = CheckpointBarrier { epoch };
+                input.send_each(&Message::Barrier(barrier)).await
+            }
+            NextStage::Topic { .. } => Ok(()),
+        }
+    }
+
+    /// The first stage's input ended at `watermark`: at +∞ (read to its end), a repartition
+    /// topic's readers are told this origin ended.
+    pub async fn end(&mut self, watermark: i64) -> Result<(), JobError> {
+        match self {
+            NextStage::Local(input) => input.send_each(&Message::EndOfInput).await,
+            NextStage::Topic { writer, .. } => {
+                if watermark == i64::MAX {
+                    writer.send_end().await?;
+                }
+                writer.flush().await
+            }
+        }
     }
 }
 

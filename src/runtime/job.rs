@@ -12,13 +12,13 @@ use tokio::task::JoinSet;
 
 use super::TableOutput;
 use super::coordinator::{CheckpointLink, Coordinator, CoordinatorConfig};
-use super::exchange::KeyRouter;
-use super::exchange::PipelineInput;
+use super::exchange::{KeyRouter, NextStage, PipelineInput};
 use super::metrics::{JobMetrics, LastCheckpoint};
 use super::mini_batch::HeldBatches;
 use super::pipeline::{PipelineCheckpoints, PipelineTask, SinkOutput};
 use super::restore::{PipelineRestore, RestorePlan, sink_id};
 use crate::checkpoint::{CheckpointConfig, CheckpointMode, CheckpointTarget};
+use crate::connectors::kafka::RepartitionWriter;
 use crate::operators::FusedOperators;
 use crate::operators::Operators;
 use crate::plan::{JobGraph, MiniBatch, Parallelism, STAGE_INPUT, SinkNode};
@@ -184,9 +184,22 @@ pub async fn run_job(
                 Some(from_first_stage) => from_first_stage,
                 None => (0..n).map(|_| Vec::new()).collect(),
             };
-        // A first stage: each subtask sends to every subtask of the second, by its key.
-        let mut next_stages: Vec<Option<PipelineInput>> = (0..n).map(|_| None).collect();
-        if let Some(next) = pipeline.downstream {
+        // A first stage: each subtask sends to every subtask of the second, by its key; or,
+        // on a worker, to the repartition topic the second stage reads.
+        let mut next_stages: Vec<Option<NextStage>> = (0..n).map(|_| None).collect();
+        if let Some(out) = &pipeline.repartition {
+            let origins = pipeline.parallelism.running();
+            for (k, (stage, origin)) in next_stages.iter_mut().zip(origins).enumerate() {
+                let task = &task_ids[next_task + k].id;
+                *stage = Some(NextStage::Topic {
+                    router: KeyRouter::new(out.key.clone(), out.topic.partitions, max_parallelism),
+                    writer: RepartitionWriter::new(&out.topic, origin)?,
+                    state_id: pipeline
+                        .repartition_state_id(task)
+                        .expect("a repartitioning stage"),
+                });
+            }
+        } else if let Some(next) = pipeline.downstream {
             let m = planned[next].subtasks();
             let mut into_next: Vec<SubtaskInputs> = (0..m).map(|_| Vec::new()).collect();
             for out in next_stages.iter_mut() {
@@ -201,12 +214,12 @@ pub async fn run_job(
                     }
                     _ => None,
                 };
-                *out = Some(PipelineInput {
+                *out = Some(NextStage::Local(PipelineInput {
                     subtasks: txs,
                     router,
                     in_turn: None,
                     by_split: false,
-                });
+                }));
             }
             stage_inputs.insert(next, into_next);
         }
@@ -377,7 +390,7 @@ struct SubtaskNode<'a> {
     /// Its index among the job's tasks in checkpoints.
     checkpoint_index: usize,
     /// A first stage's subtask: where its rows go.
-    next_stage: Option<PipelineInput>,
+    next_stage: Option<NextStage>,
 }
 
 /// What every subtask of a job shares.
@@ -430,6 +443,13 @@ async fn open_subtask(
         output.recommit(moved.epochs).await?;
         output.close().await?;
     }
+    let mut next_stage = node.next_stage;
+    if let Some(NextStage::Topic { writer, .. }) = &mut next_stage {
+        writer.open().await?;
+        if let Some(state) = &restored.repartition {
+            writer.restore(state)?;
+        }
+    }
     if let Some(w) = restored.watermark {
         node.watermark.store(w, Relaxed);
         if let Some((pipeline, _)) = &node.pipeline_watermark {
@@ -458,7 +478,7 @@ async fn open_subtask(
         shares: Default::default(),
         side_output,
         mini_batch: node.mini_batch.map(HeldBatches::new),
-        next_stage: node.next_stage,
+        next_stage,
         checkpoints: context.link.map(|link| PipelineCheckpoints {
             index: node.checkpoint_index,
             link: link.clone(),

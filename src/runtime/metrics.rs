@@ -9,6 +9,7 @@ use crate::checkpoint::CheckpointKind;
 
 pub use crate::stream::metrics::{OperatorMetrics, SinkMetrics, SourceMetrics};
 
+use crate::connectors::ConnectorConfig;
 use crate::plan::JobGraph;
 
 #[derive(Debug, Default, Clone)]
@@ -119,7 +120,12 @@ impl JobMetrics {
         let sources = graph
             .sources
             .iter()
-            .map(|s| Arc::new(SourceMetrics::new(s.table.clone())))
+            .map(|s| {
+                Arc::new(SourceMetrics {
+                    internal: matches!(s.connector, ConnectorConfig::Repartition(_)),
+                    ..SourceMetrics::new(s.table.clone())
+                })
+            })
             .collect();
         let sinks = graph
             .pipelines
@@ -177,7 +183,11 @@ impl JobMetrics {
     }
 
     pub fn rows_in(&self) -> u64 {
-        self.sources.iter().map(|s| s.rows_in.load(Relaxed)).sum()
+        self.sources
+            .iter()
+            .filter(|s| !s.internal)
+            .map(|s| s.rows_in.load(Relaxed))
+            .sum()
     }
 
     pub fn rows_out(&self) -> u64 {

@@ -10,13 +10,14 @@ use std::time::Duration;
 use arrow::array::RecordBatch;
 use tokio::sync::mpsc;
 
-use super::coordinator::{CheckpointLink, PipelineSnapshot, Report, StagedSink, encode_batches};
-use super::exchange::PipelineInput;
+use super::coordinator::{CheckpointLink, PipelineSnapshot, Report, StagedSink};
+use super::exchange::NextStage;
 use super::metrics::SinkMetrics;
 use super::mini_batch::HeldBatches;
 use crate::checkpoint::CheckpointMode;
 use crate::operators::FusedOperators;
 use crate::plan::SinkNode;
+use crate::stream::ipc::encode_batches;
 use crate::stream::metrics::GaugeShare;
 use crate::stream::{JobError, Message, Sink, WatermarkCell};
 
@@ -41,7 +42,7 @@ pub(super) struct PipelineTask {
     pub mini_batch: Option<HeldBatches>,
     /// A first stage's subtask hands its rows, watermarks, barriers and end to the second
     /// stage's subtasks (it has no sinks).
-    pub next_stage: Option<PipelineInput>,
+    pub next_stage: Option<NextStage>,
 }
 
 /// One input channel of a pipeline: the source it carries and where that source stands.
@@ -297,10 +298,10 @@ impl PipelineTask {
                     if !self.holds_rows() {
                         self.advance_watermark(&inputs).await?;
                     }
-                    if let Some(next) = &self.next_stage
+                    if let Some(next) = &mut self.next_stage
                         && inputs.iter().filter(|i| !i.ended).all(|i| i.idle)
                     {
-                        next.send_each(&Message::Idle).await?;
+                        next.idle().await?;
                     }
                 }
                 Some(Message::Barrier(b)) => {
@@ -388,8 +389,8 @@ impl PipelineTask {
         let held = self.operators.buffered_rows();
         self.shares[1].set(&self.metrics.buffered_rows, held);
         self.write(out).await?;
-        if let Some(next) = &self.next_stage {
-            next.send_each(&Message::Watermark(w)).await?;
+        if let Some(next) = &mut self.next_stage {
+            next.watermark(w).await?;
         }
         Ok(())
     }
@@ -416,10 +417,12 @@ impl PipelineTask {
     /// Snapshots at the barrier of `epoch`, then passes it on to a second stage: everything
     /// sent before it belongs to the checkpoint.
     async fn barrier(&mut self, epoch: u64) -> Result<(), JobError> {
+        if let Some(next) = &mut self.next_stage {
+            next.before_snapshot().await?;
+        }
         self.snapshot(epoch).await?;
-        if let Some(next) = &self.next_stage {
-            let barrier = crate::stream::CheckpointBarrier { epoch };
-            next.send_each(&Message::Barrier(barrier)).await?;
+        if let Some(next) = &mut self.next_stage {
+            next.barrier(epoch).await?;
         }
         Ok(())
     }
@@ -444,6 +447,12 @@ impl PipelineTask {
             if let (Some(id), Some(bytes)) = (id, bytes) {
                 operators.push((id.clone(), op.describe(), bytes));
             }
+        }
+        if let Some(NextStage::Topic {
+            writer, state_id, ..
+        }) = &self.next_stage
+        {
+            operators.push((state_id.clone(), writer.describe(), writer.snapshot()?));
         }
         let sinks = self
             .sinks
@@ -474,8 +483,9 @@ impl PipelineTask {
     /// The input ended: once the final checkpoint (placed by the source just before) is
     /// complete, its rows are written and the sinks closed.
     async fn finish(mut self) -> Result<(), JobError> {
-        if let Some(next) = &self.next_stage {
-            next.send_each(&Message::EndOfInput).await?;
+        let watermark = self.watermark.load(Relaxed);
+        if let Some(next) = &mut self.next_stage {
+            next.end(watermark).await?;
         }
         if let Some(c) = &mut self.checkpoints {
             let last = c.last_barrier;
@@ -512,8 +522,8 @@ impl PipelineTask {
             if rows == 0 {
                 continue;
             }
-            if let Some(next) = &self.next_stage {
-                next.send_rows(0, b).await?;
+            if let Some(next) = &mut self.next_stage {
+                next.send_rows(b).await?;
                 continue;
             }
             for s in &mut self.sinks {

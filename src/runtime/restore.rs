@@ -13,12 +13,12 @@ use std::collections::HashMap;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 
-use super::coordinator::decode_batches;
 use super::rescale::spread;
 use crate::checkpoint::manifest::{OperatorState, PipelineState, SinkState, SplitWatermarks};
 use crate::checkpoint::{Checkpoint, Positions};
 use crate::plan::{JobGraph, Parallelism};
 use crate::stream::JobError;
+use crate::stream::ipc::decode_batches;
 
 /// A checkpoint's state, laid out by the job's sources, pipelines, operators and sinks.
 pub struct RestorePlan {
@@ -49,6 +49,8 @@ pub struct PipelineRestore {
     pub sinks: HashMap<String, Vec<(u64, Vec<RecordBatch>)>>,
     /// Staged epochs of subtasks of another parallelism, to be written again under their ids.
     pub moved_sinks: Vec<MovedSink>,
+    /// A first stage writing a repartition topic: the numbers of the next rows it sends.
+    pub repartition: Option<Vec<u8>>,
 }
 
 /// Rows a subtask that no longer exists staged for a sink.
@@ -114,6 +116,9 @@ pub fn match_checkpoint(
                     .operators
                     .insert(op_id, (i, j, p.operators.get(j).describe()));
             }
+        }
+        if let Some(id) = p.repartition_state_id(&task.id) {
+            layout.repartitions.insert(id, i);
         }
         for s in &p.sinks {
             layout
@@ -186,6 +191,10 @@ pub fn match_checkpoint(
             pipelines[i].watermark = Some(p.watermark);
         }
         for op in &p.operators {
+            if let Some(&i) = layout.repartitions.get(&op.id) {
+                pipelines[i].repartition = Some(checkpoint.blob(op.blob).to_vec());
+                continue;
+            }
             match layout.operators.get(&op.id) {
                 Some((i, j, describe)) if *describe == op.describe => {
                     pipelines[*i].operators[*j] = Some(checkpoint.blob(op.blob).to_vec());
@@ -248,6 +257,8 @@ pub fn match_checkpoint(
 struct Layout {
     operators: HashMap<String, (usize, usize, String)>,
     sinks: HashMap<String, (usize, SchemaRef)>,
+    /// Repartition writers' state ids, by task.
+    repartitions: HashMap<String, usize>,
 }
 
 impl Layout {

@@ -102,10 +102,13 @@ impl TableOutput {
                 .format()
                 .filter(|f| !f.ignores_parse_errors())
                 .map(|f| f.ignore_errors_option()),
-            watermarks: node
-                .watermark
-                .as_ref()
-                .map(|w| WatermarkTracker::new(w.expr.clone(), idle_timeout)),
+            watermarks: if node.connector.carries_watermarks() {
+                Some(WatermarkTracker::from_records())
+            } else {
+                node.watermark
+                    .as_ref()
+                    .map(|w| WatermarkTracker::new(w.expr.clone(), idle_timeout))
+            },
             idle: false,
             outputs,
             metrics,
@@ -284,7 +287,7 @@ impl TableOutput {
             self.send_watermark(i64::MAX).await?;
         }
         if let Some(c) = &self.checkpoints {
-            let epoch = c.link.request_next();
+            let epoch = c.link.request_after(c.placed);
             self.place_barrier(epoch, true).await?;
         }
         self.send(Message::EndOfInput).await
@@ -371,6 +374,17 @@ impl SourceOutput for TableOutput {
         if self.checkpoints.is_some() {
             self.positions
                 .insert(position.key.to_string(), position.next);
+        }
+        Ok(())
+    }
+
+    async fn emit_watermark(&mut self, split: usize, watermark: i64) -> Result<(), JobError> {
+        self.place_requested_barrier().await?;
+        let Some(tracker) = &mut self.watermarks else {
+            return Ok(());
+        };
+        if let Some(w) = tracker.raise(split, watermark, Instant::now()) {
+            self.send_watermark(w).await?;
         }
         Ok(())
     }

@@ -17,7 +17,8 @@ use datafusion::physical_expr::PhysicalExpr;
 use crate::stream::JobError;
 
 pub struct WatermarkTracker {
-    expr: Arc<dyn PhysicalExpr>,
+    /// The WATERMARK expression; `None` when the records carry each split's watermark.
+    expr: Option<Arc<dyn PhysicalExpr>>,
     /// When the expression is the event-time column, or it minus (plus) a constant: the
     /// column's index. Then the largest watermark of a batch is the expression at the row of
     /// the largest time, evaluated once instead of for every row (interval arithmetic on
@@ -38,11 +39,31 @@ impl WatermarkTracker {
     pub fn new(expr: Arc<dyn PhysicalExpr>, idle_timeout: Option<Duration>) -> Self {
         WatermarkTracker {
             monotonic_in: monotonic_in(&expr),
-            expr,
+            expr: Some(expr),
             idle_timeout,
             splits: Vec::new(),
             emitted: i64::MIN,
         }
+    }
+
+    /// For a source whose records carry each split's watermark ([`Self::raise`]).
+    pub fn from_records() -> Self {
+        WatermarkTracker {
+            expr: None,
+            monotonic_in: None,
+            idle_timeout: None,
+            splits: Vec::new(),
+            emitted: i64::MIN,
+        }
+    }
+
+    /// Moves `split` to `watermark` (never back); returns a new combined watermark if it
+    /// advanced.
+    pub fn raise(&mut self, split: usize, watermark: i64, now: Instant) -> Option<i64> {
+        let state = self.split(split);
+        state.last_data = now;
+        state.watermark = Some(state.watermark.map_or(watermark, |w| w.max(watermark)));
+        self.advance(now)
     }
 
     fn split(&mut self, split: usize) -> &mut SplitState {
@@ -84,11 +105,14 @@ impl WatermarkTracker {
         batch: &RecordBatch,
         now: Instant,
     ) -> Result<Option<i64>, JobError> {
+        let Some(expr) = &self.expr else {
+            return Ok(None);
+        };
         let rows = match self.monotonic_in.and_then(|c| latest_row(batch.column(c))) {
             Some(at) => batch.slice(at, 1),
             None => batch.clone(),
         };
-        let values = self.expr.evaluate(&rows)?.into_array(rows.num_rows())?;
+        let values = expr.evaluate(&rows)?.into_array(rows.num_rows())?;
         let millis = match values.data_type() {
             DataType::Timestamp(TimeUnit::Millisecond, None) => values,
             _ => cast(&values, &DataType::Timestamp(TimeUnit::Millisecond, None))?,

@@ -30,6 +30,9 @@ pub struct SourceMetrics {
     pub watermark: AtomicI64,
     /// Records behind the end of the log (Kafka), -1 when unknown or not a log.
     pub lag: AtomicI64,
+    /// Rows the job already counted once: a repartition topic's, read again by the worker
+    /// that keeps their key.
+    pub internal: bool,
 }
 
 impl SourceMetrics {

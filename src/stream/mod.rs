@@ -8,6 +8,7 @@
 
 pub mod changelog;
 mod error;
+pub mod ipc;
 mod message;
 pub mod metrics;
 mod operator;

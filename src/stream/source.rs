@@ -83,6 +83,10 @@ pub trait SourceOutput: Send {
         position: Position,
     ) -> Result<(), JobError>;
 
+    /// Moves split `split`'s watermark to `watermark`, for a source whose records carry it
+    /// (a repartition topic) instead of the table computing it from the rows.
+    async fn emit_watermark(&mut self, split: usize, watermark: i64) -> Result<(), JobError>;
+
     /// Positions restored from a checkpoint (empty on a fresh start): a source starts each
     /// input found here at its position instead of its configured startup mode.
     fn restored(&self) -> &Positions;

@@ -7,16 +7,45 @@
 //! committed to the consumer group as rows are handed downstream (for monitoring and for
 //! `group-offsets` restarts; exactly-once restarts come with checkpoints).
 //!
+//! Workers of one job keyed by another column than the topic's move rows through a
+//! repartition topic ([`RepartitionTopic`]).
+//!
 //! The sink is an idempotent producer (`enable.idempotence`, `acks=all`) and waits for every
 //! delivery report before a flush returns: at-least-once.
 
 mod broker_log;
 mod config;
 mod group;
+mod repartition;
 mod sink;
 mod source;
 
 pub use config::{BoundedMode, KafkaConfig, OPTIONS, StartupMode};
 pub use group::{GroupMember, Revocation};
+pub use repartition::{RepartitionSource, RepartitionTopic, RepartitionWriter};
 pub use sink::KafkaSink;
 pub use source::KafkaSource;
+
+/// Creates `topic` with `partitions` partitions, unless it exists.
+pub async fn ensure_topic(
+    cc: &rdkafka::ClientConfig,
+    topic: &str,
+    partitions: i32,
+) -> Result<(), crate::stream::JobError> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::error::RDKafkaErrorCode;
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = cc.create()?;
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let created = admin.create_topics(&[new], &AdminOptions::new()).await?;
+    for result in created {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code)) => {
+                return Err(crate::stream::JobError::internal(format!(
+                    "creating topic '{topic}': {code}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1104,6 +1104,9 @@ mod tests {
         fn take_committed(&mut self) -> Option<Positions> {
             None
         }
+        async fn emit_watermark(&mut self, _split: usize, _w: i64) -> Result<(), JobError> {
+            Ok(())
+        }
         async fn tick(&mut self) -> Result<(), JobError> {
             Ok(())
         }

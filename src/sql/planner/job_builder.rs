@@ -200,6 +200,7 @@ impl JobBuilder {
                     mini_batch,
                     upstream: None,
                     downstream: None,
+                    repartition: None,
                 };
                 match stages {
                     Some(s) => {

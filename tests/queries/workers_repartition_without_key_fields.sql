@@ -1,4 +1,4 @@
--- fail: 2:1 keeps state by vehicle_id; the workers of a job keep state only by the columns its topic is partitioned by (`telemetry`'s 'key.fields': none declared)
+-- plan: Repartitioned: pipeline `INSERT INTO out` keeps state by vehicle_id, not by the topic's key: its rows go through topic `workers_repartition_without_key_fields.out.repartition`
 SET 'sluice.workers' = 'kafka-group';
 CREATE TABLE telemetry (vehicle_id STRING, ts TIMESTAMP(3),
   WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)

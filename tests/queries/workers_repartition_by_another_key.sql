@@ -1,4 +1,5 @@
--- fail: 2:1 'sluice.workers' = 'kafka-group': pipeline `INSERT INTO out` keeps state by driver_id; the workers of a job keep state only by the columns its topic is partitioned by (`telemetry`'s 'key.fields': vehicle_id)
+-- plan: Repartitioned: pipeline `INSERT INTO out` keeps state by driver_id, not by the topic's key: its rows go through topic `workers_repartition_by_another_key.out.repartition` (a partition per partition of `telemetry`, by hash of driver_id)
+-- plan: ← source #0 `telemetry`, rows spread by hash of driver_id
 SET 'sluice.workers' = 'kafka-group';
 CREATE TABLE telemetry (vehicle_id STRING, driver_id STRING, ts TIMESTAMP(3),
   WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)

@@ -1,0 +1,633 @@
+//! Repartition topics: how the workers of one job move rows to the worker that keeps their key,
+//! the Kafka Streams way. A pipeline keyed by something other than the topic's key (per
+//! driver, per region) runs in two stages. The first runs on the worker owning source
+//! partition `P` and writes its rows to partition `Q = hash(key)` of the job's repartition
+//! topic, which has as many partitions as the source. The second runs on the worker owning
+//! partition `Q` of the source, so each worker reads the repartition partitions matching the
+//! source partitions the group gave it, and a partition's checkpoint holds both stages.
+//!
+//! Every record names the run of the job that wrote it, and the source partition it comes
+//! from (its *origin*):
+//!
+//! ```text
+//! rows       sluice.run, sluice.from = P, sluice.seq = first   Arrow IPC of the rows
+//! watermark  sluice.run, sluice.from = P, sluice.watermark = w (no value)
+//! idle       sluice.run, sluice.from = P, sluice.idle          (no value)
+//! end        sluice.run, sluice.from = P, sluice.end           (no value)
+//! ```
+//!
+//! **Exactly once without transactions.** The rows from origin `P` into partition `Q` are
+//! numbered; the first stage checkpoints the next number for each `Q` with its source offset,
+//! and flushes its producer before it reports a checkpoint. A restored first stage sends again
+//! what it sent after its checkpoint, under the same numbers (it is stateless, so it sends the
+//! same rows), and the second stage, which checkpoints the next number it expects from each
+//! origin with its offset, drops the rows it has seen. A worker the group replaced but that
+//! still writes sends the same rows under the same numbers too.
+//!
+//! **Event time.** The second stage's watermark in partition `Q` is the lowest of the origins'
+//! watermarks (an idle origin does not count, an ended one is at +∞), as Flink's is the lowest of
+//! its input channels'.
+
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use futures::future::try_join_all;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Message};
+
+use super::broker_log::{BrokerLog, QuietProducer};
+use crate::stream::ipc::{decode_batches, encode_batches};
+use crate::stream::{JobError, Position, Source, SourceEnd, SourceOutput};
+
+const RUN: &str = "sluice.run";
+const FROM: &str = "sluice.from";
+const SEQ: &str = "sluice.seq";
+const WATERMARK: &str = "sluice.watermark";
+const IDLE: &str = "sluice.idle";
+const END: &str = "sluice.end";
+
+/// A job's repartition topic, as its writers and its readers see it.
+#[derive(Debug, Clone)]
+pub struct RepartitionTopic {
+    pub topic: String,
+    /// As many as the source topic's.
+    pub partitions: usize,
+    /// The source table's client settings (brokers, security), without its consumer's.
+    pub properties: Vec<(String, String)>,
+    /// The run of the job whose records count: records of earlier runs (before the job's
+    /// checkpoints were deleted) are skipped.
+    pub run_id: String,
+    /// The partitions this worker's second stage reads.
+    pub owned: Vec<usize>,
+    /// Whether the source ends by itself (then every origin ends the topic's streams).
+    pub bounded: bool,
+}
+
+impl RepartitionTopic {
+    /// `<job>.<pipeline>.repartition`, with what Kafka does not allow in a topic name as `_`.
+    pub fn name_for(job: &str, pipeline: &str) -> String {
+        let clean = |s: &str| -> String {
+            s.chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect()
+        };
+        format!("{}.{}.repartition", clean(job), clean(pipeline))
+    }
+
+    /// The client settings of the source table that reach the brokers: the rest is its own
+    /// consumer's.
+    pub fn connection_of(properties: &[(String, String)]) -> Vec<(String, String)> {
+        let reaches = |k: &str| {
+            k == "bootstrap.servers"
+                || k == "client.id"
+                || ["security.", "sasl.", "ssl.", "socket.", "broker."]
+                    .iter()
+                    .any(|p| k.starts_with(p))
+        };
+        properties
+            .iter()
+            .filter(|(k, _)| reaches(k))
+            .cloned()
+            .collect()
+    }
+
+    fn client_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        for (k, v) in &self.properties {
+            c.set(k, v);
+        }
+        c
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "repartition topic '{}' ({} partitions)",
+            self.topic, self.partitions
+        )
+    }
+
+    /// Creates the topic unless it exists; fails when it has another number of partitions
+    /// (the source topic grew, say): its rows would be read by the wrong workers.
+    async fn ensure(&self) -> Result<(), JobError> {
+        super::ensure_topic(&self.client_config(), &self.topic, self.partitions as i32).await?;
+        let consumer: rdkafka::consumer::BaseConsumer = self.client_config().create()?;
+        let topic = self.topic.clone();
+        let found = tokio::task::spawn_blocking(move || {
+            let md = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
+            Ok::<_, KafkaError>(md.topics().first().map_or(0, |t| t.partitions().len()))
+        })
+        .await
+        .map_err(|e| JobError::internal(format!("reading topic metadata: {e}")))??;
+        if found != self.partitions {
+            return Err(JobError::internal(format!(
+                "repartition topic '{}' has {found} partitions, the source {}: delete it (the job's checkpoints too) or start the job under a new pipeline.name",
+                self.topic, self.partitions
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Where the first stage on the worker owning source partition `origin` sends its rows,
+/// watermarks and end.
+pub struct RepartitionWriter {
+    topic: RepartitionTopic,
+    origin: usize,
+    producer: FutureProducer<QuietProducer>,
+    /// Per partition of the topic, the number of the next row sent there from `origin`.
+    next: Vec<u64>,
+    in_flight: Vec<DeliveryFuture>,
+    /// The last watermark sent: sent again only when it moves.
+    watermark: i64,
+}
+
+/// Deliveries awaited together before more are queued.
+const MAX_IN_FLIGHT: usize = 10_000;
+
+impl RepartitionWriter {
+    pub fn new(topic: &RepartitionTopic, origin: usize) -> Result<Self, JobError> {
+        let mut cc = topic.client_config();
+        // In order and once per partition across retries: the numbering relies on it.
+        cc.set("enable.idempotence", "true");
+        cc.set("acks", "all");
+        cc.set("linger.ms", "5");
+        let producer = cc
+            .create_with_context(QuietProducer(BrokerLog::new(&topic.topic)))
+            .map_err(|e| writer_error(topic, e))?;
+        Ok(RepartitionWriter {
+            topic: topic.clone(),
+            origin,
+            producer,
+            next: vec![0; topic.partitions],
+            in_flight: Vec::new(),
+            watermark: i64::MIN,
+        })
+    }
+
+    /// Creates the topic unless it exists.
+    pub async fn open(&self) -> Result<(), JobError> {
+        self.topic.ensure().await
+    }
+
+    /// What its state is in checkpoints.
+    pub fn describe(&self) -> String {
+        format!("Repartition into '{}'", self.topic.topic)
+    }
+
+    /// The numbers of the next rows, for a checkpoint.
+    pub fn snapshot(&self) -> Result<Vec<u8>, JobError> {
+        serde_json::to_vec(&self.next)
+            .map_err(|e| JobError::internal(format!("repartition state: {e}")))
+    }
+
+    /// Goes on numbering where a checkpoint left off.
+    pub fn restore(&mut self, state: &[u8]) -> Result<(), JobError> {
+        let next: Vec<u64> = serde_json::from_slice(state)
+            .map_err(|e| JobError::internal(format!("repartition state: {e}")))?;
+        if next.len() != self.topic.partitions {
+            return Err(JobError::Checkpoint(format!(
+                "the checkpoint numbers rows for {} partitions of '{}', which has {}",
+                next.len(),
+                self.topic.topic,
+                self.topic.partitions
+            )));
+        }
+        self.next = next;
+        Ok(())
+    }
+
+    fn headers(&self) -> OwnedHeaders {
+        OwnedHeaders::new()
+            .insert(Header {
+                key: RUN,
+                value: Some(self.topic.run_id.as_bytes()),
+            })
+            .insert(Header {
+                key: FROM,
+                value: Some(self.origin.to_string().as_bytes()),
+            })
+    }
+
+    /// Sends `batch` into `partition`, numbered after the rows sent there before.
+    pub async fn send_rows(
+        &mut self,
+        partition: usize,
+        batch: &RecordBatch,
+    ) -> Result<(), JobError> {
+        let first = self.next[partition];
+        self.next[partition] += batch.num_rows() as u64;
+        let headers = self.headers().insert(Header {
+            key: SEQ,
+            value: Some(first.to_string().as_bytes()),
+        });
+        let payload = encode_batches(std::slice::from_ref(batch))?;
+        self.send(partition, headers, Some(&payload)).await
+    }
+
+    /// Sends the origin's watermark into every partition, when it moved.
+    pub async fn send_watermark(&mut self, watermark: i64) -> Result<(), JobError> {
+        if watermark <= self.watermark {
+            return Ok(());
+        }
+        self.watermark = watermark;
+        let text = watermark.to_string();
+        self.send_to_every_partition(WATERMARK, text.as_bytes())
+            .await
+    }
+
+    /// Tells every partition the origin is idle: it holds no watermark back until it sends
+    /// again.
+    pub async fn send_idle(&mut self) -> Result<(), JobError> {
+        self.send_to_every_partition(IDLE, b"").await
+    }
+
+    /// Tells every partition the origin ended (a bounded source read to its end).
+    pub async fn send_end(&mut self) -> Result<(), JobError> {
+        self.send_to_every_partition(END, b"").await
+    }
+
+    async fn send_to_every_partition(&mut self, key: &str, value: &[u8]) -> Result<(), JobError> {
+        for partition in 0..self.topic.partitions {
+            let headers = self.headers().insert(Header {
+                key,
+                value: Some(value),
+            });
+            self.send(partition, headers, None).await?;
+        }
+        Ok(())
+    }
+
+    async fn send(
+        &mut self,
+        partition: usize,
+        headers: OwnedHeaders,
+        payload: Option<&[u8]>,
+    ) -> Result<(), JobError> {
+        let topic = self.topic.topic.clone();
+        let mut record: FutureRecord<'_, (), [u8]> = FutureRecord::to(&topic)
+            .partition(partition as i32)
+            .headers(headers);
+        if let Some(p) = payload {
+            record = record.payload(p);
+        }
+        loop {
+            match self.producer.send_result(record) {
+                Ok(delivery) => {
+                    self.in_flight.push(delivery);
+                    break;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    self.flush().await?;
+                    self.producer.poll(Duration::from_millis(10));
+                }
+                Err((e, _)) => return Err(writer_error(&self.topic, e)),
+            }
+        }
+        if self.in_flight.len() >= MAX_IN_FLIGHT {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Returns once the broker has everything sent so far: before a checkpoint says so.
+    pub async fn flush(&mut self) -> Result<(), JobError> {
+        let pending = std::mem::take(&mut self.in_flight);
+        let results = try_join_all(pending).await.map_err(|_| {
+            JobError::internal(format!(
+                "the producer of '{}' closed before delivering",
+                self.topic.topic
+            ))
+        })?;
+        for r in results {
+            if let Err((e, _)) = r {
+                return Err(writer_error(&self.topic, e));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn writer_error(topic: &RepartitionTopic, e: KafkaError) -> JobError {
+    JobError::internal(format!("writing repartition topic '{}': {e}", topic.topic))
+}
+
+/// A record of a repartition topic, as the second stage reads it.
+#[derive(Debug, PartialEq)]
+enum Record {
+    Rows { first: u64 },
+    Watermark(i64),
+    Idle,
+    End,
+}
+
+/// The run, origin and kind of a record; `None` for a record that is not one of ours.
+fn parse(m: &BorrowedMessage<'_>) -> Option<(String, usize, Record)> {
+    let headers = m.headers()?;
+    let text = |key: &str| {
+        headers
+            .iter()
+            .find(|h| h.key == key)
+            .map(|h| String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())
+    };
+    let run = text(RUN)?;
+    let from = text(FROM)?.parse().ok()?;
+    let record = if let Some(first) = text(SEQ) {
+        Record::Rows {
+            first: first.parse().ok()?,
+        }
+    } else if let Some(w) = text(WATERMARK) {
+        Record::Watermark(w.parse().ok()?)
+    } else if text(IDLE).is_some() {
+        Record::Idle
+    } else if text(END).is_some() {
+        Record::End
+    } else {
+        return None;
+    };
+    Some((run, from, record))
+}
+
+/// What partition `Q` has had from one origin.
+#[derive(Debug, Clone, Default)]
+struct Origin {
+    /// The number of the next row it sends: lower ones were taken already.
+    next: u64,
+    watermark: Option<i64>,
+    idle: bool,
+}
+
+/// One partition of the topic the second stage reads.
+struct Split {
+    partition: usize,
+    key: std::sync::Arc<str>,
+    origins: Vec<Origin>,
+    /// The watermark last handed on.
+    watermark: Option<i64>,
+}
+
+impl Split {
+    /// The lowest watermark of the origins that are not idle (`i64::MAX` once all ended);
+    /// `None` while one of them has sent none.
+    fn watermark(&self) -> Option<i64> {
+        let mut lowest: Option<i64> = None;
+        for o in self.origins.iter().filter(|o| !o.idle) {
+            let w = o.watermark?;
+            lowest = Some(lowest.map_or(w, |l| l.min(w)));
+        }
+        lowest
+    }
+
+    fn ended(&self) -> bool {
+        self.origins
+            .iter()
+            .all(|o| o.watermark == Some(END_WATERMARK))
+    }
+}
+
+/// The watermark of an origin that ended.
+const END_WATERMARK: i64 = i64::MAX;
+
+/// Position keys of what the second stage has taken from origin `from` in partition `q`:
+/// the next row number, and the watermark (its bits; positions are unsigned). Both end in
+/// `/q`, so they are checkpointed with partition `q`.
+fn next_key(topic: &str, from: usize, q: usize) -> String {
+    format!("{topic}:next-from-{from}/{q}")
+}
+
+fn watermark_key(topic: &str, from: usize, q: usize) -> String {
+    format!("{topic}:watermark-from-{from}/{q}")
+}
+
+/// The second stage's input: the partitions of the repartition topic this worker owns.
+pub struct RepartitionSource {
+    topic: RepartitionTopic,
+    table: String,
+}
+
+impl RepartitionSource {
+    pub fn new(topic: RepartitionTopic, table: &str) -> Self {
+        RepartitionSource {
+            topic,
+            table: table.to_string(),
+        }
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> JobError {
+        JobError::source(&self.table, format!("Kafka: {e}"))
+    }
+
+    /// Takes one record of split `k`: rows not taken before go on; a watermark, an idle or an
+    /// end moves the split's watermark.
+    async fn take(
+        &self,
+        m: &BorrowedMessage<'_>,
+        k: usize,
+        split: &mut Split,
+        out: &mut dyn SourceOutput,
+    ) -> Result<(), JobError> {
+        let topic = &self.topic.topic;
+        let q = split.partition;
+        let parsed = parse(m)
+            .filter(|(run, from, _)| *run == self.topic.run_id && *from < self.topic.partitions);
+        if let Some((_, from, record)) = parsed {
+            let moves_watermark = matches!(record, Record::Watermark(_) | Record::End);
+            let origin = &mut split.origins[from];
+            match record {
+                Record::Rows { first } => {
+                    let batches = decode_batches(m.payload().unwrap_or_default())?;
+                    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+                    if first > origin.next {
+                        tracing::warn!(table = %self.table, partition = q, from, expected = origin.next, got = first, "rows missing from the repartition topic");
+                    }
+                    // Rows numbered below `next` were taken before this record was sent again.
+                    let mut skip = origin.next.saturating_sub(first) as usize;
+                    origin.next = origin.next.max(first + rows as u64);
+                    origin.idle = false;
+                    let next = origin.next;
+                    for b in batches {
+                        let n = b.num_rows();
+                        let keep = if skip >= n {
+                            None
+                        } else {
+                            Some(b.slice(skip, n - skip))
+                        };
+                        skip = skip.saturating_sub(n);
+                        if let Some(rows) = keep {
+                            let key = next_key(topic, from, q).into();
+                            out.emit(k, rows, Position { key, next }).await?;
+                        }
+                    }
+                    let key = next_key(topic, from, q).into();
+                    out.emit(k, empty(), Position { key, next }).await?;
+                }
+                Record::Watermark(w) => {
+                    origin.watermark = Some(origin.watermark.map_or(w, |o| o.max(w)));
+                    origin.idle = false;
+                }
+                Record::Idle => origin.idle = true,
+                Record::End => origin.watermark = Some(END_WATERMARK),
+            }
+            if let (true, Some(w)) = (moves_watermark, split.origins[from].watermark) {
+                let key = watermark_key(topic, from, q).into();
+                out.emit(
+                    k,
+                    empty(),
+                    Position {
+                        key,
+                        next: w as u64,
+                    },
+                )
+                .await?;
+            }
+            if let Some(w) = split.watermark()
+                && split.watermark.is_none_or(|before| w > before)
+            {
+                split.watermark = Some(w);
+                out.emit_watermark(k, w).await?;
+            }
+        }
+        let next = (m.offset() + 1) as u64;
+        out.emit(
+            k,
+            empty(),
+            Position {
+                key: split.key.clone(),
+                next,
+            },
+        )
+        .await
+    }
+}
+
+/// A batch of no rows: only moves a position.
+fn empty() -> RecordBatch {
+    RecordBatch::new_empty(std::sync::Arc::new(arrow::datatypes::Schema::empty()))
+}
+
+#[async_trait::async_trait]
+impl Source for RepartitionSource {
+    async fn run(self: Box<Self>, out: &mut dyn SourceOutput) -> Result<SourceEnd, JobError> {
+        let t = &self.topic;
+        t.ensure().await?;
+        let mut cc = t.client_config();
+        cc.set("group.id", format!("sluice-{}", t.topic));
+        cc.set("enable.auto.commit", "false");
+        cc.set("enable.auto.offset.store", "false");
+        // Each hop adds the broker's fetch wait to the rows' way: keep it short.
+        cc.set("fetch.wait.max.ms", "50");
+        let consumer: StreamConsumer = cc.create().map_err(|e| self.err(e))?;
+        let restored = out.restored().clone();
+        let mut splits: Vec<Split> = Vec::new();
+        let mut tpl = TopicPartitionList::new();
+        for &q in &t.owned {
+            let key: std::sync::Arc<str> = format!("{}/{q}", t.topic).into();
+            let start = restored
+                .get(&*key)
+                .map_or(Offset::Beginning, |&o| Offset::Offset(o as i64));
+            tpl.add_partition_offset(&t.topic, q as i32, start)
+                .map_err(|e| self.err(e))?;
+            let origins = (0..t.partitions)
+                .map(|from| Origin {
+                    next: restored
+                        .get(&next_key(&t.topic, from, q))
+                        .copied()
+                        .unwrap_or(0),
+                    watermark: restored
+                        .get(&watermark_key(&t.topic, from, q))
+                        .map(|&w| w as i64),
+                    idle: false,
+                })
+                .collect();
+            splits.push(Split {
+                partition: q,
+                key,
+                origins,
+                watermark: None,
+            });
+        }
+        consumer.assign(&tpl).map_err(|e| self.err(e))?;
+        out.set_splits(splits.len());
+        let keys: Vec<_> = splits.iter().map(|s| s.key.clone()).collect();
+        out.name_splits(&keys);
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            if t.bounded && splits.iter().all(Split::ended) {
+                return Ok(SourceEnd::Exhausted);
+            }
+            tokio::select! {
+                msg = consumer.recv() => {
+                    let m = match msg {
+                        Ok(m) => m,
+                        Err(KafkaError::MessageConsumption(code)) if code != RDKafkaErrorCode::OffsetOutOfRange => {
+                            tracing::warn!(table = %self.table, "Kafka: {code}");
+                            continue;
+                        }
+                        Err(e) => return Err(self.err(e)),
+                    };
+                    let q = m.partition() as usize;
+                    if let Some(k) = splits.iter().position(|s| s.partition == q) {
+                        self.take(&m, k, &mut splits[k], out).await?;
+                    }
+                }
+                _ = tick.tick() => out.tick().await?,
+                _ = out.stopped() => return Ok(SourceEnd::Stopped),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_keep_what_kafka_allows() {
+        assert_eq!(
+            RepartitionTopic::name_for("fleet-drivers", "fleet.driver_minutes,alerts#2"),
+            "fleet-drivers.fleet.driver_minutes_alerts_2.repartition"
+        );
+    }
+
+    #[test]
+    fn a_partition_waits_for_every_origin_that_is_not_idle() {
+        let origin = |watermark: Option<i64>, idle| Origin {
+            next: 0,
+            watermark,
+            idle,
+        };
+        let mut split = Split {
+            partition: 0,
+            key: "t/0".into(),
+            origins: vec![origin(Some(5), false), origin(None, false)],
+            watermark: None,
+        };
+        assert_eq!(split.watermark(), None);
+        split.origins[1].idle = true;
+        assert_eq!(split.watermark(), Some(5));
+        split.origins[1] = origin(Some(3), false);
+        assert_eq!(split.watermark(), Some(3));
+        split.origins[1].watermark = Some(END_WATERMARK);
+        assert_eq!(split.watermark(), Some(5));
+        assert!(!split.ended());
+        split.origins[0].watermark = Some(END_WATERMARK);
+        assert!(split.ended());
+    }
+
+    #[test]
+    fn position_keys_belong_to_their_partition() {
+        // Partition checkpoints take the positions ending in `/<partition>`.
+        assert!(next_key("j.p.repartition", 3, 5).ends_with("/5"));
+        assert!(watermark_key("j.p.repartition", 3, 5).ends_with("/5"));
+    }
+}
