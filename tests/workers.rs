@@ -25,9 +25,19 @@ use rdkafka::ClientConfig;
 const EVENTS: u64 = 24_000;
 const PARTITIONS: i32 = 6;
 
-/// The outputs: per vehicle (the topic's key: no row moves between workers) and a HOP per
-/// driver, whose rows the workers move to each other through a repartition topic.
-const OUTPUTS: [&str; 5] = ["passthrough", "tumble", "session", "braking", "hop"];
+/// The outputs: per vehicle (the topic's key: no row moves between workers); a HOP per
+/// driver, whose rows the workers move to each other through a repartition topic; and two
+/// over every vehicle together (the top three per minute, the fleet's minute), whose rows all
+/// go to one worker through one.
+const OUTPUTS: [&str; 7] = [
+    "passthrough",
+    "tumble",
+    "session",
+    "braking",
+    "hop",
+    "fastest",
+    "fleet_minute",
+];
 
 /// The job: as the workers run it (`workers`), or as one process reading the whole topic to
 /// its end.
@@ -69,7 +79,7 @@ async fn produce_end_of_stream(brokers: &str, topic: &str) {
     for p in 0..PARTITIONS {
         let key = format!("{END_VEHICLE}{p}");
         let value = format!(
-            r#"{{"vehicle_id":"{key}","driver_id":"{key}","ts":"2024-03-01 10:00:00.000","speed_kmh":0.0,"accel_ms2":0.0}}"#
+            r#"{{"vehicle_id":"{key}","driver_id":"{key}","ts":"{END_TIME}.000","speed_kmh":0.0,"accel_ms2":0.0}}"#
         );
         producer
             .send(
@@ -84,21 +94,25 @@ async fn produce_end_of_stream(brokers: &str, topic: &str) {
     }
 }
 
-/// Prefix of the test vehicles that end the stream.
+/// Prefix of the test vehicles (and drivers) that end the stream.
 const END_VEHICLE: &str = "ZZ-end-";
 
-/// A table's rows without the end-of-stream vehicles (and drivers), in a stable order,
+/// When they report: an hour after the fleet's readings.
+const END_TIME: &str = "2024-03-01 10:00:00";
+
+/// A table's rows without those of the end-of-stream readings, in a stable order,
 /// duplicates kept.
 async fn rows(url: &str, db: &str, name: &str) -> Vec<String> {
-    let key = if name == "hop" {
-        "driver_id"
-    } else {
-        "vehicle_id"
+    let real = match name {
+        "hop" => format!("NOT startsWith(driver_id, '{END_VEHICLE}')"),
+        // Only the single-process run, read to its end, closes the end readings' minute.
+        "fleet_minute" => format!("ws < '{END_TIME}'"),
+        _ => format!("NOT startsWith(vehicle_id, '{END_VEHICLE}')"),
     };
     let text = common::clickhouse_query(
         url,
         &format!(
-            "SELECT * FROM {db}.{name} WHERE NOT startsWith({key}, '{END_VEHICLE}') ORDER BY ALL SETTINGS session_timezone = 'UTC'"
+            "SELECT * FROM {db}.{name} WHERE {real} ORDER BY ALL SETTINGS session_timezone = 'UTC'"
         ),
     )
     .await;

@@ -102,6 +102,11 @@ impl Operators {
         &self.feeds[operator]
     }
 
+    /// True when some operator keeps state (a window, a join, a pattern).
+    pub fn keep_state(&self) -> bool {
+        self.list.iter().any(|op| op.state_kind().is_some())
+    }
+
     /// True when every operator reads the one before it (the first, the source).
     pub fn is_chain(&self) -> bool {
         self.feeds.iter().enumerate().all(|(i, f)| {

@@ -270,7 +270,7 @@ pub fn plan_stages(
             return None;
         }
         let first_parallelism = plan_parallelism(&first, inputs, requested);
-        if !stateless(&first) && !matches!(first_parallelism, Parallelism::Keyed { .. }) {
+        if first.keep_state() && !matches!(first_parallelism, Parallelism::Keyed { .. }) {
             return None;
         }
         Some(Stages {
@@ -314,9 +314,4 @@ fn two_phases(
         second,
         second_parallelism,
     })
-}
-
-/// True when no operator keeps state.
-fn stateless(operators: &Operators) -> bool {
-    (0..operators.len()).all(|i| operators.get(i).state_kind().is_none())
 }

@@ -42,13 +42,18 @@ impl JobGraph {
                 .iter()
                 .map(|&c| columns.field(c).name().as_str())
                 .collect();
-            out.push_str(&format!(
-                "Repartitioned: pipeline `{}` keeps state by {}, not by the topic's key: its rows go through topic `{}` (a partition per partition of `{table}`, by hash of {}); the worker owning partition k of `{table}` runs partition k of it.\n",
-                self.pipelines[reader].name,
-                names.join(", "),
-                RepartitionTopic::name_for(&self.name, &ids[reader]),
-                names.join(", ")
-            ));
+            let topic = RepartitionTopic::name_for(&self.name, &ids[reader]);
+            let name = &self.pipelines[reader].name;
+            out.push_str(&if names.is_empty() {
+                format!(
+                    "Repartitioned: pipeline `{name}` keeps state of all its rows together: they all go through topic `{topic}` into its partition 0, and the worker owning partition 0 of `{table}` runs it.\n"
+                )
+            } else {
+                let names = names.join(", ");
+                format!(
+                    "Repartitioned: pipeline `{name}` keeps state by {names}, not by the topic's key: its rows go through topic `{topic}` (a partition per partition of `{table}`, by hash of {names}); the worker owning partition k of `{table}` runs partition k of it.\n"
+                )
+            });
         }
         out.push('\n');
         out
@@ -196,15 +201,8 @@ impl JobGraph {
             )
         };
         if let Some(next) = p.downstream {
-            // The stage before another keyed differently: stateless, it sends its rows on by
-            // the next stage's key. One that keeps state would not send the same rows in the
-            // same order again after a restore, which the topic's exactly-once relies on.
-            if let Some(op) = p.operators.iter().find(|op| op.state_kind().is_some()) {
-                return Err(refuse(format!(
-                    "is keyed two ways, and its first stage keeps state (`{}`) before the rows are repartitioned",
-                    op.describe()
-                )));
-            }
+            // The stage before another keyed differently: stateless (the planner cuts a
+            // worker's job only there), it sends its rows on by the next stage's key.
             return match &self.pipelines[next].parallelism {
                 Parallelism::Keyed { keys, .. } => Ok(WorkerShape::WritesTopic {
                     key: keys[0].clone(),
@@ -240,17 +238,19 @@ impl JobGraph {
                 "aggregates across keys in two phases (not yet run by workers)".into(),
             )),
             Parallelism::Single { .. } => {
-                if let Some(op) = p.operators.iter().find(|op| op.state_kind().is_some()) {
-                    return Err(refuse(format!(
-                        "keeps state of all its rows together (`{}`)",
-                        op.describe()
-                    )));
-                }
                 if let Some(op) = p.operators.first_without_instances() {
                     return Err(refuse(format!(
                         "has `{}`, which cannot run as subtasks yet",
                         op.describe()
                     )));
+                }
+                // State of all rows together (a global aggregate, a Top-N over the whole
+                // stream): every row goes to one partition of a repartition topic.
+                if p.operators.keep_state() && p.inputs.len() == 1 {
+                    return Ok(WorkerShape::Repartitioned { key: Vec::new() });
+                }
+                if p.operators.keep_state() {
+                    return Err(refuse("joins several inputs without a key".into()));
                 }
                 Ok(WorkerShape::ByPartition)
             }

@@ -155,6 +155,15 @@ impl NextStage {
         }
     }
 
+    /// Called now and then (the pipeline's flush interval): sends what a repartition topic's
+    /// writer holds back.
+    pub async fn flush(&mut self) -> Result<(), JobError> {
+        match self {
+            NextStage::Local(_) => Ok(()),
+            NextStage::Topic { writer, .. } => writer.send_pending_watermark().await,
+        }
+    }
+
     /// Every input of the first stage is idle.
     pub async fn idle(&mut self) -> Result<(), JobError> {
         match self {
@@ -189,6 +198,7 @@ impl NextStage {
         match self {
             NextStage::Local(input) => input.send_each(&Message::EndOfInput).await,
             NextStage::Topic { writer, .. } => {
+                writer.send_pending_watermark().await?;
                 if watermark == i64::MAX {
                     writer.send_end().await?;
                 }

@@ -18,7 +18,8 @@ use super::mini_batch::HeldBatches;
 use super::pipeline::{PipelineCheckpoints, PipelineTask, SinkOutput};
 use super::restore::{PipelineRestore, RestorePlan, sink_id};
 use crate::checkpoint::{CheckpointConfig, CheckpointMode, CheckpointTarget};
-use crate::connectors::kafka::RepartitionWriter;
+use crate::connectors::ConnectorConfig;
+use crate::connectors::kafka::{RepartitionProducer, RepartitionWriter};
 use crate::operators::FusedOperators;
 use crate::operators::Operators;
 use crate::plan::{JobGraph, MiniBatch, Parallelism, STAGE_INPUT, SinkNode};
@@ -158,6 +159,18 @@ pub async fn run_job(
         .map_or_else(fresh_run_id, |(_, run)| run.clone());
     let mode = link.as_ref().map(|(l, _)| l.mode);
 
+    // A worker's repartition topics exist before anything writes or reads them; its first
+    // stages share one producer.
+    let mut repartition_producer = None;
+    for s in &job.sources {
+        if let ConnectorConfig::Repartition(topic) = &s.connector {
+            topic.ensure().await?;
+            if repartition_producer.is_none() {
+                repartition_producer = Some(RepartitionProducer::new(topic)?);
+            }
+        }
+    }
+
     // Every subtask of every pipeline is one task, with its own channels, operators and sinks.
     let task_ids = job.task_ids();
     let context = TaskContext {
@@ -188,12 +201,15 @@ pub async fn run_job(
         // on a worker, to the repartition topic the second stage reads.
         let mut next_stages: Vec<Option<NextStage>> = (0..n).map(|_| None).collect();
         if let Some(out) = &pipeline.repartition {
+            let producer = repartition_producer
+                .clone()
+                .ok_or_else(|| JobError::internal("a repartition topic without its source"))?;
             let origins = pipeline.parallelism.running();
             for (k, (stage, origin)) in next_stages.iter_mut().zip(origins).enumerate() {
                 let task = &task_ids[next_task + k].id;
                 *stage = Some(NextStage::Topic {
                     router: KeyRouter::new(out.key.clone(), out.topic.partitions, max_parallelism),
-                    writer: RepartitionWriter::new(&out.topic, origin)?,
+                    writer: RepartitionWriter::new(&out.topic, origin, producer.clone()),
                     state_id: pipeline
                         .repartition_state_id(task)
                         .expect("a repartitioning stage"),
@@ -444,11 +460,10 @@ async fn open_subtask(
         output.close().await?;
     }
     let mut next_stage = node.next_stage;
-    if let Some(NextStage::Topic { writer, .. }) = &mut next_stage {
-        writer.open().await?;
-        if let Some(state) = &restored.repartition {
-            writer.restore(state)?;
-        }
+    if let (Some(NextStage::Topic { writer, .. }), Some(state)) =
+        (&mut next_stage, &restored.repartition)
+    {
+        writer.restore(state)?;
     }
     if let Some(w) = restored.watermark {
         node.watermark.store(w, Relaxed);

@@ -488,9 +488,12 @@ impl PipelineTask {
             next.end(watermark).await?;
         }
         if let Some(c) = &mut self.checkpoints {
+            // Nothing reaches it any more: its last report stands for every later epoch. Said
+            // before waiting, since the checkpoint that completes may be a later one than its
+            // last (placed by a source feeding other pipelines, which ended after).
+            let _ = c.link.reports.send(Report::PipelineFinished(c.index));
             let last = c.last_barrier;
             let completed = c.link.completion_of(last).await?;
-            let _ = c.link.reports.send(Report::PipelineFinished(c.index));
             self.commit(completed).await?;
         }
         for s in self.outputs() {
@@ -500,6 +503,9 @@ impl PipelineTask {
     }
 
     async fn flush_all(&mut self) -> Result<(), JobError> {
+        if let Some(next) = &mut self.next_stage {
+            next.flush().await?;
+        }
         for s in self.outputs().filter(|s| !s.holds_epochs) {
             s.sink.flush().await?;
         }

@@ -161,12 +161,7 @@ pub fn match_checkpoint(
             job.pipelines[p].parallelism.total()
         )));
     }
-    let keyed = |p: usize| {
-        job.pipelines[p]
-            .operators
-            .iter()
-            .any(|op| op.state_kind().is_some())
-    };
+    let keyed = |p: usize| job.pipelines[p].operators.keep_state();
     if m.max_parallelism != key_groups
         && job.pipelines.iter().enumerate().any(|(p, node)| {
             keyed(p) && (node.parallelism.subtasks() > 1 || rescaled.contains_key(&p))

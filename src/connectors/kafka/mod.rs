@@ -22,7 +22,9 @@ mod source;
 
 pub use config::{BoundedMode, KafkaConfig, OPTIONS, StartupMode};
 pub use group::{GroupMember, Revocation};
-pub use repartition::{RepartitionSource, RepartitionTopic, RepartitionWriter};
+pub use repartition::{
+    RepartitionProducer, RepartitionSource, RepartitionTopic, RepartitionWriter,
+};
 pub use sink::KafkaSink;
 pub use source::KafkaSource;
 
@@ -36,7 +38,9 @@ pub async fn ensure_topic(
     use rdkafka::error::RDKafkaErrorCode;
     let admin: AdminClient<rdkafka::client::DefaultClientContext> = cc.create()?;
     let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-    let created = admin.create_topics(&[new], &AdminOptions::new()).await?;
+    // A broker that does not answer fails the job (which restarts) rather than hang it.
+    let options = AdminOptions::new().request_timeout(Some(std::time::Duration::from_secs(30)));
+    let created = admin.create_topics(&[new], &options).await?;
     for result in created {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}

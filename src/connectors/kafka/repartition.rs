@@ -10,11 +10,14 @@
 //! from (its *origin*):
 //!
 //! ```text
-//! rows       sluice.run, sluice.from = P, sluice.seq = first   Arrow IPC of the rows
-//! watermark  sluice.run, sluice.from = P, sluice.watermark = w (no value)
-//! idle       sluice.run, sluice.from = P, sluice.idle          (no value)
-//! end        sluice.run, sluice.from = P, sluice.end           (no value)
+//! rows       sluice.run, sluice.from = P, sluice.seq = n, sluice.kind = rows   Arrow IPC of the rows
+//! watermark  sluice.run, sluice.from = P, sluice.seq = n, sluice.kind = watermark:<w>
+//! idle       sluice.run, sluice.from = P, sluice.seq = n, sluice.kind = idle
+//! end        sluice.run, sluice.from = P, sluice.seq = n, sluice.kind = end
 //! ```
+//!
+//! `n` is the number of the first row a rows record holds, and for the others the number of
+//! rows sent from `P` into this partition before them.
 //!
 //! **Exactly once without transactions.** The rows from origin `P` into partition `Q` are
 //! numbered; the first stage checkpoints the next number for each `Q` with its source offset,
@@ -22,7 +25,9 @@
 //! what it sent after its checkpoint, under the same numbers (it is stateless, so it sends the
 //! same rows), and the second stage, which checkpoints the next number it expects from each
 //! origin with its offset, drops the rows it has seen. A worker the group replaced but that
-//! still writes sends the same rows under the same numbers too.
+//! still writes sends the same rows under the same numbers too. The second stage takes nothing
+//! out of order: a record past a gap (rows a dying writer never delivered) is skipped, and
+//! comes again with the gap when the origin's next writer sends again from its checkpoint.
 //!
 //! **Event time.** The second stage's watermark in partition `Q` is the lowest of the origins'
 //! watermarks (an idle origin does not count, an ended one is at +∞), as Flink's is the lowest of
@@ -46,9 +51,7 @@ use crate::stream::{JobError, Position, Source, SourceEnd, SourceOutput};
 const RUN: &str = "sluice.run";
 const FROM: &str = "sluice.from";
 const SEQ: &str = "sluice.seq";
-const WATERMARK: &str = "sluice.watermark";
-const IDLE: &str = "sluice.idle";
-const END: &str = "sluice.end";
+const KIND: &str = "sluice.kind";
 
 /// A job's repartition topic, as its writers and its readers see it.
 #[derive(Debug, Clone)]
@@ -117,8 +120,9 @@ impl RepartitionTopic {
     }
 
     /// Creates the topic unless it exists; fails when it has another number of partitions
-    /// (the source topic grew, say): its rows would be read by the wrong workers.
-    async fn ensure(&self) -> Result<(), JobError> {
+    /// (the source topic grew, say): its rows would be read by the wrong workers. Called once
+    /// per run of a job, before its tasks start.
+    pub async fn ensure(&self) -> Result<(), JobError> {
         super::ensure_topic(&self.client_config(), &self.topic, self.partitions as i32).await?;
         let consumer: rdkafka::consumer::BaseConsumer = self.client_config().create()?;
         let topic = self.topic.clone();
@@ -149,34 +153,49 @@ pub struct RepartitionWriter {
     in_flight: Vec<DeliveryFuture>,
     /// The last watermark sent: sent again only when it moves.
     watermark: i64,
+    /// A newer watermark not sent yet, and when one was sent last: each is one record per
+    /// partition, so they go at most every [`WATERMARK_EVERY`].
+    pending_watermark: Option<i64>,
+    watermark_sent: Option<std::time::Instant>,
+}
+
+/// How often a writer sends its watermark at most.
+const WATERMARK_EVERY: Duration = Duration::from_millis(500);
+
+/// The producer the writers of a job share.
+#[derive(Clone)]
+pub struct RepartitionProducer(FutureProducer<QuietProducer>);
+
+impl RepartitionProducer {
+    pub fn new(topic: &RepartitionTopic) -> Result<Self, JobError> {
+        let mut cc = topic.client_config();
+        // In order and once per partition across retries: the numbering relies on it.
+        cc.set("enable.idempotence", "true");
+        cc.set("acks", "all");
+        cc.set("linger.ms", "5");
+        cc.create_with_context(QuietProducer(BrokerLog::new(&topic.topic)))
+            .map(RepartitionProducer)
+            .map_err(|e| writer_error(topic, e))
+    }
 }
 
 /// Deliveries awaited together before more are queued.
 const MAX_IN_FLIGHT: usize = 10_000;
 
 impl RepartitionWriter {
-    pub fn new(topic: &RepartitionTopic, origin: usize) -> Result<Self, JobError> {
-        let mut cc = topic.client_config();
-        // In order and once per partition across retries: the numbering relies on it.
-        cc.set("enable.idempotence", "true");
-        cc.set("acks", "all");
-        cc.set("linger.ms", "5");
-        let producer = cc
-            .create_with_context(QuietProducer(BrokerLog::new(&topic.topic)))
-            .map_err(|e| writer_error(topic, e))?;
-        Ok(RepartitionWriter {
+    /// The writer of the first stage's subtask for source partition `origin`, through
+    /// `producer` (one per job: its subtasks share it).
+    pub fn new(topic: &RepartitionTopic, origin: usize, producer: RepartitionProducer) -> Self {
+        RepartitionWriter {
             topic: topic.clone(),
             origin,
-            producer,
+            producer: producer.0,
             next: vec![0; topic.partitions],
             in_flight: Vec::new(),
             watermark: i64::MIN,
-        })
-    }
-
-    /// Creates the topic unless it exists.
-    pub async fn open(&self) -> Result<(), JobError> {
-        self.topic.ensure().await
+            pending_watermark: None,
+            watermark_sent: None,
+        }
     }
 
     /// What its state is in checkpoints.
@@ -206,16 +225,22 @@ impl RepartitionWriter {
         Ok(())
     }
 
-    fn headers(&self) -> OwnedHeaders {
-        OwnedHeaders::new()
-            .insert(Header {
-                key: RUN,
-                value: Some(self.topic.run_id.as_bytes()),
+    /// A record's headers: its run, origin, number and kind.
+    fn headers(&self, seq: u64, kind: &str) -> OwnedHeaders {
+        let (from, seq) = (self.origin.to_string(), seq.to_string());
+        [
+            (RUN, self.topic.run_id.as_str()),
+            (FROM, &from),
+            (SEQ, &seq),
+            (KIND, kind),
+        ]
+        .into_iter()
+        .fold(OwnedHeaders::new(), |h, (key, value)| {
+            h.insert(Header {
+                key,
+                value: Some(value.as_bytes()),
             })
-            .insert(Header {
-                key: FROM,
-                value: Some(self.origin.to_string().as_bytes()),
-            })
+        })
     }
 
     /// Sends `batch` into `partition`, numbered after the rows sent there before.
@@ -226,42 +251,54 @@ impl RepartitionWriter {
     ) -> Result<(), JobError> {
         let first = self.next[partition];
         self.next[partition] += batch.num_rows() as u64;
-        let headers = self.headers().insert(Header {
-            key: SEQ,
-            value: Some(first.to_string().as_bytes()),
-        });
+        let headers = self.headers(first, "rows");
         let payload = encode_batches(std::slice::from_ref(batch))?;
         self.send(partition, headers, Some(&payload)).await
     }
 
-    /// Sends the origin's watermark into every partition, when it moved.
+    /// Sends the origin's watermark into every partition when it moved, unless one went
+    /// less than [`WATERMARK_EVERY`] ago: then [`Self::send_pending_watermark`] sends it.
     pub async fn send_watermark(&mut self, watermark: i64) -> Result<(), JobError> {
         if watermark <= self.watermark {
             return Ok(());
         }
+        self.pending_watermark = Some(watermark);
+        let recent = self
+            .watermark_sent
+            .is_some_and(|at| at.elapsed() < WATERMARK_EVERY);
+        if recent {
+            return Ok(());
+        }
+        self.send_pending_watermark().await
+    }
+
+    /// Sends the newest watermark held back, if any.
+    pub async fn send_pending_watermark(&mut self) -> Result<(), JobError> {
+        let Some(watermark) = self.pending_watermark.take() else {
+            return Ok(());
+        };
         self.watermark = watermark;
-        let text = watermark.to_string();
-        self.send_to_every_partition(WATERMARK, text.as_bytes())
+        self.watermark_sent = Some(std::time::Instant::now());
+        self.send_to_every_partition(&format!("watermark:{watermark}"))
             .await
     }
 
     /// Tells every partition the origin is idle: it holds no watermark back until it sends
     /// again.
     pub async fn send_idle(&mut self) -> Result<(), JobError> {
-        self.send_to_every_partition(IDLE, b"").await
+        self.send_to_every_partition("idle").await
     }
 
     /// Tells every partition the origin ended (a bounded source read to its end).
     pub async fn send_end(&mut self) -> Result<(), JobError> {
-        self.send_to_every_partition(END, b"").await
+        self.send_to_every_partition("end").await
     }
 
-    async fn send_to_every_partition(&mut self, key: &str, value: &[u8]) -> Result<(), JobError> {
+    /// A record of `kind` without rows into every partition, each numbered after the rows
+    /// sent there before it.
+    async fn send_to_every_partition(&mut self, kind: &str) -> Result<(), JobError> {
         for partition in 0..self.topic.partitions {
-            let headers = self.headers().insert(Header {
-                key,
-                value: Some(value),
-            });
+            let headers = self.headers(self.next[partition], kind);
             self.send(partition, headers, None).await?;
         }
         Ok(())
@@ -288,20 +325,26 @@ impl RepartitionWriter {
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     record = back;
-                    self.flush().await?;
+                    self.await_deliveries().await?;
                     self.producer.poll(Duration::from_millis(10));
                 }
                 Err((e, _)) => return Err(writer_error(&self.topic, e)),
             }
         }
         if self.in_flight.len() >= MAX_IN_FLIGHT {
-            self.flush().await?;
+            self.await_deliveries().await?;
         }
         Ok(())
     }
 
-    /// Returns once the broker has everything sent so far: before a checkpoint says so.
+    /// Returns once the broker has everything sent so far (the watermark held back too):
+    /// before a checkpoint says so.
     pub async fn flush(&mut self) -> Result<(), JobError> {
+        self.send_pending_watermark().await?;
+        self.await_deliveries().await
+    }
+
+    async fn await_deliveries(&mut self) -> Result<(), JobError> {
         let pending = std::mem::take(&mut self.in_flight);
         let results = try_join_all(pending).await.map_err(|_| {
             JobError::internal(format!(
@@ -325,14 +368,14 @@ fn writer_error(topic: &RepartitionTopic, e: KafkaError) -> JobError {
 /// A record of a repartition topic, as the second stage reads it.
 #[derive(Debug, PartialEq)]
 enum Record {
-    Rows { first: u64 },
+    Rows,
     Watermark(i64),
     Idle,
     End,
 }
 
-/// The run, origin and kind of a record; `None` for a record that is not one of ours.
-fn parse(m: &BorrowedMessage<'_>) -> Option<(String, usize, Record)> {
+/// A record's run, origin, number and kind; `None` for a record that is not one of ours.
+fn parse(m: &BorrowedMessage<'_>) -> Option<(String, usize, u64, Record)> {
     let headers = m.headers()?;
     let text = |key: &str| {
         headers
@@ -342,20 +385,16 @@ fn parse(m: &BorrowedMessage<'_>) -> Option<(String, usize, Record)> {
     };
     let run = text(RUN)?;
     let from = text(FROM)?.parse().ok()?;
-    let record = if let Some(first) = text(SEQ) {
-        Record::Rows {
-            first: first.parse().ok()?,
-        }
-    } else if let Some(w) = text(WATERMARK) {
-        Record::Watermark(w.parse().ok()?)
-    } else if text(IDLE).is_some() {
-        Record::Idle
-    } else if text(END).is_some() {
-        Record::End
-    } else {
-        return None;
+    let seq = text(SEQ)?.parse().ok()?;
+    let kind = text(KIND)?;
+    let record = match kind.split_once(':') {
+        Some(("watermark", w)) => Record::Watermark(w.parse().ok()?),
+        None if kind == "rows" => Record::Rows,
+        None if kind == "idle" => Record::Idle,
+        None if kind == "end" => Record::End,
+        _ => return None,
     };
-    Some((run, from, record))
+    Some((run, from, seq, record))
 }
 
 /// What partition `Q` has had from one origin.
@@ -439,17 +478,23 @@ impl RepartitionSource {
         let topic = &self.topic.topic;
         let q = split.partition;
         let parsed = parse(m)
-            .filter(|(run, from, _)| *run == self.topic.run_id && *from < self.topic.partitions);
-        if let Some((_, from, record)) = parsed {
+            .filter(|(run, from, _, _)| *run == self.topic.run_id && *from < self.topic.partitions);
+        // Past a gap: rows its writer sent before it never came (it died with them in
+        // flight). Its origin's next writer sends them again, and this record after them.
+        let in_order = |from: usize, seq: u64| seq <= split.origins[from].next;
+        if let Some((_, from, seq, _)) = &parsed
+            && !in_order(*from, *seq)
+        {
+            tracing::info!(table = %self.table, partition = q, from, expected = split.origins[*from].next, got = seq, "skipping a record past a gap: its origin sends it again");
+        }
+        let parsed = parsed.filter(|(_, from, seq, _)| in_order(*from, *seq));
+        if let Some((_, from, first, record)) = parsed {
             let moves_watermark = matches!(record, Record::Watermark(_) | Record::End);
             let origin = &mut split.origins[from];
             match record {
-                Record::Rows { first } => {
+                Record::Rows => {
                     let batches = decode_batches(m.payload().unwrap_or_default())?;
                     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-                    if first > origin.next {
-                        tracing::warn!(table = %self.table, partition = q, from, expected = origin.next, got = first, "rows missing from the repartition topic");
-                    }
                     // Rows numbered below `next` were taken before this record was sent again.
                     let mut skip = origin.next.saturating_sub(first) as usize;
                     origin.next = origin.next.max(first + rows as u64);
@@ -519,7 +564,6 @@ fn empty() -> RecordBatch {
 impl Source for RepartitionSource {
     async fn run(self: Box<Self>, out: &mut dyn SourceOutput) -> Result<SourceEnd, JobError> {
         let t = &self.topic;
-        t.ensure().await?;
         let mut cc = t.client_config();
         cc.set("group.id", format!("sluice-{}", t.topic));
         cc.set("enable.auto.commit", "false");
@@ -557,6 +601,7 @@ impl Source for RepartitionSource {
             });
         }
         consumer.assign(&tpl).map_err(|e| self.err(e))?;
+        tracing::info!(topic = %t.topic, partitions = ?t.owned, "repartition source assigned");
         out.set_splits(splits.len());
         let keys: Vec<_> = splits.iter().map(|s| s.key.clone()).collect();
         out.name_splits(&keys);

@@ -141,7 +141,9 @@ impl JobBuilder {
     /// The job, if the script has anything to run; `idle_timeout` is the default of every
     /// source without its own; every pipeline takes `mini_batch`, and runs as up to
     /// `parallelism` subtasks; window aggregates without a key run in two phases when
-    /// `two_phase`.
+    /// `two_phase`. For the `workers` of a job, stages are cut only after operators without
+    /// state: rows move between them through a topic, and only such a stage sends the same
+    /// rows again after a restore.
     pub(super) fn build(
         self,
         name: String,
@@ -149,6 +151,7 @@ impl JobBuilder {
         mini_batch: Option<MiniBatch>,
         parallelism: usize,
         two_phase: bool,
+        workers: bool,
     ) -> Option<JobGraph> {
         if self.pipelines.is_empty() {
             return None;
@@ -184,7 +187,9 @@ impl JobBuilder {
                 // Keyed differently along the way: two stages with an exchange between.
                 let stages = match &planned {
                     Parallelism::Single { reason: Some(_) } if p.side_output.is_none() => {
+                        let two_phase = two_phase && !workers;
                         plan_stages(&p.operators, &inputs, shape, &p.watermark, two_phase)
+                            .filter(|s| !workers || !s.first.keep_state())
                     }
                     _ => None,
                 };
