@@ -187,6 +187,22 @@ ORDER BY (vehicle_id, minute)
 TTL received_at + INTERVAL 1 YEAR
 SETTINGS non_replicated_deduplication_window = 1000;
 
+-- Per driver and 10 minutes, from the same workers: rows regrouped by driver through the job's
+-- repartition topic.
+CREATE TABLE IF NOT EXISTS fleet.driver_ten_minutes
+(
+    driver_id     LowCardinality(String),
+    window_start  DateTime64(3),
+    readings      UInt64,
+    top_kmh       Float64,
+    harsh_brakes  UInt64,
+    received_at   DateTime DEFAULT now()
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (driver_id, window_start)
+TTL received_at + INTERVAL 1 YEAR
+SETTINGS non_replicated_deduplication_window = 1000;
+
 -- Views the dashboard reads (sql/metabase/*.sql). FINAL collapses re-emitted rows.
 
 -- The last known position and state of every vehicle, and whether it has gone silent.

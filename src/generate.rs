@@ -69,7 +69,7 @@ pub async fn generate_fleet(
                 cc.set(k, v);
             }
             if let Some(n) = partitions {
-                crate::connectors::kafka::ensure_topic(&cc, &topic, n).await?;
+                crate::connectors::kafka::ensure_topic(&cc, &topic, n, 1).await?;
             }
             let producer: FutureProducer = cc.create()?;
             Output::Kafka { producer, topic }

@@ -1,7 +1,10 @@
 -- Per vehicle and minute: readings, top and mean speed, harsh brakes and the time spent over
--- SPEED_LIMIT_KMH (default 90), into ClickHouse fleet.vehicle_minutes. A job meant to run as
--- several workers (docs/scaling.md, "Many processes"): every process running this file takes a
--- share of the topic's partitions, and its state is all per vehicle, the topic's key.
+-- SPEED_LIMIT_KMH (default 90), into ClickHouse fleet.vehicle_minutes; and per driver and 10
+-- minutes into fleet.driver_ten_minutes. A job meant to run as several workers (docs/scaling.md,
+-- "Many processes"): every process running this file takes a share of the topic's partitions.
+-- The per-vehicle state needs no row to move (the topic is keyed by vehicle); the per-driver
+-- rows move between workers through the job's repartition topic
+-- (fleet-vehicle-minutes.driver_ten_minutes.repartition).
 --
 --   sluice run deploy/workers/vehicle_minutes.sql     # once per worker, on any machine
 --
@@ -18,6 +21,7 @@ SET 'execution.checkpointing.dir' = '${CHECKPOINT_DIR:-/tmp/sluice-workers}';
 
 CREATE TABLE telemetry (
   vehicle_id    STRING,
+  driver_id     STRING,
   ts            TIMESTAMP(3),
   speed_kmh     DOUBLE,
   accel_ms2     DOUBLE,
@@ -53,6 +57,26 @@ CREATE TABLE vehicle_minutes (
   'database' = '${CLICKHOUSE_DATABASE:-fleet}',
   'table' = 'vehicle_minutes'
 );
+
+CREATE TABLE driver_ten_minutes (
+  driver_id     STRING,
+  window_start  TIMESTAMP(3),
+  readings      BIGINT,
+  top_kmh       DOUBLE,
+  harsh_brakes  BIGINT
+) WITH (
+  'connector' = 'clickhouse',
+  'url' = '${CLICKHOUSE_URL:-http://127.0.0.1:18123}',
+  'username' = '${CLICKHOUSE_USER:-default}',
+  'password' = '${CLICKHOUSE_PASSWORD:-}',
+  'database' = '${CLICKHOUSE_DATABASE:-fleet}',
+  'table' = 'driver_ten_minutes'
+);
+
+INSERT INTO driver_ten_minutes
+SELECT driver_id, window_start, COUNT(*), MAX(speed_kmh), COUNT(*) FILTER (WHERE accel_ms2 < -3.5)
+FROM TABLE(TUMBLE(TABLE telemetry, DESCRIPTOR(ts), INTERVAL '10' MINUTE))
+GROUP BY driver_id, window_start, window_end;
 
 INSERT INTO vehicle_minutes
 SELECT

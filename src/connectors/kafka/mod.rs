@@ -28,16 +28,18 @@ pub use repartition::{
 pub use sink::KafkaSink;
 pub use source::KafkaSource;
 
-/// Creates `topic` with `partitions` partitions, unless it exists.
+/// Creates `topic` with `partitions` partitions, unless it exists, with `replicas` copies of
+/// each (`-1`: the broker's `default.replication.factor`).
 pub async fn ensure_topic(
     cc: &rdkafka::ClientConfig,
     topic: &str,
     partitions: i32,
+    replicas: i32,
 ) -> Result<(), crate::stream::JobError> {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     use rdkafka::error::RDKafkaErrorCode;
     let admin: AdminClient<rdkafka::client::DefaultClientContext> = cc.create()?;
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replicas));
     // A broker that does not answer fails the job (which restarts) rather than hang it.
     let options = AdminOptions::new().request_timeout(Some(std::time::Duration::from_secs(30)));
     let created = admin.create_topics(&[new], &options).await?;

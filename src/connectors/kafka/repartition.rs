@@ -123,7 +123,9 @@ impl RepartitionTopic {
     /// (the source topic grew, say): its rows would be read by the wrong workers. Called once
     /// per run of a job, before its tasks start.
     pub async fn ensure(&self) -> Result<(), JobError> {
-        super::ensure_topic(&self.client_config(), &self.topic, self.partitions as i32).await?;
+        // Replicated as the broker's own topics are: it holds rows not yet in any checkpoint.
+        let partitions = self.partitions as i32;
+        super::ensure_topic(&self.client_config(), &self.topic, partitions, -1).await?;
         let consumer: rdkafka::consumer::BaseConsumer = self.client_config().create()?;
         let topic = self.topic.clone();
         let found = tokio::task::spawn_blocking(move || {
