@@ -193,6 +193,19 @@ fn q14_updating_aggregate_matches_flink() {
     check_changelog_all("q14_updating_agg");
 }
 
+/// An updating aggregate without a key, in mini-batches on two subtasks: each subtask's local
+/// phase turns a mini-batch into partial states, one global phase merges them (Flink's
+/// local-global aggregation), COUNT DISTINCT included. Its expected state was counted from
+/// the input by a Python script (golden_100k/q19_fleet_totals.csv; see GOLDEN_README.md).
+#[test]
+fn q19_two_phase_updating_aggregate_without_key_matches_an_independent_count() {
+    let settings = "SET 'parallelism.default' = '2';
+        SET 'table.exec.mini-batch.enabled' = 'true';
+        SET 'table.exec.mini-batch.allow-latency' = '1 min';
+        SET 'table.exec.mini-batch.size' = '10000';";
+    check_changelog_with(settings, "q19_fleet_totals", "100k");
+}
+
 #[test]
 fn mini_batches_end_in_flinks_state_with_fewer_changes() {
     // Held until 50,000 rows (the input ends first on the golden's 100,000 rows: two

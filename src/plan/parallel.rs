@@ -251,14 +251,16 @@ pub struct Stages {
 /// differently (a Top-N per window over an aggregate per vehicle), or a key a projection
 /// computed on the way. The cut goes before the first operator from which on the rest can be
 /// spread by columns of what comes before it; the first stage must be spread by its source's
-/// columns, or keep no keyed state. Failing that, an aggregate in two phases when `two_phase`.
-/// `None` when nothing does.
+/// columns, or keep no keyed state. Failing that, an aggregate in two phases when `two_phase`:
+/// a window aggregate, or an updating one when `mini_batch` (as in Flink, whose local phase of
+/// an updating aggregate is one per mini-batch). `None` when nothing does.
 pub fn plan_stages(
     operators: &Operators,
     inputs: &[usize],
     requested: usize,
     watermark: &crate::stream::WatermarkCell,
     two_phase: bool,
+    mini_batch: bool,
 ) -> Option<Stages> {
     if requested <= 1 || inputs.len() != 1 {
         return None;
@@ -282,21 +284,26 @@ pub fn plan_stages(
     });
     cut.or_else(|| {
         two_phase
-            .then(|| two_phases(operators, requested, watermark))
+            .then(|| two_phases(operators, requested, watermark, mini_batch))
             .flatten()
     })
 }
 
 /// Two phases of the first keyed operator that has them (a window aggregate over the window
-/// alone, or over a computed key), when nothing keyed comes before it: its local phase on
+/// alone, or over a computed key; an updating aggregate without a key), when nothing keyed
+/// comes before it: its local phase on
 /// subtasks given rows in turn, its global phase — and what follows — keyed by what the local
 /// phase emits if it can be, else in one task (Flink's two-phase aggregation).
 fn two_phases(
     operators: &Operators,
     requested: usize,
     watermark: &crate::stream::WatermarkCell,
+    mini_batch: bool,
 ) -> Option<Stages> {
     let at = (0..operators.len()).find(|&i| operators.get(i).state_kind().is_some())?;
+    if operators.get(at).state_kind() == Some("group-aggregate") && !mini_batch {
+        return None;
+    }
     let (first, second) = operators.split_in_phases(at, STAGE_INPUT, watermark)?;
     let mut second_parallelism = plan_parallelism(&second, &[STAGE_INPUT], requested);
     if let Parallelism::Single { reason } = &mut second_parallelism {

@@ -188,8 +188,16 @@ impl JobBuilder {
                 let stages = match &planned {
                     Parallelism::Single { reason: Some(_) } if p.side_output.is_none() => {
                         let two_phase = two_phase && !workers;
-                        plan_stages(&p.operators, &inputs, shape, &p.watermark, two_phase)
-                            .filter(|s| !workers || !s.first.keep_state())
+                        let batched = mini_batch.is_some();
+                        plan_stages(
+                            &p.operators,
+                            &inputs,
+                            shape,
+                            &p.watermark,
+                            two_phase,
+                            batched,
+                        )
+                        .filter(|s| !workers || !s.first.keep_state())
                     }
                     _ => None,
                 };
