@@ -7,13 +7,16 @@
 #    wall time until the last worker ends (joining the group included), summed CPU, events/s,
 #    and the rows of the filtered output (the same for both, or the run is wrong). The job is a
 #    per-vehicle TUMBLE aggregate into a blackhole and a filter into CSV files, checkpointed
-#    every 2 s.
+#    every 2 s. KEY=driver_id groups the TUMBLE by driver instead: its rows then move between
+#    the workers through the job's repartition topic (the cost of that hop, against the
+#    default KEY=vehicle_id, the topic's key).
 # 2. Handover: 3 workers read a topic a generator keeps writing to (RATE events/s); one is
 #    killed with SIGKILL, later another gets SIGTERM. Printed: the time from the kill (the
 #    stop) until the partitions it ran run again in another worker — the pause those
 #    partitions' output sees.
 #
 #   scripts/bench-workers.sh
+#   KEY=driver_id HANDOVER=0 scripts/bench-workers.sh
 # SLUICE_BIN picks the binary (default: the profiling build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +24,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice/target}"
 brokers="${BROKERS:-127.0.0.1:19092}"
 events="${EVENTS:-1200000}"
 rate="${RATE:-20000}"
+key="${KEY:-vehicle_id}"
 bin="${SLUICE_BIN:-}"
 if [ -z "$bin" ]; then
   cargo build --profile profiling --quiet --bin sluice
@@ -39,18 +43,18 @@ SET 'sluice.workers' = 'kafka-group';
 SET 'pipeline.name' = '$1';
 SET 'execution.checkpointing.interval' = '2 s';
 SET 'execution.checkpointing.dir' = '$work/checkpoints';
-CREATE TABLE telemetry (vehicle_id STRING, ts TIMESTAMP(3), speed_kmh DOUBLE,
+CREATE TABLE telemetry (vehicle_id STRING, driver_id STRING, ts TIMESTAMP(3), speed_kmh DOUBLE,
   WATERMARK FOR ts AS ts - INTERVAL '5' SECOND
 ) WITH ('connector' = 'kafka', 'topic' = '$2', 'properties.bootstrap.servers' = '$brokers',
   'scan.startup.mode' = 'earliest-offset', 'format' = 'json', 'properties.fetch.wait.max.ms' = '10',
   'key.format' = 'raw', 'key.fields' = 'vehicle_id', 'properties.session.timeout.ms' = '6000'$bounded);
 CREATE TABLE fast (vehicle_id STRING, ts TIMESTAMP(3), speed_kmh DOUBLE)
   WITH ('connector' = 'filesystem', 'path' = '$work/fast-$1', 'format' = 'csv');
-CREATE TABLE minutes (vehicle_id STRING, ws TIMESTAMP(3), n BIGINT, top DOUBLE) WITH ('connector' = 'blackhole');
+CREATE TABLE minutes (k STRING, ws TIMESTAMP(3), n BIGINT, top DOUBLE) WITH ('connector' = 'blackhole');
 INSERT INTO fast SELECT vehicle_id, ts, speed_kmh FROM telemetry WHERE speed_kmh > 90;
-INSERT INTO minutes SELECT vehicle_id, window_start, COUNT(*), MAX(speed_kmh)
+INSERT INTO minutes SELECT $key, window_start, COUNT(*), MAX(speed_kmh)
   FROM TABLE(TUMBLE(TABLE telemetry, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
-  GROUP BY vehicle_id, window_start, window_end;
+  GROUP BY $key, window_start, window_end;
 SQL
 }
 
@@ -85,6 +89,8 @@ for n in 1 3; do
     'BEGIN { printf "%-8s %8.2f %8.2f %12.0f %10d\n", n, e - s, c, ev / (e - s), r }'
 done
 
+# HANDOVER=0: the throughput only.
+[ "${HANDOVER:-1}" = 1 ] || exit 0
 echo "== handover: 3 workers, $rate events/s"
 live_topic="bench-workers-live-$run"
 "$bin" gen fleet --brokers "$brokers" --topic "$live_topic" --partitions 6 --rate "$rate" \

@@ -27,6 +27,20 @@ pub fn evaluate_all(
 /// The input columns among `exprs` that are plain column references. Rows equal in all of
 /// `exprs` are equal in these, so spreading rows over subtasks by these columns keeps every key
 /// of `exprs` in one subtask; none (a constant or computed key only) means every row must meet.
+/// A reference to each of the first `n` columns of `schema`, by position.
+pub fn first_columns(schema: &Schema, n: usize) -> Vec<Arc<dyn PhysicalExpr>> {
+    schema.fields()[..n]
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            Arc::new(datafusion::physical_expr::expressions::Column::new(
+                f.name(),
+                i,
+            )) as Arc<dyn PhysicalExpr>
+        })
+        .collect()
+}
+
 pub fn plain_columns(exprs: &[Arc<dyn PhysicalExpr>]) -> Vec<usize> {
     exprs
         .iter()

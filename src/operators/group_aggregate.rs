@@ -138,16 +138,7 @@ impl GroupAggregate {
             ..self.fresh()
         };
         // The global phase keys on the partial rows' first columns.
-        let keys = partial.fields()[..self.keys.len()]
-            .iter()
-            .enumerate()
-            .map(|(i, f)| {
-                Arc::new(datafusion::physical_expr::expressions::Column::new(
-                    f.name(),
-                    i,
-                )) as Arc<dyn PhysicalExpr>
-            })
-            .collect();
+        let keys = crate::operators::evaluate::first_columns(&partial, self.keys.len());
         let global = GroupAggregate {
             phase: Phase::Global,
             keys: Keys::new(keys, &partial)?,

@@ -55,3 +55,37 @@ pub async fn ensure_topic(
     }
     Ok(())
 }
+
+/// Queues `record` on `producer`, its delivery into `in_flight`. While librdkafka's queue is
+/// full, it first waits for the deliveries in flight (a failed one is returned).
+async fn queue_record<K, P, C>(
+    producer: &rdkafka::producer::FutureProducer<C>,
+    mut record: rdkafka::producer::FutureRecord<'_, K, P>,
+    in_flight: &mut Vec<rdkafka::producer::DeliveryFuture>,
+) -> Result<(), rdkafka::error::KafkaError>
+where
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+    C: rdkafka::ClientContext + 'static,
+{
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+    loop {
+        match producer.send_result(record) {
+            Ok(delivery) => {
+                in_flight.push(delivery);
+                return Ok(());
+            }
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                let delivered = futures::future::try_join_all(std::mem::take(in_flight))
+                    .await
+                    .map_err(|_| KafkaError::Canceled)?;
+                for result in delivered {
+                    result.map_err(|(e, _)| e)?;
+                }
+                producer.poll(std::time::Duration::from_millis(10));
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}

@@ -319,20 +319,9 @@ impl RepartitionWriter {
         if let Some(p) = payload {
             record = record.payload(p);
         }
-        loop {
-            match self.producer.send_result(record) {
-                Ok(delivery) => {
-                    self.in_flight.push(delivery);
-                    break;
-                }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    self.await_deliveries().await?;
-                    self.producer.poll(Duration::from_millis(10));
-                }
-                Err((e, _)) => return Err(writer_error(&self.topic, e)),
-            }
-        }
+        super::queue_record(&self.producer, record, &mut self.in_flight)
+            .await
+            .map_err(|e| writer_error(&self.topic, e))?;
         if self.in_flight.len() >= MAX_IN_FLIGHT {
             self.await_deliveries().await?;
         }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use arrow::array::RecordBatch;
 use async_trait::async_trait;
 use futures::future::try_join_all;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
 use arrow::datatypes::SchemaRef;
@@ -142,21 +142,9 @@ impl Sink for KafkaSink {
             if let Some(k) = key {
                 record = record.key(k);
             }
-            loop {
-                match self.producer.send_result(record) {
-                    Ok(delivery) => {
-                        self.in_flight.push(delivery);
-                        break;
-                    }
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        // librdkafka's queue is full: wait for what is in flight, then retry.
-                        record = back;
-                        self.await_deliveries().await?;
-                        self.producer.poll(Duration::from_millis(10));
-                    }
-                    Err((e, _)) => return Err(JobError::sink(&self.table, format!("Kafka: {e}"))),
-                }
-            }
+            super::queue_record(&self.producer, record, &mut self.in_flight)
+                .await
+                .map_err(|e| JobError::sink(&self.table, format!("Kafka: {e}")))?;
         }
         if self.in_flight.len() >= MAX_IN_FLIGHT {
             self.await_deliveries().await?;

@@ -137,17 +137,8 @@ impl WindowAggregate {
         let keys: Vec<Arc<dyn PhysicalExpr>> = if keyless {
             self.keys.clone()
         } else {
-            self.key_schema
-                .fields()
-                .iter()
-                .enumerate()
-                .map(|(i, f)| {
-                    Arc::new(datafusion::physical_expr::expressions::Column::new(
-                        f.name(),
-                        i,
-                    )) as Arc<dyn PhysicalExpr>
-                })
-                .collect()
+            let n = self.key_schema.fields().len();
+            crate::operators::evaluate::first_columns(&self.key_schema, n)
         };
         let global = WindowAggregate {
             phase: Phase::Global,
