@@ -171,9 +171,13 @@ pub struct RepartitionProducer(FutureProducer<QuietProducer>);
 impl RepartitionProducer {
     pub fn new(topic: &RepartitionTopic) -> Result<Self, JobError> {
         let mut cc = topic.client_config();
-        // In order and once per partition across retries: the numbering relies on it.
+        // In order and once per partition across retries: the numbering relies on it. One
+        // request in flight keeps the order with a broker that does not check an idempotent
+        // producer's sequence numbers (tansu stored a retried request after the ones behind
+        // it, and the reader waited for the gap for ever).
         cc.set("enable.idempotence", "true");
         cc.set("acks", "all");
+        cc.set("max.in.flight.requests.per.connection", "1");
         cc.set("linger.ms", "5");
         cc.create_with_context(QuietProducer(BrokerLog::new(&topic.topic)))
             .map(RepartitionProducer)
@@ -476,7 +480,7 @@ impl RepartitionSource {
         if let Some((_, from, seq, _)) = &parsed
             && !in_order(*from, *seq)
         {
-            tracing::info!(table = %self.table, partition = q, from, expected = split.origins[*from].next, got = seq, "skipping a record past a gap: its origin sends it again");
+            tracing::warn!(table = %self.table, partition = q, from, expected = split.origins[*from].next, got = seq, "skipping a record past a gap: its origin sends it again");
         }
         let parsed = parsed.filter(|(_, from, seq, _)| in_order(*from, *seq));
         if let Some((_, from, first, record)) = parsed {
