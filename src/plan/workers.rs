@@ -30,12 +30,8 @@ impl JobGraph {
         let ids = self.pipeline_ids();
         for (i, shape) in self.worker_shapes().unwrap_or_default().iter().enumerate() {
             let (reader, key, columns) = match shape {
-                WorkerShape::Repartitioned { key } => (i, key, &self.sources[0].row_schema),
-                WorkerShape::WritesTopic { key } => {
-                    let ops = &self.pipelines[i].operators;
-                    let schema = ops.get(ops.len() - 1).output_schema();
-                    (i + 1, key, &schema.clone())
-                }
+                WorkerShape::Repartitioned { key } => (i, key, self.sources[0].row_schema.clone()),
+                WorkerShape::WritesTopic { key } => (i + 1, key, self.rows_handed_on(i)),
                 _ => continue,
             };
             let names: Vec<&str> = key
@@ -91,6 +87,7 @@ impl JobGraph {
         };
         let ids = self.pipeline_ids();
         let source_schema = self.sources[0].row_schema.clone();
+        let handed_on: Vec<SchemaRef> = (0..shapes.len()).map(|i| self.rows_handed_on(i)).collect();
         // Where each pipeline goes: a first stage is added before each one repartitioned.
         let mut moved_to = Vec::with_capacity(shapes.len());
         for shape in &shapes {
@@ -108,12 +105,9 @@ impl JobGraph {
                 // Its first stage came just before and added the topic last.
                 WorkerShape::ReadsTopic => p.inputs = vec![self.sources.len() - 1],
                 WorkerShape::WritesTopic { key } => {
-                    let schema = match p.operators.len() {
-                        0 => source_schema.clone(),
-                        n => p.operators.get(n - 1).output_schema(),
-                    };
                     let topic = topic_of(RepartitionTopic::name_for(&self.name, &ids[i + 1]));
-                    self.sources.push(topic_source(topic.clone(), schema));
+                    self.sources
+                        .push(topic_source(topic.clone(), handed_on[i].clone()));
                     p.repartition = Some(RepartitionOutput { topic, key });
                 }
                 WorkerShape::Repartitioned { key } => {
@@ -141,6 +135,15 @@ impl JobGraph {
             self.pipelines.push(p);
         }
         Ok(self)
+    }
+
+    /// The columns of the rows pipeline `i` hands on: its last operator's, or its source's.
+    fn rows_handed_on(&self, i: usize) -> SchemaRef {
+        let p = &self.pipelines[i];
+        match p.operators.len() {
+            0 => self.sources[p.inputs[0]].row_schema.clone(),
+            n => p.operators.get(n - 1).output_schema(),
+        }
     }
 
     /// Names the run of the job in its repartition topics' records (every worker's is the
