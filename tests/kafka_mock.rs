@@ -281,31 +281,48 @@ fn an_idle_partition_holds_windows_back_until_the_idle_timeout() {
     let records: Vec<(i32, &str)> = busy.iter().map(|(p, v)| (*p, v.as_str())).collect();
     produce(&brokers, "idle", &records);
     let dir = tempfile::tempdir().unwrap();
-    let run_for_a_while = |sql: String, name: &str| -> Vec<String> {
+    // Runs the job until it printed `want` rows (or, for none, a while), then stops it.
+    let run_until = |sql: String, name: &str, want: usize| -> Vec<String> {
         let sql = write_sql(dir.path(), name, &sql);
-        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .args(["run", "--quiet", &sql])
             .env("XDG_DATA_HOME", dir.path())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        // Ample time for a debug build on a loaded machine to read five records.
-        std::thread::sleep(Duration::from_secs(5));
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+                let _ = tx.send(line.unwrap());
+            }
+        });
+        let mut rows: Vec<String> = Vec::new();
+        if want == 0 {
+            // Nothing may come: ample time for a debug build to read five records.
+            std::thread::sleep(Duration::from_secs(5));
+        } else {
+            // Loaded machines are slow, so wait for the rows rather than a fixed time.
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while rows.len() < want {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                match lines.recv_timeout(left) {
+                    Ok(line) => rows.push(line),
+                    Err(_) => break,
+                }
+            }
+        }
         Command::new("kill")
             .args(["-INT", &child.id().to_string()])
             .status()
             .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let mut rows: Vec<String> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_string)
-            .collect();
+        let status = child.wait().unwrap();
+        reader.join().unwrap();
+        rows.extend(lines.try_iter());
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert!(status.success(), "{stderr}");
         rows.sort();
         rows
     };
@@ -314,20 +331,20 @@ fn an_idle_partition_holds_windows_back_until_the_idle_timeout() {
         "+I[2024-01-01T00:00:10.000, 2]",
     ];
     // Partition 1 never sends: without an idle timeout the watermark cannot advance.
-    assert!(run_for_a_while(windowed_sql(&brokers, "idle", ""), "held.sql").is_empty());
+    assert!(run_until(windowed_sql(&brokers, "idle", ""), "held.sql", 0).is_empty());
     // With one, partition 1 stops counting and windows up to the watermark (25 s) fire.
     let table_option = windowed_sql(
         &brokers,
         "idle",
         ", 'scan.watermark.idle-timeout' = '500 ms'",
     );
-    assert_eq!(run_for_a_while(table_option, "idle.sql"), fired);
+    assert_eq!(run_until(table_option, "idle.sql", fired.len()), fired);
     // Flink's job-wide default does the same for every source without its own.
     let setting = format!(
         "SET 'table.exec.source.idle-timeout' = '500 ms';\n{}",
         windowed_sql(&brokers, "idle", "")
     );
-    assert_eq!(run_for_a_while(setting, "set.sql"), fired);
+    assert_eq!(run_until(setting, "set.sql", fired.len()), fired);
 }
 
 #[test]
