@@ -25,9 +25,19 @@ use rdkafka::ClientConfig;
 const EVENTS: u64 = 24_000;
 const PARTITIONS: i32 = 6;
 
-/// The outputs: per vehicle (the topic's key: no row moves between workers) and a HOP per
-/// driver, whose rows the workers move to each other through a repartition topic.
-const OUTPUTS: [&str; 5] = ["passthrough", "tumble", "session", "braking", "hop"];
+/// The outputs: per vehicle (the topic's key: no row moves between workers); a HOP per
+/// driver, whose rows the workers move to each other through a repartition topic; and two
+/// over every vehicle together (the top three per minute, the fleet's minute), whose rows all
+/// go to one worker through one.
+const OUTPUTS: [&str; 7] = [
+    "passthrough",
+    "tumble",
+    "session",
+    "braking",
+    "hop",
+    "fastest",
+    "fleet_minute",
+];
 
 /// The job: as the workers run it (`workers`), or as one process reading the whole topic to
 /// its end.
@@ -95,6 +105,8 @@ const END_TIME: &str = "2024-03-01 10:00:00";
 async fn rows(url: &str, db: &str, name: &str) -> Vec<String> {
     let real = match name {
         "hop" => format!("NOT startsWith(driver_id, '{END_VEHICLE}')"),
+        // Only the single-process run, read to its end, closes the end readings' minute.
+        "fleet_minute" => format!("ws < '{END_TIME}'"),
         _ => format!("NOT startsWith(vehicle_id, '{END_VEHICLE}')"),
     };
     let text = common::clickhouse_query(

@@ -40,10 +40,16 @@ impl JobGraph {
                 .collect();
             let topic = RepartitionTopic::name_for(&self.name, &ids[reader]);
             let name = &self.pipelines[reader].name;
-            let names = names.join(", ");
-            out.push_str(&format!(
-                "Repartitioned: pipeline `{name}` keeps state by {names}, not by the topic's key: its rows go through topic `{topic}` (a partition per partition of `{table}`, by hash of {names}); the worker owning partition k of `{table}` runs partition k of it.\n"
-            ));
+            out.push_str(&if names.is_empty() {
+                format!(
+                    "Repartitioned: pipeline `{name}` keeps state of all its rows together: they all go through topic `{topic}` into its partition 0, and the worker owning partition 0 of `{table}` runs it.\n"
+                )
+            } else {
+                let names = names.join(", ");
+                format!(
+                    "Repartitioned: pipeline `{name}` keeps state by {names}, not by the topic's key: its rows go through topic `{topic}` (a partition per partition of `{table}`, by hash of {names}); the worker owning partition k of `{table}` runs partition k of it.\n"
+                )
+            });
         }
         out.push('\n');
         out
@@ -242,14 +248,12 @@ impl JobGraph {
                     )));
                 }
                 // State of all rows together (a global aggregate, a Top-N over the whole
-                // stream) would send every row to one partition of a repartition topic; its
-                // three-worker test found a reader that waited for ever for rows of a gap, so
-                // it is refused until that is understood.
-                if let Some(op) = p.operators.iter().find(|op| op.state_kind().is_some()) {
-                    return Err(refuse(format!(
-                        "keeps state of all its rows together (`{}`)",
-                        op.describe()
-                    )));
+                // stream): every row goes to one partition of a repartition topic.
+                if p.operators.keep_state() && p.inputs.len() == 1 {
+                    return Ok(WorkerShape::Repartitioned { key: Vec::new() });
+                }
+                if p.operators.keep_state() {
+                    return Err(refuse("joins several inputs without a key".into()));
                 }
                 Ok(WorkerShape::ByPartition)
             }

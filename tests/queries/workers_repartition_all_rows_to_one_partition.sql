@@ -1,4 +1,5 @@
--- fail: 2:1 'sluice.workers' = 'kafka-group': pipeline `INSERT INTO top3` keeps state of all its rows together
+-- plan: Repartitioned: pipeline `INSERT INTO top3` keeps state of all its rows together: they all go through topic `workers_repartition_all_rows_to_one_partition.top3.repartition` into its partition 0
+-- plan: one subtask
 SET 'sluice.workers' = 'kafka-group';
 CREATE TABLE telemetry (vehicle_id STRING, ts TIMESTAMP(3), speed_kmh DOUBLE,
   WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)

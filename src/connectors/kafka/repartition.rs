@@ -173,12 +173,16 @@ impl RepartitionProducer {
         let mut cc = topic.client_config();
         // In order and once per partition across retries: the numbering relies on it. One
         // request in flight keeps the order with a broker that does not check an idempotent
-        // producer's sequence numbers (tansu stored a retried request after the ones behind
-        // it, and the reader waited for the gap for ever).
+        // producer's sequence numbers (tansu does not).
         cc.set("enable.idempotence", "true");
         cc.set("acks", "all");
         cc.set("max.in.flight.requests.per.connection", "1");
         cc.set("linger.ms", "5");
+        // A record already holds a batch of rows: one per Kafka record batch costs little, and
+        // a reader restored at an offset inside a batch gets every record from that offset on
+        // even from a broker that serves the next batch instead (tansu 0.6's memory engine:
+        // the records between were skipped, and the reader waited for them for ever).
+        cc.set("batch.num.messages", "1");
         cc.create_with_context(QuietProducer(BrokerLog::new(&topic.topic)))
             .map(RepartitionProducer)
             .map_err(|e| writer_error(topic, e))
@@ -227,6 +231,7 @@ impl RepartitionWriter {
                 self.topic.partitions
             )));
         }
+        tracing::debug!(topic = %self.topic.topic, origin = self.origin, next = ?next, "repartition writer restored");
         self.next = next;
         Ok(())
     }
@@ -408,6 +413,8 @@ struct Split {
     origins: Vec<Origin>,
     /// The watermark last handed on.
     watermark: Option<i64>,
+    /// The offset the split was restored at, until its first record came.
+    restored_at: Option<i64>,
 }
 
 impl Split {
@@ -472,6 +479,13 @@ impl RepartitionSource {
     ) -> Result<(), JobError> {
         let topic = &self.topic.topic;
         let q = split.partition;
+        // Nothing deletes a repartition topic's records but retention: records past the
+        // restored offset are lost rows, which a gap in the numbering then waits for.
+        if let Some(at) = split.restored_at.take()
+            && m.offset() > at
+        {
+            tracing::error!(table = %self.table, partition = q, restored_at = at, first = m.offset(), "the broker skipped records after the restored offset (deleted by retention, or a broker serving the batch after the requested offset): their rows are missing");
+        }
         let parsed = parse(m)
             .filter(|(run, from, _, _)| *run == self.topic.run_id && *from < self.topic.partitions);
         // Past a gap: rows its writer sent before it never came (it died with them in
@@ -480,7 +494,7 @@ impl RepartitionSource {
         if let Some((_, from, seq, _)) = &parsed
             && !in_order(*from, *seq)
         {
-            tracing::warn!(table = %self.table, partition = q, from, expected = split.origins[*from].next, got = seq, "skipping a record past a gap: its origin sends it again");
+            tracing::warn!(table = %self.table, partition = q, offset = m.offset(), from, expected = split.origins[*from].next, got = seq, "skipping a record past a gap: its origin sends it again");
         }
         let parsed = parsed.filter(|(_, from, seq, _)| in_order(*from, *seq));
         if let Some((_, from, first, record)) = parsed {
@@ -488,28 +502,22 @@ impl RepartitionSource {
             let origin = &mut split.origins[from];
             match record {
                 Record::Rows => {
-                    let batches = decode_batches(m.payload().unwrap_or_default())?;
-                    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-                    // Rows numbered below `next` were taken before this record was sent again.
-                    let mut skip = origin.next.saturating_sub(first) as usize;
-                    origin.next = origin.next.max(first + rows as u64);
                     origin.idle = false;
-                    let next = origin.next;
-                    for b in batches {
-                        let n = b.num_rows();
-                        let keep = if skip >= n {
-                            None
-                        } else {
-                            Some(b.slice(skip, n - skip))
-                        };
-                        skip = skip.saturating_sub(n);
-                        if let Some(rows) = keep {
+                    // Rows numbered below `next` were taken before this record was sent again.
+                    // Each batch moves the position past itself only, so a barrier between
+                    // two batches of one record holds the rows before it.
+                    let mut number = first;
+                    for b in decode_batches(m.payload().unwrap_or_default())? {
+                        let n = b.num_rows() as u64;
+                        let skip = origin.next.saturating_sub(number).min(n);
+                        number += n;
+                        if skip < n {
+                            origin.next = number;
                             let key = next_key(topic, from, q).into();
-                            out.emit(k, rows, Position { key, next }).await?;
+                            let rows = b.slice(skip as usize, (n - skip) as usize);
+                            out.emit(k, rows, Position { key, next: number }).await?;
                         }
                     }
-                    let key = next_key(topic, from, q).into();
-                    out.emit(k, empty(), Position { key, next }).await?;
                 }
                 Record::Watermark(w) => {
                     origin.watermark = Some(origin.watermark.map_or(w, |o| o.max(w)));
@@ -590,12 +598,18 @@ impl Source for RepartitionSource {
                 .collect();
             splits.push(Split {
                 partition: q,
+                restored_at: restored.get(&*key).map(|&o| o as i64),
                 key,
                 origins,
                 watermark: None,
             });
         }
         consumer.assign(&tpl).map_err(|e| self.err(e))?;
+        for s in &splits {
+            let next: Vec<u64> = s.origins.iter().map(|o| o.next).collect();
+            let offset = restored.get(&*s.key).copied();
+            tracing::debug!(topic = %t.topic, partition = s.partition, ?offset, ?next, "repartition source restored");
+        }
         tracing::info!(topic = %t.topic, partitions = ?t.owned, "repartition source assigned");
         out.set_splits(splits.len());
         let keys: Vec<_> = splits.iter().map(|s| s.key.clone()).collect();
@@ -651,6 +665,7 @@ mod tests {
             key: "t/0".into(),
             origins: vec![origin(Some(5), false), origin(None, false)],
             watermark: None,
+            restored_at: None,
         };
         assert_eq!(split.watermark(), None);
         split.origins[1].idle = true;
