@@ -16,6 +16,7 @@ use arrow::array::{
 use arrow::compute::{cast, take_record_batch};
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
+use futures::StreamExt;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -143,9 +144,54 @@ struct SplitName {
 /// reached.
 struct Decoded {
     scan: RecordBatch,
-    splits: Vec<usize>,
+    /// The rows of `scan`, split by split in the order they were read.
+    runs: Vec<SplitRun>,
     next: std::collections::BTreeMap<usize, i64>,
     bad_records: usize,
+}
+
+/// Consecutive rows of one split in a decoded batch, and the position past them.
+#[derive(Debug, PartialEq)]
+struct SplitRun {
+    split: usize,
+    rows: std::ops::Range<usize>,
+    next: i64,
+}
+
+/// The runs of rows of one split in `kept` (the records of a decoded batch, in order), each
+/// with the position past it: the next offset of its split's last run in the batch (past the
+/// records skipped too, from `next`), the offset after its last row for an earlier one. A
+/// split whose records were all skipped gets an empty run, which only moves its position.
+/// Rows are emitted as slices of the batch, without copying them.
+fn split_runs(
+    kept: &[&RecordMeta],
+    next: &std::collections::BTreeMap<usize, i64>,
+) -> Vec<SplitRun> {
+    let mut runs: Vec<SplitRun> = Vec::new();
+    for (row, m) in kept.iter().enumerate() {
+        match runs.last_mut() {
+            Some(run) if run.split == m.split => {
+                run.rows.end = row + 1;
+                run.next = m.offset + 1;
+            }
+            _ => runs.push(SplitRun {
+                split: m.split,
+                rows: row..row + 1,
+                next: m.offset + 1,
+            }),
+        }
+    }
+    for (&split, &past) in next {
+        match runs.iter_mut().rev().find(|r| r.split == split) {
+            Some(last) => last.next = past,
+            None => runs.push(SplitRun {
+                split,
+                rows: kept.len()..kept.len(),
+                next: past,
+            }),
+        }
+    }
+    runs
 }
 
 /// Per-record facts kept beside the payload buffer, for metadata columns and offsets.
@@ -227,7 +273,15 @@ impl Source for KafkaSource {
         let keys: Vec<Arc<str>> = splits.iter().map(|s| s.key.clone()).collect();
         out.name_splits(&keys);
         // Each message's split, found without allocating (a job reads a few dozen at most).
-        let split_of = |splits: &[Split], topic: &str, partition: i32| {
+        // A message's topic name is looked up and checked as UTF-8 each time it is asked
+        // for: with one topic, the partition says it all.
+        let one_topic = splits.iter().all(|s| s.topic == splits[0].topic);
+        let split_of = |splits: &[Split], m: &rdkafka::message::BorrowedMessage<'_>| {
+            let partition = m.partition();
+            if one_topic {
+                return splits.iter().position(|s| s.partition == partition);
+            }
+            let topic = m.topic();
             splits
                 .iter()
                 .position(|s| s.partition == partition && s.topic == topic)
@@ -250,6 +304,8 @@ impl Source for KafkaSource {
         })?;
         let mut pending = Pending::default();
         let mut tick = tokio::time::interval(Duration::from_millis(200));
+        // One stream for the whole run: `recv()` registers and drops a waker per message.
+        let mut messages = consumer.stream();
         let mut tombstones = 0u64;
         loop {
             if splits.iter().all(|s| s.done) && c.bounded == BoundedMode::LatestOffset {
@@ -263,7 +319,7 @@ impl Source for KafkaSource {
                 .map(|t| out.linger().saturating_sub(t.elapsed()));
             tokio::select! {
                 // Records are taken only while the decoders keep up.
-                msg = consumer.recv(), if !pool.is_full() => {
+                Some(msg) = messages.next(), if !pool.is_full() => {
                     // Then every message librdkafka holds already, without a trip through
                     // `select!` (and its timers) per message.
                     let mut next = Some(msg);
@@ -281,14 +337,14 @@ impl Source for KafkaSource {
                             }
                             Err(e) => return Err(this.err(e)),
                         };
-                        if let Some(split) = split_of(&splits, m.topic(), m.partition()) {
+                        if let Some(split) = split_of(&splits, &m) {
                             this.take(&m, split, &mut splits, &mut pending, &mut tombstones);
                         }
                         if pending.len() >= out.batch_size() {
                             this.flush(&mut pending, &mut pool);
                             break;
                         }
-                        next = futures::FutureExt::now_or_never(consumer.recv());
+                        next = futures::FutureExt::now_or_never(messages.next()).flatten();
                     }
                 }
                 Some(decoded) = pool.next() => {
@@ -315,6 +371,18 @@ impl Source for KafkaSource {
 }
 
 impl Pending {
+    /// An empty one with room for what `like` holds: the next flush is about as big, and
+    /// buffers grown again from nothing are copied at every doubling, into fresh pages.
+    fn sized_like(like: &Pending) -> Pending {
+        Pending {
+            payloads: Vec::with_capacity(like.payloads.len()),
+            ends: Vec::with_capacity(like.ends.len()),
+            meta: Vec::with_capacity(like.meta.len()),
+            arrivals: Vec::with_capacity(like.arrivals.len()),
+            ..Pending::default()
+        }
+    }
+
     /// Records held: values, tombstones and skipped offsets.
     fn len(&self) -> usize {
         self.meta.len() + self.tombstone_meta.len() + self.skipped.len()
@@ -365,7 +433,9 @@ impl KafkaSource {
                 pending.skipped.insert(split, m.offset());
             }
             Some(payload) => {
-                pending.arrivals.push(true);
+                if self.config.upsert {
+                    pending.arrivals.push(true);
+                }
                 pending.payloads.extend_from_slice(payload);
                 pending.ends.push(pending.payloads.len());
                 pending.meta.push(meta());
@@ -560,7 +630,8 @@ impl KafkaSource {
         {
             return;
         }
-        pool.submit(std::mem::take(pending));
+        let next = Pending::sized_like(pending);
+        pool.submit(std::mem::replace(pending, next));
     }
 
     /// Emits everything the decoders hold, in order.
@@ -625,14 +696,14 @@ impl KafkaSource {
             let scan = self.with_metadata(rows, &kept, splits)?;
             return Ok(Decoded {
                 scan: with_kinds_column(&scan, kinds_column(kinds))?,
-                splits: kept.iter().map(|m| m.split).collect(),
+                runs: split_runs(&kept, &next),
                 next,
                 bad_records,
             });
         }
         Ok(Decoded {
             scan: self.with_metadata(decoded.batch, &kept, splits)?,
-            splits: kept.iter().map(|m| m.split).collect(),
+            runs: split_runs(&kept, &next),
             next,
             bad_records,
         })
@@ -697,10 +768,11 @@ impl KafkaSource {
         }
         let ordered = take_record_batch(&both, &UInt32Array::from(indices))?;
         let scan = self.with_metadata(ordered, &kept, splits)?;
+        let next = next_offsets(p.meta.iter().chain(&p.tombstone_meta), &p.skipped);
         Ok(Decoded {
             scan: with_kinds_column(&scan, kinds_column(kinds))?,
-            splits: kept.iter().map(|m| m.split).collect(),
-            next: next_offsets(p.meta.iter().chain(&p.tombstone_meta), &p.skipped),
+            runs: split_runs(&kept, &next),
+            next,
             bad_records: values.as_ref().map_or(0, |d| d.skipped.len()),
         })
     }
@@ -770,28 +842,18 @@ impl KafkaSource {
     ) -> Result<(), JobError> {
         let Decoded {
             scan,
-            splits: row_splits,
+            runs,
             next,
             bad_records,
         } = decoded;
         out.count_bad_records(bad_records);
-        let position = |split: usize| Position {
-            key: splits[split].key.clone(),
-            next: next[&split] as u64,
-        };
-        let mut rows_by_split: std::collections::BTreeMap<usize, Vec<u32>> =
-            next.keys().map(|&s| (s, Vec::new())).collect();
-        for (row, &split) in row_splits.iter().enumerate() {
-            rows_by_split.entry(split).or_default().push(row as u32);
-        }
-        if rows_by_split.len() == 1 {
-            let split = *next.keys().next().expect("one split");
-            out.emit(split, scan, position(split)).await?;
-        } else {
-            for (split, rows) in rows_by_split {
-                let part = take_record_batch(&scan, &UInt32Array::from(rows))?;
-                out.emit(split, part, position(split)).await?;
-            }
+        for run in runs {
+            let rows = scan.slice(run.rows.start, run.rows.len());
+            let position = Position {
+                key: splits[run.split].key.clone(),
+                next: run.next as u64,
+            };
+            out.emit(run.split, rows, position).await?;
         }
         if !out.checkpointing() {
             for (split, n) in next {
@@ -996,6 +1058,37 @@ mod tests {
 
     use super::*;
     use crate::connectors::{ConnectorConfig, MetadataColumn, TableDecl};
+
+    #[test]
+    fn rows_go_out_in_runs_of_one_split_each_with_the_position_past_it() {
+        let meta = |split, offset| RecordMeta {
+            split,
+            offset,
+            timestamp: None,
+            key: None,
+        };
+        // Split 0 read in two runs (offset 12 was a bad record), split 1 between them, and
+        // split 2's only record skipped (a tombstone at offset 40).
+        let records = [
+            meta(0, 10),
+            meta(0, 11),
+            meta(1, 5),
+            meta(0, 13),
+            meta(0, 14),
+        ];
+        let kept: Vec<&RecordMeta> = records.iter().collect();
+        let next = [(0, 15), (1, 6), (2, 41)].into_iter().collect();
+        let run = |split, rows, next| SplitRun { split, rows, next };
+        assert_eq!(
+            split_runs(&kept, &next),
+            [
+                run(0, 0..2, 12),
+                run(1, 2..3, 6),
+                run(0, 3..5, 15),
+                run(2, 5..5, 41)
+            ]
+        );
+    }
 
     #[test]
     fn debezium_envelopes_become_changes() {
