@@ -24,9 +24,6 @@ pub fn evaluate_all(
         .collect::<Result<Vec<_>, _>>()?)
 }
 
-/// The input columns among `exprs` that are plain column references. Rows equal in all of
-/// `exprs` are equal in these, so spreading rows over subtasks by these columns keeps every key
-/// of `exprs` in one subtask; none (a constant or computed key only) means every row must meet.
 /// A reference to each of the first `n` columns of `schema`, by position.
 pub fn first_columns(schema: &Schema, n: usize) -> Vec<Arc<dyn PhysicalExpr>> {
     schema.fields()[..n]
@@ -41,6 +38,9 @@ pub fn first_columns(schema: &Schema, n: usize) -> Vec<Arc<dyn PhysicalExpr>> {
         .collect()
 }
 
+/// The input columns among `exprs` that are plain column references. Rows equal in all of
+/// `exprs` are equal in these, so spreading rows over subtasks by these columns keeps every key
+/// of `exprs` in one subtask; none (a constant or computed key only) means every row must meet.
 pub fn plain_columns(exprs: &[Arc<dyn PhysicalExpr>]) -> Vec<usize> {
     exprs
         .iter()

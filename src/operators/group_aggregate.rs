@@ -179,7 +179,7 @@ impl GroupAggregate {
         let mut counts = Vec::with_capacity(order.len());
         let mut states: Vec<Vec<ScalarValue>> = Vec::new();
         for key in &order {
-            let indices = UInt32Array::from(rows[key].clone());
+            let indices = UInt32Array::from(rows.remove(key).unwrap_or_default());
             let mut accumulators = self.new_accumulators()?;
             update(&mut accumulators, &inputs, &indices, false)?;
             counts.push(indices.len() as i64);

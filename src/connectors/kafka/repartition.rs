@@ -607,8 +607,7 @@ impl Source for RepartitionSource {
         consumer.assign(&tpl).map_err(|e| self.err(e))?;
         for s in &splits {
             let next: Vec<u64> = s.origins.iter().map(|o| o.next).collect();
-            let offset = restored.get(&*s.key).copied();
-            tracing::debug!(topic = %t.topic, partition = s.partition, ?offset, ?next, "repartition source restored");
+            tracing::debug!(topic = %t.topic, partition = s.partition, offset = ?s.restored_at, ?next, "repartition source restored");
         }
         tracing::info!(topic = %t.topic, partitions = ?t.owned, "repartition source assigned");
         out.set_splits(splits.len());

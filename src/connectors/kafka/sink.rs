@@ -6,7 +6,6 @@ use std::time::Duration;
 use arrow::array::RecordBatch;
 use async_trait::async_trait;
 use futures::future::try_join_all;
-
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
 use arrow::datatypes::SchemaRef;
