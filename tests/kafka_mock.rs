@@ -436,3 +436,100 @@ fn a_broker_that_goes_away_is_waited_for_and_reported_once() {
         "every record once: {stderr}"
     );
 }
+
+/// Every record of a repartition topic, by partition and offset: (partition, number, kind).
+fn repartition_records(brokers: &str, topic: &str) -> Vec<(i32, String, String)> {
+    use rdkafka::message::Headers;
+    use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "probe")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..2 {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let header = |m: &rdkafka::message::BorrowedMessage<'_>, key: &str| {
+        let h = m.headers().unwrap();
+        let found = h.iter().find(|h| h.key == key).unwrap();
+        String::from_utf8(found.value.unwrap().to_vec()).unwrap()
+    };
+    let mut records = Vec::new();
+    while let Some(m) = consumer.poll(Duration::from_secs(1)) {
+        let m = m.unwrap();
+        let seq = header(&m, "sluice.seq");
+        let kind = header(&m, "sluice.kind");
+        records.push((m.partition(), m.offset(), seq, kind));
+    }
+    records.sort();
+    records.into_iter().map(|(p, _, s, k)| (p, s, k)).collect()
+}
+
+/// A first stage that keeps state sends to its repartition topic only what a completed
+/// checkpoint holds: nothing of an epoch before its checkpoint completes, and after a restore
+/// the epochs that checkpoint held, under the same numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holding_repartition_writer_sends_an_epoch_once_its_checkpoint_completes() {
+    use std::sync::Arc;
+
+    use arrow::array::{Int64Array, RecordBatch};
+    use sluice::connectors::kafka::{RepartitionProducer, RepartitionTopic, RepartitionWriter};
+
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let name = "job.top3.repartition";
+    cluster.create_topic(name, 2, 1).unwrap();
+    let topic = RepartitionTopic {
+        topic: name.into(),
+        partitions: 2,
+        properties: vec![("bootstrap.servers".into(), brokers.clone())],
+        run_id: "run".into(),
+        owned: vec![0, 1],
+        bounded: false,
+    };
+    let batch = |values: Vec<i64>| {
+        RecordBatch::try_from_iter([("v", Arc::new(Int64Array::from(values)) as _)]).unwrap()
+    };
+    let record = |p: i32, seq: &str, kind: &str| (p, seq.to_string(), kind.to_string());
+    let producer = RepartitionProducer::new(&topic).unwrap();
+    let mut writer = RepartitionWriter::new(&topic, 1, producer.clone()).holding_epochs();
+    writer.send_rows(0, &batch(vec![1, 2, 3])).await.unwrap();
+    writer.send_watermark(100).await.unwrap();
+    writer.flush().await.unwrap();
+    writer.close_epoch(1);
+    assert_eq!(repartition_records(&brokers, name), []);
+
+    writer.commit(1).await.unwrap();
+    writer.flush().await.unwrap();
+    let epoch_1 = vec![
+        record(0, "0", "rows"),
+        record(0, "3", "watermark:100"),
+        record(1, "0", "watermark:100"),
+    ];
+    assert_eq!(repartition_records(&brokers, name), epoch_1);
+    writer.send_rows(1, &batch(vec![4])).await.unwrap();
+    writer.flush().await.unwrap();
+    writer.close_epoch(2);
+    let checkpoint_2 = writer.snapshot().unwrap();
+    assert_eq!(repartition_records(&brokers, name), epoch_1);
+
+    // The worker dies before it sends epoch 2, whose checkpoint completed: its next owner
+    // sends it, under the same number, then numbers on.
+    drop(writer);
+    let mut restored = RepartitionWriter::new(&topic, 1, producer).holding_epochs();
+    restored.restore(&checkpoint_2).unwrap();
+    restored.send_restored().await.unwrap();
+    restored.send_rows(1, &batch(vec![5, 6])).await.unwrap();
+    restored.flush().await.unwrap();
+    let mut with_epoch_2 = epoch_1.clone();
+    with_epoch_2.push(record(1, "0", "rows"));
+    assert_eq!(repartition_records(&brokers, name), with_epoch_2);
+    restored.close_epoch(3);
+    restored.commit(3).await.unwrap();
+    restored.finish().await.unwrap();
+    with_epoch_2.push(record(1, "1", "rows"));
+    assert_eq!(repartition_records(&brokers, name), with_epoch_2);
+}

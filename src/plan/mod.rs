@@ -12,6 +12,7 @@ mod workers;
 pub use parallel::{
     Parallelism, STAGE_INPUT, Stages, operator_routes, plan_parallelism, plan_stages,
 };
+pub use workers::{keyed_by_topic_key, topic_key};
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -92,6 +93,9 @@ pub struct RepartitionOutput {
     pub topic: RepartitionTopic,
     /// Columns of the stage's rows whose hash chooses the partition.
     pub key: Vec<usize>,
+    /// The stage may emit other rows after a restore than before: what it sends waits for the
+    /// checkpoint holding it (when the job takes checkpoints).
+    pub held: bool,
 }
 
 /// One running copy of a pipeline, with its stable id in checkpoints.

@@ -4,7 +4,7 @@
 //! partitions the consumer group gave it. Nothing moves between workers, so this holds only for
 //! state keyed by what the producer partitions by: the table's `key.fields`.
 
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{Schema, SchemaRef};
 
 use super::{JobGraph, Parallelism, PipelineNode, RepartitionOutput, SourceNode};
 use crate::connectors::kafka::{BoundedMode, KafkaConfig, RepartitionTopic};
@@ -40,14 +40,33 @@ impl JobGraph {
                 .collect();
             let topic = RepartitionTopic::name_for(&self.name, &ids[reader]);
             let name = &self.pipelines[reader].name;
+            // A first stage that keeps state: its results move, not the source's rows.
+            let first = &self.pipelines[i];
+            let held = match (shape, &first.parallelism) {
+                (WorkerShape::WritesTopic { .. }, _) if !emits_otherwise_after_restore(first) => "",
+                (WorkerShape::WritesTopic { .. }, Parallelism::Spread { .. }) => {
+                    " Its first stage aggregates the rows of each source partition where they are (the local phase of two)"
+                }
+                (WorkerShape::WritesTopic { .. }, _) => {
+                    " Its first stage keeps state by the topic's key where each source partition is"
+                }
+                _ => "",
+            };
+            let held = if held.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "{held}, and sends what it emits once the checkpoint holding it completes: a restore never sends other results than it sent."
+                )
+            };
             out.push_str(&if names.is_empty() {
                 format!(
-                    "Repartitioned: pipeline `{name}` keeps state of all its rows together: they all go through topic `{topic}` into its partition 0, and the worker owning partition 0 of `{table}` runs it.\n"
+                    "Repartitioned: pipeline `{name}` keeps state of all its rows together: they all go through topic `{topic}` into its partition 0, and the worker owning partition 0 of `{table}` runs it.{held}\n"
                 )
             } else {
                 let names = names.join(", ");
                 format!(
-                    "Repartitioned: pipeline `{name}` keeps state by {names}, not by the topic's key: its rows go through topic `{topic}` (a partition per partition of `{table}`, by hash of {names}); the worker owning partition k of `{table}` runs partition k of it.\n"
+                    "Repartitioned: pipeline `{name}` keeps state by {names}, not by the topic's key: its rows go through topic `{topic}` (a partition per partition of `{table}`, by hash of {names}); the worker owning partition k of `{table}` runs partition k of it.{held}\n"
                 )
             });
         }
@@ -62,9 +81,9 @@ impl JobGraph {
 
     /// How each pipeline runs on the workers; why one cannot.
     fn worker_shapes(&self) -> Result<Vec<WorkerShape>, String> {
-        let kafka = self.topic_for_workers()?;
+        self.topic_for_workers()?;
         (0..self.pipelines.len())
-            .map(|i| self.shape_on_workers(i, kafka))
+            .map(|i| self.shape_on_workers(i))
             .collect()
     }
 
@@ -103,6 +122,7 @@ impl JobGraph {
         }
         let old = std::mem::take(&mut self.pipelines);
         for (i, (mut p, shape)) in old.into_iter().zip(shapes).enumerate() {
+            let held = emits_otherwise_after_restore(&p);
             p.parallelism = by_partition();
             p.upstream = p.upstream.map(|u| moved_to[u]);
             p.downstream = p.downstream.map(|d| moved_to[d]);
@@ -114,7 +134,7 @@ impl JobGraph {
                     let topic = topic_of(RepartitionTopic::name_for(&self.name, &ids[i + 1]));
                     self.sources
                         .push(topic_source(topic.clone(), handed_on[i].clone()));
-                    p.repartition = Some(RepartitionOutput { topic, key });
+                    p.repartition = Some(RepartitionOutput { topic, key, held });
                 }
                 WorkerShape::Repartitioned { key } => {
                     let topic = topic_of(RepartitionTopic::name_for(&self.name, &ids[i]));
@@ -132,7 +152,11 @@ impl JobGraph {
                         parallelism: by_partition(),
                         upstream: None,
                         downstream: Some(first + 1),
-                        repartition: Some(RepartitionOutput { topic, key }),
+                        repartition: Some(RepartitionOutput {
+                            topic,
+                            key,
+                            held: false,
+                        }),
                     });
                     p.upstream = Some(first);
                     p.inputs = vec![self.sources.len() - 1];
@@ -194,7 +218,7 @@ impl JobGraph {
     /// How pipeline `i` runs on the workers: by partition when its state is keyed by the
     /// topic's key (or it keeps none); through a repartition topic when it is keyed by another
     /// key. Why it cannot run on them at all.
-    fn shape_on_workers(&self, i: usize, kafka: &KafkaConfig) -> Result<WorkerShape, String> {
+    fn shape_on_workers(&self, i: usize) -> Result<WorkerShape, String> {
         let p = &self.pipelines[i];
         let source = &self.sources[0];
         let refuse = |what: String| {
@@ -204,30 +228,24 @@ impl JobGraph {
             )
         };
         if let Some(next) = p.downstream {
-            // The stage before another keyed differently: stateless (the planner cuts a
-            // worker's job only there), it sends its rows on by the next stage's key.
+            // The stage before another keyed differently: stateless, keyed by the topic's
+            // key or a local aggregation (the planner cuts a worker's job only there), it
+            // sends its rows on by the next stage's key, or all to one partition.
             return match &self.pipelines[next].parallelism {
                 Parallelism::Keyed { keys, .. } => Ok(WorkerShape::WritesTopic {
                     key: keys[0].clone(),
                 }),
-                _ => Err(refuse(
-                    "aggregates across keys in two phases (not yet run by workers)".into(),
-                )),
+                Parallelism::Single { .. } => Ok(WorkerShape::WritesTopic { key: Vec::new() }),
+                _ => Err(refuse("has stages no worker can run".into())),
             };
         }
         if p.upstream.is_some() {
             return Ok(WorkerShape::ReadsTopic);
         }
-        let topic_key: Vec<usize> = kafka
-            .key_fields
-            .iter()
-            .filter_map(|k| source.row_schema.index_of(k).ok())
-            .collect();
+        let topic_key = topic_key(&source.connector, &source.row_schema);
         match &p.parallelism {
             Parallelism::Keyed { keys, .. } => {
-                let by_topic_key =
-                    !topic_key.is_empty() && topic_key.iter().all(|k| keys[0].contains(k));
-                if by_topic_key {
+                if keyed_by_topic_key(&p.parallelism, &topic_key) {
                     Ok(WorkerShape::ByPartition)
                 } else if p.inputs.len() == 1 && keys.len() == 1 {
                     Ok(WorkerShape::Repartitioned {
@@ -237,9 +255,10 @@ impl JobGraph {
                     Err(refuse("joins several inputs by another key".into()))
                 }
             }
-            Parallelism::Spread { .. } => Err(refuse(
-                "aggregates across keys in two phases (not yet run by workers)".into(),
-            )),
+            // Only a first stage is spread, and it has a stage after it (above).
+            Parallelism::Spread { .. } => {
+                Err(refuse("is a local phase without its global one".into()))
+            }
             Parallelism::Single { .. } => {
                 if let Some(op) = p.operators.first_without_instances() {
                     return Err(refuse(format!(
@@ -260,6 +279,38 @@ impl JobGraph {
             Parallelism::Partitions { .. } => Ok(WorkerShape::ByPartition),
         }
     }
+}
+
+/// The row columns a Kafka table's producer partitions by (its 'key.fields'); none for
+/// another connector.
+pub fn topic_key(connector: &ConnectorConfig, row_schema: &Schema) -> Vec<usize> {
+    let ConnectorConfig::Kafka(kafka) = connector else {
+        return Vec::new();
+    };
+    kafka
+        .key_fields
+        .iter()
+        .filter_map(|k| row_schema.index_of(k).ok())
+        .collect()
+}
+
+/// Whether rows go to subtasks by a key that holds every column of `topic_key`: then a
+/// worker's subtask fed by one partition of the topic has all the rows of its keys.
+pub fn keyed_by_topic_key(parallelism: &Parallelism, topic_key: &[usize]) -> bool {
+    match parallelism {
+        Parallelism::Keyed { keys, .. } => {
+            !topic_key.is_empty() && topic_key.iter().all(|k| keys[0].contains(k))
+        }
+        _ => false,
+    }
+}
+
+/// Whether a first stage restored from a checkpoint may emit other rows than its first run
+/// did for the same input. One that keeps state may: its watermark moves with the batches its
+/// source happened to read, and decides which rows are late. So may a local aggregation phase
+/// (one row per mini-batch). A stateless stage emits the same rows.
+fn emits_otherwise_after_restore(p: &PipelineNode) -> bool {
+    p.operators.keep_state() || matches!(p.parallelism, Parallelism::Spread { .. })
 }
 
 /// How one pipeline of a job runs on its workers.

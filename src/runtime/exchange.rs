@@ -127,7 +127,7 @@ pub(crate) enum NextStage {
     Topic {
         /// Rows to partitions by the key's hash.
         router: KeyRouter,
-        writer: RepartitionWriter,
+        writer: Box<RepartitionWriter>,
         /// The writer's state's id in checkpoints (`<task>/repartition`).
         state_id: String,
     },
@@ -172,12 +172,26 @@ impl NextStage {
         }
     }
 
-    /// Before the first stage's snapshot at a barrier: what a repartition topic was sent must
-    /// be stored before the checkpoint says it was sent.
-    pub async fn before_snapshot(&mut self) -> Result<(), JobError> {
+    /// Before the first stage's snapshot at the barrier of `epoch`: what a repartition topic
+    /// was sent must be stored before the checkpoint says it was sent, and what its writer
+    /// holds belongs to the epoch.
+    pub async fn before_snapshot(&mut self, epoch: u64) -> Result<(), JobError> {
         match self {
             NextStage::Local(_) => Ok(()),
-            NextStage::Topic { writer, .. } => writer.flush().await,
+            NextStage::Topic { writer, .. } => {
+                writer.flush().await?;
+                writer.close_epoch(epoch);
+                Ok(())
+            }
+        }
+    }
+
+    /// The checkpoint of `completed` is stored: a repartition topic's writer sends what it
+    /// held for it.
+    pub async fn commit(&mut self, completed: u64) -> Result<(), JobError> {
+        match self {
+            NextStage::Local(_) => Ok(()),
+            NextStage::Topic { writer, .. } => writer.commit(completed).await,
         }
     }
 
@@ -202,8 +216,17 @@ impl NextStage {
                 if watermark == i64::MAX {
                     writer.send_end().await?;
                 }
-                writer.flush().await
+                Ok(())
             }
+        }
+    }
+
+    /// After [`Self::end`] and the last checkpoint's commit: a repartition topic's writer
+    /// sends what it still holds and waits until the broker has everything.
+    pub async fn finish(&mut self) -> Result<(), JobError> {
+        match self {
+            NextStage::Local(_) => Ok(()),
+            NextStage::Topic { writer, .. } => writer.finish().await,
         }
     }
 }

@@ -205,11 +205,19 @@ pub async fn run_job(
                 .clone()
                 .ok_or_else(|| JobError::internal("a repartition topic without its source"))?;
             let origins = pipeline.parallelism.running();
+            // What a first stage sends after a restore must be what it sent before: when it may
+            // emit other rows, it sends only what a completed checkpoint holds.
+            let holds = mode.is_some() && out.held;
             for (k, (stage, origin)) in next_stages.iter_mut().zip(origins).enumerate() {
                 let task = &task_ids[next_task + k].id;
+                let writer = RepartitionWriter::new(&out.topic, origin, producer.clone());
                 *stage = Some(NextStage::Topic {
                     router: KeyRouter::new(out.key.clone(), out.topic.partitions, max_parallelism),
-                    writer: RepartitionWriter::new(&out.topic, origin, producer.clone()),
+                    writer: Box::new(if holds {
+                        writer.holding_epochs()
+                    } else {
+                        writer
+                    }),
                     state_id: pipeline
                         .repartition_state_id(task)
                         .expect("a repartitioning stage"),
@@ -464,6 +472,7 @@ async fn open_subtask(
         (&mut next_stage, &restored.repartition)
     {
         writer.restore(state)?;
+        writer.send_restored().await?;
     }
     if let Some(w) = restored.watermark {
         node.watermark.store(w, Relaxed);

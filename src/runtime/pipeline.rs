@@ -1,6 +1,7 @@
 //! One pipeline's task: its operators, fused, and its sinks. It reacts to what its source sends:
 //! batches, watermarks, checkpoint barriers (snapshot the operators, stage the sinks' rows,
-//! report) and the end of input; and to checkpoints completing (write the staged rows).
+//! report) and the end of input; and to checkpoints completing (write the staged rows, and a
+//! repartition topic's held records).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -418,7 +419,7 @@ impl PipelineTask {
     /// sent before it belongs to the checkpoint.
     async fn barrier(&mut self, epoch: u64) -> Result<(), JobError> {
         if let Some(next) = &mut self.next_stage {
-            next.before_snapshot().await?;
+            next.before_snapshot(epoch).await?;
         }
         self.snapshot(epoch).await?;
         if let Some(next) = &mut self.next_stage {
@@ -477,6 +478,9 @@ impl PipelineTask {
         for s in self.outputs() {
             s.commit(completed).await?;
         }
+        if let Some(next) = &mut self.next_stage {
+            next.commit(completed).await?;
+        }
         Ok(())
     }
 
@@ -495,6 +499,9 @@ impl PipelineTask {
             let last = c.last_barrier;
             let completed = c.link.completion_of(last).await?;
             self.commit(completed).await?;
+        }
+        if let Some(next) = &mut self.next_stage {
+            next.finish().await?;
         }
         for s in self.outputs() {
             s.sink.finish().await?;

@@ -16,6 +16,7 @@
 mod broker_log;
 mod config;
 mod group;
+mod held_epochs;
 mod repartition;
 mod sink;
 mod source;

@@ -22,9 +22,10 @@
 //! **Exactly once without transactions.** The rows from origin `P` into partition `Q` are
 //! numbered; the first stage checkpoints the next number for each `Q` with its source offset,
 //! and flushes its producer before it reports a checkpoint. A restored first stage sends again
-//! what it sent after its checkpoint, under the same numbers (it is stateless, so it sends the
-//! same rows), and the second stage, which checkpoints the next number it expects from each
-//! origin with its offset, drops the rows it has seen. A worker the group replaced but that
+//! what it sent after its checkpoint, under the same numbers (a stateless one sends the same
+//! rows; one that keeps state sends only what a completed checkpoint holds: see
+//! [`super::held_epochs`]), and the second stage, which checkpoints the next number it expects
+//! from each origin with its offset, drops the rows it has seen. A worker the group replaced but that
 //! still writes sends the same rows under the same numbers too. The second stage takes nothing
 //! out of order: a record past a gap (rows a dying writer never delivered) is skipped, and
 //! comes again with the gap when the origin's next writer sends again from its checkpoint.
@@ -45,6 +46,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::{ClientConfig, Message};
 
 use super::broker_log::{BrokerLog, QuietProducer};
+use super::held_epochs::{HeldEpochs, HeldRecord};
 use crate::stream::ipc::{decode_batches, encode_batches};
 use crate::stream::{JobError, Position, Source, SourceEnd, SourceOutput};
 
@@ -159,6 +161,11 @@ pub struct RepartitionWriter {
     /// partition, so they go at most every [`WATERMARK_EVERY`].
     pending_watermark: Option<i64>,
     watermark_sent: Option<std::time::Instant>,
+    /// For a first stage that keeps state: what it sends waits for its checkpoint to complete
+    /// (see [`HeldEpochs`]). `None`: sent at once.
+    held: Option<HeldEpochs>,
+    /// Records a restored checkpoint held, to send again first.
+    restored: Vec<HeldRecord>,
 }
 
 /// How often a writer sends its watermark at most.
@@ -205,7 +212,16 @@ impl RepartitionWriter {
             watermark: i64::MIN,
             pending_watermark: None,
             watermark_sent: None,
+            held: None,
+            restored: Vec::new(),
         }
+    }
+
+    /// Holds what it sends until the checkpoint of its epoch completes: for a first stage
+    /// that may emit other rows after a restore than before (one that keeps state).
+    pub fn holding_epochs(mut self) -> Self {
+        self.held = Some(HeldEpochs::default());
+        self
     }
 
     /// What its state is in checkpoints.
@@ -213,15 +229,19 @@ impl RepartitionWriter {
         format!("Repartition into '{}'", self.topic.topic)
     }
 
-    /// The numbers of the next rows, for a checkpoint.
+    /// The numbers of the next rows, and the records held, for a checkpoint.
     pub fn snapshot(&self) -> Result<Vec<u8>, JobError> {
-        serde_json::to_vec(&self.next)
-            .map_err(|e| JobError::internal(format!("repartition state: {e}")))
+        let state = match &self.held {
+            Some(held) => held.encode(&self.next),
+            None => serde_json::to_vec(&self.next).map_err(|e| e.to_string()),
+        };
+        state.map_err(|e| JobError::internal(format!("repartition state: {e}")))
     }
 
-    /// Goes on numbering where a checkpoint left off.
+    /// Goes on numbering where a checkpoint left off; the records it held there are sent by
+    /// [`Self::send_restored`].
     pub fn restore(&mut self, state: &[u8]) -> Result<(), JobError> {
-        let next: Vec<u64> = serde_json::from_slice(state)
+        let (next, mut held) = HeldEpochs::decode(state)
             .map_err(|e| JobError::internal(format!("repartition state: {e}")))?;
         if next.len() != self.topic.partitions {
             return Err(JobError::Checkpoint(format!(
@@ -233,7 +253,49 @@ impl RepartitionWriter {
         }
         tracing::debug!(topic = %self.topic.topic, origin = self.origin, next = ?next, "repartition writer restored");
         self.next = next;
+        self.restored = held.take_all();
         Ok(())
+    }
+
+    /// Sends again the records a restored checkpoint held: their epochs completed, but their
+    /// sending may not have. Before anything newer.
+    pub async fn send_restored(&mut self) -> Result<(), JobError> {
+        for r in std::mem::take(&mut self.restored) {
+            self.produce(r).await?;
+        }
+        Ok(())
+    }
+
+    /// At the barrier of `epoch`, once [`Self::flush`]ed: what a holding writer sent since the
+    /// last barrier belongs to that epoch.
+    pub fn close_epoch(&mut self, epoch: u64) {
+        if let Some(held) = &mut self.held {
+            held.close_epoch(epoch);
+        }
+    }
+
+    /// The checkpoint of `completed` is stored: a holding writer sends the records of every
+    /// epoch up to it.
+    pub async fn commit(&mut self, completed: u64) -> Result<(), JobError> {
+        let Some(held) = &mut self.held else {
+            return Ok(());
+        };
+        for r in held.take_completed(completed) {
+            self.produce(r).await?;
+        }
+        Ok(())
+    }
+
+    /// The input ended and its last checkpoint is complete: sends everything still held,
+    /// and waits until the broker has it.
+    pub async fn finish(&mut self) -> Result<(), JobError> {
+        self.send_pending_watermark().await?;
+        if let Some(held) = &mut self.held {
+            for r in held.take_all() {
+                self.produce(r).await?;
+            }
+        }
+        self.await_deliveries().await
     }
 
     /// A record's headers: its run, origin, number and kind.
@@ -260,11 +322,16 @@ impl RepartitionWriter {
         partition: usize,
         batch: &RecordBatch,
     ) -> Result<(), JobError> {
-        let first = self.next[partition];
+        let seq = self.next[partition];
         self.next[partition] += batch.num_rows() as u64;
-        let headers = self.headers(first, "rows");
         let payload = encode_batches(std::slice::from_ref(batch))?;
-        self.send(partition, headers, Some(&payload)).await
+        self.send(HeldRecord {
+            partition,
+            seq,
+            kind: "rows".into(),
+            payload: Some(payload),
+        })
+        .await
     }
 
     /// Sends the origin's watermark into every partition when it moved, unless one went
@@ -309,23 +376,34 @@ impl RepartitionWriter {
     /// sent there before it.
     async fn send_to_every_partition(&mut self, kind: &str) -> Result<(), JobError> {
         for partition in 0..self.topic.partitions {
-            let headers = self.headers(self.next[partition], kind);
-            self.send(partition, headers, None).await?;
+            let record = HeldRecord {
+                partition,
+                seq: self.next[partition],
+                kind: kind.to_string(),
+                payload: None,
+            };
+            self.send(record).await?;
         }
         Ok(())
     }
 
-    async fn send(
-        &mut self,
-        partition: usize,
-        headers: OwnedHeaders,
-        payload: Option<&[u8]>,
-    ) -> Result<(), JobError> {
+    /// Sends `record`, or holds it for its checkpoint.
+    async fn send(&mut self, record: HeldRecord) -> Result<(), JobError> {
+        match &mut self.held {
+            Some(held) => {
+                held.hold(record);
+                Ok(())
+            }
+            None => self.produce(record).await,
+        }
+    }
+
+    async fn produce(&mut self, r: HeldRecord) -> Result<(), JobError> {
         let topic = self.topic.topic.clone();
         let mut record: FutureRecord<'_, (), [u8]> = FutureRecord::to(&topic)
-            .partition(partition as i32)
-            .headers(headers);
-        if let Some(p) = payload {
+            .partition(r.partition as i32)
+            .headers(self.headers(r.seq, &r.kind));
+        if let Some(p) = &r.payload {
             record = record.payload(p);
         }
         super::queue_record(&self.producer, record, &mut self.in_flight)

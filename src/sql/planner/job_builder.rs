@@ -9,7 +9,7 @@ use crate::connectors::ScanColumns;
 use crate::operators::Operators;
 use crate::plan::{
     JobGraph, MiniBatch, Parallelism, PipelineNode, SinkNode, SourceNode, WatermarkNode,
-    plan_parallelism, plan_stages,
+    keyed_by_topic_key, plan_parallelism, plan_stages, topic_key,
 };
 use crate::sql::catalog::Table;
 use crate::stream::WatermarkCell;
@@ -142,8 +142,8 @@ impl JobBuilder {
     /// source without its own; every pipeline takes `mini_batch`, and runs as up to
     /// `parallelism` subtasks; window aggregates without a key run in two phases when
     /// `two_phase`. For the `workers` of a job, stages are cut only after operators without
-    /// state: rows move between them through a topic, and only such a stage sends the same
-    /// rows again after a restore.
+    /// state, keyed by the topic's key, or a local aggregation phase: rows move between them
+    /// through a topic, from the first stage of the worker that owns their source partition.
     pub(super) fn build(
         self,
         name: String,
@@ -156,6 +156,11 @@ impl JobBuilder {
         if self.pipelines.is_empty() {
             return None;
         }
+        let topic_keys: Vec<Vec<usize>> = self
+            .sources
+            .iter()
+            .map(|t| topic_key(&t.connector, &t.row_schema))
+            .collect();
         Some(JobGraph {
             name,
             sources: self
@@ -187,7 +192,6 @@ impl JobBuilder {
                 // Keyed differently along the way: two stages with an exchange between.
                 let stages = match &planned {
                     Parallelism::Single { reason: Some(_) } if p.side_output.is_none() => {
-                        let two_phase = two_phase && !workers;
                         let batched = mini_batch.is_some();
                         plan_stages(
                             &p.operators,
@@ -197,7 +201,12 @@ impl JobBuilder {
                             two_phase,
                             batched,
                         )
-                        .filter(|s| !workers || !s.first.keep_state())
+                        .filter(|s| {
+                            !workers
+                                || !s.first.keep_state()
+                                || matches!(s.first_parallelism, Parallelism::Spread { .. })
+                                || keyed_by_topic_key(&s.first_parallelism, &topic_keys[inputs[0]])
+                        })
                     }
                     _ => None,
                 };
