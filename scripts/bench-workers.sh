@@ -9,7 +9,8 @@
 #    per-vehicle TUMBLE aggregate into a blackhole and a filter into CSV files, checkpointed
 #    every 2 s. KEY=driver_id groups the TUMBLE by driver instead: its rows then move between
 #    the workers through the job's repartition topic (the cost of that hop, against the
-#    default KEY=vehicle_id, the topic's key).
+#    default KEY=vehicle_id, the topic's key). KEY=none makes it fleet-wide: its local phase
+#    runs on every worker, and partial states go through the topic to one partition.
 # 2. Handover: 3 workers read a topic a generator keeps writing to (RATE events/s); one is
 #    killed with SIGKILL, later another gets SIGTERM. Printed: the time from the kill (the
 #    stop) until the partitions it ran run again in another worker — the pause those
@@ -34,6 +35,12 @@ work=$(mktemp -d)
 pids=()
 trap 'for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
 run="$(date +%s)"
+# The TUMBLE's key, as selected and as grouped by.
+if [ "$key" = none ]; then
+  select_key="'fleet'" group_key=""
+else
+  select_key="$key" group_key="$key, "
+fi
 
 job() { # name topic bounded
   local bounded=""
@@ -52,9 +59,9 @@ CREATE TABLE fast (vehicle_id STRING, ts TIMESTAMP(3), speed_kmh DOUBLE)
   WITH ('connector' = 'filesystem', 'path' = '$work/fast-$1', 'format' = 'csv');
 CREATE TABLE minutes (k STRING, ws TIMESTAMP(3), n BIGINT, top DOUBLE) WITH ('connector' = 'blackhole');
 INSERT INTO fast SELECT vehicle_id, ts, speed_kmh FROM telemetry WHERE speed_kmh > 90;
-INSERT INTO minutes SELECT $key, window_start, COUNT(*), MAX(speed_kmh)
+INSERT INTO minutes SELECT $select_key, window_start, COUNT(*), MAX(speed_kmh)
   FROM TABLE(TUMBLE(TABLE telemetry, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
-  GROUP BY $key, window_start, window_end;
+  GROUP BY ${group_key}window_start, window_end;
 SQL
 }
 

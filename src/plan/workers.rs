@@ -42,22 +42,19 @@ impl JobGraph {
             let name = &self.pipelines[reader].name;
             // A first stage that keeps state: its results move, not the source's rows.
             let first = &self.pipelines[i];
-            let held = match (shape, &first.parallelism) {
-                (WorkerShape::WritesTopic { .. }, _) if !emits_otherwise_after_restore(first) => "",
-                (WorkerShape::WritesTopic { .. }, Parallelism::Spread { .. }) => {
-                    " Its first stage aggregates the rows of each source partition where they are (the local phase of two)"
+            let held = match shape {
+                WorkerShape::WritesTopic { .. } if emits_otherwise_after_restore(first) => {
+                    let what = match first.parallelism {
+                        Parallelism::Spread { .. } => {
+                            "aggregates the rows of each source partition where they are (the local phase of two)"
+                        }
+                        _ => "keeps state by the topic's key where each source partition is",
+                    };
+                    format!(
+                        " Its first stage {what}, and sends what it emits once the checkpoint holding it completes: a restore never sends other results than it sent."
+                    )
                 }
-                (WorkerShape::WritesTopic { .. }, _) => {
-                    " Its first stage keeps state by the topic's key where each source partition is"
-                }
-                _ => "",
-            };
-            let held = if held.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    "{held}, and sends what it emits once the checkpoint holding it completes: a restore never sends other results than it sent."
-                )
+                _ => String::new(),
             };
             out.push_str(&if names.is_empty() {
                 format!(

@@ -25,10 +25,11 @@
 //! what it sent after its checkpoint, under the same numbers (a stateless one sends the same
 //! rows; one that keeps state sends only what a completed checkpoint holds: see
 //! [`super::held_epochs`]), and the second stage, which checkpoints the next number it expects
-//! from each origin with its offset, drops the rows it has seen. A worker the group replaced but that
-//! still writes sends the same rows under the same numbers too. The second stage takes nothing
-//! out of order: a record past a gap (rows a dying writer never delivered) is skipped, and
-//! comes again with the gap when the origin's next writer sends again from its checkpoint.
+//! from each origin with its offset, drops the rows it has seen. A worker the group replaced
+//! but that still writes sends the same rows under the same numbers too. The second stage
+//! takes nothing out of order: a record past a gap (rows a dying writer never delivered) is
+//! skipped, and comes again with the gap when the origin's next writer sends again from its
+//! checkpoint.
 //!
 //! **Event time.** The second stage's watermark in partition `Q` is the lowest of the origins'
 //! watermarks (an idle origin does not count, an ended one is at +∞), as Flink's is the lowest of
@@ -161,8 +162,8 @@ pub struct RepartitionWriter {
     /// partition, so they go at most every [`WATERMARK_EVERY`].
     pending_watermark: Option<i64>,
     watermark_sent: Option<std::time::Instant>,
-    /// For a first stage that keeps state: what it sends waits for its checkpoint to complete
-    /// (see [`HeldEpochs`]). `None`: sent at once.
+    /// For a first stage that may emit other rows after a restore: what it sends waits for its
+    /// checkpoint to complete (see [`HeldEpochs`]). `None`: sent at once.
     held: Option<HeldEpochs>,
     /// Records a restored checkpoint held, to send again first.
     restored: Vec<HeldRecord>,
@@ -218,7 +219,8 @@ impl RepartitionWriter {
     }
 
     /// Holds what it sends until the checkpoint of its epoch completes: for a first stage
-    /// that may emit other rows after a restore than before (one that keeps state).
+    /// that may emit other rows after a restore than before (one that keeps state, a local
+    /// aggregation phase).
     pub fn holding_epochs(mut self) -> Self {
         self.held = Some(HeldEpochs::default());
         self
