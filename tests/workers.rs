@@ -26,10 +26,12 @@ const EVENTS: u64 = 24_000;
 const PARTITIONS: i32 = 6;
 
 /// The outputs: per vehicle (the topic's key: no row moves between workers); a HOP per
-/// driver, whose rows the workers move to each other through a repartition topic; and two
-/// over every vehicle together (the top three per minute, the fleet's minute), whose rows all
-/// go to one worker through one.
-const OUTPUTS: [&str; 7] = [
+/// driver, whose rows the workers move to each other through a repartition topic; the top
+/// three vehicles per minute (a window per vehicle where its partition is, then its results
+/// through a topic by minute); the fleet's minute (a local phase on every worker, partial
+/// states to one); and the top three drivers per minute (through a topic by driver to the
+/// window, then by minute to the Top-N).
+const OUTPUTS: [&str; 8] = [
     "passthrough",
     "tumble",
     "session",
@@ -37,6 +39,7 @@ const OUTPUTS: [&str; 7] = [
     "hop",
     "fastest",
     "fleet_minute",
+    "busiest_drivers",
 ];
 
 /// The job: as the workers run it (`workers`), or as one process reading the whole topic to
@@ -106,7 +109,7 @@ async fn rows(url: &str, db: &str, name: &str) -> Vec<String> {
     let real = match name {
         "hop" => format!("NOT startsWith(driver_id, '{END_VEHICLE}')"),
         // Only the single-process run, read to its end, closes the end readings' minute.
-        "fleet_minute" => format!("ws < '{END_TIME}'"),
+        "fleet_minute" | "busiest_drivers" => format!("ws < '{END_TIME}'"),
         _ => format!("NOT startsWith(vehicle_id, '{END_VEHICLE}')"),
     };
     let text = common::clickhouse_query(

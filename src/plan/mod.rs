@@ -12,7 +12,6 @@ mod workers;
 pub use parallel::{
     Parallelism, STAGE_INPUT, Stages, operator_routes, plan_parallelism, plan_stages,
 };
-pub use workers::{keyed_by_topic_key, topic_key};
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -178,8 +177,9 @@ impl JobGraph {
                 if *n == 1 { base } else { format!("{base}#{n}") }
             })
             .collect();
-        // A first stage is named after the pipeline it feeds: `top~1` for `top`'s.
-        for (i, p) in self.pipelines.iter().enumerate() {
+        // A first stage is named after the pipeline it feeds: `top~1` for `top`'s (and a stage
+        // before that, on a worker, `top~1~1`). Later stages first: they come after.
+        for (i, p) in self.pipelines.iter().enumerate().rev() {
             if let Some(next) = p.downstream {
                 ids[i] = format!("{}~1", ids[next]);
             }

@@ -28,27 +28,48 @@ impl JobGraph {
             self.worker_group()
         );
         let ids = self.pipeline_ids();
-        for (i, shape) in self.worker_shapes().unwrap_or_default().iter().enumerate() {
-            let (reader, key, columns) = match shape {
-                WorkerShape::Repartitioned { key } => (i, key, self.sources[0].row_schema.clone()),
-                WorkerShape::WritesTopic { key } => (i + 1, key, self.rows_handed_on(i)),
-                _ => continue,
-            };
+        // Each topic: the pipeline reading it, the key it is written by, over which columns,
+        // and the first stage writing it when that one keeps state.
+        let mut topics = Vec::new();
+        for (i, shape) in self
+            .worker_shapes()
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+        {
+            let source = self.sources[0].row_schema.clone();
+            match shape {
+                WorkerShape::Repartitioned { key } => topics.push((i, key, source, None)),
+                WorkerShape::WritesTopic { key } => {
+                    topics.push((i + 1, key, self.rows_handed_on(i), Some(i)));
+                }
+                WorkerShape::RepartitionedWritesTopic { key, next_key } => {
+                    topics.push((i, key, source, None));
+                    topics.push((i + 1, next_key, self.rows_handed_on(i), Some(i)));
+                }
+                _ => {}
+            }
+        }
+        for (reader, key, columns, writer) in topics {
             let names: Vec<&str> = key
                 .iter()
                 .map(|&c| columns.field(c).name().as_str())
                 .collect();
-            let topic = RepartitionTopic::name_for(&self.name, &ids[reader]);
+            // A first stage's input topic is named after the pipeline it feeds.
+            let topic = match self.pipelines[reader].downstream {
+                Some(next) => first_stage_input(&ids[next]),
+                None => ids[reader].clone(),
+            };
+            let topic = RepartitionTopic::name_for(&self.name, &topic);
             let name = &self.pipelines[reader].name;
             // A first stage that keeps state: its results move, not the source's rows.
-            let first = &self.pipelines[i];
-            let held = match shape {
-                WorkerShape::WritesTopic { .. } if emits_otherwise_after_restore(first) => {
-                    let what = match first.parallelism {
+            let held = match writer.map(|w| &self.pipelines[w]) {
+                Some(first) if emits_otherwise_after_restore(first) => {
+                    let what = match &first.parallelism {
                         Parallelism::Spread { .. } => {
-                            "aggregates the rows of each source partition where they are (the local phase of two)"
+                            "aggregates the rows of each source partition where they are (the local phase of two)".to_string()
                         }
-                        _ => "keeps state by the topic's key where each source partition is",
+                        keyed => self.keeps_state_by(keyed),
                     };
                     format!(
                         " Its first stage {what}, and sends what it emits once the checkpoint holding it completes: a restore never sends other results than it sent."
@@ -108,13 +129,15 @@ impl JobGraph {
             owned: owned.to_vec(),
         };
         let ids = self.pipeline_ids();
-        let source_schema = self.sources[0].row_schema.clone();
         let handed_on: Vec<SchemaRef> = (0..shapes.len()).map(|i| self.rows_handed_on(i)).collect();
         // Where each pipeline goes: a first stage is added before each one repartitioned.
         let mut moved_to = Vec::with_capacity(shapes.len());
         for shape in &shapes {
             let before = moved_to.last().map_or(0, |&m| m + 1);
-            let added = matches!(shape, WorkerShape::Repartitioned { .. }) as usize;
+            let added = matches!(
+                shape,
+                WorkerShape::Repartitioned { .. } | WorkerShape::RepartitionedWritesTopic { .. }
+            ) as usize;
             moved_to.push(before + added);
         }
         let old = std::mem::take(&mut self.pipelines);
@@ -129,39 +152,98 @@ impl JobGraph {
                 WorkerShape::ReadsTopic => p.inputs = vec![self.sources.len() - 1],
                 WorkerShape::WritesTopic { key } => {
                     let topic = topic_of(RepartitionTopic::name_for(&self.name, &ids[i + 1]));
-                    self.sources
-                        .push(topic_source(topic.clone(), handed_on[i].clone()));
-                    p.repartition = Some(RepartitionOutput { topic, key, held });
+                    self.write_topic(&mut p, topic, key, handed_on[i].clone(), held);
                 }
                 WorkerShape::Repartitioned { key } => {
                     let topic = topic_of(RepartitionTopic::name_for(&self.name, &ids[i]));
-                    self.sources
-                        .push(topic_source(topic.clone(), source_schema.clone()));
-                    let first = self.pipelines.len();
-                    self.pipelines.push(PipelineNode {
-                        name: format!("{} (stage 1)", p.name),
-                        inputs: p.inputs.clone(),
-                        operators: Operators::reading(p.inputs[0]),
-                        sinks: Vec::new(),
-                        watermark: new_watermark_cell(),
-                        side_output: None,
-                        mini_batch: None,
-                        parallelism: by_partition(),
-                        upstream: None,
-                        downstream: Some(first + 1),
-                        repartition: Some(RepartitionOutput {
-                            topic,
-                            key,
-                            held: false,
-                        }),
-                    });
-                    p.upstream = Some(first);
-                    p.inputs = vec![self.sources.len() - 1];
+                    let name = format!("{} (stage 1)", p.name);
+                    self.repartition_input(&mut p, name, topic, key, by_partition());
+                }
+                WorkerShape::RepartitionedWritesTopic { key, next_key } => {
+                    let topic = topic_of(RepartitionTopic::name_for(
+                        &self.name,
+                        &first_stage_input(&ids[i + 1]),
+                    ));
+                    let base = p.name.strip_suffix(" (stage 1)").unwrap_or(&p.name);
+                    let name = format!("{base} (stage 0)");
+                    self.repartition_input(&mut p, name, topic, key, by_partition());
+                    let topic = topic_of(RepartitionTopic::name_for(&self.name, &ids[i + 1]));
+                    self.write_topic(&mut p, topic, next_key, handed_on[i].clone(), held);
                 }
             }
             self.pipelines.push(p);
         }
         Ok(self)
+    }
+
+    /// First stage `p` sends its rows (with `columns`) to `topic` by `key`, and the second stage
+    /// reads them there: the topic is added as the last source (see
+    /// [`WorkerShape::ReadsTopic`]).
+    fn write_topic(
+        &mut self,
+        p: &mut PipelineNode,
+        topic: RepartitionTopic,
+        key: Vec<usize>,
+        columns: SchemaRef,
+        held: bool,
+    ) {
+        self.sources.push(topic_source(topic.clone(), columns));
+        p.repartition = Some(RepartitionOutput { topic, key, held });
+    }
+
+    /// `p` reads its source's rows through `topic`, where a stage added before it (`name`)
+    /// writes them by `key`.
+    fn repartition_input(
+        &mut self,
+        p: &mut PipelineNode,
+        name: String,
+        topic: RepartitionTopic,
+        key: Vec<usize>,
+        parallelism: Parallelism,
+    ) {
+        let columns = self.sources[0].row_schema.clone();
+        self.sources.push(topic_source(topic.clone(), columns));
+        let first = self.pipelines.len();
+        self.pipelines.push(PipelineNode {
+            name,
+            inputs: p.inputs.clone(),
+            operators: Operators::reading(p.inputs[0]),
+            sinks: Vec::new(),
+            watermark: new_watermark_cell(),
+            side_output: None,
+            mini_batch: None,
+            parallelism,
+            upstream: None,
+            downstream: Some(first + 1),
+            repartition: Some(RepartitionOutput {
+                topic,
+                key,
+                held: false,
+            }),
+        });
+        p.upstream = Some(first);
+        p.inputs = vec![self.sources.len() - 1];
+    }
+
+    /// Where a first stage of `parallelism` keeps its state, for EXPLAIN.
+    fn keeps_state_by(&self, parallelism: &Parallelism) -> String {
+        let Parallelism::Keyed { keys, .. } = parallelism else {
+            return "keeps state".into();
+        };
+        let source = &self.sources[0];
+        let names: Vec<&str> = keys[0]
+            .iter()
+            .map(|&c| source.row_schema.field(c).name().as_str())
+            .collect();
+        let names = names.join(", ");
+        if keyed_by_topic_key(
+            parallelism,
+            &topic_key(&source.connector, &source.row_schema),
+        ) {
+            format!("keeps state by {names}, the topic's key, where each source partition is")
+        } else {
+            format!("keeps state by {names}")
+        }
     }
 
     /// The columns of the rows pipeline `i` hands on: its last operator's, or its source's.
@@ -224,22 +306,32 @@ impl JobGraph {
                 p.name, source.table
             )
         };
+        let topic_key = topic_key(&source.connector, &source.row_schema);
         if let Some(next) = p.downstream {
-            // The stage before another keyed differently: stateless, keyed by the topic's
-            // key or a local aggregation (the planner cuts a worker's job only there), it
-            // sends its rows on by the next stage's key, or all to one partition.
-            return match &self.pipelines[next].parallelism {
-                Parallelism::Keyed { keys, .. } => Ok(WorkerShape::WritesTopic {
-                    key: keys[0].clone(),
-                }),
-                Parallelism::Single { .. } => Ok(WorkerShape::WritesTopic { key: Vec::new() }),
-                _ => Err(refuse("has stages no worker can run".into())),
+            // The stage before another keyed differently sends its rows on by the next
+            // stage's key, or all to one partition.
+            let next_key = match &self.pipelines[next].parallelism {
+                Parallelism::Keyed { keys, .. } => keys[0].clone(),
+                Parallelism::Single { .. } => Vec::new(),
+                _ => return Err(refuse("has stages no worker can run".into())),
+            };
+            // Stateless, keyed by the topic's key, or a local aggregation: where each
+            // partition is. Keyed by another key: its rows come through a topic first.
+            return match &p.parallelism {
+                Parallelism::Keyed { keys, .. }
+                    if !keyed_by_topic_key(&p.parallelism, &topic_key) =>
+                {
+                    Ok(WorkerShape::RepartitionedWritesTopic {
+                        key: keys[0].clone(),
+                        next_key,
+                    })
+                }
+                _ => Ok(WorkerShape::WritesTopic { key: next_key }),
             };
         }
         if p.upstream.is_some() {
             return Ok(WorkerShape::ReadsTopic);
         }
-        let topic_key = topic_key(&source.connector, &source.row_schema);
         match &p.parallelism {
             Parallelism::Keyed { keys, .. } => {
                 if keyed_by_topic_key(&p.parallelism, &topic_key) {
@@ -280,7 +372,7 @@ impl JobGraph {
 
 /// The row columns a Kafka table's producer partitions by (its 'key.fields'); none for
 /// another connector.
-pub fn topic_key(connector: &ConnectorConfig, row_schema: &Schema) -> Vec<usize> {
+fn topic_key(connector: &ConnectorConfig, row_schema: &Schema) -> Vec<usize> {
     let ConnectorConfig::Kafka(kafka) = connector else {
         return Vec::new();
     };
@@ -293,7 +385,7 @@ pub fn topic_key(connector: &ConnectorConfig, row_schema: &Schema) -> Vec<usize>
 
 /// Whether rows go to subtasks by a key that holds every column of `topic_key`: then a
 /// worker's subtask fed by one partition of the topic has all the rows of its keys.
-pub fn keyed_by_topic_key(parallelism: &Parallelism, topic_key: &[usize]) -> bool {
+fn keyed_by_topic_key(parallelism: &Parallelism, topic_key: &[usize]) -> bool {
     match parallelism {
         Parallelism::Keyed { keys, .. } => {
             !topic_key.is_empty() && topic_key.iter().all(|k| keys[0].contains(k))
@@ -310,6 +402,12 @@ fn emits_otherwise_after_restore(p: &PipelineNode) -> bool {
     p.operators.keep_state() || matches!(p.parallelism, Parallelism::Spread { .. })
 }
 
+/// What names the topic into the first stage of pipeline `id` in its topic's name: the stage's
+/// own id (`top~1`) would read `top_1`, a table's name.
+fn first_stage_input(id: &str) -> String {
+    format!("{id}.stage-1")
+}
+
 /// How one pipeline of a job runs on its workers.
 enum WorkerShape {
     /// One subtask per partition, fed by that partition: its state is keyed by the topic's
@@ -318,9 +416,16 @@ enum WorkerShape {
     /// Keyed by another key (columns of its source's rows): a first stage added before it
     /// writes its rows to a repartition topic by that key, and it reads them there.
     Repartitioned { key: Vec<usize> },
-    /// A stateless first stage of two: writes its rows to a repartition topic by the second
-    /// stage's key (columns of its own rows).
+    /// A first stage of two, stateless, keyed by the topic's key or a local aggregation: writes
+    /// its rows to a repartition topic by the second stage's key (columns of its own rows).
     WritesTopic { key: Vec<usize> },
+    /// A first stage keyed by another key (columns of its source's rows): a stage added before
+    /// it sends it its rows through a topic by `key`, and it writes its own to another by the
+    /// second stage's `next_key`.
+    RepartitionedWritesTopic {
+        key: Vec<usize>,
+        next_key: Vec<usize>,
+    },
     /// The second of two stages: reads the repartition topic its first stage writes.
     ReadsTopic,
 }

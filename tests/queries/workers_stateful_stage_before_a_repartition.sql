@@ -1,5 +1,5 @@
 -- plan: Repartitioned: pipeline `INSERT INTO top3 (stage 2)` keeps state by window_start, window_end, not by the topic's key: its rows go through topic `workers_stateful_stage_before_a_repartition.top3.repartition`
--- plan: Its first stage keeps state by the topic's key where each source partition is, and sends what it emits once the checkpoint holding it completes
+-- plan: Its first stage keeps state by vehicle_id, the topic's key, where each source partition is, and sends what it emits once the checkpoint holding it completes
 -- plan: Pipeline `INSERT INTO top3 (stage 1)`
 -- plan: ← source #0 `telemetry`, rows spread by hash of vehicle_id
 -- plan: ← stage `top3~1`, rows spread by hash of window_start, window_end

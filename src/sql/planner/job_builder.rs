@@ -9,7 +9,7 @@ use crate::connectors::ScanColumns;
 use crate::operators::Operators;
 use crate::plan::{
     JobGraph, MiniBatch, Parallelism, PipelineNode, SinkNode, SourceNode, WatermarkNode,
-    keyed_by_topic_key, plan_parallelism, plan_stages, topic_key,
+    plan_parallelism, plan_stages,
 };
 use crate::sql::catalog::Table;
 use crate::stream::WatermarkCell;
@@ -141,9 +141,8 @@ impl JobBuilder {
     /// The job, if the script has anything to run; `idle_timeout` is the default of every
     /// source without its own; every pipeline takes `mini_batch`, and runs as up to
     /// `parallelism` subtasks; window aggregates without a key run in two phases when
-    /// `two_phase`. For the `workers` of a job, stages are cut only after operators without
-    /// state, keyed by the topic's key, or a local aggregation phase: rows move between them
-    /// through a topic, from the first stage of the worker that owns their source partition.
+    /// `two_phase`. The workers of a job run the same stages, with rows moving between them
+    /// through repartition topics.
     pub(super) fn build(
         self,
         name: String,
@@ -151,16 +150,10 @@ impl JobBuilder {
         mini_batch: Option<MiniBatch>,
         parallelism: usize,
         two_phase: bool,
-        workers: bool,
     ) -> Option<JobGraph> {
         if self.pipelines.is_empty() {
             return None;
         }
-        let topic_keys: Vec<Vec<usize>> = self
-            .sources
-            .iter()
-            .map(|t| topic_key(&t.connector, &t.row_schema))
-            .collect();
         Some(JobGraph {
             name,
             sources: self
@@ -201,12 +194,6 @@ impl JobBuilder {
                             two_phase,
                             batched,
                         )
-                        .filter(|s| {
-                            !workers
-                                || !s.first.keep_state()
-                                || matches!(s.first_parallelism, Parallelism::Spread { .. })
-                                || keyed_by_topic_key(&s.first_parallelism, &topic_keys[inputs[0]])
-                        })
                     }
                     _ => None,
                 };

@@ -197,7 +197,6 @@ impl Planner {
                         mini_batch,
                         self.settings.parallelism(),
                         self.settings.two_phase,
-                        self.settings.workers,
                     ) {
                         output.push(user_facing(&job.explain()));
                     }
@@ -241,7 +240,6 @@ impl Planner {
             mini_batch,
             self.settings.parallelism(),
             self.settings.two_phase,
-            self.settings.workers,
         );
         if let (Some(job), Some(pos), true) = (&job, workers_set, self.settings.workers)
             && let Some(problem) = job.worker_problem()
