@@ -1,8 +1,10 @@
 //! A job shared by several worker processes (`'sluice.workers' = 'kafka-group'`), the Kafka
 //! Streams way: the topic's partitions are the unit of work. Every pipeline runs as one subtask
 //! per partition, fed by that partition alone, and each worker runs the subtasks of the
-//! partitions the consumer group gave it. Nothing moves between workers, so this holds only for
-//! state keyed by what the producer partitions by: the table's `key.fields`.
+//! partitions the consumer group gave it. State keyed by what the producer partitions by (the
+//! table's `key.fields`) needs no row to move. A stage keyed by anything else gets its rows
+//! through a repartition topic: a pipeline keyed by another key, the second stage of one keyed
+//! two ways, all rows to one partition for state of all rows together.
 
 use arrow::datatypes::{Schema, SchemaRef};
 
