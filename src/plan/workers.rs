@@ -57,12 +57,7 @@ impl JobGraph {
                 .iter()
                 .map(|&c| columns.field(c).name().as_str())
                 .collect();
-            // A first stage's input topic is named after the pipeline it feeds.
-            let topic = match self.pipelines[reader].downstream {
-                Some(next) => first_stage_input(&ids[next]),
-                None => ids[reader].clone(),
-            };
-            let topic = RepartitionTopic::name_for(&self.name, &topic);
+            let topic = self.topic_read_by(&ids, reader);
             let name = &self.pipelines[reader].name;
             // A first stage that keeps state: its results move, not the source's rows.
             let held = match writer.map(|w| &self.pipelines[w]) {
@@ -130,7 +125,11 @@ impl JobGraph {
             partitions,
             owned: owned.to_vec(),
         };
+        // The topic each pipeline would read, named before stages are added.
         let ids = self.pipeline_ids();
+        let topics: Vec<String> = (0..self.pipelines.len())
+            .map(|reader| self.topic_read_by(&ids, reader))
+            .collect();
         let handed_on: Vec<SchemaRef> = (0..shapes.len()).map(|i| self.rows_handed_on(i)).collect();
         // Where each pipeline goes: a first stage is added before each one repartitioned.
         let mut moved_to = Vec::with_capacity(shapes.len());
@@ -153,23 +152,20 @@ impl JobGraph {
                 // Its first stage came just before and added the topic last.
                 WorkerShape::ReadsTopic => p.inputs = vec![self.sources.len() - 1],
                 WorkerShape::WritesTopic { key } => {
-                    let topic = topic_of(RepartitionTopic::name_for(&self.name, &ids[i + 1]));
+                    let topic = topic_of(topics[i + 1].clone());
                     self.write_topic(&mut p, topic, key, handed_on[i].clone(), held);
                 }
                 WorkerShape::Repartitioned { key } => {
-                    let topic = topic_of(RepartitionTopic::name_for(&self.name, &ids[i]));
+                    let topic = topic_of(topics[i].clone());
                     let name = format!("{} (stage 1)", p.name);
-                    self.repartition_input(&mut p, name, topic, key, by_partition());
+                    self.repartition_input(&mut p, name, topic, key);
                 }
                 WorkerShape::RepartitionedWritesTopic { key, next_key } => {
-                    let topic = topic_of(RepartitionTopic::name_for(
-                        &self.name,
-                        &first_stage_input(&ids[i + 1]),
-                    ));
+                    let topic = topic_of(topics[i].clone());
                     let base = p.name.strip_suffix(" (stage 1)").unwrap_or(&p.name);
                     let name = format!("{base} (stage 0)");
-                    self.repartition_input(&mut p, name, topic, key, by_partition());
-                    let topic = topic_of(RepartitionTopic::name_for(&self.name, &ids[i + 1]));
+                    self.repartition_input(&mut p, name, topic, key);
+                    let topic = topic_of(topics[i + 1].clone());
                     self.write_topic(&mut p, topic, next_key, handed_on[i].clone(), held);
                 }
             }
@@ -193,15 +189,14 @@ impl JobGraph {
         p.repartition = Some(RepartitionOutput { topic, key, held });
     }
 
-    /// `p` reads its source's rows through `topic`, where a stage added before it (`name`)
-    /// writes them by `key`.
+    /// `p` reads its source's rows through `topic`, where a stage added before it (`name`,
+    /// run as `p` is) writes them by `key`.
     fn repartition_input(
         &mut self,
         p: &mut PipelineNode,
         name: String,
         topic: RepartitionTopic,
         key: Vec<usize>,
-        parallelism: Parallelism,
     ) {
         let columns = self.sources[0].row_schema.clone();
         self.sources.push(topic_source(topic.clone(), columns));
@@ -214,7 +209,7 @@ impl JobGraph {
             watermark: new_watermark_cell(),
             side_output: None,
             mini_batch: None,
-            parallelism,
+            parallelism: p.parallelism.clone(),
             upstream: None,
             downstream: Some(first + 1),
             repartition: Some(RepartitionOutput {
@@ -225,6 +220,16 @@ impl JobGraph {
         });
         p.upstream = Some(first);
         p.inputs = vec![self.sources.len() - 1];
+    }
+
+    /// The name of the repartition topic pipeline `reader` (of the job as planned, with ids
+    /// `ids`) reads: a first stage's is named after the pipeline it feeds.
+    fn topic_read_by(&self, ids: &[String], reader: usize) -> String {
+        let id = match self.pipelines[reader].downstream {
+            Some(next) => first_stage_input(&ids[next]),
+            None => ids[reader].clone(),
+        };
+        RepartitionTopic::name_for(&self.name, &id)
     }
 
     /// Where a first stage of `parallelism` keeps its state, for EXPLAIN.

@@ -262,10 +262,8 @@ impl RepartitionWriter {
     /// Sends again the records a restored checkpoint held: their epochs completed, but their
     /// sending may not have. Before anything newer.
     pub async fn send_restored(&mut self) -> Result<(), JobError> {
-        for r in std::mem::take(&mut self.restored) {
-            self.produce(r).await?;
-        }
-        Ok(())
+        let restored = std::mem::take(&mut self.restored);
+        self.produce_all(restored).await
     }
 
     /// At the barrier of `epoch`, once [`Self::flush`]ed: what a holding writer sent since the
@@ -279,24 +277,16 @@ impl RepartitionWriter {
     /// The checkpoint of `completed` is stored: a holding writer sends the records of every
     /// epoch up to it.
     pub async fn commit(&mut self, completed: u64) -> Result<(), JobError> {
-        let Some(held) = &mut self.held else {
-            return Ok(());
-        };
-        for r in held.take_completed(completed) {
-            self.produce(r).await?;
-        }
-        Ok(())
+        let done = self.held.as_mut().map(|h| h.take_completed(completed));
+        self.produce_all(done.unwrap_or_default()).await
     }
 
     /// The input ended and its last checkpoint is complete: sends everything still held,
     /// and waits until the broker has it.
     pub async fn finish(&mut self) -> Result<(), JobError> {
         self.send_pending_watermark().await?;
-        if let Some(held) = &mut self.held {
-            for r in held.take_all() {
-                self.produce(r).await?;
-            }
-        }
+        let rest = self.held.as_mut().map(HeldEpochs::take_all);
+        self.produce_all(rest.unwrap_or_default()).await?;
         self.await_deliveries().await
     }
 
@@ -398,6 +388,13 @@ impl RepartitionWriter {
             }
             None => self.produce(record).await,
         }
+    }
+
+    async fn produce_all(&mut self, records: Vec<HeldRecord>) -> Result<(), JobError> {
+        for r in records {
+            self.produce(r).await?;
+        }
+        Ok(())
     }
 
     async fn produce(&mut self, r: HeldRecord) -> Result<(), JobError> {
