@@ -272,6 +272,60 @@ fn watermark_is_the_minimum_over_partitions_so_a_lagging_partition_loses_nothing
     );
 }
 
+/// Runs `sql` (written to `dir/name`) until it printed `want` rows (or, for none, a while),
+/// then stops it; `after_start` runs once the job was started. Returns the rows, sorted.
+fn run_until(
+    dir: &Path,
+    sql: String,
+    name: &str,
+    want: usize,
+    after_start: impl FnOnce(),
+) -> Vec<String> {
+    let sql = write_sql(dir, name, &sql);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "--quiet", &sql])
+        .env("XDG_DATA_HOME", dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    after_start();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            let _ = tx.send(line.unwrap());
+        }
+    });
+    let mut rows: Vec<String> = Vec::new();
+    if want == 0 {
+        // Nothing may come: ample time for a debug build to read five records.
+        std::thread::sleep(Duration::from_secs(5));
+    } else {
+        // Loaded machines are slow, so wait for the rows rather than a fixed time.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while rows.len() < want {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) => rows.push(line),
+                Err(_) => break,
+            }
+        }
+    }
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    rows.extend(lines.try_iter());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "{stderr}");
+    rows.sort();
+    rows
+}
+
 #[test]
 fn an_idle_partition_holds_windows_back_until_the_idle_timeout() {
     let cluster = MockCluster::new(1).unwrap();
@@ -281,70 +335,73 @@ fn an_idle_partition_holds_windows_back_until_the_idle_timeout() {
     let records: Vec<(i32, &str)> = busy.iter().map(|(p, v)| (*p, v.as_str())).collect();
     produce(&brokers, "idle", &records);
     let dir = tempfile::tempdir().unwrap();
-    // Runs the job until it printed `want` rows (or, for none, a while), then stops it.
-    let run_until = |sql: String, name: &str, want: usize| -> Vec<String> {
-        let sql = write_sql(dir.path(), name, &sql);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["run", "--quiet", &sql])
-            .env("XDG_DATA_HOME", dir.path())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
-                let _ = tx.send(line.unwrap());
-            }
-        });
-        let mut rows: Vec<String> = Vec::new();
-        if want == 0 {
-            // Nothing may come: ample time for a debug build to read five records.
-            std::thread::sleep(Duration::from_secs(5));
-        } else {
-            // Loaded machines are slow, so wait for the rows rather than a fixed time.
-            let deadline = std::time::Instant::now() + Duration::from_secs(60);
-            while rows.len() < want {
-                let left = deadline.saturating_duration_since(std::time::Instant::now());
-                match lines.recv_timeout(left) {
-                    Ok(line) => rows.push(line),
-                    Err(_) => break,
-                }
-            }
-        }
-        Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status()
-            .unwrap();
-        let status = child.wait().unwrap();
-        reader.join().unwrap();
-        rows.extend(lines.try_iter());
-        let mut stderr = String::new();
-        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-        assert!(status.success(), "{stderr}");
-        rows.sort();
-        rows
-    };
     let fired = [
         "+I[2024-01-01T00:00:00.000, 2]",
         "+I[2024-01-01T00:00:10.000, 2]",
     ];
     // Partition 1 never sends: without an idle timeout the watermark cannot advance.
-    assert!(run_until(windowed_sql(&brokers, "idle", ""), "held.sql", 0).is_empty());
+    assert!(
+        run_until(
+            dir.path(),
+            windowed_sql(&brokers, "idle", ""),
+            "held.sql",
+            0,
+            || ()
+        )
+        .is_empty()
+    );
     // With one, partition 1 stops counting and windows up to the watermark (25 s) fire.
     let table_option = windowed_sql(
         &brokers,
         "idle",
         ", 'scan.watermark.idle-timeout' = '500 ms'",
     );
-    assert_eq!(run_until(table_option, "idle.sql", fired.len()), fired);
+    assert_eq!(
+        run_until(dir.path(), table_option, "idle.sql", fired.len(), || ()),
+        fired
+    );
     // Flink's job-wide default does the same for every source without its own.
     let setting = format!(
         "SET 'table.exec.source.idle-timeout' = '500 ms';\n{}",
         windowed_sql(&brokers, "idle", "")
     );
-    assert_eq!(run_until(setting, "set.sql", fired.len()), fired);
+    assert_eq!(
+        run_until(dir.path(), setting, "set.sql", fired.len(), || ()),
+        fired
+    );
+}
+
+#[test]
+fn rows_after_an_idle_spell_reach_the_global_phase_before_the_watermark_they_come_with() {
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic("quiet", 2, 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Two phases: the local phase's subtasks get the rows in turn, and every one of them the
+    // watermark. The source is idle before its first rows come; a subtask without rows
+    // passing the watermark on first must not make the other's partial states late.
+    let sql = format!(
+        "SET 'parallelism.default' = '2';\n{}",
+        windowed_sql(
+            &brokers,
+            "quiet",
+            ", 'scan.watermark.idle-timeout' = '300 ms'"
+        )
+    );
+    let rows = telemetry_at(0, &[1, 5, 12, 15, 25]);
+    let records: Vec<(i32, &str)> = rows.iter().map(|(p, v)| (*p, v.as_str())).collect();
+    let fired = run_until(dir.path(), sql, "quiet.sql", 2, || {
+        // Ample time for the job to start and its source to go idle.
+        std::thread::sleep(Duration::from_secs(3));
+        produce(&brokers, "quiet", &records);
+    });
+    assert_eq!(
+        fired,
+        [
+            "+I[2024-01-01T00:00:00.000, 2]",
+            "+I[2024-01-01T00:00:10.000, 2]",
+        ]
+    );
 }
 
 #[test]

@@ -17,7 +17,7 @@ use super::metrics::SinkMetrics;
 use super::mini_batch::HeldBatches;
 use crate::checkpoint::CheckpointMode;
 use crate::operators::FusedOperators;
-use crate::plan::SinkNode;
+use crate::plan::{STAGE_INPUT, SinkNode};
 use crate::stream::ipc::encode_batches;
 use crate::stream::metrics::GaugeShare;
 use crate::stream::{JobError, Message, Sink, WatermarkCell};
@@ -53,9 +53,20 @@ pub(super) struct Input {
     watermark: i64,
     /// The epoch of a barrier delivered and not yet aligned: the input waits.
     barrier: Option<u64>,
-    /// Its source said it is idle and has sent nothing since: its watermark does not count.
+    /// Its source said it is idle and has sent nothing since.
     idle: bool,
     ended: bool,
+}
+
+impl Input {
+    /// Whether its watermark holds the pipeline's back. An ended input's never; an idle
+    /// source's not while it is idle. A first stage's subtask always does: every subtask of a
+    /// first stage is fed by the same sources, so they go idle together, and when the sources
+    /// come back one subtask may pass the new watermark on before another has sent the rows
+    /// that came before it (a local phase's partial states), which would then be late.
+    fn holds_watermark(&self) -> bool {
+        !self.ended && (!self.idle || self.source == STAGE_INPUT)
+    }
 }
 
 /// The next message of an input that is neither waiting at a barrier nor ended, with the
@@ -365,14 +376,14 @@ impl PipelineTask {
         self.advance_watermark(inputs).await
     }
 
-    /// Processes the lowest watermark of the running inputs when it advances; inputs whose
-    /// source is idle do not count (when all are, nothing advances). A restored pipeline may be sent
+    /// Processes the lowest watermark of the inputs that hold it back
+    /// ([`Input::holds_watermark`]) when it advances (when none does, nothing advances). A restored pipeline may be sent
     /// watermarks below the one it restored while its source catches up: event time never goes
     /// back.
     async fn advance_watermark(&mut self, inputs: &[Input]) -> Result<(), JobError> {
         let Some(w) = inputs
             .iter()
-            .filter(|i| !i.ended && !i.idle)
+            .filter(|i| i.holds_watermark())
             .map(|i| i.watermark)
             .min()
         else {
