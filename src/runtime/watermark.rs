@@ -127,16 +127,26 @@ impl WatermarkTracker {
     }
 
     /// Re-evaluates idleness at `now`; returns a new combined watermark if it advanced.
+    ///
+    /// Idle splits do not count, unless every split is idle: then each counts with the
+    /// watermark it reached (one that saw nothing, none). Each split's own watermark is still
+    /// its promise, so this makes nothing late that its split had not; and it keeps the result
+    /// from depending on which split went idle first (a split with rows that goes idle in the
+    /// same tick as an empty one would otherwise never release its windows).
     pub fn advance(&mut self, now: Instant) -> Option<i64> {
+        let idle = |s: &SplitState| {
+            self.idle_timeout
+                .is_some_and(|t| now.duration_since(s.last_data) >= t)
+        };
+        let all_idle = self.splits.iter().all(idle);
         let mut combined: Option<i64> = None;
         for s in &self.splits {
-            let idle = self
-                .idle_timeout
-                .is_some_and(|t| now.duration_since(s.last_data) >= t);
-            if idle {
-                continue;
-            }
-            let w = s.watermark?; // an active split with no data holds everything back
+            let w = match s.watermark {
+                _ if idle(s) && !all_idle => continue,
+                Some(w) => w,
+                None if all_idle => continue,
+                None => return None, // an active split with no data holds everything back
+            };
             combined = Some(combined.map_or(w, |c| c.min(w)));
         }
         match combined {
@@ -260,8 +270,8 @@ mod tests {
         assert_eq!(t.observe(0, &batch(&[1000]), start).unwrap(), None);
         assert_eq!(
             t.advance(start + Duration::from_secs(6)),
-            None,
-            "split 0 is idle too by now"
+            Some(1000),
+            "both splits went idle at once: split 0 releases what it reached, split 1 saw nothing"
         );
         assert_eq!(
             t.observe(0, &batch(&[2000]), start + Duration::from_secs(6))
@@ -275,6 +285,19 @@ mod tests {
         assert!(
             t.all_idle(start + Duration::from_secs(12)),
             "no split had rows for 5 s"
+        );
+        assert_eq!(
+            t.observe(1, &batch(&[1500]), start + Duration::from_secs(13))
+                .unwrap(),
+            None,
+            "split 1 counts again once it has rows, behind split 0"
+        );
+        t.observe(1, &batch(&[1800]), start + Duration::from_secs(20))
+            .unwrap();
+        assert_eq!(
+            t.advance(start + Duration::from_secs(30)),
+            None,
+            "all idle: the minimum of what each reached (1800) is behind what was emitted"
         );
         assert!(!tracker(None).all_idle(start + Duration::from_secs(3600)));
     }
