@@ -13,6 +13,7 @@
 //! The sink is an idempotent producer (`enable.idempotence`, `acks=all`) and waits for every
 //! delivery report before a flush returns: at-least-once.
 
+mod batch_queue;
 mod broker_log;
 mod config;
 mod group;
