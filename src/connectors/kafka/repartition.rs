@@ -496,11 +496,18 @@ struct Split {
 
 impl Split {
     /// The lowest watermark of the origins that are not idle (`i64::MAX` once all ended);
-    /// `None` while one of them has sent none.
+    /// `None` while one of them has sent none. When every origin is idle, each counts with the
+    /// watermark it sent (as a source's idle splits do, so the order in which they went idle
+    /// does not decide whether what came before is released).
     fn watermark(&self) -> Option<i64> {
+        let all_idle = self.origins.iter().all(|o| o.idle);
         let mut lowest: Option<i64> = None;
-        for o in self.origins.iter().filter(|o| !o.idle) {
-            let w = o.watermark?;
+        for o in self.origins.iter().filter(|o| all_idle || !o.idle) {
+            let w = match o.watermark {
+                Some(w) => w,
+                None if all_idle => continue,
+                None => return None,
+            };
             lowest = Some(lowest.map_or(w, |l| l.min(w)));
         }
         lowest
@@ -746,6 +753,13 @@ mod tests {
         assert_eq!(split.watermark(), None);
         split.origins[1].idle = true;
         assert_eq!(split.watermark(), Some(5));
+        split.origins[0].idle = true;
+        assert_eq!(
+            split.watermark(),
+            Some(5),
+            "all idle: each counts with what it sent (origin 1 sent none)"
+        );
+        split.origins[0].idle = false;
         split.origins[1] = origin(Some(3), false);
         assert_eq!(split.watermark(), Some(3));
         split.origins[1].watermark = Some(END_WATERMARK);
