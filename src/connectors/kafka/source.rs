@@ -965,8 +965,8 @@ impl KafkaSource {
         Ok(RecordBatch::try_new(schema, columns)?)
     }
 
-    /// A partition reached its end: bounded splits on it whose position passed the stop offset
-    /// are done.
+    /// A partition's error, in its place among the messages: its end, a broker gone (waited
+    /// for), or one that ends the job.
     fn partition_error(
         &self,
         code: RDKafkaErrorCode,
@@ -980,7 +980,7 @@ impl KafkaSource {
             // (transaction markers, compaction).
             RDKafkaErrorCode::PartitionEOF => {
                 for s in splits.iter_mut().filter(|s| s.partition == m.partition()) {
-                    if s.stop_at.is_some_and(|stop| m.offset() >= stop) && (s.topic == m.topic()) {
+                    if s.topic == m.topic() && s.stop_at.is_some_and(|stop| m.offset() >= stop) {
                         s.done = true;
                     }
                 }
