@@ -2,7 +2,7 @@
 //! them forward to.
 //!
 //! The rdkafka crate hands out one message per poll, each wrapped in an event (with an `Arc`),
-//! behind a queue lock and two clock reads; on a pass-through job that was a sixth of the CPU.
+//! behind a queue lock and two clock reads; on a pass-through job that was a seventh of the CPU.
 //! `rd_kafka_consume_batch_queue` takes what the queue holds in one call. The crate offers no
 //! batch API, so this module is the one place that calls librdkafka directly; everything
 //! unsafe stays behind [`BatchQueue`] and [`Message`].
