@@ -331,9 +331,21 @@ fn the_table_result_mode_shows_the_result_on_a_screen_of_its_own() {
     }
     let data = tempfile::tempdir().unwrap();
     let t = Terminal::start(data.path(), "");
-    t.line("CREATE TABLE telemetry (vehicle_id STRING, speed_kmh DOUBLE, ts TIMESTAMP(3)) WITH ('connector' = 'fleet-sim', 'vehicles' = '3', 'rows-per-second' = '40');");
-    t.line("SET 'sql-client.execution.result-mode' = 'table';");
-    t.line("SET 'sql-client.execution.max-table-result.rows' = '100';");
+    // Each statement once the one before was taken: a line typed while the shell was busy
+    // went missing once under a loaded CI run (the view then kept every row).
+    for (n, statement) in [
+        "CREATE TABLE telemetry (vehicle_id STRING, speed_kmh DOUBLE, ts TIMESTAMP(3)) WITH ('connector' = 'fleet-sim', 'vehicles' = '3', 'rows-per-second' = '40');",
+        "SET 'sql-client.execution.result-mode' = 'table';",
+        "SET 'sql-client.execution.max-table-result.rows' = '100';",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        t.line(statement);
+        t.wait_for("the statement taken", |s| {
+            s.matches("[INFO] Execute statement succeeded.").count() > n
+        });
+    }
     t.line("SELECT vehicle_id, speed_kmh FROM telemetry;");
 
     // The result on a screen of its own (60 lines: 54 rows), redrawn in place: one title, the
