@@ -14,7 +14,7 @@ use arrow::compute::{cast, max};
 use arrow::datatypes::{DataType, TimeUnit, TimestampMillisecondType};
 use datafusion::physical_expr::PhysicalExpr;
 
-use crate::stream::JobError;
+use crate::stream::{JobError, lowest_watermark};
 
 pub struct WatermarkTracker {
     /// The WATERMARK expression; `None` when the records carry each split's watermark.
@@ -126,29 +126,14 @@ impl WatermarkTracker {
         Ok(self.advance(now))
     }
 
-    /// Re-evaluates idleness at `now`; returns a new combined watermark if it advanced.
-    ///
-    /// Idle splits do not count, unless every split is idle: then each counts with the
-    /// watermark it reached (one that saw nothing, none). Each split's own watermark is still
-    /// its promise, so this makes nothing late that its split had not; and it keeps the result
-    /// from depending on which split went idle first (a split with rows that goes idle in the
-    /// same tick as an empty one would otherwise never release its windows).
+    /// Re-evaluates idleness at `now`; returns a new combined watermark if it advanced (idle
+    /// splits count as [`lowest_watermark`] says).
     pub fn advance(&mut self, now: Instant) -> Option<i64> {
         let idle = |s: &SplitState| {
             self.idle_timeout
                 .is_some_and(|t| now.duration_since(s.last_data) >= t)
         };
-        let all_idle = self.splits.iter().all(idle);
-        let mut combined: Option<i64> = None;
-        for s in &self.splits {
-            let w = match s.watermark {
-                _ if idle(s) && !all_idle => continue,
-                Some(w) => w,
-                None if all_idle => continue,
-                None => return None, // an active split with no data holds everything back
-            };
-            combined = Some(combined.map_or(w, |c| c.min(w)));
-        }
+        let combined = lowest_watermark(self.splits.iter().map(|s| (idle(s), s.watermark)));
         match combined {
             Some(w) if w > self.emitted => {
                 self.emitted = w;

@@ -23,4 +23,4 @@ pub use operator::Operator;
 pub use sink::Sink;
 pub use source::{Position, Positions, Source, SourceEnd, SourceOutput};
 pub use type_name::flink_type_name;
-pub use watermark::{WatermarkCell, new_watermark_cell};
+pub use watermark::{WatermarkCell, lowest_watermark, new_watermark_cell};

@@ -32,8 +32,8 @@
 //! checkpoint.
 //!
 //! **Event time.** The second stage's watermark in partition `Q` is the lowest of the origins'
-//! watermarks (an idle origin does not count, an ended one is at +∞), as Flink's is the lowest of
-//! its input channels'.
+//! watermarks (an idle origin does not count unless all are, an ended one is at +∞), as
+//! Flink's is the lowest of its input channels'.
 
 use std::time::Duration;
 
@@ -49,7 +49,7 @@ use rdkafka::{ClientConfig, Message};
 use super::broker_log::{BrokerLog, QuietProducer};
 use super::held_epochs::{HeldEpochs, HeldRecord};
 use crate::stream::ipc::{decode_batches, encode_batches};
-use crate::stream::{JobError, Position, Source, SourceEnd, SourceOutput};
+use crate::stream::{JobError, Position, Source, SourceEnd, SourceOutput, lowest_watermark};
 
 const RUN: &str = "sluice.run";
 const FROM: &str = "sluice.from";
@@ -496,21 +496,9 @@ struct Split {
 
 impl Split {
     /// The lowest watermark of the origins that are not idle (`i64::MAX` once all ended);
-    /// `None` while one of them has sent none. When every origin is idle, each counts with the
-    /// watermark it sent (as a source's idle splits do, so the order in which they went idle
-    /// does not decide whether what came before is released).
+    /// `None` while one of them has sent none. Idle origins count as [`lowest_watermark`] says.
     fn watermark(&self) -> Option<i64> {
-        let all_idle = self.origins.iter().all(|o| o.idle);
-        let mut lowest: Option<i64> = None;
-        for o in self.origins.iter().filter(|o| all_idle || !o.idle) {
-            let w = match o.watermark {
-                Some(w) => w,
-                None if all_idle => continue,
-                None => return None,
-            };
-            lowest = Some(lowest.map_or(w, |l| l.min(w)));
-        }
-        lowest
+        lowest_watermark(self.origins.iter().map(|o| (o.idle, o.watermark)))
     }
 
     fn ended(&self) -> bool {
