@@ -35,7 +35,11 @@ CREATE TABLE telemetry (
   'scan.bounded.mode' = '${SCAN_BOUNDED_MODE:-unbounded}',
   'scan.watermark.idle-timeout' = '30 s',
   'format' = 'json',
-  'json.ignore-parse-errors' = 'true'
+  'json.ignore-parse-errors' = 'true',
+  -- Keyed by vehicle (sluice gen fleet): with 'sluice.workers', per-vehicle state needs no
+  -- repartition topic (docs/scaling.md).
+  'key.format' = 'raw',
+  'key.fields' = 'vehicle_id'
 );
 
 CREATE TABLE utilization_daily (
