@@ -3,8 +3,8 @@
 //! `sluice gen fleet` keys by vehicle while it produces. One worker is killed with SIGKILL
 //! mid-stream (the others take its partitions over from their checkpoints), later a fourth
 //! joins (partitions are handed to it at a savepoint). The per-vehicle outputs run on the
-//! partitions as they are; the HOP per driver runs in two stages, with the rows moving between
-//! workers through a repartition topic. Every ClickHouse table, read without FINAL from a plain
+//! partitions as they are; the HOP per driver and a self-join by event type run in two stages,
+//! with the rows moving between workers through a repartition topic. Every ClickHouse table, read without FINAL from a plain
 //! MergeTree, equals row for row and count for count the tables of one uninterrupted
 //! single-process run over the same topic.
 //!
@@ -29,9 +29,10 @@ const PARTITIONS: i32 = 6;
 /// driver, whose rows the workers move to each other through a repartition topic; the top
 /// three vehicles per minute (a window per vehicle where its partition is, then its results
 /// through a topic by minute); the fleet's minute (a local phase on every worker, partial
-/// states to one); and the top three drivers per minute (through a topic by driver to the
-/// window, then by minute to the Top-N).
-const OUTPUTS: [&str; 8] = [
+/// states to one); the top three drivers per minute (through a topic by driver to the window,
+/// then by minute to the Top-N); and readings of the same kind from two vehicles within 50 ms
+/// (a self-join by event type: rows of vehicles in different partitions meet through a topic).
+const OUTPUTS: [&str; 9] = [
     "passthrough",
     "tumble",
     "session",
@@ -40,6 +41,7 @@ const OUTPUTS: [&str; 8] = [
     "fastest",
     "fleet_minute",
     "busiest_drivers",
+    "co_events",
 ];
 
 /// The job: as the workers run it (`workers`), or as one process reading the whole topic to
