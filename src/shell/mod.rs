@@ -8,6 +8,7 @@ mod editor;
 pub mod results;
 mod session;
 mod table_view;
+mod typeahead;
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -122,6 +123,7 @@ pub async fn interactive(session: &mut Session) -> std::io::Result<()> {
     let vocabulary = Arc::new(Mutex::new(session.vocabulary()));
     let mut editor = editor::Editor::new(data_dir().join("shell_history"), vocabulary.clone())?;
     println!("Sluice SQL shell. Statements end with `;`. HELP; for help, Ctrl-D to quit.");
+    let _type_ahead = typeahead::TypeAhead::keep();
     loop {
         let input = tokio::task::block_in_place(|| editor.read())?;
         let text = match input {
