@@ -4,9 +4,10 @@
 //! mid-stream (the others take its partitions over from their checkpoints), later a fourth
 //! joins (partitions are handed to it at a savepoint). The per-vehicle outputs run on the
 //! partitions as they are; the HOP per driver and a self-join by event type run in two stages,
-//! with the rows moving between workers through a repartition topic. Every ClickHouse table, read without FINAL from a plain
-//! MergeTree, equals row for row and count for count the tables of one uninterrupted
-//! single-process run over the same topic.
+//! with the rows moving between workers through a repartition topic. Every ClickHouse table,
+//! read without FINAL from a plain MergeTree, equals row for row and count for count the
+//! tables of one uninterrupted single-process run over the same topic. So does a join of two
+//! co-partitioned topics, run by three workers one of which dies.
 //!
 //! The end of the stream is told in event time, as in production: one reading an hour later
 //! in every partition moves each worker's watermark past every real window. (A `--drain` stop
@@ -47,30 +48,61 @@ const OUTPUTS: [&str; 9] = [
 /// The job: as the workers run it (`workers`), or as one process reading the whole topic to
 /// its end.
 fn job(topic: &str, brokers: &str, url: &str, db: &str, workers: bool) -> String {
-    let (settings, bounded) = if workers {
-        (
-            format!(
-                "SET 'sluice.workers' = 'kafka-group';\nSET 'pipeline.name' = 'workers_{db}';\n"
-            ),
-            "",
-        )
+    recovery_job_of(
+        &OUTPUTS,
+        &source(topic, brokers, db, workers),
+        &|name| sink(url, db, name),
+        &settings(db, workers),
+    )
+}
+
+/// The settings of a job its workers run (`workers`), or one process.
+fn settings(db: &str, workers: bool) -> String {
+    let workers = if workers {
+        format!("SET 'sluice.workers' = 'kafka-group';\nSET 'pipeline.name' = 'workers_{db}';\n")
     } else {
-        (String::new(), ", 'scan.bounded.mode' = 'latest-offset'")
+        String::new()
     };
-    let source = format!(
+    format!("{workers}SET 'execution.checkpointing.interval' = '500 ms';")
+}
+
+/// The options of a table reading `topic`, keyed by vehicle: unbounded for the workers,
+/// read to its end by one process.
+fn source(topic: &str, brokers: &str, db: &str, workers: bool) -> String {
+    let bounded = if workers {
+        ""
+    } else {
+        ", 'scan.bounded.mode' = 'latest-offset'"
+    };
+    format!(
         "'connector' = 'kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{brokers}',
          'properties.group.id' = '{db}', 'scan.startup.mode' = 'earliest-offset', 'format' = 'json',
          'key.format' = 'raw', 'key.fields' = 'vehicle_id',
          'properties.session.timeout.ms' = '6000'{bounded}"
-    );
-    let sink = |name: &str| {
-        format!(
-            "'connector' = 'clickhouse', 'url' = '{url}', 'database' = '{db}', 'table' = '{name}',
-             'sink.create-table' = 'true', 'sink.batch-size' = '500'"
-        )
-    };
-    let settings = format!("{settings}SET 'execution.checkpointing.interval' = '500 ms';");
-    recovery_job_of(&OUTPUTS, &source, &sink, &settings)
+    )
+}
+
+/// The options of ClickHouse table `name` in database `db`.
+fn sink(url: &str, db: &str, name: &str) -> String {
+    format!(
+        "'connector' = 'clickhouse', 'url' = '{url}', 'database' = '{db}', 'table' = '{name}',
+         'sink.create-table' = 'true', 'sink.batch-size' = '500'"
+    )
+}
+
+/// `sluice gen fleet` writing `events` readings from 2024-03-01 08:00 to `topic` (created
+/// first with `partitions` partitions when missing).
+fn gen_fleet(brokers: &str, topic: &str, partitions: i32, events: u64) -> Command {
+    let mut gen_fleet = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    gen_fleet
+        .args(["gen", "fleet", "--brokers", brokers, "--topic", topic])
+        .args(["--partitions", &partitions.to_string()])
+        .args(["--events", &events.to_string()])
+        .args(["--start", "2024-03-01 08:00:00"])
+        // tansu's memory engine reports end offsets per record batch: one record per batch
+        // keeps the reference's bounded read exact.
+        .args(["-X", "batch.num.messages=1"]);
+    gen_fleet
 }
 
 /// A row of a test vehicle in each partition, an hour after the fleet's readings: it closes
@@ -233,15 +265,7 @@ async fn three_workers_share_a_topic_one_dies_one_joins_and_clickhouse_equals_on
         clickhouse_execute(&url, &format!("CREATE DATABASE {db}")).await;
     }
     // `gen fleet --partitions` creates the topic (and leaves it be when it exists).
-    let partitions = PARTITIONS.to_string();
-    let gen_fleet = |events: &str| {
-        let mut gen_fleet = Command::new(env!("CARGO_BIN_EXE_sluice"));
-        gen_fleet
-            .args(["gen", "fleet", "--brokers", &brokers, "--topic", &topic])
-            .args(["--partitions", &partitions, "--events", events]);
-        gen_fleet
-    };
-    let created = gen_fleet("0").output().unwrap();
+    let created = gen_fleet(&brokers, &topic, PARTITIONS, 0).output().unwrap();
     assert!(created.status.success(), "{created:?}");
 
     let dir = tempfile::tempdir().unwrap();
@@ -256,13 +280,8 @@ async fn three_workers_share_a_topic_one_dies_one_joins_and_clickhouse_equals_on
     }
 
     // Events arrive while the workers run, die and join.
-    let events = EVENTS.to_string();
-    let producer = gen_fleet(&events)
-        .args(["--rate", "3000", "--vehicles", "30"])
-        .args(["--seed", "11", "--start", "2024-03-01 08:00:00"])
-        // tansu's memory engine reports end offsets per record batch: one record per batch
-        // keeps the reference's bounded read exact.
-        .args(["-X", "batch.num.messages=1"])
+    let producer = gen_fleet(&brokers, &topic, PARTITIONS, EVENTS)
+        .args(["--rate", "3000", "--vehicles", "30", "--seed", "11"])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -301,25 +320,18 @@ async fn three_workers_share_a_topic_one_dies_one_joins_and_clickhouse_equals_on
     )
     .unwrap();
     sluice(&["run", "--quiet", reference_sql.to_str().unwrap()], &[]);
-    let mut expected = Vec::new();
-    for name in OUTPUTS {
-        expected.push(rows(&url, &reference_db, name).await.len());
-    }
-    assert!(expected[0] > 1000, "{} pass-through rows", expected[0]);
+    let passed = rows(&url, &reference_db, OUTPUTS[0]).await.len();
+    assert!(passed > 1000, "{passed} pass-through rows");
 
     // The workers catch up: every real window closed.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    for (name, &want) in OUTPUTS.iter().zip(&expected) {
-        while rows(&url, &workers_db, name).await.len() < want {
-            if Instant::now() > deadline {
-                panic!(
-                    "the workers did not catch up on `{name}`\n{}",
-                    logs(&mut [&mut a, &mut b, &mut c, &mut d])
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-    }
+    catch_up(
+        &url,
+        &workers_db,
+        &reference_db,
+        &OUTPUTS,
+        &mut [&mut a, &mut b, &mut c, &mut d],
+    )
+    .await;
     // Then they are stopped (as `kubectl scale --replicas=0` would, SIGTERM), each with a
     // savepoint of its partitions.
     for w in [&a, &c, &d] {
@@ -348,9 +360,37 @@ async fn three_workers_share_a_topic_one_dies_one_joins_and_clickhouse_equals_on
         "partitions were handed over at a savepoint\n{logs}"
     );
 
-    for name in OUTPUTS {
-        let got = rows(&url, &workers_db, name).await;
-        let want = rows(&url, &reference_db, name).await;
+    assert_same_rows(&url, &workers_db, &reference_db, &OUTPUTS, &logs).await;
+}
+
+/// Waits (up to 120 s) until every output has as many rows in `db` as in `reference_db`.
+async fn catch_up(
+    url: &str,
+    db: &str,
+    reference_db: &str,
+    outputs: &[&str],
+    workers: &mut [&mut Worker],
+) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for name in outputs {
+        let want = rows(url, reference_db, name).await.len();
+        while rows(url, db, name).await.len() < want {
+            if Instant::now() > deadline {
+                panic!(
+                    "the workers did not catch up on `{name}`\n{}",
+                    logs(workers)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+}
+
+/// Every output's rows in `db` equal those in `reference_db`, row for row, duplicates counted.
+async fn assert_same_rows(url: &str, db: &str, reference_db: &str, outputs: &[&str], logs: &str) {
+    for name in outputs {
+        let got = rows(url, db, name).await;
+        let want = rows(url, reference_db, name).await;
         assert!(!want.is_empty(), "`{name}` has rows");
         assert!(
             got == want,
@@ -360,6 +400,136 @@ async fn three_workers_share_a_topic_one_dies_one_joins_and_clickhouse_equals_on
             got.iter().zip(&want).find(|(a, b)| a != b)
         );
     }
+}
+
+/// Two topics keyed by vehicle, written by the same producer (so co-partitioned), joined by
+/// vehicle: readings of two fleets' feeds of the same vehicle within half a second.
+fn co_partitioned_job(
+    topics: [&str; 2],
+    brokers: &str,
+    url: &str,
+    db: &str,
+    workers: bool,
+) -> String {
+    let [a, b] = topics.map(|t| source(t, brokers, db, workers));
+    format!(
+        "{settings}
+CREATE TABLE feed_a (vehicle_id STRING, ts TIMESTAMP(3), speed_kmh DOUBLE,
+  WATERMARK FOR ts AS ts - INTERVAL '5' SECOND) WITH ({a});
+CREATE TABLE feed_b (vehicle_id STRING, ts TIMESTAMP(3), speed_kmh DOUBLE,
+  WATERMARK FOR ts AS ts - INTERVAL '5' SECOND) WITH ({b});
+CREATE TABLE pairs (vehicle_id STRING, a_ts TIMESTAMP(3), b_ts TIMESTAMP(3), a_kmh DOUBLE, b_kmh DOUBLE)
+  WITH ({sink});
+INSERT INTO pairs SELECT a.vehicle_id, a.ts, b.ts, a.speed_kmh, b.speed_kmh
+  FROM feed_a a JOIN feed_b b
+  ON a.vehicle_id = b.vehicle_id AND b.ts BETWEEN a.ts AND a.ts + INTERVAL '0.5' SECOND;
+",
+        settings = settings(db, workers),
+        sink = sink(url, db, "pairs"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_join_co_partitioned_topics_one_dies_and_clickhouse_equals_one_process() {
+    let (Some(brokers), Some(url)) = (test_broker(), test_clickhouse()) else {
+        return;
+    };
+    let run = format!("{}_{}", std::process::id(), rand::rng().random::<u32>());
+    let topics = [format!("feed-a-{run}"), format!("feed-b-{run}")];
+    let topics = [topics[0].as_str(), topics[1].as_str()];
+    let (workers_db, reference_db) = (format!("pairs_{run}"), format!("pairs_ref_{run}"));
+    for db in [&workers_db, &reference_db] {
+        clickhouse_execute(&url, &format!("CREATE DATABASE {db}")).await;
+    }
+    for topic in topics {
+        let created = gen_fleet(&brokers, topic, PARTITIONS, 0).output().unwrap();
+        assert!(created.status.success(), "{created:?}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sql = dir.path().join("pairs.sql");
+    let job = co_partitioned_job(topics, &brokers, &url, &workers_db, true);
+    std::fs::write(&sql, job).unwrap();
+    let mut a = Worker::start("a", &sql, dir.path());
+    let mut b = Worker::start("b", &sql, dir.path());
+    let mut c = Worker::start("c", &sql, dir.path());
+    for w in [&mut a, &mut b, &mut c] {
+        w.wait_for("running partitions", Duration::from_secs(60));
+    }
+
+    // Both feeds arrive while the workers run; b dies without a savepoint, and the others
+    // restore its partitions of both topics.
+    let producers: Vec<_> = topics
+        .iter()
+        .zip(["21", "22"])
+        .map(|(topic, seed)| {
+            gen_fleet(&brokers, topic, PARTITIONS, 8_000)
+                .args(["--rate", "2000", "--vehicles", "20", "--seed", seed])
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    b.child.kill().unwrap();
+    b.child.wait().unwrap();
+    let restores = |w: &mut Worker| w.count("restored from");
+    let before = restores(&mut a) + restores(&mut c);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while restores(&mut a) + restores(&mut c) == before {
+        assert!(
+            Instant::now() < deadline,
+            "nobody took b's partitions over\n{}",
+            logs(&mut [&mut a, &mut b, &mut c])
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for producer in producers {
+        let produced = producer.wait_with_output().unwrap();
+        assert!(produced.status.success(), "{produced:?}");
+    }
+    for topic in topics {
+        produce_end_of_stream(&brokers, topic).await;
+    }
+
+    let reference_sql = dir.path().join("reference.sql");
+    let reference = co_partitioned_job(topics, &brokers, &url, &reference_db, false);
+    std::fs::write(&reference_sql, reference).unwrap();
+    sluice(&["run", "--quiet", reference_sql.to_str().unwrap()], &[]);
+    let workers = &mut [&mut a, &mut b, &mut c];
+    catch_up(&url, &workers_db, &reference_db, &["pairs"], workers).await;
+    let logs = logs(workers);
+    assert_same_rows(&url, &workers_db, &reference_db, &["pairs"], &logs).await;
+}
+
+#[tokio::test]
+async fn a_worker_refuses_topics_with_other_partition_counts() {
+    let (Some(brokers), Some(url)) = (test_broker(), test_clickhouse()) else {
+        return;
+    };
+    let run = format!("{}_{}", std::process::id(), rand::rng().random::<u32>());
+    let topics = [format!("feed-a-{run}"), format!("feed-b-{run}")];
+    // The second with half as many partitions: keys would land in other partitions.
+    for (topic, partitions) in topics.iter().zip([PARTITIONS, PARTITIONS / 2]) {
+        let created = gen_fleet(&brokers, topic, partitions, 0).output().unwrap();
+        assert!(created.status.success(), "{created:?}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sql = dir.path().join("pairs.sql");
+    let topics = [topics[0].as_str(), topics[1].as_str()];
+    let db = format!("mismatch_{run}");
+    clickhouse_execute(&url, &format!("CREATE DATABASE {db}")).await;
+    let job = co_partitioned_job(topics, &brokers, &url, &db, true);
+    std::fs::write(&sql, job).unwrap();
+    let mut worker = Worker::start("a", &sql, dir.path());
+    worker.wait_for(
+        &format!(
+            "topic '{}' has {} partitions and '{}' {PARTITIONS}: the topics of a job of several workers are co-partitioned",
+            topics[1],
+            PARTITIONS / 2,
+            topics[0]
+        ),
+        Duration::from_secs(60),
+    );
 }
 
 /// A topic of `partitions` partitions holding 2,000 fleet events, and a job of several workers

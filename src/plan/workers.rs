@@ -2,14 +2,16 @@
 //! Streams way: the topic's partitions are the unit of work. Every pipeline runs as one subtask
 //! per partition, fed by that partition alone, and each worker runs the subtasks of the
 //! partitions the consumer group gave it. State keyed by what the producer partitions by (the
-//! table's `key.fields`) needs no row to move. A stage keyed by anything else gets its rows
-//! through a repartition topic: a pipeline keyed by another key, the second stage of one keyed
-//! two ways, all rows to one partition for state of all rows together.
+//! table's `key.fields`) needs no row to move. Several topics keyed alike are co-partitioned,
+//! as in Kafka Streams: the group shares the first table's partitions, and the worker owning
+//! partition `k` of it reads partition `k` of every other. A stage keyed by anything else gets
+//! its rows through a repartition topic: a pipeline keyed by another key, the second stage of
+//! one keyed two ways, all rows to one partition for state of all rows together.
 
 use arrow::datatypes::{Schema, SchemaRef};
 
 use super::{JobGraph, Parallelism, PipelineNode, RepartitionOutput, SourceNode};
-use crate::connectors::kafka::{BoundedMode, KafkaConfig, RepartitionTopic};
+use crate::connectors::kafka::{BoundedMode, KafkaConfig, PartitionShare, RepartitionTopic};
 use crate::connectors::{ConnectorConfig, ScanColumns};
 use crate::operators::Operators;
 use crate::stream::new_watermark_cell;
@@ -29,24 +31,34 @@ impl JobGraph {
             self.name,
             self.worker_group()
         );
+        if let [_, others @ ..] = self.sources.as_slice()
+            && !others.is_empty()
+        {
+            let names: Vec<String> = others.iter().map(|s| format!("`{}`", s.table)).collect();
+            out.push_str(&format!(
+                "Co-partitioned: {} with `{table}` (as many partitions, keyed alike by the same partitioner): partition k of each comes to the worker owning partition k of `{table}`.\n",
+                names.join(", ")
+            ));
+        }
         let ids = self.pipeline_ids();
         // Each topic: the pipeline reading it, the key it is written by, over which columns,
         // and the first stage writing it when that one keeps state.
         let mut topics = Vec::new();
+        // The rows of the table a pipeline that is not a second stage reads.
+        let source_rows = |i: usize| self.sources[self.pipelines[i].inputs[0]].row_schema.clone();
         for (i, shape) in self
             .worker_shapes()
             .unwrap_or_default()
             .into_iter()
             .enumerate()
         {
-            let source = self.sources[0].row_schema.clone();
             match shape {
-                WorkerShape::Repartitioned { key } => topics.push((i, key, source, None)),
+                WorkerShape::Repartitioned { key } => topics.push((i, key, source_rows(i), None)),
                 WorkerShape::WritesTopic { key } => {
                     topics.push((i + 1, key, self.rows_handed_on(i), Some(i)));
                 }
                 WorkerShape::RepartitionedWritesTopic { key, next_key } => {
-                    topics.push((i, key, source, None));
+                    topics.push((i, key, source_rows(i), None));
                     topics.push((i + 1, next_key, self.rows_handed_on(i), Some(i)));
                 }
                 _ => {}
@@ -66,7 +78,7 @@ impl JobGraph {
                         Parallelism::Spread { .. } => {
                             "aggregates the rows of each source partition where they are (the local phase of two)".to_string()
                         }
-                        keyed => self.keeps_state_by(keyed),
+                        _ => self.keeps_state_by(first),
                     };
                     format!(
                         " Its first stage {what}, and sends what it emits once the checkpoint holding it completes: a restore never sends other results than it sent."
@@ -96,7 +108,7 @@ impl JobGraph {
 
     /// How each pipeline runs on the workers; why one cannot.
     fn worker_shapes(&self) -> Result<Vec<WorkerShape>, String> {
-        self.topic_for_workers()?;
+        self.group_topic()?;
         (0..self.pipelines.len())
             .map(|i| self.shape_on_workers(i))
             .collect()
@@ -107,10 +119,17 @@ impl JobGraph {
     /// first stage that writes its rows to a repartition topic, and reads that topic.
     pub fn for_worker(mut self, partitions: usize, owned: &[usize]) -> Result<JobGraph, String> {
         let shapes = self.worker_shapes()?;
-        let ConnectorConfig::Kafka(kafka) = &mut self.sources[0].connector else {
-            unreachable!("checked: the job reads a Kafka topic")
-        };
-        kafka.owned_partitions = Some(owned.iter().map(|&p| p as i32).collect());
+        let group_topic = self.group_topic()?.topics[0].clone();
+        for source in &mut self.sources {
+            if let ConnectorConfig::Kafka(kafka) = &mut source.connector {
+                kafka.share = Some(PartitionShare {
+                    partitions,
+                    owned: owned.iter().map(|&p| p as i32).collect(),
+                    group_topic: group_topic.clone(),
+                });
+            }
+        }
+        let kafka = self.group_topic()?;
         let properties = RepartitionTopic::connection_of(&kafka.properties);
         let bounded = kafka.bounded != BoundedMode::Unbounded;
         let topic_of = |name: String| RepartitionTopic {
@@ -198,7 +217,7 @@ impl JobGraph {
         topic: RepartitionTopic,
         key: Vec<usize>,
     ) {
-        let columns = self.sources[0].row_schema.clone();
+        let columns = self.sources[p.inputs[0]].row_schema.clone();
         self.sources.push(topic_source(topic.clone(), columns));
         let first = self.pipelines.len();
         self.pipelines.push(PipelineNode {
@@ -232,21 +251,18 @@ impl JobGraph {
         RepartitionTopic::name_for(&self.name, &id)
     }
 
-    /// Where a first stage of `parallelism` keeps its state, for EXPLAIN.
-    fn keeps_state_by(&self, parallelism: &Parallelism) -> String {
-        let Parallelism::Keyed { keys, .. } = parallelism else {
+    /// Where first stage `p` keeps its state, for EXPLAIN.
+    fn keeps_state_by(&self, p: &PipelineNode) -> String {
+        let Parallelism::Keyed { keys, .. } = &p.parallelism else {
             return "keeps state".into();
         };
-        let source = &self.sources[0];
+        let source = &self.sources[p.inputs[0]];
         let names: Vec<&str> = keys[0]
             .iter()
             .map(|&c| source.row_schema.field(c).name().as_str())
             .collect();
         let names = names.join(", ");
-        if keyed_by_topic_key(
-            parallelism,
-            &topic_key(&source.connector, &source.row_schema),
-        ) {
+        if self.keyed_by_topic_key(p) {
             format!("keeps state by {names}, the topic's key, where each source partition is")
         } else {
             format!("keeps state by {names}")
@@ -277,28 +293,58 @@ impl JobGraph {
         }
     }
 
-    /// The one Kafka topic the workers share.
-    fn topic_for_workers(&self) -> Result<&KafkaConfig, String> {
-        let [source] = self.sources.as_slice() else {
-            return Err(format!(
-                "a job of several workers reads one Kafka topic; this one reads {} tables",
-                self.sources.len()
-            ));
+    /// The Kafka topic whose partitions the workers' consumer group shares: the first
+    /// table's. Every table of the job reads one topic, co-partitioned with it.
+    fn group_topic(&self) -> Result<&KafkaConfig, String> {
+        let Some(first) = self.sources.first() else {
+            return Err(
+                "a job of several workers reads a Kafka topic; this one reads no table".into(),
+            );
         };
-        let ConnectorConfig::Kafka(kafka) = &source.connector else {
-            return Err(format!(
-                "a job of several workers reads a Kafka topic; `{}` is a {} table",
-                source.table,
-                source.connector.name()
-            ));
-        };
-        if kafka.topics.len() != 1 || kafka.topic_pattern.is_some() {
-            return Err(format!(
-                "a job of several workers reads one topic; `{}` names several",
-                source.table
-            ));
+        for source in &self.sources {
+            let ConnectorConfig::Kafka(kafka) = &source.connector else {
+                return Err(format!(
+                    "a job of several workers reads Kafka topics; `{}` is a {} table",
+                    source.table,
+                    source.connector.name()
+                ));
+            };
+            if kafka.topics.len() != 1 || kafka.topic_pattern.is_some() {
+                return Err(format!(
+                    "a job of several workers reads one topic per table; `{}` names several",
+                    source.table
+                ));
+            }
         }
-        Ok(kafka)
+        match &first.connector {
+            ConnectorConfig::Kafka(kafka) => Ok(kafka),
+            _ => unreachable!("checked above"),
+        }
+    }
+
+    /// Whether `p`'s rows go to subtasks by keys that hold its topics' keys (their
+    /// 'key.fields'), column for column in the same places for every input: then partition
+    /// `k` of each topic holds every row of the keys of task `k`, and a worker's task fed by
+    /// partition `k` of each has them all.
+    fn keyed_by_topic_key(&self, p: &PipelineNode) -> bool {
+        let Parallelism::Keyed { keys, .. } = &p.parallelism else {
+            return false;
+        };
+        let mut placed: Option<Vec<usize>> = None;
+        for (input_keys, &input) in keys.iter().zip(&p.inputs) {
+            let source = &self.sources[input];
+            let at: Option<Vec<usize>> = topic_key(&source.connector, &source.row_schema)
+                .iter()
+                .map(|c| input_keys.iter().position(|k| k == c))
+                .collect();
+            match at {
+                Some(at) if !at.is_empty() && placed.as_ref().is_none_or(|p| *p == at) => {
+                    placed = Some(at);
+                }
+                _ => return false,
+            }
+        }
+        placed.is_some()
     }
 
     /// How pipeline `i` runs on the workers: by partition when its state is keyed by the
@@ -306,14 +352,13 @@ impl JobGraph {
     /// key. Why it cannot run on them at all.
     fn shape_on_workers(&self, i: usize) -> Result<WorkerShape, String> {
         let p = &self.pipelines[i];
-        let source = &self.sources[0];
         let refuse = |what: String| {
             format!(
-                "pipeline `{}` {what}; the workers of a job keep state by the columns its topic is partitioned by (`{}`'s 'key.fields'), or by a key the rows are repartitioned by through a topic. Run it in one process (without 'sluice.workers').",
-                p.name, source.table
+                "pipeline `{}` {what}; the workers of a job keep state by the columns its topics are partitioned by (their 'key.fields'), or by a key the rows of one table are repartitioned by through a topic. Run it in one process (without 'sluice.workers').",
+                p.name
             )
         };
-        let topic_key = topic_key(&source.connector, &source.row_schema);
+        let several_tables = p.inputs.iter().any(|&s| s != p.inputs[0]);
         if let Some(next) = p.downstream {
             // The stage before another keyed differently sends its rows on by the next
             // stage's key, or all to one partition.
@@ -325,9 +370,10 @@ impl JobGraph {
             // Stateless, keyed by the topic's key, or a local aggregation: where each
             // partition is. Keyed by another key: its rows come through a topic first.
             return match &p.parallelism {
-                Parallelism::Keyed { keys, .. }
-                    if !keyed_by_topic_key(&p.parallelism, &topic_key) =>
-                {
+                Parallelism::Keyed { .. } if several_tables && !self.keyed_by_topic_key(p) => Err(
+                    refuse("joins several tables by other columns than their topics' keys".into()),
+                ),
+                Parallelism::Keyed { keys, .. } if !self.keyed_by_topic_key(p) => {
                     Ok(WorkerShape::RepartitionedWritesTopic {
                         key: keys[0].clone(),
                         next_key,
@@ -341,14 +387,16 @@ impl JobGraph {
         }
         match &p.parallelism {
             Parallelism::Keyed { keys, .. } => {
-                if keyed_by_topic_key(&p.parallelism, &topic_key) {
+                if self.keyed_by_topic_key(p) {
                     Ok(WorkerShape::ByPartition)
                 } else if p.inputs.len() == 1 && keys.len() == 1 {
                     Ok(WorkerShape::Repartitioned {
                         key: keys[0].clone(),
                     })
                 } else {
-                    Err(refuse("joins several inputs by another key".into()))
+                    Err(refuse(
+                        "joins several tables by other columns than their topics' keys".into(),
+                    ))
                 }
             }
             // Only a first stage is spread, and it has a stage after it (above).
@@ -368,7 +416,7 @@ impl JobGraph {
                     return Ok(WorkerShape::Repartitioned { key: Vec::new() });
                 }
                 if p.operators.keep_state() {
-                    return Err(refuse("joins several inputs without a key".into()));
+                    return Err(refuse("joins several tables without a key".into()));
                 }
                 Ok(WorkerShape::ByPartition)
             }
@@ -388,17 +436,6 @@ fn topic_key(connector: &ConnectorConfig, row_schema: &Schema) -> Vec<usize> {
         .iter()
         .filter_map(|k| row_schema.index_of(k).ok())
         .collect()
-}
-
-/// Whether rows go to subtasks by a key that holds every column of `topic_key`: then a
-/// worker's subtask fed by one partition of the topic has all the rows of its keys.
-fn keyed_by_topic_key(parallelism: &Parallelism, topic_key: &[usize]) -> bool {
-    match parallelism {
-        Parallelism::Keyed { keys, .. } => {
-            !topic_key.is_empty() && topic_key.iter().all(|k| keys[0].contains(k))
-        }
-        _ => false,
-    }
 }
 
 /// Whether a first stage restored from a checkpoint may emit other rows than its first run

@@ -51,7 +51,18 @@ pub struct KafkaConfig {
     pub debezium: bool,
     /// The partitions this process reads, when it is one of several workers of the job (a
     /// worker's share, from the consumer group); `None`: every partition.
-    pub owned_partitions: Option<Vec<i32>>,
+    pub share: Option<PartitionShare>,
+}
+
+/// A worker's share of a topic: `owned` of its `partitions`. Every topic of a job of workers
+/// has as many partitions as the one its group shares (they are co-partitioned), so that
+/// partition `k` of each comes to the same worker.
+#[derive(Debug, Clone)]
+pub struct PartitionShare {
+    pub partitions: usize,
+    pub owned: Vec<i32>,
+    /// The topic whose partitions the group shares, for messages.
+    pub group_topic: String,
 }
 
 const METADATA_KEYS: &[&str] = &["topic", "partition", "offset", "timestamp", "key"];
@@ -286,7 +297,7 @@ impl KafkaConfig {
             at_least_once: guarantee == "at-least-once",
             upsert: upsert_key.is_some(),
             debezium,
-            owned_partitions: None,
+            share: None,
         })
     }
 

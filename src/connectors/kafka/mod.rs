@@ -22,7 +22,7 @@ mod repartition;
 mod sink;
 mod source;
 
-pub use config::{BoundedMode, KafkaConfig, OPTIONS, StartupMode};
+pub use config::{BoundedMode, KafkaConfig, OPTIONS, PartitionShare, StartupMode};
 pub use group::{GroupMember, Revocation};
 pub use repartition::{
     RepartitionProducer, RepartitionSource, RepartitionTopic, RepartitionWriter,

@@ -525,8 +525,22 @@ impl KafkaSource {
         }
         splits.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
         // A worker reads its share, in partition order: split `i` feeds its subtask `i`.
-        if let Some(owned) = &c.owned_partitions {
-            splits.retain(|s| owned.contains(&s.partition));
+        if let Some(share) = &c.share {
+            // Another count would put keys in other partitions than the group's topic does:
+            // partition `k` of each would not hold the same keys.
+            if splits.len() != share.partitions {
+                return Err(JobError::source(
+                    &self.table,
+                    format!(
+                        "topic '{}' has {} partitions and '{}' {}: the topics of a job of several workers are co-partitioned (as many partitions, keyed alike), so that partition k of each comes to the worker owning partition k",
+                        c.topics.join(";"),
+                        splits.len(),
+                        share.group_topic,
+                        share.partitions
+                    ),
+                ));
+            }
+            splits.retain(|s| share.owned.contains(&s.partition));
         }
         Ok(splits)
     }
