@@ -449,6 +449,8 @@ async fn workers_join_co_partitioned_topics_one_dies_and_clickhouse_equals_one_p
     let sql = dir.path().join("pairs.sql");
     let job = co_partitioned_job(topics, &brokers, &url, &workers_db, true);
     std::fs::write(&sql, job).unwrap();
+    // Three, not two: when the group's leader of two members dies, tansu never gives the
+    // survivor any partition again (plain confluent-kafka consumers show the same).
     let mut a = Worker::start("a", &sql, dir.path());
     let mut b = Worker::start("b", &sql, dir.path());
     let mut c = Worker::start("c", &sql, dir.path());
