@@ -26,8 +26,13 @@ impl JobGraph {
     /// and which pipelines move rows between them.
     pub fn explain_workers(&self) -> String {
         let table = self.sources.first().map_or("", |s| s.table.as_str());
+        let fed_by = if self.sources.len() > 1 {
+            "that partition of each topic"
+        } else {
+            "that partition alone"
+        };
         let mut out = format!(
-            "Workers: every process running this file is a worker of job `{}` (consumer group `{}`). A worker runs every pipeline as one subtask per partition of `{table}` it owns, fed by that partition alone; the parallelism below is that of one process running the whole job.\n",
+            "Workers: every process running this file is a worker of job `{}` (consumer group `{}`). A worker runs every pipeline as one subtask per partition of `{table}` it owns, fed by {fed_by}; the parallelism below is that of one process running the whole job.\n",
             self.name,
             self.worker_group()
         );

@@ -1,3 +1,4 @@
+-- plan: one subtask per partition of `telemetry` it owns, fed by that partition of each topic;
 -- plan: Co-partitioned: `status` with `telemetry` (as many partitions, keyed alike by the same partitioner): partition k of each comes to the worker owning partition k of `telemetry`.
 -- plan: ← source #1 `status`, rows spread by hash of vehicle_id
 SET 'sluice.workers' = 'kafka-group';
