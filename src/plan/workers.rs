@@ -124,7 +124,10 @@ impl JobGraph {
     /// first stage that writes its rows to a repartition topic, and reads that topic.
     pub fn for_worker(mut self, partitions: usize, owned: &[usize]) -> Result<JobGraph, String> {
         let shapes = self.worker_shapes()?;
-        let group_topic = self.group_topic()?.topics[0].clone();
+        let kafka = self.group_topic()?;
+        let group_topic = kafka.topics[0].clone();
+        let properties = RepartitionTopic::connection_of(&kafka.properties);
+        let bounded = kafka.bounded != BoundedMode::Unbounded;
         for source in &mut self.sources {
             if let ConnectorConfig::Kafka(kafka) = &mut source.connector {
                 kafka.share = Some(PartitionShare {
@@ -134,9 +137,6 @@ impl JobGraph {
                 });
             }
         }
-        let kafka = self.group_topic()?;
-        let properties = RepartitionTopic::connection_of(&kafka.properties);
-        let bounded = kafka.bounded != BoundedMode::Unbounded;
         let topic_of = |name: String| RepartitionTopic {
             topic: name,
             partitions,
@@ -301,30 +301,14 @@ impl JobGraph {
     /// The Kafka topic whose partitions the workers' consumer group shares: the first
     /// table's. Every table of the job reads one topic, co-partitioned with it.
     fn group_topic(&self) -> Result<&KafkaConfig, String> {
-        let Some(first) = self.sources.first() else {
-            return Err(
-                "a job of several workers reads a Kafka topic; this one reads no table".into(),
-            );
-        };
-        for source in &self.sources {
-            let ConnectorConfig::Kafka(kafka) = &source.connector else {
-                return Err(format!(
-                    "a job of several workers reads Kafka topics; `{}` is a {} table",
-                    source.table,
-                    source.connector.name()
-                ));
-            };
-            if kafka.topics.len() != 1 || kafka.topic_pattern.is_some() {
-                return Err(format!(
-                    "a job of several workers reads one topic per table; `{}` names several",
-                    source.table
-                ));
-            }
-        }
-        match &first.connector {
-            ConnectorConfig::Kafka(kafka) => Ok(kafka),
-            _ => unreachable!("checked above"),
-        }
+        let topics = self
+            .sources
+            .iter()
+            .map(one_topic)
+            .collect::<Result<Vec<_>, _>>()?;
+        topics.first().copied().ok_or_else(|| {
+            "a job of several workers reads a Kafka topic; this one reads no table".into()
+        })
     }
 
     /// Whether `p`'s rows go to subtasks by keys that hold its topics' keys (their
@@ -363,7 +347,9 @@ impl JobGraph {
                 p.name
             )
         };
-        let several_tables = p.inputs.iter().any(|&s| s != p.inputs[0]);
+        // Rows of several tables can only meet where their topics' partitions are.
+        let joins_tables_otherwise =
+            || refuse("joins several tables by other columns than their topics' keys".into());
         if let Some(next) = p.downstream {
             // The stage before another keyed differently sends its rows on by the next
             // stage's key, or all to one partition.
@@ -375,10 +361,10 @@ impl JobGraph {
             // Stateless, keyed by the topic's key, or a local aggregation: where each
             // partition is. Keyed by another key: its rows come through a topic first.
             return match &p.parallelism {
-                Parallelism::Keyed { .. } if several_tables && !self.keyed_by_topic_key(p) => Err(
-                    refuse("joins several tables by other columns than their topics' keys".into()),
-                ),
                 Parallelism::Keyed { keys, .. } if !self.keyed_by_topic_key(p) => {
+                    if p.inputs.len() != 1 {
+                        return Err(joins_tables_otherwise());
+                    }
                     Ok(WorkerShape::RepartitionedWritesTopic {
                         key: keys[0].clone(),
                         next_key,
@@ -399,9 +385,7 @@ impl JobGraph {
                         key: keys[0].clone(),
                     })
                 } else {
-                    Err(refuse(
-                        "joins several tables by other columns than their topics' keys".into(),
-                    ))
+                    Err(joins_tables_otherwise())
                 }
             }
             // Only a first stage is spread, and it has a stage after it (above).
@@ -441,6 +425,24 @@ fn topic_key(connector: &ConnectorConfig, row_schema: &Schema) -> Vec<usize> {
         .iter()
         .filter_map(|k| row_schema.index_of(k).ok())
         .collect()
+}
+
+/// The one Kafka topic `source` reads; why a worker cannot read it otherwise.
+fn one_topic(source: &SourceNode) -> Result<&KafkaConfig, String> {
+    let ConnectorConfig::Kafka(kafka) = &source.connector else {
+        return Err(format!(
+            "a job of several workers reads Kafka topics; `{}` is a {} table",
+            source.table,
+            source.connector.name()
+        ));
+    };
+    if kafka.topics.len() != 1 || kafka.topic_pattern.is_some() {
+        return Err(format!(
+            "a job of several workers reads one topic per table; `{}` names several",
+            source.table
+        ));
+    }
+    Ok(kafka)
 }
 
 /// Whether a first stage restored from a checkpoint may emit other rows than its first run
