@@ -206,11 +206,11 @@ impl NextStage {
         }
     }
 
-    /// The first stage's input ended at `watermark`: at +∞ (read to its end), a repartition
-    /// topic's readers are told this origin ended.
-    pub async fn end(&mut self, watermark: i64) -> Result<(), JobError> {
+    /// The first stage's input ended at `watermark` (`stopped`, or read to its end): at +∞, a
+    /// repartition topic's readers are told this origin ended.
+    pub async fn end(&mut self, watermark: i64, stopped: bool) -> Result<(), JobError> {
         match self {
-            NextStage::Local(input) => input.send_each(&Message::EndOfInput).await,
+            NextStage::Local(input) => input.send_each(&Message::EndOfInput { stopped }).await,
             NextStage::Topic { writer, .. } => {
                 writer.send_pending_watermark().await?;
                 if watermark == i64::MAX {

@@ -56,16 +56,20 @@ pub(super) struct Input {
     /// Its source said it is idle and has sent nothing since.
     idle: bool,
     ended: bool,
+    /// It ended because the job stops: its watermark still holds (see [`Message::EndOfInput`]).
+    stopped: bool,
 }
 
 impl Input {
-    /// Whether its watermark holds the pipeline's back. An ended input's never; an idle
+    /// Whether its watermark holds the pipeline's back. An input read to its end never; a stopped
+    /// one still does, at what it reached; an idle
     /// source's not while it is idle. A first stage's subtask always does: every subtask of a
     /// first stage is fed by the same sources, so they go idle together, and when the sources
     /// come back one subtask may pass the new watermark on before another has sent the rows
     /// that came before it (a local phase's partial states), which would then be late.
     fn holds_watermark(&self) -> bool {
-        !self.ended && (!self.idle || self.source == STAGE_INPUT)
+        let read_to_its_end = self.ended && !self.stopped;
+        !read_to_its_end && (!self.idle || self.source == STAGE_INPUT)
     }
 }
 
@@ -242,6 +246,7 @@ impl PipelineTask {
                 barrier: None,
                 idle: false,
                 ended: false,
+                stopped: false,
             })
             .collect();
         let capacity: usize = inputs.iter().map(|i| i.rx.max_capacity()).sum();
@@ -279,7 +284,7 @@ impl PipelineTask {
                     continue;
                 }
             };
-            if matches!(msg, Some(Message::Barrier(_) | Message::EndOfInput)) {
+            if matches!(msg, Some(Message::Barrier(_) | Message::EndOfInput { .. })) {
                 // Checkpoints and ends take every row received before them.
                 self.release_held(&inputs).await?;
             }
@@ -320,10 +325,11 @@ impl PipelineTask {
                     inputs[k].barrier = Some(b.epoch);
                     self.align(&mut inputs).await?;
                 }
-                Some(Message::EndOfInput) => {
+                Some(Message::EndOfInput { stopped }) => {
                     inputs[k].ended = true;
+                    inputs[k].stopped = stopped;
                     if inputs.iter().all(|i| i.ended) {
-                        return self.finish().await;
+                        return self.finish(inputs.iter().any(|i| i.stopped)).await;
                     }
                     self.advance_watermark(&inputs).await?;
                     self.align(&mut inputs).await?;
@@ -495,12 +501,13 @@ impl PipelineTask {
         Ok(())
     }
 
-    /// The input ended: once the final checkpoint (placed by the source just before) is
-    /// complete, its rows are written and the sinks closed.
-    async fn finish(mut self) -> Result<(), JobError> {
+    /// Every input ended (`stopped`: some because the job stops): once the final checkpoint
+    /// (placed by the sources just before) is complete, its rows are written and the sinks
+    /// closed.
+    async fn finish(mut self, stopped: bool) -> Result<(), JobError> {
         let watermark = self.watermark.load(Relaxed);
         if let Some(next) = &mut self.next_stage {
-            next.end(watermark).await?;
+            next.end(watermark, stopped).await?;
         }
         if let Some(c) = &mut self.checkpoints {
             // Nothing reaches it any more: its last report stands for every later epoch. Said
@@ -556,5 +563,64 @@ impl PipelineTask {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operators::Operators;
+    use crate::stream::{CheckpointBarrier, new_watermark_cell};
+
+    /// Sends `m` and waits until the task has taken it.
+    async fn deliver(tx: &mpsc::Sender<Message>, m: Message) {
+        tx.send(m).await.unwrap();
+        while tx.capacity() < tx.max_capacity() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// The watermark a task of two inputs ends at when input 1 (at 10) ends while input 0 (at
+    /// 100) waits at a barrier — where input 1 might have delivered the same barrier had it
+    /// run on, as happens when the sources of a job stop one after the other.
+    async fn watermark_when_the_slower_input_ends(stopped: bool) -> i64 {
+        let watermark = new_watermark_cell();
+        let task = PipelineTask {
+            operators: FusedOperators::new(Operators::reading(0)),
+            sinks: Vec::new(),
+            metrics: Arc::default(),
+            flush_interval: Duration::from_secs(60),
+            watermark: watermark.clone(),
+            pipeline_watermark: None,
+            shares: Default::default(),
+            side_output: None,
+            mini_batch: None,
+            next_stage: None,
+            checkpoints: None,
+        };
+        let ((tx0, rx0), (tx1, rx1)) = (mpsc::channel(8), mpsc::channel(8));
+        let run = tokio::spawn(task.run(vec![(0, rx0), (1, rx1)]));
+        deliver(&tx0, Message::Watermark(100)).await;
+        deliver(&tx1, Message::Watermark(10)).await;
+        assert_eq!(watermark.load(Relaxed), 10);
+        deliver(&tx0, Message::Barrier(CheckpointBarrier { epoch: 1 })).await;
+        deliver(&tx1, Message::EndOfInput { stopped }).await;
+        tx0.send(Message::EndOfInput { stopped }).await.unwrap();
+        run.await.unwrap().unwrap();
+        watermark.load(Relaxed)
+    }
+
+    #[tokio::test]
+    async fn an_input_stopped_behind_the_others_holds_event_time_where_it_was() {
+        assert_eq!(
+            watermark_when_the_slower_input_ends(true).await,
+            10,
+            "a stopped input's rows after its checkpoint are still to come: they must not be late"
+        );
+        assert_eq!(
+            watermark_when_the_slower_input_ends(false).await,
+            100,
+            "an input read to its end holds nothing back"
+        );
     }
 }

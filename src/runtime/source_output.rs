@@ -290,7 +290,8 @@ impl TableOutput {
             let epoch = c.link.request_after(c.placed);
             self.place_barrier(epoch, true).await?;
         }
-        self.send(Message::EndOfInput).await
+        let stopped = end == SourceEnd::Stopped && !drain;
+        self.send(Message::EndOfInput { stopped }).await
     }
 }
 

@@ -14,8 +14,14 @@ pub enum Message {
     /// Every split of the source has been idle past its idle timeout: until the source sends
     /// rows again, its watermark does not hold back a pipeline that reads other sources too.
     Idle,
-    /// The upstream has ended; nothing follows.
-    EndOfInput,
+    /// The upstream has ended; nothing follows. `stopped`: it was stopped (Ctrl-C, a handover
+    /// to another worker), not read to its end, and a later run goes on from its checkpoint: its
+    /// watermark still holds event time back, or a pipeline reading other inputs too would pass
+    /// it while they deliver their last barrier, and the checkpoint would hold a watermark ahead
+    /// of this input's rows still to come (late after the restore).
+    EndOfInput {
+        stopped: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
