@@ -97,11 +97,9 @@ impl CheckpointLink {
             .completed
             .wait_for(|&c| c >= epoch)
             .await
-            .map_err(|_| {
-                JobError::internal(format!(
-                    "checkpoint {epoch} was abandoned: the coordinator stopped"
-                ))
-            })?;
+            // The coordinator failed (a checkpoint could not be written, its partition was
+            // taken) and reports why: waiting for it is a symptom, like a closed channel.
+            .map_err(|_| JobError::ChannelClosed)?;
         Ok(*done)
     }
 }
