@@ -61,12 +61,12 @@ pub(super) struct Input {
 }
 
 impl Input {
-    /// Whether its watermark holds the pipeline's back. An input read to its end never; a stopped
-    /// one still does, at what it reached; an idle
-    /// source's not while it is idle. A first stage's subtask always does: every subtask of a
-    /// first stage is fed by the same sources, so they go idle together, and when the sources
-    /// come back one subtask may pass the new watermark on before another has sent the rows
-    /// that came before it (a local phase's partial states), which would then be late.
+    /// Whether its watermark holds the pipeline's back. An input read to its end never; a
+    /// stopped one still does, at what it reached; an idle source's not while it is idle. A
+    /// first stage's subtask always does: every subtask of a first stage is fed by the same
+    /// sources, so they go idle together, and when the sources come back one subtask may pass
+    /// the new watermark on before another has sent the rows that came before it (a local
+    /// phase's partial states), which would then be late.
     fn holds_watermark(&self) -> bool {
         let read_to_its_end = self.ended && !self.stopped;
         !read_to_its_end && (!self.idle || self.source == STAGE_INPUT)
